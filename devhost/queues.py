@@ -1,0 +1,173 @@
+"""Queue triggers: poll, decode, invoke, then delete, retry later or move to poison.
+
+The host's documented behaviour, reproduced: up to `batchSize` messages are fetched at
+once and run concurrently, a new batch is fetched when the number still running falls to
+`newBatchThreshold`; an empty queue is polled with exponential back-off up to
+`maxPollingInterval`; a failed message becomes visible again after `visibilityTimeout`,
+and once it has been dequeued `maxDequeueCount` times its original text is copied to
+`<queue>-poison` and it is deleted. A message that is not valid base64 (when the encoding
+is base64) goes straight to poison. A message whose dequeue count is already above the
+maximum (its worker died) goes to poison without running again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import threading
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.functions.queue import QueueMessage as FuncQueueMessage
+from azure.storage.queue import QueueClient, QueueMessage
+
+from devhost.config import QueueOptions
+from devhost.invoker import Invoker
+from devhost.loader import FunctionDef
+
+log = logging.getLogger("devhost")
+
+LEASE_SECONDS = 600  # the host receives with a 10-minute visibility and renews it
+RENEW_EVERY = 300
+MIN_POLL = 0.1
+
+
+def decode_body(text: str, encoding: str) -> bytes:
+    """The message body the function sees; ValueError if base64 is expected and absent."""
+    if encoding == "none":
+        return text.encode("utf-8")
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError) as exc:
+        raise ValueError("message is not valid base64") from exc
+
+
+class QueueListener:
+    """One polling thread per queue-triggered function; runs go to the invoker's pool."""
+
+    def __init__(self, fdef: FunctionDef, invoker: Invoker, options: QueueOptions) -> None:
+        self.fdef, self.invoker, self.options = fdef, invoker, options
+        connection = fdef.trigger.connection or "AzureWebJobsStorage"
+        self.queue_name = fdef.trigger.queue_name
+        self.client: QueueClient = invoker.queue(connection, self.queue_name)
+        self.poison_name = f"{self.queue_name}-poison"
+        self._connection = connection
+        self._stop = threading.Event()
+        self._inflight = 0
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name=f"queue:{fdef.name}",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the poller, then for the runs it started (a clean drain)."""
+        self._thread.join(timeout)
+        with self._cond:
+            self._cond.wait_for(lambda: self._inflight == 0, timeout)
+
+    def _run(self) -> None:
+        delay = MIN_POLL
+        while not self._stop.is_set():
+            with self._cond:
+                self._cond.wait_for(lambda: self._stop.is_set()
+                                    or self._inflight <= self.options.new_batch_threshold)
+            if self._stop.is_set():
+                return
+            try:
+                batch = list(self.client.receive_messages(
+                    messages_per_page=self.options.batch_size,
+                    max_messages=self.options.batch_size,
+                    visibility_timeout=LEASE_SECONDS))
+            except ResourceNotFoundError:
+                batch = []
+            except Exception:
+                log.exception("queue %s: receive failed", self.queue_name)
+                batch = []
+            if not batch:
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.options.max_polling_interval)
+                continue
+            delay = MIN_POLL
+            for message in batch:
+                with self._cond:
+                    self._inflight += 1
+                self.invoker.pool.submit(self._process_guarded, message)
+
+    def _process_guarded(self, message: QueueMessage) -> None:
+        try:
+            self._process(message)
+        except Exception:
+            log.exception("queue %s: message %s could not be settled", self.queue_name,
+                          message.id)
+        finally:
+            with self._cond:
+                self._inflight -= 1
+                self._cond.notify_all()
+
+    def _process(self, message: QueueMessage) -> None:
+        if message.dequeue_count > self.options.max_dequeue_count:
+            self._poison(message, "dequeue count above maxDequeueCount")
+            return
+        try:
+            body = decode_body(message.content, self.options.message_encoding)
+        except ValueError as exc:
+            self._poison(message, str(exc))
+            return
+        request = FuncQueueMessage(
+            id=message.id, body=body, dequeue_count=message.dequeue_count,
+            pop_receipt=message.pop_receipt, insertion_time=message.inserted_on,
+            expiration_time=message.expires_on, time_next_visible=message.next_visible_on)
+        renewer = _LeaseRenewer(self.client, message)
+        try:
+            outcome = self.invoker.invoke(self.fdef, request,
+                                          reason=f"New queue message detected on "
+                                                 f"'{self.queue_name}'.")
+        finally:
+            renewer.stop()
+        if outcome.ok:
+            self.client.delete_message(message.id, renewer.pop_receipt)
+        elif message.dequeue_count >= self.options.max_dequeue_count:
+            self._poison(message, "maxDequeueCount reached", renewer.pop_receipt)
+        else:
+            self.client.update_message(message.id, renewer.pop_receipt,
+                                       visibility_timeout=int(self.options.visibility_timeout))
+
+    def _poison(self, message: QueueMessage, reason: str, pop_receipt: str | None = None
+                ) -> None:
+        log.warning("queue %s: message %s moved to %s (%s)", self.queue_name, message.id,
+                    self.poison_name, reason)
+        self.invoker.queue(self._connection, self.poison_name).send_message(message.content)
+        self.client.delete_message(message.id, pop_receipt or message.pop_receipt)
+
+
+class _LeaseRenewer:
+    """Keeps a long-running message invisible, as the host renews its lease."""
+
+    def __init__(self, client: QueueClient, message: QueueMessage) -> None:
+        self.client, self.message_id = client, message.id
+        self.pop_receipt = message.pop_receipt
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(RENEW_EVERY):
+            try:
+                updated = self.client.update_message(self.message_id, self.pop_receipt,
+                                                     visibility_timeout=LEASE_SECONDS)
+                self.pop_receipt = updated.pop_receipt
+            except Exception:
+                log.exception("could not renew the lease of message %s", self.message_id)
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+

@@ -1,0 +1,13 @@
+"""The whole system on one screen: the app, then one Blueprint per trigger family.
+
+Settings are read and validated on first use (shared.config.get_settings), so a bad
+setting shows up as a clear error naming it rather than as an app with no functions.
+"""
+
+import azure.functions as func
+
+from functions import health
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+app.register_functions(health.bp)

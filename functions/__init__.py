@@ -1,0 +1,1 @@
+"""Thin trigger adapters (Blueprints): parse the trigger, call `shared`, map the result."""

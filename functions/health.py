@@ -1,0 +1,21 @@
+"""GET /api/health: storage reachability and versions (200 healthy, 503 not).
+
+Anonymous, as App Service health checks and uptime probes call it without keys; it
+shows outcomes and versions, never a setting's value.
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions.http import json_response
+from shared import health
+
+bp = func.Blueprint()
+
+
+@bp.function_name("health")
+@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def health_check(req: func.HttpRequest) -> func.HttpResponse:
+    healthy, body = health.report()
+    return json_response(body, 200 if healthy else 503)

@@ -1,0 +1,59 @@
+"""Is the app able to work? Storage reachability and the versions it runs, for probes."""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+from shared import __version__
+from shared.config import Settings, SettingsError, get_settings
+
+PACKAGES = ("azure-functions", "azure-identity", "azure-storage-queue", "azure-data-tables",
+            "requests")
+
+
+def _versions() -> dict[str, str]:
+    found = {"mssp-hub": __version__, "python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "missing"
+    return found
+
+
+def _probe(check: Callable[[], Any]) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        check()
+    except Exception as exc:  # any failure means "unreachable"; the type says why
+        ok, error = False, type(exc).__name__
+    else:
+        ok, error = True, None
+    result: dict[str, Any] = {"ok": ok,
+                              "ms": round((time.perf_counter() - started) * 1000, 1)}
+    if error:
+        result["error"] = error
+    return result
+
+
+def report(settings_loader: Callable[[], Settings] = get_settings) -> tuple[bool, dict[str, Any]]:
+    """(healthy, report). Never includes a setting's value, only names and outcomes."""
+    body: dict[str, Any] = {"versions": _versions(), "checks": {}}
+    try:
+        settings = settings_loader()
+    except SettingsError as exc:
+        body["checks"]["settings"] = {"ok": False, "error": str(exc)}
+        body["status"] = "unhealthy"
+        return False, body
+    storage = settings.storage
+    body["checks"]["queues"] = _probe(
+        lambda: next(iter(storage.queue_service().list_queues(results_per_page=1)), None))
+    body["checks"]["tables"] = _probe(
+        lambda: next(iter(storage.table_service().list_tables(results_per_page=1)), None))
+    healthy = all(c["ok"] for c in body["checks"].values())
+    body["status"] = "healthy" if healthy else "unhealthy"
+    return healthy, body

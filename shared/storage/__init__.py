@@ -1,0 +1,1 @@
+"""Storage adapters: connections, queues and tables, with Azure's limits enforced here."""

@@ -1,0 +1,119 @@
+"""How the app reaches its storage account: a connection string or a managed identity.
+
+Mirrors the host's own rules for a connection named `X`: the setting `X` holds a
+connection string; otherwise `X__queueServiceUri`/`X__tableServiceUri` (or
+`X__accountName`) with `X__credential`/`X__clientId` select identity-based access.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from azure.core.credentials import TokenCredential
+from azure.data.tables import TableServiceClient
+from azure.storage.queue import (
+    QueueClient,
+    QueueServiceClient,
+    TextBase64DecodePolicy,
+    TextBase64EncodePolicy,
+)
+
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+def azurite_connection_string(host: str = "127.0.0.1", blob: int = 10000,
+                              queue: int = 10001, table: int = 10002) -> str:
+    """The well-known development account on Azurite's given ports."""
+    return (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        f"AccountKey={AZURITE_KEY};"
+        f"BlobEndpoint=http://{host}:{blob}/devstoreaccount1;"
+        f"QueueEndpoint=http://{host}:{queue}/devstoreaccount1;"
+        f"TableEndpoint=http://{host}:{table}/devstoreaccount1;"
+    )
+
+
+@dataclass(frozen=True)
+class StorageConnection:
+    """A resolved storage connection; its repr never shows the account key."""
+
+    name: str
+    connection_string: str | None = field(default=None, repr=False)
+    queue_service_uri: str | None = None
+    table_service_uri: str | None = None
+    credential_kind: str | None = None
+    client_id: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], name: str) -> StorageConnection:
+        from shared.config import SettingsError  # late: config imports this module
+
+        conn = (env.get(name) or "").strip()
+        if conn:
+            if conn.replace(" ", "").lower() == "usedevelopmentstorage=true":
+                conn = azurite_connection_string()
+            parts = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
+            if "AccountName" not in parts and "QueueEndpoint" not in parts:
+                raise SettingsError(name, "is not a storage connection string")
+            return cls(name=name, connection_string=conn)
+        account = env.get(f"{name}__accountName")
+        queue_uri = env.get(f"{name}__queueServiceUri") or (
+            account and f"https://{account}.queue.core.windows.net")
+        table_uri = env.get(f"{name}__tableServiceUri") or (
+            account and f"https://{account}.table.core.windows.net")
+        if not queue_uri or not table_uri:
+            raise SettingsError(
+                name,
+                "is not set: give a connection string, or "
+                f"{name}__queueServiceUri and {name}__tableServiceUri for a managed identity",
+            )
+        for uri, suffix in ((queue_uri, "queueServiceUri"), (table_uri, "tableServiceUri")):
+            if not uri.startswith("https://"):
+                raise SettingsError(f"{name}__{suffix}", "must be an https:// URI")
+        return cls(
+            name=name,
+            queue_service_uri=queue_uri,
+            table_service_uri=table_uri,
+            credential_kind=env.get(f"{name}__credential"),
+            client_id=env.get(f"{name}__clientId"),
+        )
+
+    @functools.cached_property
+    def _credential(self) -> TokenCredential:
+        from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+        if (self.credential_kind or "").lower() == "managedidentity":
+            return ManagedIdentityCredential(client_id=self.client_id)
+        return DefaultAzureCredential(managed_identity_client_id=self.client_id)
+
+    @functools.cached_property
+    def _queue_service(self) -> QueueServiceClient:
+        if self.connection_string:
+            return QueueServiceClient.from_connection_string(self.connection_string)
+        return QueueServiceClient(self.queue_service_uri, credential=self._credential)
+
+    @functools.cached_property
+    def _table_service(self) -> TableServiceClient:
+        if self.connection_string:
+            return TableServiceClient.from_connection_string(self.connection_string)
+        return TableServiceClient(self.table_service_uri, credential=self._credential)
+
+    def queue_service(self) -> QueueServiceClient:
+        """One client per connection: it owns the HTTP connection pool."""
+        return self._queue_service
+
+    def table_service(self) -> TableServiceClient:
+        return self._table_service
+
+    def queue(self, queue_name: str, *, base64: bool = True) -> QueueClient:
+        """A queue client; base64 on the wire by default, as the Functions host expects."""
+        policies = (
+            {"message_encode_policy": TextBase64EncodePolicy(),
+             "message_decode_policy": TextBase64DecodePolicy()}
+            if base64 else {}
+        )
+        return self.queue_service().get_queue_client(queue_name, **policies)
