@@ -38,6 +38,7 @@ class Host:
         self.functions = load_app(app_spec, self.root)
         digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
         self.host_id = host_id or "devhost" + digest
+        self._started = False
         self._connections: dict[str, StorageConnection] = {}
         threads = os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT")
         self.invoker = Invoker(self._queue_client, self.config.queues.message_encoding,
@@ -71,6 +72,7 @@ class Host:
         return self.connection(connection).queue(queue_name, base64=False)
 
     def start(self) -> None:
+        self._started = True
         for part in [self.http, *self.timers, *self.queues]:
             if part:
                 part.start()
@@ -79,6 +81,9 @@ class Host:
 
     def stop(self) -> None:
         """Stop taking work, let running invocations finish, then close."""
+        if not self._started:
+            self.invoker.shutdown()
+            return
         for part in [*self.timers, *self.queues]:
             part.stop()
         for part in [*self.timers, *self.queues]:
