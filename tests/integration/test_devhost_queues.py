@@ -73,10 +73,13 @@ def test_visibility_timeout_delays_the_retry(hosts):
     _, app = hosts.start(maxDequeueCount=2, visibilityTimeout="00:00:02")
     hosts.storage.queue(hosts.queue_name("fail")).send_message("slowly")
 
-    wait_for(lambda: _count(hosts, "fail-poison"), timeout=30)
+    wait_for(lambda: _count(hosts, "fail-poison"), timeout=30, every=0.02)
+    poisoned_at = time.monotonic()
     first, second = app.calls["always_fails"]
     assert second[1] == 2
     assert second[2] - first[2] >= 1.9
+    # the last failure moves it to poison at once, not after another visibility timeout
+    assert poisoned_at - second[2] < 1.5
 
 
 def test_message_that_is_not_base64_goes_straight_to_poison(hosts):
