@@ -15,6 +15,8 @@ from devhost.azurite import Azurite, AzuriteError
 from devhost.config import ensure_local_settings, load_local_settings
 from devhost.host import Host, HostError
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # where package.json and node_modules are
+
 
 def _ports(text: str) -> tuple[int, int, int]:
     blob, queue, table = (int(p) for p in text.split(","))
@@ -50,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.azurite:
             location = None if str(args.azurite_data) == "-" else root / args.azurite_data
-            azurite = Azurite(root, ports=args.azurite_ports, location=location,
+            azurite = Azurite(PROJECT_ROOT, ports=args.azurite_ports, location=location,
                               log_path=root / ".local" / "azurite.log").start()
-            os.environ["AZUREWEBJOBSSTORAGE"] = azurite.connection_string
+            os.environ["AzureWebJobsStorage"] = azurite.connection_string
             log.info("Azurite started (pid %d): blob %d, queue %d, table %d", azurite.process.pid,
                      azurite.ports["Blob"], azurite.ports["Queue"], azurite.ports["Table"])
         host = Host(root, args.app, http_port=port)
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             azurite.stop()
         return 2
     state = {"pid": os.getpid(), "http": host.http.base_url if host.http else None,
-             "azurite": azurite.ports if azurite else None}
+             "azurite": ({**azurite.ports, "pid": azurite.process.pid} if azurite else None)}
     (root / ".local").mkdir(exist_ok=True)
     (root / ".local" / "devhost.json").write_text(json.dumps(state, indent=2))
     if host.http:

@@ -1,0 +1,77 @@
+"""`python -m devhost --azurite`, as `make run` starts it: health over HTTP, clean SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from tests.conftest import ROOT
+
+DEPLOYED = ("host.json", "function_app.py", "functions", "shared", "local.settings.sample.json")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_devhost_serves_health_with_its_own_azurite_and_stops_cleanly(tmp_path: Path):
+    for name in DEPLOYED:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, tmp_path / name)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AzureWebJobs", "DEVHOST_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devhost", "--script-root", str(tmp_path), "--port", str(port),
+         "--azurite", "--azurite-data", "-"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, answer = time.monotonic() + 60, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                answer = requests.get(f"http://127.0.0.1:{port}/api/health", timeout=5)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        assert answer is not None, "host did not answer"
+        assert answer.status_code == 200
+        body = answer.json()
+        assert body["status"] == "healthy"
+        assert body["checks"]["queues"]["ok"] and body["checks"]["tables"]["ok"]
+        assert body["versions"]["azure-functions"] != "missing"
+
+        settings = json.loads((tmp_path / "local.settings.json").read_text())
+        key = settings["Values"]["DEVHOST_FUNCTION_KEY"]
+        assert len(key) >= 24 and "replace" not in key
+        assert (tmp_path / "local.settings.json").stat().st_mode & 0o077 == 0
+        state = json.loads((tmp_path / ".local" / "devhost.json").read_text())
+        azurite_pid = state["azurite"]["pid"]
+        assert _alive(azurite_pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output
+    assert "Executed 'Functions.health' (Succeeded" in output
+    assert "Host stopped" in output
+    assert not _alive(azurite_pid)
