@@ -11,6 +11,8 @@ from typing import Any
 from shared import __version__
 from shared.config import Settings, SettingsError, get_settings
 
+# A probe answers fast: no retries, short timeouts (a health check that hangs is no check).
+PROBE = {"retry_total": 0, "connection_timeout": 3, "read_timeout": 5}
 PACKAGES = ("azure-functions", "azure-identity", "azure-storage-queue", "azure-data-tables",
             "requests")
 
@@ -50,10 +52,10 @@ def report(settings_loader: Callable[[], Settings] = get_settings) -> tuple[bool
         body["status"] = "unhealthy"
         return False, body
     storage = settings.storage
-    body["checks"]["queues"] = _probe(
-        lambda: next(iter(storage.queue_service().list_queues(results_per_page=1)), None))
-    body["checks"]["tables"] = _probe(
-        lambda: next(iter(storage.table_service().list_tables(results_per_page=1)), None))
+    body["checks"]["queues"] = _probe(lambda: next(iter(
+        storage.queue_service().list_queues(results_per_page=1, **PROBE)), None))
+    body["checks"]["tables"] = _probe(lambda: next(iter(
+        storage.table_service().list_tables(results_per_page=1, **PROBE)), None))
     healthy = all(c["ok"] for c in body["checks"].values())
     body["status"] = "healthy" if healthy else "unhealthy"
     return healthy, body
