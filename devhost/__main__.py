@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
 
     azurite = None
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for signum in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C and SIGTERM: the same clean stop
+        signal.signal(signum, lambda *_: stop.set())
     try:
         if args.azurite:
             location = None if str(args.azurite_data) == "-" else root / args.azurite_data
@@ -73,11 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             if f.trigger_type == "httpTrigger":
                 print(f"  {f.name}: {host.http.base_url}/{host.config.route_prefix}/"
                       f"{f.trigger.route or f.name}", flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
+    stop.wait()
     log.info("Shutting down")
     host.stop()
     if azurite:

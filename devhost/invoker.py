@@ -94,7 +94,7 @@ class Invoker:
         kwargs.update(outs)
         if "context" in inspect.signature(fdef.user_function).parameters:
             kwargs["context"] = InvocationContext(invocation_id, fdef.name, self._root)
-        log.info("Executing 'Functions.%s' (Reason='%s', Id=%s)", fdef.name, reason,
+        log.debug("Executing 'Functions.%s' (Reason='%s', Id=%s)", fdef.name, reason,
                  invocation_id)
         started = time.perf_counter()
         try:
