@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 
 from devhost.azurite import Azurite
+from devtools.simulator.client import SimulatorClient
+from devtools.simulator.server import Simulator, SimulatorConfig
 from shared.storage.connection import StorageConnection
 
 ROOT = Path(__file__).resolve().parents[1]
+pytest_plugins = ["tests.integration.devhost_fixtures"]
 
 
 @pytest.fixture(scope="session")
@@ -28,4 +31,22 @@ def storage_env(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> StorageCon
     """AzureWebJobsStorage pointing at the session's Azurite, as app settings would."""
     monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
     return StorageConnection.from_env(os.environ, "AzureWebJobsStorage")
-pytest_plugins = ["tests.integration.devhost_fixtures"]
+
+
+@pytest.fixture(scope="session")
+def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
+    """The Entra ID + Defender simulator over HTTPS on loopback, for the whole run."""
+    state = tmp_path_factory.mktemp("simulator")
+    sim = Simulator(SimulatorConfig(
+        ca_path=state / "ca.pem", certificate_path=state / "app-certificate.pem",
+        redirect_uris=["https://mssp.example/api/consent/callback"])).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def sim(simulator: Simulator) -> Iterator[SimulatorClient]:
+    """A control-API client; the default rate limits are restored after each test."""
+    client = SimulatorClient(simulator.base_url, str(simulator.config.ca_path))
+    yield client
+    client.limits(per_minute=100, per_hour=1500)

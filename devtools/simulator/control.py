@@ -1,0 +1,185 @@
+"""The control API under /_sim/: set up tenants, alerts, consent, faults; read counters.
+
+For tests, the demo and benchmarks. Loopback only and unauthenticated: never deployed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from devtools.simulator.http import json_response
+from devtools.simulator.world import App, Fault, Tenant, World
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def _body(request: Request) -> Any:
+    if not request.data:
+        return {}
+    try:
+        return json.loads(request.data)
+    except ValueError:
+        raise BadRequest("the body is not JSON") from None
+
+
+def _int(body: dict[str, Any], name: str, default: int, low: int = 0, high: int = 10**7
+         ) -> int:
+    value = body.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise BadRequest(f"{name} must be an integer from {low} to {high}")
+    return value
+
+
+class Control:
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def dispatch(self, handler: Any, request: Request, **kwargs: Any) -> Response:
+        try:
+            return handler(request, **kwargs)
+        except BadRequest as exc:
+            return json_response({"error": str(exc)}, 400)
+        except (ValueError, TypeError) as exc:
+            return json_response({"error": str(exc)}, 400)
+        except KeyError as exc:
+            return json_response({"error": f"not found: {exc.args[0]}"}, 404)
+
+    def _tenant(self, tenant_id: str) -> Tenant:
+        tenant = self.world.find_tenant(tenant_id)
+        if tenant is None:
+            raise KeyError(tenant_id)
+        return tenant
+
+    # apps -------------------------------------------------------------------------------
+    def apps(self, request: Request) -> Response:
+        world = self.world
+        if request.method == "GET":
+            return json_response([{"client_id": a.client_id, "name": a.name,
+                                   "home_tenant": a.home_tenant,
+                                   "redirect_uris": a.redirect_uris} for a in world.apps.values()])
+        body = _body(request)
+        app = world.apps.get((body.get("client_id") or "").lower())
+        if app is None:
+            app = App(client_id=body["client_id"].lower(), name=body.get("name", "MSSP app"),
+                      home_tenant=body["home_tenant"].lower())
+        for secret in body.get("secrets", []):
+            app.secrets.add(secret)
+        if body.get("certificate_pem"):
+            app.add_certificate(body["certificate_pem"].encode())
+        for uri in body.get("redirect_uris", []):
+            if uri not in app.redirect_uris:
+                app.redirect_uris.append(uri)
+        world.add_app(app)
+        return json_response({"client_id": app.client_id}, 201)
+
+    # tenants ----------------------------------------------------------------------------
+    def tenants(self, request: Request) -> Response:
+        world = self.world
+        if request.method == "GET":
+            return json_response([t.summary() for t in world.tenants.values()])
+        body = _body(request)
+        if not isinstance(body.get("name"), str) or not body["name"]:
+            raise BadRequest("name is required")
+        tenant = world.add_tenant(body["name"], body.get("domain"), body.get("id"),
+                                  body.get("defender", "enabled"))
+        for client_id in body.get("consent", []):
+            world.grant(tenant, client_id.lower())
+        if body.get("alerts"):
+            world.generate(tenant, _int(body, "alerts", 0, 0, 200_000))
+        return json_response(tenant.summary(), 201)
+
+    def tenant(self, request: Request, tenant_id: str) -> Response:
+        tenant = self._tenant(tenant_id)
+        if request.method == "PATCH":
+            body = _body(request)
+            if "defender" in body:
+                if body["defender"] not in ("enabled", "none", "disabled"):
+                    raise BadRequest("defender must be enabled, none or disabled")
+                tenant.defender = body["defender"]
+            if "name" in body:
+                tenant.name = str(body["name"])
+        return json_response(tenant.summary())
+
+    def consent(self, request: Request, tenant_id: str) -> Response:
+        tenant = self._tenant(tenant_id)
+        body = _body(request)
+        client_id = (body.get("client_id") or request.args.get("client_id")
+                     or next(iter(self.world.apps))).lower()
+        if client_id not in self.world.apps:
+            raise KeyError(client_id)
+        if request.method == "DELETE":
+            self.world.revoke(tenant, client_id)
+        else:
+            self.world.grant(tenant, client_id, body.get("roles"))
+        return json_response(tenant.summary())
+
+    # alerts -----------------------------------------------------------------------------
+    def alerts(self, request: Request, tenant_id: str) -> Response:
+        tenant = self._tenant(tenant_id)
+        if request.method == "GET":
+            with self.world.lock:
+                raws = [a.raw for a in sorted(tenant.alerts.values(), key=lambda a: a.seq)]
+            return json_response(raws)
+        body = _body(request)
+        items = body if isinstance(body, list) else [body]
+        for raw in items:
+            self.world.put_alert(tenant, raw)
+        return json_response({"added": len(items)}, 201)
+
+    def generate(self, request: Request, tenant_id: str) -> Response:
+        tenant = self._tenant(tenant_id)
+        body = _body(request)
+        made = self.world.generate(
+            tenant, _int(body, "count", 1, 1, 200_000),
+            same_time=bool(body.get("same_last_update_time")),
+            evidence_bytes=_int(body, "evidence_bytes", 0, 0, 16 * 1024 * 1024),
+            age_seconds=float(body.get("age_seconds", 0)))
+        return json_response({"ids": [a["id"] for a in made],
+                              "lastUpdateTimes": sorted({a["lastUpdateTime"] for a in made})},
+                             201)
+
+    def alert(self, request: Request, tenant_id: str, alert_id: str) -> Response:
+        tenant = self._tenant(tenant_id)
+        body = _body(request)
+        changes = None if body.get("progress") else body
+        return json_response(self.world.update_alert(tenant, alert_id, changes))
+
+    # faults, limits, clock, counters ----------------------------------------------------
+    def faults(self, request: Request, tenant_id: str) -> Response:
+        tenant = self._tenant(tenant_id)
+        if request.method == "DELETE":
+            tenant.faults.clear()
+            return json_response(tenant.summary())
+        body = _body(request)
+        kind = body.get("kind")
+        if kind not in ("status", "hang", "malformed"):
+            raise BadRequest("kind must be status, hang or malformed")
+        fault = Fault(kind=kind, status=_int(body, "status", 500, 400, 599),
+                      retry_after=body.get("retry_after"),
+                      seconds=float(body.get("seconds", 30)))
+        with self.world.lock:
+            tenant.faults.extend([fault] * _int(body, "count", 1, 1, 10_000))
+        return json_response(tenant.summary(), 201)
+
+    def limits(self, request: Request) -> Response:
+        limits = self.world.limits
+        if request.method == "PUT":
+            body = _body(request)
+            limits.per_minute = _int(body, "per_minute", limits.per_minute, 1)
+            limits.per_hour = _int(body, "per_hour", limits.per_hour, 1)
+        return json_response({"per_minute": limits.per_minute, "per_hour": limits.per_hour})
+
+    def clock(self, request: Request) -> Response:
+        if request.method == "POST":
+            self.world.clock.advance(float(_body(request).get("advance", 0)))
+        return json_response({"now": self.world.clock.now()})
+
+    def counters(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.world.reset_counters()
+        return json_response(self.world.snapshot_counters())

@@ -1,0 +1,160 @@
+"""The Defender for Endpoint alerts API, per tenant by the caller's token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jwt
+from werkzeug.wrappers import Request, Response
+
+from devtools.simulator.http import defender_error, json_response
+from devtools.simulator.odata import ODataError, parse_filter, parse_orderby
+from devtools.simulator.tokens import DEFENDER_AUDIENCES
+from devtools.simulator.world import StoredAlert, Tenant, World
+
+MAX_TOP = 10_000
+READ_ROLES = {"Alert.Read.All", "Alert.ReadWrite.All"}
+
+
+class Defender:
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def _caller(self, request: Request) -> tuple[Tenant, str] | Response:
+        """(tenant, app) for a valid token, or the 401/403 Defender would answer."""
+        world = self.world
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer "):
+            return defender_error(401, "Unauthorized", "Authorization header is missing or "
+                                  "is not a Bearer token.")
+        try:
+            claims = world.signer.verify(auth[7:], DEFENDER_AUDIENCES, world.clock.now())
+        except jwt.ExpiredSignatureError:
+            return defender_error(401, "Unauthorized", "The access token has expired.")
+        except jwt.InvalidTokenError:
+            return defender_error(401, "Unauthorized", "The access token is invalid.")
+        tenant = world.find_tenant(claims.get("tid", ""))
+        app = claims.get("appid", "")
+        if tenant is None:
+            return defender_error(401, "Unauthorized", "Unknown tenant.")
+        revoked = tenant.revoked_at.get(app)
+        if revoked is not None and claims.get("iat", 0) <= revoked:
+            return defender_error(401, "Unauthorized", "The application's access to this "
+                                  "tenant was revoked.")
+        if tenant.defender == "disabled":
+            return defender_error(403, "DisabledFeature", "Microsoft Defender for Endpoint "
+                                  "is not enabled for this tenant.")
+        if not READ_ROLES & set(claims.get("roles") or []):
+            return defender_error(403, "Forbidden", "The application does not have any of "
+                                  "the required application permissions (Alert.ReadWrite.All, "
+                                  "Alert.Read.All) to access the resource.")
+        return tenant, app
+
+    def _gate(self, request: Request) -> tuple[Tenant, str] | Response:
+        """Authenticate, count, apply injected faults, then the rate limits."""
+        world = self.world
+        caller = self._caller(request)
+        if isinstance(caller, Response):
+            return caller
+        tenant, app = caller
+        world.count_call(tenant.id)
+        with world.lock:
+            fault = tenant.faults.popleft() if tenant.faults else None
+        if fault is not None:
+            if fault.kind == "hang":
+                world.stopping.wait(fault.seconds)
+            elif fault.kind == "malformed":
+                return Response('{"@odata.context": "x", "value": [{"id": "da6',
+                                content_type="application/json")
+            elif fault.status == 429:
+                with world.lock:
+                    world.counters["throttled"] += 1
+                    world.throttled_by_tenant[tenant.id] += 1
+                return self._throttled(fault.retry_after or 30)
+            else:
+                return defender_error(fault.status, {500: "InternalServerError",
+                                                     503: "ServiceUnavailable"}.get(
+                    fault.status, "Error"), "An error occurred (simulated fault).")
+        with world.lock:
+            wait = tenant.limiters[app].admit(world.clock.now(), world.limits)
+            if wait:
+                world.counters["throttled"] += 1
+                world.throttled_by_tenant[tenant.id] += 1
+        if wait:
+            return self._throttled(wait)
+        return tenant, app
+
+    @staticmethod
+    def _throttled(seconds: int) -> Response:
+        return defender_error(429, "TooManyRequests", "Rate limit is exceeded. Try again in "
+                              f"{seconds} seconds.", headers={"Retry-After": str(seconds)})
+
+    def list_alerts(self, request: Request) -> Response:
+        gate = self._gate(request)
+        if isinstance(gate, Response):
+            return gate
+        tenant, _ = gate
+        try:
+            query = _query(request)
+        except ODataError as exc:
+            return defender_error(400, "ODataError", f"Invalid query: {exc}")
+        with self.world.lock:
+            alerts = list(tenant.alerts.values())
+        if query["filter"]:
+            alerts = [a for a in alerts if query["filter"](a)]
+        alerts.sort(key=lambda a: a.seq)
+        for name, descending in reversed(query["orderby"]):
+            alerts.sort(key=lambda a, n=name: a.ticks.get(n) or 0, reverse=descending)
+        page = alerts[query["skip"]: query["skip"] + query["top"]]
+        body = {"@odata.context": f"{request.host_url}api/$metadata#Alerts",
+                "value": [_shape(a, query["expand"]) for a in page]}
+        return json_response(body)
+
+    def get_alert(self, request: Request, alert_id: str) -> Response:
+        gate = self._gate(request)
+        if isinstance(gate, Response):
+            return gate
+        tenant, _ = gate
+        stored = tenant.alerts.get(alert_id)
+        if stored is None:
+            return defender_error(404, "NotFound", f"Alert {alert_id} was not found.")
+        expand = request.args.get("$expand") == "evidence"
+        return json_response({"@odata.context": f"{request.host_url}api/$metadata#Alerts"
+                                                "/$entity", **_shape(stored, expand)})
+
+
+def _shape(alert: StoredAlert, expand: bool) -> dict[str, Any]:
+    if expand:
+        return alert.raw
+    return {**alert.raw, "evidence": []}
+
+
+def _query(request: Request) -> dict[str, Any]:
+    args = request.args
+    for name in ("$filter", "$top", "$skip", "$orderby", "$expand"):
+        if len(args.getlist(name)) > 1:
+            raise ODataError(f"Query option '{name}' was specified more than once.")
+    top = _integer(args.get("$top"), "$top", MAX_TOP)
+    if top > MAX_TOP:
+        raise ODataError(f"The limit of '{MAX_TOP}' for Top query has been exceeded. The "
+                         f"value from the incoming request is '{top}'.")
+    expand = args.get("$expand")
+    if expand not in (None, "evidence", "Evidence"):
+        raise ODataError(f"Could not find a property named '{expand}' to expand.")
+    filter_text = args.get("$filter")
+    return {"filter": parse_filter(filter_text) if filter_text is not None else None,
+            "orderby": parse_orderby(args["$orderby"]) if args.get("$orderby") else [],
+            "top": top, "skip": _integer(args.get("$skip"), "$skip", 0),
+            "expand": expand is not None}
+
+
+def _integer(text: str | None, name: str, default: int) -> int:
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ODataError(f"Invalid value '{text}' for {name} query option.") from None
+    if value < 0:
+        raise ODataError(f"Invalid value '{text}' for {name}: it must be >= 0.")
+    return value

@@ -1,0 +1,229 @@
+"""Everything the simulator knows: registered apps, tenants, their alerts, faults, counters."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter, defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from devtools.simulator.alerts import AlertFactory
+from devtools.simulator.clock import Clock, parse_ticks
+from devtools.simulator.odata import TIME_FIELDS
+from devtools.simulator.ratelimit import Limits, SlidingLimiter
+from devtools.simulator.tokens import DEFENDER_AUDIENCES, Signer, thumbprints
+
+DEFENDER_ROLES = ["Alert.Read.All"]
+
+
+@dataclass
+class App:
+    """A multi-tenant app registration (the MSSP's)."""
+
+    client_id: str
+    name: str
+    home_tenant: str
+    secrets: set[str] = field(default_factory=set)
+    certificates: dict[str, Any] = field(default_factory=dict)  # thumbprint -> public key
+    redirect_uris: list[str] = field(default_factory=list)
+    # resource audience -> application permissions the app asks for
+    permissions: dict[str, list[str]] = field(default_factory=lambda: {
+        DEFENDER_AUDIENCES[0]: list(DEFENDER_ROLES),
+        "https://graph.microsoft.com": ["Mail.Send"]})
+
+    def add_certificate(self, cert_pem: bytes) -> None:
+        sha1, sha256, key = thumbprints(cert_pem)
+        self.certificates[sha1] = key
+        self.certificates[sha256] = key
+
+
+@dataclass
+class StoredAlert:
+    """An alert as given (`raw`, served as is) plus its times in ticks for filtering."""
+
+    raw: dict[str, Any]
+    seq: int
+    ticks: dict[str, int | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.reindex()
+
+    def reindex(self) -> None:
+        self.ticks = {}
+        for name in TIME_FIELDS:
+            value = self.raw.get(name)
+            try:
+                self.ticks[name] = parse_ticks(value) if isinstance(value, str) else None
+            except ValueError:
+                self.ticks[name] = None
+
+
+@dataclass
+class Fault:
+    """What the next API call for a tenant gets instead of an answer."""
+
+    kind: str  # status | hang | malformed
+    status: int = 500
+    retry_after: int | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class Tenant:
+    id: str
+    name: str
+    domain: str
+    defender: str = "enabled"  # enabled | none (no service principal) | disabled (403)
+    consents: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # app -> roles
+    revoked_at: dict[str, float] = field(default_factory=dict)  # app -> when consent ended
+    alerts: dict[str, StoredAlert] = field(default_factory=dict)
+    faults: deque[Fault] = field(default_factory=deque)
+    limiters: dict[str, SlidingLimiter] = field(default_factory=lambda: defaultdict(
+        SlidingLimiter))
+    factory: AlertFactory | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "domain": self.domain,
+                "defender": self.defender, "consented_apps": sorted(self.consents),
+                "alerts": len(self.alerts), "faults_pending": len(self.faults)}
+
+
+class World:
+    """The simulator's whole state, guarded by one lock (requests run on threads)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.clock = Clock()
+        self.signer = Signer()
+        self.limits = Limits()
+        self.apps: dict[str, App] = {}
+        self.tenants: dict[str, Tenant] = {}
+        self.counters: Counter[str] = Counter()
+        self.calls_by_tenant: Counter[str] = Counter()
+        self.calls_by_minute: dict[str, Counter[int]] = defaultdict(Counter)
+        self.throttled_by_tenant: Counter[str] = Counter()
+        self.tokens_by_tenant: Counter[str] = Counter()
+        self._seq = 0
+        self.stopping = threading.Event()  # wakes hanging fault responses at shutdown
+
+    # apps and tenants -------------------------------------------------------------------
+    def add_app(self, app: App) -> App:
+        with self.lock:
+            self.apps[app.client_id] = app
+            return app
+
+    def add_tenant(self, name: str, domain: str | None = None, tenant_id: str | None = None,
+                   defender: str = "enabled") -> Tenant:
+        tenant_id = (tenant_id or str(uuid.uuid4())).lower()
+        uuid.UUID(tenant_id)
+        if defender not in ("enabled", "none", "disabled"):
+            raise ValueError("defender must be enabled, none or disabled")
+        slug = "".join(c for c in name.lower() if c.isalnum())[:20] or "tenant"
+        domain = (domain or f"{slug}.onmicrosoft.com").lower()
+        with self.lock:
+            if tenant_id in self.tenants:
+                raise ValueError(f"tenant {tenant_id} exists")
+            tenant = Tenant(tenant_id, name, domain, defender,
+                            factory=AlertFactory(tenant_id, domain))
+            self.tenants[tenant_id] = tenant
+            return tenant
+
+    def find_tenant(self, key: str) -> Tenant | None:
+        """By GUID or verified domain, as Entra resolves the tenant in a URL."""
+        key = key.lower()
+        with self.lock:
+            if key in self.tenants:
+                return self.tenants[key]
+            return next((t for t in self.tenants.values() if t.domain == key), None)
+
+    def grant(self, tenant: Tenant, client_id: str, roles: dict[str, list[str]] | None = None
+              ) -> None:
+        app = self.apps[client_id]
+        with self.lock:
+            tenant.consents[client_id] = roles if roles is not None else {
+                aud: list(r) for aud, r in app.permissions.items()}
+            tenant.revoked_at.pop(client_id, None)
+
+    def revoke(self, tenant: Tenant, client_id: str) -> None:
+        with self.lock:
+            tenant.consents.pop(client_id, None)
+            tenant.revoked_at[client_id] = self.clock.now()
+
+    # alerts -----------------------------------------------------------------------------
+    def put_alert(self, tenant: Tenant, raw: dict[str, Any]) -> StoredAlert:
+        if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or not raw["id"]:
+            raise ValueError("an alert needs a string 'id'")
+        with self.lock:
+            self._seq += 1
+            existing = tenant.alerts.get(raw["id"])
+            stored = StoredAlert(raw, existing.seq if existing else self._seq)
+            tenant.alerts[raw["id"]] = stored
+            return stored
+
+    def generate(self, tenant: Tenant, count: int, *, same_time: bool = False,
+                 evidence_bytes: int = 0, age_seconds: float = 0.0) -> list[dict[str, Any]]:
+        """`count` new alerts; with `same_time`, all share one lastUpdateTime."""
+        assert tenant.factory
+        made = []
+        with self.lock:
+            shared = self.clock.now_ticks() - int(age_seconds * 10_000_000)
+            for _ in range(count):
+                now = shared if same_time else (self.clock.now_ticks()
+                                                - int(age_seconds * 10_000_000))
+                raw = tenant.factory.make(now, evidence_bytes=evidence_bytes)
+                if same_time:
+                    raw["id"] = f"{raw['id']}{len(made):05d}"
+                self.put_alert(tenant, raw)
+                made.append(raw)
+        return made
+
+    def update_alert(self, tenant: Tenant, alert_id: str, changes: dict[str, Any] | None
+                     ) -> dict[str, Any]:
+        """Apply `changes` (or the next analyst step) and move lastUpdateTime to now."""
+        from devtools.simulator.clock import format_ticks
+
+        with self.lock:
+            stored = tenant.alerts.get(alert_id)
+            if stored is None:
+                raise KeyError(alert_id)
+            now = self.clock.now_ticks()
+            if changes is None:
+                assert tenant.factory
+                raw = tenant.factory.progress(stored.raw, now)
+            else:
+                raw = {**stored.raw, "lastUpdateTime": format_ticks(now), **changes}
+            stored.raw = raw
+            stored.reindex()
+            return raw
+
+    # counters ---------------------------------------------------------------------------
+    def count_call(self, tenant_id: str) -> None:
+        with self.lock:
+            self.counters["api_calls"] += 1
+            self.calls_by_tenant[tenant_id] += 1
+            self.calls_by_minute[tenant_id][int(self.clock.now() // 60) * 60] += 1
+
+    def snapshot_counters(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "api_calls": self.counters["api_calls"],
+                "throttled": self.counters["throttled"],
+                "tokens_issued": self.counters["tokens_issued"],
+                "token_errors": self.counters["token_errors"],
+                "tenants": {
+                    tid: {"calls": self.calls_by_tenant[tid],
+                          "calls_per_minute": {str(k): v for k, v in
+                                               sorted(self.calls_by_minute[tid].items())},
+                          "throttled": self.throttled_by_tenant[tid],
+                          "tokens": self.tokens_by_tenant[tid]}
+                    for tid in self.tenants},
+            }
+
+    def reset_counters(self) -> None:
+        with self.lock:
+            self.counters.clear()
+            self.calls_by_tenant.clear()
+            self.calls_by_minute.clear()
+            self.throttled_by_tenant.clear()
+            self.tokens_by_tenant.clear()
