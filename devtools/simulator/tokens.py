@@ -68,11 +68,18 @@ class Signer:
                           headers={"kid": self.kid, "typ": "JWT"})
 
     def verify(self, token: str, audiences: tuple[str, ...], now: float) -> dict[str, Any]:
-        """Claims of a valid token; jwt.InvalidTokenError otherwise (expiry by `now`)."""
+        """Claims of a valid token; jwt.InvalidTokenError otherwise.
+
+        Times are checked against the simulated clock `now`, not the wall clock.
+        """
         claims = jwt.decode(token, self.key.public_key(), algorithms=["RS256"],
-                            audience=list(audiences), options={"verify_exp": False})
+                            audience=list(audiences),
+                            options={"verify_exp": False, "verify_nbf": False,
+                                     "verify_iat": False, "require": ["exp", "nbf", "tid"]})
         if claims["exp"] <= now:
             raise jwt.ExpiredSignatureError("token expired")
+        if claims["nbf"] > now + 300:
+            raise jwt.ImmatureSignatureError("token not yet valid")
         return claims
 
 
