@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import os
+import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shared.storage.connection import StorageConnection
 
@@ -63,9 +64,174 @@ SETTINGS: tuple[Setting, ...] = (
         "AzureWebJobsStorage__clientId",
         "Identity-based storage: client id of the user-assigned managed identity.",
     ),
+    Setting(
+        "MSSP_CLIENT_ID",
+        "Application (client) id of the MSSP's multi-tenant Entra ID app (a GUID).",
+    ),
+    Setting(
+        "MSSP_CLIENT_SECRET",
+        "The app's client secret (in Azure, a Key Vault reference). Give this or "
+        "MSSP_CLIENT_CERTIFICATE_PATH.",
+        secret=True,
+    ),
+    Setting(
+        "MSSP_CLIENT_CERTIFICATE_PATH",
+        "PEM file with the app's certificate and private key, used instead of a secret.",
+        default="",
+    ),
+    Setting(
+        "MSSP_CLOUD",
+        "`public`, `usgov` (GCC) or `usgovhigh` (GCC High/DoD): picks the login host and "
+        "the Defender API host.",
+        default="public",
+    ),
+    Setting(
+        "MSSP_AUTHORITY_HOST",
+        "Override of the Entra ID login host (https URL); the simulator's URL locally.",
+        default="",
+    ),
+    Setting(
+        "MSSP_DEFENDER_API_BASE",
+        "Override of the Defender API base URL for every tenant (https URL); the "
+        "simulator's URL locally.",
+        default="",
+    ),
+    Setting(
+        "MSSP_CA_BUNDLE",
+        "PEM file of CA certificates to trust for Entra ID and Defender (the simulator's CA "
+        "locally); empty means the system store.",
+        default="",
+    ),
+    Setting("FETCH_SCHEDULE", "NCRONTAB schedule of the fan-out timer (seconds first).",
+            default="0 */5 * * * *"),
+    Setting("FETCH_PAGE_SIZE", "`$top` per Defender call, 1 to 10000.", default="10000"),
+    Setting("FETCH_OVERLAP_SECONDS",
+            "How far before the cursor each run re-reads, to catch late-indexed alerts.",
+            default="300"),
+    Setting("FETCH_INITIAL_LOOKBACK_DAYS",
+            "How far back a tenant's first fetch reads (Defender keeps up to 180 days).",
+            default="7"),
+    Setting("FETCH_MAX_PAGES_PER_RUN",
+            "Pages one run reads before handing over to a follow-up message.",
+            default="10"),
+    Setting("FETCH_TIMEOUT_SECONDS", "Read timeout of a Defender call (connect: 10 s).",
+            default="120"),
+    Setting("RUN_HISTORY_DAYS", "Days of fetch run history kept.", default="30"),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
+_DEFAULTS = {s.name: s.default for s in SETTINGS}
+
+# cloud -> (login host, Defender API base, token resource)
+CLOUDS = {
+    "public": ("https://login.microsoftonline.com", "https://api.securitycenter.microsoft.com",
+               "https://api.securitycenter.microsoft.com"),
+    "usgov": ("https://login.microsoftonline.com", "https://api-gcc.securitycenter.microsoft.us",
+              "https://api-gcc.securitycenter.microsoft.us"),
+    "usgovhigh": ("https://login.microsoftonline.us",
+                  "https://api-gov.securitycenter.microsoft.us",
+                  "https://api-gov.securitycenter.microsoft.us"),
+}
+
+
+def _get(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        value = _DEFAULTS.get(name) or ""
+    return value.strip()
+
+
+def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
+    text = _get(env, name)
+    try:
+        value = int(text)
+    except ValueError:
+        raise SettingsError(name, "must be a whole number") from None
+    if not low <= value <= high:
+        raise SettingsError(name, f"must be from {low} to {high}")
+    return value
+
+
+def _https(env: Mapping[str, str], name: str) -> str:
+    value = _get(env, name).rstrip("/")
+    if value and not value.startswith("https://"):
+        raise SettingsError(name, "must be an https:// URL")
+    return value
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    """How the app signs in to customer tenants and where their Defender API is."""
+
+    client_id: str
+    client_secret: str | None = field(default=None, repr=False)
+    certificate_path: str | None = None
+    cloud: str = "public"
+    authority_host: str = CLOUDS["public"][0]
+    api_base_override: str | None = None
+    ca_bundle: str | None = None
+
+    @property
+    def defender_resource(self) -> str:
+        return CLOUDS[self.cloud][2]
+
+    def api_base(self, region: str = "") -> str:
+        """The Defender API base for a tenant: override, regional host, or the cloud's."""
+        if self.api_base_override:
+            return self.api_base_override
+        if region and self.cloud == "public":
+            return f"https://{region}.api.security.microsoft.com"
+        return CLOUDS[self.cloud][1]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> IdentitySettings:
+        client_id = _get(env, "MSSP_CLIENT_ID")
+        try:
+            client_id = str(uuid.UUID(client_id))
+        except ValueError:
+            raise SettingsError("MSSP_CLIENT_ID", "must be the app's client id (a GUID)"
+                                ) from None
+        secret = _get(env, "MSSP_CLIENT_SECRET") or None
+        cert = _get(env, "MSSP_CLIENT_CERTIFICATE_PATH") or None
+        if not secret and not cert:
+            raise SettingsError("MSSP_CLIENT_SECRET",
+                                "is not set (nor MSSP_CLIENT_CERTIFICATE_PATH)")
+        if cert and not os.path.isfile(cert):
+            raise SettingsError("MSSP_CLIENT_CERTIFICATE_PATH", "is not a readable file")
+        cloud = _get(env, "MSSP_CLOUD").lower()
+        if cloud not in CLOUDS:
+            raise SettingsError("MSSP_CLOUD", f"must be one of {', '.join(CLOUDS)}")
+        ca = _get(env, "MSSP_CA_BUNDLE") or None
+        if ca and not os.path.isfile(ca):
+            raise SettingsError("MSSP_CA_BUNDLE", "is not a readable file")
+        return cls(client_id=client_id, client_secret=secret, certificate_path=cert,
+                   cloud=cloud,
+                   authority_host=_https(env, "MSSP_AUTHORITY_HOST") or CLOUDS[cloud][0],
+                   api_base_override=_https(env, "MSSP_DEFENDER_API_BASE") or None,
+                   ca_bundle=ca)
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    schedule: str = "0 */5 * * * *"
+    page_size: int = 10_000
+    overlap_seconds: int = 300
+    initial_lookback_days: int = 7
+    max_pages_per_run: int = 10
+    timeout_seconds: int = 120
+    run_history_days: int = 30
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> FetchSettings:
+        return cls(
+            schedule=_get(env, "FETCH_SCHEDULE"),
+            page_size=_int(env, "FETCH_PAGE_SIZE", 1, 10_000),
+            overlap_seconds=_int(env, "FETCH_OVERLAP_SECONDS", 0, 86_400),
+            initial_lookback_days=_int(env, "FETCH_INITIAL_LOOKBACK_DAYS", 0, 180),
+            max_pages_per_run=_int(env, "FETCH_MAX_PAGES_PER_RUN", 1, 1000),
+            timeout_seconds=_int(env, "FETCH_TIMEOUT_SECONDS", 5, 600),
+            run_history_days=_int(env, "RUN_HISTORY_DAYS", 1, 3650),
+        )
 
 
 @dataclass(frozen=True)
@@ -73,13 +239,17 @@ class Settings:
     """The validated settings the app runs with."""
 
     storage: StorageConnection
+    identity: IdentitySettings
+    fetch: FetchSettings = field(default_factory=FetchSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         runtime = env.get("FUNCTIONS_WORKER_RUNTIME", "python")
         if runtime != "python":
             raise SettingsError("FUNCTIONS_WORKER_RUNTIME", "must be `python`")
-        return cls(storage=StorageConnection.from_env(env, "AzureWebJobsStorage"))
+        return cls(storage=StorageConnection.from_env(env, "AzureWebJobsStorage"),
+                   identity=IdentitySettings.from_env(env),
+                   fetch=FetchSettings.from_env(env))
 
 
 @functools.cache

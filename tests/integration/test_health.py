@@ -5,10 +5,12 @@ from __future__ import annotations
 from shared import health
 from shared.config import Settings, SettingsError
 from shared.storage.connection import azurite_connection_string
+from tests.helpers import settings
 
 
 def test_healthy_when_storage_answers(storage_env):
-    healthy, body = health.report(lambda: Settings(storage=storage_env))
+    healthy, body = health.report(
+        lambda: settings(AzureWebJobsStorage=storage_env.connection_string))
     assert healthy
     assert body["status"] == "healthy"
     assert body["checks"]["queues"]["ok"] and body["checks"]["tables"]["ok"]
@@ -17,8 +19,7 @@ def test_healthy_when_storage_answers(storage_env):
 
 def test_unhealthy_when_storage_is_down_and_no_secret_in_the_report():
     dead = azurite_connection_string(queue=1, table=1, blob=1)
-    healthy, body = health.report(
-        lambda: Settings.from_env({"AzureWebJobsStorage": dead}))
+    healthy, body = health.report(lambda: settings(AzureWebJobsStorage=dead))
     assert not healthy
     assert body["status"] == "unhealthy"
     assert body["checks"]["queues"]["ok"] is False

@@ -9,6 +9,7 @@ import pytest
 from shared.config import SETTINGS, Settings, SettingsError
 from shared.storage.connection import AZURITE_KEY
 from tests.conftest import ROOT
+from tests.helpers import app_env
 
 
 def test_missing_storage_names_the_setting():
@@ -20,46 +21,49 @@ def test_missing_storage_names_the_setting():
 
 def test_garbage_connection_string_is_refused_without_echoing_it():
     with pytest.raises(SettingsError) as err:
-        Settings.from_env({"AzureWebJobsStorage": "hunter2-not-a-connection"})
+        Settings.from_env(app_env(AzureWebJobsStorage="hunter2-not-a-connection"))
     assert err.value.setting == "AzureWebJobsStorage"
     assert "hunter2" not in str(err.value)
 
 
 def test_development_storage_means_azurite_and_the_key_stays_out_of_repr():
-    settings = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    settings = Settings.from_env(app_env())
     assert "127.0.0.1:10001" in settings.storage.connection_string
     assert AZURITE_KEY not in repr(settings)
+    assert "s3cret-value" not in repr(settings)
 
 
 def test_identity_based_storage():
-    settings = Settings.from_env({
-        "AzureWebJobsStorage__queueServiceUri": "https://acct.queue.core.windows.net",
-        "AzureWebJobsStorage__tableServiceUri": "https://acct.table.core.windows.net",
-        "AzureWebJobsStorage__credential": "managedidentity",
-        "AzureWebJobsStorage__clientId": "00000000-0000-0000-0000-000000000001",
-    })
+    settings = Settings.from_env(app_env(
+        AzureWebJobsStorage=None,
+        AzureWebJobsStorage__queueServiceUri="https://acct.queue.core.windows.net",
+        AzureWebJobsStorage__tableServiceUri="https://acct.table.core.windows.net",
+        AzureWebJobsStorage__credential="managedidentity",
+        AzureWebJobsStorage__clientId="00000000-0000-0000-0000-000000000001",
+    ))
     assert settings.storage.connection_string is None
     assert settings.storage.table_service_uri == "https://acct.table.core.windows.net"
     assert settings.storage.client_id.endswith("0001")
 
 
 def test_identity_based_storage_from_account_name():
-    storage = Settings.from_env({"AzureWebJobsStorage__accountName": "acct"}).storage
+    storage = Settings.from_env(app_env(AzureWebJobsStorage=None,
+                                        AzureWebJobsStorage__accountName="acct")).storage
     assert storage.queue_service_uri == "https://acct.queue.core.windows.net"
 
 
 def test_identity_uri_must_be_https():
     with pytest.raises(SettingsError) as err:
-        Settings.from_env({
-            "AzureWebJobsStorage__queueServiceUri": "http://acct.queue.core.windows.net",
-            "AzureWebJobsStorage__tableServiceUri": "https://acct.table.core.windows.net"})
+        Settings.from_env(app_env(
+            AzureWebJobsStorage=None,
+            AzureWebJobsStorage__queueServiceUri="http://acct.queue.core.windows.net",
+            AzureWebJobsStorage__tableServiceUri="https://acct.table.core.windows.net"))
     assert err.value.setting == "AzureWebJobsStorage__queueServiceUri"
 
 
 def test_worker_runtime_must_be_python():
     with pytest.raises(SettingsError) as err:
-        Settings.from_env({"FUNCTIONS_WORKER_RUNTIME": "node",
-                           "AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+        Settings.from_env(app_env(FUNCTIONS_WORKER_RUNTIME="node"))
     assert err.value.setting == "FUNCTIONS_WORKER_RUNTIME"
 
 
@@ -71,3 +75,39 @@ def test_every_setting_is_in_the_sample_and_the_readme():
         assert f"| `{setting.name}` |" in readme, f"{setting.name} missing from README table"
     for name in sample:
         assert f"| `{name}` |" in readme, f"sample setting {name} is not documented"
+
+
+@pytest.mark.parametrize(("overrides", "setting"), [
+    ({"MSSP_CLIENT_ID": ""}, "MSSP_CLIENT_ID"),
+    ({"MSSP_CLIENT_ID": "not-a-guid"}, "MSSP_CLIENT_ID"),
+    ({"MSSP_CLIENT_SECRET": ""}, "MSSP_CLIENT_SECRET"),
+    ({"MSSP_CLIENT_CERTIFICATE_PATH": "/nonexistent.pem"}, "MSSP_CLIENT_CERTIFICATE_PATH"),
+    ({"MSSP_CLOUD": "mars"}, "MSSP_CLOUD"),
+    ({"MSSP_AUTHORITY_HOST": "http://login.example"}, "MSSP_AUTHORITY_HOST"),
+    ({"MSSP_CA_BUNDLE": "/nonexistent.pem"}, "MSSP_CA_BUNDLE"),
+    ({"FETCH_PAGE_SIZE": "10001"}, "FETCH_PAGE_SIZE"),
+    ({"FETCH_PAGE_SIZE": "many"}, "FETCH_PAGE_SIZE"),
+    ({"FETCH_OVERLAP_SECONDS": "-1"}, "FETCH_OVERLAP_SECONDS"),
+    ({"FETCH_INITIAL_LOOKBACK_DAYS": "181"}, "FETCH_INITIAL_LOOKBACK_DAYS"),
+])
+def test_bad_identity_and_fetch_settings_are_named(overrides, setting):
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env(app_env(**overrides))
+    assert err.value.setting == setting
+
+
+def test_clouds_pick_hosts_and_overrides_win():
+    from tests.helpers import settings
+
+    public = settings().identity
+    assert public.authority_host == "https://login.microsoftonline.com"
+    assert public.api_base() == "https://api.securitycenter.microsoft.com"
+    assert public.api_base("eu") == "https://eu.api.security.microsoft.com"
+    high = settings(MSSP_CLOUD="usgovhigh").identity
+    assert high.authority_host == "https://login.microsoftonline.us"
+    assert high.api_base("eu") == "https://api-gov.securitycenter.microsoft.us"
+    local = settings(MSSP_AUTHORITY_HOST="https://127.0.0.1:9443/",
+                     MSSP_DEFENDER_API_BASE="https://127.0.0.1:9443").identity
+    assert local.authority_host == "https://127.0.0.1:9443"
+    assert local.api_base("eu") == "https://127.0.0.1:9443"
+    assert settings().fetch.page_size == 10_000
