@@ -6,8 +6,9 @@ setting shows up as a clear error naming it rather than as an app with no functi
 
 import azure.functions as func
 
-from functions import health
+from functions import health, ingest
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 app.register_functions(health.bp)
+app.register_functions(ingest.bp)

@@ -1,0 +1,114 @@
+"""The Defender for Endpoint alerts API: one call per page, errors as exceptions that say
+what to do (retry, wait, or stop for this tenant)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+CONNECT_TIMEOUT = 10
+MAX_TOP = 10_000
+
+
+class DefenderError(RuntimeError):
+    """A call failed; transient ones are retried through the queue."""
+
+    def __init__(self, message: str, status: int | None = None, code: str = "",
+                 transient: bool = True) -> None:
+        super().__init__(message)
+        self.status, self.code, self.transient = status, code, transient
+
+
+class Throttled(DefenderError):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"throttled by Defender for {retry_after}s", 429, "TooManyRequests")
+        self.retry_after = retry_after
+
+
+class Unauthorized(DefenderError):
+    """401: the token was refused (expired, or the app's access was revoked)."""
+
+
+class Forbidden(DefenderError):
+    """403: the app lacks Alert.Read.All, or Defender is not enabled in the tenant."""
+
+
+class DefenderClient:
+    """requests on one pooled session, explicit timeouts, retries of 5xx and connection
+    errors (never of 429, which the caller schedules around)."""
+
+    def __init__(self, timeout: float, ca_bundle: str | None = None) -> None:
+        self.timeout = (CONNECT_TIMEOUT, timeout)
+        self.verify: str | bool = ca_bundle or True  # per request: REQUESTS_CA_BUNDLE
+        self._local = threading.local()            # would override a Session's verify
+
+    @property
+    def session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            retry = Retry(total=3, connect=3, read=2, status=3, backoff_factor=0.5,
+                          status_forcelist=(500, 502, 503, 504), allowed_methods={"GET"},
+                          respect_retry_after_header=False, raise_on_status=False)
+            session.mount("https://", HTTPAdapter(max_retries=retry, pool_maxsize=4))
+            self._local.session = session
+        return session
+
+    def list_alerts(self, base: str, token: str, *, filter_: str, top: int,
+                    skip: int = 0, orderby: str = "lastUpdateTime asc",
+                    expand_evidence: bool = True) -> list[dict[str, Any]]:
+        """One page of `GET /api/alerts`."""
+        if not 1 <= top <= MAX_TOP:
+            raise ValueError("top must be 1..10000")
+        params: dict[str, Any] = {"$filter": filter_, "$orderby": orderby, "$top": top}
+        if skip:
+            params["$skip"] = skip
+        if expand_evidence:
+            params["$expand"] = "evidence"
+        try:
+            response = self.session.get(f"{base}/api/alerts", params=params,
+                                        headers={"Authorization": f"Bearer {token}",
+                                                 "Accept": "application/json"},
+                                        timeout=self.timeout, verify=self.verify)
+        except requests.RequestException as exc:
+            raise DefenderError(f"Defender API unreachable: {type(exc).__name__}") from exc
+        if response.status_code == 200:
+            try:
+                body = response.json()
+                value = body["value"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise DefenderError("Defender API answered malformed JSON", 200,
+                                    "MalformedResponse") from exc
+            if not isinstance(value, list):
+                raise DefenderError("Defender API answered no alert list", 200,
+                                    "MalformedResponse")
+            return value
+        code, message = _error(response)
+        if response.status_code == 429:
+            raise Throttled(_retry_after(response))
+        if response.status_code == 401:
+            raise Unauthorized(message, 401, code, transient=False)
+        if response.status_code == 403:
+            raise Forbidden(message, 403, code, transient=False)
+        raise DefenderError(f"Defender API {response.status_code} {code}: {message}",
+                            response.status_code, code,
+                            transient=response.status_code >= 500)
+
+
+def _error(response: requests.Response) -> tuple[str, str]:
+    try:
+        error = response.json().get("error") or {}
+        return str(error.get("code", "")), str(error.get("message", ""))[:500]
+    except (ValueError, AttributeError):
+        return "", response.text[:200]
+
+
+def _retry_after(response: requests.Response) -> int:
+    try:
+        return max(1, int(float(response.headers.get("Retry-After", "60"))))
+    except ValueError:
+        return 60

@@ -1,0 +1,61 @@
+"""Alert events: what changed, and a summary of the alert small enough for a queue message."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from shared.model import AlertEvent
+
+TRACKED = ("lastUpdateTime", "status", "classification", "determination", "assignedTo")
+SUMMARY_FIELDS = ("id", "title", "description", "severity", "status", "classification",
+                  "determination", "assignedTo", "category", "detectionSource", "detectorId",
+                  "threatName", "threatFamilyName", "alertCreationTime", "firstEventTime",
+                  "lastEventTime", "lastUpdateTime", "resolvedTime", "incidentId",
+                  "investigationId", "investigationState", "machineId", "computerDnsName",
+                  "rbacGroupName", "aadTenantId", "mitreTechniques", "relatedUser")
+EVIDENCE_FIELDS = ("entityType", "fileName", "filePath", "sha1", "sha256",
+                   "processCommandLine", "ipAddress", "url", "accountName", "domainName",
+                   "userPrincipalName", "registryKey", "registryValue", "detectionStatus")
+MAX_MESSAGE_BYTES = 40_000  # base64 makes it ~53 KB of the 64 KB queue limit
+
+
+def tracked(alert: dict[str, Any], version: str) -> list[Any]:
+    """The index entry: normalized version and the fields whose change matters."""
+    return [version] + [alert.get(name) for name in TRACKED[1:]]
+
+
+def changes(old: list[Any] | None, new: list[Any]) -> dict[str, list[Any]]:
+    if old is None:
+        return {}
+    return {name: [a, b] for name, a, b in zip(TRACKED, old, new, strict=True) if a != b}
+
+
+def _clip(value: Any, limit: int) -> Any:
+    if isinstance(value, str) and len(value) > limit:
+        return value[:limit] + "…"
+    return value
+
+
+def summary(alert: dict[str, Any], string_limit: int = 2_000, evidence_items: int = 20
+            ) -> dict[str, Any]:
+    """The alert's fields a notification or SIEM line needs, with evidence in brief."""
+    out = {k: _clip(alert.get(k), string_limit) for k in SUMMARY_FIELDS}
+    evidence = alert.get("evidence") or []
+    out["evidenceCount"] = len(evidence)
+    out["evidence"] = [{k: _clip(item.get(k), min(string_limit, 512)) for k in EVIDENCE_FIELDS
+                        if item.get(k) is not None}
+                       for item in evidence[:evidence_items] if isinstance(item, dict)]
+    return out
+
+
+def build_event(tenant_id: str, tenant_name: str, alert: dict[str, Any], version: str,
+                old: list[Any] | None, new: list[Any]) -> AlertEvent:
+    """An event whose message stays under the queue's size limit, however big the alert."""
+    for limit, items in ((2_000, 20), (500, 10), (200, 3), (100, 0)):
+        event = AlertEvent(tenant_id, tenant_name, str(alert["id"]), version,
+                           "new" if old is None else "updated", changes(old, new),
+                           summary(alert, limit, items))
+        if len(json.dumps(event.to_message())) <= MAX_MESSAGE_BYTES:
+            return event
+    return event

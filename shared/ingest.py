@@ -1,0 +1,339 @@
+"""Fetch -> store -> events -> cursor for one tenant: the exactly-once core.
+
+Per chunk of a page (at most CHUNK_ALERTS alerts): classify each alert against the
+version index (new, changed or unchanged), upsert the rows of new and changed alerts
+(idempotent), then commit index, outbox and cursor in one transaction. A worker that
+dies before the commit leaves the cursor where it was: the next run stores the same rows
+again (no harm) and produces the events once, at its commit. Events leave the outbox
+through the relay, not from here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.data.tables import UpdateMode
+
+from shared import timefmt
+from shared.config import Settings
+from shared.defender import DefenderClient, DefenderError, Forbidden, Throttled, Unauthorized
+from shared.events import build_event, tracked
+from shared.identity import TokenError, Tokens
+from shared.logsafe import clean
+from shared.messages import FetchRequest, RelayRequest
+from shared.model import Cursor, Tenant, TenantStatus
+from shared.storage import tables
+from shared.storage.alert_rows import alert_rows, transactions
+from shared.storage.ingest_state import ConflictError, IngestState
+from shared.storage.runs import RunHistory, RunRecord
+from shared.storage.tenants import TenantRepository
+
+log = logging.getLogger("mssp_hub.ingest")
+
+CHUNK_ALERTS = 1_000
+CHUNK_DAYS = 90  # index shards per commit, of 100 operations
+LEASE_SECONDS = 900
+PENDING_SECONDS = 900  # a queued fetch blocks re-enqueueing this long (fan-out)
+# our own ceiling under Defender's 100/minute and 1,500/hour per app per tenant
+BUDGET_PER_MINUTE, BUDGET_PER_HOUR = 90, 1_400
+
+
+@dataclass
+class PageOutcome:
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+
+
+def _day(alert: dict[str, Any], version: str) -> str:
+    created = alert.get("alertCreationTime")
+    try:
+        return timefmt.normalize(created)[:10].replace("-", "") if created else version[:10]
+    except ValueError:
+        return version[:10].replace("-", "")
+
+
+def advance(position: Cursor, versions: list[str]) -> Cursor:
+    """The query position after consuming `versions` (ascending) from `position`."""
+    if not versions:
+        return position
+    last = versions[-1]
+    at_last = sum(1 for v in versions if v == last)
+    return Cursor(last, at_last + (position.skip if last == position.watermark else 0))
+
+
+def later(a: Cursor | None, b: Cursor) -> Cursor:
+    """The cursor never moves back."""
+    if a is None:
+        return b
+    return max(a, b, key=lambda c: (c.watermark, c.skip))
+
+
+class Budget:
+    """Defender calls per minute for the last hour, persisted per tenant."""
+
+    def __init__(self, minutes: dict[int, int], now: Callable[[], float]) -> None:
+        self.now = now
+        current = int(now() // 60)
+        self.minutes = {m: c for m, c in minutes.items() if m > current - 60}
+
+    def wait_seconds(self) -> int:
+        current = int(self.now() // 60)
+        if self.minutes.get(current, 0) >= BUDGET_PER_MINUTE:
+            return 60 - int(self.now() % 60) + 1
+        if sum(self.minutes.values()) >= BUDGET_PER_HOUR:
+            oldest = min(self.minutes)
+            return (oldest + 60) * 60 - int(self.now()) + 1
+        return 0
+
+    def spend(self) -> None:
+        current = int(self.now() // 60)
+        self.minutes[current] = self.minutes.get(current, 0) + 1
+
+
+class Ingestor:
+    """Runs fetches; built once per process (credentials and sessions are reused)."""
+
+    def __init__(self, settings: Settings, tokens: Tokens, client: DefenderClient,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings, self.tokens, self.client, self.clock = settings, tokens, client, clock
+        storage = settings.storage
+        self.tenants = TenantRepository(tables.table(storage, tables.TENANTS))
+        self.alerts = tables.table(storage, tables.ALERTS)
+        self.state_table = tables.table(storage, tables.INGEST_STATE)
+        self.runs = RunHistory(tables.table(storage, tables.RUN_HISTORY))
+        self.app_health = tables.table(storage, tables.APP_HEALTH)
+        self.fetch_queue = tables.queue(storage, tables.FETCH_QUEUE)
+        self.relay_queue = tables.queue(storage, tables.RELAY_QUEUE)
+
+    # the run ----------------------------------------------------------------------------
+    def run(self, request: FetchRequest) -> RunRecord:
+        started = datetime.now(UTC)
+        record = RunRecord(request.tenant_id, uuid.uuid4().hex, started)
+        tenant = self.tenants.get(request.tenant_id)
+        if tenant is None or tenant.status != TenantStatus.ACTIVE:
+            record.outcome = "skipped"
+            record.error = "unknown tenant" if tenant is None else f"tenant is {tenant.status}"
+            return record
+        state = IngestState(self.state_table, tenant.tenant_id)
+        held, until = state.acquire_lease(record.run_id, LEASE_SECONDS)
+        if not held:
+            record.outcome = "busy"
+            if request.continuation and until:
+                self._requeue(tenant, request, int((until - datetime.now(UTC)).total_seconds()))
+            return record
+        failure: BaseException | None = None
+        try:
+            self._relay_leftovers(state)
+            self._fetch(tenant, state, request, record)
+        except Throttled as exc:
+            record.outcome = "throttled"
+            record.error = str(exc)
+            self._requeue(tenant, request, exc.retry_after, throttled=True)
+        except TokenError as exc:
+            if exc.status is None and not exc.app_wide:
+                failure = exc  # unknown token trouble: retried like any transient failure
+                self._record_failure(tenant, exc, record)
+            else:
+                self._token_failure(tenant, exc, record)
+        except Forbidden as exc:
+            reason = "no_defender" if exc.code == "DisabledFeature" else "permission_missing"
+            self._stop_tenant(tenant, TenantStatus.UNAVAILABLE, reason, str(exc), record)
+        except ConflictError as exc:
+            record.outcome = "conflict"
+            record.error = str(exc)
+        except Exception as exc:  # transient: recorded, then retried through the queue
+            failure = exc
+            self._record_failure(tenant, exc, record)
+        finally:
+            state.release_lease(record.run_id)
+            record.duration_ms = int((datetime.now(UTC) - started).total_seconds() * 1000)
+            self.runs.record(record)
+            self.runs.prune(tenant.tenant_id, self.settings.fetch.run_history_days)
+            log.info("fetch tenant=%s outcome=%s new=%d changed=%d unchanged=%d calls=%d",
+                     tenant.tenant_id, record.outcome, record.new, record.changed,
+                     record.unchanged, record.api_calls)
+        if failure is not None:
+            raise failure
+        return record
+
+    def _fetch(self, tenant: Tenant, state: IngestState, request: FetchRequest,
+               record: RunRecord) -> None:
+        fetch = self.settings.fetch
+        committed, etag = state.cursor()
+        if committed is None:
+            start = datetime.now(UTC) - timedelta(days=fetch.initial_lookback_days)
+            position = Cursor(timefmt.from_datetime(start), 0)
+        elif request.continuation or fetch.overlap_seconds == 0:
+            position = committed
+        else:
+            position = Cursor(timefmt.shift(committed.watermark, -fetch.overlap_seconds), 0)
+        minutes, _ = state.calls()
+        budget = Budget(minutes, self.clock)
+        base = self.settings.identity.api_base(tenant.region)
+        token = self.tokens.token(tenant.tenant_id)
+        retried_auth = False
+        more = False
+        try:
+            while True:
+                if record.pages >= fetch.max_pages_per_run:
+                    more = True
+                    break
+                wait = budget.wait_seconds()
+                if wait:
+                    record.extra["budget_wait"] = wait
+                    self._requeue(tenant, FetchRequest(tenant.tenant_id, True, "budget"), wait)
+                    record.outcome = "deferred"
+                    return
+                budget.spend()
+                record.api_calls += 1
+                try:
+                    page = self.client.list_alerts(
+                        base, token, filter_=f"lastUpdateTime ge {position.watermark}",
+                        top=fetch.page_size, skip=position.skip)
+                except Unauthorized:
+                    if retried_auth:
+                        raise TokenError("Defender refused fresh tokens", None,
+                                         TenantStatus.CONSENT_REVOKED, "api_unauthorized"
+                                         ) from None
+                    retried_auth = True
+                    self.tokens.forget(tenant.tenant_id)
+                    token = self.tokens.token(tenant.tenant_id)
+                    continue
+                record.pages += 1
+                position, committed, etag = self._store_page(tenant, state, page, position,
+                                                             committed, etag, record)
+                if len(page) < fetch.page_size:
+                    break
+        finally:
+            state.save_calls(budget.minutes)
+        if more:
+            self._requeue(tenant, FetchRequest(tenant.tenant_id, True, "continue"), 0)
+            record.outcome = "partial"
+        else:
+            record.outcome = "success"
+        self.tenants.merge(tenant.tenant_id, last_success_at=datetime.now(UTC),
+                           consecutive_failures=0, last_error="",
+                           fetch_queued_at=datetime.now(UTC) if more else None,
+                           throttled_until=None)
+
+    # one page ---------------------------------------------------------------------------
+    def _store_page(self, tenant: Tenant, state: IngestState, page: list[dict[str, Any]],
+                    position: Cursor, committed: Cursor | None, etag: str | None,
+                    record: RunRecord) -> tuple[Cursor, Cursor | None, str | None]:
+        items = []
+        for alert in page:
+            if not isinstance(alert, dict) or not alert.get("id") or not alert.get(
+                    "lastUpdateTime"):
+                raise DefenderError("an alert without id or lastUpdateTime", 200,
+                                    "MalformedResponse")
+            items.append((timefmt.normalize(alert["lastUpdateTime"]), alert))
+        items.sort(key=lambda pair: pair[0])  # stable: Defender's order among equal times
+        for chunk in self._chunks(items):
+            position, committed, etag = self._store_chunk(tenant, state, chunk, position,
+                                                          committed, etag, record)
+        return position, committed, etag
+
+    @staticmethod
+    def _chunks(items: list[tuple[str, dict[str, Any]]]
+                ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        chunk: list[tuple[str, dict[str, Any]]] = []
+        days: set[str] = set()
+        for version, alert in items:
+            day = _day(alert, version)
+            if chunk and (len(chunk) >= CHUNK_ALERTS or (day not in days
+                                                         and len(days) >= CHUNK_DAYS)):
+                yield chunk
+                chunk, days = [], set()
+            chunk.append((version, alert))
+            days.add(day)
+        if chunk:
+            yield chunk
+
+    def _store_chunk(self, tenant: Tenant, state: IngestState,
+                     chunk: list[tuple[str, dict[str, Any]]], position: Cursor,
+                     committed: Cursor | None, etag: str | None, record: RunRecord
+                     ) -> tuple[Cursor, Cursor | None, str | None]:
+        index = state.load_index({_day(a, v) for v, a in chunk})
+        events, groups = [], []
+        now = datetime.now(UTC)
+        for version, alert in chunk:
+            alert_id = str(alert["id"])
+            old = index.get(alert_id)
+            new = tracked(alert, version)
+            if old is not None and (old[0] > version or old == new):
+                record.unchanged += 1  # re-read from the overlap, or an older copy
+                continue
+            if old is None:
+                record.new += 1
+            else:
+                record.changed += 1
+            groups.append(alert_rows(tenant.tenant_id, alert, now))
+            events.append(build_event(tenant.tenant_id, tenant.display_name, alert, version,
+                                      old, new).to_message())
+            index.put(alert_id, _day(alert, version), new)
+        for batch in transactions(groups):
+            self.alerts.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE})
+                                            for e in batch])
+        position = advance(position, [v for v, _ in chunk])
+        cursor = later(committed, position)
+        outbox, etag = state.commit(index, events, cursor, etag, stamp=chunk[-1][0])
+        if outbox:
+            self.relay_queue.send_message(RelayRequest(tenant.tenant_id).to_message())
+        return position, cursor, etag
+
+    # after the run ----------------------------------------------------------------------
+    def _relay_leftovers(self, state: IngestState) -> None:
+        """An outbox row whose relay message was lost (a crash right after the commit)."""
+        if state.outbox_rows():
+            self.relay_queue.send_message(RelayRequest(state.tenant_id).to_message())
+
+    def _requeue(self, tenant: Tenant, request: FetchRequest, delay: int,
+                 throttled: bool = False) -> None:
+        """Put the tenant's fetch back on the queue, invisible for `delay` seconds."""
+        delay = max(0, min(delay, 7 * 24 * 3600 - 1))
+        self.fetch_queue.send_message(
+            FetchRequest(tenant.tenant_id, True, request.reason).to_message(),
+            visibility_timeout=delay)
+        values: dict[str, Any] = {"fetch_queued_at": datetime.now(UTC)}
+        if throttled:
+            values["throttled_until"] = datetime.now(UTC) + timedelta(seconds=delay)
+        self.tenants.merge(tenant.tenant_id, **values)
+
+    def _record_failure(self, tenant: Tenant, exc: BaseException, record: RunRecord) -> None:
+        record.outcome = "failed"
+        record.error = clean(f"{type(exc).__name__}: {exc}", 1000)
+        self.tenants.merge(tenant.tenant_id, last_error=record.error,
+                           last_error_at=datetime.now(UTC),
+                           consecutive_failures=tenant.consecutive_failures + 1)
+
+    def _token_failure(self, tenant: Tenant, exc: TokenError, record: RunRecord) -> None:
+        if exc.status is not None:
+            self._stop_tenant(tenant, exc.status, exc.reason, str(exc), record)
+            return
+        # the MSSP's own app is broken: one app-wide error, not a failure of this tenant
+        record.outcome = "app_error"
+        record.error = clean(str(exc), 1000)
+        self.app_health.upsert_entity({"PartitionKey": "app", "RowKey": "identity",
+                                       "Reason": exc.reason, "Error": record.error,
+                                       "At": datetime.now(UTC)})
+        log.error("MSSP app credential rejected (%s); fix MSSP_CLIENT_SECRET or the "
+                  "certificate", exc.reason)
+        self.tenants.merge(tenant.tenant_id, fetch_queued_at=None)
+
+    def _stop_tenant(self, tenant: Tenant, status: TenantStatus, reason: str, error: str,
+                     record: RunRecord) -> None:
+        """Revoked consent, a gone tenant, no Defender: stop fetching it, say why."""
+        record.outcome = str(status)
+        record.error = clean(error, 1000)
+        now = datetime.now(UTC)
+        self.tenants.merge(tenant.tenant_id, status=status, status_reason=reason,
+                           status_changed_at=now, last_error=record.error, last_error_at=now,
+                           fetch_queued_at=None)
+        log.warning("tenant %s is now %s (%s)", tenant.tenant_id, status, reason)

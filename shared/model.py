@@ -1,0 +1,83 @@
+"""Plain data the product passes around: tenants, their status, cursors, alert events."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class TenantStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"  # by the MSSP
+    CONSENT_REVOKED = "consent_revoked"  # the customer removed the app, or never consented
+    UNAVAILABLE = "unavailable"  # tenant gone, no Defender, or the permission is missing
+    OFFBOARDED = "offboarded"
+
+
+def parse_tenant_id(value: str) -> str:
+    """A tenant id as Entra writes it (lower-case GUID); ValueError otherwise."""
+    try:
+        parsed = uuid.UUID(str(value).strip())
+    except ValueError:
+        raise ValueError("tenant id must be a GUID") from None
+    return str(parsed)
+
+
+@dataclass
+class Tenant:
+    """One customer tenant in the registry, with the health the portal shows."""
+
+    tenant_id: str
+    display_name: str
+    status: TenantStatus = TenantStatus.ACTIVE
+    status_reason: str = ""
+    status_changed_at: datetime | None = None
+    region: str = ""  # "" (global) or us, eu, uk, au, swa
+    created_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str = ""
+    last_error_at: datetime | None = None
+    consecutive_failures: int = 0
+    fetch_queued_at: datetime | None = None
+    throttled_until: datetime | None = None
+    etag: str | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.tenant_id = parse_tenant_id(self.tenant_id)
+        self.status = TenantStatus(self.status)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a tenant's fetch stands: every alert updated before `watermark` is stored,
+    and `skip` of those updated exactly at it."""
+
+    watermark: str  # Defender's own timestamp text, up to 7 fractional digits
+    skip: int = 0
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """A new or changed alert version, for the notify and SIEM consumers."""
+
+    tenant_id: str
+    tenant_name: str
+    alert_id: str
+    version: str  # the alert's lastUpdateTime
+    change: str  # new | updated
+    changed: dict[str, list[Any]]  # field -> [old, new] for updates
+    alert: dict[str, Any]  # a summary that fits in a queue message
+
+    @property
+    def event_id(self) -> str:
+        """The same for every copy of this event: consumers dedupe on it."""
+        return f"{self.tenant_id}:{self.alert_id}:{self.version}"
+
+    def to_message(self) -> dict[str, Any]:
+        return {"v": 1, "type": "alert", "event_id": self.event_id, "tenant": self.tenant_id,
+                "tenant_name": self.tenant_name, "alert_id": self.alert_id,
+                "version": self.version, "change": self.change, "changed": self.changed,
+                "alert": self.alert}

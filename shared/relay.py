@@ -1,0 +1,63 @@
+"""Relay: committed outbox rows become one message per event on the notify and SIEM queues.
+
+The outbox row records how many of its events were sent (ETag-guarded), so a relay that
+dies resumes after the last recorded chunk, and two relays racing on one row cannot both
+proceed. Consumers dedupe on `event_id` for the one chunk a crash can repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+from shared.storage import tables
+from shared.storage.connection import StorageConnection
+from shared.storage.ingest_state import IngestState
+
+log = logging.getLogger("mssp_hub.relay")
+SEND_CHUNK = 200
+SENDERS = 16
+
+
+class Relay:
+    def __init__(self, storage: StorageConnection) -> None:
+        self.state_table = tables.table(storage, tables.INGEST_STATE)
+        self.notify = tables.queue(storage, tables.NOTIFY_QUEUE)
+        self.siem = tables.queue(storage, tables.SIEM_QUEUE)
+        self.pool = ThreadPoolExecutor(SENDERS, thread_name_prefix="relay")
+
+    def _send(self, events: list[dict[str, Any]]) -> None:
+        texts = [json.dumps(e, separators=(",", ":")) for e in events]
+        futures = [self.pool.submit(q.send_message, t) for t in texts
+                   for q in (self.notify, self.siem)]
+        for future in futures:
+            future.result()
+
+    def relay(self, tenant_id: str) -> int:
+        """Send every pending outbox row of the tenant; returns the events sent."""
+        state = IngestState(self.state_table, tenant_id)
+        sent_total = 0
+        for row_key in state.outbox_rows():
+            loaded = state.outbox(row_key)
+            if loaded is None:
+                continue
+            events, sent, etag = loaded
+            try:
+                etag = state.mark_sent(row_key, sent, etag)  # claim: fails if raced
+                while sent < len(events):
+                    chunk = events[sent:sent + SEND_CHUNK]
+                    self._send(chunk)
+                    sent += len(chunk)
+                    sent_total += len(chunk)
+                    etag = state.mark_sent(row_key, sent, etag)
+                state.delete_outbox(row_key, etag)
+            except (HttpResponseError, ResourceNotFoundError) as exc:
+                if getattr(exc, "status_code", None) in (404, 412):
+                    log.info("outbox %s of %s taken by another relay", row_key, tenant_id)
+                    continue
+                raise
+        return sent_total

@@ -1,0 +1,35 @@
+"""Wiring: build each service once per process from the validated settings."""
+
+from __future__ import annotations
+
+import functools
+
+from shared.config import get_settings
+from shared.defender import DefenderClient
+from shared.fanout import Fanout
+from shared.identity import tokens_for
+from shared.ingest import Ingestor
+from shared.poison import PoisonLog
+from shared.relay import Relay
+
+
+@functools.cache
+def ingestor() -> Ingestor:
+    settings = get_settings()
+    return Ingestor(settings, tokens_for(settings.identity),
+                    DefenderClient(settings.fetch.timeout_seconds, settings.identity.ca_bundle))
+
+
+@functools.cache
+def fanout() -> Fanout:
+    return Fanout(get_settings().storage)
+
+
+@functools.cache
+def relay() -> Relay:
+    return Relay(get_settings().storage)
+
+
+@functools.cache
+def poison_log() -> PoisonLog:
+    return PoisonLog(get_settings().storage)

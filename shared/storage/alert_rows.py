@@ -1,0 +1,148 @@
+"""Alerts as Table entities within Azure's limits, which Azurite does not enforce.
+
+Limits enforced here: 64 KiB per string or binary property, 1 MiB per entity, 252
+properties, 100 operations and 4 MiB per transaction, one PartitionKey per transaction.
+The whole alert is kept as compressed JSON split over binary properties of the main row
+and, when it is larger than one entity holds, of overflow rows written in the same
+transaction. Only when even that cannot hold it is evidence truncated, with a flag.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from shared import timefmt
+from shared.storage.keys import encode_key
+
+CHUNK_BYTES = 60_000  # binary property payload (limit 64 KiB)
+CHUNKS_PER_ROW = 13  # keeps a row under ~800 KB of 1 MiB
+MAX_ROWS_PER_ALERT = 4
+MAX_STRING_CHARS = 8_000  # indexed copies only; the full text is in the body
+MAX_TRANSACTION_OPS = 100
+MAX_TRANSACTION_WIRE = 3_500_000  # of 4 MiB, leaving room for the multipart framing
+OVERFLOW_MARK = "%~"  # cannot come out of encode_key (it escapes every %)
+
+INDEXED = {  # entity property -> alert field
+    "Title": "title", "Severity": "severity", "Status": "status",
+    "Classification": "classification", "Determination": "determination",
+    "AssignedTo": "assignedTo", "Category": "category", "DetectionSource": "detectionSource",
+    "ComputerDnsName": "computerDnsName", "MachineId": "machineId",
+    "RbacGroupName": "rbacGroupName", "ThreatName": "threatName",
+    "AlertCreationTime": "alertCreationTime", "LastUpdateTime": "lastUpdateTime",
+    "InvestigationState": "investigationState",
+}
+
+
+def _clip(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_STRING_CHARS:
+        return value[:MAX_STRING_CHARS]
+    return value
+
+
+def _compress(alert: dict[str, Any]) -> bytes:
+    return zlib.compress(json.dumps(alert, separators=(",", ":")).encode("utf-8"), 6)
+
+
+def _truncate_evidence(alert: dict[str, Any], budget: int) -> tuple[dict[str, Any], bytes]:
+    """Shorten evidence strings, then drop evidence items, until the body fits."""
+    for limit in (65_536, 8_192, 1_024):
+        evidence = [{k: (v[:limit] + "…[truncated]" if isinstance(v, str) and len(v) > limit
+                         else v) for k, v in item.items()} if isinstance(item, dict) else item
+                    for item in alert.get("evidence") or []]
+        trial = {**alert, "evidence": evidence}
+        body = _compress(trial)
+        if len(body) <= budget:
+            return trial, body
+    kept = list(trial.get("evidence") or [])
+    while kept:
+        kept.pop()
+        trial = {**alert, "evidence": kept}
+        body = _compress(trial)
+        if len(body) <= budget:
+            return trial, body
+    trial = {**alert, "evidence": []}
+    return trial, _compress(trial)
+
+
+def alert_rows(tenant_id: str, alert: dict[str, Any], ingested_at: datetime | None = None
+               ) -> list[dict[str, Any]]:
+    """The main row and any overflow rows for one alert (all one transaction's worth)."""
+    row_key = encode_key(str(alert["id"]))
+    body = _compress(alert)
+    budget = CHUNK_BYTES * CHUNKS_PER_ROW * MAX_ROWS_PER_ALERT
+    truncated = False
+    if len(body) > budget:
+        _, body = _truncate_evidence(alert, budget)
+        truncated = True
+    chunks = [body[i:i + CHUNK_BYTES] for i in range(0, len(body), CHUNK_BYTES)] or [b""]
+    rows_needed = (len(chunks) + CHUNKS_PER_ROW - 1) // CHUNKS_PER_ROW
+    version = timefmt.normalize(alert["lastUpdateTime"])
+    main: dict[str, Any] = {
+        "PartitionKey": tenant_id, "RowKey": row_key, "AlertId": _clip(str(alert["id"])),
+        "Version": version, "LastUpdated": timefmt.to_datetime(version),
+        "IngestedAt": ingested_at or datetime.now(UTC),
+        "IncidentId": alert.get("incidentId") if isinstance(alert.get("incidentId"), int)
+        else None,
+        "MitreTechniques": _clip(json.dumps(alert.get("mitreTechniques") or [])),
+        "BodyEncoding": "zlib+json", "BodyBytes": len(body), "BodyRows": rows_needed,
+        "EvidenceTruncated": truncated,
+    }
+    for prop, name in INDEXED.items():
+        value = alert.get(name)
+        if value is not None:
+            main[prop] = _clip(str(value))
+    rows = [main]
+    for n in range(rows_needed):
+        row = main if n == 0 else {"PartitionKey": tenant_id,
+                                   "RowKey": f"{row_key}{OVERFLOW_MARK}{n}",
+                                   "Version": version}
+        for i, chunk in enumerate(chunks[n * CHUNKS_PER_ROW:(n + 1) * CHUNKS_PER_ROW]):
+            row[f"Body{i:02d}"] = chunk
+        if n:
+            rows.append(row)
+    return rows
+
+
+def read_alert(main: Any, overflow: Iterable[Any] = ()) -> dict[str, Any]:
+    """Rebuild the alert JSON from its main row and overflow rows."""
+    rows = [main, *sorted(overflow, key=lambda r: int(r["RowKey"].rsplit(OVERFLOW_MARK, 1)[1]))]
+    if len(rows) != main.get("BodyRows", 1) or any(r["Version"] != main["Version"]
+                                                   for r in rows):
+        raise ValueError("alert rows are incomplete or of different versions")
+    body = b"".join(bytes(r[k]) for r in rows for k in sorted(r) if k.startswith("Body")
+                    and k[4:].isdigit())
+    return json.loads(zlib.decompress(body))
+
+
+def wire_size(entity: dict[str, Any]) -> int:
+    """Bytes the entity takes in a JSON request (binary is base64 there)."""
+    size = 2
+    for key, value in entity.items():
+        size += len(key) + 40
+        if isinstance(value, (bytes, bytearray)):
+            size += (len(value) + 2) // 3 * 4
+        elif isinstance(value, str):
+            size += len(value.encode("utf-8")) + value.count('"') + 2
+        else:
+            size += 32
+    return size
+
+
+def transactions(groups: Iterable[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
+    """Pack groups of rows (one alert each, never split) into Azure-sized transactions."""
+    batch: list[dict[str, Any]] = []
+    batch_bytes = 0
+    for group in groups:
+        group_bytes = sum(wire_size(e) for e in group)
+        if batch and (len(batch) + len(group) > MAX_TRANSACTION_OPS
+                      or batch_bytes + group_bytes > MAX_TRANSACTION_WIRE):
+            yield batch
+            batch, batch_bytes = [], 0
+        batch.extend(group)
+        batch_bytes += group_bytes
+    if batch:
+        yield batch

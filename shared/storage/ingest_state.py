@@ -1,0 +1,269 @@
+"""Per-tenant ingest state in one Table partition, so it changes in single transactions.
+
+Rows in partition <tenant id> of IngestState:
+  cursor              watermark + skip: where the next fetch continues
+  lease               which worker is fetching this tenant, until when
+  budget              Defender calls per minute over the last hour (our own rate limit)
+  idx:<day>:<n>       the version index: alert id -> [version, status, classification,
+                      determination, assignedTo] for alerts created that day (compressed)
+  out:<time>:<uuid>   outbox: the events of one committed chunk, until they are relayed
+A chunk commits its index changes, its outbox row and the cursor in one transaction, so
+either all of them happen or none does.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+
+from shared.model import Cursor
+
+CURSOR, LEASE, BUDGET = "cursor", "lease", "budget"
+CHUNK = 60_000
+SHARD_LIMIT = 600_000  # compressed bytes per index shard before a new one is started
+IndexEntry = list[Any]  # [version, status, classification, determination, assignedTo]
+
+
+class ConflictError(RuntimeError):
+    """Another worker changed the state first; this worker's chunk did not commit."""
+
+
+def _pack(value: Any) -> dict[str, bytes]:
+    data = zlib.compress(json.dumps(value, separators=(",", ":")).encode(), 6)
+    return {f"Data{i // CHUNK:02d}": data[i:i + CHUNK] for i in range(0, len(data), CHUNK)} \
+        or {"Data00": b""}
+
+
+def _unpack(entity: Any) -> Any:
+    data = b"".join(bytes(entity[k]) for k in sorted(entity) if k.startswith("Data"))
+    return json.loads(zlib.decompress(data)) if data else None
+
+
+@dataclass
+class Shard:
+    row_key: str
+    entries: dict[str, IndexEntry]
+    etag: str | None = None
+    dirty: bool = False
+    added: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Index:
+    """The version index shards loaded for one page."""
+
+    shards: dict[str, Shard] = field(default_factory=dict)
+    where: dict[str, str] = field(default_factory=dict)  # alert id -> shard row key
+
+    def get(self, alert_id: str) -> IndexEntry | None:
+        key = self.where.get(alert_id)
+        return self.shards[key].entries.get(alert_id) if key else None
+
+    def put(self, alert_id: str, day: str, entry: IndexEntry) -> Shard:
+        key = self.where.get(alert_id)
+        if key is None:
+            day_keys = sorted(k for k in self.shards if k.startswith(f"idx:{day}:"))
+            key = day_keys[-1] if day_keys else f"idx:{day}:00"
+            self.shards.setdefault(key, Shard(key, {}))
+            self.where[alert_id] = key
+        shard = self.shards[key]
+        if alert_id not in shard.entries:
+            shard.added.add(alert_id)
+        shard.entries[alert_id] = entry
+        shard.dirty = True
+        return shard
+
+    def rebalance(self) -> dict[str, dict[str, bytes]]:
+        """Pack dirty shards; ids new to a full shard move on to the day's next shard."""
+        packed: dict[str, dict[str, bytes]] = {}
+        pending = [s for s in self.shards.values() if s.dirty]
+        while pending:
+            shard = pending.pop()
+            data = _pack(shard.entries)
+            if sum(len(v) for v in data.values()) <= SHARD_LIMIT or not shard.added:
+                packed[shard.row_key] = data
+                continue
+            day, number = shard.row_key[4:].rsplit(":", 1)
+            moving = sorted(shard.added)[len(shard.added) // 2 if shard.etag is None else 0:]
+            spill_key = f"idx:{day}:{int(number) + 1:02d}"
+            spill = self.shards.setdefault(spill_key, Shard(spill_key, {}))
+            for alert_id in moving:
+                spill.entries[alert_id] = shard.entries.pop(alert_id)
+                shard.added.discard(alert_id)
+                spill.added.add(alert_id)
+                self.where[alert_id] = spill_key
+            spill.dirty = True
+            pending.extend([shard, spill] if spill not in pending else [shard])
+        return packed
+
+
+class IngestState:
+    def __init__(self, client: TableClient, tenant_id: str) -> None:
+        self.client, self.tenant_id = client, tenant_id
+
+    def _get(self, row: str) -> Any | None:
+        try:
+            return self.client.get_entity(self.tenant_id, row)
+        except ResourceNotFoundError:
+            return None
+
+    # cursor -----------------------------------------------------------------------------
+    def cursor(self) -> tuple[Cursor | None, str | None]:
+        row = self._get(CURSOR)
+        if row is None:
+            return None, None
+        return Cursor(row["Watermark"], int(row["Skip"])), row.metadata["etag"]
+
+    # lease ------------------------------------------------------------------------------
+    def acquire_lease(self, owner: str, seconds: int) -> tuple[bool, datetime | None]:
+        """(True, None) when this owner holds the lease now; (False, until) if another does."""
+        now = datetime.now(UTC)
+        row = self._get(LEASE)
+        entity = {"PartitionKey": self.tenant_id, "RowKey": LEASE, "Owner": owner,
+                  "Until": now + timedelta(seconds=seconds)}
+        try:
+            if row is None:
+                self.client.create_entity(entity)
+            elif row["Owner"] != owner and row["Until"] > now:
+                return False, row["Until"]
+            else:
+                self.client.update_entity(entity, mode=UpdateMode.REPLACE,
+                                          etag=row.metadata["etag"],
+                                          match_condition=MatchConditions.IfNotModified)
+        except (ResourceExistsError, ResourceNotFoundError):
+            return False, now + timedelta(seconds=5)
+        except Exception as exc:
+            if getattr(exc, "status_code", None) == 412:
+                return False, now + timedelta(seconds=5)
+            raise
+        return True, None
+
+    def release_lease(self, owner: str) -> None:
+        row = self._get(LEASE)
+        if row is not None and row["Owner"] == owner:
+            try:
+                self.client.delete_entity(self.tenant_id, LEASE, etag=row.metadata["etag"],
+                                          match_condition=MatchConditions.IfNotModified)
+            except Exception:  # someone else took it over; theirs now
+                return
+
+    # budget -----------------------------------------------------------------------------
+    def calls(self) -> tuple[dict[int, int], str | None]:
+        row = self._get(BUDGET)
+        if row is None:
+            return {}, None
+        return {int(k): v for k, v in json.loads(row["Minutes"]).items()}, row.metadata["etag"]
+
+    def save_calls(self, minutes: dict[int, int]) -> None:
+        self.client.upsert_entity({"PartitionKey": self.tenant_id, "RowKey": BUDGET,
+                                   "Minutes": json.dumps(minutes)}, mode=UpdateMode.REPLACE)
+
+    # version index ----------------------------------------------------------------------
+    def load_index(self, days: Iterable[str]) -> Index:
+        """Every shard of the given creation days (one range query per run of days)."""
+        index = Index()
+        wanted = sorted(set(days))
+        if not wanted:
+            return index
+        ranges: list[tuple[str, str]] = []
+        for day in wanted:  # merge consecutive days into one range query
+            if ranges and _next_day(ranges[-1][1]) == day:
+                ranges[-1] = (ranges[-1][0], day)
+            else:
+                ranges.append((day, day))
+        if len(ranges) > 8:  # scattered: one query over the whole span is cheaper
+            ranges = [(wanted[0], wanted[-1])]
+        for low, high in ranges:
+            query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+            for row in self.client.query_entities(
+                    query, parameters={"pk": self.tenant_id, "lo": f"idx:{low}:",
+                                       "hi": f"idx:{high};"}):
+                entries = _unpack(row) or {}
+                index.shards[row["RowKey"]] = Shard(row["RowKey"], entries,
+                                                    row.metadata["etag"])
+                for alert_id in entries:
+                    index.where[alert_id] = row["RowKey"]
+        return index
+
+    # commit -----------------------------------------------------------------------------
+    def commit(self, index: Index, events: list[dict[str, Any]], cursor: Cursor,
+               cursor_etag: str | None, stamp: str) -> tuple[str | None, str]:
+        """Index, outbox and cursor in one transaction; returns (outbox row, new cursor etag).
+
+        Raises ConflictError when another worker moved the state first.
+        """
+        ops: list[Any] = []
+        for row_key, data in index.rebalance().items():
+            ops.append(self._shard_op(index.shards[row_key], data))
+        outbox = None
+        if events:
+            outbox = f"out:{stamp}:{uuid.uuid4().hex}"
+            ops.append(("create", {"PartitionKey": self.tenant_id, "RowKey": outbox,
+                                   "Count": len(events), "Sent": 0, **_pack(events)}))
+        cursor_row = {"PartitionKey": self.tenant_id, "RowKey": CURSOR,
+                      "Watermark": cursor.watermark, "Skip": cursor.skip,
+                      "UpdatedAt": datetime.now(UTC)}
+        if cursor_etag:
+            ops.append(("update", cursor_row, {"mode": UpdateMode.REPLACE, "etag": cursor_etag,
+                                               "match_condition": MatchConditions.IfNotModified}))
+        else:
+            ops.append(("create", cursor_row))
+        if len(ops) > 100:
+            raise ValueError("a commit holds at most 100 operations")
+        try:
+            results = self.client.submit_transaction(ops)
+        except TableTransactionError as exc:
+            raise ConflictError(f"ingest state changed under us: {exc.error_code}") from exc
+        for shard in index.shards.values():
+            shard.dirty = False
+            shard.added.clear()
+        etags = {}
+        for op, result in zip(ops, results, strict=True):
+            etags[op[1]["RowKey"]] = result.get("etag")
+        for shard in index.shards.values():
+            if shard.row_key in etags:
+                shard.etag = etags[shard.row_key]
+        return outbox, etags[CURSOR]
+
+    def _shard_op(self, shard: Shard, data: dict[str, bytes]) -> Any:
+        entity = {"PartitionKey": self.tenant_id, "RowKey": shard.row_key,
+                  "Count": len(shard.entries), **data}
+        if shard.etag:
+            return ("update", entity, {"mode": UpdateMode.REPLACE, "etag": shard.etag,
+                                       "match_condition": MatchConditions.IfNotModified})
+        return ("create", entity)
+
+    # outbox -----------------------------------------------------------------------------
+    def outbox_rows(self) -> list[str]:
+        query = "PartitionKey eq @pk and RowKey ge 'out:' and RowKey lt 'out;'"
+        return [r["RowKey"] for r in self.client.query_entities(
+            query, parameters={"pk": self.tenant_id}, select=["RowKey"])]
+
+    def outbox(self, row_key: str) -> tuple[list[dict[str, Any]], int, str] | None:
+        row = self._get(row_key)
+        if row is None:
+            return None
+        return _unpack(row) or [], int(row.get("Sent", 0)), row.metadata["etag"]
+
+    def mark_sent(self, row_key: str, sent: int, etag: str) -> str:
+        result = self.client.update_entity(
+            {"PartitionKey": self.tenant_id, "RowKey": row_key, "Sent": sent},
+            mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified)
+        return result["etag"]
+
+    def delete_outbox(self, row_key: str, etag: str) -> None:
+        self.client.delete_entity(self.tenant_id, row_key, etag=etag,
+                                  match_condition=MatchConditions.IfNotModified)
+
+
+def _next_day(day: str) -> str:
+    return (datetime.strptime(day, "%Y%m%d") + timedelta(days=1)).strftime("%Y%m%d")

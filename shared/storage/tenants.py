@@ -1,0 +1,102 @@
+"""The tenant registry: one partition, a row per customer tenant."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import fields
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from shared.model import Tenant, TenantStatus, parse_tenant_id
+
+PARTITION = "tenant"
+_FIELDS = [f.name for f in fields(Tenant) if f.name not in ("tenant_id", "etag")]
+_TIMES = {"status_changed_at", "created_at", "last_success_at", "last_error_at",
+          "fetch_queued_at", "throttled_until"}
+# MERGE cannot remove a property (the SDK drops None), so "no time" is stored as the epoch
+NEVER = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _value(name: str, value: Any) -> Any:
+    if value is None and name in _TIMES:
+        return NEVER
+    return str(value) if isinstance(value, TenantStatus) else value
+
+
+def _to_entity(tenant: Tenant) -> dict[str, Any]:
+    entity: dict[str, Any] = {"PartitionKey": PARTITION, "RowKey": tenant.tenant_id}
+    for name in _FIELDS:
+        entity[name] = _value(name, getattr(tenant, name))
+    return entity
+
+
+def _from_entity(entity: Any) -> Tenant:
+    values = {name: entity.get(name) for name in _FIELDS
+              if entity.get(name) is not None and entity.get(name) != NEVER}
+    tenant = Tenant(tenant_id=entity["RowKey"], **values)
+    tenant.etag = entity.metadata.get("etag")
+    return tenant
+
+
+class TenantRepository:
+    def __init__(self, client: TableClient) -> None:
+        self.client = client
+
+    def get(self, tenant_id: str) -> Tenant | None:
+        try:
+            return _from_entity(self.client.get_entity(PARTITION, parse_tenant_id(tenant_id)))
+        except ResourceNotFoundError:
+            return None
+
+    def add(self, tenant: Tenant) -> Tenant:
+        tenant.created_at = tenant.created_at or datetime.now(UTC)
+        tenant.status_changed_at = tenant.status_changed_at or tenant.created_at
+        self.client.create_entity(_to_entity(tenant))
+        return tenant
+
+    def save(self, tenant: Tenant) -> None:
+        """Replace the whole row (registry edits)."""
+        self.client.upsert_entity(_to_entity(tenant), mode=UpdateMode.REPLACE)
+
+    def merge(self, tenant_id: str, etag: str | None = None, **values: Any) -> None:
+        """Change some fields; with `etag`, only if nobody changed the row since."""
+        entity = {"PartitionKey": PARTITION, "RowKey": parse_tenant_id(tenant_id)}
+        for key, value in values.items():
+            entity[key] = _value(key, value)
+        if etag:
+            self.client.update_entity(entity, mode=UpdateMode.MERGE, etag=etag,
+                                      match_condition=MatchConditions.IfNotModified)
+        else:
+            self.client.update_entity(entity, mode=UpdateMode.MERGE)
+
+    def set_status(self, tenant_id: str, status: TenantStatus, reason: str) -> None:
+        self.merge(tenant_id, status=status, status_reason=reason,
+                   status_changed_at=datetime.now(UTC))
+
+    def all(self) -> Iterator[Tenant]:
+        for entity in self.client.query_entities("PartitionKey eq @pk",
+                                                 parameters={"pk": PARTITION}):
+            yield _from_entity(entity)
+
+    def with_status(self, status: TenantStatus) -> Iterator[Tenant]:
+        query = "PartitionKey eq @pk and status eq @status"
+        for entity in self.client.query_entities(query, parameters={"pk": PARTITION,
+                                                                    "status": str(status)}):
+            yield _from_entity(entity)
+
+    def merge_many(self, changes: Iterable[dict[str, Any]]) -> None:
+        """MERGE many rows, 100 per transaction (one partition)."""
+        batch: list[Any] = []
+        for values in changes:
+            entity = {"PartitionKey": PARTITION,
+                      **{k: v if k == "RowKey" else _value(k, v) for k, v in values.items()}}
+            batch.append(("upsert", entity, {"mode": UpdateMode.MERGE}))
+            if len(batch) == 100:
+                self.client.submit_transaction(batch)
+                batch = []
+        if batch:
+            self.client.submit_transaction(batch)

@@ -1,0 +1,111 @@
+"""Ingestion against Azurite and the simulator: settings, seeding, reading results back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from devtools.simulator.client import SimulatorClient
+from devtools.simulator.server import Simulator
+from shared.config import Settings
+from shared.defender import DefenderClient
+from shared.identity import Tokens
+from shared.ingest import Ingestor
+from shared.messages import FetchRequest
+from shared.model import Tenant
+from shared.relay import Relay
+from shared.storage import tables
+from shared.storage.alert_rows import OVERFLOW_MARK, read_alert
+from shared.storage.connection import StorageConnection
+from shared.storage.keys import encode_key
+from shared.storage.tenants import TenantRepository
+from tests.helpers import app_env
+
+
+def ingest_env(simulator: Simulator, storage: StorageConnection, **overrides: str
+               ) -> dict[str, str]:
+    values = {"AzureWebJobsStorage": storage.connection_string or "",
+              "MSSP_CLIENT_ID": simulator.config.client_id,
+              "MSSP_CLIENT_SECRET": simulator.config.client_secret,
+              "MSSP_AUTHORITY_HOST": simulator.base_url,
+              "MSSP_DEFENDER_API_BASE": simulator.base_url,
+              "MSSP_CA_BUNDLE": str(simulator.config.ca_path)}
+    return app_env(**{**values, **overrides})
+
+
+@dataclass
+class Pipeline:
+    """One ingest pipeline (as a worker process builds it) plus helpers to look inside."""
+
+    simulator: Simulator
+    sim: SimulatorClient
+    storage: StorageConnection
+    settings: Settings
+    ingestor: Ingestor
+    relay: Relay
+
+    @property
+    def tenants(self) -> TenantRepository:
+        return self.ingestor.tenants
+
+    def add_tenant(self, name: str, alerts: int = 0, **sim_options: Any) -> Tenant:
+        created = self.sim.add_tenant(name, consent=[self.simulator.config.client_id],
+                                      **sim_options)
+        if alerts:
+            self.sim.generate(created["id"], alerts, age_seconds=600)
+        return self.tenants.add(Tenant(created["id"], name))
+
+    def fetch(self, tenant: Tenant | str, continuation: bool = False):
+        tenant_id = tenant if isinstance(tenant, str) else tenant.tenant_id
+        return self.ingestor.run(FetchRequest(tenant_id, continuation))
+
+    def rows(self, tenant_id: str) -> dict[str, dict[str, Any]]:
+        """Every stored alert of a tenant, rebuilt from its rows, by alert id."""
+        entities = list(self.ingestor.alerts.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": tenant_id}))
+        mains = [e for e in entities if OVERFLOW_MARK not in e["RowKey"]]
+        found = {}
+        for main in mains:
+            extra = [e for e in entities
+                     if e["RowKey"].startswith(main["RowKey"] + OVERFLOW_MARK)]
+            found[main["AlertId"]] = read_alert(main, extra)
+        return found
+
+    def row(self, tenant_id: str, alert_id: str) -> Any:
+        return self.ingestor.alerts.get_entity(tenant_id, encode_key(alert_id))
+
+    def events(self, tenant_id: str) -> list[dict[str, Any]]:
+        """Relay, then take this tenant's events off both queues; they must agree."""
+        self.relay.relay(tenant_id)
+        notify = self._take(tenant_id, tables.NOTIFY_QUEUE)
+        siem = self._take(tenant_id, tables.SIEM_QUEUE)
+        assert sorted(e["event_id"] for e in notify) == sorted(e["event_id"] for e in siem)
+        return notify
+
+    def _take(self, tenant_id: str, queue: str) -> list[dict[str, Any]]:
+        client = tables.queue(self.storage, queue)
+        found = []
+        while True:
+            batch = list(client.receive_messages(messages_per_page=32, max_messages=32,
+                                                 visibility_timeout=30))
+            if not batch:
+                return found
+            for message in batch:
+                event = json.loads(message.content)
+                if event.get("tenant") == tenant_id:
+                    found.append(event)
+                client.delete_message(message)
+
+
+@pytest.fixture
+def pipeline(simulator: Simulator, sim: SimulatorClient, storage_env: StorageConnection
+             ) -> Iterator[Pipeline]:
+    settings = Settings.from_env(ingest_env(simulator, storage_env, FETCH_PAGE_SIZE="100",
+                                            FETCH_OVERLAP_SECONDS="300"))
+    ingestor = Ingestor(settings, Tokens(settings.identity),
+                        DefenderClient(10, settings.identity.ca_bundle))
+    yield Pipeline(simulator, sim, storage_env, settings, ingestor, Relay(storage_env))

@@ -1,0 +1,294 @@
+"""The fetch worker against Azurite and the simulator: exactly once, whatever happens."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+
+from shared.defender import DefenderClient, DefenderError
+from shared.model import TenantStatus
+from shared.storage import tables
+from shared.storage.ingest_state import IngestState
+
+
+def _calls(pipeline, tenant_id: str) -> int:
+    return pipeline.sim.counters()["tenants"][tenant_id]["calls"]
+
+
+def test_first_run_stores_every_alert_and_emits_one_event_each(pipeline):
+    tenant = pipeline.add_tenant("First Run Co", alerts=40)
+    run = pipeline.fetch(tenant)
+    assert (run.outcome, run.new, run.changed, run.unchanged) == ("success", 40, 0, 0)
+
+    source = {a["id"]: a for a in pipeline.sim.alerts(tenant.tenant_id)}
+    assert pipeline.rows(tenant.tenant_id) == source  # whole alerts, evidence included
+    events = pipeline.events(tenant.tenant_id)
+    assert sorted(e["alert_id"] for e in events) == sorted(source)
+    assert {e["change"] for e in events} == {"new"}
+    first = events[0]
+    assert first["tenant_name"] == "First Run Co"
+    assert first["alert"]["title"] == source[first["alert_id"]]["title"]
+
+    health = pipeline.tenants.get(tenant.tenant_id)
+    assert health.last_success_at is not None and health.consecutive_failures == 0
+    history = pipeline.ingestor.runs.recent(tenant.tenant_id)
+    assert history[0].outcome == "success" and history[0].new == 40
+
+
+def test_idle_tick_is_one_call_and_re_reads_produce_nothing(pipeline):
+    tenant = pipeline.add_tenant("Idle Co", alerts=30)
+    pipeline.fetch(tenant)
+    pipeline.events(tenant.tenant_id)
+    before = _calls(pipeline, tenant.tenant_id)
+    run = pipeline.fetch(tenant)  # the overlap window re-reads the same 30
+    assert _calls(pipeline, tenant.tenant_id) - before == 1
+    assert (run.new, run.changed, run.unchanged) == (0, 0, 30)
+    assert pipeline.events(tenant.tenant_id) == []
+
+
+def test_message_delivered_twice_at_once_gives_no_duplicates(pipeline):
+    tenant = pipeline.add_tenant("Twice Co", alerts=60)
+    outcomes = []
+    threads = [threading.Thread(target=lambda: outcomes.append(pipeline.fetch(tenant).outcome))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    pipeline.fetch(tenant)  # and a third copy afterwards
+    events = pipeline.events(tenant.tenant_id)
+    assert len(pipeline.rows(tenant.tenant_id)) == 60
+    assert Counter(e["event_id"] for e in events).most_common(1)[0][1] == 1
+    assert len(events) == 60
+    assert "success" in outcomes
+
+
+def test_worker_killed_between_storing_and_moving_the_cursor(pipeline, monkeypatch):
+    tenant = pipeline.add_tenant("Crash Co", alerts=25)
+    real_commit = IngestState.commit
+
+    def die(*args, **kwargs):
+        raise SystemExit("worker killed")
+
+    monkeypatch.setattr(IngestState, "commit", die)
+    with pytest.raises(SystemExit):
+        pipeline.fetch(tenant)
+    assert len(pipeline.rows(tenant.tenant_id)) == 25  # rows were written...
+    assert pipeline.events(tenant.tenant_id) == []  # ...but no event left
+    state = IngestState(pipeline.ingestor.state_table, tenant.tenant_id)
+    assert state.cursor() == (None, None)  # and the cursor did not move
+
+    monkeypatch.setattr(IngestState, "commit", real_commit)
+    run = pipeline.fetch(tenant)
+    assert run.new == 25
+    events = pipeline.events(tenant.tenant_id)
+    assert len(events) == 25 and len({e["event_id"] for e in events}) == 25
+
+
+def test_worker_killed_after_commit_before_the_relay_message(pipeline, monkeypatch):
+    tenant = pipeline.add_tenant("Lost Relay Co", alerts=10)
+    relay_queue = pipeline.ingestor.relay_queue
+
+    def lost(*args, **kwargs):
+        raise SystemExit("worker killed before the relay message")
+
+    monkeypatch.setattr(relay_queue, "send_message", lost)
+    with pytest.raises(SystemExit):
+        pipeline.fetch(tenant)
+    monkeypatch.undo()
+    pipeline.fetch(tenant)  # finds the outbox row and asks for its relay
+    events = pipeline.events(tenant.tenant_id)
+    assert len({e["event_id"] for e in events}) == len(events)
+    assert len(events) == 10
+
+
+def test_250_alerts_sharing_one_last_update_time_with_pages_of_100(pipeline):
+    tenant = pipeline.add_tenant("Burst Co")
+    made = pipeline.sim.generate(tenant.tenant_id, 250, same_last_update_time=True,
+                                 age_seconds=60)
+    run = pipeline.fetch(tenant)
+    assert run.new == 250 and run.pages == 3
+    assert set(pipeline.rows(tenant.tenant_id)) == set(made["ids"])
+    assert len(pipeline.events(tenant.tenant_id)) == 250
+    again = pipeline.fetch(tenant)
+    assert (again.new, again.changed) == (0, 0)
+    assert pipeline.events(tenant.tenant_id) == []
+
+
+def test_more_than_a_page_at_one_time_then_new_alerts_after_it(pipeline):
+    tenant = pipeline.add_tenant("Burst Then Trickle Co")
+    pipeline.sim.generate(tenant.tenant_id, 130, same_last_update_time=True, age_seconds=120)
+    pipeline.fetch(tenant)
+    later = pipeline.sim.generate(tenant.tenant_id, 5)
+    run = pipeline.fetch(tenant)
+    assert run.new == 5
+    assert {e["alert_id"] for e in pipeline.events(tenant.tenant_id)} >= set(later["ids"])
+
+
+def test_updated_alert_is_seen_as_changed(pipeline):
+    tenant = pipeline.add_tenant("Changing Co", alerts=5)
+    pipeline.fetch(tenant)
+    pipeline.events(tenant.tenant_id)
+    alert_id = pipeline.sim.alerts(tenant.tenant_id)[2]["id"]
+    progressed = pipeline.sim.update_alert(tenant.tenant_id, alert_id)
+    run = pipeline.fetch(tenant)
+    assert (run.new, run.changed) == (0, 1)
+    (event,) = pipeline.events(tenant.tenant_id)
+    assert event["change"] == "updated"
+    assert event["changed"]["status"] == ["New", "InProgress"]
+    assert event["changed"]["assignedTo"] == [None, progressed["assignedTo"]]
+    assert event["version"].startswith(progressed["lastUpdateTime"][:19])
+    assert pipeline.rows(tenant.tenant_id)[alert_id]["status"] == "InProgress"
+
+
+def test_429_puts_the_tenant_back_with_the_retry_delay(pipeline):
+    tenant = pipeline.add_tenant("Throttled Co", alerts=5)
+    pipeline.sim.fault(tenant.tenant_id, "status", status=429, retry_after=120)
+    run = pipeline.fetch(tenant)
+    assert run.outcome == "throttled"
+    saved = pipeline.tenants.get(tenant.tenant_id)
+    assert saved.throttled_until is not None
+    delay = (saved.throttled_until - saved.fetch_queued_at).total_seconds()
+    assert 115 <= delay <= 125
+    queue = tables.queue(pipeline.storage, tables.FETCH_QUEUE)
+    visible = [m for m in queue.peek_messages(max_messages=32)
+               if tenant.tenant_id in m.content]
+    assert visible == []  # the retry waits out Retry-After
+
+
+def test_500s_are_retried_by_the_client_then_succeed(pipeline):
+    tenant = pipeline.add_tenant("Flaky Co", alerts=5)
+    pipeline.sim.fault(tenant.tenant_id, "status", status=503, count=2)
+    run = pipeline.fetch(tenant)
+    assert run.outcome == "success" and run.new == 5
+
+
+def test_persistent_500s_fail_the_run_and_are_recorded(pipeline):
+    tenant = pipeline.add_tenant("Down Co", alerts=5)
+    pipeline.sim.fault(tenant.tenant_id, "status", status=500, count=8)
+    with pytest.raises(DefenderError):
+        pipeline.fetch(tenant)
+    saved = pipeline.tenants.get(tenant.tenant_id)
+    assert saved.consecutive_failures == 1 and "500" in saved.last_error
+    assert saved.status == TenantStatus.ACTIVE
+    pipeline.sim.clear_faults(tenant.tenant_id)
+    assert pipeline.fetch(tenant).new == 5
+    assert pipeline.tenants.get(tenant.tenant_id).consecutive_failures == 0
+
+
+def test_timeouts_and_malformed_json_are_transient(pipeline):
+    tenant = pipeline.add_tenant("Slow Co", alerts=3)
+    pipeline.ingestor.client = DefenderClient(0.5, pipeline.settings.identity.ca_bundle)
+    pipeline.sim.fault(tenant.tenant_id, "hang", count=3, seconds=2)
+    with pytest.raises(DefenderError, match="unreachable"):
+        pipeline.fetch(tenant)
+    pipeline.sim.fault(tenant.tenant_id, "malformed")
+    with pytest.raises(DefenderError, match="malformed"):
+        pipeline.fetch(tenant)
+    assert pipeline.tenants.get(tenant.tenant_id).consecutive_failures == 2
+    assert pipeline.fetch(tenant).new == 3
+
+
+def test_consent_revoked_in_the_middle_of_a_run(pipeline, monkeypatch):
+    tenant = pipeline.add_tenant("Revoking Co", alerts=250)
+    client = pipeline.ingestor.client
+    real = client.list_alerts
+    calls = []
+
+    def revoke_after_first(*args, **kwargs):
+        if len(calls) == 1:
+            pipeline.sim.revoke(tenant.tenant_id, pipeline.simulator.config.client_id)
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(client, "list_alerts", revoke_after_first)
+    run = pipeline.fetch(tenant)
+    assert run.outcome == "consent_revoked"
+    saved = pipeline.tenants.get(tenant.tenant_id)
+    assert saved.status == TenantStatus.CONSENT_REVOKED
+    assert saved.status_reason == "app_not_found_in_tenant"
+    # the page read before the revocation is kept, with its events
+    assert len(pipeline.rows(tenant.tenant_id)) == 100
+    assert len(pipeline.events(tenant.tenant_id)) == 100
+    assert pipeline.fetch(tenant).outcome == "skipped"  # not retried forever
+
+
+@pytest.mark.parametrize(("setup", "status", "reason"), [
+    ("no_defender", TenantStatus.UNAVAILABLE, "no_defender"),
+    ("disabled", TenantStatus.UNAVAILABLE, "no_defender"),
+    ("no_role", TenantStatus.UNAVAILABLE, "permission_missing"),
+    ("no_consent", TenantStatus.CONSENT_REVOKED, "app_not_found_in_tenant"),
+])
+def test_token_and_permission_errors_set_the_tenant_status(pipeline, setup, status, reason):
+    tenant = pipeline.add_tenant(f"Broken {setup}")
+    tid = tenant.tenant_id
+    if setup == "no_defender":
+        pipeline.sim.set_defender(tid, "none")
+    elif setup == "disabled":
+        pipeline.sim.set_defender(tid, "disabled")
+    elif setup == "no_role":
+        pipeline.sim.grant(tid, pipeline.simulator.config.client_id, roles={})
+    else:
+        pipeline.sim.revoke(tid, pipeline.simulator.config.client_id)
+    pipeline.fetch(tenant)
+    saved = pipeline.tenants.get(tid)
+    assert (saved.status, saved.status_reason) == (status, reason)
+
+
+def test_unknown_tenant_is_unavailable(pipeline):
+    from shared.model import Tenant
+
+    ghost = pipeline.tenants.add(Tenant("9d3a1f7e-0000-4000-8000-00000000dead", "Ghost Co"))
+    pipeline.fetch(ghost)
+    saved = pipeline.tenants.get(ghost.tenant_id)
+    assert (saved.status, saved.status_reason) == (TenantStatus.UNAVAILABLE, "tenant_not_found")
+
+
+def test_bad_mssp_secret_is_one_app_wide_error(pipeline):
+    from shared.config import Settings
+    from shared.identity import Tokens
+    from shared.ingest import Ingestor
+    from tests.integration.ingest_fixtures import ingest_env
+
+    tenant = pipeline.add_tenant("Innocent Co", alerts=2)
+    settings = Settings.from_env(ingest_env(pipeline.simulator, pipeline.storage,
+                                            MSSP_CLIENT_SECRET="wrong-secret"))
+    broken = Ingestor(settings, Tokens(settings.identity), pipeline.ingestor.client)
+    from shared.messages import FetchRequest
+
+    run = broken.run(FetchRequest(tenant.tenant_id))
+    assert run.outcome == "app_error"
+    saved = pipeline.tenants.get(tenant.tenant_id)
+    assert saved.status == TenantStatus.ACTIVE and saved.consecutive_failures == 0
+    health = broken.app_health.get_entity("app", "identity")
+    assert health["Reason"] == "bad_client_secret"
+
+
+def test_alert_with_2_mib_of_evidence_is_kept_whole(pipeline):
+    tenant = pipeline.add_tenant("Big Evidence Co")
+    made = pipeline.sim.generate(tenant.tenant_id, 1, evidence_bytes=2 * 1024 * 1024)
+    pipeline.sim.generate(tenant.tenant_id, 3)
+    run = pipeline.fetch(tenant)
+    assert run.new == 4
+    stored = pipeline.rows(tenant.tenant_id)[made["ids"][0]]
+    source = {a["id"]: a for a in pipeline.sim.alerts(tenant.tenant_id)}[made["ids"][0]]
+    assert stored == source
+    assert not pipeline.row(tenant.tenant_id, made["ids"][0])["EvidenceTruncated"]
+    (event,) = [e for e in pipeline.events(tenant.tenant_id)
+                if e["alert_id"] == made["ids"][0]]
+    assert len(str(event)) < 48_000
+
+
+def test_alert_ids_with_forbidden_key_characters(pipeline):
+    tenant = pipeline.add_tenant("Odd Ids Co")
+    base = pipeline.sim.alerts(tenant.tenant_id)
+    template = pipeline.sim.generate(tenant.tenant_id, 1)["ids"][0]
+    alert = next(a for a in pipeline.sim.alerts(tenant.tenant_id) if a["id"] == template)
+    odd = [{**alert, "id": weird} for weird in ("a/b", "c\\d", "e#f?g", "h%2Fi", "tab\tx")]
+    pipeline.sim.add_alerts(tenant.tenant_id, odd)
+    assert base == []
+    pipeline.fetch(tenant)
+    assert set(pipeline.rows(tenant.tenant_id)) == {template, "a/b", "c\\d", "e#f?g", "h%2Fi",
+                                                    "tab\tx"}
