@@ -32,9 +32,9 @@ class Host:
 
     def __init__(self, script_root: Path, app_spec: str = "function_app:app",
                  http_host: str = "127.0.0.1", http_port: int = 7071,
-                 host_id: str | None = None) -> None:
+                 host_id: str | None = None, config: HostConfig | None = None) -> None:
         self.root = script_root.resolve()
-        self.config = HostConfig.load(self.root)
+        self.config = config or HostConfig.load(self.root)
         self.functions = load_app(app_spec, self.root)
         digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
         self.host_id = host_id or "devhost" + digest

@@ -24,15 +24,15 @@ class PoisonLog:
         """Keep the message (nothing is lost) and say on the tenant why it stopped."""
         now = datetime.now(UTC)
         tenant_id = tenant_id or tenant_of(body)
+        tenant = self.tenants.get(tenant_id) if tenant_id else None
+        if tenant is not None and tenant.last_error:
+            reason = f"{reason}; last error: {tenant.last_error}"
         row_key = f"{_MAX_TICKS - int(now.timestamp() * 10**7):019d}:{uuid.uuid4().hex[:8]}"
         self.table.upsert_entity({"PartitionKey": queue_name, "RowKey": row_key,
                                   "Body": body[:30_000], "Reason": clean(reason, 2000),
                                   "Tenant": tenant_id or "", "At": now})
-        if tenant_id and self.tenants.get(tenant_id):
-            tenant = self.tenants.get(tenant_id)
-            assert tenant is not None
-            last = f"; last error: {tenant.last_error}" if tenant.last_error else ""
-            self.tenants.merge(tenant_id, last_error=clean(f"{reason}{last}", 1000),
+        if tenant is not None:
+            self.tenants.merge(tenant.tenant_id, last_error=clean(reason, 1000),
                                last_error_at=now, fetch_queued_at=None)
         return row_key
 
