@@ -21,9 +21,9 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-## run: Azurite + the local Functions host on http://127.0.0.1:7071
+## run: Azurite, the simulator with demo tenants, and the app on http://127.0.0.1:7071
 run: setup
-	$(PY) -m devhost --azurite
+	$(PY) -m devtools.run
 
 ## test: lint, then the whole suite (Azurite is started by the tests)
 test: setup lint

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,7 @@ class Entra:
                                    "client_assertion_type is missing or not supported.")
             try:
                 verify_assertion(form["client_assertion"], app.certificates, client_id,
-                                 endpoint, world.clock.now())
+                                 endpoint, time.time())  # the client's clock, not ours
             except AssertionRejected as exc:
                 return entra_error(401, "invalid_client", exc.code, str(exc))
             how = "2"

@@ -1,0 +1,64 @@
+"""What `make run` starts: within a minute the demo tenants' alerts are in Table storage."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import requests
+
+from shared.storage import tables
+from shared.storage.connection import StorageConnection, azurite_connection_string
+from tests.conftest import ROOT
+from tests.e2e.test_devhost_cli import DEPLOYED, _alive, _free_port
+
+
+def test_make_run_brings_up_everything_and_alerts_arrive(tmp_path):
+    for name in DEPLOYED:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, tmp_path / name)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AzureWebJobs", "DEVHOST_", "MSSP_", "FETCH_"))}
+    env["FETCH_SCHEDULE"] = "*/2 * * * * *"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devtools.run", "--script-root", str(tmp_path), "--port",
+         str(port), "--azurite-data", "-", "--rate", "2"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        run_json = tmp_path / ".local" / "run.json"
+        deadline = time.monotonic() + 60
+        while not run_json.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        state = json.loads(run_json.read_text())
+        assert len(state["tenants_seeded"]) >= 3
+        health = requests.get(f"http://127.0.0.1:{port}/api/health", timeout=10)
+        assert health.status_code == 200, health.text
+        storage = StorageConnection.from_env({"AzureWebJobsStorage": azurite_connection_string(
+            blob=state["azurite"]["Blob"], queue=state["azurite"]["Queue"],
+            table=state["azurite"]["Table"])}, "AzureWebJobsStorage")
+        alerts = tables.table(storage, tables.ALERTS)
+
+        def partitions() -> set[str]:
+            return {e["PartitionKey"] for e in alerts.query_entities(
+                "Version ne ''", select=["PartitionKey"])}
+
+        deadline = time.monotonic() + 60
+        while len(partitions()) < 3 and time.monotonic() < deadline:
+            time.sleep(1)
+        assert len(partitions()) >= 3
+        azurite_pid = state["azurite_pid"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output[-3000:]
+    assert "mssp-hub is running" in output
+    assert not _alive(azurite_pid)
