@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     state = {"http": base, "simulator": simulator.base_url, "azurite": azurite.ports,
              "azurite_pid": azurite.process.pid if azurite.process else None,
              "tenants_seeded": seeded}
-    (local / "run.json").write_text(json.dumps(state, indent=2))
+    partial = local / "run.json.tmp"
+    partial.write_text(json.dumps(state, indent=2))
+    partial.replace(local / "run.json")  # appears whole: readers poll for it
     print(f"""
 mssp-hub is running
   health      {base}/api/health

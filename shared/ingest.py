@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,6 +43,7 @@ LEASE_SECONDS = 900
 PENDING_SECONDS = 900  # a queued fetch blocks re-enqueueing this long (fan-out)
 # our own ceiling under Defender's 100/minute and 1,500/hour per app per tenant
 BUDGET_PER_MINUTE, BUDGET_PER_HOUR = 90, 1_400
+WRITERS = 8  # concurrent alert-row transactions per worker
 
 
 @dataclass
@@ -111,6 +113,7 @@ class Ingestor:
         self.app_health = tables.table(storage, tables.APP_HEALTH)
         self.fetch_queue = tables.queue(storage, tables.FETCH_QUEUE)
         self.relay_queue = tables.queue(storage, tables.RELAY_QUEUE)
+        self.writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="alert-writer")
 
     # the run ----------------------------------------------------------------------------
     def run(self, request: FetchRequest) -> RunRecord:
@@ -261,26 +264,34 @@ class Ingestor:
                      committed: Cursor | None, etag: str | None, record: RunRecord
                      ) -> tuple[Cursor, Cursor | None, str | None]:
         index = state.load_index({_day(a, v) for v, a in chunk})
-        events, groups = [], []
+        events: list[dict[str, Any]] = []
         now = datetime.now(UTC)
-        for version, alert in chunk:
-            alert_id = str(alert["id"])
-            old = index.get(alert_id)
-            new = tracked(alert, version)
-            if old is not None and (old[0] > version or old == new):
-                record.unchanged += 1  # re-read from the overlap, or an older copy
-                continue
-            if old is None:
-                record.new += 1
-            else:
-                record.changed += 1
-            groups.append(alert_rows(tenant.tenant_id, alert, now))
-            events.append(build_event(tenant.tenant_id, tenant.display_name, alert, version,
-                                      old, new).to_message())
-            index.put(alert_id, _day(alert, version), new)
-        for batch in transactions(groups):
-            self.alerts.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE})
-                                            for e in batch])
+
+        def rows_to_write() -> Iterator[list[dict[str, Any]]]:
+            for version, alert in chunk:
+                alert_id = str(alert["id"])
+                old = index.get(alert_id)
+                new = tracked(alert, version)
+                if old is not None and (old[0] > version or old == new):
+                    record.unchanged += 1  # re-read from the overlap, or an older copy
+                    continue
+                if old is None:
+                    record.new += 1
+                else:
+                    record.changed += 1
+                events.append(build_event(tenant.tenant_id, tenant.display_name, alert,
+                                          version, old, new).to_message())
+                index.put(alert_id, _day(alert, version), new)
+                yield alert_rows(tenant.tenant_id, alert, now)
+
+        # each transaction is sent as soon as it is packed, while the next is built; they
+        # are independent and idempotent, and all are done before the commit below
+        pending = [self.writers.submit(self.alerts.submit_transaction,
+                                       [("upsert", e, {"mode": UpdateMode.REPLACE})
+                                        for e in batch])
+                   for batch in transactions(rows_to_write())]
+        for future in pending:
+            future.result()
         position = advance(position, [v for v, _ in chunk])
         cursor = later(committed, position)
         outbox, etag = state.commit(index, events, cursor, etag, stamp=chunk[-1][0])

@@ -39,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
             "mssp_tenant_id": config.mssp_tenant_id,
             "tenants": [{"id": t.id, "name": t.name, "consented": bool(t.consents),
                          "defender": t.defender} for t in tenants]}
-    (state / "simulator.json").write_text(json.dumps(info, indent=2))
-    (state / "simulator.json").chmod(0o600)
+    partial = state / "simulator.json.tmp"
+    partial.write_text(json.dumps(info, indent=2))
+    partial.chmod(0o600)
+    partial.replace(state / "simulator.json")  # appears whole: readers poll for it
     logging.info("Simulator listening on %s (CA %s)", sim.base_url, config.ca_path)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

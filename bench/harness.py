@@ -1,0 +1,61 @@
+"""Benchmark set-up: Azurite (in memory) and the simulator in its own process, so the
+worker being measured does not share its interpreter with the Defender it calls."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from devhost.azurite import Azurite
+from devtools.simulator.client import SimulatorClient
+from shared.config import Settings
+from shared.storage.connection import StorageConnection
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Env:
+    storage: StorageConnection
+    sim: SimulatorClient
+    info: dict
+
+    def settings(self, **overrides: str) -> Settings:
+        env = {"AzureWebJobsStorage": self.storage.connection_string or "",
+               "MSSP_CLIENT_ID": self.info["client_id"],
+               "MSSP_CLIENT_SECRET": self.info["client_secret"],
+               "MSSP_AUTHORITY_HOST": self.info["base_url"],
+               "MSSP_DEFENDER_API_BASE": self.info["base_url"],
+               "MSSP_CA_BUNDLE": self.info["ca_path"], **overrides}
+        return Settings.from_env(env)
+
+
+@contextlib.contextmanager
+def environment() -> Iterator[Env]:
+    state = Path(tempfile.mkdtemp(prefix="mssp-bench-"))
+    azurite = Azurite(ROOT, log_path=state / "azurite.log").start()
+    proc = subprocess.Popen([sys.executable, "-m", "devtools.simulator", "--state-dir",
+                             str(state)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        info_path = state / "simulator.json"
+        deadline = time.monotonic() + 30
+        while not info_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        info = json.loads(info_path.read_text())
+        sim = SimulatorClient(info["base_url"], info["ca_path"])
+        sim.limits(per_minute=100_000, per_hour=1_000_000)  # measure us, not the throttle
+        os.environ["AzureWebJobsStorage"] = azurite.connection_string
+        yield Env(StorageConnection.from_env(os.environ, "AzureWebJobsStorage"), sim, info)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        azurite.stop()
