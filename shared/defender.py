@@ -3,6 +3,7 @@ what to do (retry, wait, or stop for this tenant)."""
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -77,8 +78,8 @@ class DefenderClient:
         except requests.RequestException as exc:
             raise DefenderError(f"Defender API unreachable: {type(exc).__name__}") from exc
         if response.status_code == 200:
-            try:
-                body = response.json()
+            try:  # from the bytes: no second, decoded copy of a page that can be 100 MB
+                body = json.loads(response.content)
                 value = body["value"]
             except (ValueError, KeyError, TypeError) as exc:
                 raise DefenderError("Defender API answered malformed JSON", 200,

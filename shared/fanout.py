@@ -17,7 +17,7 @@ from shared.storage.connection import StorageConnection
 from shared.storage.tenants import TenantRepository
 
 log = logging.getLogger("mssp_hub.fanout")
-SENDERS = 32
+SENDERS = 16
 
 
 @dataclass

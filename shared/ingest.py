@@ -43,7 +43,7 @@ LEASE_SECONDS = 900
 PENDING_SECONDS = 900  # a queued fetch blocks re-enqueueing this long (fan-out)
 # our own ceiling under Defender's 100/minute and 1,500/hour per app per tenant
 BUDGET_PER_MINUTE, BUDGET_PER_HOUR = 90, 1_400
-WRITERS = 8  # concurrent alert-row transactions per worker
+WRITERS = 4  # concurrent alert-row transactions per worker
 
 
 @dataclass
@@ -210,9 +210,10 @@ class Ingestor:
                     token = self.tokens.token(tenant.tenant_id)
                     continue
                 record.pages += 1
+                full = len(page) == fetch.page_size
                 position, committed, etag = self._store_page(tenant, state, page, position,
                                                              committed, etag, record)
-                if len(page) < fetch.page_size:
+                if not full:
                     break
         finally:
             state.save_calls(budget.minutes)
@@ -230,6 +231,8 @@ class Ingestor:
     def _store_page(self, tenant: Tenant, state: IngestState, page: list[dict[str, Any]],
                     position: Cursor, committed: Cursor | None, etag: str | None,
                     record: RunRecord) -> tuple[Cursor, Cursor | None, str | None]:
+        """Store a page chunk by chunk; the page list is consumed, so a stored chunk's
+        alerts can be freed while the next is processed (peak memory ~ one page)."""
         items = []
         for alert in page:
             if not isinstance(alert, dict) or not alert.get("id") or not alert.get(
@@ -237,7 +240,9 @@ class Ingestor:
                 raise DefenderError("an alert without id or lastUpdateTime", 200,
                                     "MalformedResponse")
             items.append((timefmt.normalize(alert["lastUpdateTime"]), alert))
+        page.clear()
         items.sort(key=lambda pair: pair[0])  # stable: Defender's order among equal times
+        items.reverse()  # pop() from the end takes them in ascending order
         for chunk in self._chunks(items):
             position, committed, etag = self._store_chunk(tenant, state, chunk, position,
                                                           committed, etag, record)
@@ -246,9 +251,11 @@ class Ingestor:
     @staticmethod
     def _chunks(items: list[tuple[str, dict[str, Any]]]
                 ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        """Chunks in ascending order, popped from `items` (given in descending order)."""
         chunk: list[tuple[str, dict[str, Any]]] = []
         days: set[str] = set()
-        for version, alert in items:
+        while items:
+            version, alert = items.pop()
             day = _day(alert, version)
             if chunk and (len(chunk) >= CHUNK_ALERTS or (day not in days
                                                          and len(days) >= CHUNK_DAYS)):

@@ -11,7 +11,9 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import requests
 from azure.core.credentials import TokenCredential
+from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import (
     QueueClient,
@@ -19,7 +21,9 @@ from azure.storage.queue import (
     TextBase64DecodePolicy,
     TextBase64EncodePolicy,
 )
+from requests.adapters import HTTPAdapter
 
+POOL_SIZE = 64
 AZURITE_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
@@ -91,16 +95,30 @@ class StorageConnection:
         return DefaultAzureCredential(managed_identity_client_id=self.client_id)
 
     @functools.cached_property
+    def _transport(self) -> RequestsTransport:
+        """One connection pool for all clients, sized for the worker's sender threads
+        (requests' default of 10 makes 32 threads open and drop connections)."""
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return RequestsTransport(session=session, session_owner=False)
+
+    @functools.cached_property
     def _queue_service(self) -> QueueServiceClient:
         if self.connection_string:
-            return QueueServiceClient.from_connection_string(self.connection_string)
-        return QueueServiceClient(self.queue_service_uri, credential=self._credential)
+            return QueueServiceClient.from_connection_string(self.connection_string,
+                                                             transport=self._transport)
+        return QueueServiceClient(self.queue_service_uri, credential=self._credential,
+                                  transport=self._transport)
 
     @functools.cached_property
     def _table_service(self) -> TableServiceClient:
         if self.connection_string:
-            return TableServiceClient.from_connection_string(self.connection_string)
-        return TableServiceClient(self.table_service_uri, credential=self._credential)
+            return TableServiceClient.from_connection_string(self.connection_string,
+                                                             transport=self._transport)
+        return TableServiceClient(self.table_service_uri, credential=self._credential,
+                                  transport=self._transport)
 
     def queue_service(self) -> QueueServiceClient:
         """One client per connection: it owns the HTTP connection pool."""
