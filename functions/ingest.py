@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 import azure.functions as func
 
@@ -12,6 +14,7 @@ from shared.storage.tables import FETCH_QUEUE, RELAY_QUEUE
 
 bp = func.Blueprint()
 log = logging.getLogger("mssp_hub.functions")
+T = TypeVar("T")
 
 
 @bp.function_name("fanout")
@@ -20,16 +23,22 @@ def fanout(timer: func.TimerRequest) -> None:
     services.fanout().run(past_due=timer.past_due)
 
 
+def _parse(msg: func.QueueMessage, queue: str, parse: Callable[[str], T]) -> T | None:
+    """The message, or None after recording why it can never be processed."""
+    body = msg.get_body().decode("utf-8", "replace")
+    try:
+        return parse(body)
+    except BadMessage as exc:  # no retry can fix it: keep it with the reason
+        services.poison_log().record(queue, body, f"bad message: {exc}")
+        return None
+
+
 @bp.function_name("fetch")
 @bp.queue_trigger(arg_name="msg", queue_name=FETCH_QUEUE, connection="AzureWebJobsStorage")
 def fetch(msg: func.QueueMessage) -> None:
-    body = msg.get_body().decode("utf-8", "replace")
-    try:
-        request = FetchRequest.parse(body)
-    except BadMessage as exc:  # no retry can fix it: keep it with the reason
-        services.poison_log().record(FETCH_QUEUE, body, f"bad message: {exc}")
-        return
-    services.ingestor().run(request)  # raises on transient failure: the host retries
+    request = _parse(msg, FETCH_QUEUE, FetchRequest.parse)
+    if request:
+        services.ingestor().run(request)  # raises on transient failure: the host retries
 
 
 @bp.function_name("fetch_poison")
@@ -44,13 +53,9 @@ def fetch_poison(msg: func.QueueMessage) -> None:
 @bp.function_name("relay")
 @bp.queue_trigger(arg_name="msg", queue_name=RELAY_QUEUE, connection="AzureWebJobsStorage")
 def relay(msg: func.QueueMessage) -> None:
-    body = msg.get_body().decode("utf-8", "replace")
-    try:
-        request = RelayRequest.parse(body)
-    except BadMessage as exc:
-        services.poison_log().record(RELAY_QUEUE, body, f"bad message: {exc}")
-        return
-    services.relay().relay(request.tenant_id)
+    request = _parse(msg, RELAY_QUEUE, RelayRequest.parse)
+    if request:
+        services.relay().relay(request.tenant_id)
 
 
 @bp.function_name("relay_poison")

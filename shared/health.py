@@ -8,8 +8,14 @@ from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
+from azure.core.exceptions import ResourceNotFoundError
+
 from shared import __version__
 from shared.config import Settings, SettingsError, get_settings
+from shared.model import TenantStatus
+from shared.storage import tables
+from shared.storage.connection import StorageConnection
+from shared.storage.tenants import TenantRepository
 
 # A probe answers fast: no retries, short timeouts (a health check that hangs is no check).
 PROBE = {"retry_total": 0, "connection_timeout": 3, "read_timeout": 5}
@@ -57,5 +63,36 @@ def report(settings_loader: Callable[[], Settings] = get_settings) -> tuple[bool
     body["checks"]["tables"] = _probe(lambda: next(iter(
         storage.table_service().list_tables(results_per_page=1, **PROBE)), None))
     healthy = all(c["ok"] for c in body["checks"].values())
+    if healthy:
+        body["ingestion"] = ingestion_summary(storage)
     body["status"] = "healthy" if healthy else "unhealthy"
     return healthy, body
+
+
+def ingestion_summary(storage: StorageConnection) -> dict[str, Any]:
+    """Tenants by status, the ones failing, and whether the MSSP app's credential works.
+
+    Counts and ids only: tenant names and error texts stay behind the admin API/portal.
+    """
+    tenants = TenantRepository(tables.table(storage, tables.TENANTS))
+    by_status: dict[str, int] = {}
+    failing = 0
+    last_success = None
+    for tenant in tenants.all():
+        by_status[str(tenant.status)] = by_status.get(str(tenant.status), 0) + 1
+        if tenant.status == TenantStatus.ACTIVE and tenant.consecutive_failures:
+            failing += 1
+        if tenant.last_success_at and (last_success is None
+                                       or tenant.last_success_at > last_success):
+            last_success = tenant.last_success_at
+    summary: dict[str, Any] = {
+        "tenants": by_status, "failing_tenants": failing,
+        "last_success_at": last_success.isoformat() if last_success else None,
+        "app_credential_error": None}
+    try:
+        app = tables.table(storage, tables.APP_HEALTH).get_entity("app", "identity", **PROBE)
+    except ResourceNotFoundError:
+        return summary
+    if last_success is None or app["At"] > last_success:  # not fixed since
+        summary["app_credential_error"] = {"reason": app["Reason"], "at": app["At"].isoformat()}
+    return summary

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient
@@ -23,30 +24,33 @@ RELAY_QUEUE = "alert-relay"
 NOTIFY_QUEUE = "notify-events"
 SIEM_QUEUE = "siem-events"
 
-_created: set[tuple[str, str]] = set()
+_created: set[tuple[str, ...]] = set()
 _lock = threading.Lock()
 
 
+def _once(key: tuple[str, ...], create: Callable[[], object]) -> None:
+    """Create a table or queue the first time this process uses it (it may exist)."""
+    if key in _created:
+        return
+    with contextlib.suppress(ResourceExistsError):
+        create()
+    with _lock:
+        _created.add(key)
+
+
+def _where(storage: StorageConnection) -> str:
+    return storage.connection_string or storage.table_service_uri or storage.name
+
+
 def table(storage: StorageConnection, name: str) -> TableClient:
-    """A client for `name`, creating the table the first time this process asks."""
+    """A client for table `name`, created on first use."""
     client = storage.table_service().get_table_client(name)
-    key = (storage.name + (storage.connection_string or storage.table_service_uri or ""), name)
-    if key not in _created:
-        with contextlib.suppress(ResourceExistsError):
-            client.create_table()
-        with _lock:
-            _created.add(key)
+    _once((_where(storage), "table", name), client.create_table)
     return client
 
 
 def queue(storage: StorageConnection, name: str) -> QueueClient:
-    """A base64 queue client for `name`, creating the queue the first time."""
+    """A base64 client for queue `name` (as the host reads it), created on first use."""
     client = storage.queue(name)
-    key = (storage.name + (storage.connection_string or storage.queue_service_uri or ""),
-           "q:" + name)
-    if key not in _created:
-        with contextlib.suppress(ResourceExistsError):
-            client.create_queue()
-        with _lock:
-            _created.add(key)
+    _once((_where(storage), "queue", name), client.create_queue)
     return client

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -15,8 +14,7 @@ from pathlib import Path
 import requests
 
 from tests.conftest import ROOT
-
-DEPLOYED = ("host.json", "function_app.py", "functions", "shared", "local.settings.sample.json")
+from tests.e2e.app_copy import copy_app
 
 
 def _free_port() -> int:
@@ -34,12 +32,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_devhost_serves_health_with_its_own_azurite_and_stops_cleanly(tmp_path: Path):
-    for name in DEPLOYED:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, tmp_path / name)
+    copy_app(tmp_path)
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AzureWebJobs", "DEVHOST_"))}
     proc = subprocess.Popen(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,16 +14,12 @@ import requests
 from shared.storage import tables
 from shared.storage.connection import StorageConnection, azurite_connection_string
 from tests.conftest import ROOT
-from tests.e2e.test_devhost_cli import DEPLOYED, _alive, _free_port
+from tests.e2e.app_copy import copy_app
+from tests.e2e.test_devhost_cli import _alive, _free_port
 
 
 def test_make_run_brings_up_everything_and_alerts_arrive(tmp_path):
-    for name in DEPLOYED:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, tmp_path / name)
+    copy_app(tmp_path)
     port = _free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AzureWebJobs", "DEVHOST_", "MSSP_", "FETCH_"))}
@@ -33,6 +28,7 @@ def test_make_run_brings_up_everything_and_alerts_arrive(tmp_path):
         [sys.executable, "-m", "devtools.run", "--script-root", str(tmp_path), "--port",
          str(port), "--azurite-data", "-", "--rate", "2"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = ""
     try:
         run_json = tmp_path / ".local" / "run.json"
         deadline = time.monotonic() + 60
@@ -56,9 +52,13 @@ def test_make_run_brings_up_everything_and_alerts_arrive(tmp_path):
             time.sleep(1)
         assert len(partitions()) >= 3
         azurite_pid = state["azurite_pid"]
-    finally:
-        proc.send_signal(signal.SIGTERM)
+    except BaseException:
+        proc.kill()
         output, _ = proc.communicate(timeout=60)
+        print(output[-6000:])  # shown by pytest with the failure
+        raise
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, output[-3000:]
     assert "mssp-hub is running" in output
     assert not _alive(azurite_pid)

@@ -15,6 +15,33 @@ def test_healthy_when_storage_answers(storage_env):
     assert body["status"] == "healthy"
     assert body["checks"]["queues"]["ok"] and body["checks"]["tables"]["ok"]
     assert body["versions"]["azure-data-tables"] != "missing"
+    assert set(body["ingestion"]) == {"tenants", "failing_tenants", "last_success_at",
+                                      "app_credential_error"}
+
+
+def test_health_reports_tenants_by_status_and_a_current_app_credential_error(storage_env):
+    import uuid
+    from datetime import UTC, datetime
+
+    from shared.model import Tenant, TenantStatus
+    from shared.storage import tables
+    from shared.storage.tenants import TenantRepository
+
+    repo = TenantRepository(tables.table(storage_env, tables.TENANTS))
+    before = health.ingestion_summary(storage_env)
+    tenant_id = str(uuid.uuid4())
+    repo.add(Tenant(tenant_id, "Health Co"))
+    repo.merge(tenant_id, consecutive_failures=2)
+    tables.table(storage_env, tables.APP_HEALTH).upsert_entity(
+        {"PartitionKey": "app", "RowKey": "identity", "Reason": "bad_client_secret",
+         "At": datetime.now(UTC)})
+    after = health.ingestion_summary(storage_env)
+    assert after["tenants"]["active"] == before["tenants"].get("active", 0) + 1
+    assert after["failing_tenants"] == before["failing_tenants"] + 1
+    assert after["app_credential_error"]["reason"] == "bad_client_secret"
+    repo.merge(tenant_id, last_success_at=datetime.now(UTC), consecutive_failures=0)
+    assert health.ingestion_summary(storage_env)["app_credential_error"] is None
+    repo.set_status(tenant_id, TenantStatus.OFFBOARDED, "test done")
 
 
 def test_unhealthy_when_storage_is_down_and_no_secret_in_the_report():
