@@ -6,9 +6,11 @@ setting shows up as a clear error naming it rather than as an app with no functi
 
 import azure.functions as func
 
-from functions import health, ingest
+from functions import admin, health, ingest, onboarding
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 app.register_functions(health.bp)
 app.register_functions(ingest.bp)
+app.register_functions(onboarding.bp)
+app.register_functions(admin.bp)

@@ -107,8 +107,9 @@ def ensure_local_settings(script_root: Path) -> bool:
     if not sample.exists():
         return False
     raw = json.loads(sample.read_text())
-    for key in ("DEVHOST_FUNCTION_KEY", "DEVHOST_MASTER_KEY"):
-        raw["Values"][key] = secrets.token_urlsafe(24)
+    for key in ("DEVHOST_FUNCTION_KEY", "DEVHOST_MASTER_KEY", "ONBOARDING_STATE_KEY"):
+        if key in raw["Values"]:
+            raw["Values"][key] = secrets.token_urlsafe(32)
     path.write_text(json.dumps(raw, indent=2) + "\n")
     path.chmod(0o600)
     return True

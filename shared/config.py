@@ -117,6 +117,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FETCH_TIMEOUT_SECONDS", "Read timeout of a Defender call (connect: 10 s).",
             default="120"),
     Setting("RUN_HISTORY_DAYS", "Days of fetch run history kept.", default="30"),
+    Setting("MSSP_NAME", "The MSSP's name, shown to customers on the consent pages.",
+            default="Your security provider"),
+    Setting("PUBLIC_BASE_URL",
+            "The app's external URL (https://<app>.azurewebsites.net); invitation links "
+            "and the consent redirect URI (<url>/api/consent/callback) are built from it.",
+            default="http://127.0.0.1:7071"),
+    Setting("ONBOARDING_STATE_KEY",
+            "Secret (32+ characters) that signs the consent `state`; in Azure a Key Vault "
+            "reference.", secret=True),
+    Setting("ONBOARDING_STATE_MINUTES", "How long a consent attempt may take, in minutes.",
+            default="30"),
+    Setting("OPS_EMAIL", "Where the MSSP is told about onboarded and revoked tenants.",
+            default=""),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
@@ -235,12 +248,42 @@ class FetchSettings:
 
 
 @dataclass(frozen=True)
+class OnboardingSettings:
+    mssp_name: str = "Your security provider"
+    public_base_url: str = "http://127.0.0.1:7071"
+    state_key: bytes = field(default=b"", repr=False)
+    state_minutes: int = 30
+    ops_email: str = ""
+
+    @property
+    def redirect_uri(self) -> str:
+        return f"{self.public_base_url}/api/consent/callback"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> OnboardingSettings:
+        base = _get(env, "PUBLIC_BASE_URL").rstrip("/")
+        local = base.startswith(("http://127.0.0.1", "http://localhost"))
+        if not (base.startswith("https://") or local):
+            raise SettingsError("PUBLIC_BASE_URL", "must be an https:// URL")
+        key = _get(env, "ONBOARDING_STATE_KEY")
+        if len(key) < 32:
+            raise SettingsError("ONBOARDING_STATE_KEY", "must be at least 32 characters")
+        ops = _get(env, "OPS_EMAIL")
+        if ops and ("@" not in ops or any(c in ops for c in "\r\n ,;<>")):
+            raise SettingsError("OPS_EMAIL", "must be one email address")
+        return cls(mssp_name=_get(env, "MSSP_NAME")[:200], public_base_url=base,
+                   state_key=key.encode(), ops_email=ops,
+                   state_minutes=_int(env, "ONBOARDING_STATE_MINUTES", 5, 24 * 60))
+
+
+@dataclass(frozen=True)
 class Settings:
     """The validated settings the app runs with."""
 
     storage: StorageConnection
     identity: IdentitySettings
     fetch: FetchSettings = field(default_factory=FetchSettings)
+    onboarding: OnboardingSettings = field(default_factory=OnboardingSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -249,7 +292,8 @@ class Settings:
             raise SettingsError("FUNCTIONS_WORKER_RUNTIME", "must be `python`")
         return cls(storage=StorageConnection.from_env(env, "AzureWebJobsStorage"),
                    identity=IdentitySettings.from_env(env),
-                   fetch=FetchSettings.from_env(env))
+                   fetch=FetchSettings.from_env(env),
+                   onboarding=OnboardingSettings.from_env(env))
 
 
 @functools.cache

@@ -59,13 +59,15 @@ class DefenderClient:
             self._local.session = session
         return session
 
-    def list_alerts(self, base: str, token: str, *, filter_: str, top: int,
+    def list_alerts(self, base: str, token: str, *, filter_: str | None, top: int,
                     skip: int = 0, orderby: str = "lastUpdateTime asc",
                     expand_evidence: bool = True) -> list[dict[str, Any]]:
         """One page of `GET /api/alerts`."""
         if not 1 <= top <= MAX_TOP:
             raise ValueError("top must be 1..10000")
-        params: dict[str, Any] = {"$filter": filter_, "$orderby": orderby, "$top": top}
+        params: dict[str, Any] = {"$orderby": orderby, "$top": top}
+        if filter_:
+            params["$filter"] = filter_
         if skip:
             params["$skip"] = skip
         if expand_evidence:

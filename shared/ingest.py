@@ -29,6 +29,7 @@ from shared.identity import TokenError, Tokens
 from shared.logsafe import clean
 from shared.messages import FetchRequest, RelayRequest
 from shared.model import Cursor, Tenant, TenantStatus
+from shared.notices import OpsNotices
 from shared.storage import tables
 from shared.storage.alert_rows import alert_rows, transactions
 from shared.storage.ingest_state import ConflictError, IngestState
@@ -114,6 +115,7 @@ class Ingestor:
         self.fetch_queue = tables.queue(storage, tables.FETCH_QUEUE)
         self.relay_queue = tables.queue(storage, tables.RELAY_QUEUE)
         self.writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="alert-writer")
+        self.notices = OpsNotices(storage, settings.onboarding.ops_email)
 
     # the run ----------------------------------------------------------------------------
     def run(self, request: FetchRequest) -> RunRecord:
@@ -355,3 +357,7 @@ class Ingestor:
                            status_changed_at=now, last_error=record.error, last_error_at=now,
                            fetch_queued_at=None)
         log.warning("tenant %s is now %s (%s)", tenant.tenant_id, status, reason)
+        self.notices.add(f"tenant_{status}", tenant.tenant_id,
+                         f"Tenant {status.replace('_', ' ')}: {tenant.display_name}",
+                         f"{tenant.display_name} ({tenant.tenant_id}) is no longer fetched: "
+                         f"{reason}. Last error: {record.error}")

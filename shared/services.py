@@ -9,8 +9,10 @@ from shared.defender import DefenderClient
 from shared.fanout import Fanout
 from shared.identity import tokens_for
 from shared.ingest import Ingestor
+from shared.onboarding import Onboarding
 from shared.poison import PoisonLog
 from shared.relay import Relay
+from shared.tenant_admin import TenantAdmin
 
 
 @functools.cache
@@ -33,3 +35,15 @@ def relay() -> Relay:
 @functools.cache
 def poison_log() -> PoisonLog:
     return PoisonLog(get_settings().storage)
+
+
+@functools.cache
+def onboarding() -> Onboarding:
+    settings = get_settings()
+    return Onboarding(settings, tokens_for(settings.identity),
+                      DefenderClient(settings.fetch.timeout_seconds, settings.identity.ca_bundle))
+
+
+@functools.cache
+def tenant_admin() -> TenantAdmin:
+    return TenantAdmin(get_settings().storage)

@@ -2,51 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-import sys
 import time
-import uuid
 
-import pytest
-
-from devhost.config import HostConfig, QueueOptions
-from devhost.host import Host
-from shared import services
-from shared.config import get_settings
 from shared.model import Tenant, TenantStatus
 from shared.storage import tables
-from shared.storage.tenants import TenantRepository
-from tests.conftest import ROOT
 from tests.integration.devhost_fixtures import wait_for
-from tests.integration.ingest_fixtures import ingest_env
-
-
-@pytest.fixture
-def app_host(simulator, sim, storage_env, monkeypatch):
-    """function_app.app on the local host: fan-out every 2 s, quick retries."""
-    env = ingest_env(simulator, storage_env, FETCH_SCHEDULE="*/2 * * * * *",
-                     FETCH_PAGE_SIZE="50", DEVHOST_FUNCTION_KEY="k", DEVHOST_MASTER_KEY="m")
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    for cached in (get_settings, services.ingestor, services.fanout, services.relay,
-                   services.poison_log):
-        cached.cache_clear()
-    for name in [m for m in sys.modules if m == "function_app" or m.startswith("functions")]:
-        monkeypatch.delitem(sys.modules, name)
-    config = dataclasses.replace(HostConfig.load(ROOT), queues=QueueOptions(
-        max_polling_interval=0.2, visibility_timeout=0, max_dequeue_count=3))
-    # a fresh registry partition per test: other tests' tenants are paused first
-    repo = TenantRepository(tables.table(storage_env, tables.TENANTS))
-    for tenant in repo.with_status(TenantStatus.ACTIVE):
-        repo.set_status(tenant.tenant_id, TenantStatus.PAUSED, "isolated by a test")
-    host = Host(ROOT, "function_app:app", http_port=0, host_id="h" + uuid.uuid4().hex[:8],
-                config=config)
-    host.start()
-    yield host, repo
-    host.stop()
-    for cached in (get_settings, services.ingestor, services.fanout, services.relay,
-                   services.poison_log):
-        cached.cache_clear()
 
 
 def _seed(sim, simulator, repo, name: str, alerts: int) -> str:

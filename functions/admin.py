@@ -1,0 +1,127 @@
+"""The MSSP's admin API (function key): invitations and tenants. Errors are JSON that
+name the bad field."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import azure.functions as func
+
+from functions.http import json_response
+from shared import services
+from shared.model import Tenant, parse_tenant_id
+from shared.onboarding import ValidationError, parse_invitation
+from shared.tenant_admin import Conflict, describe
+
+bp = func.Blueprint()
+
+
+def _body(req: func.HttpRequest) -> Any:
+    if not req.get_body():
+        return {}
+    try:
+        return json.loads(req.get_body())
+    except ValueError:
+        raise ValidationError([{"field": "body", "message": "is not valid JSON"}]) from None
+
+
+def _errors(exc: ValidationError, status: int = 400) -> func.HttpResponse:
+    return json_response({"error": "invalid request", "errors": exc.errors}, status)
+
+
+def _with_tenant(req: func.HttpRequest, action: Callable[[Tenant], func.HttpResponse]
+                 ) -> func.HttpResponse:
+    try:
+        tenant_id = parse_tenant_id(req.route_params.get("tenant_id", ""))
+    except ValueError:
+        return _errors(ValidationError([{"field": "tenant_id", "message": "must be a GUID"}]))
+    tenant = services.tenant_admin().tenants.get(tenant_id)
+    if tenant is None:
+        return json_response({"error": "no such tenant", "errors": [
+            {"field": "tenant_id", "message": "not registered"}]}, 404)
+    try:
+        return action(tenant)
+    except ValidationError as exc:
+        return _errors(exc)
+    except Conflict as exc:
+        return json_response({"error": str(exc), "errors": [
+            {"field": "status", "message": str(exc)}]}, 409)
+
+
+@bp.function_name("invitations_create")
+@bp.route(route="invitations", methods=["POST"])
+def invitations_create(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        values = parse_invitation(_body(req))
+    except ValidationError as exc:
+        return _errors(exc)
+    service = services.onboarding()
+    invitation = service.create_invitation(values)
+    return json_response(invitation.public(service.link(invitation.id)), 201)
+
+
+@bp.function_name("invitations_list")
+@bp.route(route="invitations", methods=["GET"])
+def invitations_list(req: func.HttpRequest) -> func.HttpResponse:
+    service = services.onboarding()
+    return json_response([i.public(service.link(i.id)) for i in service.list_invitations()])
+
+
+@bp.function_name("invitations_revoke")
+@bp.route(route="invitations/{invitation_id}", methods=["DELETE"])
+def invitations_revoke(req: func.HttpRequest) -> func.HttpResponse:
+    service = services.onboarding()
+    invitation = service.revoke_invitation(req.route_params.get("invitation_id", ""))
+    if invitation is None:
+        return json_response({"error": "no such invitation", "errors": [
+            {"field": "invitation_id", "message": "not found"}]}, 404)
+    return json_response(invitation.public(service.link(invitation.id)))
+
+
+@bp.function_name("tenants_list")
+@bp.route(route="tenants", methods=["GET"])
+def tenants_list(req: func.HttpRequest) -> func.HttpResponse:
+    tenants = sorted(services.tenant_admin().tenants.all(),
+                     key=lambda t: (t.status != "active", -t.consecutive_failures,
+                                    t.display_name.lower()))
+    return json_response([describe(t) for t in tenants])
+
+
+@bp.function_name("tenants_get")
+@bp.route(route="tenants/{tenant_id}", methods=["GET"])
+def tenants_get(req: func.HttpRequest) -> func.HttpResponse:
+    return _with_tenant(req, lambda t: json_response(describe(t)))
+
+
+@bp.function_name("tenants_update")
+@bp.route(route="tenants/{tenant_id}", methods=["PATCH"])
+def tenants_update(req: func.HttpRequest) -> func.HttpResponse:
+    return _with_tenant(req, lambda t: json_response(describe(
+        services.tenant_admin().update(t, _body(req)))))
+
+
+@bp.function_name("tenants_action")
+@bp.route(route="tenants/{tenant_id}/{action:alpha}", methods=["POST"])
+def tenants_action(req: func.HttpRequest) -> func.HttpResponse:
+    admin = services.tenant_admin()
+    action = req.route_params.get("action", "")
+
+    def run(tenant: Tenant) -> func.HttpResponse:
+        if action == "pause":
+            return json_response(describe(admin.pause(tenant)))
+        if action == "resume":
+            return json_response(describe(admin.resume(tenant)))
+        if action == "offboard":
+            body = _body(req)
+            delete = body.get("delete_alerts", False) if isinstance(body, dict) else None
+            if not isinstance(delete, bool):
+                raise ValidationError([{"field": "delete_alerts",
+                                        "message": "must be true or false"}])
+            tenant, deleted = admin.offboard(tenant, delete)
+            return json_response({**describe(tenant), "alerts_deleted": deleted})
+        raise ValidationError([{"field": "action",
+                                "message": "one of pause, resume, offboard"}])
+
+    return _with_tenant(req, run)

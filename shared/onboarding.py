@@ -1,0 +1,400 @@
+"""Customer onboarding: invitations, the signed consent `state`, and a callback that
+verifies consent with Entra and Defender before it trusts anything in the URL."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.data.tables import UpdateMode
+
+from shared.config import Settings
+from shared.defender import DefenderClient, DefenderError, Forbidden
+from shared.identity import TokenError, Tokens
+from shared.logsafe import clean
+from shared.model import Tenant, TenantStatus
+from shared.notices import OpsNotices
+from shared.storage import tables
+from shared.storage.tenants import TenantRepository
+
+INVITATIONS, STATES = "Invitations", "ConsentStates"
+_ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
+_DOMAIN = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_EMAIL = re.compile(r"^[^@\s<>,;\"'\\]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
+CALLBACK_LIMITS = {"state": 512, "tenant": 64, "admin_consent": 8, "scope": 512,
+                   "error": 100, "error_description": 2048, "error_uri": 512,
+                   "error_subcode": 100}
+PARTITION = "inv"
+
+
+@dataclass
+class Invitation:
+    id: str
+    display_name: str
+    contact_email: str
+    expires_at: datetime
+    expected_tenant: str = ""
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    status: str = "open"  # open | used | revoked
+    tenant_id: str = ""
+    used_at: datetime | None = None
+
+    def usable(self, now: datetime) -> bool:
+        return self.status == "open" and self.expires_at > now
+
+    def public(self, link: str) -> dict[str, Any]:
+        return {"id": self.id, "display_name": self.display_name,
+                "contact_email": self.contact_email, "expected_tenant": self.expected_tenant,
+                "created_at": self.created_at.isoformat(),
+                "expires_at": self.expires_at.isoformat(),
+                "status": self.status, "tenant_id": self.tenant_id or None, "link": link}
+
+
+class ValidationError(ValueError):
+    """Bad input; `errors` names each field and what is wrong with it."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+        self.errors = errors
+
+
+def parse_invitation(body: Any) -> dict[str, Any]:
+    """Validate the JSON body of POST /api/invitations; every bad field is reported."""
+    if not isinstance(body, dict):
+        raise ValidationError([{"field": "body", "message": "must be a JSON object"}])
+    errors = []
+    name = body.get("display_name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200 or any(
+            ord(c) < 32 for c in name):
+        errors.append({"field": "display_name", "message": "1 to 200 printable characters"})
+    email = body.get("contact_email")
+    if not isinstance(email, str) or not _EMAIL.match(email):
+        errors.append({"field": "contact_email", "message": "must be one email address"})
+    expected = body.get("expected_tenant") or ""
+    if expected:
+        if not isinstance(expected, str):
+            errors.append({"field": "expected_tenant", "message": "must be a string"})
+        else:
+            expected = expected.strip().lower()
+            try:
+                expected = str(uuid.UUID(expected))
+            except ValueError:
+                if not _DOMAIN.match(expected):
+                    errors.append({"field": "expected_tenant",
+                                   "message": "must be a tenant id (GUID) or a domain"})
+    days = body.get("expires_in_days", 7)
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 90:
+        errors.append({"field": "expires_in_days", "message": "a whole number from 1 to 90"})
+    unknown = set(body) - {"display_name", "contact_email", "expected_tenant",
+                           "expires_in_days"}
+    errors.extend({"field": name, "message": "unknown field"} for name in sorted(unknown))
+    if errors:
+        raise ValidationError(errors)
+    return {"display_name": name.strip(), "contact_email": email, "expected_tenant": expected,
+            "expires_in_days": days}
+
+
+@dataclass
+class Outcome:
+    """What the callback page says, with its status code."""
+
+    status: int
+    kind: str
+    heading: str
+    message: str
+    next_step: str = ""
+    detail: str = ""
+    tenant_id: str = ""
+
+    @property
+    def tone(self) -> str:
+        return "ok" if self.kind == "connected" else ("warn" if self.kind == "declined"
+                                                      else "bad")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def token_claims(token: str) -> dict[str, Any]:
+    """The claims of a JWT that came to us over TLS from Entra (only `tid` is read)."""
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+class Onboarding:
+    VERIFY_ATTEMPTS = 4  # a new service principal can take seconds to replicate
+    VERIFY_PAUSE = 2.0
+
+    def __init__(self, settings: Settings, tokens: Tokens, client: DefenderClient) -> None:
+        self.settings, self.tokens, self.client = settings, tokens, client
+        self.cfg = settings.onboarding
+        storage = settings.storage
+        self.invitations = tables.table(storage, INVITATIONS)
+        self.states = tables.table(storage, STATES)
+        self.tenants = TenantRepository(tables.table(storage, tables.TENANTS))
+        self.notices = OpsNotices(storage, self.cfg.ops_email)
+
+    @staticmethod
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+    # invitations ------------------------------------------------------------------------
+    def link(self, invitation_id: str) -> str:
+        return f"{self.cfg.public_base_url}/api/onboard/{invitation_id}"
+
+    def create_invitation(self, values: dict[str, Any]) -> Invitation:
+        now = datetime.now(UTC)
+        invitation = Invitation(id=secrets.token_urlsafe(24), created_at=now,
+                                display_name=values["display_name"],
+                                contact_email=values["contact_email"],
+                                expected_tenant=values["expected_tenant"],
+                                expires_at=now + timedelta(days=values["expires_in_days"]))
+        self.invitations.create_entity({"PartitionKey": PARTITION, "RowKey": invitation.id,
+                                        **self._fields(invitation)})
+        return invitation
+
+    @staticmethod
+    def _fields(inv: Invitation) -> dict[str, Any]:
+        return {"display_name": inv.display_name, "contact_email": inv.contact_email,
+                "expected_tenant": inv.expected_tenant, "created_at": inv.created_at,
+                "expires_at": inv.expires_at, "status": inv.status, "tenant_id": inv.tenant_id,
+                "used_at": inv.used_at}
+
+    def invitation(self, invitation_id: str) -> Invitation | None:
+        if not _ID.match(invitation_id or ""):
+            return None
+        try:
+            row = self.invitations.get_entity(PARTITION, invitation_id)
+        except ResourceNotFoundError:
+            return None
+        return Invitation(id=row["RowKey"], **{k: row.get(k) for k in (
+            "display_name", "contact_email", "expected_tenant", "created_at", "expires_at",
+            "status", "tenant_id", "used_at")})
+
+    def list_invitations(self) -> list[Invitation]:
+        rows = self.invitations.query_entities("PartitionKey eq @pk",
+                                               parameters={"pk": PARTITION})
+        found = [self.invitation(r["RowKey"]) for r in rows]
+        return sorted((i for i in found if i), key=lambda i: i.created_at, reverse=True)
+
+    def revoke_invitation(self, invitation_id: str) -> Invitation | None:
+        invitation = self.invitation(invitation_id)
+        if invitation is None:
+            return None
+        if invitation.status == "open":
+            invitation.status = "revoked"
+            self.invitations.update_entity({"PartitionKey": PARTITION, "RowKey": invitation.id,
+                                            "status": "revoked"}, mode=UpdateMode.MERGE)
+        return invitation
+
+    # state ------------------------------------------------------------------------------
+    def _sign(self, payload: str) -> str:
+        return _b64(hmac.new(self.cfg.state_key, payload.encode(), hashlib.sha256).digest())
+
+    def start(self, invitation: Invitation) -> str:
+        """Record a single-use state for this attempt; the URL of Entra's consent page."""
+        nonce = secrets.token_urlsafe(24)
+        expires = int(time.time()) + self.cfg.state_minutes * 60
+        self.states.create_entity({"PartitionKey": invitation.id, "RowKey": nonce,
+                                   "ExpiresAt": datetime.fromtimestamp(expires, UTC),
+                                   "Used": False})
+        payload = f"{invitation.id}.{nonce}.{expires}"
+        state = f"{payload}.{self._sign(payload)}"
+        tenant = invitation.expected_tenant or "organizations"
+        query = urlencode({"client_id": self.settings.identity.client_id,
+                           "scope": f"{self.settings.identity.defender_resource}/.default",
+                           "redirect_uri": self.cfg.redirect_uri, "state": state})
+        return f"{self.settings.identity.authority_host}/{tenant}/v2.0/adminconsent?{query}"
+
+    def _check_state(self, state: str) -> tuple[Invitation, str] | Outcome:
+        parts = state.split(".")
+        if len(parts) != 4 or not hmac.compare_digest(self._sign(".".join(parts[:3])),
+                                                      parts[3]):
+            return self._refuse(400, "bad_state", "This sign-in response is not valid.")
+        invitation_id, nonce, expires = parts[:3]
+        if not expires.isdigit() or int(expires) < time.time():
+            return self._refuse(400, "expired", "This consent attempt took too long and has "
+                                "expired.", "Open your invitation link again and retry.")
+        try:
+            row = self.states.get_entity(invitation_id, nonce)
+        except ResourceNotFoundError:
+            return self._refuse(400, "bad_state", "This sign-in response is not valid.")
+        if row["Used"]:
+            return self._refuse(409, "replayed", "This sign-in response was already used.",
+                                "Open your invitation link again if you need to retry.")
+        invitation = self.invitation(invitation_id)
+        if invitation is None or not invitation.usable(datetime.now(UTC)):
+            return self._refuse(400, "expired", "This invitation has expired or was already "
+                                "used.", f"Ask {self.cfg.mssp_name} for a new invitation.")
+        return invitation, nonce
+
+    def _consume(self, invitation: Invitation, nonce: str) -> Outcome | None:
+        """Mark the state used, exactly once (ETag): a replay gets 409."""
+        try:
+            row = self.states.get_entity(invitation.id, nonce)
+        except ResourceNotFoundError:
+            return self._refuse(400, "bad_state", "This sign-in response is not valid.")
+        if row["Used"]:
+            return self._refuse(409, "replayed", "This sign-in response was already used.",
+                                "Open your invitation link again if you need to retry.")
+        try:
+            self.states.update_entity({"PartitionKey": invitation.id, "RowKey": nonce,
+                                       "Used": True, "UsedAt": datetime.now(UTC)},
+                                      mode=UpdateMode.MERGE, etag=row.metadata["etag"],
+                                      match_condition=MatchConditions.IfNotModified)
+        except HttpResponseError:
+            return self._refuse(409, "replayed", "This sign-in response was already used.")
+        return None
+
+    def _refuse(self, status: int, kind: str, message: str, next_step: str = "",
+                detail: str = "") -> Outcome:
+        headings = {"bad_request": "Something is wrong with this link",
+                    "bad_state": "Something is wrong with this link",
+                    "expired": "This link has expired", "replayed": "Already used",
+                    "declined": "Consent was not given", "consent_error": "Consent failed",
+                    "wrong_tenant": "Wrong organization", "no_defender":
+                    "Microsoft Defender for Endpoint was not found",
+                    "not_verified": "We could not confirm the consent",
+                    "unavailable": "Please try again"}
+        return Outcome(status, kind, headings.get(kind, "Something went wrong"), message,
+                       next_step, clean(detail, 300) if detail else "")
+
+    # the callback -----------------------------------------------------------------------
+    def callback(self, params: Mapping[str, list[str]]) -> Outcome:
+        for name, values in params.items():
+            if name in CALLBACK_LIMITS and len(values) > 1:
+                return self._refuse(400, "bad_request", f"The parameter '{name}' was given "
+                                    "more than once.")
+            if name in CALLBACK_LIMITS and len(values[0]) > CALLBACK_LIMITS[name]:
+                return self._refuse(400, "bad_request", f"The parameter '{name}' is too long.")
+        one = {k: v[0] for k, v in params.items() if k in CALLBACK_LIMITS}
+        if not one.get("state"):
+            return self._refuse(400, "bad_request", "The sign-in response has no state.",
+                                "Start again from your invitation link.")
+        checked = self._check_state(one["state"])
+        if isinstance(checked, Outcome):
+            return checked
+        invitation, nonce = checked
+        used = self._consume(invitation, nonce)
+        if used:
+            return used
+        if "error" in one:
+            return self._declined(one)
+        if one.get("admin_consent", "").lower() != "true":
+            return self._refuse(400, "bad_request", "The sign-in response does not confirm "
+                                "consent.", "Start again from your invitation link.")
+        try:
+            tenant_id = str(uuid.UUID(one.get("tenant", "")))
+        except ValueError:
+            return self._refuse(400, "bad_request", "The sign-in response names no valid "
+                                "tenant.")
+        expected = invitation.expected_tenant
+        if expected and "." not in expected and expected != tenant_id:
+            return self._refuse(403, "wrong_tenant", "This invitation is for a different "
+                                "organization than the one you signed in to.",
+                                "Sign in with an administrator of the invited organization.")
+        return self._verify_and_register(invitation, tenant_id)
+
+    def _declined(self, one: dict[str, str]) -> Outcome:
+        error = one["error"]
+        if error in ("access_denied", "permission_denied"):
+            return Outcome(200, "declined", "Consent was not given",
+                           "The administrator cancelled or declined the request, so nothing "
+                           "was shared.", "Your invitation still works: open it again "
+                           "whenever you are ready.", clean(error, 100))
+        return self._refuse(400, "consent_error", "Microsoft did not complete the consent.",
+                            "Your invitation still works: open it again, and sign in with a "
+                            "Global Administrator of your organization.",
+                            f"{error}: {one.get('error_description', '')}")
+
+    def _token_for(self, tenant: str) -> str | TokenError:
+        last: TokenError | None = None
+        for attempt in range(self.VERIFY_ATTEMPTS):
+            try:
+                return self.tokens.token(tenant)
+            except TokenError as exc:
+                last = exc
+                if exc.code not in (700016, 7000229, 65001):
+                    break
+                self.tokens.forget(tenant)
+                if attempt + 1 < self.VERIFY_ATTEMPTS:
+                    time.sleep(self.VERIFY_PAUSE)
+        assert last is not None
+        return last
+
+    def _verify_and_register(self, invitation: Invitation, tenant_id: str) -> Outcome:
+        """Only a token for that tenant and one Defender call make it a customer."""
+        token = self._token_for(tenant_id)
+        if isinstance(token, TokenError):
+            if token.reason == "no_defender":
+                return self._no_defender(token)
+            return self._refuse(400, "not_verified", "We could not confirm that your "
+                                "organization granted the access.",
+                                "Open your invitation link again and accept the permission "
+                                "with a Global Administrator.", f"{token.reason}")
+        if token_claims(token).get("tid") != tenant_id:
+            return self._refuse(403, "wrong_tenant", "The tenant in the response does not "
+                                "match the tenant that signed in.")
+        expected = invitation.expected_tenant
+        if expected and "." in expected:  # a domain: it must resolve to the same tenant
+            named = self._token_for(expected)
+            if isinstance(named, TokenError) or token_claims(named).get("tid") != tenant_id:
+                return self._refuse(403, "wrong_tenant", "This invitation is for a different "
+                                    "organization than the one you signed in to.",
+                                    "Sign in with an administrator of the invited "
+                                    "organization.")
+        existing = self.tenants.get(tenant_id)
+        region = existing.region if existing else ""
+        try:
+            self.client.list_alerts(self.settings.identity.api_base(region), token,
+                                    filter_=None, top=1, expand_evidence=False)
+        except Forbidden as exc:
+            return self._no_defender(exc)
+        except DefenderError as exc:
+            return self._refuse(503, "unavailable", "Microsoft Defender did not answer our "
+                                "check.", "Open your invitation link again in a few minutes.",
+                                str(exc))
+        now = datetime.now(UTC)
+        if existing is None:
+            self.tenants.add(Tenant(tenant_id, invitation.display_name,
+                                    status_reason="consent granted"))
+        else:
+            self.tenants.merge(tenant_id, status=TenantStatus.ACTIVE,
+                               status_reason="consent granted again", status_changed_at=now,
+                               fetch_queued_at=None, consecutive_failures=0, last_error="")
+        self.invitations.update_entity({"PartitionKey": PARTITION, "RowKey": invitation.id,
+                                        "status": "used", "tenant_id": tenant_id,
+                                        "used_at": now}, mode=UpdateMode.MERGE)
+        name = existing.display_name if existing else invitation.display_name
+        self.notices.add("tenant_onboarded", tenant_id,
+                         f"Tenant onboarded: {name}",
+                         f"{name} ({tenant_id}) granted consent through invitation "
+                         f"{invitation.id[:8]}… and is now active"
+                         f"{' again' if existing else ''}. Contact: {invitation.contact_email}.")
+        return Outcome(200, "connected", "You are connected",
+                       f"Thank you. {self.cfg.mssp_name} can now read the Microsoft Defender "
+                       f"for Endpoint alerts of {name}.",
+                       "You can close this page. To end the access later, remove the "
+                       "application under Microsoft Entra ID › Enterprise applications.",
+                       tenant_id=tenant_id)
+
+    def _no_defender(self, error: Exception) -> Outcome:
+        return self._refuse(422, "no_defender", "Your organization granted the access, but "
+                            "Microsoft Defender for Endpoint is not set up or not licensed in "
+                            "it, so there are no alerts to share.",
+                            f"Once Defender for Endpoint is active, open your invitation link "
+                            f"again, or contact {self.cfg.mssp_name}.", str(error)[:200])

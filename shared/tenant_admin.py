@@ -1,0 +1,105 @@
+"""The MSSP's changes to its tenants: pause, resume, offboard, rename, set region."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.model import Tenant, TenantStatus
+from shared.onboarding import ValidationError
+from shared.storage import tables
+from shared.storage.connection import StorageConnection
+from shared.storage.ingest_state import CURSOR
+from shared.storage.tenants import TenantRepository
+
+REGIONS = ("", "us", "eu", "uk", "au", "swa")
+
+
+def describe(tenant: Tenant) -> dict[str, Any]:
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {"tenant_id": tenant.tenant_id, "display_name": tenant.display_name,
+            "status": str(tenant.status), "status_reason": tenant.status_reason,
+            "status_changed_at": iso(tenant.status_changed_at), "region": tenant.region,
+            "created_at": iso(tenant.created_at),
+            "health": {"last_success_at": iso(tenant.last_success_at),
+                       "last_error": tenant.last_error or None,
+                       "last_error_at": iso(tenant.last_error_at),
+                       "consecutive_failures": tenant.consecutive_failures,
+                       "throttled_until": iso(tenant.throttled_until)}}
+
+
+class Conflict(ValueError):
+    """The change does not apply to the tenant in its current status."""
+
+
+class TenantAdmin:
+    def __init__(self, storage: StorageConnection) -> None:
+        self.tenants = TenantRepository(tables.table(storage, tables.TENANTS))
+        self.alerts = tables.table(storage, tables.ALERTS)
+        self.state = tables.table(storage, tables.INGEST_STATE)
+
+    def _status(self, tenant: Tenant, status: TenantStatus, reason: str) -> Tenant:
+        self.tenants.merge(tenant.tenant_id, status=status, status_reason=reason,
+                           status_changed_at=datetime.now(UTC), fetch_queued_at=None)
+        return self.tenants.get(tenant.tenant_id) or tenant
+
+    def pause(self, tenant: Tenant) -> Tenant:
+        if tenant.status != TenantStatus.ACTIVE:
+            raise Conflict(f"only an active tenant can be paused (it is {tenant.status})")
+        return self._status(tenant, TenantStatus.PAUSED, "paused by the MSSP")
+
+    def resume(self, tenant: Tenant) -> Tenant:
+        if tenant.status not in (TenantStatus.PAUSED, TenantStatus.UNAVAILABLE):
+            raise Conflict(f"a {tenant.status} tenant cannot be resumed"
+                           + ("; it must grant consent again" if tenant.status in (
+                               TenantStatus.CONSENT_REVOKED, TenantStatus.OFFBOARDED) else ""))
+        return self._status(tenant, TenantStatus.ACTIVE, "resumed by the MSSP")
+
+    def offboard(self, tenant: Tenant, delete_alerts: bool) -> tuple[Tenant, int]:
+        """Stop fetching; with delete_alerts, remove its alerts and ingest state too."""
+        deleted = 0
+        if delete_alerts:
+            for table in (self.alerts, self.state):
+                keys = list(table.query_entities("PartitionKey eq @pk",
+                                                 parameters={"pk": tenant.tenant_id},
+                                                 select=["PartitionKey", "RowKey"]))
+                for start in range(0, len(keys), 100):
+                    table.submit_transaction([("delete", k) for k in keys[start:start + 100]])
+                if table is self.alerts:
+                    deleted = sum(1 for k in keys if "%~" not in k["RowKey"])
+        elif tenant.status == TenantStatus.OFFBOARDED:
+            return tenant, 0
+        reason = "offboarded by the MSSP" + ("; alerts deleted" if delete_alerts else "")
+        return self._status(tenant, TenantStatus.OFFBOARDED, reason), deleted
+
+    def update(self, tenant: Tenant, body: Any) -> Tenant:
+        if not isinstance(body, dict) or not body:
+            raise ValidationError([{"field": "body", "message": "a JSON object with "
+                                    "display_name and/or region"}])
+        errors, values = [], {}
+        for name in sorted(set(body) - {"display_name", "region"}):
+            errors.append({"field": name, "message": "unknown field"})
+        if "display_name" in body:
+            name = body["display_name"]
+            if not isinstance(name, str) or not name.strip() or len(name) > 200 or any(
+                    ord(c) < 32 for c in name):
+                errors.append({"field": "display_name",
+                               "message": "1 to 200 printable characters"})
+            else:
+                values["display_name"] = name.strip()
+        if "region" in body:
+            if body["region"] not in REGIONS:
+                errors.append({"field": "region", "message": "one of '', "
+                               + ", ".join(REGIONS[1:])})
+            else:
+                values["region"] = body["region"]
+        if errors:
+            raise ValidationError(errors)
+        self.tenants.merge(tenant.tenant_id, **values)
+        return self.tenants.get(tenant.tenant_id) or tenant
+
+    def has_cursor(self, tenant_id: str) -> bool:
+        return any(True for _ in self.state.query_entities(
+            "PartitionKey eq @pk and RowKey eq @rk", parameters={"pk": tenant_id, "rk": CURSOR}))

@@ -1,0 +1,58 @@
+"""The real function_app.py on the local host, wired to Azurite and the simulator."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import uuid
+
+import pytest
+
+from devhost.config import HostConfig, QueueOptions
+from devhost.host import Host
+from shared import services
+from shared.config import get_settings
+from shared.model import TenantStatus
+from shared.storage import tables
+from shared.storage.tenants import TenantRepository
+from tests.conftest import ROOT
+from tests.integration.ingest_fixtures import ingest_env
+
+FUNCTION_KEY = "e2e-function-key"
+CACHED = ("ingestor", "fanout", "relay", "poison_log", "onboarding", "tenant_admin")
+
+
+def _clear_caches() -> None:
+    get_settings.cache_clear()
+    for name in CACHED:
+        getattr(services, name).cache_clear()
+
+
+@pytest.fixture
+def app_host(simulator, sim, storage_env, monkeypatch):
+    """function_app.app on the local host: fan-out every 2 s, quick retries; yields
+    (host, registry). Other tests' tenants are paused so each test sees its own."""
+    env = ingest_env(simulator, storage_env, FETCH_SCHEDULE="*/2 * * * * *",
+                     FETCH_PAGE_SIZE="50", DEVHOST_FUNCTION_KEY=FUNCTION_KEY,
+                     DEVHOST_MASTER_KEY="e2e-master-key", MSSP_NAME="Contoso MSSP <Test>",
+                     OPS_EMAIL="ops@mssp.example")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    _clear_caches()
+    for name in [m for m in sys.modules if m == "function_app" or m.startswith("functions")]:
+        monkeypatch.delitem(sys.modules, name)
+    config = dataclasses.replace(HostConfig.load(ROOT), queues=QueueOptions(
+        max_polling_interval=0.2, visibility_timeout=0, max_dequeue_count=3))
+    repo = TenantRepository(tables.table(storage_env, tables.TENANTS))
+    for tenant in repo.with_status(TenantStatus.ACTIVE):
+        repo.set_status(tenant.tenant_id, TenantStatus.PAUSED, "isolated by a test")
+    host = Host(ROOT, "function_app:app", http_port=0, host_id="h" + uuid.uuid4().hex[:8],
+                config=config)
+    base = host.http.base_url
+    monkeypatch.setenv("PUBLIC_BASE_URL", base)
+    sim.add_app(client_id=simulator.config.client_id,
+                redirect_uris=[f"{base}/api/consent/callback"])
+    host.start()
+    yield host, repo
+    host.stop()
+    _clear_caches()
