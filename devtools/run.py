@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             "MSSP_AUTHORITY_HOST": simulator.base_url,
             "MSSP_DEFENDER_API_BASE": simulator.base_url,
             "MSSP_CA_BUNDLE": str(simulator.config.ca_path),
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{args.port}",  # the registered redirect
         })
         storage = StorageConnection.from_env(os.environ, "AzureWebJobsStorage")
         seeded = seed_registry(storage, simulator)
@@ -106,6 +107,10 @@ mssp-hub is running
   simulator   {simulator.base_url}  (Entra ID + Defender API, demo tenants)
   storage     Azurite on queue {azurite.ports['Queue']}, table {azurite.ports['Table']}
   fan-out     every 20 s (FETCH_SCHEDULE); alerts land in the Alerts table
+  tenants     {base}/api/tenants  (header x-functions-key: DEVHOST_FUNCTION_KEY in
+              local.settings.json)
+  onboard     python -m tools.mssp --url {base} --key <that key> invite "Tailspin Toys" \
+                it@tailspin.example   then open the link and accept as Tailspin Toys
 Ctrl-C stops everything.
 """, flush=True)
     stop.wait()

@@ -133,6 +133,11 @@ class Ingestor:
             if request.continuation and until:
                 self._requeue(tenant, request, int((until - datetime.now(UTC)).total_seconds()))
             return record
+        current = self.tenants.get(tenant.tenant_id)  # paused or offboarded meanwhile?
+        if current is None or current.status != TenantStatus.ACTIVE:
+            state.release_lease(record.run_id)
+            record.outcome = "skipped"
+            return record
         failure: BaseException | None = None
         try:
             self._relay_leftovers(state)

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
+
+from azure.data.tables import TableTransactionError
 
 from shared.model import Tenant, TenantStatus
 from shared.onboarding import ValidationError
 from shared.storage import tables
 from shared.storage.connection import StorageConnection
-from shared.storage.ingest_state import CURSOR
+from shared.storage.ingest_state import CURSOR, LEASE, IngestState
 from shared.storage.tenants import TenantRepository
 
 REGIONS = ("", "us", "eu", "uk", "au", "swa")
+LEASE_WAIT_SECONDS = 60
 
 
 def describe(tenant: Tenant) -> dict[str, Any]:
@@ -58,21 +63,41 @@ class TenantAdmin:
         return self._status(tenant, TenantStatus.ACTIVE, "resumed by the MSSP")
 
     def offboard(self, tenant: Tenant, delete_alerts: bool) -> tuple[Tenant, int]:
-        """Stop fetching; with delete_alerts, remove its alerts and ingest state too."""
-        deleted = 0
-        if delete_alerts:
-            for table in (self.alerts, self.state):
-                keys = list(table.query_entities("PartitionKey eq @pk",
-                                                 parameters={"pk": tenant.tenant_id},
-                                                 select=["PartitionKey", "RowKey"]))
-                for start in range(0, len(keys), 100):
-                    table.submit_transaction([("delete", k) for k in keys[start:start + 100]])
-                if table is self.alerts:
-                    deleted = sum(1 for k in keys if "%~" not in k["RowKey"])
-        elif tenant.status == TenantStatus.OFFBOARDED:
+        """Stop fetching; with delete_alerts, also remove its alerts and ingest state,
+        after any fetch still running for it has finished (its lease)."""
+        if tenant.status == TenantStatus.OFFBOARDED and not delete_alerts:
             return tenant, 0
         reason = "offboarded by the MSSP" + ("; alerts deleted" if delete_alerts else "")
-        return self._status(tenant, TenantStatus.OFFBOARDED, reason), deleted
+        tenant = self._status(tenant, TenantStatus.OFFBOARDED, reason)
+        if not delete_alerts:
+            return tenant, 0
+        state = IngestState(self.state, tenant.tenant_id)
+        owner = f"offboard-{uuid.uuid4().hex}"
+        deadline = time.monotonic() + LEASE_WAIT_SECONDS
+        while not state.acquire_lease(owner, 600)[0]:
+            if time.monotonic() > deadline:
+                raise Conflict("a fetch for this tenant is still running; try again")
+            time.sleep(0.5)
+        deleted = self._delete_partition(self.alerts, tenant.tenant_id)
+        self._delete_partition(self.state, tenant.tenant_id, keep={LEASE})
+        state.release_lease(owner)
+        return tenant, deleted
+
+    @staticmethod
+    def _delete_partition(table: Any, partition: str, keep: set[str] | None = None) -> int:
+        """Delete every row of a partition; rows already gone are fine. Returns alerts."""
+        keys = [k for k in table.query_entities("PartitionKey eq @pk",
+                                                parameters={"pk": partition},
+                                                select=["PartitionKey", "RowKey"])
+                if k["RowKey"] not in (keep or set())]
+        for start in range(0, len(keys), 100):
+            chunk = keys[start:start + 100]
+            try:
+                table.submit_transaction([("delete", k) for k in chunk])
+            except TableTransactionError:  # one was gone: the rest one by one
+                for key in chunk:
+                    table.delete_entity(key["PartitionKey"], key["RowKey"])
+        return sum(1 for k in keys if "%~" not in k["RowKey"])
 
     def update(self, tenant: Tenant, body: Any) -> Tenant:
         if not isinstance(body, dict) or not body:

@@ -1,0 +1,36 @@
+// Key Vault (RBAC mode) holding the app's client secret and the consent-state key.
+param location string
+param tags object
+param name string
+@secure()
+param msspClientSecret string
+@secure()
+param onboardingStateKey string
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  name: name
+  location: location
+  tags: tags
+  properties: {
+    tenantId: subscription().tenantId
+    sku: { family: 'A', name: 'standard' }
+    enableRbacAuthorization: true
+    enableSoftDelete: true
+    enablePurgeProtection: true
+  }
+}
+
+resource clientSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  parent: vault
+  name: 'mssp-client-secret'
+  properties: { value: msspClientSecret }
+}
+
+resource stateKey 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  parent: vault
+  name: 'onboarding-state-key'
+  properties: { value: onboardingStateKey }
+}
+
+output name string = vault.name
+output uri string = vault.properties.vaultUri

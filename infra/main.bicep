@@ -1,0 +1,151 @@
+// mssp-hub: everything the app needs in one resource group.
+// Deploy: az deployment group create -g <rg> -f infra/main.bicep -p infra/main.parameters.json
+targetScope = 'resourceGroup'
+
+@minLength(1)
+@maxLength(20)
+@description('Short name of this deployment (e.g. prod); it seeds every resource name.')
+param environmentName string
+
+@description('Azure region; Flex Consumption must be available there.')
+param location string = resourceGroup().location
+
+@description('Application (client) id of the MSSP multi-tenant Entra ID app.')
+param msspClientId string
+
+@secure()
+@description('The app\'s client secret; stored in Key Vault, referenced from app settings.')
+param msspClientSecret string
+
+@secure()
+@minLength(32)
+@description('Secret that signs the consent state (32+ characters); stored in Key Vault.')
+param onboardingStateKey string
+
+@allowed([ 'public', 'usgov', 'usgovhigh' ])
+param msspCloud string = 'public'
+
+@description('The MSSP name customers see on the consent pages.')
+param msspName string
+
+@description('Where onboarding and revocation notices go.')
+param opsEmail string = ''
+
+@description('NCRONTAB schedule of the fan-out (seconds first).')
+param fetchSchedule string = '0 */5 * * * *'
+
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+var abbrs = loadJsonContent('abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
+var tags = { 'azd-env-name': environmentName, application: 'mssp-hub' }
+var functionAppName = '${abbrs.functionApp}mssphub-${resourceToken}'
+var deploymentContainer = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
+
+// the queues and tables the code uses (tests/unit/test_infra.py keeps them in step)
+var queueNames = [
+  'fetch-requests'
+  'fetch-requests-poison'
+  'alert-relay'
+  'alert-relay-poison'
+  'notify-events'
+  'siem-events'
+]
+var tableNames = [
+  'Tenants'
+  'Alerts'
+  'IngestState'
+  'RunHistory'
+  'PoisonLog'
+  'AppHealth'
+  'Invitations'
+  'ConsentStates'
+  'OpsNotices'
+]
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: '${abbrs.managedIdentity}mssphub-${resourceToken}'
+  location: location
+  tags: tags
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    location: location
+    tags: tags
+    logAnalyticsName: '${abbrs.logAnalytics}mssphub-${resourceToken}'
+    appInsightsName: '${abbrs.appInsights}mssphub-${resourceToken}'
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  params: {
+    location: location
+    tags: tags
+    name: '${abbrs.storageAccount}${resourceToken}'
+    deploymentContainer: deploymentContainer
+    queueNames: queueNames
+    tableNames: tableNames
+  }
+}
+
+module vault 'app/keyvault.bicep' = {
+  name: 'keyvault'
+  params: {
+    location: location
+    tags: tags
+    name: '${abbrs.keyVault}${resourceToken}'
+    msspClientSecret: msspClientSecret
+    onboardingStateKey: onboardingStateKey
+  }
+}
+
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  params: {
+    principalId: identity.properties.principalId
+    storageAccountName: storage.outputs.name
+    keyVaultName: vault.outputs.name
+    appInsightsName: monitoring.outputs.appInsightsName
+  }
+}
+
+module function 'app/function.bicep' = {
+  name: 'function'
+  params: {
+    location: location
+    tags: tags
+    name: functionAppName
+    planName: '${abbrs.servicePlan}mssphub-${resourceToken}'
+    identityId: identity.id
+    deploymentContainerUrl: '${storage.outputs.blobEndpoint}${deploymentContainer}'
+    maximumInstanceCount: maximumInstanceCount
+    appSettings: {
+      AzureWebJobsStorage__credential: 'managedidentity'
+      AzureWebJobsStorage__clientId: identity.properties.clientId
+      AzureWebJobsStorage__blobServiceUri: storage.outputs.blobEndpoint
+      AzureWebJobsStorage__queueServiceUri: storage.outputs.queueEndpoint
+      AzureWebJobsStorage__tableServiceUri: storage.outputs.tableEndpoint
+      APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
+      APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+      MSSP_CLIENT_ID: msspClientId
+      MSSP_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${vault.outputs.uri}secrets/mssp-client-secret/)'
+      MSSP_CLOUD: msspCloud
+      MSSP_NAME: msspName
+      ONBOARDING_STATE_KEY: '@Microsoft.KeyVault(SecretUri=${vault.outputs.uri}secrets/onboarding-state-key/)'
+      OPS_EMAIL: opsEmail
+      FETCH_SCHEDULE: fetchSchedule
+    }
+  }
+  dependsOn: [ rbac ]
+}
+
+output FUNCTION_APP_NAME string = function.outputs.name
+output FUNCTION_APP_URL string = 'https://${function.outputs.defaultHostName}'
+output CONSENT_REDIRECT_URI string = 'https://${function.outputs.defaultHostName}/api/consent/callback'
+output MANAGED_IDENTITY_CLIENT_ID string = identity.properties.clientId
+output KEY_VAULT_NAME string = vault.outputs.name
