@@ -23,6 +23,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop(proc: subprocess.Popen, timeout: float = 90) -> str:
+    """SIGTERM, as an operator would; a process that does not stop in time is killed (so
+    no test leaves one behind) and its output is shown with the failure."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        output, _ = proc.communicate()
+        raise AssertionError(f"did not stop on SIGTERM within {timeout}s:\n{output[-4000:]}"
+                             ) from None
+    return output
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -62,8 +76,7 @@ def test_devhost_serves_health_with_its_own_azurite_and_stops_cleanly(tmp_path: 
         azurite_pid = state["azurite"]["pid"]
         assert _alive(azurite_pid)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=30)
+        output = stop(proc)
     assert proc.returncode == 0, output
     assert "Executed 'Functions.health' (Succeeded" in output
     assert "Host stopped" in output

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from shared.storage import tables
 from shared.storage.connection import StorageConnection, azurite_connection_string
 from tests.conftest import ROOT
 from tests.e2e.app_copy import copy_app
-from tests.e2e.test_devhost_cli import _alive, _free_port
+from tests.e2e.test_devhost_cli import _alive, _free_port, stop
 
 
 def test_make_run_brings_up_everything_and_alerts_arrive(tmp_path):
@@ -57,8 +56,7 @@ def test_make_run_brings_up_everything_and_alerts_arrive(tmp_path):
         output, _ = proc.communicate(timeout=60)
         print(output[-6000:])  # shown by pytest with the failure
         raise
-    proc.send_signal(signal.SIGTERM)
-    output, _ = proc.communicate(timeout=90)
+    output = stop(proc)
     assert proc.returncode == 0, output[-3000:]
     assert "mssp-hub is running" in output
     assert not _alive(azurite_pid)

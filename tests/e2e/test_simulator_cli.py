@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
 
 from tests.conftest import ROOT
+from tests.e2e.test_devhost_cli import stop
 from tests.integration.sim_helpers import DEFENDER_SCOPE
 
 
@@ -37,6 +37,5 @@ def test_simulator_process_serves_demo_tenants(tmp_path):
                          headers={"Authorization": f"Bearer {bearer}"})
         assert r.status_code == 200 and len(r.json()["value"]) > 0
     finally:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=20)
+        out = stop(proc)
     assert proc.returncode == 0, out
