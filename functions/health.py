@@ -10,6 +10,7 @@ import azure.functions as func
 
 from functions.http import json_response
 from shared import health
+from shared.web.openapi import document as openapi_document
 
 bp = func.Blueprint()
 
@@ -19,3 +20,9 @@ bp = func.Blueprint()
 def health_check(req: func.HttpRequest) -> func.HttpResponse:
     healthy, body = health.report()
     return json_response(body, 200 if healthy else 503)
+
+
+@bp.function_name("openapi")
+@bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def openapi(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response(openapi_document())

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devtools.simulator.alerts import AlertFactory
-from devtools.simulator.clock import Clock, parse_ticks
+from devtools.simulator.clock import Clock, format_ticks, parse_ticks
 from devtools.simulator.odata import TIME_FIELDS
 from devtools.simulator.ratelimit import Limits, SlidingLimiter
 from devtools.simulator.tokens import DEFENDER_AUDIENCES, Signer, thumbprints
@@ -181,8 +181,6 @@ class World:
     def update_alert(self, tenant: Tenant, alert_id: str, changes: dict[str, Any] | None
                      ) -> dict[str, Any]:
         """Apply `changes` (or the next analyst step) and move lastUpdateTime to now."""
-        from devtools.simulator.clock import format_ticks
-
         with self.lock:
             stored = tenant.alerts.get(alert_id)
             if stored is None:

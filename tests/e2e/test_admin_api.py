@@ -149,3 +149,10 @@ def test_ops_command_line_tool(api, capsys):
     assert main(["--url", url, "--key", FUNCTION_KEY, "invitations"]) == 0
     assert any(i["id"] == created["id"] for i in json.loads(capsys.readouterr().out))
     assert main(["--url", url, "--key", "wrong", "tenants"]) == 1
+
+
+def test_openapi_document_is_served(api):
+    base, _, _ = api
+    r = requests.get(f"{base}/openapi.json", timeout=10)
+    assert r.status_code == 200
+    assert r.json()["openapi"] == "3.1.0" and "/api/tenants" in r.json()["paths"]

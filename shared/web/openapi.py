@@ -1,0 +1,143 @@
+"""The OpenAPI 3.1 document of the app's HTTP API, served at /api/openapi.json.
+
+Kept beside the code it describes; tests/unit/test_openapi.py fails when a route is
+added, removed or changes methods without this document following.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared import __version__
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_TENANT_ID = {"name": "tenant_id", "in": "path", "required": True,
+              "schema": {"type": "string", "format": "uuid"}}
+_INVITATION_ID = {"name": "invitation_id", "in": "path", "required": True,
+                  "schema": {"type": "string"}}
+_KEY = [{"functionKey": []}]
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    meaning = {400: "invalid input; `errors` names each field", 401: "missing or wrong key",
+               404: "not found", 409: "not possible in the current status"}
+    return {str(code): _json(_ERROR, meaning[code]) if code != 401 else
+            {"description": meaning[code]} for code in codes}
+
+
+def document(server_url: str = "/") -> dict[str, Any]:
+    tenant = {"$ref": "#/components/schemas/Tenant"}
+    invitation = {"$ref": "#/components/schemas/Invitation"}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "mssp-hub", "version": __version__,
+                 "description": "Admin, onboarding and health API of mssp-hub. Keys: "
+                                "x-functions-key header or code query parameter."},
+        "servers": [{"url": server_url}],
+        "paths": {
+            "/api/health": {"get": {
+                "summary": "Storage reachability, versions, ingestion summary",
+                "security": [], "responses": {
+                    "200": _json({"type": "object"}, "healthy"),
+                    "503": _json({"type": "object"}, "unhealthy")}}},
+            "/api/openapi.json": {"get": {
+                "summary": "This document", "security": [],
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}},
+            "/api/onboard/{invitation_id}": {
+                "parameters": [_INVITATION_ID],
+                "get": {"summary": "The invitation page a customer's admin opens",
+                        "security": [], "responses": {"200": _html("invitation"),
+                                                      "404": _html("unknown or expired")}},
+                "post": {"summary": "Start admin consent (303 to Entra ID)", "security": [],
+                         "responses": {"303": {"description": "to Entra's consent page"},
+                                       "404": _html("unknown or expired")}}},
+            "/api/consent/callback": {"get": {
+                "summary": "Entra ID's redirect after admin consent", "security": [],
+                "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}}
+                               for n in ("state", "admin_consent", "tenant", "scope", "error",
+                                         "error_description")],
+                "responses": {str(c): _html(d) for c, d in (
+                    (200, "connected, or consent declined"), (400, "bad or expired request"),
+                    (403, "wrong tenant"), (409, "state already used"),
+                    (422, "no Defender for Endpoint"), (503, "Defender did not answer"))}}},
+            "/api/invitations": {
+                "post": {"summary": "Create an invitation", "security": _KEY,
+                         "requestBody": {"required": True, "content": {"application/json": {
+                             "schema": {"$ref": "#/components/schemas/NewInvitation"}}}},
+                         "responses": {"201": _json(invitation, "created, with its link"),
+                                       **_errors(400, 401)}},
+                "get": {"summary": "List invitations", "security": _KEY,
+                        "responses": {"200": _json({"type": "array", "items": invitation},
+                                                   "newest first"), **_errors(401)}}},
+            "/api/invitations/{invitation_id}": {
+                "parameters": [_INVITATION_ID],
+                "delete": {"summary": "Revoke an open invitation", "security": _KEY,
+                           "responses": {"200": _json(invitation, "revoked"),
+                                         **_errors(401, 404)}}},
+            "/api/tenants": {"get": {
+                "summary": "Tenants with status and health, failing first", "security": _KEY,
+                "responses": {"200": _json({"type": "array", "items": tenant}, "tenants"),
+                              **_errors(401)}}},
+            "/api/tenants/{tenant_id}": {
+                "parameters": [_TENANT_ID],
+                "get": {"summary": "One tenant", "security": _KEY,
+                        "responses": {"200": _json(tenant, "the tenant"),
+                                      **_errors(400, 401, 404)}},
+                "patch": {"summary": "Rename or set the region", "security": _KEY,
+                          "requestBody": {"required": True, "content": {"application/json": {
+                              "schema": {"type": "object", "additionalProperties": False,
+                                         "properties": {
+                                             "display_name": {"type": "string",
+                                                              "maxLength": 200},
+                                             "region": {"enum": ["", "us", "eu", "uk", "au",
+                                                                 "swa"]}}}}}},
+                          "responses": {"200": _json(tenant, "updated"),
+                                        **_errors(400, 401, 404)}}},
+            "/api/tenants/{tenant_id}/{action}": {
+                "parameters": [_TENANT_ID, {"name": "action", "in": "path", "required": True,
+                                            "schema": {"enum": ["pause", "resume",
+                                                                "offboard"]}}],
+                "post": {"summary": "Pause, resume or offboard", "security": _KEY,
+                         "requestBody": {"required": False, "content": {"application/json": {
+                             "schema": {"type": "object", "properties": {
+                                 "delete_alerts": {"type": "boolean"}}}}}},
+                         "responses": {"200": _json(tenant, "the tenant after the change"),
+                                       **_errors(400, 401, 404, 409)}}},
+        },
+        "components": {
+            "securitySchemes": {"functionKey": {"type": "apiKey", "in": "header",
+                                                "name": "x-functions-key"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {
+                    "error": {"type": "string"},
+                    "errors": {"type": "array", "items": {"type": "object", "properties": {
+                        "field": {"type": "string"}, "message": {"type": "string"}}}}}},
+                "NewInvitation": {"type": "object", "additionalProperties": False,
+                                  "required": ["display_name", "contact_email"], "properties": {
+                                      "display_name": {"type": "string", "maxLength": 200},
+                                      "contact_email": {"type": "string", "format": "email"},
+                                      "expected_tenant": {"type": "string"},
+                                      "expires_in_days": {"type": "integer", "minimum": 1,
+                                                          "maximum": 90, "default": 7}}},
+                "Invitation": {"type": "object", "properties": {
+                    k: {"type": ["string", "null"]} for k in (
+                        "id", "display_name", "contact_email", "expected_tenant",
+                        "created_at", "expires_at", "status", "tenant_id", "link")}},
+                "Tenant": {"type": "object", "properties": {
+                    "tenant_id": {"type": "string", "format": "uuid"},
+                    "display_name": {"type": "string"},
+                    "status": {"enum": ["active", "paused", "consent_revoked", "unavailable",
+                                        "offboarded"]},
+                    "status_reason": {"type": "string"}, "region": {"type": "string"},
+                    "health": {"type": "object"}}},
+            },
+        },
+    }
