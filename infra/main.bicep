@@ -51,6 +51,7 @@ var queueNames = [
   'alert-relay'
   'alert-relay-poison'
   'notify-events'
+  'notify-events-poison'
   'siem-events'
 ]
 var tableNames = [
@@ -63,6 +64,9 @@ var tableNames = [
   'Invitations'
   'ConsentStates'
   'OpsNotices'
+  'NotifyRules'
+  'NotifyLedger'
+  'MailOutbox'
 ]
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {

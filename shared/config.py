@@ -130,6 +130,18 @@ SETTINGS: tuple[Setting, ...] = (
             default="30"),
     Setting("OPS_EMAIL", "Where the MSSP is told about onboarded and revoked tenants.",
             default=""),
+    Setting("MAIL_TRANSPORT", "`smtp`, or `none` to keep emails in the MailOutbox table only.",
+            default="none"),
+    Setting("MAIL_FROM", "Sender address of notification emails.",
+            default="mssp-hub@localhost.localdomain"),
+    Setting("MAIL_REPLY_TO", "Reply-To address of notification emails (empty: none).",
+            default=""),
+    Setting("SMTP_HOST", "SMTP server (with MAIL_TRANSPORT=smtp).", default=""),
+    Setting("SMTP_PORT", "SMTP port.", default="587"),
+    Setting("SMTP_SECURITY", "`starttls`, `tls` (implicit) or `none`.", default="starttls"),
+    Setting("SMTP_USERNAME", "SMTP login (empty: no authentication).", default=""),
+    Setting("SMTP_PASSWORD", "SMTP password; a Key Vault reference in Azure.", default="",
+            secret=True),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
@@ -277,6 +289,39 @@ class OnboardingSettings:
 
 
 @dataclass(frozen=True)
+class MailSettings:
+    transport: str = "none"
+    sender: str = "mssp-hub@localhost.localdomain"
+    reply_to: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_security: str = "starttls"
+    smtp_username: str = ""
+    smtp_password: str = field(default="", repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> MailSettings:
+        transport = _get(env, "MAIL_TRANSPORT").lower()
+        if transport not in ("smtp", "none"):
+            raise SettingsError("MAIL_TRANSPORT", "must be smtp or none")
+        for name in ("MAIL_FROM", "MAIL_REPLY_TO"):
+            value = _get(env, name)
+            if value and ("@" not in value or any(c in value for c in "\r\n,;")):
+                raise SettingsError(name, "must be one email address")
+        security = _get(env, "SMTP_SECURITY").lower()
+        if security not in ("starttls", "tls", "none"):
+            raise SettingsError("SMTP_SECURITY", "must be starttls, tls or none")
+        host = _get(env, "SMTP_HOST")
+        if transport == "smtp" and not host:
+            raise SettingsError("SMTP_HOST", "is required with MAIL_TRANSPORT=smtp")
+        return cls(transport=transport, sender=_get(env, "MAIL_FROM"),
+                   reply_to=_get(env, "MAIL_REPLY_TO"), smtp_host=host,
+                   smtp_port=_int(env, "SMTP_PORT", 1, 65535), smtp_security=security,
+                   smtp_username=_get(env, "SMTP_USERNAME"),
+                   smtp_password=_get(env, "SMTP_PASSWORD"))
+
+
+@dataclass(frozen=True)
 class Settings:
     """The validated settings the app runs with."""
 
@@ -284,6 +329,7 @@ class Settings:
     identity: IdentitySettings
     fetch: FetchSettings = field(default_factory=FetchSettings)
     onboarding: OnboardingSettings = field(default_factory=OnboardingSettings)
+    mail: MailSettings = field(default_factory=MailSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -293,7 +339,8 @@ class Settings:
         return cls(storage=StorageConnection.from_env(env, "AzureWebJobsStorage"),
                    identity=IdentitySettings.from_env(env),
                    fetch=FetchSettings.from_env(env),
-                   onboarding=OnboardingSettings.from_env(env))
+                   onboarding=OnboardingSettings.from_env(env),
+                   mail=MailSettings.from_env(env))
 
 
 @functools.cache

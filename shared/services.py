@@ -9,6 +9,7 @@ from shared.defender import DefenderClient
 from shared.fanout import Fanout
 from shared.identity import tokens_for
 from shared.ingest import Ingestor
+from shared.notify.service import Notifier, transport_for
 from shared.onboarding import Onboarding
 from shared.poison import PoisonLog
 from shared.relay import Relay
@@ -47,3 +48,9 @@ def onboarding() -> Onboarding:
 @functools.cache
 def tenant_admin() -> TenantAdmin:
     return TenantAdmin(get_settings().storage)
+
+
+@functools.cache
+def notifier() -> Notifier:
+    settings = get_settings()
+    return Notifier(settings, transport_for(settings))

@@ -33,6 +33,34 @@ def _errors(*codes: int) -> dict[str, Any]:
             {"description": meaning[code]} for code in codes}
 
 
+def _rule_paths(base: str, params: list[dict[str, Any]]) -> dict[str, Any]:
+    rule = {"$ref": "#/components/schemas/Rule"}
+    body = {"required": True, "content": {"application/json": {"schema": rule}}}
+    scope = "the tenant's own" if params else "MSSP-wide"
+    rule_id = {"name": "rule_id", "in": "path", "required": True,
+               "schema": {"type": "string"}}
+    return {
+        base: {**({"parameters": params} if params else {}),
+               "get": {"summary": f"List {scope} notification rules", "security": _KEY,
+                       "responses": {"200": _json({"type": "array", "items": rule}, "rules"),
+                                     **_errors(401, 404)}},
+               "post": {"summary": f"Create a {scope} rule", "security": _KEY,
+                        "requestBody": body,
+                        "responses": {"201": _json(rule, "created"),
+                                      **_errors(400, 401, 404)}}},
+        f"{base}/{{rule_id}}": {
+            "parameters": [*params, rule_id],
+            "get": {"summary": "One rule", "security": _KEY,
+                    "responses": {"200": _json(rule, "the rule"), **_errors(401, 404)}},
+            "put": {"summary": "Replace a rule (recipients keep when they were added)",
+                    "security": _KEY, "requestBody": body,
+                    "responses": {"200": _json(rule, "updated"), **_errors(400, 401, 404)}},
+            "delete": {"summary": "Delete a rule", "security": _KEY,
+                       "responses": {"200": _json({"type": "object"}, "deleted"),
+                                     **_errors(401, 404)}}},
+    }
+
+
 def document(server_url: str = "/") -> dict[str, Any]:
     tenant = {"$ref": "#/components/schemas/Tenant"}
     invitation = {"$ref": "#/components/schemas/Invitation"}
@@ -111,6 +139,8 @@ def document(server_url: str = "/") -> dict[str, Any]:
                                  "delete_alerts": {"type": "boolean"}}}}}},
                          "responses": {"200": _json(tenant, "the tenant after the change"),
                                        **_errors(400, 401, 404, 409)}}},
+            **_rule_paths("/api/rules", []),
+            **_rule_paths("/api/tenants/{tenant_id}/rules", [_TENANT_ID]),
         },
         "components": {
             "securitySchemes": {"functionKey": {"type": "apiKey", "in": "header",
@@ -131,6 +161,21 @@ def document(server_url: str = "/") -> dict[str, Any]:
                     k: {"type": ["string", "null"]} for k in (
                         "id", "display_name", "contact_email", "expected_tenant",
                         "created_at", "expires_at", "status", "tenant_id", "link")}},
+                "Rule": {"type": "object", "required": ["name", "recipients"], "properties": {
+                    "name": {"type": "string", "maxLength": 120},
+                    "enabled": {"type": "boolean", "default": True},
+                    "recipients": {"type": "array", "minItems": 1, "maxItems": 50,
+                                   "items": {"type": "string", "format": "email"}},
+                    "severities": {"type": "array", "items": {
+                        "enum": ["Informational", "Low", "Medium", "High"]}},
+                    "statuses": {"type": "array", "items": {
+                        "enum": ["New", "InProgress", "Resolved"]}},
+                    **{k: {"type": "array", "items": {"type": "string"}} for k in (
+                        "device_groups", "categories", "detection_sources", "tenants",
+                        "exclude_tenants")},
+                    **{k: {"type": "boolean"} for k in (
+                        "on_new", "on_update", "include_org_name", "include_portal_link",
+                        "include_device")}}},
                 "Tenant": {"type": "object", "properties": {
                     "tenant_id": {"type": "string", "format": "uuid"},
                     "display_name": {"type": "string"},

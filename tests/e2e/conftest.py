@@ -19,7 +19,8 @@ from tests.conftest import ROOT
 from tests.integration.ingest_fixtures import ingest_env
 
 FUNCTION_KEY = "e2e-function-key"
-CACHED = ("ingestor", "fanout", "relay", "poison_log", "onboarding", "tenant_admin")
+CACHED = ("ingestor", "fanout", "relay", "poison_log", "onboarding", "tenant_admin",
+          "notifier")
 
 
 def _clear_caches() -> None:

@@ -9,6 +9,7 @@ import sys
 
 from shared import notices, onboarding
 from shared.config import SETTINGS
+from shared.notify import service as notify
 from shared.storage import tables
 from tests.conftest import ROOT
 
@@ -61,7 +62,9 @@ def test_settings_named_in_trigger_bindings_are_set_by_infra():
 def test_secrets_come_from_key_vault():
     main = (INFRA / "main.bicep").read_text()
     vault = (INFRA / "app" / "keyvault.bicep").read_text()
-    for setting in (s for s in SETTINGS if s.secret and s.name not in LOCAL_ONLY):
+    infra = _infra_settings()
+    for setting in (s for s in SETTINGS if s.secret and s.name not in LOCAL_ONLY
+                    and (s.default is None or s.name in infra)):
         m = re.search(rf"{setting.name}: '@Microsoft\.KeyVault\(SecretUri=\$\{{vault\.outputs"
                       rf"\.uri\}}secrets/([a-z0-9-]+)/\)'", main)
         assert m, f"{setting.name} is not a Key Vault reference"
@@ -83,7 +86,8 @@ def _code_names(monkeypatch) -> tuple[set[str], set[str]]:
     poison = {f"{q}-poison" for q in triggered if not q.endswith("-poison")}
     table_names = {tables.TENANTS, tables.ALERTS, tables.INGEST_STATE, tables.RUN_HISTORY,
                    tables.POISON_LOG, tables.APP_HEALTH, onboarding.INVITATIONS,
-                   onboarding.STATES, notices.OPS_NOTICES}
+                   onboarding.STATES, notices.OPS_NOTICES, notify.RULES, notify.LEDGER,
+                   notify.MAIL_OUTBOX}
     return queues | poison | triggered, table_names
 
 

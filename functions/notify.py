@@ -1,0 +1,117 @@
+"""Notification triggers: notify events in, emails out; the rules API (function key)."""
+
+from __future__ import annotations
+
+import json
+
+import azure.functions as func
+
+from functions.http import json_response
+from shared import services
+from shared.messages import BadMessage
+from shared.model import parse_tenant_id
+from shared.notify.rules import GLOBAL, parse_rule
+from shared.notify.service import parse_event
+from shared.onboarding import ValidationError
+from shared.storage.tables import NOTIFY_QUEUE
+
+bp = func.Blueprint()
+
+
+@bp.function_name("notify")
+@bp.queue_trigger(arg_name="msg", queue_name=NOTIFY_QUEUE, connection="AzureWebJobsStorage")
+def notify(msg: func.QueueMessage) -> None:
+    body = msg.get_body().decode("utf-8", "replace")
+    try:
+        event = parse_event(body)
+    except BadMessage as exc:
+        services.poison_log().record(NOTIFY_QUEUE, body, f"bad message: {exc}")
+        return
+    services.notifier().handle(event)  # Transient/Busy raise: the host retries
+
+
+@bp.function_name("notify_poison")
+@bp.queue_trigger(arg_name="msg", queue_name=f"{NOTIFY_QUEUE}-poison",
+                  connection="AzureWebJobsStorage")
+def notify_poison(msg: func.QueueMessage) -> None:
+    services.poison_log().record(NOTIFY_QUEUE, msg.get_body().decode("utf-8", "replace"),
+                                 "notification failed on every attempt (mail server down?)")
+
+
+def _scope(req: func.HttpRequest) -> str | func.HttpResponse:
+    """The rule partition: a tenant id from the path (its own rules only) or GLOBAL."""
+    if "tenant_id" not in req.route_params:
+        return GLOBAL
+    try:
+        tenant_id = parse_tenant_id(req.route_params["tenant_id"])
+    except ValueError:
+        return json_response({"error": "invalid tenant", "errors": [
+            {"field": "tenant_id", "message": "must be a GUID"}]}, 400)
+    if services.tenant_admin().tenants.get(tenant_id) is None:
+        return json_response({"error": "no such tenant", "errors": [
+            {"field": "tenant_id", "message": "not registered"}]}, 404)
+    return tenant_id
+
+
+def _rules_collection(req: func.HttpRequest) -> func.HttpResponse:
+    scope = _scope(req)
+    if isinstance(scope, func.HttpResponse):
+        return scope
+    repo = services.notifier().rules
+    if req.method == "GET":
+        return json_response([r.public() for r in repo.list(scope)])
+    try:
+        body = json.loads(req.get_body() or b"null")
+        rule = repo.save(parse_rule(body, scope))
+    except ValueError as exc:
+        errors = exc.errors if isinstance(exc, ValidationError) else [
+            {"field": "body", "message": "is not valid JSON"}]
+        return json_response({"error": "invalid rule", "errors": errors}, 400)
+    return json_response(rule.public(), 201)
+
+
+def _rule_item(req: func.HttpRequest) -> func.HttpResponse:
+    scope = _scope(req)
+    if isinstance(scope, func.HttpResponse):
+        return scope
+    notifier = services.notifier()
+    rule = notifier.rules.get(scope, req.route_params.get("rule_id", ""))
+    if rule is None:
+        return json_response({"error": "no such rule", "errors": [
+            {"field": "rule_id", "message": "not found in this scope"}]}, 404)
+    if req.method == "DELETE":
+        notifier.rules.delete(scope, rule.id)
+        return json_response({"deleted": rule.id})
+    if req.method == "PUT":
+        try:
+            body = json.loads(req.get_body() or b"null")
+            rule = notifier.rules.save(parse_rule(body, scope, existing=rule))
+        except ValueError as exc:
+            errors = exc.errors if isinstance(exc, ValidationError) else [
+                {"field": "body", "message": "is not valid JSON"}]
+            return json_response({"error": "invalid rule", "errors": errors}, 400)
+    return json_response(rule.public())
+
+
+@bp.function_name("rules_global")
+@bp.route(route="rules", methods=["GET", "POST"])
+def rules_global(req: func.HttpRequest) -> func.HttpResponse:
+    return _rules_collection(req)
+
+
+@bp.function_name("rules_global_item")
+@bp.route(route="rules/{rule_id}", methods=["GET", "PUT", "DELETE"])
+def rules_global_item(req: func.HttpRequest) -> func.HttpResponse:
+    return _rule_item(req)
+
+
+@bp.function_name("rules_tenant")
+@bp.route(route="tenants/{tenant_id}/rules", methods=["GET", "POST"])
+def rules_tenant(req: func.HttpRequest) -> func.HttpResponse:
+    return _rules_collection(req)
+
+
+@bp.function_name("rules_tenant_item")
+@bp.route(route="tenants/{tenant_id}/rules/{rule_id}", methods=["GET", "PUT", "DELETE"])
+def rules_tenant_item(req: func.HttpRequest) -> func.HttpResponse:
+    return _rule_item(req)

@@ -1,0 +1,1 @@
+"""Alert notifications: rules, matching, the exactly-once ledger, rendering, transports."""

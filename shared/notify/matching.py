@@ -1,0 +1,37 @@
+"""Does an alert event concern a rule, and which of its recipients?"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shared import timefmt
+from shared.notify.rules import Rule
+
+
+def matches(rule: Rule, event: dict[str, Any]) -> bool:
+    alert = event.get("alert") or {}
+    if event.get("change") == "new" and not rule.on_new:
+        return False
+    if event.get("change") == "updated" and not rule.on_update:
+        return False
+    checks = ((rule.severities, alert.get("severity")),
+              (rule.device_groups, alert.get("rbacGroupName")),
+              (rule.categories, alert.get("category")),
+              (rule.detection_sources, alert.get("detectionSource")),
+              (rule.statuses, alert.get("status")))
+    return all(not allowed or value in allowed for allowed, value in checks)
+
+
+def recipients_for(rule: Rule, event: dict[str, Any]) -> list[str]:
+    """As in Defender: a recipient gets only alerts raised after it was added."""
+    try:
+        raised_at = timefmt.to_datetime((event.get("alert") or {}).get("alertCreationTime"))
+    except (ValueError, TypeError, AttributeError):
+        raised_at = None
+    found = []
+    for recipient in rule.recipients:
+        added = datetime.fromisoformat(recipient["added_at"])
+        if raised_at is None or raised_at >= added:
+            found.append(recipient["address"])
+    return found

@@ -1,0 +1,66 @@
+"""An alert email: multipart text and HTML from Jinja2 (HTML autoescaped), a subject
+without line breaks or control characters, and the headers mail filters expect."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+
+from shared.notify.rules import Rule
+
+_DIR = Path(__file__).parent / "templates"
+_HTML = jinja2.Environment(loader=jinja2.FileSystemLoader(_DIR), autoescape=True,
+                           undefined=jinja2.ChainableUndefined)
+# text/plain has no markup to escape; its values are plain text in a plain-text part
+_TEXT = jinja2.Environment(loader=jinja2.FileSystemLoader(_DIR), autoescape=False,  # noqa: S701
+                           undefined=jinja2.ChainableUndefined, keep_trailing_newline=True)
+SUBJECT_MAX = 200
+
+
+def one_line(text: Any, limit: int) -> str:
+    """No CR, LF or other control/format characters (no header injection); capped."""
+    cleaned = "".join(" " if unicodedata.category(c)[0] in "CZ" and c != " " else c
+                      for c in str(text or ""))
+    cleaned = " ".join(cleaned.split())
+    return cleaned if len(cleaned) <= limit else cleaned[:limit - 1] + "…"
+
+
+def portal_link(alert_id: str, tenant_id: str) -> str:
+    return (f"https://security.microsoft.com/alerts/{quote(alert_id, safe='')}"
+            f"?tid={quote(tenant_id, safe='')}")
+
+
+def render(event: dict[str, Any], rule: Rule, recipients: list[str], sender: str,
+           reply_to: str, mssp_name: str) -> EmailMessage:
+    alert = event.get("alert") or {}
+    org = event.get("tenant_name") if rule.include_org_name else ""
+    link = portal_link(str(alert.get("id", "")), event["tenant"]) \
+        if rule.include_portal_link else ""
+    context = {"event": event, "alert": alert, "rule": rule, "org": org, "link": link,
+               "mssp_name": mssp_name}
+    prefix = f"[{alert.get('severity', 'Alert')}]"
+    if org:
+        prefix += f" {org}:"
+    if event.get("change") == "updated":
+        prefix += " updated:"
+    message = EmailMessage()
+    message["Subject"] = one_line(f"{prefix} {alert.get('title', '')}", SUBJECT_MAX)
+    message["From"] = sender
+    message["To"] = ", ".join(recipients)
+    if reply_to:
+        message["Reply-To"] = reply_to
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1].strip(">"))
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-MSSP-Hub-Event"] = one_line(event.get("event_id", ""), 300)
+    message.set_content(_TEXT.get_template("alert.txt").render(**context))
+    message.add_alternative(_HTML.get_template("alert.html").render(**context),
+                            subtype="html")
+    return message

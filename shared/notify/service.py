@@ -1,0 +1,118 @@
+"""One notify event in: for every matching rule, at most one email per alert version."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Any
+
+from shared.config import Settings
+from shared.messages import BadMessage
+from shared.model import parse_tenant_id
+from shared.notify.ledger import Ledger
+from shared.notify.matching import matches, recipients_for
+from shared.notify.render import render
+from shared.notify.rules import Rule, RuleRepository
+from shared.notify.transport import Permanent, RecordOnly, SmtpTransport, Transient, Transport
+from shared.storage import tables
+
+RULES, LEDGER, MAIL_OUTBOX = "NotifyRules", "NotifyLedger", "MailOutbox"
+log = logging.getLogger("mssp_hub.notify")
+_MAX_TICKS = 10**19 - 1
+
+
+def parse_event(body: bytes | str) -> dict[str, Any]:
+    try:
+        event = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadMessage("event is not JSON") from None
+    if not isinstance(event, dict) or event.get("v") != 1 or event.get("type") != "alert":
+        raise BadMessage("not a version 1 alert event")
+    if not isinstance(event.get("event_id"), str) or not isinstance(event.get("alert"), dict):
+        raise BadMessage("event_id or alert missing")
+    try:
+        event["tenant"] = parse_tenant_id(event.get("tenant", ""))
+    except ValueError:
+        raise BadMessage("tenant is not a GUID") from None
+    return event
+
+
+@dataclass
+class Delivery:
+    sent: int = 0
+    skipped: int = 0  # already sent for this version
+    refused: int = 0
+
+
+def transport_for(settings: Settings) -> Transport:
+    mail = settings.mail
+    if mail.transport == "smtp":
+        return SmtpTransport(mail.smtp_host, mail.smtp_port, mail.smtp_security,
+                             mail.smtp_username, mail.smtp_password,
+                             ca_bundle=settings.identity.ca_bundle)
+    return RecordOnly()
+
+
+class Notifier:
+    def __init__(self, settings: Settings, transport: Transport) -> None:
+        storage = settings.storage
+        self.settings, self.transport = settings, transport
+        self.rules = RuleRepository(tables.table(storage, RULES))
+        self.ledger = Ledger(tables.table(storage, LEDGER))
+        self.outbox = tables.table(storage, MAIL_OUTBOX)
+
+    def _keep(self, message: EmailMessage, rule: Rule, event: dict[str, Any], state: str
+              ) -> None:
+        """Every email, sent or not, is kept for the portal and for audit."""
+        now = datetime.now(UTC)
+        self.outbox.upsert_entity({
+            "PartitionKey": event["tenant"],
+            "RowKey": f"{_MAX_TICKS - int(now.timestamp() * 10**7):019d}:{uuid.uuid4().hex[:8]}",
+            "Rule": rule.id, "EventId": event["event_id"][:500], "State": state,
+            "Subject": str(message["Subject"]), "To": str(message["To"]), "At": now,
+            "MessageId": str(message["Message-ID"]),
+            "Text": message.get_body(("plain",)).get_content()[:30_000]})
+
+    def message(self, event: dict[str, Any], rule: Rule, recipients: list[str]
+                ) -> EmailMessage:
+        mail = self.settings.mail
+        return render(event, rule, recipients, mail.sender, mail.reply_to,
+                      self.settings.onboarding.mssp_name)
+
+    def handle(self, event: dict[str, Any]) -> Delivery:
+        """Raises Transient (or ledger.Busy) to have the queue retry the event later."""
+        result = Delivery()
+        pending: Exception | None = None
+        for rule in self.rules.for_tenant(event["tenant"]):
+            if not matches(rule, event):
+                continue
+            recipients = recipients_for(rule, event)
+            if not recipients:
+                continue
+            etag = self.ledger.claim(rule.id, event["event_id"], {"Tenant": event["tenant"]})
+            if etag is None:
+                result.skipped += 1
+                continue
+            message = self.message(event, rule, recipients)
+            try:
+                self.transport.send(message)
+            except Permanent as exc:
+                self.ledger.finish(rule.id, event["event_id"], etag, "refused", str(exc))
+                self._keep(message, rule, event, f"refused: {exc}"[:200])
+                result.refused += 1
+                log.warning("notification refused for rule %s: %s", rule.id, exc)
+                continue
+            except Transient as exc:
+                self.ledger.release(rule.id, event["event_id"], etag)
+                pending = exc  # the other rules still get their email now
+                continue
+            self.ledger.finish(rule.id, event["event_id"], etag, "sent")
+            self._keep(message, rule, event, "sent")
+            result.sent += 1
+        if pending is not None:
+            raise pending
+        return result

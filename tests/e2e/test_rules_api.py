@@ -1,0 +1,95 @@
+"""The rules API over HTTP, and an alert travelling from Defender to an inbox."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import requests
+
+from shared.model import Tenant
+from tests.e2e.conftest import FUNCTION_KEY
+from tests.integration.devhost_fixtures import wait_for
+from tests.integration.test_notify import Inbox, Server
+
+
+@pytest.fixture
+def api(app_host):
+    host, repo = app_host
+    session = requests.Session()
+    session.headers["x-functions-key"] = FUNCTION_KEY
+    return f"{host.http.base_url}/api", session, repo
+
+
+@pytest.mark.parametrize(("body", "fields"), [
+    ({"name": "x", "recipients": ["not-an-address"]}, {"recipients"}),
+    ({"name": "x", "recipients": []}, {"recipients"}),
+    ({"name": "x", "recipients": ["a@b.example"], "severities": ["Critical"]}, {"severities"}),
+    ({"name": "", "recipients": ["a@b.example"], "colour": "red"}, {"name", "colour"}),
+    ({"name": "x", "recipients": ["a@b.example"], "on_new": False}, {"on_new"}),
+    ({"name": "x", "recipients": ["a@b.example"], "tenants": ["t"]}, {"tenants"}),
+])
+def test_bad_rules_name_every_bad_field(api, body, fields):
+    base, session, repo = api
+    tenant_id = str(uuid.uuid4())
+    repo.add(Tenant(tenant_id, "Rules Co"))
+    r = session.post(f"{base}/tenants/{tenant_id}/rules", json=body, timeout=10)
+    assert r.status_code == 400
+    assert {e["field"] for e in r.json()["errors"]} == fields
+
+
+def test_a_tenant_scoped_call_cannot_reach_another_tenants_rules(api):
+    base, session, repo = api
+    mine, theirs = str(uuid.uuid4()), str(uuid.uuid4())
+    for tenant_id in (mine, theirs):
+        repo.add(Tenant(tenant_id, "x"))
+    created = session.post(f"{base}/tenants/{theirs}/rules", timeout=10, json={
+        "name": "theirs", "recipients": ["a@b.example"]}).json()
+    assert session.get(f"{base}/tenants/{mine}/rules", timeout=10).json() == []
+    for method in ("get", "put", "delete"):
+        r = session.request(method, f"{base}/tenants/{mine}/rules/{created['id']}",
+                            json={"name": "hijack", "recipients": ["evil@x.example"]},
+                            timeout=10)
+        assert r.status_code == 404, method
+    kept = session.get(f"{base}/tenants/{theirs}/rules/{created['id']}", timeout=10).json()
+    assert kept["name"] == "theirs" and kept["recipients"][0]["address"] == "a@b.example"
+    assert session.get(f"{base}/tenants/{uuid.uuid4()}/rules", timeout=10).status_code == 404
+
+
+def test_updating_a_rule_keeps_when_recipients_were_added(api):
+    base, session, repo = api
+    tenant_id = str(uuid.uuid4())
+    repo.add(Tenant(tenant_id, "x"))
+    rule = session.post(f"{base}/tenants/{tenant_id}/rules", timeout=10, json={
+        "name": "r", "recipients": ["old@b.example"]}).json()
+    updated = session.put(f"{base}/tenants/{tenant_id}/rules/{rule['id']}", timeout=10, json={
+        "name": "r2", "recipients": ["old@b.example", "new@b.example"]}).json()
+    added = {r["address"]: r["added_at"] for r in updated["recipients"]}
+    assert added["old@b.example"] == rule["recipients"][0]["added_at"]
+    assert added["new@b.example"] > added["old@b.example"]
+    assert session.delete(f"{base}/tenants/{tenant_id}/rules/{rule['id']}",
+                          timeout=10).status_code == 200
+
+
+def test_from_defender_to_the_inbox(simulator, sim, storage_env, monkeypatch, request):
+    inbox = Inbox()
+    server = Server(inbox)
+    server.start()
+    request.addfinalizer(server.stop)
+    monkeypatch.setenv("MAIL_TRANSPORT", "smtp")
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_PORT", str(server.port))
+    monkeypatch.setenv("SMTP_SECURITY", "none")
+    host, repo = request.getfixturevalue("app_host")
+    base = f"{host.http.base_url}/api"
+    customer = sim.add_tenant("Inbox Co", consent=[simulator.config.client_id])
+    repo.add(Tenant(customer["id"], "Inbox Co"))
+    r = requests.post(f"{base}/tenants/{customer['id']}/rules", timeout=10,
+                      headers={"x-functions-key": FUNCTION_KEY},
+                      json={"name": "everything", "recipients": ["soc@mssp.example"]})
+    assert r.status_code == 201
+    made = sim.generate(customer["id"], 3)
+    wait_for(lambda: len(inbox.messages) == 3, timeout=45)
+    subjects = " ".join(m["Subject"] for m in inbox.messages)
+    assert "Inbox Co" in subjects
+    assert {m["X-MSSP-Hub-Event"].split(":")[1] for m in inbox.messages} == set(made["ids"])

@@ -1,0 +1,231 @@
+"""Notification emails to a real SMTP server (aiosmtpd), parsed with the email package."""
+
+from __future__ import annotations
+
+import email
+import socket
+import threading
+import time
+import uuid
+from email import policy
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from devtools.simulator.alerts import AlertFactory
+from shared import timefmt
+from shared.events import build_event, tracked
+from shared.notify.ledger import Busy
+from shared.notify.rules import GLOBAL, parse_rule
+from shared.notify.service import Notifier
+from shared.notify.transport import SmtpTransport, Transient
+from tests.helpers import settings as make_settings
+
+TITLE = "<script>alert(1)</script> Ünïcødé\r\nBcc: evil@attacker.example"
+
+
+class Inbox:
+    """An SMTP server that keeps what it receives; REFUSED addresses get a 550."""
+
+    REFUSED = "refused@customer.example"
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+        self.envelopes: list[list[str]] = []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address == self.REFUSED:
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.envelopes.append(list(envelope.rcpt_tos))
+        self.messages.append(email.message_from_bytes(envelope.content,
+                                                      policy=policy.default))
+        return "250 Message accepted"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """The SMTP server on one port, which tests can take down and bring back."""
+
+    def __init__(self, inbox: Inbox) -> None:
+        self.inbox, self.port, self.controller = inbox, _port(), None
+
+    def start(self) -> None:
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def stop(self) -> None:
+        if self.controller:
+            self.controller.stop()
+            self.controller = None
+
+
+@pytest.fixture
+def smtp():
+    inbox = Inbox()
+    server = Server(inbox)
+    server.start()
+    yield inbox, server
+    server.stop()
+
+
+@pytest.fixture
+def notifier(storage_env, smtp):
+    _, server = smtp
+    settings = make_settings(AzureWebJobsStorage=storage_env.connection_string,
+                             MAIL_FROM="alerts@mssp.example", MAIL_REPLY_TO="soc@mssp.example",
+                             MSSP_NAME="Contoso MSSP")
+    transport = SmtpTransport("127.0.0.1", server.port, "none", timeout=5)
+    return Notifier(settings, transport)
+
+
+def _event(tenant_id: str, change_of: dict | None = None, created_ago: float = 0,
+           **alert_fields) -> dict:
+    factory = AlertFactory(tenant_id, "customer.example")
+    ticks = int((time.time() - created_ago) * 1e7)
+    alert = {**factory.make(ticks), **alert_fields}
+    version = timefmt.normalize(alert["lastUpdateTime"])
+    old = None
+    if change_of is not None:
+        old = tracked({**alert, **change_of}, timefmt.shift(version, -60))
+    return build_event(tenant_id, "Northwind <Traders>", alert, version, old,
+                       tracked(alert, version)).to_message()
+
+
+def _rule(notifier, scope: str, **fields):
+    body = {"name": "High alerts", "recipients": ["analyst@mssp.example"], **fields}
+    return notifier.rules.save(parse_rule(body, scope))
+
+
+def test_email_headers_parts_links_and_escaping(notifier, smtp):
+    inbox, _ = smtp
+    tenant = str(uuid.uuid4())
+    _rule(notifier, tenant, severities=["High"])
+    event = _event(tenant, severity="High", title=TITLE)
+    assert notifier.handle(event).sent == 1
+    (message,) = inbox.messages
+    subject = message["Subject"]
+    assert "\r" not in subject and "\n" not in subject
+    assert subject.startswith("[High] Northwind <Traders>:")
+    assert "Ünïcødé" in subject and len(subject) <= 200
+    assert message["Bcc"] is None and inbox.envelopes == [["analyst@mssp.example"]]
+    for header in ("Message-ID", "Date", "From", "Reply-To"):
+        assert message[header], header
+    assert message["From"] == "alerts@mssp.example"
+    assert message["Reply-To"] == "soc@mssp.example"
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert TITLE.split("\r")[0] in text
+    link = f"https://security.microsoft.com/alerts/{event['alert_id']}?tid={tenant}"
+    assert link in text and f'href="{link}"' in html
+    assert event["alert"]["computerDnsName"] in text
+
+
+def test_a_duplicate_event_sends_one_email(notifier, smtp):
+    inbox, _ = smtp
+    tenant = str(uuid.uuid4())
+    _rule(notifier, tenant)
+    event = _event(tenant)
+    assert notifier.handle(event).sent == 1
+    again = notifier.handle(event)
+    assert (again.sent, again.skipped) == (0, 1)
+    assert len(inbox.messages) == 1
+
+
+def test_two_workers_racing_on_one_event_send_one_email(notifier, smtp, storage_env):
+    inbox, _ = smtp
+    tenant = str(uuid.uuid4())
+    _rule(notifier, tenant)
+    event = _event(tenant)
+    outcomes: list[str] = []
+
+    def worker() -> None:
+        other = Notifier(notifier.settings, notifier.transport)
+        try:
+            outcomes.append(f"sent {other.handle(event).sent}")
+        except Busy:
+            outcomes.append("busy")  # the host would retry it later
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(inbox.messages) == 1
+    assert outcomes.count("sent 1") == 1
+    assert notifier.handle(event).skipped == 1  # the retry of a busy one sends nothing
+
+
+def test_smtp_down_then_up_loses_nothing(notifier, smtp):
+    inbox, controller = smtp
+    tenant = str(uuid.uuid4())
+    _rule(notifier, tenant)
+    event = _event(tenant)
+    controller.stop()
+    with pytest.raises(Transient):
+        notifier.handle(event)
+    controller.start()
+    assert notifier.handle(event).sent == 1
+    assert len(inbox.messages) == 1
+
+
+def test_a_refused_address_is_recorded_not_retried(notifier, smtp):
+    inbox, _ = smtp
+    tenant = str(uuid.uuid4())
+    _rule(notifier, tenant, recipients=[Inbox.REFUSED])
+    event = _event(tenant)
+    result = notifier.handle(event)
+    assert result.refused == 1 and inbox.messages == []
+    assert notifier.handle(event).skipped == 1  # not sent again, not retried
+    kept = list(notifier.outbox.query_entities("PartitionKey eq @pk",
+                                               parameters={"pk": tenant}))
+    assert kept[0]["State"].startswith("refused")
+
+
+def test_matching_by_severity_group_status_and_change(notifier, smtp):
+    inbox, _ = smtp
+    tenant = str(uuid.uuid4())
+    _rule(notifier, tenant, name="new only", severities=["High"],
+          device_groups=["Servers - Tier 0"])
+    _rule(notifier, tenant, name="resolutions", on_new=False, on_update=True,
+          statuses=["Resolved"], recipients=["lead@mssp.example"])
+    assert notifier.handle(_event(tenant, severity="Low",
+                                  rbacGroupName="Servers - Tier 0")).sent == 0
+    assert notifier.handle(_event(tenant, severity="High",
+                                  rbacGroupName="Kiosks")).sent == 0
+    assert notifier.handle(_event(tenant, severity="High",
+                                  rbacGroupName="Servers - Tier 0")).sent == 1
+    resolved = _event(tenant, change_of={"status": "InProgress"}, status="Resolved",
+                      severity="Low")
+    assert notifier.handle(resolved).sent == 1
+    assert inbox.envelopes[-1] == ["lead@mssp.example"]
+    assert "updated" in inbox.messages[-1]["Subject"]
+
+
+def test_new_recipients_only_get_alerts_raised_after_they_were_added(notifier, smtp):
+    _inbox, _ = smtp
+    tenant = str(uuid.uuid4())
+    _rule(notifier, tenant)
+    assert notifier.handle(_event(tenant, created_ago=3600)).sent == 0
+    assert notifier.handle(_event(tenant)).sent == 1
+
+
+def test_mssp_wide_rules_choose_tenants(notifier, smtp):
+    _inbox, _ = smtp
+    included, excluded = str(uuid.uuid4()), str(uuid.uuid4())
+    rule = _rule(notifier, GLOBAL, name=f"all but one {uuid.uuid4().hex[:6]}",
+                 exclude_tenants=[excluded])
+    try:
+        assert notifier.handle(_event(included)).sent == 1
+        assert notifier.handle(_event(excluded)).sent == 0
+    finally:
+        notifier.rules.delete(GLOBAL, rule.id)
