@@ -12,6 +12,7 @@ from shared.messages import BadMessage
 from shared.model import parse_tenant_id
 from shared.notify.rules import GLOBAL, parse_rule
 from shared.notify.service import parse_event
+from shared.notify.transport import Permanent, Transient
 from shared.onboarding import ValidationError
 from shared.storage.tables import NOTIFY_QUEUE
 
@@ -28,6 +29,12 @@ def notify(msg: func.QueueMessage) -> None:
         services.poison_log().record(NOTIFY_QUEUE, body, f"bad message: {exc}")
         return
     services.notifier().handle(event)  # Transient/Busy raise: the host retries
+
+
+@bp.function_name("digests")
+@bp.timer_trigger(arg_name="timer", schedule="%DIGEST_SCHEDULE%", use_monitor=False)
+def digests(timer: func.TimerRequest) -> None:
+    services.notifier().send_digests()
 
 
 @bp.function_name("notify_poison")
@@ -91,6 +98,34 @@ def _rule_item(req: func.HttpRequest) -> func.HttpResponse:
                 {"field": "body", "message": "is not valid JSON"}]
             return json_response({"error": "invalid rule", "errors": errors}, 400)
     return json_response(rule.public())
+
+
+def _rule_test(req: func.HttpRequest) -> func.HttpResponse:
+    scope = _scope(req)
+    if isinstance(scope, func.HttpResponse):
+        return scope
+    notifier = services.notifier()
+    rule = notifier.rules.get(scope, req.route_params.get("rule_id", ""))
+    if rule is None:
+        return json_response({"error": "no such rule", "errors": [
+            {"field": "rule_id", "message": "not found in this scope"}]}, 404)
+    try:
+        sent_to = notifier.send_test(rule)
+    except (Permanent, Transient) as exc:
+        return json_response({"sent": False, "error": str(exc)}, 502)
+    return json_response({"sent": True, "to": sent_to})
+
+
+@bp.function_name("rules_global_test")
+@bp.route(route="rules/{rule_id}/test", methods=["POST"])
+def rules_global_test(req: func.HttpRequest) -> func.HttpResponse:
+    return _rule_test(req)
+
+
+@bp.function_name("rules_tenant_test")
+@bp.route(route="tenants/{tenant_id}/rules/{rule_id}/test", methods=["POST"])
+def rules_tenant_test(req: func.HttpRequest) -> func.HttpResponse:
+    return _rule_test(req)
 
 
 @bp.function_name("rules_global")

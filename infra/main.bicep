@@ -67,6 +67,7 @@ var tableNames = [
   'NotifyRules'
   'NotifyLedger'
   'MailOutbox'
+  'NotifyDigest'
 ]
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
@@ -143,6 +144,7 @@ module function 'app/function.bicep' = {
       ONBOARDING_STATE_KEY: '@Microsoft.KeyVault(SecretUri=${vault.outputs.uri}secrets/onboarding-state-key/)'
       OPS_EMAIL: opsEmail
       FETCH_SCHEDULE: fetchSchedule
+      DIGEST_SCHEDULE: '0 * * * * *'
     }
   }
   dependsOn: [ rbac ]

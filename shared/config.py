@@ -130,6 +130,8 @@ SETTINGS: tuple[Setting, ...] = (
             default="30"),
     Setting("OPS_EMAIL", "Where the MSSP is told about onboarded and revoked tenants.",
             default=""),
+    Setting("DIGEST_SCHEDULE", "NCRONTAB schedule of the digest sender (seconds first).",
+            default="0 * * * * *"),
     Setting("MAIL_TRANSPORT", "`smtp`, or `none` to keep emails in the MailOutbox table only.",
             default="none"),
     Setting("MAIL_FROM", "Sender address of notification emails.",

@@ -41,7 +41,7 @@ class Ledger:
             row = self.client.get_entity(pk, rk)
         except ResourceNotFoundError:
             raise Busy("ledger row vanished") from None
-        if row["State"] in ("sent", "refused"):
+        if row["State"] in ("sent", "refused", "digested"):
             return None
         if row["ClaimedAt"] > now - timedelta(seconds=CLAIM_SECONDS):
             raise Busy(f"another worker is sending {rule_id}/{event_id}")
@@ -55,7 +55,7 @@ class Ledger:
 
     def finish(self, rule_id: str, event_id: str, etag: str, state: str, note: str = ""
                ) -> None:
-        """sent | refused (permanent failure, recorded, not retried)."""
+        """sent | refused (permanent failure, recorded, not retried) | digested."""
         pk, rk = delivery_key(rule_id, event_id)
         self.client.update_entity({"PartitionKey": pk, "RowKey": rk, "State": state,
                                    "FinishedAt": datetime.now(UTC), "Note": note[:2000]},

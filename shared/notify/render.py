@@ -16,10 +16,10 @@ import jinja2
 from shared.notify.rules import Rule
 
 _DIR = Path(__file__).parent / "templates"
-_HTML = jinja2.Environment(loader=jinja2.FileSystemLoader(_DIR), autoescape=True,
+HTML_TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(_DIR), autoescape=True,
                            undefined=jinja2.ChainableUndefined)
 # text/plain has no markup to escape; its values are plain text in a plain-text part
-_TEXT = jinja2.Environment(loader=jinja2.FileSystemLoader(_DIR), autoescape=False,  # noqa: S701
+TEXT_TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(_DIR), autoescape=False,  # noqa: S701
                            undefined=jinja2.ChainableUndefined, keep_trailing_newline=True)
 SUBJECT_MAX = 200
 
@@ -60,7 +60,7 @@ def render(event: dict[str, Any], rule: Rule, recipients: list[str], sender: str
     message["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1].strip(">"))
     message["Auto-Submitted"] = "auto-generated"
     message["X-MSSP-Hub-Event"] = one_line(event.get("event_id", ""), 300)
-    message.set_content(_TEXT.get_template("alert.txt").render(**context))
-    message.add_alternative(_HTML.get_template("alert.html").render(**context),
+    message.set_content(TEXT_TEMPLATES.get_template("alert.txt").render(**context))
+    message.add_alternative(HTML_TEMPLATES.get_template("alert.html").render(**context),
                             subtype="html")
     return message

@@ -21,7 +21,7 @@ _EMAIL = re.compile(r"^[^@\s<>,;\"'\\]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63
 _FIELDS = {"name", "enabled", "severities", "device_groups", "categories",
            "detection_sources", "statuses", "on_new", "on_update", "include_org_name",
            "include_portal_link", "include_device", "recipients", "tenants",
-           "exclude_tenants"}
+           "exclude_tenants", "delivery", "digest_minutes", "max_per_hour"}
 
 
 @dataclass
@@ -43,6 +43,9 @@ class Rule:
     include_device: bool = True
     tenants: list[str] = field(default_factory=list)  # global rules: only these (empty: all)
     exclude_tenants: list[str] = field(default_factory=list)  # global rules: all but these
+    delivery: str = "each"  # each | digest
+    digest_minutes: int = 60
+    max_per_hour: int | None = None  # emails per hour; the overflow goes to the next digest
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,6 +110,18 @@ def parse_rule(body: Any, scope: str, existing: Rule | None = None) -> Rule:
                 include_device=_bool(body, "include_device", True, errors),
                 tenants=_strings(body, "tenants", None, errors),
                 exclude_tenants=_strings(body, "exclude_tenants", None, errors))
+    rule.delivery = body.get("delivery", "each")
+    if rule.delivery not in ("each", "digest"):
+        errors.append({"field": "delivery", "message": "each or digest"})
+    rule.digest_minutes = body.get("digest_minutes", 60)
+    if not isinstance(rule.digest_minutes, int) or isinstance(rule.digest_minutes, bool) \
+            or not 5 <= rule.digest_minutes <= 1440:
+        errors.append({"field": "digest_minutes", "message": "a whole number from 5 to 1440"})
+    rule.max_per_hour = body.get("max_per_hour")
+    if rule.max_per_hour is not None and (not isinstance(rule.max_per_hour, int)
+                                          or isinstance(rule.max_per_hour, bool)
+                                          or not 1 <= rule.max_per_hour <= 1000):
+        errors.append({"field": "max_per_hour", "message": "empty, or 1 to 1000"})
     if scope != GLOBAL and (rule.tenants or rule.exclude_tenants):
         errors.append({"field": "tenants", "message": "only MSSP-wide rules choose tenants"})
     if not rule.on_new and not rule.on_update:
@@ -150,6 +165,9 @@ class RuleRepository:
             return False
         self.client.delete_entity(scope, rule_id)
         return True
+
+    def all(self) -> list[Rule]:
+        return [Rule(**json.loads(r["Body"])) for r in self.client.list_entities()]
 
     def for_tenant(self, tenant_id: str) -> list[Rule]:
         """The tenant's own rules and the MSSP-wide ones that include it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
@@ -13,14 +13,16 @@ from typing import Any
 from shared.config import Settings
 from shared.messages import BadMessage
 from shared.model import parse_tenant_id
-from shared.notify.ledger import Ledger
+from shared.notify.digest import DigestStore, render_digest
+from shared.notify.ledger import Busy, Ledger, delivery_key
 from shared.notify.matching import matches, recipients_for
 from shared.notify.render import render
-from shared.notify.rules import Rule, RuleRepository
+from shared.notify.rules import GLOBAL, Rule, RuleRepository
 from shared.notify.transport import Permanent, RecordOnly, SmtpTransport, Transient, Transport
 from shared.storage import tables
 
 RULES, LEDGER, MAIL_OUTBOX = "NotifyRules", "NotifyLedger", "MailOutbox"
+DIGESTS = "NotifyDigest"
 log = logging.getLogger("mssp_hub.notify")
 _MAX_TICKS = 10**19 - 1
 
@@ -46,6 +48,7 @@ class Delivery:
     sent: int = 0
     skipped: int = 0  # already sent for this version
     refused: int = 0
+    digested: int = 0  # held for the rule's next digest
 
 
 def transport_for(settings: Settings) -> Transport:
@@ -64,6 +67,7 @@ class Notifier:
         self.rules = RuleRepository(tables.table(storage, RULES))
         self.ledger = Ledger(tables.table(storage, LEDGER))
         self.outbox = tables.table(storage, MAIL_OUTBOX)
+        self.digests = DigestStore(tables.table(storage, DIGESTS))
 
     def _keep(self, message: EmailMessage, rule: Rule, event: dict[str, Any], state: str
               ) -> None:
@@ -97,22 +101,83 @@ class Notifier:
             if etag is None:
                 result.skipped += 1
                 continue
+            if rule.delivery == "digest" or not self.digests.take_slot(rule, datetime.now(UTC)):
+                self.digests.hold(rule, event, recipients,
+                                  delivery_key(rule.id, event["event_id"])[1])
+                self.ledger.finish(rule.id, event["event_id"], etag, "digested")
+                result.digested += 1
+                continue
             message = self.message(event, rule, recipients)
             try:
-                self.transport.send(message)
-            except Permanent as exc:
-                self.ledger.finish(rule.id, event["event_id"], etag, "refused", str(exc))
-                self._keep(message, rule, event, f"refused: {exc}"[:200])
-                result.refused += 1
-                log.warning("notification refused for rule %s: %s", rule.id, exc)
-                continue
+                state = self._deliver(message, rule, event["tenant"], event["event_id"], etag)
             except Transient as exc:
-                self.ledger.release(rule.id, event["event_id"], etag)
                 pending = exc  # the other rules still get their email now
                 continue
-            self.ledger.finish(rule.id, event["event_id"], etag, "sent")
-            self._keep(message, rule, event, "sent")
-            result.sent += 1
+            if state == "sent":
+                result.sent += 1
+            else:
+                result.refused += 1
         if pending is not None:
             raise pending
         return result
+
+    def _deliver(self, message: EmailMessage, rule: Rule, tenant: str, key: str, etag: str
+                 ) -> str:
+        """Send under a ledger claim; 'sent', 'refused' or raises Transient."""
+        try:
+            self.transport.send(message)
+        except Permanent as exc:
+            self.ledger.finish(rule.id, key, etag, "refused", str(exc))
+            self._keep(message, rule, {"tenant": tenant, "event_id": key}, f"refused: {exc}"[:200])
+            return "refused"
+        except Transient:
+            self.ledger.release(rule.id, key, etag)
+            raise
+        self.ledger.finish(rule.id, key, etag, "sent")
+        self._keep(message, rule, {"tenant": tenant, "event_id": key}, "sent")
+        return "sent"
+
+    def send_digests(self, now: datetime | None = None) -> dict[str, int]:
+        """Every rule with held events whose window has passed gets one digest email."""
+        now = now or datetime.now(UTC)
+        sent: dict[str, int] = {}
+        for rule in self.rules.all():
+            rows = self.digests.held(rule.id)
+            window = rule if rule.delivery == "digest" else replace(rule, digest_minutes=60)
+            if not self.digests.due(window, rows, now):
+                continue
+            batch, rows = self.digests.assign(rule.id, rows)
+            key = f"digest:{batch}"
+            try:
+                etag = self.ledger.claim(rule.id, key, {"Tenant": rule.scope})
+            except Busy:
+                continue
+            if etag is not None:
+                mail = self.settings.mail
+                message = render_digest(rule, rows, mail.sender, mail.reply_to,
+                                        self.settings.onboarding.mssp_name)
+                try:
+                    self._deliver(message, rule, rule.scope, key, etag)
+                except Transient as exc:
+                    log.warning("digest of rule %s not sent yet: %s", rule.id, exc)
+                    continue
+            self.digests.done(rule.id, rows)
+            sent[rule.id] = len(rows)
+        return sent
+
+    def send_test(self, rule: Rule) -> list[str]:
+        """A sample alert to the rule's recipients, outside the ledger; raises on failure."""
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+        event = {"tenant": rule.scope if rule.scope != GLOBAL else str(uuid.UUID(int=0)),
+                 "tenant_name": "Test tenant", "change": "new", "changed": {},
+                 "event_id": f"test:{uuid.uuid4().hex}",
+                 "alert": {"id": "test-alert", "title": f"Test email for rule {rule.name}",
+                           "severity": "Informational", "status": "New",
+                           "category": "General", "detectionSource": "mssp-hub",
+                           "alertCreationTime": now, "lastUpdateTime": now,
+                           "computerDnsName": "test-device", "rbacGroupName": "Test group",
+                           "description": "This is a test of your notification rule.",
+                           "mitreTechniques": [], "evidence": [], "evidenceCount": 0}}
+        recipients = [r["address"] for r in rule.recipients]
+        self.transport.send(self.message(event, rule, recipients))
+        return recipients

@@ -58,6 +58,12 @@ def _rule_paths(base: str, params: list[dict[str, Any]]) -> dict[str, Any]:
             "delete": {"summary": "Delete a rule", "security": _KEY,
                        "responses": {"200": _json({"type": "object"}, "deleted"),
                                      **_errors(401, 404)}}},
+        f"{base}/{{rule_id}}/test": {
+            "parameters": [*params, rule_id],
+            "post": {"summary": "Send a test email to the rule's recipients", "security": _KEY,
+                     "responses": {"200": _json({"type": "object"}, "sent"),
+                                   "502": _json({"type": "object"}, "the mail server refused"),
+                                   **_errors(401, 404)}}},
     }
 
 
@@ -170,6 +176,10 @@ def document(server_url: str = "/") -> dict[str, Any]:
                         "enum": ["Informational", "Low", "Medium", "High"]}},
                     "statuses": {"type": "array", "items": {
                         "enum": ["New", "InProgress", "Resolved"]}},
+                    "delivery": {"enum": ["each", "digest"], "default": "each"},
+                    "digest_minutes": {"type": "integer", "minimum": 5, "maximum": 1440},
+                    "max_per_hour": {"type": ["integer", "null"], "minimum": 1,
+                                     "maximum": 1000},
                     **{k: {"type": "array", "items": {"type": "string"}} for k in (
                         "device_groups", "categories", "detection_sources", "tenants",
                         "exclude_tenants")},

@@ -34,6 +34,7 @@ def app_host(simulator, sim, storage_env, monkeypatch):
     """function_app.app on the local host: fan-out every 2 s, quick retries; yields
     (host, registry). Other tests' tenants are paused so each test sees its own."""
     env = ingest_env(simulator, storage_env, FETCH_SCHEDULE="*/2 * * * * *",
+                     DIGEST_SCHEDULE="*/2 * * * * *",
                      FETCH_PAGE_SIZE="50", DEVHOST_FUNCTION_KEY=FUNCTION_KEY,
                      DEVHOST_MASTER_KEY="e2e-master-key", MSSP_NAME="Contoso MSSP <Test>",
                      OPS_EMAIL="ops@mssp.example")

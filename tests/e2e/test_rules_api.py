@@ -93,3 +93,28 @@ def test_from_defender_to_the_inbox(simulator, sim, storage_env, monkeypatch, re
     subjects = " ".join(m["Subject"] for m in inbox.messages)
     assert "Inbox Co" in subjects
     assert {m["X-MSSP-Hub-Event"].split(":")[1] for m in inbox.messages} == set(made["ids"])
+
+
+def test_send_a_test_email_for_a_rule(simulator, sim, storage_env, monkeypatch, request):
+    inbox = Inbox()
+    server = Server(inbox)
+    server.start()
+    request.addfinalizer(server.stop)
+    for key, value in {"MAIL_TRANSPORT": "smtp", "SMTP_HOST": "127.0.0.1",
+                       "SMTP_PORT": str(server.port), "SMTP_SECURITY": "none"}.items():
+        monkeypatch.setenv(key, value)
+    host, repo = request.getfixturevalue("app_host")
+    base = f"{host.http.base_url}/api"
+    headers = {"x-functions-key": FUNCTION_KEY}
+    tenant_id = str(uuid.uuid4())
+    repo.add(Tenant(tenant_id, "Test Mail Co"))
+    rule = requests.post(f"{base}/tenants/{tenant_id}/rules", headers=headers, timeout=10,
+                         json={"name": "r", "recipients": ["soc@mssp.example"]}).json()
+    r = requests.post(f"{base}/tenants/{tenant_id}/rules/{rule['id']}/test", headers=headers,
+                      timeout=10)
+    assert r.json() == {"sent": True, "to": ["soc@mssp.example"]}
+    assert "Test email for rule r" in inbox.messages[0]["Subject"]
+    server.stop()
+    r = requests.post(f"{base}/tenants/{tenant_id}/rules/{rule['id']}/test", headers=headers,
+                      timeout=30)
+    assert r.status_code == 502 and r.json()["sent"] is False

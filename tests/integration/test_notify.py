@@ -229,3 +229,56 @@ def test_mssp_wide_rules_choose_tenants(notifier, smtp):
         assert notifier.handle(_event(excluded)).sent == 0
     finally:
         notifier.rules.delete(GLOBAL, rule.id)
+
+
+def test_a_burst_of_1000_alerts_with_a_digest_rule_gives_one_email(notifier, smtp):
+    from datetime import UTC, datetime, timedelta
+
+    inbox, _ = smtp
+    tenant = str(uuid.uuid4())
+    rule = _rule(notifier, tenant, name="digest", delivery="digest", digest_minutes=15)
+    events = [_event(tenant, severity=("High", "Low")[i % 2]) for i in range(1000)]
+    for event in events:
+        assert notifier.handle(event).digested == 1
+    assert notifier.handle(events[0]).skipped == 1  # a redelivery is not held twice
+    assert inbox.messages == []
+    assert notifier.send_digests() == {rule.id: 1000}
+    assert notifier.send_digests() == {}  # nothing left, and the window has not passed
+    (digest,) = inbox.messages
+    assert digest["Subject"] == "[Digest] 1000 alerts for rule digest"
+    text = digest.get_body(("plain",)).get_content()
+    assert "Northwind <Traders>" in text and "High (500)" in text and "Low (500)" in text
+    assert text.index("High (500)") < text.index("Low (500)")
+    # new alerts wait for the next window
+    notifier.handle(_event(tenant))
+    assert notifier.send_digests() == {}
+    later = datetime.now(UTC) + timedelta(minutes=16)
+    assert notifier.send_digests(later) == {rule.id: 1}
+    assert len(inbox.messages) == 2
+
+
+def test_the_hourly_cap_rolls_the_overflow_into_the_next_digest(notifier, smtp):
+    from datetime import UTC, datetime, timedelta
+
+    inbox, _ = smtp
+    tenant = str(uuid.uuid4())
+    rule = _rule(notifier, tenant, name="capped", max_per_hour=3)
+    results = [notifier.handle(_event(tenant)) for _ in range(5)]
+    assert sum(r.sent for r in results) == 3 and sum(r.digested for r in results) == 2
+    assert len(inbox.messages) == 3
+    assert notifier.send_digests(datetime.now(UTC) + timedelta(minutes=61)) == {rule.id: 2}
+    assert inbox.messages[-1]["Subject"].startswith("[Digest] 2 alerts")
+
+
+def test_a_digest_that_cannot_be_sent_now_is_sent_later_once(notifier, smtp):
+    inbox, server = smtp
+    tenant = str(uuid.uuid4())
+    rule = _rule(notifier, tenant, name="digest later", delivery="digest")
+    for _ in range(3):
+        notifier.handle(_event(tenant))
+    server.stop()
+    assert notifier.send_digests() == {}
+    server.start()
+    assert notifier.send_digests() == {rule.id: 3}
+    assert notifier.send_digests() == {}
+    assert len(inbox.messages) == 1
