@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             if f.trigger_type == "httpTrigger":
                 print(f"  {f.name}: {host.http.base_url}/{host.config.route_prefix}/"
                       f"{f.trigger.route or f.name}", flush=True)
-    stop.wait()
+    while not stop.wait(0.5):  # timed: a signal caught by another thread must wake us
+        pass
     log.info("Shutting down")
     host.stop()
     if azurite:

@@ -113,7 +113,8 @@ mssp-hub is running
                 it@tailspin.example   then open the link and accept as Tailspin Toys
 Ctrl-C stops everything.
 """, flush=True)
-    stop.wait()
+    while not stop.wait(0.5):  # timed: a signal caught by another thread must wake us
+        pass
     log.info("Shutting down")
     host.stop()
     simulator.stop()

@@ -132,8 +132,12 @@ SETTINGS: tuple[Setting, ...] = (
             default=""),
     Setting("DIGEST_SCHEDULE", "NCRONTAB schedule of the digest sender (seconds first).",
             default="0 * * * * *"),
-    Setting("MAIL_TRANSPORT", "`smtp`, or `none` to keep emails in the MailOutbox table only.",
-            default="none"),
+    Setting("MAIL_TRANSPORT", "`smtp`, `graph`, or `none` to keep emails in the MailOutbox "
+            "table only.", default="none"),
+    Setting("MSSP_TENANT_ID", "The MSSP's own tenant (for MAIL_TRANSPORT=graph: the app "
+            "needs Mail.Send there).", default=""),
+    Setting("GRAPH_BASE_URL", "Microsoft Graph endpoint; the simulator locally.",
+            default="https://graph.microsoft.com"),
     Setting("MAIL_FROM", "Sender address of notification emails.",
             default="mssp-hub@localhost.localdomain"),
     Setting("MAIL_REPLY_TO", "Reply-To address of notification emails (empty: none).",
@@ -293,6 +297,8 @@ class OnboardingSettings:
 @dataclass(frozen=True)
 class MailSettings:
     transport: str = "none"
+    tenant_id: str = ""
+    graph_base_url: str = "https://graph.microsoft.com"
     sender: str = "mssp-hub@localhost.localdomain"
     reply_to: str = ""
     smtp_host: str = ""
@@ -304,8 +310,15 @@ class MailSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> MailSettings:
         transport = _get(env, "MAIL_TRANSPORT").lower()
-        if transport not in ("smtp", "none"):
-            raise SettingsError("MAIL_TRANSPORT", "must be smtp or none")
+        if transport not in ("smtp", "graph", "none"):
+            raise SettingsError("MAIL_TRANSPORT", "must be smtp, graph or none")
+        tenant_id = _get(env, "MSSP_TENANT_ID")
+        if transport == "graph":
+            try:
+                tenant_id = str(uuid.UUID(tenant_id))
+            except ValueError:
+                raise SettingsError("MSSP_TENANT_ID", "must be the MSSP's tenant id (a GUID) "
+                                    "with MAIL_TRANSPORT=graph") from None
         for name in ("MAIL_FROM", "MAIL_REPLY_TO"):
             value = _get(env, name)
             if value and ("@" not in value or any(c in value for c in "\r\n,;")):
@@ -316,7 +329,8 @@ class MailSettings:
         host = _get(env, "SMTP_HOST")
         if transport == "smtp" and not host:
             raise SettingsError("SMTP_HOST", "is required with MAIL_TRANSPORT=smtp")
-        return cls(transport=transport, sender=_get(env, "MAIL_FROM"),
+        return cls(transport=transport, tenant_id=tenant_id,
+                   graph_base_url=_https(env, "GRAPH_BASE_URL"), sender=_get(env, "MAIL_FROM"),
                    reply_to=_get(env, "MAIL_REPLY_TO"), smtp_host=host,
                    smtp_port=_int(env, "SMTP_PORT", 1, 65535), smtp_security=security,
                    smtp_username=_get(env, "SMTP_USERNAME"),

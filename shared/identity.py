@@ -93,11 +93,12 @@ class Tokens:
                 self._credentials[key] = credential
             return credential
 
-    def token(self, tenant_id: str) -> str:
-        """A Defender API access token for the tenant; TokenError if none can be had."""
+    def token(self, tenant_id: str, scope: str | None = None) -> str:
+        """An access token for the tenant (the Defender API unless `scope` says otherwise);
+        TokenError if none can be had."""
         try:
             return self._credential(tenant_id).get_token(
-                f"{self.settings.defender_resource}/.default").token
+                scope or f"{self.settings.defender_resource}/.default").token
         except ClientAuthenticationError as exc:
             raise classify(exc) from exc
         except ValueError as exc:  # MSAL's discovery errors

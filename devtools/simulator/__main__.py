@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
+    while not stop.wait(0.5):  # timed: a signal caught by another thread must wake us
+        pass
     sim.stop()
     return 0
 

@@ -81,3 +81,6 @@ class SimulatorClient:
 
     def add_app(self, **body: Any) -> dict[str, Any]:
         return self._call("POST", "/apps", body)
+
+    def mail(self, clear: bool = False) -> list[dict[str, Any]]:
+        return self._call("DELETE" if clear else "GET", "/mail")

@@ -183,3 +183,9 @@ class Control:
         if request.method == "DELETE":
             self.world.reset_counters()
         return json_response(self.world.snapshot_counters())
+
+    def mail(self, request: Request) -> Response:
+        with self.world.lock:
+            if request.method == "DELETE":
+                self.world.mail.clear()
+            return json_response(list(self.world.mail))

@@ -7,9 +7,9 @@ from typing import Any
 import jwt
 from werkzeug.wrappers import Request, Response
 
-from devtools.simulator.http import defender_error, json_response
+from devtools.simulator.http import defender_error, graph_error, json_response
 from devtools.simulator.odata import ODataError, parse_filter, parse_orderby
-from devtools.simulator.tokens import DEFENDER_AUDIENCES
+from devtools.simulator.tokens import DEFENDER_AUDIENCES, GRAPH_AUDIENCE
 from devtools.simulator.world import StoredAlert, Tenant, World
 
 MAX_TOP = 10_000
@@ -158,3 +158,42 @@ def _integer(text: str | None, name: str, default: int) -> int:
     if value < 0:
         raise ODataError(f"Invalid value '{text}' for {name}: it must be >= 0.")
     return value
+
+
+class Graph:
+    """Microsoft Graph `sendMail` for the MSSP's own tenant (application Mail.Send)."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def send_mail(self, request: Request, user: str) -> Response:
+        world = self.world
+        auth = request.headers.get("Authorization", "")
+        try:
+            claims = world.signer.verify(auth[7:], (GRAPH_AUDIENCE,), world.clock.now())
+        except jwt.InvalidTokenError:
+            return graph_error(401, "InvalidAuthenticationToken", "Access token is invalid.")
+        if "Mail.Send" not in (claims.get("roles") or []):
+            return graph_error(403, "ErrorAccessDenied", "Access is denied. Check credentials "
+                               "and try again.")
+        tenant = world.find_tenant(claims.get("tid", ""))
+        with world.lock:
+            fault = tenant.faults.popleft() if tenant and tenant.faults else None
+        if fault is not None and fault.kind == "status":
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else None
+            return graph_error(fault.status, "ServiceUnavailable" if fault.status >= 500
+                               else "TooManyRequests", "simulated fault", headers)
+        if "@" not in user or user.split("@", 1)[1] != (tenant.domain if tenant else ""):
+            return graph_error(404, "ErrorInvalidUser", f"The requested user '{user}' is "
+                               "invalid.")
+        try:
+            message = (request.get_json(force=True) or {})["message"]
+            recipients = [r["emailAddress"]["address"] for r in message["toRecipients"]]
+        except (KeyError, TypeError, ValueError):
+            return graph_error(400, "ErrorInvalidRequest", "The message is not valid.")
+        refused = [r for r in recipients if r.startswith("refused@")]
+        if refused:
+            return graph_error(400, "ErrorInvalidRecipients", f"Invalid recipients: {refused}")
+        with world.lock:
+            world.mail.append({"from": user, "message": message})
+        return Response(status=202)

@@ -37,3 +37,11 @@ def defender_error(status: int, code: str, message: str,
     """Defender's error body: {"error": {"code", "message", "target"}}."""
     return json_response({"error": {"code": code, "message": message,
                                     "target": str(uuid.uuid4())}}, status, headers)
+
+
+def graph_error(status: int, code: str, message: str,
+                headers: dict[str, str] | None = None) -> Response:
+    """Graph's error body: {"error": {"code", "message", "innerError"}}."""
+    return json_response({"error": {"code": code, "message": message, "innerError": {
+        "request-id": str(uuid.uuid4()), "date": datetime.now(UTC).isoformat()}}},
+        status, headers)

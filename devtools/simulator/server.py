@@ -19,7 +19,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from devtools.simulator.control import Control
-from devtools.simulator.defender import Defender
+from devtools.simulator.defender import Defender, Graph
 from devtools.simulator.entra import Entra
 from devtools.simulator.world import App, Tenant, World
 
@@ -62,6 +62,7 @@ class Simulator:
         self.world = World()
         self.entra, self.defender = Entra(self.world), Defender(self.world)
         self.control = Control(self.world)
+        self.graph = Graph(self.world)
         self.url_map = Map(self._rules(), strict_slashes=False)
         self.server: BaseWSGIServer | None = None
         self._threads: list[threading.Thread] = []
@@ -88,6 +89,9 @@ class Simulator:
             Rule("/api/v1.0/alerts", endpoint=d.list_alerts, methods=["GET"]),
             Rule("/api/alerts/<alert_id>", endpoint=d.get_alert, methods=["GET"]),
             Rule("/api/v1.0/alerts/<alert_id>", endpoint=d.get_alert, methods=["GET"]),
+            Rule("/v1.0/users/<user>/sendMail", endpoint=self.graph.send_mail,
+                 methods=["POST"]),
+            Rule("/_sim/mail", endpoint=ctl(c.mail), methods=["GET", "DELETE"]),
             Rule("/_sim/apps", endpoint=ctl(c.apps), methods=["GET", "POST"]),
             Rule("/_sim/tenants", endpoint=ctl(c.tenants), methods=["GET", "POST"]),
             Rule("/_sim/tenants/<tenant_id>", endpoint=ctl(c.tenant), methods=["GET", "PATCH"]),

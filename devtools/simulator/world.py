@@ -106,6 +106,7 @@ class World:
         self.tokens_by_tenant: Counter[str] = Counter()
         self._seq = 0
         self.stopping = threading.Event()  # wakes hanging fault responses at shutdown
+        self.mail: list[dict[str, Any]] = []  # what Graph sendMail accepted
 
     # apps and tenants -------------------------------------------------------------------
     def add_app(self, app: App) -> App:

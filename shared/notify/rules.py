@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -138,14 +139,22 @@ def parse_rule(body: Any, scope: str, existing: Rule | None = None) -> Rule:
 
 
 class RuleRepository:
-    """Rules partitioned by scope: a call for one tenant can only reach its partition."""
+    """Rules partitioned by scope: a call for one tenant can only reach its partition.
+
+    Matching reads a tenant's rules for every event; they are cached for CACHE_SECONDS
+    (an edit reaches other workers within that time, this one at once).
+    """
+
+    CACHE_SECONDS = 30.0
 
     def __init__(self, client: TableClient) -> None:
         self.client = client
+        self._cache: dict[str, tuple[float, list[Rule]]] = {}
 
     def save(self, rule: Rule) -> Rule:
         self.client.upsert_entity({"PartitionKey": rule.scope, "RowKey": rule.id,
                                    "Body": json.dumps(rule.public())}, mode=UpdateMode.REPLACE)
+        self._cache.clear()
         return rule
 
     def get(self, scope: str, rule_id: str) -> Rule | None:
@@ -164,15 +173,25 @@ class RuleRepository:
         if self.get(scope, rule_id) is None:
             return False
         self.client.delete_entity(scope, rule_id)
+        self._cache.clear()
         return True
 
     def all(self) -> list[Rule]:
         return [Rule(**json.loads(r["Body"])) for r in self.client.list_entities()]
 
+    def _cached(self, scope: str) -> list[Rule]:
+        now = time.monotonic()
+        hit = self._cache.get(scope)
+        if hit and now - hit[0] < self.CACHE_SECONDS:
+            return hit[1]
+        rules = self.list(scope)
+        self._cache[scope] = (now, rules)
+        return rules
+
     def for_tenant(self, tenant_id: str) -> list[Rule]:
         """The tenant's own rules and the MSSP-wide ones that include it."""
-        rules = self.list(tenant_id)
-        for rule in self.list(GLOBAL):
+        rules = list(self._cached(tenant_id))
+        for rule in self._cached(GLOBAL):
             if rule.tenants and tenant_id not in rule.tenants:
                 continue
             if tenant_id in rule.exclude_tenants:

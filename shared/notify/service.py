@@ -11,6 +11,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from shared.config import Settings
+from shared.identity import tokens_for
 from shared.messages import BadMessage
 from shared.model import parse_tenant_id
 from shared.notify.digest import DigestStore, render_digest
@@ -18,7 +19,14 @@ from shared.notify.ledger import Busy, Ledger, delivery_key
 from shared.notify.matching import matches, recipients_for
 from shared.notify.render import render
 from shared.notify.rules import GLOBAL, Rule, RuleRepository
-from shared.notify.transport import Permanent, RecordOnly, SmtpTransport, Transient, Transport
+from shared.notify.transport import (
+    GraphTransport,
+    Permanent,
+    RecordOnly,
+    SmtpTransport,
+    Transient,
+    Transport,
+)
 from shared.storage import tables
 
 RULES, LEDGER, MAIL_OUTBOX = "NotifyRules", "NotifyLedger", "MailOutbox"
@@ -57,6 +65,11 @@ def transport_for(settings: Settings) -> Transport:
         return SmtpTransport(mail.smtp_host, mail.smtp_port, mail.smtp_security,
                              mail.smtp_username, mail.smtp_password,
                              ca_bundle=settings.identity.ca_bundle)
+    if mail.transport == "graph":
+        tokens = tokens_for(settings.identity)
+        return GraphTransport(
+            lambda: tokens.token(mail.tenant_id, "https://graph.microsoft.com/.default"),
+            mail.graph_base_url, mail.sender, ca_bundle=settings.identity.ca_bundle)
     return RecordOnly()
 
 

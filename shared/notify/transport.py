@@ -1,11 +1,15 @@
-"""Mail transports behind one interface. SMTP now; Microsoft Graph sendMail comes next."""
+"""Mail transports behind one interface: SMTP and Microsoft Graph sendMail."""
 
 from __future__ import annotations
 
 import smtplib
 import ssl
+from collections.abc import Callable
 from email.message import EmailMessage
-from typing import Protocol
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import requests
 
 
 class Permanent(RuntimeError):
@@ -51,6 +55,51 @@ class SmtpTransport:
             raise Transient(f"SMTP server unreachable: {type(exc).__name__}") from None
         if refused:  # some recipients took it; the refused ones never will
             raise Permanent(f"refused recipients: {sorted(refused)}")
+
+
+class GraphTransport:
+    """Microsoft Graph sendMail as the MSSP's mailbox (application permission Mail.Send in
+    the MSSP's own tenant). Graph takes one body: the HTML part is sent."""
+
+    def __init__(self, token: Callable[[], str], base_url: str, sender: str,
+                 timeout: float = 30, ca_bundle: str | None = None) -> None:
+        self.token, self.base_url, self.sender = token, base_url.rstrip("/"), sender
+        self.timeout, self.verify = timeout, ca_bundle or True
+        self.session = requests.Session()
+
+    def send(self, message: EmailMessage) -> None:
+        html = message.get_body(("html", "plain"))
+        content = html.get_content() if html else ""
+        kind = "HTML" if html and html.get_content_subtype() == "html" else "Text"
+
+        def addresses(header: str) -> list[dict[str, Any]]:
+            return [{"emailAddress": {"address": a.strip()}}
+                    for a in str(message[header] or "").split(",") if a.strip()]
+
+        body = {"message": {
+            "subject": str(message["Subject"]), "body": {"contentType": kind,
+                                                         "content": content},
+            "toRecipients": addresses("To"), "replyTo": addresses("Reply-To"),
+            "internetMessageHeaders": [{"name": "X-MSSP-Hub-Event",
+                                        "value": str(message["X-MSSP-Hub-Event"] or "-")}]},
+            "saveToSentItems": False}
+        try:
+            token = self.token()
+        except Exception as exc:  # the app's own credential: retried, then poisoned
+            raise Transient(f"no Graph token: {type(exc).__name__}") from None
+        try:
+            response = self.session.post(
+                f"{self.base_url}/v1.0/users/{quote(self.sender)}/sendMail", json=body,
+                headers={"Authorization": f"Bearer {token}"}, timeout=self.timeout,
+                verify=self.verify)
+        except requests.RequestException as exc:
+            raise Transient(f"Graph unreachable: {type(exc).__name__}") from None
+        if response.status_code == 202:
+            return
+        detail = f"Graph {response.status_code}: {response.text[:300]}"
+        if response.status_code in (408, 429) or response.status_code >= 500:
+            raise Transient(detail)
+        raise Permanent(detail)
 
 
 class RecordOnly:

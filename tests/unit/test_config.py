@@ -111,3 +111,18 @@ def test_clouds_pick_hosts_and_overrides_win():
     assert local.authority_host == "https://127.0.0.1:9443"
     assert local.api_base("eu") == "https://127.0.0.1:9443"
     assert settings().fetch.page_size == 10_000
+
+
+@pytest.mark.parametrize(("overrides", "setting"), [
+    ({"MAIL_TRANSPORT": "pigeon"}, "MAIL_TRANSPORT"),
+    ({"MAIL_TRANSPORT": "smtp"}, "SMTP_HOST"),
+    ({"MAIL_TRANSPORT": "graph"}, "MSSP_TENANT_ID"),
+    ({"SMTP_SECURITY": "ssl3"}, "SMTP_SECURITY"),
+    ({"SMTP_PORT": "70000"}, "SMTP_PORT"),
+    ({"MAIL_FROM": "a@b.example\r\nBcc: x@y"}, "MAIL_FROM"),
+    ({"GRAPH_BASE_URL": "http://graph.example"}, "GRAPH_BASE_URL"),
+])
+def test_bad_mail_settings_are_named(overrides, setting):
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env(app_env(**overrides))
+    assert err.value.setting == setting
