@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from typing import Any
 
@@ -69,6 +70,19 @@ def report(settings_loader: Callable[[], Settings] = get_settings) -> tuple[bool
     return healthy, body
 
 
+def _poisoned_last_day(storage: StorageConnection) -> dict[str, int]:
+    """Messages given up on in the last 24 hours, per queue (PoisonLog rows sort newest
+    first, so this reads only the last day's)."""
+    since = datetime.now(UTC) - timedelta(days=1)
+    cutoff = f"{10**19 - 1 - int(since.timestamp() * 10**7):019d}"
+    counts: dict[str, int] = {}
+    log = tables.table(storage, tables.POISON_LOG)
+    for row in log.query_entities("RowKey lt @cut", parameters={"cut": cutoff},
+                                  select=["PartitionKey"]):
+        counts[row["PartitionKey"]] = counts.get(row["PartitionKey"], 0) + 1
+    return counts
+
+
 def ingestion_summary(storage: StorageConnection) -> dict[str, Any]:
     """Tenants by status, the ones failing, and whether the MSSP app's credential works.
 
@@ -87,6 +101,7 @@ def ingestion_summary(storage: StorageConnection) -> dict[str, Any]:
             last_success = tenant.last_success_at
     summary: dict[str, Any] = {
         "tenants": by_status, "failing_tenants": failing,
+        "poisoned_last_day": _poisoned_last_day(storage),
         "last_success_at": last_success.isoformat() if last_success else None,
         "app_credential_error": None}
     try:

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from shared import timefmt
-from shared.notify.rules import Rule
+from shared.notify.rules import SEVERITIES, Rule
 
 
 def matches(rule: Rule, event: dict[str, Any]) -> bool:
@@ -20,6 +20,9 @@ def matches(rule: Rule, event: dict[str, Any]) -> bool:
               (rule.categories, alert.get("category")),
               (rule.detection_sources, alert.get("detectionSource")),
               (rule.statuses, alert.get("status")))
+    if rule.min_severity and (alert.get("severity") not in SEVERITIES or SEVERITIES.index(
+            alert["severity"]) < SEVERITIES.index(rule.min_severity)):
+        return False
     return all(not allowed or value in allowed for allowed, value in checks)
 
 

@@ -22,7 +22,8 @@ _EMAIL = re.compile(r"^[^@\s<>,;\"'\\]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63
 _FIELDS = {"name", "enabled", "severities", "device_groups", "categories",
            "detection_sources", "statuses", "on_new", "on_update", "include_org_name",
            "include_portal_link", "include_device", "recipients", "tenants",
-           "exclude_tenants", "delivery", "digest_minutes", "max_per_hour"}
+           "exclude_tenants", "delivery", "digest_minutes", "max_per_hour",
+           "min_severity"}
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Rule:
     recipients: list[dict[str, str]]  # [{"address", "added_at"}]
     enabled: bool = True
     severities: list[str] = field(default_factory=list)  # empty: all
+    min_severity: str | None = None  # instead of a set: this one and above
     device_groups: list[str] = field(default_factory=list)  # rbacGroupName; empty: all
     categories: list[str] = field(default_factory=list)
     detection_sources: list[str] = field(default_factory=list)
@@ -111,6 +113,11 @@ def parse_rule(body: Any, scope: str, existing: Rule | None = None) -> Rule:
                 include_device=_bool(body, "include_device", True, errors),
                 tenants=_strings(body, "tenants", None, errors),
                 exclude_tenants=_strings(body, "exclude_tenants", None, errors))
+    rule.min_severity = body.get("min_severity")
+    if rule.min_severity is not None and rule.min_severity not in SEVERITIES:
+        errors.append({"field": "min_severity", "message": f"one of {', '.join(SEVERITIES)}"})
+    elif rule.min_severity and rule.severities:
+        errors.append({"field": "min_severity", "message": "give severities or min_severity"})
     rule.delivery = body.get("delivery", "each")
     if rule.delivery not in ("each", "digest"):
         errors.append({"field": "delivery", "message": "each or digest"})

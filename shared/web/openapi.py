@@ -174,6 +174,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
                                    "items": {"type": "string", "format": "email"}},
                     "severities": {"type": "array", "items": {
                         "enum": ["Informational", "Low", "Medium", "High"]}},
+                    "min_severity": {"enum": ["Informational", "Low", "Medium", "High"]},
                     "statuses": {"type": "array", "items": {
                         "enum": ["New", "InProgress", "Resolved"]}},
                     "delivery": {"enum": ["each", "digest"], "default": "each"},

@@ -16,7 +16,7 @@ def test_healthy_when_storage_answers(storage_env):
     assert body["checks"]["queues"]["ok"] and body["checks"]["tables"]["ok"]
     assert body["versions"]["azure-data-tables"] != "missing"
     assert set(body["ingestion"]) == {"tenants", "failing_tenants", "last_success_at",
-                                      "app_credential_error"}
+                                      "app_credential_error", "poisoned_last_day"}
 
 
 def test_health_reports_tenants_by_status_and_a_current_app_credential_error(storage_env):
@@ -61,3 +61,12 @@ def test_bad_settings_are_reported_by_name():
     healthy, body = health.report(broken)
     assert not healthy
     assert "AzureWebJobsStorage" in body["checks"]["settings"]["error"]
+
+
+def test_health_counts_poisoned_messages_of_the_last_day(storage_env):
+    from shared.poison import PoisonLog
+
+    before = health.ingestion_summary(storage_env)["poisoned_last_day"].get("notify-events", 0)
+    PoisonLog(storage_env).record("notify-events", "{}", "smtp down for hours")
+    after = health.ingestion_summary(storage_env)["poisoned_last_day"]["notify-events"]
+    assert after == before + 1

@@ -282,3 +282,11 @@ def test_a_digest_that_cannot_be_sent_now_is_sent_later_once(notifier, smtp):
     assert notifier.send_digests() == {rule.id: 3}
     assert notifier.send_digests() == {}
     assert len(inbox.messages) == 1
+
+
+def test_a_minimum_severity(notifier, smtp):
+    tenant = str(uuid.uuid4())
+    _rule(notifier, tenant, min_severity="Medium")
+    assert notifier.handle(_event(tenant, severity="Low")).sent == 0
+    assert notifier.handle(_event(tenant, severity="Medium")).sent == 1
+    assert notifier.handle(_event(tenant, severity="High")).sent == 1
