@@ -10,7 +10,7 @@ from functions.http import json_response
 from shared import services
 from shared.messages import BadMessage
 from shared.model import parse_tenant_id
-from shared.notify.rules import GLOBAL, parse_rule
+from shared.notify.rules import GLOBAL, Rule, parse_rule
 from shared.notify.service import parse_event
 from shared.notify.transport import Permanent, Transient
 from shared.onboarding import ValidationError
@@ -60,6 +60,19 @@ def _scope(req: func.HttpRequest) -> str | func.HttpResponse:
     return tenant_id
 
 
+def _saved(req: func.HttpRequest, scope: str, existing: Rule | None = None
+           ) -> Rule | func.HttpResponse:
+    """Validate the body as a rule and save it, or the 400 naming each bad field."""
+    try:
+        body = json.loads(req.get_body() or b"null")
+        return services.notifier().rules.save(parse_rule(body, scope, existing=existing))
+    except ValidationError as exc:
+        errors = exc.errors
+    except ValueError:
+        errors = [{"field": "body", "message": "is not valid JSON"}]
+    return json_response({"error": "invalid rule", "errors": errors}, 400)
+
+
 def _rules_collection(req: func.HttpRequest) -> func.HttpResponse:
     scope = _scope(req)
     if isinstance(scope, func.HttpResponse):
@@ -67,13 +80,9 @@ def _rules_collection(req: func.HttpRequest) -> func.HttpResponse:
     repo = services.notifier().rules
     if req.method == "GET":
         return json_response([r.public() for r in repo.list(scope)])
-    try:
-        body = json.loads(req.get_body() or b"null")
-        rule = repo.save(parse_rule(body, scope))
-    except ValueError as exc:
-        errors = exc.errors if isinstance(exc, ValidationError) else [
-            {"field": "body", "message": "is not valid JSON"}]
-        return json_response({"error": "invalid rule", "errors": errors}, 400)
+    rule = _saved(req, scope)
+    if isinstance(rule, func.HttpResponse):
+        return rule
     return json_response(rule.public(), 201)
 
 
@@ -90,13 +99,10 @@ def _rule_item(req: func.HttpRequest) -> func.HttpResponse:
         notifier.rules.delete(scope, rule.id)
         return json_response({"deleted": rule.id})
     if req.method == "PUT":
-        try:
-            body = json.loads(req.get_body() or b"null")
-            rule = notifier.rules.save(parse_rule(body, scope, existing=rule))
-        except ValueError as exc:
-            errors = exc.errors if isinstance(exc, ValidationError) else [
-                {"field": "body", "message": "is not valid JSON"}]
-            return json_response({"error": "invalid rule", "errors": errors}, 400)
+        saved = _saved(req, scope, existing=rule)
+        if isinstance(saved, func.HttpResponse):
+            return saved
+        rule = saved
     return json_response(rule.public())
 
 

@@ -58,3 +58,14 @@ def app_host(simulator, sim, storage_env, monkeypatch):
     yield host, repo
     host.stop()
     _clear_caches()
+
+
+@pytest.fixture
+def api(app_host):
+    """(base URL of /api, a session sending the function key, the tenant registry)."""
+    import requests
+
+    host, repo = app_host
+    session = requests.Session()
+    session.headers["x-functions-key"] = FUNCTION_KEY
+    return f"{host.http.base_url}/api", session, repo

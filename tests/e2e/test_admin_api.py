@@ -13,14 +13,6 @@ from tests.e2e.conftest import FUNCTION_KEY
 from tests.integration.devhost_fixtures import wait_for
 
 
-@pytest.fixture
-def api(app_host):
-    host, repo = app_host
-    session = requests.Session()
-    session.headers["x-functions-key"] = FUNCTION_KEY
-    return f"{host.http.base_url}/api", session, repo
-
-
 @pytest.mark.parametrize(("body", "fields"), [
     ({}, {"display_name", "contact_email"}),
     ({"display_name": "A", "contact_email": "not-an-email"}, {"contact_email"}),

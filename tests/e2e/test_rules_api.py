@@ -13,14 +13,6 @@ from tests.integration.devhost_fixtures import wait_for
 from tests.integration.test_notify import Inbox, Server
 
 
-@pytest.fixture
-def api(app_host):
-    host, repo = app_host
-    session = requests.Session()
-    session.headers["x-functions-key"] = FUNCTION_KEY
-    return f"{host.http.base_url}/api", session, repo
-
-
 @pytest.mark.parametrize(("body", "fields"), [
     ({"name": "x", "recipients": ["not-an-address"]}, {"recipients"}),
     ({"name": "x", "recipients": []}, {"recipients"}),
