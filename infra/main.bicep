@@ -34,6 +34,18 @@ param opsEmail string = ''
 @description('NCRONTAB schedule of the fan-out (seconds first).')
 param fetchSchedule string = '0 */5 * * * *'
 
+@allowed([ 'none', 'graph', 'smtp' ])
+@description('How notification emails leave: Microsoft Graph sendMail (the app needs Mail.Send in this tenant), SMTP, or none (kept in MailOutbox only).')
+param mailTransport string = 'none'
+
+@description('Sender of notification emails (with graph: a mailbox in this tenant).')
+param mailFrom string = ''
+
+@description('SMTP server, port and login (with smtp; put the password in Key Vault as smtp-password and reference it as SMTP_PASSWORD).')
+param smtpHost string = ''
+param smtpPort string = '587'
+param smtpUsername string = ''
+
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 100
@@ -145,6 +157,12 @@ module function 'app/function.bicep' = {
       OPS_EMAIL: opsEmail
       FETCH_SCHEDULE: fetchSchedule
       DIGEST_SCHEDULE: '0 * * * * *'
+      MAIL_TRANSPORT: mailTransport
+      MAIL_FROM: empty(mailFrom) ? 'mssp-hub@localhost.localdomain' : mailFrom
+      MSSP_TENANT_ID: tenant().tenantId
+      SMTP_HOST: smtpHost
+      SMTP_PORT: smtpPort
+      SMTP_USERNAME: smtpUsername
     }
   }
   dependsOn: [ rbac ]
