@@ -197,7 +197,7 @@ class Ingestor:
                     break
                 wait = budget.wait_seconds()
                 if wait:
-                    record.extra["budget_wait"] = wait
+                    record.error = f"own call budget spent; continuing in {wait}s"
                     self._requeue(tenant, FetchRequest(tenant.tenant_id, True, "budget"), wait)
                     record.outcome = "deferred"
                     return

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from azure.data.tables import TableClient
 
@@ -29,7 +28,6 @@ class RunRecord:
     pages: int = 0
     outcome: str = "running"
     error: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class RunHistory:
@@ -38,7 +36,6 @@ class RunHistory:
 
     def record(self, run: RunRecord) -> None:
         values = asdict(run)
-        values.pop("extra")
         entity = {"PartitionKey": run.tenant_id, "RowKey": _row_key(run.started, run.run_id),
                   **{k: v for k, v in values.items() if k != "tenant_id"}}
         entity["error"] = entity["error"][:4000]
