@@ -12,8 +12,9 @@ import azure.functions as func
 from functions.http import json_response
 from shared import services
 from shared.model import Tenant, parse_tenant_id
-from shared.onboarding import ValidationError, parse_invitation
+from shared.onboarding import parse_invitation
 from shared.tenant_admin import Conflict, describe
+from shared.validation import ValidationError
 
 bp = func.Blueprint()
 

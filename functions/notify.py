@@ -13,8 +13,8 @@ from shared.model import parse_tenant_id
 from shared.notify.rules import GLOBAL, Rule, parse_rule
 from shared.notify.service import parse_event
 from shared.notify.transport import Permanent, Transient
-from shared.onboarding import ValidationError
 from shared.storage.tables import NOTIFY_QUEUE
+from shared.validation import ValidationError
 
 bp = func.Blueprint()
 

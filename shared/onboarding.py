@@ -29,6 +29,7 @@ from shared.model import Tenant, TenantStatus
 from shared.notices import OpsNotices
 from shared.storage import tables
 from shared.storage.tenants import TenantRepository
+from shared.validation import ValidationError
 
 INVITATIONS, STATES = "Invitations", "ConsentStates"
 _ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
@@ -61,14 +62,6 @@ class Invitation:
                 "created_at": self.created_at.isoformat(),
                 "expires_at": self.expires_at.isoformat(),
                 "status": self.status, "tenant_id": self.tenant_id or None, "link": link}
-
-
-class ValidationError(ValueError):
-    """Bad input; `errors` names each field and what is wrong with it."""
-
-    def __init__(self, errors: list[dict[str, str]]) -> None:
-        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
-        self.errors = errors
 
 
 def parse_invitation(body: Any) -> dict[str, Any]:

@@ -10,11 +10,11 @@ from typing import Any
 from azure.data.tables import TableTransactionError
 
 from shared.model import Tenant, TenantStatus
-from shared.onboarding import ValidationError
 from shared.storage import tables
 from shared.storage.connection import StorageConnection
 from shared.storage.ingest_state import CURSOR, LEASE, IngestState
 from shared.storage.tenants import TenantRepository
+from shared.validation import ValidationError
 
 REGIONS = ("", "us", "eu", "uk", "au", "swa")
 LEASE_WAIT_SECONDS = 60

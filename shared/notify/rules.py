@@ -13,7 +13,7 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.onboarding import ValidationError
+from shared.validation import ValidationError
 
 SEVERITIES = ("Informational", "Low", "Medium", "High")
 STATUSES = ("New", "InProgress", "Resolved")
