@@ -109,8 +109,9 @@ mssp-hub is running
   fan-out     every 20 s (FETCH_SCHEDULE); alerts land in the Alerts table
   tenants     {base}/api/tenants  (header x-functions-key: DEVHOST_FUNCTION_KEY in
               local.settings.json)
-  onboard     python -m tools.mssp --url {base} --key <that key> invite "Tailspin Toys" \
-                it@tailspin.example   then open the link and accept as Tailspin Toys
+  onboard     python -m tools.mssp --url {base} --key <that key> \\
+                invite "Tailspin Toys" it@tailspin.example
+              then open the link it prints and accept as Tailspin Toys
 Ctrl-C stops everything.
 """, flush=True)
     while not stop.wait(0.5):  # timed: a signal caught by another thread must wake us
