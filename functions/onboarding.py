@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 import azure.functions as func
 
 from shared import services
+from shared.onboarding import Invitation
 from shared.web.pages import SECURITY_HEADERS, csp, render
 
 bp = func.Blueprint()
@@ -28,13 +29,19 @@ def _gone() -> func.HttpResponse:
                  tone="bad")
 
 
+def _open_invitation(req: func.HttpRequest) -> Invitation | None:
+    service = services.onboarding()
+    invitation = service.invitation(req.route_params.get("invitation_id", ""))
+    return invitation if invitation and invitation.usable(service.now()) else None
+
+
 @bp.function_name("onboard_page")
 @bp.route(route="onboard/{invitation_id}", methods=["GET"],
           auth_level=func.AuthLevel.ANONYMOUS)
 def onboard_page(req: func.HttpRequest) -> func.HttpResponse:
     service = services.onboarding()
-    invitation = service.invitation(req.route_params.get("invitation_id", ""))
-    if invitation is None or not invitation.usable(service.now()):
+    invitation = _open_invitation(req)
+    if invitation is None:
         return _gone()
     return _page("invitation.html", invitation=invitation,
                  client_id=service.settings.identity.client_id,
@@ -47,12 +54,11 @@ def onboard_page(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="onboard/{invitation_id}", methods=["POST"],
           auth_level=func.AuthLevel.ANONYMOUS)
 def onboard_start(req: func.HttpRequest) -> func.HttpResponse:
-    service = services.onboarding()
-    invitation = service.invitation(req.route_params.get("invitation_id", ""))
-    if invitation is None or not invitation.usable(service.now()):
+    invitation = _open_invitation(req)
+    if invitation is None:
         return _gone()
     return func.HttpResponse(status_code=303, headers={
-        "Location": service.start(invitation), **SECURITY_HEADERS})
+        "Location": services.onboarding().start(invitation), **SECURITY_HEADERS})
 
 
 @bp.function_name("consent_callback")

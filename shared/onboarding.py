@@ -213,7 +213,8 @@ class Onboarding:
                            "redirect_uri": self.cfg.redirect_uri, "state": state})
         return f"{self.settings.identity.authority_host}/{tenant}/v2.0/adminconsent?{query}"
 
-    def _check_state(self, state: str) -> tuple[Invitation, str] | Outcome:
+    def _check_state(self, state: str) -> tuple[Invitation, str, str] | Outcome:
+        """(invitation, nonce, the state row's ETag) for a valid, unused state."""
         parts = state.split(".")
         if len(parts) != 4 or not hmac.compare_digest(self._sign(".".join(parts[:3])),
                                                       parts[3]):
@@ -233,21 +234,15 @@ class Onboarding:
         if invitation is None or not invitation.usable(datetime.now(UTC)):
             return self._refuse(400, "expired", "This invitation has expired or was already "
                                 "used.", f"Ask {self.cfg.mssp_name} for a new invitation.")
-        return invitation, nonce
+        return invitation, nonce, row.metadata["etag"]
 
-    def _consume(self, invitation: Invitation, nonce: str) -> Outcome | None:
-        """Mark the state used, exactly once (ETag): a replay gets 409."""
-        try:
-            row = self.states.get_entity(invitation.id, nonce)
-        except ResourceNotFoundError:
-            return self._refuse(400, "bad_state", "This sign-in response is not valid.")
-        if row["Used"]:
-            return self._refuse(409, "replayed", "This sign-in response was already used.",
-                                "Open your invitation link again if you need to retry.")
+    def _consume(self, invitation: Invitation, nonce: str, etag: str) -> Outcome | None:
+        """Mark the state used, exactly once: if it changed since it was read (a racing
+        replay used it), the ETag fails and this one gets 409."""
         try:
             self.states.update_entity({"PartitionKey": invitation.id, "RowKey": nonce,
                                        "Used": True, "UsedAt": datetime.now(UTC)},
-                                      mode=UpdateMode.MERGE, etag=row.metadata["etag"],
+                                      mode=UpdateMode.MERGE, etag=etag,
                                       match_condition=MatchConditions.IfNotModified)
         except HttpResponseError:
             return self._refuse(409, "replayed", "This sign-in response was already used.")
@@ -281,8 +276,8 @@ class Onboarding:
         checked = self._check_state(one["state"])
         if isinstance(checked, Outcome):
             return checked
-        invitation, nonce = checked
-        used = self._consume(invitation, nonce)
+        invitation, nonce, etag = checked
+        used = self._consume(invitation, nonce, etag)
         if used:
             return used
         if "error" in one:
