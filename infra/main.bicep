@@ -46,6 +46,9 @@ param smtpHost string = ''
 param smtpPort string = '587'
 param smtpUsername string = ''
 
+@description('SIEM push outputs as a JSON list (see the README). Put HEC tokens and webhook secrets in Key Vault and reference them as SIEM_HEC_TOKEN / SIEM_WEBHOOK_SECRET app settings.')
+param siemOutputs string = '[]'
+
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 100
@@ -65,6 +68,9 @@ var queueNames = [
   'notify-events'
   'notify-events-poison'
   'siem-events'
+  'siem-events-poison'
+  'siem-deliveries'
+  'siem-deliveries-poison'
 ]
 var tableNames = [
   'Tenants'
@@ -80,6 +86,8 @@ var tableNames = [
   'NotifyLedger'
   'MailOutbox'
   'NotifyDigest'
+  'SiemFeed'
+  'SiemDelivery'
 ]
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
@@ -163,6 +171,8 @@ module function 'app/function.bicep' = {
       SMTP_HOST: smtpHost
       SMTP_PORT: smtpPort
       SMTP_USERNAME: smtpUsername
+      SIEM_OUTPUTS: siemOutputs
+      SIEM_PUSH_SCHEDULE: '*/15 * * * * *'
     }
   }
   dependsOn: [ rbac ]

@@ -148,6 +148,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SMTP_USERNAME", "SMTP login (empty: no authentication).", default=""),
     Setting("SMTP_PASSWORD", "SMTP password; a Key Vault reference in Azure.", default="",
             secret=True),
+    Setting("SIEM_OUTPUTS", "JSON list of push outputs (syslog CEF/ECS, Splunk HEC, "
+            "webhook), each with its own filter; see README \"SIEM delivery\".",
+            default="[]"),
+    Setting("SIEM_PUSH_SCHEDULE", "NCRONTAB schedule that starts deliveries to the outputs "
+            "(seconds first).", default="*/15 * * * * *"),
+    Setting("SIEM_SETTLE_SECONDS", "How far behind now the feed is read, so an alert "
+            "written late can never land behind a reader (5-600).", default="30"),
+    Setting("SIEM_RETENTION_DAYS", "Days the alert feed is kept for the pull API and for "
+            "outputs that are down.", default="7"),
+    Setting("SIEM_HEC_TOKEN", "Splunk HEC token of `splunk_hec` outputs (an output may name "
+            "another SIEM_* setting); a Key Vault reference in Azure.", default="",
+            secret=True),
+    Setting("SIEM_WEBHOOK_SECRET", "HMAC key (16+ characters) of `webhook` outputs (an "
+            "output may name another SIEM_* setting); a Key Vault reference in Azure.",
+            default="", secret=True),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
@@ -338,6 +353,23 @@ class MailSettings:
 
 
 @dataclass(frozen=True)
+class SiemSettings:
+    outputs: tuple = ()  # tuple[shared.siem.outputs.Output, ...]
+    schedule: str = "*/15 * * * * *"
+    settle_seconds: int = 30
+    retention_days: int = 7
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SiemSettings:
+        from shared.siem.outputs import parse_outputs  # it raises this module's SettingsError
+
+        return cls(outputs=parse_outputs(_get(env, "SIEM_OUTPUTS"), env),
+                   schedule=_get(env, "SIEM_PUSH_SCHEDULE"),
+                   settle_seconds=_int(env, "SIEM_SETTLE_SECONDS", 5, 600),
+                   retention_days=_int(env, "SIEM_RETENTION_DAYS", 1, 90))
+
+
+@dataclass(frozen=True)
 class Settings:
     """The validated settings the app runs with."""
 
@@ -346,6 +378,7 @@ class Settings:
     fetch: FetchSettings = field(default_factory=FetchSettings)
     onboarding: OnboardingSettings = field(default_factory=OnboardingSettings)
     mail: MailSettings = field(default_factory=MailSettings)
+    siem: SiemSettings = field(default_factory=SiemSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -356,7 +389,8 @@ class Settings:
                    identity=IdentitySettings.from_env(env),
                    fetch=FetchSettings.from_env(env),
                    onboarding=OnboardingSettings.from_env(env),
-                   mail=MailSettings.from_env(env))
+                   mail=MailSettings.from_env(env),
+                   siem=SiemSettings.from_env(env))
 
 
 @functools.cache

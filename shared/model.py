@@ -8,6 +8,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+SEVERITIES = ("Informational", "Low", "Medium", "High")  # Defender's, lowest first
+
 
 class TenantStatus(StrEnum):
     ACTIVE = "active"

@@ -13,6 +13,8 @@ from shared.notify.service import Notifier, transport_for
 from shared.onboarding import Onboarding
 from shared.poison import PoisonLog
 from shared.relay import Relay
+from shared.siem.delivery import Delivery
+from shared.siem.feed import Feed
 from shared.tenant_admin import TenantAdmin
 
 
@@ -54,3 +56,15 @@ def tenant_admin() -> TenantAdmin:
 def notifier() -> Notifier:
     settings = get_settings()
     return Notifier(settings, transport_for(settings))
+
+
+@functools.cache
+def feed() -> Feed:
+    settings = get_settings()
+    return Feed(settings.storage, settings.siem.settle_seconds, settings.siem.retention_days)
+
+
+@functools.cache
+def delivery() -> Delivery:
+    settings = get_settings()
+    return Delivery(settings.storage, feed(), settings.siem.outputs)

@@ -13,9 +13,9 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.model import SEVERITIES
 from shared.validation import ValidationError
 
-SEVERITIES = ("Informational", "Low", "Medium", "High")
 STATUSES = ("New", "InProgress", "Resolved")
 GLOBAL = "*"  # the partition of MSSP-wide rules
 _EMAIL = re.compile(r"^[^@\s<>,;\"'\\]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")

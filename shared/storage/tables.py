@@ -18,11 +18,14 @@ INGEST_STATE = "IngestState"
 RUN_HISTORY = "RunHistory"
 POISON_LOG = "PoisonLog"
 APP_HEALTH = "AppHealth"
+SIEM_FEED = "SiemFeed"
+SIEM_DELIVERY = "SiemDelivery"
 
 FETCH_QUEUE = "fetch-requests"
 RELAY_QUEUE = "alert-relay"
 NOTIFY_QUEUE = "notify-events"
 SIEM_QUEUE = "siem-events"
+SIEM_DELIVERY_QUEUE = "siem-deliveries"
 
 _created: set[tuple[str, ...]] = set()
 _lock = threading.Lock()

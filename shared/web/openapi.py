@@ -67,6 +67,43 @@ def _rule_paths(base: str, params: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _siem_paths() -> dict[str, Any]:
+    listed = {"name": "x", "in": "query", "required": False,
+              "schema": {"type": "string"}, "description": "comma-separated"}
+    params = [
+        {**listed, "name": "tenant", "description": "tenant ids, comma-separated"},
+        {**listed, "name": "severity", "description": "UnSpecified, Informational, Low, "
+                                                      "Medium, High; comma-separated"},
+        {**listed, "name": "status", "description": "Unknown, New, InProgress, Resolved"},
+        {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"},
+         "description": "lastUpdateTime at or after"},
+        {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"},
+         "description": "lastUpdateTime at or before"},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                    "maximum": 1000, "default": 200}},
+        {"name": "format", "in": "query", "schema": {"enum": ["json", "ndjson"]}},
+        {"name": "continuation", "in": "query", "schema": {"type": "string"},
+         "description": "the token of the previous answer, with the same filters"}]
+    item = {"$ref": "#/components/schemas/AlertVersion"}
+    page = {"type": "object", "properties": {
+        "items": {"type": "array", "items": item}, "continuation": {"type": "string"},
+        "more": {"type": "boolean", "description": "true: ask again at once"}}}
+    return {
+        "/api/siem/alerts": {"get": {
+            "summary": "Alert versions across tenants in a stable order; poll with the "
+                       "continuation token to see each version once",
+            "security": _KEY, "parameters": params,
+            "responses": {"200": {"description": "a page; the token is also in X-Continuation",
+                                  "content": {"application/json": {"schema": page},
+                                              "application/x-ndjson": {
+                                                  "schema": {"type": "string"}}}},
+                          **_errors(400, 401)}}},
+        "/api/siem/outputs": {"get": {
+            "summary": "Each push output's position, lag and last error", "security": _KEY,
+            "responses": {"200": _json({"type": "object"}, "outputs"), **_errors(401)}}},
+    }
+
+
 def document(server_url: str = "/") -> dict[str, Any]:
     tenant = {"$ref": "#/components/schemas/Tenant"}
     invitation = {"$ref": "#/components/schemas/Invitation"}
@@ -147,6 +184,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
                                        **_errors(400, 401, 404, 409)}}},
             **_rule_paths("/api/rules", []),
             **_rule_paths("/api/tenants/{tenant_id}/rules", [_TENANT_ID]),
+            **_siem_paths(),
         },
         "components": {
             "securitySchemes": {"functionKey": {"type": "apiKey", "in": "header",
@@ -187,6 +225,20 @@ def document(server_url: str = "/") -> dict[str, Any]:
                     **{k: {"type": "boolean"} for k in (
                         "on_new", "on_update", "include_org_name", "include_portal_link",
                         "include_device")}}},
+                "AlertVersion": {"type": "object", "properties": {
+                    "event_id": {"type": "string", "description": "dedupe key: tenant, "
+                                 "alert id and version"},
+                    "tenant_id": {"type": "string", "format": "uuid"},
+                    "tenant_name": {"type": "string"},
+                    "change": {"enum": ["new", "updated"]},
+                    "changed": {"type": "object", "description": "field -> [old, new]"},
+                    "version": {"type": "string", "description": "the alert's lastUpdateTime"},
+                    "feed_time": {"type": "string", "format": "date-time"},
+                    "alert_complete": {"type": "boolean", "description": "false: `alert` is "
+                                       "the summary (the alert changed again, or is too "
+                                       "large to copy)"},
+                    "alert": {"type": "object", "description": "the Defender alert as the "
+                              "API returned it, evidence included"}}},
                 "Tenant": {"type": "object", "properties": {
                     "tenant_id": {"type": "string", "format": "uuid"},
                     "display_name": {"type": "string"},

@@ -1,0 +1,92 @@
+"""SIEM triggers: events into the feed, deliveries to push outputs, the pull API."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import azure.functions as func
+
+from functions.http import json_response
+from shared import services
+from shared.logsafe import clean
+from shared.messages import BadMessage
+from shared.notify.service import parse_event
+from shared.siem.delivery import parse_deliver
+from shared.siem.pull import parse_query, pull
+from shared.storage.tables import SIEM_DELIVERY_QUEUE, SIEM_QUEUE
+from shared.validation import ValidationError
+
+bp = func.Blueprint()
+log = logging.getLogger("mssp_hub.siem")
+
+
+@bp.function_name("siem_feed")
+@bp.queue_trigger(arg_name="msg", queue_name=SIEM_QUEUE, connection="AzureWebJobsStorage")
+def siem_feed(msg: func.QueueMessage) -> None:
+    body = msg.get_body().decode("utf-8", "replace")
+    try:
+        event = parse_event(body)
+    except BadMessage as exc:
+        services.poison_log().record(SIEM_QUEUE, body, f"bad message: {exc}")
+        return
+    services.feed().append(event)
+
+
+@bp.function_name("siem_feed_poison")
+@bp.queue_trigger(arg_name="msg", queue_name=f"{SIEM_QUEUE}-poison",
+                  connection="AzureWebJobsStorage")
+def siem_feed_poison(msg: func.QueueMessage) -> None:
+    services.poison_log().record(SIEM_QUEUE, msg.get_body().decode("utf-8", "replace"),
+                                 "could not be added to the SIEM feed on any attempt")
+
+
+@bp.function_name("siem_push")
+@bp.timer_trigger(arg_name="timer", schedule="%SIEM_PUSH_SCHEDULE%", use_monitor=False)
+def siem_push(timer: func.TimerRequest) -> None:
+    services.delivery().tick()
+    services.feed().prune_if_due()
+
+
+@bp.function_name("siem_deliver")
+@bp.queue_trigger(arg_name="msg", queue_name=SIEM_DELIVERY_QUEUE,
+                  connection="AzureWebJobsStorage")
+def siem_deliver(msg: func.QueueMessage) -> None:
+    body = msg.get_body().decode("utf-8", "replace")
+    try:
+        name = parse_deliver(body)
+    except ValueError as exc:
+        services.poison_log().record(SIEM_DELIVERY_QUEUE, body, f"bad message: {exc}")
+        return
+    outcome = services.delivery().deliver(name)
+    log.info("siem output %s: %s, %d events in %d batches", clean(name), outcome.status,
+             outcome.delivered, outcome.batches)
+
+
+@bp.function_name("siem_deliver_poison")
+@bp.queue_trigger(arg_name="msg", queue_name=f"{SIEM_DELIVERY_QUEUE}-poison",
+                  connection="AzureWebJobsStorage")
+def siem_deliver_poison(msg: func.QueueMessage) -> None:
+    services.poison_log().record(SIEM_DELIVERY_QUEUE, msg.get_body().decode("utf-8", "replace"),
+                                 "delivery run failed on every attempt (storage?)")
+
+
+@bp.route(route="siem/alerts", methods=["GET"])
+def siem_alerts(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        query = parse_query(dict(req.params), req.headers.get("Accept", ""))
+    except ValidationError as exc:
+        return json_response({"error": "invalid query", "errors": exc.errors}, 400)
+    items, token, more = pull(services.feed(), query)
+    headers = {"X-Continuation": token, "X-More": "true" if more else "false"}
+    if query.ndjson:
+        body = "".join(json.dumps(i, separators=(",", ":")) + "\n" for i in items)
+        return func.HttpResponse(body, status_code=200, mimetype="application/x-ndjson",
+                                 headers={"X-Content-Type-Options": "nosniff",
+                                          "Cache-Control": "no-store", **headers})
+    return json_response({"items": items, "continuation": token, "more": more}, 200, headers)
+
+
+@bp.route(route="siem/outputs", methods=["GET"])
+def siem_outputs(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response({"outputs": services.delivery().status()})
