@@ -14,7 +14,8 @@ from devtools.simulator.server import Simulator, SimulatorConfig
 from shared.storage.connection import StorageConnection
 
 ROOT = Path(__file__).resolve().parents[1]
-pytest_plugins = ["tests.integration.devhost_fixtures", "tests.integration.ingest_fixtures"]
+pytest_plugins = ["tests.integration.devhost_fixtures", "tests.integration.ingest_fixtures",
+                  "tests.integration.siem_fixtures"]
 
 
 @pytest.fixture(scope="session")

@@ -59,7 +59,8 @@ class Filters:
             if values:
                 names = [f"{tag}{n}" for n in range(len(values))]
                 params.update(zip(names, values, strict=True))
-                clauses.append("(" + " or ".join(f"{prop} eq @{n}" for n in names) + ")")
+                # spaces around the brackets: the SDK finds @names by splitting on spaces
+                clauses.append("( " + " or ".join(f"{prop} eq @{n}" for n in names) + " )")
         if self.since:
             clauses.append("LastUpdateTime ge @since")
             params["since"] = self.since
