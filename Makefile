@@ -5,6 +5,7 @@ PY     := $(VENV)/bin/python
 PY_STAMP   := $(VENV)/.installed
 NODE_STAMP := node_modules/.package-lock.json
 PYTEST_ARGS ?=
+ARGS ?=
 
 .PHONY: setup run test lint clean
 
@@ -23,7 +24,7 @@ $(NODE_STAMP): package.json package-lock.json
 
 ## run: Azurite, the simulator with demo tenants, and the app on http://127.0.0.1:7071
 run: setup
-	$(PY) -m devtools.run
+	$(PY) -m devtools.run $(ARGS)
 
 ## test: lint, then the whole suite (Azurite is started by the tests)
 test: setup lint

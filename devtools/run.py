@@ -20,6 +20,7 @@ from devhost.azurite import Azurite, AzuriteError
 from devhost.config import ensure_local_settings, load_local_settings
 from devhost.host import Host, HostError
 from devtools.simulator.server import Simulator, SimulatorConfig
+from devtools.syslog_receiver import SyslogReceiver
 from shared.model import Tenant
 from shared.storage import tables
 from shared.storage.connection import StorageConnection
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="Azurite's data folder under the script root ('-' = in memory)")
     parser.add_argument("--rate", type=float, default=0.5,
                         help="simulated alerts (new or changed) per second")
+    parser.add_argument("--syslog", action="store_true",
+                        help="also run a local syslog receiver and push CEF lines to it")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
@@ -62,8 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    azurite = simulator = host = None
+    azurite = simulator = host = syslog = None
     try:
+        if args.syslog:
+            syslog = SyslogReceiver(local / "syslog.log").start()
+            os.environ.update({
+                "SIEM_OUTPUTS": json.dumps([{"name": "local-syslog", "type": "syslog",
+                                             "host": "127.0.0.1", "port": syslog.port,
+                                             "protocol": "tcp"}]),
+                "SIEM_SETTLE_SECONDS": "5", "SIEM_PUSH_SCHEDULE": "*/5 * * * * *"})
         azurite = Azurite(PROJECT_ROOT, log_path=local / "azurite.log",
                           location=None if args.azurite_data == "-" else root / args.azurite_data
                           ).start()
@@ -90,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         host.start()
     except (AzuriteError, HostError, ValueError, OSError) as exc:
         log.error("%s", exc)
-        for part in (host, simulator, azurite):
+        for part in (host, simulator, azurite, syslog):
             if part:
                 part.stop()
         return 2
@@ -112,6 +122,9 @@ mssp-hub is running
   onboard     python -m tools.mssp --url {base} --key <that key> \\
                 invite "Tailspin Toys" it@tailspin.example
               then open the link it prints and accept as Tailspin Toys
+  siem        {base}/api/siem/alerts  (same key; the pull API, JSON or NDJSON)
+  syslog      {f"CEF lines on 127.0.0.1:{syslog.port}, kept in .local/syslog.log"
+                if syslog else "make run ARGS=--syslog shows CEF lines arriving"}
 Ctrl-C stops everything.
 """, flush=True)
     while not stop.wait(0.5):  # timed: a signal caught by another thread must wake us
@@ -120,6 +133,8 @@ Ctrl-C stops everything.
     host.stop()
     simulator.stop()
     azurite.stop()
+    if syslog:
+        syslog.stop()
     return 0
 
 

@@ -14,6 +14,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from shared import __version__
 from shared.config import Settings, SettingsError, get_settings
 from shared.model import TenantStatus
+from shared.siem.delivery import output_status
 from shared.storage import tables
 from shared.storage.connection import StorageConnection
 from shared.storage.tenants import TenantRepository
@@ -66,6 +67,10 @@ def report(settings_loader: Callable[[], Settings] = get_settings) -> tuple[bool
     healthy = all(c["ok"] for c in body["checks"].values())
     if healthy:
         body["ingestion"] = ingestion_summary(storage)
+        body["siem_outputs"] = [
+            {k: o[k] for k in ("name", "type", "lag_seconds", "failures", "retry_at")}
+            for o in output_status(tables.table(storage, tables.SIEM_DELIVERY),
+                                   settings.siem.outputs, int(time.time() * 1e6))]
     body["status"] = "healthy" if healthy else "unhealthy"
     return healthy, body
 

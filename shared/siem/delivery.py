@@ -167,24 +167,27 @@ class Delivery:
 
     # status -----------------------------------------------------------------------------
     def status(self) -> list[dict[str, Any]]:
-        """Each output's position and health, for /api/health and the portal."""
-        out = []
-        for name, output in self.outputs.items():
-            try:
-                row = self.table.get_entity(PK, name)
-            except ResourceNotFoundError:
-                row = {}
-            after = str(row.get("After", ""))[:16]
-            lag = None
-            if after.isdigit():
-                lag = max(0, round((self.feed.now_us() - int(after)) / 1e6))
-            out.append({"name": name, "type": output.type, "format": output.format,
-                        "lag_seconds": lag, "failures": int(row.get("Failures") or 0),
-                        "last_error": row.get("LastError") or None,
-                        "last_error_at": _iso(row.get("LastErrorAt")),
-                        "retry_at": _iso(row.get("RetryAt")),
-                        "last_success_at": _iso(row.get("LastSuccessAt"))})
-        return out
+        return output_status(self.table, tuple(self.outputs.values()), self.feed.now_us())
+
+
+def output_status(table: Any, outputs: tuple[Output, ...], now_us: int
+                  ) -> list[dict[str, Any]]:
+    """Each output's lag and health, for /api/siem/outputs, /api/health and the portal."""
+    out = []
+    for output in outputs:
+        try:
+            row = table.get_entity(PK, output.name)
+        except ResourceNotFoundError:
+            row = {}
+        after = str(row.get("After", ""))[:16]
+        lag = max(0, round((now_us - int(after)) / 1e6)) if after.isdigit() else None
+        out.append({"name": output.name, "type": output.type, "format": output.format,
+                    "lag_seconds": lag, "failures": int(row.get("Failures") or 0),
+                    "last_error": row.get("LastError") or None,
+                    "last_error_at": _iso(row.get("LastErrorAt")),
+                    "retry_at": _iso(row.get("RetryAt")),
+                    "last_success_at": _iso(row.get("LastSuccessAt"))})
+    return out
 
 
 def _iso(value: Any) -> str | None:

@@ -20,7 +20,7 @@ from tests.integration.ingest_fixtures import ingest_env
 
 FUNCTION_KEY = "e2e-function-key"
 CACHED = ("ingestor", "fanout", "relay", "poison_log", "onboarding", "tenant_admin",
-          "notifier")
+          "notifier", "feed", "delivery")
 
 
 def _clear_caches() -> None:
@@ -30,14 +30,21 @@ def _clear_caches() -> None:
 
 
 @pytest.fixture
-def app_host(simulator, sim, storage_env, monkeypatch):
+def extra_settings() -> dict[str, str]:
+    """More app settings for the host; a test module overrides this fixture."""
+    return {}
+
+
+@pytest.fixture
+def app_host(simulator, sim, storage_env, monkeypatch, extra_settings):
     """function_app.app on the local host: fan-out every 2 s, quick retries; yields
     (host, registry). Other tests' tenants are paused so each test sees its own."""
     env = ingest_env(simulator, storage_env, FETCH_SCHEDULE="*/2 * * * * *",
                      DIGEST_SCHEDULE="*/2 * * * * *",
                      FETCH_PAGE_SIZE="50", DEVHOST_FUNCTION_KEY=FUNCTION_KEY,
                      DEVHOST_MASTER_KEY="e2e-master-key", MSSP_NAME="Contoso MSSP <Test>",
-                     OPS_EMAIL="ops@mssp.example")
+                     OPS_EMAIL="ops@mssp.example", SIEM_PUSH_SCHEDULE="*/2 * * * * *",
+                     SIEM_SETTLE_SECONDS="5", **extra_settings)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     _clear_caches()

@@ -10,6 +10,7 @@ import time
 
 import requests
 
+from shared.siem.cef import labelled, parse_cef
 from shared.storage import tables
 from shared.storage.connection import StorageConnection, azurite_connection_string
 from tests.conftest import ROOT
@@ -21,11 +22,11 @@ def test_make_run_brings_up_everything_and_alerts_arrive(tmp_path):
     copy_app(tmp_path)
     port = _free_port()
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AzureWebJobs", "DEVHOST_", "MSSP_", "FETCH_"))}
+           if not k.startswith(("AzureWebJobs", "DEVHOST_", "MSSP_", "FETCH_", "SIEM_"))}
     env["FETCH_SCHEDULE"] = "*/2 * * * * *"
     proc = subprocess.Popen(
         [sys.executable, "-m", "devtools.run", "--script-root", str(tmp_path), "--port",
-         str(port), "--azurite-data", "-", "--rate", "2"],
+         str(port), "--azurite-data", "-", "--rate", "2", "--syslog"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = ""
     try:
@@ -50,6 +51,16 @@ def test_make_run_brings_up_everything_and_alerts_arrive(tmp_path):
         while len(partitions()) < 3 and time.monotonic() < deadline:
             time.sleep(1)
         assert len(partitions()) >= 3
+        # --syslog: CEF lines of the demo tenants' alerts reach the local receiver
+        received = tmp_path / ".local" / "syslog.log"
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline and not (
+                received.exists() and received.read_text().count("CEF:0|") >= 3):
+            time.sleep(1)
+        lines = received.read_text().splitlines()
+        assert len(lines) >= 3
+        assert all(labelled(parse_cef(line)[1])["TenantName"] in state["tenants_seeded"]
+                   for line in lines)
         azurite_pid = state["azurite_pid"]
     except BaseException:
         proc.kill()
