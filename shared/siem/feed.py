@@ -118,45 +118,55 @@ class Feed:
 
     # writing -----------------------------------------------------------------------------
     def append(self, event: Mapping[str, Any]) -> bool:
-        """Add the event once; False when it was already in the feed (a redelivery)."""
-        ledger_pk, ledger_rk = "L" + str(event["version"])[:10].replace("-", ""), \
-            encode_key(event["event_id"])
+        """Add the event once; False when it was already in the feed (a redelivery).
+
+        Three storage calls in the usual case: the stored alert, the ledger row (created:
+        it fails for a redelivery), the entry.
+        """
+        ledger_pk = "L" + str(event["version"])[:10].replace("-", "")
+        ledger_rk = encode_key(event["event_id"])
+        raw = self._raw(event)  # read before stamping: its time is not in the window
         for _ in range(5):
-            try:
-                ledger = self.table.get_entity(ledger_pk, ledger_rk)
-            except ResourceNotFoundError:
-                ledger = None
-            if ledger is not None and ledger.get("Written"):
-                return False
             stamp, stale = self.now_us(), None
             try:
-                if ledger is None:
-                    self.table.create_entity({"PartitionKey": ledger_pk, "RowKey": ledger_rk,
-                                              "Stamp": str(stamp), "Written": False})
-                elif stamp - int(ledger["Stamp"]) > self.settle_us // 2:
-                    stale = int(ledger["Stamp"])  # a crashed earlier attempt: key it anew
-                    self._restamp(ledger_pk, ledger_rk, stamp, ledger.metadata["etag"])
+                self.table.create_entity({"PartitionKey": ledger_pk, "RowKey": ledger_rk,
+                                          "Stamp": str(stamp)})
+            except ResourceExistsError:
+                ledger = self.table.get_entity(ledger_pk, ledger_rk)
+                earlier = int(ledger["Stamp"])
+                if self._exists(event, earlier):
+                    return False
+                if stamp - earlier <= self.settle_us // 2:
+                    stamp = earlier  # another delivery is writing it now: same key
                 else:
-                    stamp = int(ledger["Stamp"])
-            except (ResourceExistsError, HttpResponseError) as exc:
-                if isinstance(exc, ResourceExistsError) or exc.status_code == 412:
-                    continue  # another delivery of this event got there first
-                raise
-            entity = self._entity(event, stamp)
+                    stale = earlier  # an attempt that died: key it anew
+                    try:
+                        self._restamp(ledger_pk, ledger_rk, stamp, ledger.metadata["etag"])
+                    except HttpResponseError as exc:
+                        if exc.status_code == 412:
+                            continue
+                        raise
+            entity = {**self._entity(event, stamp), **raw}
             self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
             if self.now_us() - stamp > self.settle_us // 2:  # too slow: a reader may be past
                 stale, stamp = stamp, self.now_us()
-                self.table.upsert_entity({**entity, "RowKey": self._key(event, stamp)},
+                self.table.upsert_entity({**entity, "PartitionKey": bucket_of(stamp),
+                                          "RowKey": self._key(event, stamp)},
                                          mode=UpdateMode.REPLACE)
                 self.table.upsert_entity({"PartitionKey": ledger_pk, "RowKey": ledger_rk,
                                           "Stamp": str(stamp)}, mode=UpdateMode.MERGE)
             if stale is not None and stale != stamp:
                 with contextlib.suppress(ResourceNotFoundError):
                     self.table.delete_entity(bucket_of(stale), self._key(event, stale))
-            self.table.upsert_entity({"PartitionKey": ledger_pk, "RowKey": ledger_rk,
-                                      "Written": True}, mode=UpdateMode.MERGE)
             return True
         raise RuntimeError(f"feed ledger for {event['event_id']} kept changing")
+
+    def _exists(self, event: Mapping[str, Any], stamp: int) -> bool:
+        try:
+            self.table.get_entity(bucket_of(stamp), self._key(event, stamp), select=["RowKey"])
+            return True
+        except ResourceNotFoundError:
+            return False
 
     def _restamp(self, pk: str, rk: str, stamp: int, etag: str) -> None:
         self.table.update_entity({"PartitionKey": pk, "RowKey": rk, "Stamp": str(stamp)},
@@ -176,7 +186,6 @@ class Feed:
             "Severity": str(alert.get("severity") or ""), "Status": str(alert.get("status") or ""),
             "Event": _pack({k: v for k, v in event.items() if k != "alert"}),
             "Summary": _pack(alert)}
-        entity.update(self._raw(event))
         return entity
 
     def _raw(self, event: Mapping[str, Any]) -> dict[str, Any]:

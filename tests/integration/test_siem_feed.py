@@ -122,27 +122,43 @@ def test_tokens_stay_correct_while_alerts_arrive_during_paging(storage_env):
     assert set(seen) == set(written), f"missed {len(set(written) - set(seen))}"
 
 
-def test_a_stale_attempt_is_keyed_again_so_no_reader_can_be_past_it(storage_env):
-    """A worker died after stamping (and maybe writing) an entry: the retry re-keys it."""
+def test_an_attempt_that_died_is_keyed_anew_so_no_reader_can_be_past_it(storage_env):
+    """A worker stamped the ledger, then died before writing the entry: the retry writes the
+    entry with a fresh key (after any reader's position), once."""
     feed = feed_for(storage_env, settle=2)
     tenant = str(uuid.uuid4())
     e = event(tenant, 1)
     old = feed.now_us() - 10_000_000  # ten seconds ago, beyond half the settle
-    ledger_pk, ledger_rk = "L" + e["version"][:10].replace("-", ""), encode_key(e["event_id"])
-    feed.table.create_entity({"PartitionKey": ledger_pk, "RowKey": ledger_rk,
-                              "Stamp": str(old), "Written": False})
-    feed.table.upsert_entity(feed._entity(e, old))
+    feed.table.create_entity({"PartitionKey": "L" + e["version"][:10].replace("-", ""),
+                              "RowKey": encode_key(e["event_id"]), "Stamp": str(old)})
     reader = feed_for(storage_env, settle=2)
     position = reader.read(reader.start(), 100, Filters(tenants=(tenant,))).position
     assert feed.append(e) is True
-    assert feed.append(e) is False  # now written: a redelivery adds nothing
+    assert feed.append(e) is False  # written now: a redelivery adds nothing
     time.sleep(2.2)
     items = reader.read(position, 100, Filters(tenants=(tenant,))).events
     assert [i["event_id"] for i in items] == [e["event_id"]]  # found after the old position
-    leftovers = list(feed.table.query_entities(
-        "PartitionKey eq @pk and RowKey eq @rk",
-        parameters={"pk": bucket_of(old), "rk": feed._key(e, old)}))
-    assert leftovers == []
+    assert not feed._exists(e, old)
+
+
+def test_a_redelivery_racing_the_first_delivery_makes_one_entry(storage_env):
+    feed = feed_for(storage_env)
+    tenant = str(uuid.uuid4())
+    events = [event(tenant, n) for n in range(20)]
+    results: list[bool] = []
+
+    def deliver() -> None:
+        results.extend(feed.append(e) for e in events)
+
+    threads = [threading.Thread(target=deliver) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    time.sleep(1.1)
+    seen, _ = drain(feed, Filters(tenants=(tenant,)))
+    assert sorted(i["event_id"] for i in seen) == sorted(e["event_id"] for e in events)
+    assert results.count(True) >= 20
 
 
 def test_prune_drops_what_is_older_than_the_retention(storage_env):
