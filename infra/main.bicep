@@ -46,6 +46,15 @@ param smtpHost string = ''
 param smtpPort string = '587'
 param smtpUsername string = ''
 
+@description('Entra ID group object ids (comma-separated) whose members may open the portal.')
+param portalAllowedGroups string = ''
+
+@description('App role values (comma-separated) that may open the portal.')
+param portalAllowedRoles string = ''
+
+@description('Client id of the Entra ID app that signs MSSP staff in to the portal (App Service Authentication); empty leaves authentication off and the portal refuses everyone.')
+param portalLoginClientId string = ''
+
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 100
@@ -163,7 +172,10 @@ module function 'app/function.bicep' = {
       SMTP_HOST: smtpHost
       SMTP_PORT: smtpPort
       SMTP_USERNAME: smtpUsername
+      PORTAL_ALLOWED_GROUPS: portalAllowedGroups
+      PORTAL_ALLOWED_ROLES: portalAllowedRoles
     }
+    portalLoginClientId: portalLoginClientId
   }
   dependsOn: [ rbac ]
 }
