@@ -12,6 +12,7 @@ from shared.ingest import Ingestor
 from shared.notify.service import Notifier, transport_for
 from shared.onboarding import Onboarding
 from shared.poison import PoisonLog
+from shared.portal.pages import Portal
 from shared.relay import Relay
 from shared.tenant_admin import TenantAdmin
 
@@ -54,3 +55,9 @@ def tenant_admin() -> TenantAdmin:
 def notifier() -> Notifier:
     settings = get_settings()
     return Notifier(settings, transport_for(settings))
+
+
+@functools.cache
+def portal() -> Portal:
+    notify = notifier()
+    return Portal(get_settings(), tenant_admin(), notify.rules, notify.outbox, onboarding())

@@ -20,7 +20,7 @@ from tests.integration.ingest_fixtures import ingest_env
 
 FUNCTION_KEY = "e2e-function-key"
 CACHED = ("ingestor", "fanout", "relay", "poison_log", "onboarding", "tenant_admin",
-          "notifier")
+          "notifier", "portal")
 
 
 def _clear_caches() -> None:
