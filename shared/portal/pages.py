@@ -79,7 +79,9 @@ class Portal:
                       csrf=auth.csrf_token(self.cfg, principal) if principal else "",
                       key_login=bool(self.cfg.key), **context)
         return Response(status, body, {**SECURITY_HEADERS, "Content-Security-Policy": csp(),
-                                       "Content-Type": "text/html; charset=utf-8"})
+                                       "Content-Type": "text/html; charset=utf-8",
+                                       # no-referrer would make a form's Origin "null"
+                                       "Referrer-Policy": "same-origin"})
 
     def _denied(self, exc: auth.Denied) -> Response:
         return self._page("portal/denied.html", exc.status, reason=str(exc),
@@ -112,14 +114,14 @@ class Portal:
     def _overview(self, request: Request, principal: auth.Principal) -> Response:
         now = datetime.now(UTC)
         tenants = self._tenants()
-        counted = dict(queries.per_tenant(tenants, lambda t: queries.tenant_alert_counts(
-            self.admin.alerts, t.tenant_id, now)))
+        counted = queries.per_tenant(tenants, lambda t: queries.tenant_alert_counts(
+            self.admin.alerts, t.tenant_id, now))
         per_day: dict[tuple[str, str], int] = {}
-        for counts in counted.values():
+        for _, counts in counted:
             for key, n in counts.per_day.items():
                 per_day[key] = per_day.get(key, 0) + n
-        rows = [{"tenant": t, "counts": counted[t], "lag": _lag(t.last_success_at, now)}
-                for t in tenants]
+        rows = [{"tenant": t, "counts": counts, "lag": _lag(t.last_success_at, now)}
+                for t, counts in counted]
         return self._page("portal/overview.html", principal=principal, rows=rows,
                           severities=queries.SEVERITIES, now=now,
                           chart=daily_chart(per_day, now.date(), queries.CHART_DAYS))

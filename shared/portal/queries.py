@@ -197,7 +197,7 @@ def tenant_alert_counts(alerts: TableClient, tenant_id: str, now: datetime | Non
     first_day = (now - timedelta(days=days - 1)).strftime("%Y-%m-%d")
     entities, cut = _bounded(alerts.query_entities(
         "PartitionKey eq @pk and (Status eq 'New' or Status eq 'InProgress' "
-        "or AlertCreationTime ge @day)", parameters={"pk": tenant_id, "day": first_day},
+        "or AlertCreationTime ge @day )", parameters={"pk": tenant_id, "day": first_day},
         select=["Severity", "Status", "AlertCreationTime"], results_per_page=1000),
         SCAN_LIMIT * 5)
     counts = TenantAlerts(dict.fromkeys(SEVERITIES, 0), {}, cut)
