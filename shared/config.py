@@ -156,6 +156,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORTAL_ALLOWED_ROLES",
             "App role values (comma-separated) that may use the portal (`roles` claim).",
             default=""),
+    Setting("WEBSITE_AUTH_ENABLED",
+            "Set by App Service itself (`True`) when App Service Authentication is on; never "
+            "set it by hand. Outside loopback the portal trusts X-MS-CLIENT-PRINCIPAL only "
+            "then, since without it anyone could send that header.", default=""),
     Setting("PORTAL_KEY",
             "Local only: a key (16+ characters) that opens the portal without App Service "
             "Authentication; refused unless PUBLIC_BASE_URL is on 127.0.0.1 or localhost.",
@@ -364,6 +368,7 @@ class PortalSettings:
     allowed_roles: frozenset[str] = frozenset()
     key: str = field(default="", repr=False)
     local: bool = False  # PUBLIC_BASE_URL is loopback: `make run` or tests
+    principal_trusted: bool = False  # App Service Authentication strips forged headers
     csrf_key: bytes = field(default=b"", repr=False)
 
     @classmethod
@@ -381,7 +386,8 @@ class PortalSettings:
         csrf = hmac.new(onboarding.state_key, b"mssp-hub portal csrf", hashlib.sha256).digest()
         return cls(allowed_groups=_names(env, "PORTAL_ALLOWED_GROUPS"),
                    allowed_roles=_names(env, "PORTAL_ALLOWED_ROLES"), key=key, local=local,
-                   csrf_key=csrf)
+                   csrf_key=csrf, principal_trusted=local or _get(
+                       env, "WEBSITE_AUTH_ENABLED").lower() == "true")
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,9 @@ def authenticate(settings: PortalSettings, headers: Mapping[str, str]) -> Princi
     """The principal of a request (headers with lower-case names), or Denied."""
     header = headers.get(PRINCIPAL_HEADER)
     if header:
+        if not settings.principal_trusted:
+            raise Denied(401, "App Service Authentication is not turned on for this app, so "
+                              "sign-in information cannot be trusted.")
         return from_principal(settings, header)
     if settings.key:
         session = cookies(headers).get(SESSION_COOKIE, "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import uuid
 
@@ -80,6 +81,9 @@ def browser():
     """Debian's headless Chromium under Playwright (never a downloaded browser)."""
     from playwright.sync_api import sync_playwright
 
+    if not os.access("/usr/bin/chromium", os.X_OK):
+        pytest.fail("the portal's browser tests need Debian's chromium: apt-get install "
+                    "chromium (.ci/run does)")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path="/usr/bin/chromium", headless=True,

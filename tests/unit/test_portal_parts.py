@@ -61,6 +61,15 @@ def test_with_no_groups_or_roles_configured_nobody_gets_in():
     assert denied.value.status == 403
 
 
+def test_in_azure_the_header_counts_only_behind_app_service_authentication():
+    header = {auth.PRINCIPAL_HEADER: _header([{"typ": "groups", "val": GROUP}])}
+    azure = {"PUBLIC_BASE_URL": "https://mssp.azurewebsites.net"}
+    with pytest.raises(auth.Denied) as denied:
+        auth.authenticate(_portal(**azure), header)
+    assert denied.value.status == 401 and "not turned on" in str(denied.value)
+    assert auth.authenticate(_portal(**azure, WEBSITE_AUTH_ENABLED="True"), header)
+
+
 def test_the_local_key_opens_it_by_cookie_or_header_never_by_its_own_value_in_a_cookie():
     cfg = _portal(PORTAL_KEY="local-key-0123456789")
     cookie = f"{auth.SESSION_COOKIE}={auth.session_value(cfg.key)}"
