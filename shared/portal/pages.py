@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from azure.data.tables import TableClient
+
 from shared.config import Settings
 from shared.model import Tenant, TenantStatus, parse_tenant_id
 from shared.notify.rules import GLOBAL, Rule, RuleRepository
@@ -64,7 +66,7 @@ def rank(tenant: Tenant) -> tuple[int, int, str]:
 
 class Portal:
     def __init__(self, settings: Settings, admin: TenantAdmin, rules: RuleRepository,
-                 outbox: Any, onboarding: Onboarding) -> None:
+                 outbox: TableClient, onboarding: Onboarding) -> None:
         self.settings, self.cfg = settings, settings.portal
         self.admin, self.rules, self.outbox, self.onboarding = admin, rules, outbox, onboarding
         self.runs = RunHistory(tables.table(settings.storage, tables.RUN_HISTORY))
@@ -93,16 +95,21 @@ class Portal:
             principal = auth.authenticate(self.cfg, request.headers)
         except auth.Denied as exc:
             return self._denied(exc)
-        if request.method == "POST":
-            host = request.headers.get("host", "")
-            origins = self.origins | ({f"http://{host}".lower(), f"https://{host}".lower()}
-                                      if host else set())
-            if not auth.same_origin(request.headers, origins) or not auth.csrf_ok(
-                    self.cfg, principal, request.form.get("csrf", "")):
-                return self._page("portal/denied.html", 403, principal=principal,
-                                  signed_in=True, reason="This form expired or did not come "
-                                  "from this portal. Reload the page and try again.")
+        forged = request.method == "POST" and not (self._from_here(request) and auth.csrf_ok(
+            self.cfg, principal, request.form.get("csrf", "")))
+        if forged:
+            return self._page("portal/denied.html", 403, principal=principal, signed_in=True,
+                              reason="This form expired or did not come from this portal. "
+                                     "Reload the page and try again.")
         return view(request, principal)
+
+    def _from_here(self, request: Request) -> bool:
+        """The browser says the request came from our own pages (PUBLIC_BASE_URL or the
+        host it was sent to: a cross-site page cannot choose either)."""
+        host = request.headers.get("host", "")
+        origins = self.origins | ({f"http://{host}".lower(), f"https://{host}".lower()}
+                                  if host else set())
+        return auth.same_origin(request.headers, origins)
 
     def _tenants(self) -> list[Tenant]:
         return sorted(self.admin.tenants.all(), key=rank)
@@ -144,9 +151,9 @@ class Portal:
     def tenant(self, request: Request) -> Response:
         return self._guard(request, self._tenant)
 
-    def _find(self, request: Request) -> Tenant | None:
+    def _find(self, tenant_id: str) -> Tenant | None:
         try:
-            return self.admin.tenants.get(parse_tenant_id(request.route.get("tenant_id", "")))
+            return self.admin.tenants.get(parse_tenant_id(tenant_id))
         except ValueError:
             return None
 
@@ -156,7 +163,7 @@ class Portal:
 
     def _tenant(self, request: Request, principal: auth.Principal, status: int = 200,
                 error: str = "") -> Response:
-        tenant = self._find(request)
+        tenant = self._find(request.route.get("tenant_id", ""))
         if tenant is None:
             return self._not_found(principal, "tenant")
         tid = tenant.tenant_id
@@ -176,7 +183,7 @@ class Portal:
         return self._guard(request, self._tenant_action)
 
     def _tenant_action(self, request: Request, principal: auth.Principal) -> Response:
-        tenant = self._find(request)
+        tenant = self._find(request.route.get("tenant_id", ""))
         if tenant is None:
             return self._not_found(principal, "tenant")
         action = request.route.get("action", "")
@@ -199,7 +206,7 @@ class Portal:
     def _rule_action(self, request: Request, principal: auth.Principal) -> Response:
         scope = request.route.get("scope", "")
         if scope != "global":
-            tenant = self._find(Request("GET", {}, route={"tenant_id": scope}))
+            tenant = self._find(scope)
             if tenant is None:
                 return self._not_found(principal, "tenant")
             scope = tenant.tenant_id
@@ -257,8 +264,7 @@ class Portal:
                               message="This portal signs you in with Microsoft Entra ID.")
         given = request.form.get("key", "") if request.method == "POST" \
             else request.params.get("key", "")
-        if request.method == "POST" and not auth.same_origin(request.headers, self.origins | {
-                f"http://{request.headers.get('host', '')}".lower()}):
+        if request.method == "POST" and not self._from_here(request):
             return self._page("portal/login.html", 403, error="Sign in from this portal.")
         if given and auth.key_matches(self.cfg, given):
             cookie = (f"{auth.SESSION_COOKIE}={auth.session_value(self.cfg.key)}; "
