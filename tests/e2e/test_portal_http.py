@@ -80,6 +80,11 @@ def test_a_change_needs_this_principals_token_from_this_portal(app_host, tenant)
                      timeout=10)
     assert again.status_code == 409 and "only an active tenant" in again.text
 
+    gone = ana.post(f"{page_url}/offboard", data={"csrf": anas_token}, headers=own,
+                    allow_redirects=False, timeout=10)
+    assert gone.status_code == 303
+    assert repo.get(tenant.tenant_id).status == TenantStatus.OFFBOARDED
+
 
 def test_key_sign_in_refuses_a_wrong_key_and_another_site(app_host):
     host, _ = app_host
