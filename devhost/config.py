@@ -107,7 +107,8 @@ def ensure_local_settings(script_root: Path) -> bool:
     if not sample.exists():
         return False
     raw = json.loads(sample.read_text())
-    for key in ("DEVHOST_FUNCTION_KEY", "DEVHOST_MASTER_KEY", "ONBOARDING_STATE_KEY"):
+    for key in ("DEVHOST_FUNCTION_KEY", "DEVHOST_MASTER_KEY", "ONBOARDING_STATE_KEY",
+                "PORTAL_KEY"):
         if key in raw["Values"]:
             raw["Values"][key] = secrets.token_urlsafe(32)
     path.write_text(json.dumps(raw, indent=2) + "\n")

@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -22,6 +23,8 @@ from devhost.host import Host, HostError
 from devtools.simulator.server import Simulator, SimulatorConfig
 from devtools.syslog_receiver import SyslogReceiver
 from shared.model import Tenant
+from shared.notify.rules import GLOBAL, RuleRepository, parse_rule
+from shared.notify.service import RULES
 from shared.storage import tables
 from shared.storage.connection import StorageConnection
 from shared.storage.tenants import TenantRepository
@@ -43,6 +46,18 @@ def seed_registry(storage: StorageConnection, simulator: Simulator) -> list[str]
     return added
 
 
+def seed_rule(storage: StorageConnection) -> bool:
+    """An MSSP-wide demo rule, so emails land in MailOutbox (the portal's Outbox) within a
+    minute: recipients only get alerts raised after they were added."""
+    rules = RuleRepository(tables.table(storage, RULES))
+    if rules.list(GLOBAL):
+        return False
+    rules.save(parse_rule({"name": "Demo: High and Medium alerts to the SOC",
+                           "recipients": ["soc@mssp.example"],
+                           "severities": ["High", "Medium"]}, GLOBAL))
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="run", description=__doc__)
     parser.add_argument("--script-root", type=Path, default=PROJECT_ROOT)
@@ -61,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     ensure_local_settings(root)
     load_local_settings(root)
     os.environ.setdefault("FETCH_SCHEDULE", "*/20 * * * * *")
+    if not os.environ.get("PORTAL_KEY"):  # a local.settings.json from before the portal
+        os.environ["PORTAL_KEY"] = secrets.token_urlsafe(24)
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -96,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         })
         storage = StorageConnection.from_env(os.environ, "AzureWebJobsStorage")
         seeded = seed_registry(storage, simulator)
+        seed_rule(storage)
         host = Host(root, "function_app:app", http_port=args.port)
         host.start()
     except (AzuriteError, HostError, ValueError, OSError) as exc:
@@ -107,12 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     base = host.http.base_url if host.http else ""
     state = {"http": base, "simulator": simulator.base_url, "azurite": azurite.ports,
              "azurite_pid": azurite.process.pid if azurite.process else None,
-             "tenants_seeded": seeded}
+             "tenants_seeded": seeded, "portal": f"{base}/api/portal"}
     partial = local / "run.json.tmp"
     partial.write_text(json.dumps(state, indent=2))
     partial.replace(local / "run.json")  # appears whole: readers poll for it
     print(f"""
 mssp-hub is running
+  portal      {base}/api/portal/login?key={os.environ["PORTAL_KEY"]}
+              (signs this browser in once; the key is PORTAL_KEY, local use only)
   health      {base}/api/health
   simulator   {simulator.base_url}  (Entra ID + Defender API, demo tenants)
   storage     Azurite on queue {azurite.ports['Queue']}, table {azurite.ports['Table']}

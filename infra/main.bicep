@@ -49,6 +49,15 @@ param smtpUsername string = ''
 @description('SIEM push outputs as a JSON list (see the README). Put HEC tokens and webhook secrets in Key Vault and reference them as SIEM_HEC_TOKEN / SIEM_WEBHOOK_SECRET app settings.')
 param siemOutputs string = '[]'
 
+@description('Entra ID group object ids (comma-separated) whose members may open the portal.')
+param portalAllowedGroups string = ''
+
+@description('App role values (comma-separated) that may open the portal.')
+param portalAllowedRoles string = ''
+
+@description('Client id of the Entra ID app that signs MSSP staff in to the portal (App Service Authentication); empty leaves authentication off and the portal refuses everyone.')
+param portalLoginClientId string = ''
+
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 100
@@ -173,7 +182,10 @@ module function 'app/function.bicep' = {
       SMTP_USERNAME: smtpUsername
       SIEM_OUTPUTS: siemOutputs
       SIEM_PUSH_SCHEDULE: '*/15 * * * * *'
+      PORTAL_ALLOWED_GROUPS: portalAllowedGroups
+      PORTAL_ALLOWED_ROLES: portalAllowedRoles
     }
+    portalLoginClientId: portalLoginClientId
   }
   dependsOn: [ rbac ]
 }

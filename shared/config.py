@@ -8,6 +8,8 @@ being declared, documented and deployed.
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import os
 import uuid
 from collections.abc import Mapping
@@ -162,6 +164,20 @@ SETTINGS: tuple[Setting, ...] = (
             secret=True),
     Setting("SIEM_WEBHOOK_SECRET", "HMAC key (16+ characters) of `webhook` outputs (an "
             "output may name another SIEM_* setting); a Key Vault reference in Azure.",
+            default="", secret=True),
+    Setting("PORTAL_ALLOWED_GROUPS",
+            "Entra ID group object ids (comma-separated) whose members may use the portal; "
+            "read from App Service Authentication's `groups` claim.", default=""),
+    Setting("PORTAL_ALLOWED_ROLES",
+            "App role values (comma-separated) that may use the portal (`roles` claim).",
+            default=""),
+    Setting("WEBSITE_AUTH_ENABLED",
+            "Set by App Service itself (`True`) when App Service Authentication is on; never "
+            "set it by hand. Outside loopback the portal trusts X-MS-CLIENT-PRINCIPAL only "
+            "then, since without it anyone could send that header.", default=""),
+    Setting("PORTAL_KEY",
+            "Local only: a key (16+ characters) that opens the portal without App Service "
+            "Authentication; refused unless PUBLIC_BASE_URL is on 127.0.0.1 or localhost.",
             default="", secret=True),
 )
 
@@ -352,6 +368,43 @@ class MailSettings:
                    smtp_password=_get(env, "SMTP_PASSWORD"))
 
 
+def _names(env: Mapping[str, str], name: str) -> frozenset[str]:
+    values = [v.strip() for v in _get(env, name).split(",") if v.strip()]
+    if any(len(v) > 256 or any(ord(c) < 33 for c in v) for v in values):
+        raise SettingsError(name, "must be comma-separated names without spaces")
+    return frozenset(values)
+
+
+@dataclass(frozen=True)
+class PortalSettings:
+    """Who may open the portal: an Entra group or app role, or locally a key."""
+
+    allowed_groups: frozenset[str] = frozenset()
+    allowed_roles: frozenset[str] = frozenset()
+    key: str = field(default="", repr=False)
+    local: bool = False  # PUBLIC_BASE_URL is loopback: `make run` or tests
+    principal_trusted: bool = False  # App Service Authentication strips forged headers
+    csrf_key: bytes = field(default=b"", repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], onboarding: OnboardingSettings
+                 ) -> PortalSettings:
+        local = onboarding.public_base_url.startswith(("http://127.0.0.1", "http://localhost"))
+        key = _get(env, "PORTAL_KEY")
+        if key and not local:
+            raise SettingsError("PORTAL_KEY", "is for local use only (PUBLIC_BASE_URL is not "
+                                "loopback); use App Service Authentication and "
+                                "PORTAL_ALLOWED_GROUPS or PORTAL_ALLOWED_ROLES")
+        if key and len(key) < 16:
+            raise SettingsError("PORTAL_KEY", "must be at least 16 characters")
+        # a key of its own for CSRF tokens, derived so that no new secret is needed
+        csrf = hmac.new(onboarding.state_key, b"mssp-hub portal csrf", hashlib.sha256).digest()
+        return cls(allowed_groups=_names(env, "PORTAL_ALLOWED_GROUPS"),
+                   allowed_roles=_names(env, "PORTAL_ALLOWED_ROLES"), key=key, local=local,
+                   csrf_key=csrf, principal_trusted=local or _get(
+                       env, "WEBSITE_AUTH_ENABLED").lower() == "true")
+
+
 @dataclass(frozen=True)
 class SiemSettings:
     outputs: tuple = ()  # tuple[shared.siem.outputs.Output, ...]
@@ -379,17 +432,20 @@ class Settings:
     onboarding: OnboardingSettings = field(default_factory=OnboardingSettings)
     mail: MailSettings = field(default_factory=MailSettings)
     siem: SiemSettings = field(default_factory=SiemSettings)
+    portal: PortalSettings = field(default_factory=PortalSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         runtime = env.get("FUNCTIONS_WORKER_RUNTIME", "python")
         if runtime != "python":
             raise SettingsError("FUNCTIONS_WORKER_RUNTIME", "must be `python`")
-        return cls(storage=StorageConnection.from_env(env, "AzureWebJobsStorage"),
-                   identity=IdentitySettings.from_env(env),
-                   fetch=FetchSettings.from_env(env),
-                   onboarding=OnboardingSettings.from_env(env),
+        storage = StorageConnection.from_env(env, "AzureWebJobsStorage")
+        identity = IdentitySettings.from_env(env)
+        fetch = FetchSettings.from_env(env)
+        onboarding = OnboardingSettings.from_env(env)
+        return cls(storage=storage, identity=identity, fetch=fetch, onboarding=onboarding,
                    mail=MailSettings.from_env(env),
+                   portal=PortalSettings.from_env(env, onboarding),
                    siem=SiemSettings.from_env(env))
 
 

@@ -12,6 +12,7 @@ from shared.ingest import Ingestor
 from shared.notify.service import Notifier, transport_for
 from shared.onboarding import Onboarding
 from shared.poison import PoisonLog
+from shared.portal.pages import Portal
 from shared.relay import Relay
 from shared.siem.delivery import Delivery
 from shared.siem.feed import Feed
@@ -68,3 +69,9 @@ def feed() -> Feed:
 def delivery() -> Delivery:
     settings = get_settings()
     return Delivery(settings.storage, feed(), settings.siem.outputs)
+
+
+@functools.cache
+def portal() -> Portal:
+    notify = notifier()
+    return Portal(get_settings(), tenant_admin(), notify.rules, notify.outbox, onboarding())

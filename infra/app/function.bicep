@@ -8,6 +8,8 @@ param deploymentContainerUrl string
 param maximumInstanceCount int
 @description('App settings; PUBLIC_BASE_URL is added from the app\'s own host name.')
 param appSettings object
+@description('Entra ID app that signs MSSP staff in to the portal; empty: no App Service Authentication.')
+param portalLoginClientId string = ''
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName
@@ -66,3 +68,27 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
 
 output name string = app.name
 output defaultHostName string = app.properties.defaultHostName
+
+// App Service Authentication in front of the portal: it signs staff in with Entra ID and
+// passes X-MS-CLIENT-PRINCIPAL (stripping any a client sends). Anonymous requests still
+// reach the app: the consent pages and the function-key API must work without sign-in.
+resource auth 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(portalLoginClientId)) {
+  parent: app
+  name: 'authsettingsV2'
+  properties: {
+    platform: { enabled: true }
+    globalValidation: { requireAuthentication: false, unauthenticatedClientAction: 'AllowAnonymous' }
+    httpSettings: { requireHttps: true }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: portalLoginClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: { allowedAudiences: [ 'api://${portalLoginClientId}', portalLoginClientId ] }
+      }
+    }
+    login: { tokenStore: { enabled: false } }
+  }
+}

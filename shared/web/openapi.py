@@ -16,6 +16,9 @@ _TENANT_ID = {"name": "tenant_id", "in": "path", "required": True,
 _INVITATION_ID = {"name": "invitation_id", "in": "path", "required": True,
                   "schema": {"type": "string"}}
 _KEY = [{"functionKey": []}]
+# the portal: App Service Authentication's principal (a group or app role in the
+# settings), or locally the portal key's session cookie
+_PORTAL = [{"appServicePrincipal": []}, {"portalSession": []}]
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -104,6 +107,70 @@ def _siem_paths() -> dict[str, Any]:
     }
 
 
+def _portal_paths() -> dict[str, Any]:
+    """The portal's HTML pages; forms post urlencoded fields with a `csrf` token."""
+    refused = {"401": _html("nobody signed in"), "403": _html("not an allowed group or "
+                                                              "role, or a bad CSRF token")}
+    form = {"required": True, "content": {"application/x-www-form-urlencoded": {
+        "schema": {"type": "object", "required": ["csrf"],
+                   "properties": {"csrf": {"type": "string"}}}}}}
+    moved = {"303": {"description": "done; to the page to show next"}}
+
+    def page(summary: str, **extra: Any) -> dict[str, Any]:
+        return {"summary": summary, "security": _PORTAL,
+                "responses": {"200": _html(summary), **refused}, **extra}
+
+    def change(summary: str) -> dict[str, Any]:
+        return {"summary": summary, "security": _PORTAL, "requestBody": form,
+                "responses": {**moved, **refused, "404": _html("no such tenant, rule or "
+                                                               "action")}}
+
+    query = [{"name": n, "in": "query", "schema": {"type": "string"}} for n in (
+        "tenant", "severity", "status", "category", "device_group", "range", "before")]
+    action = {"name": "action", "in": "path", "required": True, "schema": {"type": "string"}}
+    return {
+        "/api/portal": {"get": page("Overview: every tenant's health and open alerts")},
+        "/api/portal/alerts": {"get": page("Alerts across tenants, filtered, newest first",
+                                           parameters=query)},
+        "/api/portal/tenants/{tenant_id}": {"parameters": [_TENANT_ID], "get": page(
+            "A tenant: details, runs, rules, notifications, invitations")},
+        "/api/portal/tenants/{tenant_id}/{action}": {
+            "parameters": [_TENANT_ID, {**action, "schema": {
+                "enum": ["pause", "resume", "offboard"]}}],
+            "post": {**change("Pause, resume or offboard"), "responses": {
+                **moved, **refused, "404": _html("no such tenant"),
+                "409": _html("not possible in the current status")}}},
+        "/api/portal/rules/{scope}/{rule_id}/{action}": {
+            "parameters": [{"name": "scope", "in": "path", "required": True,
+                            "schema": {"type": "string"},
+                            "description": "a tenant id, or `global`"},
+                           {"name": "rule_id", "in": "path", "required": True,
+                            "schema": {"type": "string"}},
+                           {**action, "schema": {"enum": ["enable", "disable", "delete"]}}],
+            "post": change("Enable, disable or delete a notification rule")},
+        "/api/portal/invitations": {
+            "get": page("Invitations, with a form for a new one"),
+            "post": {**change("Create an invitation"), "responses": {
+                **moved, **refused, "400": _html("a field is wrong; the form says which")}}},
+        "/api/portal/outbox": {"get": {**page("Emails in MailOutbox (local portal only)"),
+                                       "responses": {"200": _html("emails"), **refused,
+                                                     "404": _html("not local")}}},
+        "/api/portal/login": {
+            "get": {"summary": "Local key login form; `?key=` signs in at once",
+                    "security": [], "responses": {
+                        "200": _html("the form"),
+                        "303": {"description": "signed in: session cookie set"},
+                        "404": _html("key login is off (PORTAL_KEY unset)")}},
+            "post": {"summary": "Sign in with the portal key", "security": [],
+                     "requestBody": {"required": True, "content": {
+                         "application/x-www-form-urlencoded": {"schema": {
+                             "type": "object", "properties": {"key": {"type": "string"}}}}}},
+                     "responses": {"303": {"description": "signed in: session cookie set"},
+                                   "401": _html("wrong key"),
+                                   "404": _html("key login is off")}}},
+    }
+
+
 def document(server_url: str = "/") -> dict[str, Any]:
     tenant = {"$ref": "#/components/schemas/Tenant"}
     invitation = {"$ref": "#/components/schemas/Invitation"}
@@ -185,10 +252,18 @@ def document(server_url: str = "/") -> dict[str, Any]:
             **_rule_paths("/api/rules", []),
             **_rule_paths("/api/tenants/{tenant_id}/rules", [_TENANT_ID]),
             **_siem_paths(),
+            **_portal_paths(),
         },
         "components": {
-            "securitySchemes": {"functionKey": {"type": "apiKey", "in": "header",
-                                                "name": "x-functions-key"}},
+            "securitySchemes": {
+                "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+                "appServicePrincipal": {
+                    "type": "apiKey", "in": "header", "name": "X-MS-CLIENT-PRINCIPAL",
+                    "description": "Set by App Service Authentication (Entra ID) after "
+                                   "sign-in; must carry a group or app role the settings "
+                                   "allow"},
+                "portalSession": {"type": "apiKey", "in": "cookie", "name": "mssp_portal",
+                                  "description": "Local only: set by /api/portal/login"}},
             "schemas": {
                 "Error": {"type": "object", "required": ["error"], "properties": {
                     "error": {"type": "string"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import uuid
 
@@ -19,8 +20,11 @@ from tests.conftest import ROOT
 from tests.integration.ingest_fixtures import ingest_env
 
 FUNCTION_KEY = "e2e-function-key"
+PORTAL_GROUP = "6f1f8a52-0c4e-4a43-9b1e-5d2b7c9e0a11"  # the SOC analysts' Entra group
+PORTAL_ROLE = "Portal.Analyst"
+PORTAL_KEY = "e2e-portal-key-0123456789"
 CACHED = ("ingestor", "fanout", "relay", "poison_log", "onboarding", "tenant_admin",
-          "notifier", "feed", "delivery")
+          "notifier", "feed", "delivery", "portal")
 
 
 def _clear_caches() -> None:
@@ -43,8 +47,10 @@ def app_host(simulator, sim, storage_env, monkeypatch, extra_settings):
                      DIGEST_SCHEDULE="*/2 * * * * *",
                      FETCH_PAGE_SIZE="50", DEVHOST_FUNCTION_KEY=FUNCTION_KEY,
                      DEVHOST_MASTER_KEY="e2e-master-key", MSSP_NAME="Contoso MSSP <Test>",
-                     OPS_EMAIL="ops@mssp.example", SIEM_PUSH_SCHEDULE="*/2 * * * * *",
-                     SIEM_SETTLE_SECONDS="5", **extra_settings)
+                     OPS_EMAIL="ops@mssp.example", PORTAL_ALLOWED_GROUPS=PORTAL_GROUP,
+                     PORTAL_ALLOWED_ROLES=PORTAL_ROLE, PORTAL_KEY=PORTAL_KEY,
+                     SIEM_PUSH_SCHEDULE="*/2 * * * * *", SIEM_SETTLE_SECONDS="5",
+                     **extra_settings)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     _clear_caches()
@@ -76,3 +82,21 @@ def api(app_host):
     session = requests.Session()
     session.headers["x-functions-key"] = FUNCTION_KEY
     return f"{host.http.base_url}/api", session, repo
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless Chromium under Playwright (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    if not os.access("/usr/bin/chromium", os.X_OK):
+        pytest.fail("the portal's browser tests need Debian's chromium: apt-get install "
+                    "chromium (.ci/run does)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", headless=True,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"])
+        yield chromium
+        chromium.close()

@@ -61,6 +61,19 @@ def test_make_run_brings_up_everything_and_alerts_arrive(tmp_path):
         assert len(lines) >= 3
         assert all(labelled(parse_cef(line)[1])["TenantName"] in state["tenants_seeded"]
                    for line in lines)
+
+        # the portal, signed in with the local key: demo tenants, and emails within a minute
+        key = json.loads((tmp_path / "local.settings.json").read_text())["Values"]["PORTAL_KEY"]
+        browser = requests.Session()
+        overview = browser.get(f"{state['portal']}/login", params={"key": key}, timeout=30)
+        assert overview.status_code == 200 and overview.url == state["portal"]
+        assert all(name in overview.text for name in state["tenants_seeded"])
+        outbox = tables.table(storage, "MailOutbox")
+        deadline = time.monotonic() + 60
+        while not any(True for _ in outbox.list_entities(results_per_page=1)) \
+                and time.monotonic() < deadline:
+            time.sleep(1)
+        assert "soc@mssp.example" in browser.get(f"{state['portal']}/outbox", timeout=30).text
         azurite_pid = state["azurite_pid"]
     except BaseException:
         proc.kill()
@@ -70,4 +83,5 @@ def test_make_run_brings_up_everything_and_alerts_arrive(tmp_path):
     output = stop(proc)
     assert proc.returncode == 0, output[-3000:]
     assert "mssp-hub is running" in output
+    assert f"/api/portal/login?key={key}" in output
     assert not _alive(azurite_pid)

@@ -41,5 +41,9 @@ def test_keyed_routes_say_so_and_references_resolve():
             if method == "parameters":
                 continue
             anonymous = path.startswith(("/api/health", "/api/openapi", "/api/onboard",
-                                         "/api/consent"))
+                                         "/api/consent", "/api/portal/login"))
+            portal = path.startswith("/api/portal") and not anonymous
             assert (op["security"] == []) == anonymous, (path, method)
+            # the portal is anonymous to the Functions host but checks its own sign-in
+            assert ({"appServicePrincipal", "portalSession"} <= {
+                name for s in op["security"] for name in s}) == portal, (path, method)

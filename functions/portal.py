@@ -1,0 +1,79 @@
+"""The MSSP portal's pages (HTML). Anonymous at the Functions level on purpose: App
+Service Authentication sits in front in Azure, and shared.portal checks who may enter."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import parse_qsl
+
+import azure.functions as func
+
+from shared import services
+from shared.portal.pages import Request, Response
+
+bp = func.Blueprint()
+MAX_FORM = 64_000
+
+
+def _serve(req: func.HttpRequest, view: Callable[[Request], Response]) -> func.HttpResponse:
+    body = req.get_body() or b""
+    form: dict[str, str] = {}
+    if req.method == "POST" and len(body) <= MAX_FORM:
+        form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    request = Request(method=req.method, headers={k.lower(): v for k, v in req.headers.items()},
+                      params=dict(req.params), route=dict(req.route_params), form=form)
+    response = view(request)
+    return func.HttpResponse(response.body, status_code=response.status,
+                             headers=response.headers)
+
+
+@bp.function_name("portal_overview")
+@bp.route(route="portal", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def portal_overview(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, services.portal().overview)
+
+
+@bp.function_name("portal_alerts")
+@bp.route(route="portal/alerts", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def portal_alerts(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, services.portal().alerts)
+
+
+@bp.function_name("portal_tenant")
+@bp.route(route="portal/tenants/{tenant_id}", methods=["GET"],
+          auth_level=func.AuthLevel.ANONYMOUS)
+def portal_tenant(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, services.portal().tenant)
+
+
+@bp.function_name("portal_tenant_action")
+@bp.route(route="portal/tenants/{tenant_id}/{action:alpha}", methods=["POST"],
+          auth_level=func.AuthLevel.ANONYMOUS)
+def portal_tenant_action(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, services.portal().tenant_action)
+
+
+@bp.function_name("portal_rule_action")
+@bp.route(route="portal/rules/{scope}/{rule_id}/{action:alpha}", methods=["POST"],
+          auth_level=func.AuthLevel.ANONYMOUS)
+def portal_rule_action(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, services.portal().rule_action)
+
+
+@bp.function_name("portal_invitations")
+@bp.route(route="portal/invitations", methods=["GET", "POST"],
+          auth_level=func.AuthLevel.ANONYMOUS)
+def portal_invitations(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, services.portal().invitations)
+
+
+@bp.function_name("portal_outbox")
+@bp.route(route="portal/outbox", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def portal_outbox(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, services.portal().outbox_page)
+
+
+@bp.function_name("portal_login")
+@bp.route(route="portal/login", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def portal_login(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, services.portal().login)

@@ -1,0 +1,285 @@
+"""The portal's pages: authorise the request, read, render; forms that change something
+check a CSRF token and where the browser says the form came from, then redirect (303).
+
+Requests and responses are plain data here; functions/portal.py maps them to HTTP.
+Changes go through the same services as the admin API (TenantAdmin, RuleRepository,
+Onboarding), so the portal can do nothing the API would refuse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from azure.data.tables import TableClient
+
+from shared.config import Settings
+from shared.model import Tenant, TenantStatus, parse_tenant_id
+from shared.notify.rules import GLOBAL, Rule, RuleRepository
+from shared.onboarding import Onboarding, parse_invitation
+from shared.portal import auth, queries
+from shared.portal.chart import daily_chart
+from shared.storage import tables
+from shared.storage.runs import RunHistory
+from shared.tenant_admin import Conflict, TenantAdmin
+from shared.validation import ValidationError
+from shared.web.pages import SECURITY_HEADERS, csp, render
+
+BASE = "/api/portal"
+DONE = {"pause": "Fetching is paused.", "resume": "Fetching resumes with the next run.",
+        "offboard": "The tenant is offboarded.", "enable": "The rule is enabled.",
+        "disable": "The rule is disabled.", "delete": "The rule is deleted.",
+        "invite": "The invitation is ready: send its link to the customer."}
+# failing and revoked first: they need someone to act
+RANK = {TenantStatus.CONSENT_REVOKED: 0, TenantStatus.UNAVAILABLE: 0, TenantStatus.ACTIVE: 2,
+        TenantStatus.PAUSED: 3, TenantStatus.OFFBOARDED: 4}
+
+
+@dataclass
+class Request:
+    method: str
+    headers: dict[str, str]  # lower-case names
+    params: dict[str, str] = field(default_factory=dict)  # query string
+    route: dict[str, str] = field(default_factory=dict)
+    form: dict[str, str] = field(default_factory=dict)  # POSTed fields
+
+
+@dataclass
+class Response:
+    status: int
+    body: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _redirect(location: str, **extra: str) -> Response:
+    return Response(303, headers={"Location": location, **SECURITY_HEADERS, **extra})
+
+
+def rank(tenant: Tenant) -> tuple[int, int, str]:
+    failing = tenant.status == TenantStatus.ACTIVE and tenant.consecutive_failures > 0
+    return (1 if failing else RANK[tenant.status], -tenant.consecutive_failures,
+            tenant.display_name.lower())
+
+
+class Portal:
+    def __init__(self, settings: Settings, admin: TenantAdmin, rules: RuleRepository,
+                 outbox: TableClient, onboarding: Onboarding) -> None:
+        self.settings, self.cfg = settings, settings.portal
+        self.admin, self.rules, self.outbox, self.onboarding = admin, rules, outbox, onboarding
+        self.runs = RunHistory(tables.table(settings.storage, tables.RUN_HISTORY))
+        base = urlsplit(settings.onboarding.public_base_url)
+        self.origins = {f"{base.scheme}://{base.netloc}".lower()}
+
+    # plumbing ---------------------------------------------------------------------------
+    def _page(self, template: str, status: int = 200, principal: auth.Principal | None = None,
+              **context: Any) -> Response:
+        body = render(template, mssp_name=self.settings.onboarding.mssp_name,
+                      principal=principal, local=self.cfg.local, base=BASE,
+                      csrf=auth.csrf_token(self.cfg, principal) if principal else "",
+                      key_login=bool(self.cfg.key), **context)
+        return Response(status, body, {**SECURITY_HEADERS, "Content-Security-Policy": csp(),
+                                       "Content-Type": "text/html; charset=utf-8",
+                                       # no-referrer would make a form's Origin "null"
+                                       "Referrer-Policy": "same-origin"})
+
+    def _denied(self, exc: auth.Denied) -> Response:
+        return self._page("portal/denied.html", exc.status, reason=str(exc),
+                          signed_in=exc.status == 403)
+
+    def _guard(self, request: Request, view: Callable[[Request, auth.Principal], Response]
+               ) -> Response:
+        try:
+            principal = auth.authenticate(self.cfg, request.headers)
+        except auth.Denied as exc:
+            return self._denied(exc)
+        forged = request.method == "POST" and not (self._from_here(request) and auth.csrf_ok(
+            self.cfg, principal, request.form.get("csrf", "")))
+        if forged:
+            return self._page("portal/denied.html", 403, principal=principal, signed_in=True,
+                              reason="This form expired or did not come from this portal. "
+                                     "Reload the page and try again.")
+        return view(request, principal)
+
+    def _from_here(self, request: Request) -> bool:
+        """The browser says the request came from our own pages (PUBLIC_BASE_URL or the
+        host it was sent to: a cross-site page cannot choose either)."""
+        host = request.headers.get("host", "")
+        origins = self.origins | ({f"http://{host}".lower(), f"https://{host}".lower()}
+                                  if host else set())
+        return auth.same_origin(request.headers, origins)
+
+    def _tenants(self) -> list[Tenant]:
+        return sorted(self.admin.tenants.all(), key=rank)
+
+    # pages ------------------------------------------------------------------------------
+    def overview(self, request: Request) -> Response:
+        return self._guard(request, self._overview)
+
+    def _overview(self, request: Request, principal: auth.Principal) -> Response:
+        now = datetime.now(UTC)
+        tenants = self._tenants()
+        counted = queries.per_tenant(tenants, lambda t: queries.tenant_alert_counts(
+            self.admin.alerts, t.tenant_id, now))
+        per_day: dict[tuple[str, str], int] = {}
+        for _, counts in counted:
+            for key, n in counts.per_day.items():
+                per_day[key] = per_day.get(key, 0) + n
+        rows = [{"tenant": t, "counts": counts, "lag": _lag(t.last_success_at, now)}
+                for t, counts in counted]
+        return self._page("portal/overview.html", principal=principal, rows=rows,
+                          severities=queries.SEVERITIES, now=now,
+                          chart=daily_chart(per_day, now.date(), queries.CHART_DAYS))
+
+    def alerts(self, request: Request) -> Response:
+        return self._guard(request, self._alerts)
+
+    def _alerts(self, request: Request, principal: auth.Principal) -> Response:
+        tenants = self._tenants()
+        flt = queries.AlertFilter.parse(request.params, {t.tenant_id for t in tenants})
+        page = queries.search_alerts(self.admin.alerts, tenants, flt)
+        next_url = (f"{BASE}/alerts?{urlencode(flt.params(before=page.next_before))}"
+                    if page.next_before else "")
+        return self._page("portal/alerts.html", principal=principal, tenants=tenants,
+                          flt=flt, page=page, next_url=next_url,
+                          first_url=f"{BASE}/alerts?{urlencode(flt.params())}",
+                          severities=queries.SEVERITIES, statuses=queries.STATUSES,
+                          ranges=list(queries.RANGES))
+
+    def tenant(self, request: Request) -> Response:
+        return self._guard(request, self._tenant)
+
+    def _find(self, tenant_id: str) -> Tenant | None:
+        try:
+            return self.admin.tenants.get(parse_tenant_id(tenant_id))
+        except ValueError:
+            return None
+
+    def _not_found(self, principal: auth.Principal, what: str) -> Response:
+        return self._page("portal/message.html", 404, principal=principal,
+                          heading="Not found", message=f"There is no such {what}.")
+
+    def _tenant(self, request: Request, principal: auth.Principal, status: int = 200,
+                error: str = "") -> Response:
+        tenant = self._find(request.route.get("tenant_id", ""))
+        if tenant is None:
+            return self._not_found(principal, "tenant")
+        tid = tenant.tenant_id
+        invitations = [i for i in self.onboarding.list_invitations()
+                       if tid in (i.tenant_id, i.expected_tenant)]
+        applying = [r for r in self.rules.list(GLOBAL)
+                    if (not r.tenants or tid in r.tenants) and tid not in r.exclude_tenants]
+        return self._page("portal/tenant.html", status, principal=principal, tenant=tenant,
+                          now=datetime.now(UTC), lag=_lag(tenant.last_success_at),
+                          runs=self.runs.recent(tid, 20), own_rules=self.rules.list(tid),
+                          global_rules=applying, invitations=invitations,
+                          link=self.onboarding.link,
+                          emails=queries.emails(self.outbox, tid, limit=20),
+                          done=DONE.get(request.params.get("done", ""), ""), error=error)
+
+    def tenant_action(self, request: Request) -> Response:
+        return self._guard(request, self._tenant_action)
+
+    def _tenant_action(self, request: Request, principal: auth.Principal) -> Response:
+        tenant = self._find(request.route.get("tenant_id", ""))
+        if tenant is None:
+            return self._not_found(principal, "tenant")
+        action = request.route.get("action", "")
+        try:
+            if action == "pause":
+                self.admin.pause(tenant)
+            elif action == "resume":
+                self.admin.resume(tenant)
+            elif action == "offboard":
+                self.admin.offboard(tenant, request.form.get("delete_alerts") == "yes")
+            else:
+                return self._not_found(principal, "action")
+        except Conflict as exc:
+            return self._tenant(request, principal, 409, error=str(exc))
+        return _redirect(f"{BASE}/tenants/{tenant.tenant_id}?done={action}")
+
+    def rule_action(self, request: Request) -> Response:
+        return self._guard(request, self._rule_action)
+
+    def _rule_action(self, request: Request, principal: auth.Principal) -> Response:
+        scope = request.route.get("scope", "")
+        if scope != "global":
+            tenant = self._find(scope)
+            if tenant is None:
+                return self._not_found(principal, "tenant")
+            scope = tenant.tenant_id
+        rule: Rule | None = self.rules.get(GLOBAL if scope == "global" else scope,
+                                           request.route.get("rule_id", ""))
+        action = request.route.get("action", "")
+        if rule is None or action not in ("enable", "disable", "delete"):
+            return self._not_found(principal, "rule or action")
+        if action == "delete":
+            self.rules.delete(rule.scope, rule.id)
+        else:
+            rule.enabled = action == "enable"
+            self.rules.save(rule)
+        back = request.form.get("back", "")
+        try:
+            target = f"{BASE}/tenants/{parse_tenant_id(back)}"
+        except ValueError:
+            target = BASE
+        return _redirect(f"{target}?done={action}")
+
+    def invitations(self, request: Request) -> Response:
+        return self._guard(request, self._invitations)
+
+    def _invitations(self, request: Request, principal: auth.Principal) -> Response:
+        status, errors = 200, []
+        if request.method == "POST":
+            body: dict[str, Any] = {k: request.form.get(k, "") for k in (
+                "display_name", "contact_email", "expected_tenant")}
+            try:
+                self.onboarding.create_invitation(parse_invitation(body))
+            except ValidationError as exc:
+                status, errors = 400, exc.errors
+            else:
+                return _redirect(f"{BASE}/invitations?done=invite")
+        return self._page("portal/invitations.html", status, principal=principal,
+                          invitations=self.onboarding.list_invitations(),
+                          link=self.onboarding.link, errors=errors, form=request.form,
+                          done=DONE.get(request.params.get("done", ""), ""),
+                          now=datetime.now(UTC))
+
+    def outbox_page(self, request: Request) -> Response:
+        return self._guard(request, self._outbox)
+
+    def _outbox(self, request: Request, principal: auth.Principal) -> Response:
+        if not self.cfg.local:
+            return self._not_found(principal, "page here (the outbox is shown locally only)")
+        names = {t.tenant_id: t.display_name for t in self.admin.tenants.all()}
+        return self._page("portal/outbox.html", principal=principal, names=names,
+                          emails=queries.emails(self.outbox, limit=100))
+
+    def login(self, request: Request) -> Response:
+        """Local key login: a form, or the key once in the URL; sets a session cookie."""
+        if not self.cfg.key:
+            return self._page("portal/message.html", 404, heading="Key login is off",
+                              message="This portal signs you in with Microsoft Entra ID.")
+        given = request.form.get("key", "") if request.method == "POST" \
+            else request.params.get("key", "")
+        if request.method == "POST" and not self._from_here(request):
+            return self._page("portal/login.html", 403, error="Sign in from this portal.")
+        if given and auth.key_matches(self.cfg, given):
+            cookie = (f"{auth.SESSION_COOKIE}={auth.session_value(self.cfg.key)}; "
+                      f"Path={BASE}; HttpOnly; SameSite=Strict")
+            return _redirect(BASE, **{"Set-Cookie": cookie})
+        return self._page("portal/login.html", 401 if given else 200,
+                          error="That key is not right." if given else "")
+
+
+def _lag(when: datetime | None, now: datetime | None = None) -> str:
+    """How long since the last successful fetch, in words."""
+    if when is None:
+        return "never fetched"
+    seconds = max(0, int(((now or datetime.now(UTC)) - when).total_seconds()))
+    for unit, size in (("d", 86_400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"

@@ -1,0 +1,146 @@
+"""The portal's parts without I/O: who gets in, which forms count, filters, the chart."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from shared.config import SettingsError
+from shared.portal import auth
+from shared.portal.chart import daily_chart
+from shared.portal.queries import AlertFilter
+from tests.helpers import settings
+
+GROUP = "6f1f8a52-0c4e-4a43-9b1e-5d2b7c9e0a11"
+
+
+def _portal(**overrides: str):
+    return settings(PORTAL_ALLOWED_GROUPS=f"{GROUP}, other-group",
+                    PORTAL_ALLOWED_ROLES="Portal.Analyst", **overrides).portal
+
+
+def _header(claims: list[dict[str, str]], **extra: str) -> str:
+    return base64.b64encode(json.dumps({"claims": claims, **extra}).encode()).decode()
+
+
+def test_a_member_of_an_allowed_group_or_role_gets_in():
+    cfg = _portal()
+    who = auth.authenticate(cfg, {auth.PRINCIPAL_HEADER: _header([
+        {"typ": "groups", "val": GROUP}, {"typ": "name", "val": "Ana"},
+        {"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier",
+         "val": "oid-1"}])})
+    assert (who.id, who.name, who.via) == ("oid-1", "Ana", "entra")
+    # the role claim type App Service names in role_typ counts as a role
+    who = auth.authenticate(cfg, {auth.PRINCIPAL_HEADER: _header(
+        [{"typ": "urn:role", "val": "Portal.Analyst"}], role_typ="urn:role")})
+    assert who.via == "entra"
+
+
+@pytest.mark.parametrize(("header", "status"), [
+    (None, 401),
+    ("%%%not base64", 401),
+    (base64.b64encode(b"[1, 2]").decode(), 401),
+    (_header([{"typ": "groups", "val": "someone-else"}]), 403),
+    (_header([{"typ": "roles", "val": GROUP}]), 403),  # a group id is not a role
+    (_header([{"typ": "name", "val": GROUP}]), 403),  # nor is any other claim
+])
+def test_anyone_else_is_refused(header, status):
+    headers = {auth.PRINCIPAL_HEADER: header} if header else {}
+    with pytest.raises(auth.Denied) as denied:
+        auth.authenticate(_portal(), headers)
+    assert denied.value.status == status
+
+
+def test_with_no_groups_or_roles_configured_nobody_gets_in():
+    with pytest.raises(auth.Denied) as denied:
+        auth.authenticate(settings().portal, {auth.PRINCIPAL_HEADER: _header(
+            [{"typ": "groups", "val": GROUP}])})
+    assert denied.value.status == 403
+
+
+def test_in_azure_the_header_counts_only_behind_app_service_authentication():
+    header = {auth.PRINCIPAL_HEADER: _header([{"typ": "groups", "val": GROUP}])}
+    azure = {"PUBLIC_BASE_URL": "https://mssp.azurewebsites.net"}
+    with pytest.raises(auth.Denied) as denied:
+        auth.authenticate(_portal(**azure), header)
+    assert denied.value.status == 401 and "not turned on" in str(denied.value)
+    assert auth.authenticate(_portal(**azure, WEBSITE_AUTH_ENABLED="True"), header)
+
+
+def test_the_local_key_opens_it_by_cookie_or_header_never_by_its_own_value_in_a_cookie():
+    cfg = _portal(PORTAL_KEY="local-key-0123456789")
+    cookie = f"{auth.SESSION_COOKIE}={auth.session_value(cfg.key)}"
+    assert auth.authenticate(cfg, {"cookie": cookie}).via == "key"
+    assert auth.authenticate(cfg, {auth.KEY_HEADER: cfg.key}).via == "key"
+    for headers in ({"cookie": f"{auth.SESSION_COOKIE}={cfg.key}"},
+                    {"cookie": f"{auth.SESSION_COOKIE}=x"}, {auth.KEY_HEADER: "nope"},
+                    {"cookie": "\x00garbage;;="}):
+        with pytest.raises(auth.Denied):
+            auth.authenticate(cfg, headers)
+
+
+def test_the_key_is_for_loopback_only_and_long_enough():
+    with pytest.raises(SettingsError) as err:
+        settings(PORTAL_KEY="local-key-0123456789",
+                 PUBLIC_BASE_URL="https://mssp.azurewebsites.net")
+    assert err.value.setting == "PORTAL_KEY" and "local-key" not in str(err.value)
+    with pytest.raises(SettingsError):
+        settings(PORTAL_KEY="short")
+    assert "local-key" not in repr(settings(PORTAL_KEY="local-key-0123456789"))
+
+
+def test_csrf_tokens_are_bound_to_the_principal_and_expire():
+    cfg = _portal()
+    ana = auth.Principal("oid-ana", "Ana", "entra")
+    bob = auth.Principal("oid-bob", "Bob", "entra")
+    token = auth.csrf_token(cfg, ana)
+    assert auth.csrf_ok(cfg, ana, token)
+    assert not auth.csrf_ok(cfg, bob, token)
+    assert not auth.csrf_ok(cfg, auth.Principal("oid-ana", "Ana", "key"), token)
+    assert not auth.csrf_ok(cfg, ana, token + "0")
+    assert not auth.csrf_ok(cfg, ana, "")
+    later = datetime.now(UTC).timestamp() + auth.CSRF_SECONDS + 5
+    assert not auth.csrf_ok(cfg, ana, token, now=later)
+    other = settings(ONBOARDING_STATE_KEY="another-state-key-0123456789-abcdefgh").portal
+    assert not auth.csrf_ok(other, ana, token)
+
+
+@pytest.mark.parametrize(("headers", "ok"), [
+    ({"origin": "http://127.0.0.1:7071", "sec-fetch-site": "same-origin"}, True),
+    ({}, True),  # an old or non-browser client: the token alone decides
+    ({"origin": "https://evil.example"}, False),
+    ({"origin": "null"}, False),
+    ({"sec-fetch-site": "cross-site"}, False),
+    ({"sec-fetch-site": "same-site", "origin": "http://127.0.0.1:7071"}, False),
+])
+def test_forms_must_come_from_the_portal_itself(headers, ok):
+    assert auth.same_origin(headers, {"http://127.0.0.1:7071"}) is ok
+
+
+def test_alert_filters_ignore_unknown_values_and_run_in_the_table_service():
+    flt = AlertFilter.parse({"tenant": "t1", "severity": "Nope", "status": "open",
+                             "category": " Ransomware ", "range": "999d",
+                             "before": "garbage"}, {"t1"})
+    assert (flt.tenant, flt.severity, flt.range, flt.before) == ("t1", "", "7d", None)
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    text, params = flt.query("t1", now)
+    assert "(Status eq 'New' or Status eq 'InProgress')" in text
+    assert "Category eq @category" in text and params["category"] == "Ransomware"
+    assert params["since"] == now - timedelta(days=7)
+    assert AlertFilter.parse({"tenant": "not-ours"}, {"t1"}).tenant == ""
+
+
+def test_the_chart_stacks_severities_per_day_and_scales():
+    today = date(2026, 12, 1)
+    chart = daily_chart({("2026-12-01", "High"): 3, ("2026-12-01", "Low"): 4,
+                         ("2026-11-30", "Medium"): 1, ("2026-10-01", "High"): 50}, today)
+    assert chart.total == 8 and len(chart.days) == 14 and chart.days[-1][1] == "01 Dec"
+    high, low = [b for b in chart.bars if b.label.startswith("2026-12-01")]
+    assert high.y + high.height == chart.baseline  # High at the bottom
+    assert low.y + low.height == high.y
+    assert chart.ticks[-1][1] == 10  # 7 rounds up to a readable top
+    assert {s: n for s, _, n in chart.legend} == {
+        "High": 3, "Medium": 1, "Low": 4, "Informational": 0}
