@@ -74,4 +74,5 @@ def delivery() -> Delivery:
 @functools.cache
 def portal() -> Portal:
     notify = notifier()
-    return Portal(get_settings(), tenant_admin(), notify.rules, notify.outbox, onboarding())
+    return Portal(get_settings(), tenant_admin(), notify.rules, notify.outbox, onboarding(),
+                  siem_status=lambda: delivery().status())

@@ -66,8 +66,10 @@ def rank(tenant: Tenant) -> tuple[int, int, str]:
 
 class Portal:
     def __init__(self, settings: Settings, admin: TenantAdmin, rules: RuleRepository,
-                 outbox: TableClient, onboarding: Onboarding) -> None:
+                 outbox: TableClient, onboarding: Onboarding,
+                 siem_status: Callable[[], list[dict[str, Any]]] = list) -> None:
         self.settings, self.cfg = settings, settings.portal
+        self.siem_status = siem_status
         self.admin, self.rules, self.outbox, self.onboarding = admin, rules, outbox, onboarding
         self.runs = RunHistory(tables.table(settings.storage, tables.RUN_HISTORY))
         base = urlsplit(settings.onboarding.public_base_url)
@@ -130,7 +132,7 @@ class Portal:
         rows = [{"tenant": t, "counts": counts, "lag": _lag(t.last_success_at, now)}
                 for t, counts in counted]
         return self._page("portal/overview.html", principal=principal, rows=rows,
-                          severities=queries.SEVERITIES, now=now,
+                          severities=queries.SEVERITIES, now=now, outputs=self.siem_status(),
                           chart=daily_chart(per_day, now.date(), queries.CHART_DAYS))
 
     def alerts(self, request: Request) -> Response:

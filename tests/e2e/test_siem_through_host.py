@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
 
 from shared.siem.senders import signature
+from tests.e2e.conftest import PORTAL_KEY
 from tests.e2e.test_ingest_through_host import _seed
 from tests.integration.devhost_fixtures import wait_for
 
@@ -74,6 +76,8 @@ def test_alerts_reach_the_pull_api_and_a_webhook(api, simulator, sim, hook):
             SECRET, headers["X-Mssp-Hub-Timestamp"], body)
     outputs = session.get(f"{base}/siem/outputs", timeout=10).json()["outputs"]
     assert outputs[0]["name"] == "soc-hook" and outputs[0]["failures"] == 0
+    portal = requests.get(f"{base}/portal/login", params={"key": PORTAL_KEY}, timeout=10)
+    assert portal.status_code == 200 and 'data-output="soc-hook"' in portal.text
     health = session.get(f"{base}/health", timeout=10).json()
     assert health["siem_outputs"][0]["name"] == "soc-hook"
     assert health["siem_outputs"][0]["lag_seconds"] < 60
