@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     state = {"pid": os.getpid(), "http": host.http.base_url if host.http else None,
              "azurite": ({**azurite.ports, "pid": azurite.process.pid} if azurite else None)}
     (root / ".local").mkdir(exist_ok=True)
-    (root / ".local" / "devhost.json").write_text(json.dumps(state, indent=2))
+    partial = root / ".local" / "devhost.json.tmp"
+    partial.write_text(json.dumps(state, indent=2))
+    partial.replace(root / ".local" / "devhost.json")  # appears whole, just after start
     if host.http:
         for f in host.functions:
             if f.trigger_type == "httpTrigger":

@@ -72,7 +72,11 @@ def test_devhost_serves_health_with_its_own_azurite_and_stops_cleanly(tmp_path: 
         key = settings["Values"]["DEVHOST_FUNCTION_KEY"]
         assert len(key) >= 24 and "replace" not in key
         assert (tmp_path / "local.settings.json").stat().st_mode & 0o077 == 0
-        state = json.loads((tmp_path / ".local" / "devhost.json").read_text())
+        state_file = tmp_path / ".local" / "devhost.json"
+        deadline = time.monotonic() + 20  # written just after the host starts serving
+        while not state_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        state = json.loads(state_file.read_text())
         azurite_pid = state["azurite"]["pid"]
         assert _alive(azurite_pid)
     finally:
