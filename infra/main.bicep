@@ -80,6 +80,7 @@ var tableNames = [
   'NotifyLedger'
   'MailOutbox'
   'NotifyDigest'
+  'FanoutLedger'
 ]
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {

@@ -18,6 +18,7 @@ INGEST_STATE = "IngestState"
 RUN_HISTORY = "RunHistory"
 POISON_LOG = "PoisonLog"
 APP_HEALTH = "AppHealth"
+FANOUT_LEDGER = "FanoutLedger"
 
 FETCH_QUEUE = "fetch-requests"
 RELAY_QUEUE = "alert-relay"
