@@ -180,12 +180,13 @@ def submit_transaction(client: TableClient, operations: Iterable[Operation]
         "MaxDataServiceVersion": "3.0;NetFx", "Accept": "application/json",
         "Content-Type": f"multipart/mixed; boundary={boundary}"})
     response = client._client.send_request(request, stream=True)  # its pipeline
+    content = response.read()
     if response.status_code == 413:
         raise _decode_error(response, error_message="The transaction request was too large",
                             error_type=RequestTooLargeError)
     if response.status_code != 202:
         raise _decode_error(response)
-    parts = decode(response.read())
+    parts = decode(content)
     for status, _, part_body in parts:
         if not 200 <= status < 300:
             raise _part_error(status, part_body)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import EdmType, TableTransactionError, UpdateMode
 
 from shared.model import Cursor
@@ -167,3 +167,14 @@ def test_decode_reads_a_whole_batch_refusal_outside_a_changeset():
                b"--batchresponse_1--\r\n")
     ((status, _, body),) = batch.decode(content)
     assert status == 400 and json.loads(body)["odata.error"]["code"] == "InvalidInput"
+
+
+def test_a_missing_table_raises_the_sdk_error(storage_env):
+    missing = storage_env.table_service().get_table_client(f"Missing{uuid.uuid4().hex[:8]}")
+    with pytest.raises(HttpResponseError) as ours:
+        batch.submit_transaction(missing, [("upsert", {"PartitionKey": "p", "RowKey": "r"})])
+    with pytest.raises(HttpResponseError) as sdk:
+        missing.submit_transaction([("upsert", {"PartitionKey": "p", "RowKey": "r"})])
+    assert type(ours.value) is type(sdk.value)
+    assert (ours.value.status_code, ours.value.error_code) == (sdk.value.status_code,
+                                                               sdk.value.error_code)
