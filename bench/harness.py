@@ -34,7 +34,9 @@ class Env:
                "MSSP_CLIENT_SECRET": self.info["client_secret"],
                "MSSP_AUTHORITY_HOST": self.info["base_url"],
                "MSSP_DEFENDER_API_BASE": self.info["base_url"],
-               "MSSP_CA_BUNDLE": self.info["ca_path"], **overrides}
+               "MSSP_CA_BUNDLE": self.info["ca_path"],
+               "ONBOARDING_STATE_KEY": "bench-state-key-0123456789-abcdefghijklmnop",
+               **overrides}
         return Settings.from_env(env)
 
 

@@ -57,7 +57,8 @@ def main() -> None:
                      "MSSP_CLIENT_SECRET": env.info["client_secret"],
                      "MSSP_AUTHORITY_HOST": env.info["base_url"],
                      "MSSP_DEFENDER_API_BASE": env.info["base_url"],
-                     "MSSP_CA_BUNDLE": env.info["ca_path"], "FETCH_PAGE_SIZE": "10000"}
+                     "MSSP_CA_BUNDLE": env.info["ca_path"], "FETCH_PAGE_SIZE": "10000",
+                     "ONBOARDING_STATE_KEY": "bench-state-key-0123456789-abcdefghijklmnop"}
         for size in (args.small, args.large):
             tenant_id = env.sim.add_tenant(f"Mem {size}", consent=[client_id])["id"]
             for start in range(0, size, 10_000):

@@ -97,6 +97,7 @@ var tableNames = [
   'NotifyDigest'
   'SiemFeed'
   'SiemDelivery'
+  'FanoutLedger'
 ]
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {

@@ -43,8 +43,9 @@ def summary(alert: dict[str, Any], string_limit: int = 2_000, evidence_items: in
     out = {k: _clip(alert.get(k), string_limit) for k in SUMMARY_FIELDS}
     evidence = alert.get("evidence") or []
     out["evidenceCount"] = len(evidence)
-    out["evidence"] = [{k: _clip(item.get(k), min(string_limit, 512)) for k in EVIDENCE_FIELDS
-                        if item.get(k) is not None}
+    limit = min(string_limit, 512)
+    out["evidence"] = [{k: _clip(v, limit) for k in EVIDENCE_FIELDS
+                        if (v := item.get(k)) is not None}
                        for item in evidence[:evidence_items] if isinstance(item, dict)]
     return out
 

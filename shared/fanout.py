@@ -1,10 +1,11 @@
 """The timer's fan-out: one fetch message per active tenant that is not already queued,
-running or throttled; sent concurrently so 10,000 tenants take seconds."""
+running or throttled; sent concurrently (a lean queue sender) so 10,000 tenants take
+seconds, and remembered in one ledger row per run rather than a write per tenant."""
 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -14,10 +15,14 @@ from shared.messages import FetchRequest
 from shared.model import Tenant, TenantStatus
 from shared.storage import tables
 from shared.storage.connection import StorageConnection
+from shared.storage.fanout_ledger import FanoutLedger
+from shared.storage.queue_sender import QueueSender
 from shared.storage.tenants import TenantRepository
 
 log = logging.getLogger("mssp_hub.fanout")
-SENDERS = 16
+SENDERS = 8  # concurrent puts; more did not help (bench/fanout.py)
+LEDGER_EVERY = 2_500  # enqueued tenants between ledger writes during a run
+_DUE_FIELDS = ("fetch_queued_at", "fetch_cleared_at", "throttled_until")
 
 
 @dataclass
@@ -29,12 +34,19 @@ class FanoutResult:
     past_due: bool = False
 
 
-def due(tenant: Tenant, now: datetime) -> str:
-    """'' if the tenant should be fetched now, else why not."""
+def due(tenant: Tenant, now: datetime, fanned_out_at: datetime | None = None) -> str:
+    """'' if the tenant should be fetched now, else why not.
+
+    Queued means: a worker re-queued it (`fetch_queued_at`), or a recent fan-out did
+    (`fanned_out_at`, from the ledger) and nothing cleared the tenant since.
+    """
     if tenant.throttled_until and tenant.throttled_until > now:
         return "throttled"
-    if tenant.fetch_queued_at and tenant.fetch_queued_at > now - timedelta(
-            seconds=PENDING_SECONDS):
+    queued = tenant.fetch_queued_at
+    if fanned_out_at and not (tenant.fetch_cleared_at
+                              and tenant.fetch_cleared_at >= fanned_out_at):
+        queued = max(queued, fanned_out_at) if queued else fanned_out_at
+    if queued and queued > now - timedelta(seconds=PENDING_SECONDS):
         return "pending"
     return ""
 
@@ -42,20 +54,15 @@ def due(tenant: Tenant, now: datetime) -> str:
 class Fanout:
     def __init__(self, storage: StorageConnection) -> None:
         self.tenants = TenantRepository(tables.table(storage, tables.TENANTS))
-        self.queue = tables.queue(storage, tables.FETCH_QUEUE)
+        self.ledger = FanoutLedger(tables.table(storage, tables.FANOUT_LEDGER))
+        tables.queue(storage, tables.FETCH_QUEUE)
+        self.queue = QueueSender(storage, tables.FETCH_QUEUE)
 
     def run(self, past_due: bool = False) -> FanoutResult:
         now = datetime.now(UTC)
         result = FanoutResult(past_due=past_due)
-        todo = []
-        for tenant in self.tenants.with_status(TenantStatus.ACTIVE):
-            why = due(tenant, now)
-            if why == "throttled":
-                result.throttled += 1
-            elif why == "pending":
-                result.pending += 1
-            else:
-                todo.append(tenant.tenant_id)
+        since = now - timedelta(seconds=PENDING_SECONDS)
+        marks = self.ledger.recent(since)
 
         def send(tenant_id: str) -> tuple[str, str]:
             try:
@@ -64,14 +71,36 @@ class Fanout:
             except Exception as exc:  # one tenant's failure never stops the others
                 return tenant_id, clean(f"{type(exc).__name__}: {exc}", 300)
 
+        # sends start while the registry is still being read; the ledger is written as
+        # they complete, so a run that dies part-way has marked (nearly) all it sent
         with ThreadPoolExecutor(SENDERS, thread_name_prefix="fanout") as pool:
-            for tenant_id, error in pool.map(send, todo):
-                if error:
-                    result.failed[tenant_id] = error
-                else:
-                    result.enqueued.append(tenant_id)
-        self.tenants.merge_many({"RowKey": t, "fetch_queued_at": now} for t in result.enqueued)
+            sending: list[Future[tuple[str, str]]] = []
+            try:
+                for tenant in self.tenants.with_status(TenantStatus.ACTIVE, _DUE_FIELDS):
+                    why = due(tenant, now, marks.get(tenant.tenant_id))
+                    if why == "throttled":
+                        result.throttled += 1
+                    elif why == "pending":
+                        result.pending += 1
+                    else:
+                        sending.append(pool.submit(send, tenant.tenant_id))
+            finally:  # also when the registry read fails part-way: mark what was sent
+                self._collect(sending, result, now)
+        self.ledger.prune(since)
         log.info("fan-out: %d enqueued, %d pending, %d throttled, %d failed%s",
                  len(result.enqueued), result.pending, result.throttled, len(result.failed),
                  " (past due)" if past_due else "")
         return result
+
+    def _collect(self, sending: list[Future[tuple[str, str]]], result: FanoutResult,
+                 now: datetime) -> None:
+        for n, future in enumerate(sending, 1):
+            tenant_id, error = future.result()
+            if error:
+                result.failed[tenant_id] = error
+            else:
+                result.enqueued.append(tenant_id)
+            if n % LEDGER_EVERY == 0:
+                self.ledger.record(now, result.enqueued)
+        if result.enqueued:
+            self.ledger.record(now, result.enqueued)

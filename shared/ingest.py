@@ -30,7 +30,7 @@ from shared.logsafe import clean
 from shared.messages import FetchRequest, RelayRequest
 from shared.model import Cursor, Tenant, TenantStatus
 from shared.notices import OpsNotices
-from shared.storage import tables
+from shared.storage import batch, tables
 from shared.storage.alert_rows import alert_rows, transactions
 from shared.storage.ingest_state import ConflictError, IngestState
 from shared.storage.runs import RunHistory, RunRecord
@@ -300,10 +300,10 @@ class Ingestor:
 
         # each transaction is sent as soon as it is packed, while the next is built; they
         # are independent and idempotent, and all are done before the commit below
-        pending = [self.writers.submit(self.alerts.submit_transaction,
+        pending = [self.writers.submit(batch.submit_transaction, self.alerts,
                                        [("upsert", e, {"mode": UpdateMode.REPLACE})
-                                        for e in batch])
-                   for batch in transactions(rows_to_write())]
+                                        for e in rows])
+                   for rows in transactions(rows_to_write())]
         for future in pending:
             future.result()
         position = advance(position, [v for v, _ in chunk])

@@ -44,6 +44,7 @@ class Tenant:
     last_error_at: datetime | None = None
     consecutive_failures: int = 0
     fetch_queued_at: datetime | None = None
+    fetch_cleared_at: datetime | None = None  # a worker (or admin) cleared the above
     throttled_until: datetime | None = None
     etag: str | None = field(default=None, repr=False, compare=False)
 

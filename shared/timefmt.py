@@ -29,8 +29,7 @@ def normalize(text: str) -> str:
 def to_datetime(text: str) -> datetime:
     """A normalized or raw Defender time as an aware datetime (microseconds)."""
     n = normalize(text)
-    return datetime.strptime(n[:19], "%Y-%m-%dT%H:%M:%S").replace(
-        tzinfo=UTC, microsecond=int(n[20:26]))
+    return datetime.fromisoformat(n[:19]).replace(tzinfo=UTC, microsecond=int(n[20:26]))
 
 
 def from_datetime(when: datetime) -> str:

@@ -120,13 +120,15 @@ def read_alert(main: Any, overflow: Iterable[Any] = ()) -> dict[str, Any]:
 
 def wire_size(entity: dict[str, Any]) -> int:
     """Bytes the entity takes in a JSON request (binary is base64 there)."""
-    size = 2
+    size = 2 + 40 * len(entity)
     for key, value in entity.items():
-        size += len(key) + 40
-        if isinstance(value, (bytes, bytearray)):
+        size += len(key)
+        kind = type(value)
+        if kind is bytes or (kind is not str and isinstance(value, (bytes, bytearray))):
             size += (len(value) + 2) // 3 * 4
-        elif isinstance(value, str):
-            size += len(value.encode("utf-8")) + value.count('"') + 2
+        elif kind is str or isinstance(value, str):
+            size += (len(value) if value.isascii() else len(value.encode("utf-8"))) \
+                + value.count('"') + 2
         else:
             size += 32
     return size

@@ -26,6 +26,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.model import Cursor
+from shared.storage import batch
 
 CURSOR, LEASE, BUDGET = "cursor", "lease", "budget"
 CHUNK = 60_000
@@ -220,7 +221,7 @@ class IngestState:
         if len(ops) > 100:
             raise ValueError("a commit holds at most 100 operations")
         try:
-            results = self.client.submit_transaction(ops)
+            results = batch.submit_transaction(self.client, ops)
         except TableTransactionError as exc:
             raise ConflictError(f"ingest state changed under us: {exc.error_code}") from exc
         for shard in index.shards.values():

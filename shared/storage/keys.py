@@ -11,6 +11,7 @@ import re
 
 _FORBIDDEN = set("/\\#?%")
 _ESCAPE = re.compile(r"%([0-9A-F]{2}|u[0-9A-F]{4})")
+_ANY_FORBIDDEN = re.compile(r"[/\\#?%\x00-\x1f\x7f-\x9f]")
 MAX_KEY_BYTES = 1024
 
 
@@ -20,6 +21,10 @@ def _needs_escape(ch: str) -> bool:
 
 
 def encode_key(value: str) -> str:
+    if not _ANY_FORBIDDEN.search(value):  # the common case, without a loop per character
+        if not value or len(value.encode("utf-8")) > MAX_KEY_BYTES:
+            raise ValueError("a table key must be 1 to 1024 bytes")
+        return value
     out = []
     for ch in value:
         if _needs_escape(ch):

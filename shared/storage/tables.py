@@ -20,6 +20,7 @@ POISON_LOG = "PoisonLog"
 APP_HEALTH = "AppHealth"
 SIEM_FEED = "SiemFeed"
 SIEM_DELIVERY = "SiemDelivery"
+FANOUT_LEDGER = "FanoutLedger"
 
 FETCH_QUEUE = "fetch-requests"
 RELAY_QUEUE = "alert-relay"

@@ -12,11 +12,12 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.model import Tenant, TenantStatus, parse_tenant_id
+from shared.storage import batch
 
 PARTITION = "tenant"
 _FIELDS = [f.name for f in fields(Tenant) if f.name not in ("tenant_id", "etag")]
 _TIMES = {"status_changed_at", "created_at", "last_success_at", "last_error_at",
-          "fetch_queued_at", "throttled_until"}
+          "fetch_queued_at", "fetch_cleared_at", "throttled_until"}
 # MERGE cannot remove a property (the SDK drops None), so "no time" is stored as the epoch
 NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -25,6 +26,14 @@ def _value(name: str, value: Any) -> Any:
     if value is None and name in _TIMES:
         return NEVER
     return str(value) if isinstance(value, TenantStatus) else value
+
+
+def _cleared(values: dict[str, Any]) -> dict[str, Any]:
+    """Clearing `fetch_queued_at` also says when, which clears the fan-out ledger's mark
+    of the tenant (see shared/fanout.py)."""
+    if "fetch_queued_at" in values and values["fetch_queued_at"] is None:
+        return {**values, "fetch_cleared_at": datetime.now(UTC)}
+    return values
 
 
 def _to_entity(tenant: Tenant) -> dict[str, Any]:
@@ -65,7 +74,7 @@ class TenantRepository:
     def merge(self, tenant_id: str, etag: str | None = None, **values: Any) -> None:
         """Change some fields; with `etag`, only if nobody changed the row since."""
         entity = {"PartitionKey": PARTITION, "RowKey": parse_tenant_id(tenant_id)}
-        for key, value in values.items():
+        for key, value in _cleared(values).items():
             entity[key] = _value(key, value)
         if etag:
             self.client.update_entity(entity, mode=UpdateMode.MERGE, etag=etag,
@@ -82,21 +91,26 @@ class TenantRepository:
                                                  parameters={"pk": PARTITION}):
             yield _from_entity(entity)
 
-    def with_status(self, status: TenantStatus) -> Iterator[Tenant]:
+    def with_status(self, status: TenantStatus, fields: Iterable[str] | None = None
+                    ) -> Iterator[Tenant]:
+        """Tenants in `status`; with `fields`, only those are read (and display_name)."""
         query = "PartitionKey eq @pk and status eq @status"
+        select = None if fields is None else ["RowKey", "display_name", "status", *fields]
         for entity in self.client.query_entities(query, parameters={"pk": PARTITION,
-                                                                    "status": str(status)}):
+                                                                    "status": str(status)},
+                                                 select=select):
             yield _from_entity(entity)
 
     def merge_many(self, changes: Iterable[dict[str, Any]]) -> None:
         """MERGE many rows, 100 per transaction (one partition)."""
-        batch: list[Any] = []
+        ops: list[Any] = []
         for values in changes:
             entity = {"PartitionKey": PARTITION,
-                      **{k: v if k == "RowKey" else _value(k, v) for k, v in values.items()}}
-            batch.append(("upsert", entity, {"mode": UpdateMode.MERGE}))
-            if len(batch) == 100:
-                self.client.submit_transaction(batch)
-                batch = []
-        if batch:
-            self.client.submit_transaction(batch)
+                      **{k: v if k == "RowKey" else _value(k, v)
+                         for k, v in _cleared(values).items()}}
+            ops.append(("upsert", entity, {"mode": UpdateMode.MERGE}))
+            if len(ops) == 100:
+                batch.submit_transaction(self.client, ops)
+                ops = []
+        if ops:
+            batch.submit_transaction(self.client, ops)

@@ -87,7 +87,8 @@ def _code_names(monkeypatch) -> tuple[set[str], set[str]]:
     table_names = {tables.TENANTS, tables.ALERTS, tables.INGEST_STATE, tables.RUN_HISTORY,
                    tables.POISON_LOG, tables.APP_HEALTH, onboarding.INVITATIONS,
                    onboarding.STATES, notices.OPS_NOTICES, notify.RULES, notify.LEDGER,
-                   notify.MAIL_OUTBOX, notify.DIGESTS, tables.SIEM_FEED, tables.SIEM_DELIVERY}
+                   notify.MAIL_OUTBOX, notify.DIGESTS, tables.FANOUT_LEDGER,
+                   tables.SIEM_FEED, tables.SIEM_DELIVERY}
     return queues | poison | triggered, table_names
 
 
