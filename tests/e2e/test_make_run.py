@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 import requests
@@ -15,7 +17,7 @@ from shared.storage import tables
 from shared.storage.connection import StorageConnection, azurite_connection_string
 from tests.conftest import ROOT
 from tests.e2e.app_copy import copy_app
-from tests.e2e.test_devhost_cli import _alive, _free_port, stop
+from tests.e2e.test_devhost_cli import _alive, _free_port
 
 
 def test_make_run_brings_up_everything_and_alerts_arrive(tmp_path):
@@ -28,7 +30,10 @@ def test_make_run_brings_up_everything_and_alerts_arrive(tmp_path):
         [sys.executable, "-m", "devtools.run", "--script-root", str(tmp_path), "--port",
          str(port), "--azurite-data", "-", "--rate", "2", "--syslog"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = ""
+    # read the output as it comes: a full pipe would block every thread that logs
+    logged: list[str] = []
+    reader = threading.Thread(target=lambda: logged.extend(proc.stdout), daemon=True)
+    reader.start()
     try:
         run_json = tmp_path / ".local" / "run.json"
         deadline = time.monotonic() + 60
@@ -57,10 +62,10 @@ def test_make_run_brings_up_everything_and_alerts_arrive(tmp_path):
         while time.monotonic() < deadline and not (
                 received.exists() and received.read_text().count("CEF:0|") >= 3):
             time.sleep(1)
-        lines = received.read_text().splitlines()
-        assert len(lines) >= 3
+        cef_lines = received.read_text().splitlines()
+        assert len(cef_lines) >= 3
         assert all(labelled(parse_cef(line)[1])["TenantName"] in state["tenants_seeded"]
-                   for line in lines)
+                   for line in cef_lines)
 
         # the portal, signed in with the local key: demo tenants, and emails within a minute
         key = json.loads((tmp_path / "local.settings.json").read_text())["Values"]["PORTAL_KEY"]
@@ -77,10 +82,19 @@ def test_make_run_brings_up_everything_and_alerts_arrive(tmp_path):
         azurite_pid = state["azurite_pid"]
     except BaseException:
         proc.kill()
-        output, _ = proc.communicate(timeout=60)
-        print(output[-6000:])  # shown by pytest with the failure
+        proc.wait(60)
+        reader.join(10)
+        print("".join(logged)[-6000:])  # shown by pytest with the failure
         raise
-    output = stop(proc)
+    proc.send_signal(signal.SIGTERM)  # as an operator would
+    try:
+        proc.wait(90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError("make run did not stop on SIGTERM within 90 s") from None
+    reader.join(10)
+    output = "".join(logged)
     assert proc.returncode == 0, output[-3000:]
     assert "mssp-hub is running" in output
     assert f"/api/portal/login?key={key}" in output
