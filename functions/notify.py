@@ -7,8 +7,8 @@ import json
 import azure.functions as func
 
 from functions.http import json_response
+from functions.queue_messages import parse_or_record, record_poison
 from shared import services
-from shared.messages import BadMessage
 from shared.model import parse_tenant_id
 from shared.notify.rules import GLOBAL, Rule, parse_rule
 from shared.notify.service import parse_event
@@ -22,13 +22,9 @@ bp = func.Blueprint()
 @bp.function_name("notify")
 @bp.queue_trigger(arg_name="msg", queue_name=NOTIFY_QUEUE, connection="AzureWebJobsStorage")
 def notify(msg: func.QueueMessage) -> None:
-    body = msg.get_body().decode("utf-8", "replace")
-    try:
-        event = parse_event(body)
-    except BadMessage as exc:
-        services.poison_log().record(NOTIFY_QUEUE, body, f"bad message: {exc}")
-        return
-    services.notifier().handle(event)  # Transient/Busy raise: the host retries
+    event = parse_or_record(msg, NOTIFY_QUEUE, parse_event)
+    if event is not None:
+        services.notifier().handle(event)  # Transient/Busy raise: the host retries
 
 
 @bp.function_name("digests")
@@ -41,8 +37,7 @@ def digests(timer: func.TimerRequest) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name=f"{NOTIFY_QUEUE}-poison",
                   connection="AzureWebJobsStorage")
 def notify_poison(msg: func.QueueMessage) -> None:
-    services.poison_log().record(NOTIFY_QUEUE, msg.get_body().decode("utf-8", "replace"),
-                                 "notification failed on every attempt (mail server down?)")
+    record_poison(msg, NOTIFY_QUEUE, "notification failed on every attempt (mail server down?)")
 
 
 def _scope(req: func.HttpRequest) -> str | func.HttpResponse:

@@ -8,9 +8,9 @@ import logging
 import azure.functions as func
 
 from functions.http import json_response
+from functions.queue_messages import parse_or_record, record_poison
 from shared import services
 from shared.logsafe import clean
-from shared.messages import BadMessage
 from shared.notify.service import parse_event
 from shared.siem.delivery import parse_deliver
 from shared.siem.pull import parse_query, pull
@@ -24,21 +24,16 @@ log = logging.getLogger("mssp_hub.siem")
 @bp.function_name("siem_feed")
 @bp.queue_trigger(arg_name="msg", queue_name=SIEM_QUEUE, connection="AzureWebJobsStorage")
 def siem_feed(msg: func.QueueMessage) -> None:
-    body = msg.get_body().decode("utf-8", "replace")
-    try:
-        event = parse_event(body)
-    except BadMessage as exc:
-        services.poison_log().record(SIEM_QUEUE, body, f"bad message: {exc}")
-        return
-    services.feed().append(event)
+    event = parse_or_record(msg, SIEM_QUEUE, parse_event)
+    if event is not None:
+        services.feed().append(event)
 
 
 @bp.function_name("siem_feed_poison")
 @bp.queue_trigger(arg_name="msg", queue_name=f"{SIEM_QUEUE}-poison",
                   connection="AzureWebJobsStorage")
 def siem_feed_poison(msg: func.QueueMessage) -> None:
-    services.poison_log().record(SIEM_QUEUE, msg.get_body().decode("utf-8", "replace"),
-                                 "could not be added to the SIEM feed on any attempt")
+    record_poison(msg, SIEM_QUEUE, "could not be added to the SIEM feed on any attempt")
 
 
 @bp.function_name("siem_push")
@@ -52,11 +47,8 @@ def siem_push(timer: func.TimerRequest) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name=SIEM_DELIVERY_QUEUE,
                   connection="AzureWebJobsStorage")
 def siem_deliver(msg: func.QueueMessage) -> None:
-    body = msg.get_body().decode("utf-8", "replace")
-    try:
-        name = parse_deliver(body)
-    except ValueError as exc:
-        services.poison_log().record(SIEM_DELIVERY_QUEUE, body, f"bad message: {exc}")
+    name = parse_or_record(msg, SIEM_DELIVERY_QUEUE, parse_deliver)
+    if name is None:
         return
     outcome = services.delivery().deliver(name)
     log.info("siem output %s: %s, %d events in %d batches", clean(name), outcome.status,
@@ -67,8 +59,7 @@ def siem_deliver(msg: func.QueueMessage) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name=f"{SIEM_DELIVERY_QUEUE}-poison",
                   connection="AzureWebJobsStorage")
 def siem_deliver_poison(msg: func.QueueMessage) -> None:
-    services.poison_log().record(SIEM_DELIVERY_QUEUE, msg.get_body().decode("utf-8", "replace"),
-                                 "delivery run failed on every attempt (storage?)")
+    record_poison(msg, SIEM_DELIVERY_QUEUE, "delivery run failed on every attempt (storage?)")
 
 
 @bp.route(route="siem/alerts", methods=["GET"])

@@ -23,6 +23,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.data.tables import UpdateMode
 
 from shared.logsafe import clean
+from shared.messages import BadMessage
 from shared.siem.feed import END, Feed, Filters, Position, bucket_of
 from shared.siem.outputs import Output
 from shared.siem.senders import DeliveryError, Sender, sender_for
@@ -195,9 +196,12 @@ def _iso(value: Any) -> str | None:
 
 
 def parse_deliver(body: bytes | str) -> str:
-    """The output name of a deliver message; ValueError when it is not one."""
-    data = json.loads(body)
+    """The output name of a deliver message; BadMessage when it is not one."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise BadMessage("message is not JSON") from None
     if not isinstance(data, dict) or data.get("v") != 1 or data.get("type") != "deliver" \
             or not isinstance(data.get("output"), str):
-        raise ValueError("not a version 1 deliver message")
+        raise BadMessage("not a version 1 deliver message")
     return data["output"]

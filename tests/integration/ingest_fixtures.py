@@ -16,7 +16,7 @@ from shared.defender import DefenderClient
 from shared.identity import Tokens
 from shared.ingest import Ingestor
 from shared.messages import FetchRequest
-from shared.model import Tenant
+from shared.model import Tenant, TenantStatus
 from shared.relay import Relay
 from shared.storage import tables
 from shared.storage.alert_rows import OVERFLOW_MARK, read_alert
@@ -109,3 +109,12 @@ def pipeline(simulator: Simulator, sim: SimulatorClient, storage_env: StorageCon
     ingestor = Ingestor(settings, Tokens(settings.identity),
                         DefenderClient(10, settings.identity.ca_bundle))
     yield Pipeline(simulator, sim, storage_env, settings, ingestor, Relay(storage_env))
+
+
+@pytest.fixture
+def registry(storage_env: StorageConnection) -> TenantRepository:
+    """The tenant registry with every other test's active tenant paused (out of scope)."""
+    repo = TenantRepository(tables.table(storage_env, tables.TENANTS))
+    for tenant in repo.with_status(TenantStatus.ACTIVE):
+        repo.set_status(tenant.tenant_id, TenantStatus.PAUSED, "isolated by a test")
+    return repo

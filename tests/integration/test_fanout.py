@@ -13,15 +13,6 @@ from shared.messages import BadMessage, FetchRequest
 from shared.model import Tenant, TenantStatus
 from shared.poison import PoisonLog
 from shared.storage import tables
-from shared.storage.tenants import TenantRepository
-
-
-@pytest.fixture
-def registry(storage_env):
-    repo = TenantRepository(tables.table(storage_env, tables.TENANTS))
-    for tenant in repo.with_status(TenantStatus.ACTIVE):  # other tests' tenants: out of scope
-        repo.set_status(tenant.tenant_id, TenantStatus.PAUSED, "isolated by a test")
-    return repo
 
 
 def _fetch_messages(storage) -> list[str]:

@@ -12,20 +12,11 @@ from azure.storage.queue import AccountSasPermissions, ResourceTypes, generate_a
 from shared.fanout import Fanout, due
 from shared.ingest import PENDING_SECONDS
 from shared.messages import FetchRequest
-from shared.model import Tenant, TenantStatus
+from shared.model import Tenant
 from shared.storage import tables
 from shared.storage.connection import StorageConnection
 from shared.storage.fanout_ledger import FanoutLedger
 from shared.storage.queue_sender import QueueSender, QueueSendError
-from shared.storage.tenants import TenantRepository
-
-
-@pytest.fixture
-def registry(storage_env):
-    repo = TenantRepository(tables.table(storage_env, tables.TENANTS))
-    for tenant in repo.with_status(TenantStatus.ACTIVE):  # other tests' tenants: out of scope
-        repo.set_status(tenant.tenant_id, TenantStatus.PAUSED, "isolated by a test")
-    return repo
 
 
 def _drain(client) -> list[str]:
