@@ -112,7 +112,7 @@ class Feed:
 
     def start(self, since: datetime | None = None) -> Position:
         """Where a new reader starts: the hour before `since`, or the retention start."""
-        floor = datetime.now(UTC) - timedelta(days=self.retention_days)
+        floor = datetime.fromtimestamp(self.clock(), UTC) - timedelta(days=self.retention_days)
         when = max(since - timedelta(hours=1), floor) if since else floor
         return Position(when.strftime(HOUR))
 
@@ -146,7 +146,7 @@ class Feed:
                         if exc.status_code == 412:
                             continue
                         raise
-            entity = {**self._entity(event, stamp), **raw}
+            entity = self._entity(event, stamp, raw)
             self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
             if self.now_us() - stamp > self.settle_us // 2:  # too slow: a reader may be past
                 stale, stamp = stamp, self.now_us()
@@ -177,15 +177,19 @@ class Feed:
     def _key(event: Mapping[str, Any], stamp: int) -> str:
         return f"{stamp:016d}|{encode_key(event['event_id'])}"
 
-    def _entity(self, event: Mapping[str, Any], stamp: int) -> dict[str, Any]:
+    def _entity(self, event: Mapping[str, Any], stamp: int,
+                raw: Mapping[str, bytes] | None = None) -> dict[str, Any]:
+        """The entry: filterable columns, the event, and the stored alert (else its summary)."""
         alert = event["alert"]
         entity: dict[str, Any] = {
             "PartitionKey": bucket_of(stamp), "RowKey": self._key(event, stamp),
-            "EventId": event["event_id"][:1000], "Tenant": event["tenant"],
-            "Version": event["version"], "LastUpdateTime": event["version"],
+            "Tenant": event["tenant"], "LastUpdateTime": event["version"],
             "Severity": str(alert.get("severity") or ""), "Status": str(alert.get("status") or ""),
-            "Event": _pack({k: v for k, v in event.items() if k != "alert"}),
-            "Summary": _pack(alert)}
+            "Event": _pack({k: v for k, v in event.items() if k != "alert"})}
+        if raw:
+            entity.update(raw)
+        else:
+            entity["Summary"] = _pack(alert)
         return entity
 
     def _raw(self, event: Mapping[str, Any]) -> dict[str, Any]:
