@@ -70,3 +70,22 @@ def test_health_counts_poisoned_messages_of_the_last_day(storage_env):
     PoisonLog(storage_env).record("notify-events", "{}", "smtp down for hours")
     after = health.ingestion_summary(storage_env)["poisoned_last_day"]["notify-events"]
     assert after == before + 1
+
+
+def test_a_bad_siem_output_is_reported_by_field_and_its_secret_never(storage_env):
+    import json
+
+    bad = json.dumps([{"name": "splunk", "type": "splunk_hec", "url": "http://splunk.example/"}])
+    healthy, body = health.report(lambda: settings(
+        AzureWebJobsStorage=storage_env.connection_string, SIEM_OUTPUTS=bad,
+        SIEM_HEC_TOKEN="hec-secret-value"))
+    assert not healthy
+    assert "SIEM_OUTPUTS[0].url" in body["checks"]["settings"]["error"]
+    assert "hec-secret-value" not in json.dumps(body)
+    good = json.dumps([{"name": "splunk", "type": "splunk_hec",
+                        "url": "https://splunk.example/services/collector/event"}])
+    healthy, body = health.report(lambda: settings(
+        AzureWebJobsStorage=storage_env.connection_string, SIEM_OUTPUTS=good,
+        SIEM_HEC_TOKEN="hec-secret-value"))
+    assert healthy and body["siem_outputs"][0]["name"] == "splunk"
+    assert "hec-secret-value" not in json.dumps(body)
