@@ -81,8 +81,12 @@ def test_make_run_brings_up_everything_and_alerts_arrive(tmp_path):
         assert "soc@mssp.example" in browser.get(f"{state['portal']}/outbox", timeout=30).text
         azurite_pid = state["azurite_pid"]
     except BaseException:
-        proc.kill()
-        proc.wait(60)
+        proc.send_signal(signal.SIGTERM)  # it stops its Azurite; a kill would orphan it
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
         reader.join(10)
         print("".join(logged)[-6000:])  # shown by pytest with the failure
         raise
