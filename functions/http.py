@@ -8,13 +8,15 @@ from typing import Any
 import azure.functions as func
 
 
+def data_response(body: str, mimetype: str, status: int = 200,
+                  headers: dict[str, str] | None = None) -> func.HttpResponse:
+    """An API answer that browsers will not sniff into something else, nor cache."""
+    return func.HttpResponse(body, status_code=status, mimetype=mimetype,
+                             headers={"X-Content-Type-Options": "nosniff",
+                                      "Cache-Control": "no-store", **(headers or {})})
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None
                   ) -> func.HttpResponse:
-    """A JSON response that browsers will not sniff into something else."""
-    return func.HttpResponse(
-        json.dumps(body, separators=(",", ":"), default=str),
-        status_code=status,
-        mimetype="application/json",
-        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store",
-                 **(headers or {})},
-    )
+    return data_response(json.dumps(body, separators=(",", ":"), default=str),
+                         "application/json", status, headers)

@@ -7,7 +7,7 @@ import logging
 
 import azure.functions as func
 
-from functions.http import json_response
+from functions.http import data_response, json_response
 from functions.queue_messages import parse_or_record, record_poison
 from shared import services
 from shared.logsafe import clean
@@ -72,9 +72,7 @@ def siem_alerts(req: func.HttpRequest) -> func.HttpResponse:
     headers = {"X-Continuation": token, "X-More": "true" if more else "false"}
     if query.ndjson:
         body = "".join(json.dumps(i, separators=(",", ":")) + "\n" for i in items)
-        return func.HttpResponse(body, status_code=200, mimetype="application/x-ndjson",
-                                 headers={"X-Content-Type-Options": "nosniff",
-                                          "Cache-Control": "no-store", **headers})
+        return data_response(body, "application/x-ndjson", 200, headers)
     return json_response({"items": items, "continuation": token, "more": more}, 200, headers)
 
 
