@@ -22,11 +22,24 @@ from shared.storage.connection import StorageConnection
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc), to see where the cores went."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Env:
     storage: StorageConnection
     sim: SimulatorClient
     info: dict
+    azurite_pid: int
+    sim_pid: int
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of this process (the worker), Azurite and the simulator."""
+        return {"worker": time.process_time(), "azurite": cpu_seconds(self.azurite_pid),
+                "simulator": cpu_seconds(self.sim_pid)}
 
     def settings(self, **overrides: str) -> Settings:
         env = {"AzureWebJobsStorage": self.storage.connection_string or "",
@@ -56,7 +69,9 @@ def environment() -> Iterator[Env]:
         sim = SimulatorClient(info["base_url"], info["ca_path"])
         sim.limits(per_minute=100_000, per_hour=1_000_000)  # measure us, not the throttle
         os.environ["AzureWebJobsStorage"] = azurite.connection_string
-        yield Env(StorageConnection.from_env(os.environ, "AzureWebJobsStorage"), sim, info)
+        assert azurite.process is not None
+        yield Env(StorageConnection.from_env(os.environ, "AzureWebJobsStorage"), sim, info,
+                  azurite.process.pid, proc.pid)
     finally:
         proc.terminate()
         proc.wait(10)

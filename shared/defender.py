@@ -3,13 +3,18 @@ what to do (retry, wait, or stop for this tenant)."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Any
 
+import ijson
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+from shared import codec
 
 CONNECT_TIMEOUT = 10
 MAX_TOP = 10_000
@@ -62,7 +67,19 @@ class DefenderClient:
     def list_alerts(self, base: str, token: str, *, filter_: str | None, top: int,
                     skip: int = 0, orderby: str = "lastUpdateTime asc",
                     expand_evidence: bool = True) -> list[dict[str, Any]]:
-        """One page of `GET /api/alerts`."""
+        """One page of `GET /api/alerts`, whole."""
+        with self.page(base, token, filter_=filter_, top=top, skip=skip, orderby=orderby,
+                       expand_evidence=expand_evidence) as alerts:
+            return list(alerts)
+
+    @contextlib.contextmanager
+    def page(self, base: str, token: str, *, filter_: str | None, top: int, skip: int = 0,
+             orderby: str = "lastUpdateTime asc", expand_evidence: bool = True
+             ) -> Iterator[Iterator[dict[str, Any]]]:
+        """One page of `GET /api/alerts`, its alerts parsed as they arrive: a page of
+        10,000 alerts with evidence can be 100 MB, and the caller can store the first
+        ones while the rest is still on the wire. Refusals raise here; a body that
+        breaks off or is not an alert list raises from the iteration."""
         if not 1 <= top <= MAX_TOP:
             raise ValueError("top must be 1..10000")
         params: dict[str, Any] = {"$orderby": orderby, "$top": top}
@@ -76,30 +93,64 @@ class DefenderClient:
             response = self.session.get(f"{base}/api/alerts", params=params,
                                         headers={"Authorization": f"Bearer {token}",
                                                  "Accept": "application/json"},
-                                        timeout=self.timeout, verify=self.verify)
+                                        timeout=self.timeout, verify=self.verify, stream=True)
         except requests.RequestException as exc:
             raise DefenderError(f"Defender API unreachable: {type(exc).__name__}") from exc
-        if response.status_code == 200:
-            try:  # from the bytes: no second, decoded copy of a page that can be 100 MB
-                body = json.loads(response.content)
-                value = body["value"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise DefenderError("Defender API answered malformed JSON", 200,
-                                    "MalformedResponse") from exc
-            if not isinstance(value, list):
-                raise DefenderError("Defender API answered no alert list", 200,
-                                    "MalformedResponse")
-            return value
-        code, message = _error(response)
-        if response.status_code == 429:
-            raise Throttled(_retry_after(response))
-        if response.status_code == 401:
-            raise Unauthorized(message, 401, code, transient=False)
-        if response.status_code == 403:
-            raise Forbidden(message, 403, code, transient=False)
-        raise DefenderError(f"Defender API {response.status_code} {code}: {message}",
-                            response.status_code, code,
-                            transient=response.status_code >= 500)
+        try:
+            if response.status_code != 200:
+                raise _refusal(response)
+            yield _alerts(response)
+        finally:
+            response.close()
+
+
+class _Body:
+    """The response body as a file for the parser, kept until the first alert is parsed:
+    a page without alerts is then checked whole (it must say `"value": []`)."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw, self.kept, self.keeping = raw, bytearray(), True
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        if self.keeping:
+            self.kept += data
+        return data
+
+
+def _alerts(response: requests.Response) -> Iterator[dict[str, Any]]:
+    response.raw.decode_content = True
+    body = _Body(response.raw)
+    try:
+        for alert in ijson.items(body, "value.item", use_float=True):
+            if body.keeping:
+                body.keeping, body.kept = False, bytearray()
+            yield alert
+    except ijson.JSONError as exc:
+        raise DefenderError("Defender API answered malformed JSON", 200,
+                            "MalformedResponse") from exc
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise DefenderError(f"Defender API unreachable: {type(exc).__name__}") from exc
+    if body.keeping:  # no alerts: the body must say so
+        try:
+            value = codec.loads(bytes(body.kept))["value"]
+        except (ValueError, KeyError, TypeError):
+            value = None
+        if value != []:
+            raise DefenderError("Defender API answered no alert list", 200,
+                                "MalformedResponse")
+
+
+def _refusal(response: requests.Response) -> DefenderError:
+    code, message = _error(response)
+    if response.status_code == 429:
+        return Throttled(_retry_after(response))
+    if response.status_code == 401:
+        return Unauthorized(message, 401, code, transient=False)
+    if response.status_code == 403:
+        return Forbidden(message, 403, code, transient=False)
+    return DefenderError(f"Defender API {response.status_code} {code}: {message}",
+                         response.status_code, code, transient=response.status_code >= 500)
 
 
 def _error(response: requests.Response) -> tuple[str, str]:

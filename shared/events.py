@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from shared import codec
 from shared.model import AlertEvent
 
 TRACKED = ("lastUpdateTime", "status", "classification", "determination", "assignedTo")
@@ -31,21 +31,22 @@ def changes(old: list[Any] | None, new: list[Any]) -> dict[str, list[Any]]:
     return {name: [a, b] for name, a, b in zip(TRACKED, old, new, strict=True) if a != b}
 
 
-def _clip(value: Any, limit: int) -> Any:
-    if isinstance(value, str) and len(value) > limit:
-        return value[:limit] + "…"
-    return value
+def _clipped(values: dict[str, Any], fields: tuple[str, ...], limit: int) -> dict[str, Any]:
+    """The fields present in `values`, strings cut at `limit` (inline: this runs for every
+    field of every evidence item of every new or changed alert)."""
+    return {k: v[:limit] + "…" if type(v) is str and len(v) > limit else v
+            for k in fields if (v := values.get(k)) is not None}
 
 
 def summary(alert: dict[str, Any], string_limit: int = 2_000, evidence_items: int = 20
             ) -> dict[str, Any]:
     """The alert's fields a notification or SIEM line needs, with evidence in brief."""
-    out = {k: _clip(alert.get(k), string_limit) for k in SUMMARY_FIELDS}
+    out = dict.fromkeys(SUMMARY_FIELDS)
+    out.update(_clipped(alert, SUMMARY_FIELDS, string_limit))
     evidence = alert.get("evidence") or []
     out["evidenceCount"] = len(evidence)
     limit = min(string_limit, 512)
-    out["evidence"] = [{k: _clip(v, limit) for k in EVIDENCE_FIELDS
-                        if (v := item.get(k)) is not None}
+    out["evidence"] = [_clipped(item, EVIDENCE_FIELDS, limit)
                        for item in evidence[:evidence_items] if isinstance(item, dict)]
     return out
 
@@ -57,6 +58,6 @@ def build_event(tenant_id: str, tenant_name: str, alert: dict[str, Any], version
         event = AlertEvent(tenant_id, tenant_name, str(alert["id"]), version,
                            "new" if old is None else "updated", changes(old, new),
                            summary(alert, limit, items))
-        if len(json.dumps(event.to_message())) <= MAX_MESSAGE_BYTES:
+        if len(codec.dumps(event.to_message())) <= MAX_MESSAGE_BYTES:
             return event
     return event

@@ -64,7 +64,7 @@ def _day(alert: dict[str, Any], version: str) -> str:
 
 def advance(position: Cursor, versions: list[str]) -> Cursor:
     """The query position after consuming `versions` (ascending) from `position`."""
-    if not versions:
+    if not versions or versions[-1] < position.watermark:
         return position
     last = versions[-1]
     at_last = sum(1 for v in versions if v == last)
@@ -204,9 +204,12 @@ class Ingestor:
                 budget.spend()
                 record.api_calls += 1
                 try:
-                    page = self.client.list_alerts(
-                        base, token, filter_=f"lastUpdateTime ge {position.watermark}",
-                        top=fetch.page_size, skip=position.skip)
+                    with self.client.page(
+                            base, token, filter_=f"lastUpdateTime ge {position.watermark}",
+                            top=fetch.page_size, skip=position.skip) as alerts:
+                        record.pages += 1
+                        received, position, committed, etag = self._store_page(
+                            tenant, state, alerts, position, committed, etag, record)
                 except Unauthorized:
                     if retried_auth:
                         raise TokenError("Defender refused fresh tokens", None,
@@ -216,11 +219,7 @@ class Ingestor:
                     self.tokens.forget(tenant.tenant_id)
                     token = self.tokens.token(tenant.tenant_id)
                     continue
-                record.pages += 1
-                full = len(page) == fetch.page_size
-                position, committed, etag = self._store_page(tenant, state, page, position,
-                                                             committed, etag, record)
-                if not full:
+                if received < fetch.page_size:
                     break
         finally:
             state.save_calls(budget.minutes)
@@ -235,42 +234,52 @@ class Ingestor:
                            throttled_until=None)
 
     # one page ---------------------------------------------------------------------------
-    def _store_page(self, tenant: Tenant, state: IngestState, page: list[dict[str, Any]],
-                    position: Cursor, committed: Cursor | None, etag: str | None,
-                    record: RunRecord) -> tuple[Cursor, Cursor | None, str | None]:
-        """Store a page chunk by chunk; the page list is consumed, so a stored chunk's
-        alerts can be freed while the next is processed (peak memory ~ one page)."""
-        items = []
-        for alert in page:
-            if not isinstance(alert, dict) or not alert.get("id") or not alert.get(
-                    "lastUpdateTime"):
-                raise DefenderError("an alert without id or lastUpdateTime", 200,
-                                    "MalformedResponse")
-            items.append((timefmt.normalize(alert["lastUpdateTime"]), alert))
-        page.clear()
-        items.sort(key=lambda pair: pair[0])  # stable: Defender's order among equal times
-        items.reverse()  # pop() from the end takes them in ascending order
-        for chunk in self._chunks(items):
+    def _store_page(self, tenant: Tenant, state: IngestState,
+                    alerts: Iterator[dict[str, Any]], position: Cursor,
+                    committed: Cursor | None, etag: str | None, record: RunRecord
+                    ) -> tuple[int, Cursor, Cursor | None, str | None]:
+        """Store a page chunk by chunk as it arrives: a chunk is stored and committed
+        while the rest of the page is still being received (peak memory ~ one chunk).
+        Returns the number of alerts received."""
+        received = 0
+
+        def versioned() -> Iterator[tuple[str, dict[str, Any]]]:
+            nonlocal received
+            for alert in alerts:
+                if not isinstance(alert, dict) or not alert.get("id") or not alert.get(
+                        "lastUpdateTime"):
+                    raise DefenderError("an alert without id or lastUpdateTime", 200,
+                                        "MalformedResponse")
+                received += 1
+                yield timefmt.normalize(alert["lastUpdateTime"]), alert
+
+        for chunk in self._chunks(versioned()):
+            if chunk[0][0] < position.watermark:
+                log.warning("tenant %s: Defender answered alerts out of lastUpdateTime "
+                            "order (%s after %s)", tenant.tenant_id, chunk[0][0],
+                            position.watermark)
             position, committed, etag = self._store_chunk(tenant, state, chunk, position,
                                                           committed, etag, record)
-        return position, committed, etag
+        return received, position, committed, etag
 
     @staticmethod
-    def _chunks(items: list[tuple[str, dict[str, Any]]]
+    def _chunks(items: Iterator[tuple[str, dict[str, Any]]]
                 ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
-        """Chunks in ascending order, popped from `items` (given in descending order)."""
+        """Chunks of at most CHUNK_ALERTS alerts and CHUNK_DAYS index days, each sorted
+        by version (stable: Defender's order among equal times)."""
         chunk: list[tuple[str, dict[str, Any]]] = []
         days: set[str] = set()
-        while items:
-            version, alert = items.pop()
+        for version, alert in items:
             day = _day(alert, version)
             if chunk and (len(chunk) >= CHUNK_ALERTS or (day not in days
                                                          and len(days) >= CHUNK_DAYS)):
+                chunk.sort(key=lambda pair: pair[0])
                 yield chunk
                 chunk, days = [], set()
             chunk.append((version, alert))
             days.add(day)
         if chunk:
+            chunk.sort(key=lambda pair: pair[0])
             yield chunk
 
     def _store_chunk(self, tenant: Tenant, state: IngestState,

@@ -7,13 +7,13 @@ proceed. Consumers dedupe on `event_id` for the one chunk a crash can repeat.
 
 from __future__ import annotations
 
-import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
+from shared import codec
 from shared.storage import tables
 from shared.storage.connection import StorageConnection
 from shared.storage.ingest_state import IngestState
@@ -31,7 +31,7 @@ class Relay:
         self.pool = ThreadPoolExecutor(SENDERS, thread_name_prefix="relay")
 
     def _send(self, events: list[dict[str, Any]]) -> None:
-        texts = [json.dumps(e, separators=(",", ":")) for e in events]
+        texts = [codec.dumps_text(e) for e in events]
         futures = [self.pool.submit(q.send_message, t) for t in texts
                    for q in (self.notify, self.siem)]
         for future in futures:

@@ -157,11 +157,12 @@ class Control:
             return json_response(tenant.summary())
         body = _body(request)
         kind = body.get("kind")
-        if kind not in ("status", "hang", "malformed"):
-            raise BadRequest("kind must be status, hang or malformed")
+        if kind not in ("status", "hang", "malformed", "body", "cut"):
+            raise BadRequest("kind must be status, hang, malformed, body or cut")
         fault = Fault(kind=kind, status=_int(body, "status", 500, 400, 599),
                       retry_after=body.get("retry_after"),
-                      seconds=float(body.get("seconds", 30)))
+                      seconds=float(body.get("seconds", 30)), body=str(body.get("body", "")),
+                      after=_int(body, "after", 0))
         with self.world.lock:
             tenant.faults.extend([fault] * _int(body, "count", 1, 1, 10_000))
         return json_response(tenant.summary(), 201)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
 import jwt
@@ -10,7 +12,7 @@ from werkzeug.wrappers import Request, Response
 from devtools.simulator.http import defender_error, graph_error, json_response
 from devtools.simulator.odata import ODataError, parse_filter, parse_orderby
 from devtools.simulator.tokens import DEFENDER_AUDIENCES, GRAPH_AUDIENCE
-from devtools.simulator.world import StoredAlert, Tenant, World
+from devtools.simulator.world import Fault, StoredAlert, Tenant, World
 
 MAX_TOP = 10_000
 READ_ROLES = {"Alert.Read.All", "Alert.ReadWrite.All"}
@@ -50,8 +52,9 @@ class Defender:
                                   "Alert.Read.All) to access the resource.")
         return tenant, app
 
-    def _gate(self, request: Request) -> tuple[Tenant, str] | Response:
-        """Authenticate, count, apply injected faults, then the rate limits."""
+    def _gate(self, request: Request) -> tuple[Tenant, str, Fault | None] | Response:
+        """Authenticate, count, apply injected faults, then the rate limits. A fault that
+        shapes the answer's body (`cut`) is handed on."""
         world = self.world
         caller = self._caller(request)
         if isinstance(caller, Response):
@@ -60,12 +63,14 @@ class Defender:
         world.count_call(tenant.id)
         with world.lock:
             fault = tenant.faults.popleft() if tenant.faults else None
-        if fault is not None:
+        if fault is not None and fault.kind != "cut":
             if fault.kind == "hang":
                 world.stopping.wait(fault.seconds)
             elif fault.kind == "malformed":
                 return Response('{"@odata.context": "x", "value": [{"id": "da6',
                                 content_type="application/json")
+            elif fault.kind == "body":
+                return Response(fault.body, content_type="application/json")
             elif fault.status == 429:
                 with world.lock:
                     world.counters["throttled"] += 1
@@ -82,7 +87,7 @@ class Defender:
                 world.throttled_by_tenant[tenant.id] += 1
         if wait:
             return self._throttled(wait)
-        return tenant, app
+        return tenant, app, fault if fault is not None and fault.kind == "cut" else None
 
     @staticmethod
     def _throttled(seconds: int) -> Response:
@@ -93,7 +98,7 @@ class Defender:
         gate = self._gate(request)
         if isinstance(gate, Response):
             return gate
-        tenant, _ = gate
+        tenant, _, cut = gate
         try:
             query = _query(request)
         except ODataError as exc:
@@ -105,22 +110,37 @@ class Defender:
         alerts.sort(key=lambda a: a.seq)
         for name, descending in reversed(query["orderby"]):
             alerts.sort(key=lambda a, n=name: a.ticks.get(n) or 0, reverse=descending)
-        page = alerts[query["skip"]: query["skip"] + query["top"]]
-        body = {"@odata.context": f"{request.host_url}api/$metadata#Alerts",
-                "value": [_shape(a, query["expand"]) for a in page]}
-        return json_response(body)
+        page = [_shape(a, query["expand"])  # taken now: an update replaces `raw`
+                for a in alerts[query["skip"]: query["skip"] + query["top"]]]
+        body = _streamed(f"{request.host_url}api/$metadata#Alerts", page,
+                         cut.after if cut is not None else None)
+        return Response(body, content_type="application/json; charset=utf-8")
 
     def get_alert(self, request: Request, alert_id: str) -> Response:
         gate = self._gate(request)
         if isinstance(gate, Response):
             return gate
-        tenant, _ = gate
+        tenant, _, _ = gate
         stored = tenant.alerts.get(alert_id)
         if stored is None:
             return defender_error(404, "NotFound", f"Alert {alert_id} was not found.")
         expand = request.args.get("$expand") == "evidence"
         return json_response({"@odata.context": f"{request.host_url}api/$metadata#Alerts"
                                                 "/$entity", **_shape(stored, expand)})
+
+
+def _streamed(context: str, page: list[dict[str, Any]], cut_after: int | None = None,
+              per_write: int = 100) -> Iterator[bytes]:
+    """The page as chunked JSON written while it is serialized, as a large API answer
+    arrives: the client can work on the first alerts before the last are sent. With
+    `cut_after`, the body breaks off after that many alerts (a connection that died)."""
+    yield b'{"@odata.context":' + json.dumps(context).encode() + b',"value":['
+    end = len(page) if cut_after is None else min(cut_after, len(page))
+    for start in range(0, end, per_write):
+        text = ",".join(json.dumps(a) for a in page[start:min(start + per_write, end)])
+        yield ("," + text if start else text).encode()
+    if end == len(page):
+        yield b"]}"
 
 
 def _shape(alert: StoredAlert, expand: bool) -> dict[str, Any]:

@@ -63,10 +63,12 @@ class StoredAlert:
 class Fault:
     """What the next API call for a tenant gets instead of an answer."""
 
-    kind: str  # status | hang | malformed
+    kind: str  # status | hang | malformed | body | cut
     status: int = 500
     retry_after: int | None = None
     seconds: float = 0.0
+    body: str = ""  # body: answered as is, with 200
+    after: int = 0  # cut: the page breaks off after this many alerts
 
 
 @dataclass

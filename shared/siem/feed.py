@@ -11,9 +11,7 @@ redelivered event a no-op, so each version is one entry.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,6 +25,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import UpdateMode
 
+from shared import codec
 from shared.storage import tables
 from shared.storage.connection import StorageConnection
 from shared.storage.keys import encode_key
@@ -90,7 +89,7 @@ def _buckets(first: str, last: str) -> Iterator[str]:
 
 
 def _pack(data: Any) -> bytes:
-    return zlib.compress(json.dumps(data, separators=(",", ":")).encode(), 6)
+    return codec.pack(data)
 
 
 class Feed:
@@ -270,13 +269,13 @@ class Feed:
 
 def decode(entity: Mapping[str, Any]) -> dict[str, Any]:
     """A feed entry as an event: the stored Defender alert when it was copied, else the summary."""
-    event = json.loads(zlib.decompress(bytes(entity["Event"])))
+    event = codec.unpack(bytes(entity["Event"]))
     chunks = sorted(k for k in entity if k.startswith("Body") and k[4:].isdigit())
     if chunks:
-        event["alert"] = json.loads(zlib.decompress(b"".join(bytes(entity[k]) for k in chunks)))
+        event["alert"] = codec.unpack(b"".join(bytes(entity[k]) for k in chunks))
         event["alert_complete"] = True
     else:
-        event["alert"] = json.loads(zlib.decompress(bytes(entity["Summary"])))
+        event["alert"] = codec.unpack(bytes(entity["Summary"]))
         event["alert_complete"] = False
     micros = int(str(entity["RowKey"]).split("|", 1)[0])
     event["feed_time"] = datetime.fromtimestamp(micros / 1e6, UTC).isoformat().replace(

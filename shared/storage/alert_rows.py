@@ -10,12 +10,11 @@ transaction. Only when even that cannot hold it is evidence truncated, with a fl
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from shared import timefmt
+from shared import codec, timefmt
 from shared.storage.keys import encode_key
 
 CHUNK_BYTES = 60_000  # binary property payload (limit 64 KiB)
@@ -44,7 +43,7 @@ def _clip(value: Any) -> Any:
 
 
 def _compress(alert: dict[str, Any]) -> bytes:
-    return zlib.compress(json.dumps(alert, separators=(",", ":")).encode("utf-8"), 6)
+    return codec.pack(alert)
 
 
 def _truncate_evidence(alert: dict[str, Any], budget: int) -> tuple[dict[str, Any], bytes]:
@@ -115,7 +114,7 @@ def read_alert(main: Any, overflow: Iterable[Any] = ()) -> dict[str, Any]:
         raise ValueError("alert rows are incomplete or of different versions")
     body = b"".join(bytes(r[k]) for r in rows for k in sorted(r) if k.startswith("Body")
                     and k[4:].isdigit())
-    return json.loads(zlib.decompress(body))
+    return codec.unpack(body)
 
 
 def wire_size(entity: dict[str, Any]) -> int:

@@ -35,6 +35,8 @@ from azure.data.tables import (
 from azure.data.tables._error import _decode_error  # the SDK's own error decoding
 from azure.data.tables._serialize import _add_entity_properties  # the SDK's own EDM encoding
 
+from shared import codec
+
 MAX_OPERATIONS = 100
 _BOUNDARY = re.compile(rb"boundary=(changesetresponse_[^\s;]+)")
 _BLANK = re.compile(rb"\r?\n\r?\n")
@@ -106,7 +108,7 @@ def _part(base: str, table: str, operation: Operation) -> str:
     else:
         raise ValueError(f"Unrecognized operation: {operation[0]}")
     if method != "DELETE":
-        body = json.dumps(_properties(entity), separators=(",", ":"))
+        body = codec.dumps_text(_properties(entity))
         headers.append("Content-Type: application/json")
     head = "\r\n".join(headers)
     return (f"Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"

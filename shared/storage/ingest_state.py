@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import uuid
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
+from shared import codec
 from shared.model import Cursor
 from shared.storage import batch
 
@@ -39,14 +39,14 @@ class ConflictError(RuntimeError):
 
 
 def _pack(value: Any) -> dict[str, bytes]:
-    data = zlib.compress(json.dumps(value, separators=(",", ":")).encode(), 6)
+    data = codec.pack(value)
     return {f"Data{i // CHUNK:02d}": data[i:i + CHUNK] for i in range(0, len(data), CHUNK)} \
         or {"Data00": b""}
 
 
 def _unpack(entity: Any) -> Any:
     data = b"".join(bytes(entity[k]) for k in sorted(entity) if k.startswith("Data"))
-    return json.loads(zlib.decompress(data)) if data else None
+    return codec.unpack(data) if data else None
 
 
 @dataclass

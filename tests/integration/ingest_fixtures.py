@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,6 +59,13 @@ class Pipeline:
         if alerts:
             self.sim.generate(created["id"], alerts, age_seconds=600)
         return self.tenants.add(Tenant(created["id"], name))
+
+    def with_settings(self, **overrides: str) -> Pipeline:
+        """The same pipeline with other settings (a worker configured otherwise)."""
+        settings = Settings.from_env(ingest_env(self.simulator, self.storage, **{
+            "FETCH_PAGE_SIZE": "100", "FETCH_OVERLAP_SECONDS": "300", **overrides}))
+        ingestor = Ingestor(settings, self.ingestor.tokens, self.ingestor.client)
+        return dataclasses.replace(self, settings=settings, ingestor=ingestor)
 
     def fetch(self, tenant: Tenant | str, continuation: bool = False):
         tenant_id = tenant if isinstance(tenant, str) else tenant.tenant_id

@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 
+from shared import ingest, timefmt
 from shared.defender import DefenderClient, DefenderError
 from shared.model import TenantStatus
 from shared.storage import tables
@@ -191,10 +192,53 @@ def test_timeouts_and_malformed_json_are_transient(pipeline):
     assert pipeline.fetch(tenant).new == 3
 
 
+def test_a_page_that_breaks_off_keeps_its_committed_chunks(pipeline, monkeypatch):
+    """Pages are stored as they arrive: a body that ends mid-page keeps the chunks already
+    committed, and the retry starts after them without a duplicate event."""
+    monkeypatch.setattr(ingest, "CHUNK_ALERTS", 100)
+    pipeline = pipeline.with_settings(FETCH_PAGE_SIZE="10000")
+    tenant = pipeline.add_tenant("Cut Co", alerts=250)
+    pipeline.sim.fault(tenant.tenant_id, "cut", after=150)
+    with pytest.raises(DefenderError, match="malformed"):
+        pipeline.fetch(tenant)
+    stored = pipeline.rows(tenant.tenant_id)
+    assert len(stored) == 100  # one whole chunk, no part of the next
+    state = IngestState(pipeline.ingestor.state_table, tenant.tenant_id)
+    cursor, _ = state.cursor()
+    assert cursor is not None
+    assert cursor.watermark == max(timefmt.normalize(a["lastUpdateTime"])
+                                   for a in stored.values())
+    run = pipeline.fetch(tenant)
+    assert (run.outcome, run.new, run.api_calls) == ("success", 150, 1)
+    events = pipeline.events(tenant.tenant_id)
+    assert len(events) == 250 == len({e["event_id"] for e in events})
+    assert len(pipeline.rows(tenant.tenant_id)) == 250
+
+
+@pytest.mark.parametrize(("body", "alerts"), [
+    ('{"@odata.context": "x", "value": []}', []),
+    ('{"error": {"code": "x"}}', None),
+    ('{"value": {}}', None),
+    ('{"value": [], "more": "' + "x" * 70_000 + '"}', []),
+    ('{"value": [], "more": "' + "x" * 70_000 + '"', None),
+])
+def test_a_page_without_alerts_must_say_so(pipeline, body, alerts):
+    tenant = pipeline.add_tenant("Odd Co")
+    client = pipeline.ingestor.client
+    token = pipeline.ingestor.tokens.token(tenant.tenant_id)
+    pipeline.sim.fault(tenant.tenant_id, "body", body=body)
+    base = pipeline.settings.identity.api_base()
+    if alerts is None:
+        with pytest.raises(DefenderError, match=r"no alert list|malformed"):
+            client.list_alerts(base, token, filter_=None, top=10)
+    else:
+        assert client.list_alerts(base, token, filter_=None, top=10) == alerts
+
+
 def test_consent_revoked_in_the_middle_of_a_run(pipeline, monkeypatch):
     tenant = pipeline.add_tenant("Revoking Co", alerts=250)
     client = pipeline.ingestor.client
-    real = client.list_alerts
+    real = client.page
     calls = []
 
     def revoke_after_first(*args, **kwargs):
@@ -203,7 +247,7 @@ def test_consent_revoked_in_the_middle_of_a_run(pipeline, monkeypatch):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(client, "list_alerts", revoke_after_first)
+    monkeypatch.setattr(client, "page", revoke_after_first)
     run = pipeline.fetch(tenant)
     assert run.outcome == "consent_revoked"
     saved = pipeline.tenants.get(tenant.tenant_id)

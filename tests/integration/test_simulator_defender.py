@@ -212,6 +212,21 @@ def test_malformed_json_fault(simulator, sim, tenant):
     assert get_alerts(simulator, bearer).json()["value"] == []
 
 
+def test_pages_are_streamed_and_a_cut_fault_breaks_one_off(simulator, sim, tenant):
+    sim.generate(tenant["id"], 250)
+    bearer = token(simulator, tenant["id"])
+    whole = get_alerts(simulator, bearer)
+    assert whole.headers.get("Transfer-Encoding") == "chunked"
+    assert len(whole.json()["value"]) == 250
+    sim.fault(tenant["id"], "cut", after=120)
+    cut = get_alerts(simulator, bearer)
+    assert cut.status_code == 200
+    with pytest.raises(requests.JSONDecodeError):
+        cut.json()
+    assert cut.text.count('"detectionSource"') == 120  # one per alert served
+    assert len(get_alerts(simulator, bearer).json()["value"]) == 250
+
+
 def test_counters_count_tokens(simulator, sim, tenant):
     before = sim.counters()["tenants"][tenant["id"]]["tokens"]
     token(simulator, tenant["id"])

@@ -52,6 +52,8 @@ def test_cursor_advances_past_ties_and_never_moves_back():
     assert advance(Cursor(t2, 2), [t2, t2]) == Cursor(t2, 4)
     assert advance(Cursor(t2, 4), [t2, "2024-01-01T00:00:03.0000000Z"]) == Cursor(
         "2024-01-01T00:00:03.0000000Z", 1)
+    # a chunk wholly older than the position (Defender out of order) leaves it where it is
+    assert advance(Cursor(t2, 4), [start.watermark, t1]) == Cursor(t2, 4)
     assert later(Cursor(t2, 4), Cursor(t1, 9)) == Cursor(t2, 4)
     assert later(Cursor(t2, 4), Cursor(t2, 1)) == Cursor(t2, 4)
     assert later(None, Cursor(t1, 1)) == Cursor(t1, 1)
