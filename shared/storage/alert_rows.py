@@ -1,10 +1,12 @@
 """Alerts as Table entities within Azure's limits, which Azurite does not enforce.
 
-Limits enforced here: 64 KiB per string or binary property, 1 MiB per entity, 252
+Limits kept here (and checked again, as Azure counts them, before every transaction is
+sent: `limits.py`): 64 KiB per string or binary property, 1 MiB per entity, 252
 properties, 100 operations and 4 MiB per transaction, one PartitionKey per transaction.
 The whole alert is kept as compressed JSON split over binary properties of the main row
-and, when it is larger than one entity holds, of overflow rows written in the same
-transaction. Only when even that cannot hold it is evidence truncated, with a flag.
+(as many as its indexed copies leave room for) and, when it is larger, of overflow rows
+written in the same transaction. Only when even that cannot hold it is evidence
+truncated, with a flag.
 """
 
 from __future__ import annotations
@@ -16,13 +18,20 @@ from typing import Any
 
 from shared import codec, timefmt
 from shared.storage.keys import encode_key
+from shared.storage.limits import (  # noqa: F401 (the packing limits, re-exported)
+    MAX_TRANSACTION_OPS,
+    MAX_TRANSACTION_WIRE,
+    entity_size,
+    packed,
+    wire_size,
+)
 
 CHUNK_BYTES = 60_000  # binary property payload (limit 64 KiB)
-CHUNKS_PER_ROW = 13  # keeps a row under ~800 KB of 1 MiB
+CHUNK_COST = 8 + 2 * len("Body00") + CHUNK_BYTES + 4  # in Azure's count of an entity
+CHUNKS_PER_ROW = 13  # an overflow row: ~780 KB of 1 MiB
+ROW_BUDGET = 1_000_000  # of Azure's 1 MiB per entity, for the main row with its strings
 MAX_ROWS_PER_ALERT = 4
 MAX_STRING_CHARS = 8_000  # indexed copies only; the full text is in the body
-MAX_TRANSACTION_OPS = 100
-MAX_TRANSACTION_WIRE = 3_500_000  # of 4 MiB, leaving room for the multipart framing
 OVERFLOW_MARK = "%~"  # cannot come out of encode_key (it escapes every %)
 
 INDEXED = {  # entity property -> alert field
@@ -71,14 +80,6 @@ def alert_rows(tenant_id: str, alert: dict[str, Any], ingested_at: datetime | No
                ) -> list[dict[str, Any]]:
     """The main row and any overflow rows for one alert (all one transaction's worth)."""
     row_key = encode_key(str(alert["id"]))
-    body = _compress(alert)
-    budget = CHUNK_BYTES * CHUNKS_PER_ROW * MAX_ROWS_PER_ALERT
-    truncated = False
-    if len(body) > budget:
-        _, body = _truncate_evidence(alert, budget)
-        truncated = True
-    chunks = [body[i:i + CHUNK_BYTES] for i in range(0, len(body), CHUNK_BYTES)] or [b""]
-    rows_needed = (len(chunks) + CHUNKS_PER_ROW - 1) // CHUNKS_PER_ROW
     version = timefmt.normalize(alert["lastUpdateTime"])
     main: dict[str, Any] = {
         "PartitionKey": tenant_id, "RowKey": row_key, "AlertId": _clip(str(alert["id"])),
@@ -87,22 +88,32 @@ def alert_rows(tenant_id: str, alert: dict[str, Any], ingested_at: datetime | No
         "IncidentId": alert.get("incidentId") if isinstance(alert.get("incidentId"), int)
         else None,
         "MitreTechniques": _clip(json.dumps(alert.get("mitreTechniques") or [])),
-        "BodyEncoding": "zlib+json", "BodyBytes": len(body), "BodyRows": rows_needed,
-        "EvidenceTruncated": truncated,
+        "BodyEncoding": "zlib+json", "BodyBytes": 0, "BodyRows": 0,
+        "EvidenceTruncated": False,
     }
     for prop, name in INDEXED.items():
         value = alert.get(name)
         if value is not None:
             main[prop] = _clip(str(value))
+    # the body fills what the indexed copies leave of the main row, then overflow rows
+    main_chunks = min(CHUNKS_PER_ROW, (ROW_BUDGET - entity_size(main)) // CHUNK_COST)
+    budget = CHUNK_BYTES * (main_chunks + CHUNKS_PER_ROW * (MAX_ROWS_PER_ALERT - 1))
+    body = _compress(alert)
+    if len(body) > budget:
+        _, body = _truncate_evidence(alert, budget)
+        main["EvidenceTruncated"] = True
+    chunks = [body[i:i + CHUNK_BYTES] for i in range(0, len(body), CHUNK_BYTES)] or [b""]
+    for i, chunk in enumerate(chunks[:main_chunks]):
+        main[f"Body{i:02d}"] = chunk
     rows = [main]
-    for n in range(rows_needed):
-        row = main if n == 0 else {"PartitionKey": tenant_id,
-                                   "RowKey": f"{row_key}{OVERFLOW_MARK}{n}",
-                                   "Version": version}
-        for i, chunk in enumerate(chunks[n * CHUNKS_PER_ROW:(n + 1) * CHUNKS_PER_ROW]):
+    rest = chunks[main_chunks:]
+    for n in range(1, 1 + (len(rest) + CHUNKS_PER_ROW - 1) // CHUNKS_PER_ROW):
+        row: dict[str, Any] = {"PartitionKey": tenant_id,
+                               "RowKey": f"{row_key}{OVERFLOW_MARK}{n}", "Version": version}
+        for i, chunk in enumerate(rest[(n - 1) * CHUNKS_PER_ROW:n * CHUNKS_PER_ROW]):
             row[f"Body{i:02d}"] = chunk
-        if n:
-            rows.append(row)
+        rows.append(row)
+    main["BodyBytes"], main["BodyRows"] = len(body), len(rows)
     return rows
 
 
@@ -117,33 +128,6 @@ def read_alert(main: Any, overflow: Iterable[Any] = ()) -> dict[str, Any]:
     return codec.unpack(body)
 
 
-def wire_size(entity: dict[str, Any]) -> int:
-    """Bytes the entity takes in a JSON request (binary is base64 there)."""
-    size = 2 + 40 * len(entity)
-    for key, value in entity.items():
-        size += len(key)
-        kind = type(value)
-        if kind is bytes or (kind is not str and isinstance(value, (bytes, bytearray))):
-            size += (len(value) + 2) // 3 * 4
-        elif kind is str or isinstance(value, str):
-            size += (len(value) if value.isascii() else len(value.encode("utf-8"))) \
-                + value.count('"') + 2
-        else:
-            size += 32
-    return size
-
-
 def transactions(groups: Iterable[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
     """Pack groups of rows (one alert each, never split) into Azure-sized transactions."""
-    batch: list[dict[str, Any]] = []
-    batch_bytes = 0
-    for group in groups:
-        group_bytes = sum(wire_size(e) for e in group)
-        if batch and (len(batch) + len(group) > MAX_TRANSACTION_OPS
-                      or batch_bytes + group_bytes > MAX_TRANSACTION_WIRE):
-            yield batch
-            batch, batch_bytes = [], 0
-        batch.extend(group)
-        batch_bytes += group_bytes
-    if batch:
-        yield batch
+    return packed(groups)

@@ -36,8 +36,9 @@ from azure.data.tables._error import _decode_error  # the SDK's own error decodi
 from azure.data.tables._serialize import _add_entity_properties  # the SDK's own EDM encoding
 
 from shared import codec
+from shared.storage import limits
 
-MAX_OPERATIONS = 100
+MAX_OPERATIONS = limits.MAX_TRANSACTION_OPS
 _BOUNDARY = re.compile(rb"boundary=(changesetresponse_[^\s;]+)")
 _BLANK = re.compile(rb"\r?\n\r?\n")
 _ETAG = re.compile(rb"^etag:[ \t]*(.+?)[ \t]*\r?$", re.I | re.M)
@@ -169,14 +170,18 @@ def submit_transaction(client: TableClient, operations: Iterable[Operation]
                        ) -> list[dict[str, Any]]:
     """All of `operations` (one partition, at most 100) or none; one `{"etag": ...}` each.
 
-    Raises TableTransactionError (status_code 412 for a failed If-Match, 409 for a create
-    of an existing row, 404 for a missing one) and changes nothing when any operation fails.
+    Raises limits.TooLarge, before sending, for what Azure would refuse for its size
+    (Azurite would take it). Raises TableTransactionError (status_code 412 for a failed
+    If-Match, 409 for a create of an existing row, 404 for a missing one) and changes
+    nothing when any operation fails.
     """
     ops = list(operations)
     if not ops:
         return []
     base = f"{client.scheme}://{client._primary_hostname}"
     boundary, body = encode(base, client.table_name, ops)
+    limits.check_transaction((op[1] for op in ops if op[0].lower() != "delete"), len(ops),
+                             len(body))  # what Azure would refuse, refused here too
     request = HttpRequest("POST", f"{base}/$batch", content=body, headers={
         "x-ms-version": client.api_version, "DataServiceVersion": "3.0",
         "MaxDataServiceVersion": "3.0;NetFx", "Accept": "application/json",

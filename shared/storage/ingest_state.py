@@ -26,11 +26,12 @@ from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared import codec
 from shared.model import Cursor
-from shared.storage import batch
+from shared.storage import batch, limits
 
 CURSOR, LEASE, BUDGET = "cursor", "lease", "budget"
 CHUNK = 60_000
 SHARD_LIMIT = 600_000  # compressed bytes per index shard before a new one is started
+OUTBOX_ROW_BYTES = 800_000  # compressed events per outbox row (of 1 MiB per entity)
 IndexEntry = list[Any]  # [version, status, classification, determination, assignedTo]
 
 
@@ -38,10 +39,32 @@ class ConflictError(RuntimeError):
     """Another worker changed the state first; this worker's chunk did not commit."""
 
 
-def _pack(value: Any) -> dict[str, bytes]:
-    data = codec.pack(value)
+def _chunked(data: bytes) -> dict[str, bytes]:
     return {f"Data{i // CHUNK:02d}": data[i:i + CHUNK] for i in range(0, len(data), CHUNK)} \
         or {"Data00": b""}
+
+
+def _pack(value: Any) -> dict[str, bytes]:
+    return _chunked(codec.pack(value))
+
+
+def _outbox_parts(events: list[dict[str, Any]]) -> list[tuple[list[dict[str, Any]], bytes]]:
+    """The events in order, split so that each part's packed bytes fit one outbox row."""
+    done: list[tuple[list[dict[str, Any]], bytes]] = []
+    todo = [events]
+    while todo:
+        part = todo.pop()
+        data = codec.pack(part)
+        if len(data) <= OUTBOX_ROW_BYTES or len(part) == 1:
+            done.append((part, data))
+        else:
+            todo += [part[len(part) // 2:], part[:len(part) // 2]]
+    return done
+
+
+def _fits(ops: list[Any]) -> bool:
+    return len(ops) <= limits.MAX_TRANSACTION_OPS and sum(
+        limits.wire_size(op[1]) for op in ops) <= limits.MAX_TRANSACTION_WIRE
 
 
 def _unpack(entity: Any) -> Any:
@@ -197,43 +220,56 @@ class IngestState:
 
     # commit -----------------------------------------------------------------------------
     def commit(self, index: Index, events: list[dict[str, Any]], cursor: Cursor,
-               cursor_etag: str | None, stamp: str) -> tuple[str | None, str]:
-        """Index, outbox and cursor in one transaction; returns (outbox row, new cursor etag).
+               cursor_etag: str | None, stamp: str) -> tuple[list[str], str | None]:
+        """Index, outbox and cursor; returns (outbox rows, new cursor etag).
+
+        Normally one transaction: all of it or nothing. When the changed index shards and
+        the events exceed what Azure takes in one (100 operations, 4 MiB), the outbox rows
+        go first, then the shards, the cursor last (each shard and the cursor guarded by
+        its ETag). A worker dying in between leaves the cursor where it was, and the rerun
+        emits again only events already in the outbox, under the same event ids, which
+        every consumer deduplicates; nothing is lost.
 
         Raises ConflictError when another worker moved the state first.
         """
-        ops: list[Any] = []
-        for row_key, data in index.rebalance().items():
-            ops.append(self._shard_op(index.shards[row_key], data))
-        outbox = None
-        if events:
-            outbox = f"out:{stamp}:{uuid.uuid4().hex}"
-            ops.append(("create", {"PartitionKey": self.tenant_id, "RowKey": outbox,
-                                   "Count": len(events), "Sent": 0, **_pack(events)}))
+        shard_ops = [self._shard_op(index.shards[row_key], data)
+                     for row_key, data in index.rebalance().items()]
+        outbox_ops = []
+        for part, data in _outbox_parts(events) if events else []:
+            outbox_ops.append(("create", {
+                "PartitionKey": self.tenant_id, "RowKey": f"out:{stamp}:{uuid.uuid4().hex}",
+                "Count": len(part), "Sent": 0, **_chunked(data)}))
         cursor_row = {"PartitionKey": self.tenant_id, "RowKey": CURSOR,
                       "Watermark": cursor.watermark, "Skip": cursor.skip,
                       "UpdatedAt": datetime.now(UTC)}
         if cursor_etag:
-            ops.append(("update", cursor_row, {"mode": UpdateMode.REPLACE, "etag": cursor_etag,
-                                               "match_condition": MatchConditions.IfNotModified}))
+            cursor_op: Any = ("update", cursor_row, {
+                "mode": UpdateMode.REPLACE, "etag": cursor_etag,
+                "match_condition": MatchConditions.IfNotModified})
         else:
-            ops.append(("create", cursor_row))
-        if len(ops) > 100:
-            raise ValueError("a commit holds at most 100 operations")
-        try:
-            results = batch.submit_transaction(self.client, ops)
-        except TableTransactionError as exc:
-            raise ConflictError(f"ingest state changed under us: {exc.error_code}") from exc
+            cursor_op = ("create", cursor_row)
+        ops = [*shard_ops, *outbox_ops, cursor_op]
+        if _fits(ops):
+            steps = [ops]
+        else:
+            size = lambda op: limits.wire_size(op[1])  # noqa: E731
+            steps = [*limits.packed(([op] for op in outbox_ops), size),
+                     *limits.packed(([op] for op in [*shard_ops, cursor_op]), size)]
+        etags: dict[str, str | None] = {}
+        for step in steps:
+            try:
+                results = batch.submit_transaction(self.client, step)
+            except TableTransactionError as exc:
+                raise ConflictError(f"ingest state changed under us: {exc.error_code}"
+                                    ) from exc
+            for op, result in zip(step, results, strict=True):
+                etags[op[1]["RowKey"]] = result.get("etag")
         for shard in index.shards.values():
             shard.dirty = False
             shard.added.clear()
-        etags = {}
-        for op, result in zip(ops, results, strict=True):
-            etags[op[1]["RowKey"]] = result.get("etag")
-        for shard in index.shards.values():
             if shard.row_key in etags:
                 shard.etag = etags[shard.row_key]
-        return outbox, etags[CURSOR]
+        return [op[1]["RowKey"] for op in outbox_ops], etags[CURSOR]
 
     def _shard_op(self, shard: Shard, data: dict[str, bytes]) -> Any:
         entity = {"PartitionKey": self.tenant_id, "RowKey": shard.row_key,

@@ -18,6 +18,7 @@ from shared.storage import batch, tables
 from shared.storage.alert_rows import alert_rows, read_alert, transactions
 from shared.storage.ingest_state import ConflictError, Index, IngestState
 from shared.storage.keys import encode_key
+from shared.storage.limits import TooLarge
 
 ODD_KEYS = ["it's", "a''b", "sp ace", "50%", "%2F", "plus+and&eq=", "ünï©ødé ✓", "(paren)",
             "a,b;c", encode_key("/\\#?\x01\x7f"), "'", "x" * 500]
@@ -144,6 +145,24 @@ def test_a_full_100_operation_transaction_and_the_limits(table):
                                          ("upsert", _entity("other", "b"))])
     with pytest.raises(ValueError, match="Unrecognized"):
         batch.submit_transaction(table, [("insert", _entity(pk, "a"))])
+
+
+@pytest.mark.parametrize("oversize", [
+    {"Blob": b"x" * (64 * 1024 + 1)},                                   # one value
+    {f"B{i:02d}": b"x" * 60_000 for i in range(18)},                    # the entity
+    {f"P{i}": i for i in range(253)},                                    # properties
+])
+def test_what_azure_would_refuse_is_refused_before_sending(table, oversize):
+    """Azurite stores all of these; Azure answers 400/413. Nothing of it is written."""
+    pk = uuid.uuid4().hex
+    with pytest.raises(TooLarge):
+        batch.submit_transaction(table, [("upsert", _entity(pk, "ok")),
+                                         ("upsert", {**_entity(pk, "big"), **oversize})])
+    assert list(table.query_entities("PartitionKey eq @pk", parameters={"pk": pk})) == []
+    big = [("upsert", {**_entity(pk, f"r{i}"), **{f"B{j:02d}": b"x" * 60_000
+                                                   for j in range(12)}}) for i in range(6)]
+    with pytest.raises(TooLarge, match="body"):  # 6 entities of 720 KB: over 4 MiB
+        batch.submit_transaction(table, big)
 
 
 def test_a_2_mib_alert_goes_whole_in_one_transaction(table):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 
@@ -10,7 +11,7 @@ import pytest
 from shared import ingest, timefmt
 from shared.defender import DefenderClient, DefenderError
 from shared.model import TenantStatus
-from shared.storage import tables
+from shared.storage import batch, ingest_state, limits, tables
 from shared.storage.ingest_state import IngestState
 
 
@@ -86,6 +87,70 @@ def test_worker_killed_between_storing_and_moving_the_cursor(pipeline, monkeypat
     assert run.new == 25
     events = pipeline.events(tenant.tenant_id)
     assert len(events) == 25 and len({e["event_id"] for e in events}) == 25
+
+
+@pytest.fixture
+def small_limits(monkeypatch):
+    """Azure's 4 MiB per transaction and ~1 MiB per outbox row, scaled down so that 100
+    ordinary alerts already need a commit in several transactions."""
+    monkeypatch.setattr(limits, "MAX_TRANSACTION_WIRE", 40_000)
+    monkeypatch.setattr(ingest_state, "OUTBOX_ROW_BYTES", 15_000)
+    sent: list[list[str]] = []  # the row keys of each IngestState transaction
+    real = batch.submit_transaction
+
+    def spy(client, operations):
+        ops = list(operations)
+        if client.table_name == tables.INGEST_STATE:
+            sent.append([op[1]["RowKey"] for op in ops])
+        return real(client, ops)
+
+    monkeypatch.setattr(batch, "submit_transaction", spy)
+    return sent
+
+
+def test_a_commit_too_big_for_one_transaction_goes_in_several(pipeline, small_limits):
+    tenant = pipeline.add_tenant("Big Commit Co", alerts=250)
+    run = pipeline.fetch(tenant)
+    assert (run.outcome, run.new) == ("success", 250)
+    commits = [keys for keys in small_limits if any(k.startswith("out:") for k in keys)
+               or "cursor" in keys]
+    assert len(commits) > 3  # three pages: their commits were split
+    assert sum(1 for keys in small_limits for k in keys if k.startswith("out:")) > 3
+    order = "".join(k[:4] for keys in small_limits for k in keys
+                    if k.startswith(("out:", "idx:")) or k == "cursor")
+    split = [c for c in order.split("curs")[:-1] if re.fullmatch(r"(out:)+(idx:)+", c)]
+    assert len(split) == 2  # 100 alerts each: outbox rows first, then the index, cursor last
+    assert re.fullmatch(r"(idx:)*(out:)+", order.split("curs")[2])  # 50: one transaction
+    events = pipeline.events(tenant.tenant_id)
+    assert len(events) == 250 == len({e["event_id"] for e in events})
+    assert len(pipeline.rows(tenant.tenant_id)) == 250
+
+
+def test_worker_killed_inside_a_split_commit_loses_nothing(pipeline, small_limits,
+                                                           monkeypatch):
+    tenant = pipeline.add_tenant("Half Commit Co", alerts=100)
+    spy = batch.submit_transaction
+
+    def die_at_the_index(client, operations):
+        ops = list(operations)
+        if any(op[1]["RowKey"].startswith("idx:") for op in ops):
+            raise SystemExit("worker killed after the outbox rows, before the index")
+        return spy(client, ops)
+
+    monkeypatch.setattr(batch, "submit_transaction", die_at_the_index)
+    with pytest.raises(SystemExit):
+        pipeline.fetch(tenant)
+    state = IngestState(pipeline.ingestor.state_table, tenant.tenant_id)
+    assert state.cursor() == (None, None) and len(state.outbox_rows()) > 1
+    monkeypatch.setattr(batch, "submit_transaction", spy)
+    run = pipeline.fetch(tenant)
+    assert run.new == 100  # the index never saw them: the same events again
+    events = pipeline.events(tenant.tenant_id)
+    assert {e["event_id"] for e in events} == {
+        f"{tenant.tenant_id}:{a['id']}:{timefmt.normalize(a['lastUpdateTime'])}"
+        for a in pipeline.rows(tenant.tenant_id).values()}
+    assert max(Counter(e["event_id"] for e in events).values()) == 2  # consumers dedupe
+    assert pipeline.fetch(tenant).new == 0
 
 
 def test_worker_killed_after_commit_before_the_relay_message(pipeline, monkeypatch):

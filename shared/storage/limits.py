@@ -1,0 +1,126 @@
+"""Azure Table storage's size limits, checked before every transaction is sent.
+
+Azurite does not enforce them, so without this check a write that Azure refuses (413, or
+EntityTooLarge / PropertyValueTooLarge) would pass every test here and fail only in
+production, where a refused commit would stall a tenant for good. Sizes are counted as
+Azure counts them ("Understanding the Table service data model"): an entity is 4 bytes,
+2 per key character, and per property 8 bytes, 2 per name character and its value
+(strings 2 per UTF-16 unit + 4, binary its bytes + 4, fixed sizes otherwise). A
+transaction holds at most 100 operations on one partition in a request body of at most
+4 MiB.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+MAX_ENTITY_BYTES = 1024 * 1024
+MAX_VALUE_BYTES = 64 * 1024  # one string (UTF-16) or binary property
+MAX_PROPERTIES = 252  # besides PartitionKey, RowKey and Timestamp
+MAX_TRANSACTION_OPS = 100
+MAX_TRANSACTION_BYTES = 4 * 1024 * 1024  # the whole $batch request body
+MAX_TRANSACTION_WIRE = 3_500_000  # what packing aims at, leaving room for the framing
+KEYS = ("PartitionKey", "RowKey")
+
+
+class TooLarge(ValueError):
+    """A write Azure would refuse for its size; raised before anything is sent."""
+
+
+def _utf16_units(text: str) -> int:
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le")) // 2
+
+
+def value_size(value: Any) -> int:
+    """Bytes a property value takes in Azure's count."""
+    value = getattr(value, "value", value)  # EntityProperty
+    if isinstance(value, str):
+        return 2 * _utf16_units(value) + 4
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return len(value) + 4
+    if isinstance(value, bool):
+        return 1
+    if isinstance(value, int):
+        return 4 if -(2 ** 31) <= value < 2 ** 31 else 8
+    if isinstance(value, uuid.UUID):
+        return 16
+    if isinstance(value, (float, datetime)):
+        return 8
+    return 8
+
+
+def entity_size(entity: Mapping[str, Any]) -> int:
+    size = 4 + 2 * sum(_utf16_units(str(entity.get(k, ""))) for k in KEYS)
+    for name, value in entity.items():
+        if name not in KEYS and value is not None:
+            size += 8 + 2 * len(name) + value_size(value)
+    return size
+
+
+def check_entity(entity: Mapping[str, Any]) -> None:
+    properties = [n for n, v in entity.items() if n not in KEYS and v is not None]
+    if len(properties) > MAX_PROPERTIES:
+        raise TooLarge(f"entity {entity.get('RowKey')!r} has {len(properties)} properties "
+                       f"(Azure allows {MAX_PROPERTIES})")
+    for name in properties:
+        value = getattr(entity[name], "value", entity[name])
+        if isinstance(value, (str, bytes, bytearray, memoryview)):
+            size = value_size(value) - 4
+            if size > MAX_VALUE_BYTES:
+                raise TooLarge(f"property {name} of entity {entity.get('RowKey')!r} is "
+                               f"{size} bytes (Azure allows {MAX_VALUE_BYTES})")
+    size = entity_size(entity)
+    if size > MAX_ENTITY_BYTES:
+        raise TooLarge(f"entity {entity.get('RowKey')!r} is {size} bytes (Azure allows "
+                       f"{MAX_ENTITY_BYTES})")
+
+
+def check_transaction(entities: Iterable[Mapping[str, Any]], count: int,
+                      body_bytes: int) -> None:
+    if count > MAX_TRANSACTION_OPS:
+        raise TooLarge(f"a transaction holds at most {MAX_TRANSACTION_OPS} operations, "
+                       f"not {count}")
+    if body_bytes > MAX_TRANSACTION_BYTES:
+        raise TooLarge(f"a transaction body is at most {MAX_TRANSACTION_BYTES} bytes, "
+                       f"not {body_bytes}")
+    for entity in entities:
+        check_entity(entity)
+
+
+def wire_size(entity: Mapping[str, Any]) -> int:
+    """Bytes the entity takes in a JSON request (binary is base64 there)."""
+    size = 2 + 40 * len(entity)
+    for key, value in entity.items():
+        size += len(key)
+        kind = type(value)
+        if kind is bytes or (kind is not str and isinstance(value, (bytes, bytearray))):
+            size += (len(value) + 2) // 3 * 4
+        elif kind is str or isinstance(value, str):
+            size += (len(value) if value.isascii() else len(value.encode("utf-8"))) \
+                + value.count('"') + value.count("\\") + 2
+        else:
+            size += 32
+    return size
+
+
+def packed(groups: Iterable[list[Any]], size: Any = wire_size
+           ) -> Iterator[list[Any]]:
+    """Groups of items (each group kept together) packed into Azure-sized transactions:
+    at most 100 items and MAX_TRANSACTION_WIRE bytes by `size`."""
+    batch: list[Any] = []
+    batch_bytes = 0
+    for group in groups:
+        group_bytes = sum(size(item) for item in group)
+        if batch and (len(batch) + len(group) > MAX_TRANSACTION_OPS
+                      or batch_bytes + group_bytes > MAX_TRANSACTION_WIRE):
+            yield batch
+            batch, batch_bytes = [], 0
+        batch.extend(group)
+        batch_bytes += group_bytes
+    if batch:
+        yield batch
