@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
 from typing import Any
 
 MAX_ENTITY_BYTES = 1024 * 1024
@@ -36,45 +35,54 @@ def _utf16_units(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def value_size(value: Any) -> int:
-    """Bytes a property value takes in Azure's count."""
-    value = getattr(value, "value", value)  # EntityProperty
+def _value(value: Any) -> tuple[int, int]:
+    """(bytes in Azure's count, bytes of the string or binary data itself, else 0)."""
+    kind = type(value)
+    if kind is str:
+        data = 2 * (len(value) if value.isascii() else _utf16_units(value))
+        return data + 4, data
+    if kind is bytes:
+        return len(value) + 4, len(value)
+    if kind is bool:
+        return 1, 0
+    if kind is int:
+        return (4 if -(2 ** 31) <= value < 2 ** 31 else 8), 0
+    value = getattr(value, "value", value)  # EntityProperty, or a subclass of the above
     if isinstance(value, str):
-        return 2 * _utf16_units(value) + 4
+        return _value(str(value))
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return len(value) + 4
-    if isinstance(value, bool):
-        return 1
-    if isinstance(value, int):
-        return 4 if -(2 ** 31) <= value < 2 ** 31 else 8
-    if isinstance(value, uuid.UUID):
-        return 16
-    if isinstance(value, (float, datetime)):
-        return 8
-    return 8
+        return _value(bytes(value))
+    if isinstance(value, (bool, int)):
+        return _value(int(value) if not isinstance(value, bool) else bool(value))
+    return (16, 0) if isinstance(value, uuid.UUID) else (8, 0)  # Guid; double, DateTime
 
 
-def entity_size(entity: Mapping[str, Any]) -> int:
-    size = 4 + 2 * sum(_utf16_units(str(entity.get(k, ""))) for k in KEYS)
+def _scan(entity: Mapping[str, Any], check: bool) -> int:
+    """Azure's size of the entity; with `check`, raises TooLarge for a value or a
+    property count over the limits. One pass: this runs for every row written."""
+    size, count = 4, 0
     for name, value in entity.items():
-        if name not in KEYS and value is not None:
-            size += 8 + 2 * len(name) + value_size(value)
+        if name in KEYS:
+            size += 2 * _utf16_units(str(value))
+        elif value is not None:
+            total, data = _value(value)
+            size += 8 + 2 * len(name) + total
+            count += 1
+            if check and data > MAX_VALUE_BYTES:
+                raise TooLarge(f"property {name} of entity {entity.get('RowKey')!r} is "
+                               f"{data} bytes (Azure allows {MAX_VALUE_BYTES})")
+    if check and count > MAX_PROPERTIES:
+        raise TooLarge(f"entity {entity.get('RowKey')!r} has {count} properties (Azure "
+                       f"allows {MAX_PROPERTIES})")
     return size
 
 
+def entity_size(entity: Mapping[str, Any]) -> int:
+    return _scan(entity, check=False)
+
+
 def check_entity(entity: Mapping[str, Any]) -> None:
-    properties = [n for n, v in entity.items() if n not in KEYS and v is not None]
-    if len(properties) > MAX_PROPERTIES:
-        raise TooLarge(f"entity {entity.get('RowKey')!r} has {len(properties)} properties "
-                       f"(Azure allows {MAX_PROPERTIES})")
-    for name in properties:
-        value = getattr(entity[name], "value", entity[name])
-        if isinstance(value, (str, bytes, bytearray, memoryview)):
-            size = value_size(value) - 4
-            if size > MAX_VALUE_BYTES:
-                raise TooLarge(f"property {name} of entity {entity.get('RowKey')!r} is "
-                               f"{size} bytes (Azure allows {MAX_VALUE_BYTES})")
-    size = entity_size(entity)
+    size = _scan(entity, check=True)
     if size > MAX_ENTITY_BYTES:
         raise TooLarge(f"entity {entity.get('RowKey')!r} is {size} bytes (Azure allows "
                        f"{MAX_ENTITY_BYTES})")
