@@ -62,9 +62,13 @@ def _outbox_parts(events: list[dict[str, Any]]) -> list[tuple[list[dict[str, Any
     return done
 
 
+def _op_wire(op: Any) -> int:
+    return limits.wire_size(op[1])
+
+
 def _fits(ops: list[Any]) -> bool:
     return len(ops) <= limits.MAX_TRANSACTION_OPS and sum(
-        limits.wire_size(op[1]) for op in ops) <= limits.MAX_TRANSACTION_WIRE
+        _op_wire(op) for op in ops) <= limits.MAX_TRANSACTION_WIRE
 
 
 def _unpack(entity: Any) -> Any:
@@ -252,9 +256,8 @@ class IngestState:
         if _fits(ops):
             steps = [ops]
         else:
-            size = lambda op: limits.wire_size(op[1])  # noqa: E731
-            steps = [*limits.packed(([op] for op in outbox_ops), size),
-                     *limits.packed(([op] for op in [*shard_ops, cursor_op]), size)]
+            steps = [*limits.packed(([op] for op in outbox_ops), _op_wire),
+                     *limits.packed(([op] for op in [*shard_ops, cursor_op]), _op_wire)]
         etags: dict[str, str | None] = {}
         for step in steps:
             try:

@@ -13,7 +13,7 @@ transaction holds at most 100 operations on one partition in a request body of a
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 MAX_ENTITY_BYTES = 1024 * 1024
@@ -116,7 +116,7 @@ def wire_size(entity: Mapping[str, Any]) -> int:
     return size
 
 
-def packed(groups: Iterable[list[Any]], size: Any = wire_size
+def packed(groups: Iterable[list[Any]], size: Callable[[Any], int] = wire_size
            ) -> Iterator[list[Any]]:
     """Groups of items (each group kept together) packed into Azure-sized transactions:
     at most 100 items and MAX_TRANSACTION_WIRE bytes by `size`."""
