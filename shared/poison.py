@@ -9,6 +9,7 @@ from shared.logsafe import clean
 from shared.messages import tenant_of
 from shared.storage import tables
 from shared.storage.connection import StorageConnection
+from shared.storage.limits import clip_text
 from shared.storage.tenants import TenantRepository
 
 _MAX_TICKS = 10**19 - 1
@@ -29,7 +30,7 @@ class PoisonLog:
             reason = f"{reason}; last error: {tenant.last_error}"
         row_key = f"{_MAX_TICKS - int(now.timestamp() * 10**7):019d}:{uuid.uuid4().hex[:8]}"
         self.table.upsert_entity({"PartitionKey": queue_name, "RowKey": row_key,
-                                  "Body": body[:30_000], "Reason": clean(reason, 2000),
+                                  "Body": clip_text(body), "Reason": clean(reason, 2000),
                                   "Tenant": tenant_id or "", "At": now})
         if tenant is not None:
             self.tenants.merge(tenant.tenant_id, last_error=clean(reason, 1000),

@@ -26,6 +26,11 @@ from shared.notify.rules import Rule
 
 STATE = "~state"
 SEVERITY_ORDER = ("High", "Medium", "Low", "Informational", "UnSpecified")
+BRIEF_CHARS = 512  # per held field: the held event stays one string property in Azure
+
+
+def _short(value: Any) -> Any:
+    return value[:BRIEF_CHARS] if isinstance(value, str) else value
 
 
 class DigestStore:
@@ -34,14 +39,15 @@ class DigestStore:
 
     def hold(self, rule: Rule, event: dict[str, Any], recipients: list[str], key: str) -> None:
         alert = event.get("alert") or {}
-        brief = {k: alert.get(k) for k in ("id", "title", "severity", "status", "category",
-                                           "computerDnsName", "rbacGroupName",
-                                           "alertCreationTime", "lastUpdateTime")}
+        brief = {k: _short(alert.get(k)) for k in ("id", "title", "severity", "status",
+                                                   "category", "computerDnsName",
+                                                   "rbacGroupName", "alertCreationTime",
+                                                   "lastUpdateTime")}
         self.client.upsert_entity({
             "PartitionKey": rule.id, "RowKey": key, "Batch": "",
-            "Event": json.dumps({"tenant": event["tenant"],
-                                 "tenant_name": event.get("tenant_name", ""),
-                                 "change": event.get("change"), "alert": brief})[:60_000],
+            "Event": json.dumps({"tenant": event["tenant"],  # ASCII, under 32K chars
+                                 "tenant_name": _short(event.get("tenant_name", "")),
+                                 "change": event.get("change"), "alert": brief}),
             "Recipients": json.dumps(recipients), "HeldAt": datetime.now(UTC)})
 
     def held(self, rule_id: str) -> list[Any]:

@@ -28,6 +28,7 @@ from shared.notify.transport import (
     Transport,
 )
 from shared.storage import tables
+from shared.storage.limits import clip_text
 
 RULES, LEDGER, MAIL_OUTBOX = "NotifyRules", "NotifyLedger", "MailOutbox"
 DIGESTS = "NotifyDigest"
@@ -92,7 +93,7 @@ class Notifier:
             "Rule": rule.id, "EventId": event["event_id"][:500], "State": state,
             "Subject": str(message["Subject"]), "To": str(message["To"]), "At": now,
             "MessageId": str(message["Message-ID"]),
-            "Text": message.get_body(("plain",)).get_content()[:30_000]})
+            "Text": clip_text(message.get_body(("plain",)).get_content())})
 
     def message(self, event: dict[str, Any], rule: Rule, recipients: list[str]
                 ) -> EmailMessage:

@@ -23,6 +23,8 @@ from azure.storage.queue import (
 )
 from requests.adapters import HTTPAdapter
 
+from shared.storage import limits
+
 POOL_SIZE = 64
 AZURITE_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -114,11 +116,14 @@ class StorageConnection:
 
     @functools.cached_property
     def _table_service(self) -> TableServiceClient:
+        # every write is checked against Azure's size limits, which Azurite does not enforce
         if self.connection_string:
-            return TableServiceClient.from_connection_string(self.connection_string,
-                                                             transport=self._transport)
+            return TableServiceClient.from_connection_string(
+                self.connection_string, transport=self._transport,
+                raw_request_hook=limits.refuse_oversize)
         return TableServiceClient(self.table_service_uri, credential=self._credential,
-                                  transport=self._transport)
+                                  transport=self._transport,
+                                  raw_request_hook=limits.refuse_oversize)
 
     def queue_service(self) -> QueueServiceClient:
         """One client per connection: it owns the HTTP connection pool."""

@@ -12,12 +12,14 @@ transaction holds at most 100 operations on one partition in a request body of a
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 MAX_ENTITY_BYTES = 1024 * 1024
 MAX_VALUE_BYTES = 64 * 1024  # one string (UTF-16) or binary property
+MAX_STRING_UNITS = 32_000  # UTF-16 units a string property is clipped to (of 32,768)
 MAX_PROPERTIES = 252  # besides PartitionKey, RowKey and Timestamp
 MAX_TRANSACTION_OPS = 100
 MAX_TRANSACTION_BYTES = 4 * 1024 * 1024  # the whole $batch request body
@@ -86,6 +88,51 @@ def check_entity(entity: Mapping[str, Any]) -> None:
     if size > MAX_ENTITY_BYTES:
         raise TooLarge(f"entity {entity.get('RowKey')!r} is {size} bytes (Azure allows "
                        f"{MAX_ENTITY_BYTES})")
+
+
+def clip_text(text: str, units: int = MAX_STRING_UNITS) -> str:
+    """The longest prefix of `text` within `units` UTF-16 units (a string property holds
+    32K of them; a character beyond the BMP takes two), never half a surrogate pair."""
+    if len(text) <= units // 2 or (len(text) <= units and text.isascii()):
+        return text
+    data = text.encode("utf-16-le")[:2 * units]
+    if len(data) >= 2 and 0xD8 <= data[-1] <= 0xDB:  # a high surrogate without its pair
+        data = data[:-2]
+    return data.decode("utf-16-le")
+
+
+def _from_json(body: Mapping[str, Any]) -> dict[str, Any]:
+    """An entity from its request JSON, each value of a Python type of the same size."""
+    entity: dict[str, Any] = {}
+    for name, value in body.items():
+        if "@odata" in name:
+            continue
+        kind = body.get(f"{name}@odata.type")
+        if kind == "Edm.Binary" and isinstance(value, str):
+            value = bytes(len(value) * 3 // 4 - value[-2:].count("="))
+        elif kind in ("Edm.Int64", "Edm.Double", "Edm.DateTime"):
+            value = 2 ** 40
+        elif kind == "Edm.Guid":
+            value = uuid.UUID(int=0)
+        entity[name] = value
+    return entity
+
+
+def refuse_oversize(request: Any) -> None:
+    """The `raw_request_hook` of every Table client: a one-entity write (insert, update,
+    merge, upsert) that Azure would refuse is refused before it is sent. `$batch` bodies
+    are multipart and checked in batch.py."""
+    http = request.http_request
+    if http.method not in ("POST", "PUT", "PATCH", "MERGE"):
+        return
+    if not str(http.headers.get("Content-Type", "")).startswith("application/json"):
+        return
+    try:
+        body = json.loads(getattr(http, "content", None) or b"null")
+    except ValueError:
+        return
+    if isinstance(body, dict):
+        check_entity(_from_json(body))
 
 
 def check_transaction(entities: Iterable[Mapping[str, Any]], count: int,

@@ -14,6 +14,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import EdmType, TableTransactionError, UpdateMode
 
 from shared.model import Cursor
+from shared.poison import PoisonLog
 from shared.storage import batch, tables
 from shared.storage.alert_rows import alert_rows, read_alert, transactions
 from shared.storage.ingest_state import ConflictError, Index, IngestState
@@ -197,3 +198,27 @@ def test_a_missing_table_raises_the_sdk_error(storage_env):
     assert type(ours.value) is type(sdk.value)
     assert (ours.value.status_code, ours.value.error_code) == (sdk.value.status_code,
                                                                sdk.value.error_code)
+
+
+def test_one_entity_writes_through_the_sdk_are_checked_too(table, storage_env):
+    """Every Table client carries the check (a request hook), not only `$batch`."""
+    pk = uuid.uuid4().hex
+    with pytest.raises(TooLarge, match="property Text"):
+        table.upsert_entity({**_entity(pk, "mail"), "Text": "\U0001f600" * 20_000})
+    with pytest.raises(TooLarge, match="bytes"):
+        table.create_entity({**_entity(pk, "big"), **{f"B{i:02d}": b"x" * 60_000
+                                                     for i in range(18)}})
+    assert list(table.query_entities("PartitionKey eq @pk", parameters={"pk": pk})) == []
+    table.upsert_entity({**_entity(pk, "ok"), "Text": "\U0001f600" * 16_000,
+                         "Blob": b"x" * 65_536})
+    assert len(table.get_entity(pk, "ok")["Text"]) == 16_000
+
+
+def test_a_poisoned_message_of_any_text_is_kept(storage_env):
+    """A body of characters beyond the BMP (two UTF-16 units each) is clipped to what one
+    string property holds, not refused."""
+    log = PoisonLog(storage_env)
+    body = '{"v": 1, "title": "' + "\U0001f600" * 40_000 + '"}'
+    row_key = log.record("notify-events", body, "a reason")
+    kept = tables.table(storage_env, tables.POISON_LOG).get_entity("notify-events", row_key)
+    assert body.startswith(kept["Body"]) and len(kept["Body"]) > 16_000

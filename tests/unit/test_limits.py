@@ -11,6 +11,7 @@ from shared.storage.limits import (
     TooLarge,
     check_entity,
     check_transaction,
+    clip_text,
     entity_size,
 )
 
@@ -58,3 +59,16 @@ def test_transactions_over_100_operations_or_4_mib_are_refused():
     with pytest.raises(TooLarge, match="body"):
         check_transaction(small[:1], 1, 4 * 1024 * 1024 + 1)
     check_transaction(small[:100], 100, 4 * 1024 * 1024)
+
+
+@pytest.mark.parametrize(("text", "chars"), [
+    ("a" * 40_000, 32_000),
+    ("\u6f22" * 40_000, 32_000),               # one UTF-16 unit each
+    ("\U0001f600" * 40_000, 16_000),           # two units each
+    ("a" + "\U0001f600" * 40_000, 16_000),     # the cut falls inside a pair: dropped whole
+    ("short \U0001f600", 7),
+])
+def test_clip_text_to_what_one_string_property_holds(text, chars):
+    clipped = clip_text(text)
+    assert len(clipped) == chars and text.startswith(clipped)
+    assert len(clipped.encode("utf-16-le")) <= 64 * 1024
