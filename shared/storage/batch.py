@@ -38,7 +38,6 @@ from azure.data.tables._serialize import _add_entity_properties  # the SDK's own
 from shared import codec
 from shared.storage import limits
 
-MAX_OPERATIONS = limits.MAX_TRANSACTION_OPS
 _BOUNDARY = re.compile(rb"boundary=(changesetresponse_[^\s;]+)")
 _BLANK = re.compile(rb"\r?\n\r?\n")
 _ETAG = re.compile(rb"^etag:[ \t]*(.+?)[ \t]*\r?$", re.I | re.M)
@@ -119,8 +118,6 @@ def _part(base: str, table: str, operation: Operation) -> str:
 
 def encode(base: str, table: str, operations: list[Operation]) -> tuple[str, bytes]:
     """(batch boundary, body) of one changeset holding `operations`, in order."""
-    if len(operations) > MAX_OPERATIONS:
-        raise ValueError(f"a transaction holds at most {MAX_OPERATIONS} operations")
     partitions = {op[1]["PartitionKey"] for op in operations}
     if len(partitions) > 1:
         raise ValueError("Partition Keys in the batch must all be the same.")

@@ -38,6 +38,9 @@ def ingest_env(simulator: Simulator, storage: StorageConnection, **overrides: st
     return app_env(**{**values, **overrides})
 
 
+PIPELINE_SETTINGS = {"FETCH_PAGE_SIZE": "100", "FETCH_OVERLAP_SECONDS": "300"}
+
+
 @dataclass
 class Pipeline:
     """One ingest pipeline (as a worker process builds it) plus helpers to look inside."""
@@ -62,8 +65,8 @@ class Pipeline:
 
     def with_settings(self, **overrides: str) -> Pipeline:
         """The same pipeline with other settings (a worker configured otherwise)."""
-        settings = Settings.from_env(ingest_env(self.simulator, self.storage, **{
-            "FETCH_PAGE_SIZE": "100", "FETCH_OVERLAP_SECONDS": "300", **overrides}))
+        settings = Settings.from_env(ingest_env(self.simulator, self.storage,
+                                                **{**PIPELINE_SETTINGS, **overrides}))
         ingestor = Ingestor(settings, self.ingestor.tokens, self.ingestor.client)
         return dataclasses.replace(self, settings=settings, ingestor=ingestor)
 
@@ -112,8 +115,7 @@ class Pipeline:
 @pytest.fixture
 def pipeline(simulator: Simulator, sim: SimulatorClient, storage_env: StorageConnection
              ) -> Iterator[Pipeline]:
-    settings = Settings.from_env(ingest_env(simulator, storage_env, FETCH_PAGE_SIZE="100",
-                                            FETCH_OVERLAP_SECONDS="300"))
+    settings = Settings.from_env(ingest_env(simulator, storage_env, **PIPELINE_SETTINGS))
     ingestor = Ingestor(settings, Tokens(settings.identity),
                         DefenderClient(10, settings.identity.ca_bundle))
     yield Pipeline(simulator, sim, storage_env, settings, ingestor, Relay(storage_env))

@@ -19,6 +19,15 @@ from shared.storage.fanout_ledger import FanoutLedger
 from shared.storage.queue_sender import QueueSender, QueueSendError
 
 
+def _three_due(storage_env, registry) -> tuple[list[str], Fanout]:
+    """Three new active tenants, a fan-out, and an empty fetch queue."""
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    for tenant_id in ids:
+        registry.add(Tenant(tenant_id, "x"))
+    _drain(tables.queue(storage_env, tables.FETCH_QUEUE))
+    return ids, Fanout(storage_env)
+
+
 def _drain(client) -> list[str]:
     found = []
     while messages := list(client.receive_messages(messages_per_page=32, max_messages=32)):
@@ -92,11 +101,7 @@ def test_due_combines_the_ledger_with_the_tenant_row():
 
 def test_fanout_marks_only_what_it_sent_and_a_finished_worker_clears_it(storage_env,
                                                                         registry):
-    ids = [str(uuid.uuid4()) for _ in range(3)]
-    for tenant_id in ids:
-        registry.add(Tenant(tenant_id, "x"))
-    fanout = Fanout(storage_env)
-    _drain(tables.queue(storage_env, tables.FETCH_QUEUE))
+    ids, fanout = _three_due(storage_env, registry)
     assert sorted(fanout.run().enqueued) == sorted(ids)
     assert fanout.run().pending == 3
     assert all(registry.get(t).fetch_queued_at is None for t in ids)  # no write per tenant
@@ -122,11 +127,7 @@ def test_the_sender_with_a_sas_connection_string(storage_env):
 
 def test_a_registry_read_failing_part_way_still_marks_what_was_sent(storage_env, registry,
                                                                     monkeypatch):
-    ids = [str(uuid.uuid4()) for _ in range(3)]
-    for tenant_id in ids:
-        registry.add(Tenant(tenant_id, "x"))
-    fanout = Fanout(storage_env)
-    _drain(tables.queue(storage_env, tables.FETCH_QUEUE))
+    _, fanout = _three_due(storage_env, registry)
     real = fanout.tenants.with_status
 
     def broken(*args, **kwargs):
