@@ -8,13 +8,12 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import ijson
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from shared import codec
+from shared import alert_stream
 
 CONNECT_TIMEOUT = 10
 MAX_TOP = 10_000
@@ -104,41 +103,15 @@ class DefenderClient:
             response.close()
 
 
-class _Body:
-    """The response body as a file for the parser, kept until the first alert is parsed:
-    a page without alerts is then checked whole (it must say `"value": []`)."""
-
-    def __init__(self, raw: Any) -> None:
-        self.raw, self.kept, self.keeping = raw, bytearray(), True
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n)
-        if self.keeping:
-            self.kept += data
-        return data
-
-
 def _alerts(response: requests.Response) -> Iterator[dict[str, Any]]:
     response.raw.decode_content = True
-    body = _Body(response.raw)
     try:
-        for alert in ijson.items(body, "value.item", use_float=True):
-            if body.keeping:
-                body.keeping, body.kept = False, bytearray()
-            yield alert
-    except ijson.JSONError as exc:
-        raise DefenderError("Defender API answered malformed JSON", 200,
-                            "MalformedResponse") from exc
+        yield from alert_stream.alerts(response.raw.read)
+    except alert_stream.Malformed as exc:
+        raise DefenderError(f"Defender API answered {exc}", 200, "MalformedResponse"
+                            ) from exc
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         raise DefenderError(f"Defender API unreachable: {type(exc).__name__}") from exc
-    if body.keeping:  # no alerts: the body must say so
-        try:
-            value = codec.loads(bytes(body.kept))["value"]
-        except (ValueError, KeyError, TypeError):
-            value = None
-        if value != []:
-            raise DefenderError("Defender API answered no alert list", 200,
-                                "MalformedResponse")
 
 
 def _refusal(response: requests.Response) -> DefenderError:

@@ -88,7 +88,7 @@ def alert_rows(tenant_id: str, alert: dict[str, Any], ingested_at: datetime | No
         "IncidentId": alert.get("incidentId") if isinstance(alert.get("incidentId"), int)
         else None,
         "MitreTechniques": _clip(json.dumps(alert.get("mitreTechniques") or [])),
-        "BodyEncoding": "zlib+json", "BodyBytes": 0, "BodyRows": 0,
+        "BodyEncoding": codec.ENCODING, "BodyBytes": 0, "BodyRows": 0,
         "EvidenceTruncated": False,
     }
     for prop, name in INDEXED.items():

@@ -1,11 +1,13 @@
-"""Stored and queued JSON: fast, but readable by any zlib + JSON reader."""
+"""Stored and queued JSON: fast, in a standard format (zstd + JSON), older rows still read."""
 
 from __future__ import annotations
 
 import json
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import zstandard
 
 from shared import codec
 from shared.events import MAX_MESSAGE_BYTES, build_event, tracked
@@ -14,11 +16,28 @@ ALERT = {"id": "da637", "title": "Mimikatz \u00e9\u6f22\u5b57 \"quoted\" \\ \n",
          "evidence": [{"fileName": "x.exe", "sha1": None, "score": 0.5}]}
 
 
-def test_packed_json_is_plain_zlib_and_json():
+def test_packed_json_is_a_plain_zstd_frame_of_json():
     packed = codec.pack(ALERT)
-    assert json.loads(zlib.decompress(packed)) == ALERT  # rows read by any tool
-    assert codec.unpack(zlib.compress(json.dumps(ALERT).encode())) == ALERT  # older rows
+    assert packed[:4] == codec.ZSTD_MAGIC
+    assert zstandard.frame_content_size(packed) == len(codec.dumps(ALERT))
+    assert json.loads(zstandard.ZstdDecompressor().decompress(packed)) == ALERT  # any tool
+    assert codec.unpack(packed) == ALERT
     assert codec.loads(codec.dumps_text(ALERT)) == ALERT
+
+
+def test_rows_written_before_as_zlib_still_read():
+    assert codec.unpack(zlib.compress(json.dumps(ALERT).encode())) == ALERT
+    assert codec.unpack(zlib.compress(codec.dumps(ALERT), 9)) == ALERT
+    with pytest.raises(zlib.error):
+        codec.unpack(b"not packed at all")
+
+
+def test_packing_from_many_threads_at_once():
+    """Contexts are per thread: concurrent invocations never share one."""
+    values = [{**ALERT, "id": str(i), "pad": "x" * i} for i in range(400)]
+    with ThreadPoolExecutor(8) as pool:
+        packed = list(pool.map(codec.pack, values))
+        assert list(pool.map(codec.unpack, packed)) == values
 
 
 def test_what_the_fast_parser_refuses_or_changes():
