@@ -24,7 +24,7 @@ from azure.data.tables import UpdateMode
 from shared import timefmt
 from shared.config import Settings
 from shared.defender import DefenderClient, DefenderError, Forbidden, Throttled, Unauthorized
-from shared.events import build_event, tracked
+from shared.events import event_message, tracked
 from shared.identity import TokenError, Tokens
 from shared.logsafe import clean
 from shared.messages import FetchRequest, RelayRequest
@@ -287,7 +287,7 @@ class Ingestor:
                      committed: Cursor | None, etag: str | None, record: RunRecord
                      ) -> tuple[Cursor, Cursor | None, str | None]:
         index = state.load_index({_day(a, v) for v, a in chunk})
-        events: list[dict[str, Any]] = []
+        events: list[bytes] = []  # serialized messages
         now = datetime.now(UTC)
 
         def rows_to_write() -> Iterator[list[dict[str, Any]]]:
@@ -302,8 +302,8 @@ class Ingestor:
                     record.new += 1
                 else:
                     record.changed += 1
-                events.append(build_event(tenant.tenant_id, tenant.display_name, alert,
-                                          version, old, new).to_message())
+                events.append(event_message(tenant.tenant_id, tenant.display_name, alert,
+                                            version, old, new))
                 index.put(alert_id, _day(alert, version), new)
                 yield alert_rows(tenant.tenant_id, alert, now)
 

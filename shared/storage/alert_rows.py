@@ -11,7 +11,6 @@ truncated, with a flag.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -87,14 +86,16 @@ def alert_rows(tenant_id: str, alert: dict[str, Any], ingested_at: datetime | No
         "IngestedAt": ingested_at or datetime.now(UTC),
         "IncidentId": alert.get("incidentId") if isinstance(alert.get("incidentId"), int)
         else None,
-        "MitreTechniques": _clip(json.dumps(alert.get("mitreTechniques") or [])),
+        "MitreTechniques": _clip(codec.dumps_text(alert.get("mitreTechniques") or [])),
         "BodyEncoding": codec.ENCODING, "BodyBytes": 0, "BodyRows": 0,
         "EvidenceTruncated": False,
     }
-    for prop, name in INDEXED.items():
+    for prop, name in INDEXED.items():  # _clip(str(value)) inline: 15 fields an alert
         value = alert.get(name)
         if value is not None:
-            main[prop] = _clip(str(value))
+            if type(value) is not str:
+                value = str(value)
+            main[prop] = value if len(value) <= MAX_STRING_CHARS else value[:MAX_STRING_CHARS]
     # the body fills what the indexed copies leave of the main row, then overflow rows
     main_chunks = min(CHUNKS_PER_ROW, (ROW_BUDGET - entity_size(main)) // CHUNK_COST)
     budget = CHUNK_BYTES * (main_chunks + CHUNKS_PER_ROW * (MAX_ROWS_PER_ALERT - 1))

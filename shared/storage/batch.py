@@ -20,6 +20,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -65,9 +66,10 @@ def _if_match(entity: Mapping[str, Any], options: Mapping[str, Any]) -> str:
 
 
 def _properties(entity: Mapping[str, Any]) -> dict[str, Any]:
-    """The SDK's JSON for an entity, with the common types (str, bytes, bool, int32) done
-    inline: the SDK's generic `_add_entity_properties` was ~45% of a transaction's Python
-    time in the ingest benchmark. Every other type goes through the SDK's conversion."""
+    """The SDK's JSON for an entity, with the common types (str, bytes, bool, int32, UTC
+    datetime) done inline: the SDK's generic `_add_entity_properties` was ~45% of a
+    transaction's Python time in the ingest benchmark, half of it formatting datetimes.
+    Every other type goes through the SDK's conversion."""
     out: dict[str, Any] = {}
     for name, value in entity.items():
         kind = type(value)
@@ -79,6 +81,10 @@ def _properties(entity: Mapping[str, Any]) -> dict[str, Any]:
             out[name + "@odata.type"] = "Edm.Binary"
         elif kind is bool or (kind is int and -(2 ** 31) <= value < 2 ** 31):
             out[name] = value
+        elif kind is datetime and value.tzinfo is UTC and value.year >= 1000:
+            # the SDK's strftime("%Y-%m-%dT%H:%M:%S.%fZ") of the UTC time, 3x faster
+            out[name] = value.isoformat(timespec="microseconds")[:-6] + "Z"
+            out[name + "@odata.type"] = "Edm.DateTime"
         elif value is not None:
             out.update(_add_entity_properties({name: value}))
     return out

@@ -48,13 +48,14 @@ def _pack(value: Any) -> dict[str, bytes]:
     return _chunked(codec.pack(value))
 
 
-def _outbox_parts(events: list[dict[str, Any]]) -> list[tuple[list[dict[str, Any]], bytes]]:
-    """The events in order, split so that each part's packed bytes fit one outbox row."""
-    done: list[tuple[list[dict[str, Any]], bytes]] = []
+def _outbox_parts(events: list[bytes]) -> list[tuple[list[bytes], bytes]]:
+    """The events (serialized) in order, split so that each part's packed list fits one
+    outbox row. Packed as `codec.pack(list of the events)` would pack them."""
+    done: list[tuple[list[bytes], bytes]] = []
     todo = [events]
     while todo:
         part = todo.pop()
-        data = codec.pack(part)
+        data = codec.compress(b"[" + b",".join(part) + b"]")
         if len(data) <= OUTBOX_ROW_BYTES or len(part) == 1:
             done.append((part, data))
         else:
@@ -223,9 +224,10 @@ class IngestState:
         return index
 
     # commit -----------------------------------------------------------------------------
-    def commit(self, index: Index, events: list[dict[str, Any]], cursor: Cursor,
+    def commit(self, index: Index, events: list[bytes], cursor: Cursor,
                cursor_etag: str | None, stamp: str) -> tuple[list[str], str | None]:
-        """Index, outbox and cursor; returns (outbox rows, new cursor etag).
+        """Index, outbox (`events`: serialized messages) and cursor; returns (outbox
+        rows, new cursor etag).
 
         Normally one transaction: all of it or nothing. When the changed index shards and
         the events exceed what Azure takes in one (100 operations, 4 MiB), the outbox rows

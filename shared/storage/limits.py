@@ -61,18 +61,30 @@ def _value(value: Any) -> tuple[int, int]:
 
 def _scan(entity: Mapping[str, Any], check: bool) -> int:
     """Azure's size of the entity; with `check`, raises TooLarge for a value or a
-    property count over the limits. One pass: this runs for every row written."""
+    property count over the limits. One pass, strings and bytes inline: this runs for
+    every row written."""
     size, count = 4, 0
     for name, value in entity.items():
+        kind = type(value)
         if name in KEYS:
-            size += 2 * _utf16_units(str(value))
-        elif value is not None:
+            text = value if kind is str else str(value)
+            size += 2 * (len(text) if text.isascii() else _utf16_units(text))
+            continue
+        if kind is str:
+            data = 2 * (len(value) if value.isascii() else _utf16_units(value))
+            size += 12 + 2 * len(name) + data
+        elif kind is bytes:
+            data = len(value)
+            size += 12 + 2 * len(name) + data
+        elif value is None:
+            continue
+        else:
             total, data = _value(value)
             size += 8 + 2 * len(name) + total
-            count += 1
-            if check and data > MAX_VALUE_BYTES:
-                raise TooLarge(f"property {name} of entity {entity.get('RowKey')!r} is "
-                               f"{data} bytes (Azure allows {MAX_VALUE_BYTES})")
+        count += 1
+        if check and data > MAX_VALUE_BYTES:
+            raise TooLarge(f"property {name} of entity {entity.get('RowKey')!r} is "
+                           f"{data} bytes (Azure allows {MAX_VALUE_BYTES})")
     if check and count > MAX_PROPERTIES:
         raise TooLarge(f"entity {entity.get('RowKey')!r} has {count} properties (Azure "
                        f"allows {MAX_PROPERTIES})")

@@ -126,7 +126,7 @@ def test_a_stale_cursor_etag_is_a_conflict_for_the_ingest_commit(storage_env):
     index = Index()
     index.put("alert-1", "20260101", ["v", "New", None, None, None])
     with pytest.raises(ConflictError, match="UpdateConditionNotSatisfied"):
-        state.commit(index, [{"event": 1}], Cursor("2026-01-01T12:00:00.0000000Z"), etag, "s")
+        state.commit(index, [b'{"event": 1}'], Cursor("2026-01-01T12:00:00.0000000Z"), etag, "s")
     assert state.cursor() == (Cursor("2026-01-02T00:00:00.0000000Z"), newer)
     assert state.outbox_rows() == [] and state.load_index(["20260101"]).shards == {}
     with pytest.raises(ConflictError, match="EntityAlreadyExists"):  # a second first commit

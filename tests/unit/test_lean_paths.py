@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
 
 import pytest
@@ -47,7 +47,9 @@ def test_entity_json_matches_the_sdk():
               "f": False, "i": 2 ** 31 - 1, "neg": -(2 ** 31), "x": 1.5,
               "nan": float("nan"), "when": datetime(2026, 1, 1, 1, 2, 3, 4, tzinfo=UTC),
               "g": uuid.UUID(int=1), "e": Colour.RED, "typed": (5, EdmType.INT64),
-              "none": None, "empty": "", "bytes0": b""}
+              "none": None, "empty": "", "bytes0": b"",
+              "whole": datetime(2026, 1, 1, tzinfo=UTC), "old": datetime(999, 1, 1, tzinfo=UTC),
+              "elsewhere": datetime(2026, 1, 1, 5, tzinfo=timezone(timedelta(hours=5)))}
     ours, sdk = batch._properties(entity), _add_entity_properties(entity)
     assert ours.keys() == sdk.keys()
     assert {k: str(v) for k, v in ours.items()} == {k: str(v) for k, v in sdk.items()}
