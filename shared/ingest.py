@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +22,7 @@ from typing import Any
 from azure.data.tables import UpdateMode
 
 from shared import timefmt
+from shared.chunk_commits import ChunkCommits
 from shared.config import Settings
 from shared.defender import DefenderClient, DefenderError, Forbidden, Throttled, Unauthorized
 from shared.events import event_message, tracked
@@ -32,7 +33,7 @@ from shared.model import Cursor, Tenant, TenantStatus
 from shared.notices import OpsNotices
 from shared.storage import batch, tables
 from shared.storage.alert_rows import alert_rows, transactions
-from shared.storage.ingest_state import ConflictError, IngestState
+from shared.storage.ingest_state import ConflictError, Index, IngestState
 from shared.storage.runs import RunHistory, RunRecord
 from shared.storage.tenants import TenantRepository
 
@@ -48,10 +49,14 @@ WRITERS = 4  # concurrent alert-row transactions per worker
 
 
 @dataclass
-class PageOutcome:
-    new: int = 0
-    changed: int = 0
-    unchanged: int = 0
+class Progress:
+    """Where one run is: its query position, the latest cursor handed to a commit, the
+    version index of the days it has met, and its commits in flight."""
+
+    position: Cursor
+    committed: Cursor | None
+    index: Index
+    commits: ChunkCommits
 
 
 def _day(alert: dict[str, Any], version: str) -> str:
@@ -115,6 +120,7 @@ class Ingestor:
         self.fetch_queue = tables.queue(storage, tables.FETCH_QUEUE)
         self.relay_queue = tables.queue(storage, tables.RELAY_QUEUE)
         self.writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="alert-writer")
+        self.committer = ThreadPoolExecutor(1, thread_name_prefix="chunk-commit")
         self.notices = OpsNotices(storage, settings.onboarding.ops_email)
 
     # the run ----------------------------------------------------------------------------
@@ -190,6 +196,9 @@ class Ingestor:
         token = self.tokens.token(tenant.tenant_id)
         retried_auth = False
         more = False
+        progress = Progress(position, committed, Index(), ChunkCommits(
+            self.committer, state, etag, lambda _: self.relay_queue.send_message(
+                RelayRequest(tenant.tenant_id).to_message())))
         try:
             while True:
                 if record.pages >= fetch.max_pages_per_run:
@@ -204,12 +213,12 @@ class Ingestor:
                 budget.spend()
                 record.api_calls += 1
                 try:
+                    position = progress.position
                     with self.client.page(
                             base, token, filter_=f"lastUpdateTime ge {position.watermark}",
                             top=fetch.page_size, skip=position.skip) as alerts:
                         record.pages += 1
-                        received, position, committed, etag = self._store_page(
-                            tenant, state, alerts, position, committed, etag, record)
+                        received = self._store_page(tenant, alerts, progress, record)
                 except Unauthorized:
                     if retried_auth:
                         raise TokenError("Defender refused fresh tokens", None,
@@ -221,8 +230,12 @@ class Ingestor:
                     continue
                 if received < fetch.page_size:
                     break
+            progress.commits.finish()
         finally:
-            state.save_calls(budget.minutes)
+            try:
+                progress.commits.finish()  # after a failure too: what is done stays done
+            finally:
+                state.save_calls(budget.minutes)
         if more:
             self._requeue(tenant, FetchRequest(tenant.tenant_id, True, "continue"), 0)
             record.outcome = "partial"
@@ -234,12 +247,10 @@ class Ingestor:
                            throttled_until=None)
 
     # one page ---------------------------------------------------------------------------
-    def _store_page(self, tenant: Tenant, state: IngestState,
-                    alerts: Iterator[dict[str, Any]], position: Cursor,
-                    committed: Cursor | None, etag: str | None, record: RunRecord
-                    ) -> tuple[int, Cursor, Cursor | None, str | None]:
+    def _store_page(self, tenant: Tenant, alerts: Iterator[dict[str, Any]],
+                    progress: Progress, record: RunRecord) -> int:
         """Store a page chunk by chunk as it arrives: a chunk is stored and committed
-        while the rest of the page is still being received (peak memory ~ one chunk).
+        while the rest of the page is still being received (peak memory ~ two chunks).
         Returns the number of alerts received."""
         received = 0
 
@@ -254,13 +265,12 @@ class Ingestor:
                 yield timefmt.normalize(alert["lastUpdateTime"]), alert
 
         for chunk in self._chunks(versioned()):
-            if chunk[0][0] < position.watermark:
+            if chunk[0][0] < progress.position.watermark:
                 log.warning("tenant %s: Defender answered alerts out of lastUpdateTime "
                             "order (%s after %s)", tenant.tenant_id, chunk[0][0],
-                            position.watermark)
-            position, committed, etag = self._store_chunk(tenant, state, chunk, position,
-                                                          committed, etag, record)
-        return received, position, committed, etag
+                            progress.position.watermark)
+            self._store_chunk(tenant, chunk, progress, record)
+        return received
 
     @staticmethod
     def _chunks(items: Iterator[tuple[str, dict[str, Any]]]
@@ -282,11 +292,12 @@ class Ingestor:
             chunk.sort(key=lambda pair: pair[0])
             yield chunk
 
-    def _store_chunk(self, tenant: Tenant, state: IngestState,
-                     chunk: list[tuple[str, dict[str, Any]]], position: Cursor,
-                     committed: Cursor | None, etag: str | None, record: RunRecord
-                     ) -> tuple[Cursor, Cursor | None, str | None]:
-        index = state.load_index({_day(a, v) for v, a in chunk})
+    def _store_chunk(self, tenant: Tenant, chunk: list[tuple[str, dict[str, Any]]],
+                     progress: Progress, record: RunRecord) -> None:
+        """Classify, send the rows of new and changed alerts, and hand the commit over:
+        it runs once the rows are stored, while this thread goes on with the next."""
+        index = progress.commits.state.load_index({_day(a, v) for v, a in chunk},
+                                                  into=progress.index)
         events: list[bytes] = []  # serialized messages
         now = datetime.now(UTC)
 
@@ -308,19 +319,21 @@ class Ingestor:
                 yield alert_rows(tenant.tenant_id, alert, now)
 
         # each transaction is sent as soon as it is packed, while the next is built; they
-        # are independent and idempotent, and all are done before the commit below
-        pending = [self.writers.submit(batch.submit_transaction, self.alerts,
-                                       [("upsert", e, {"mode": UpdateMode.REPLACE})
-                                        for e in rows])
-                   for rows in transactions(rows_to_write())]
-        for future in pending:
-            future.result()
-        position = advance(position, [v for v, _ in chunk])
-        cursor = later(committed, position)
-        outbox, etag = state.commit(index, events, cursor, etag, stamp=chunk[-1][0])
-        if outbox:
-            self.relay_queue.send_message(RelayRequest(tenant.tenant_id).to_message())
-        return position, cursor, etag
+        # are independent and idempotent
+        pending: list[Future[Any]] = []
+        try:
+            for rows in transactions(rows_to_write()):
+                pending.append(self.writers.submit(
+                    batch.submit_transaction, self.alerts,
+                    [("upsert", e, {"mode": UpdateMode.REPLACE}) for e in rows]))
+            position = advance(progress.position, [v for v, _ in chunk])
+            committed = later(progress.committed, position)
+            progress.commits.submit(pending, index.snapshot(), events, committed,
+                                    stamp=chunk[-1][0])  # raises the last commit's error
+        except BaseException:
+            wait(pending)  # no write of this run goes on after it has ended
+            raise
+        progress.position, progress.committed = position, committed
 
     # after the run ----------------------------------------------------------------------
     def _relay_leftovers(self, state: IngestState) -> None:

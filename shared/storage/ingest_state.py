@@ -81,17 +81,26 @@ def _unpack(entity: Any) -> Any:
 class Shard:
     row_key: str
     entries: dict[str, IndexEntry]
-    etag: str | None = None
+    etag: str | None = None  # set by the load, then by each commit of the shard
     dirty: bool = False
     added: set[str] = field(default_factory=set)
+    stored: bool = False  # in a commit already (whose ETag may not be back yet)
+
+    @property
+    def new(self) -> bool:
+        return self.etag is None and not self.stored
+
+
+Snapshot = list[tuple[Shard, dict[str, bytes]]]  # changed shards, packed as of one chunk
 
 
 @dataclass
 class Index:
-    """The version index shards loaded for one page."""
+    """The version index shards of the days one run has loaded."""
 
     shards: dict[str, Shard] = field(default_factory=dict)
     where: dict[str, str] = field(default_factory=dict)  # alert id -> shard row key
+    days: set[str] = field(default_factory=set)  # loaded (a day without shards included)
 
     def get(self, alert_id: str) -> IndexEntry | None:
         key = self.where.get(alert_id)
@@ -122,7 +131,7 @@ class Index:
                 packed[shard.row_key] = data
                 continue
             day, number = shard.row_key[4:].rsplit(":", 1)
-            moving = sorted(shard.added)[len(shard.added) // 2 if shard.etag is None else 0:]
+            moving = sorted(shard.added)[len(shard.added) // 2 if shard.new else 0:]
             spill_key = f"idx:{day}:{int(number) + 1:02d}"
             spill = self.shards.setdefault(spill_key, Shard(spill_key, {}))
             for alert_id in moving:
@@ -133,6 +142,15 @@ class Index:
             spill.dirty = True
             pending.extend([shard, spill] if spill not in pending else [shard])
         return packed
+
+    def snapshot(self) -> Snapshot:
+        """The changed shards packed as they are now, for a commit; the index then
+        counts them as stored, and goes on changing without touching the snapshot."""
+        taken = [(self.shards[key], data) for key, data in self.rebalance().items()]
+        for shard, _ in taken:
+            shard.dirty, shard.stored = False, True
+            shard.added.clear()
+        return taken
 
 
 class IngestState:
@@ -197,10 +215,12 @@ class IngestState:
                                    "Minutes": json.dumps(minutes)}, mode=UpdateMode.REPLACE)
 
     # version index ----------------------------------------------------------------------
-    def load_index(self, days: Iterable[str]) -> Index:
-        """Every shard of the given creation days (one range query per run of days)."""
-        index = Index()
-        wanted = sorted(set(days))
+    def load_index(self, days: Iterable[str], into: Index | None = None) -> Index:
+        """Every shard of the given creation days (one range query per run of days),
+        added to `into` (without the days it has loaded already)."""
+        index = into if into is not None else Index()
+        wanted = sorted(set(days) - index.days)
+        index.days.update(wanted)
         if not wanted:
             return index
         ranges: list[tuple[str, str]] = []
@@ -224,10 +244,10 @@ class IngestState:
         return index
 
     # commit -----------------------------------------------------------------------------
-    def commit(self, index: Index, events: list[bytes], cursor: Cursor,
+    def commit(self, shards: Snapshot, events: list[bytes], cursor: Cursor,
                cursor_etag: str | None, stamp: str) -> tuple[list[str], str | None]:
-        """Index, outbox (`events`: serialized messages) and cursor; returns (outbox
-        rows, new cursor etag).
+        """Index shards (`Index.snapshot()`), outbox (`events`: serialized messages) and
+        cursor; returns (outbox rows, new cursor etag).
 
         Normally one transaction: all of it or nothing. When the changed index shards and
         the events exceed what Azure takes in one (100 operations, 4 MiB), the outbox rows
@@ -238,8 +258,7 @@ class IngestState:
 
         Raises ConflictError when another worker moved the state first.
         """
-        shard_ops = [self._shard_op(index.shards[row_key], data)
-                     for row_key, data in index.rebalance().items()]
+        shard_ops = [self._shard_op(shard, data) for shard, data in shards]
         outbox_ops = []
         for part, data in _outbox_parts(events) if events else []:
             outbox_ops.append(("create", {
@@ -269,11 +288,8 @@ class IngestState:
                                     ) from exc
             for op, result in zip(step, results, strict=True):
                 etags[op[1]["RowKey"]] = result.get("etag")
-        for shard in index.shards.values():
-            shard.dirty = False
-            shard.added.clear()
-            if shard.row_key in etags:
-                shard.etag = etags[shard.row_key]
+        for shard, _ in shards:
+            shard.etag = etags[shard.row_key]
         return [op[1]["RowKey"] for op in outbox_ops], etags[CURSOR]
 
     def _shard_op(self, shard: Shard, data: dict[str, bytes]) -> Any:

@@ -121,16 +121,17 @@ def test_a_stale_cursor_etag_is_a_conflict_for_the_ingest_commit(storage_env):
     client = tables.table(storage_env, tables.INGEST_STATE)
     tenant = str(uuid.uuid4())
     state = IngestState(client, tenant)
-    _, etag = state.commit(Index(), [], Cursor("2026-01-01T00:00:00.0000000Z"), None, "s")
-    _, newer = state.commit(Index(), [], Cursor("2026-01-02T00:00:00.0000000Z"), etag, "s")
+    _, etag = state.commit([], [], Cursor("2026-01-01T00:00:00.0000000Z"), None, "s")
+    _, newer = state.commit([], [], Cursor("2026-01-02T00:00:00.0000000Z"), etag, "s")
     index = Index()
     index.put("alert-1", "20260101", ["v", "New", None, None, None])
     with pytest.raises(ConflictError, match="UpdateConditionNotSatisfied"):
-        state.commit(index, [b'{"event": 1}'], Cursor("2026-01-01T12:00:00.0000000Z"), etag, "s")
+        state.commit(index.snapshot(), [b'{"event": 1}'],
+                     Cursor("2026-01-01T12:00:00.0000000Z"), etag, "s")
     assert state.cursor() == (Cursor("2026-01-02T00:00:00.0000000Z"), newer)
     assert state.outbox_rows() == [] and state.load_index(["20260101"]).shards == {}
     with pytest.raises(ConflictError, match="EntityAlreadyExists"):  # a second first commit
-        state.commit(Index(), [], Cursor("2026-01-03T00:00:00.0000000Z"), None, "s")
+        state.commit([], [], Cursor("2026-01-03T00:00:00.0000000Z"), None, "s")
 
 
 def test_a_full_100_operation_transaction_and_the_limits(table):

@@ -89,6 +89,75 @@ def test_worker_killed_between_storing_and_moving_the_cursor(pipeline, monkeypat
     assert len(events) == 25 and len({e["event_id"] for e in events}) == 25
 
 
+def _state_spy(monkeypatch, on_commit):
+    """Calls on_commit(row keys, operations) before each IngestState transaction."""
+    real = batch.submit_transaction
+
+    def spy(client, operations):
+        ops = list(operations)
+        if client.table_name == tables.INGEST_STATE:
+            on_commit([op[1]["RowKey"] for op in ops], ops)
+        return real(client, ops)
+    monkeypatch.setattr(batch, "submit_transaction", spy)
+
+
+def test_each_chunk_commits_in_order_and_only_after_its_rows(pipeline, monkeypatch):
+    """Commits run beside the worker: whenever a cursor is committed, every alert up to it
+    is already stored, and cursors are committed in order."""
+    monkeypatch.setattr(ingest, "CHUNK_ALERTS", 40)
+    pipeline = pipeline.with_settings(FETCH_PAGE_SIZE="10000")
+    tenant = pipeline.add_tenant("Chunky Co", alerts=200)
+    versions = sorted(timefmt.normalize(a["lastUpdateTime"])
+                      for a in pipeline.sim.alerts(tenant.tenant_id))
+    cursors = []
+
+    def check(keys, ops):
+        if "cursor" not in keys:
+            return
+        watermark = next(op[1]["Watermark"] for op in ops if op[1]["RowKey"] == "cursor")
+        stored = {r["Version"] for r in pipeline.ingestor.alerts.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": tenant.tenant_id}, select=["Version"])}
+        assert {v for v in versions if v <= watermark} <= stored
+        cursors.append(watermark)
+
+    _state_spy(monkeypatch, check)
+    run = pipeline.fetch(tenant)
+    assert (run.outcome, run.new) == ("success", 200)
+    assert len(cursors) == 5 and cursors == sorted(cursors) and cursors[-1] == versions[-1]
+
+
+def test_a_failed_chunk_stops_the_run_before_any_later_commit(pipeline, monkeypatch):
+    monkeypatch.setattr(ingest, "CHUNK_ALERTS", 40)
+    pipeline = pipeline.with_settings(FETCH_PAGE_SIZE="10000")
+    tenant = pipeline.add_tenant("Broken Write Co", alerts=200)
+    real = batch.submit_transaction
+    alert_writes = []
+
+    def flaky(client, operations):
+        ops = list(operations)
+        if client.table_name == tables.ALERTS:
+            alert_writes.append(1)
+            if len(alert_writes) == 2:  # the second chunk's rows
+                raise ConnectionError("Table storage went away")
+        return real(client, ops)
+
+    monkeypatch.setattr(batch, "submit_transaction", flaky)
+    with pytest.raises(ConnectionError):
+        pipeline.fetch(tenant)
+    state = IngestState(pipeline.ingestor.state_table, tenant.tenant_id)
+    cursor, _ = state.cursor()
+    first = sorted(pipeline.sim.alerts(tenant.tenant_id),
+                   key=lambda a: timefmt.normalize(a["lastUpdateTime"]))[:40]
+    assert cursor is not None
+    assert cursor.watermark == timefmt.normalize(first[-1]["lastUpdateTime"])
+    assert len(pipeline.events(tenant.tenant_id)) == 40  # the first chunk's, no later one
+    monkeypatch.setattr(batch, "submit_transaction", real)
+    run = pipeline.fetch(tenant)
+    assert run.new == 160  # (the first chunk re-read from the overlap is unchanged)
+    assert len({e["event_id"] for e in pipeline.events(tenant.tenant_id)}) == 160
+    assert len(pipeline.rows(tenant.tenant_id)) == 200
+
+
 @pytest.fixture
 def small_limits(monkeypatch):
     """Azure's 4 MiB per transaction and ~1 MiB per outbox row, scaled down so that 100
