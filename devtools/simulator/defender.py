@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Iterator
 from typing import Any
 
 import jwt
+import orjson
 from werkzeug.wrappers import Request, Response
 
 from devtools.simulator.http import defender_error, graph_error, json_response
@@ -139,11 +139,11 @@ def _streamed(context: str, page: list[dict[str, Any]], cut_after: int | None = 
     """The page as chunked JSON written while it is serialized, as a large API answer
     arrives: the client can work on the first alerts before the last are sent. With
     `cut_after`, the body breaks off after that many alerts (a connection that died)."""
-    yield b'{"@odata.context":' + json.dumps(context).encode() + b',"value":['
+    yield b'{"@odata.context":' + orjson.dumps(context) + b',"value":['
     end = len(page) if cut_after is None else min(cut_after, len(page))
-    for start in range(0, end, per_write):
-        text = ",".join(json.dumps(a) for a in page[start:min(start + per_write, end)])
-        yield ("," + text if start else text).encode()
+    for start in range(0, end, per_write):  # orjson: the simulator's CPU is not Defender's
+        data = b",".join(orjson.dumps(a) for a in page[start:min(start + per_write, end)])
+        yield b"," + data if start else data
     if end == len(page):
         yield b"]}"
 
