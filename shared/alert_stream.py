@@ -12,7 +12,8 @@ braces balance when counted naively (cheap, and right unless strings hold braces
 all of them, at most MAX_TRIES. Whatever falls outside that (a page not shaped
 `{..., "value": [{...}, ...], ...}`, strings crafted to defeat the shortcut) is handed to
 ijson from where the cut stopped, so the result never depends on the shortcut: only the
-speed does.
+speed does. Before all that, the place where the next alert begins (`},{"id":`, as
+Defender writes them) is tried: usually one search and one parse an alert.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ MAX_HEAD = 1024 * 1024  # bytes before the alert list; Defender sends ~100
 MAX_TRIES = 32  # parse attempts for one alert before ijson takes over
 _VALUE = re.compile(rb'"value"\s*:\s*\[')
 _END = re.compile(rb"\}[ \t\r\n]*([,\]])")
+# where one alert ends and the next begins, as Defender writes them (`id` first); cannot
+# occur inside a string, whose quotes would be escaped
+_NEXT = re.compile(rb'\}[ \t\r\n]*(,)[ \t\r\n]*\{[ \t\r\n]*"id"[ \t\r\n]*:')
 _SPACE = re.compile(rb"[ \t\r\n]*")
 
 
@@ -175,6 +179,12 @@ def _cut(stream: _Stream, start: int) -> tuple[Any, int, bool] | None:
     """(the alert, where what follows its `,` or `]` starts, whether it was `]`) for the
     object at `start`, reading as needed; None to hand over to ijson."""
     tries = 0
+    match = _NEXT.search(stream.buf, start)  # the usual case: one search, one parse
+    if match is not None:
+        alert = _parsed(stream.buf[start:match.start() + 1])
+        if alert is not _FAILED:
+            return alert, match.end(1), False
+        tries += 1
     for balanced_only in (True, False):
         searched, balance, counted = start, 0, start
         while True:

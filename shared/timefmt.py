@@ -10,12 +10,16 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-_ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,7}))?"
-                  r"(Z|[+-]\d{2}:\d{2})?$")
+_CANONICAL = re.compile(  # normalize's own output, in ASCII digits
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{7}Z")
+_ISO = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2})[T ]([0-9]{2}:[0-9]{2}:[0-9]{2})"
+                  r"(?:\.([0-9]{1,7}))?(Z|[+-][0-9]{2}:[0-9]{2})?$")
 
 
 def normalize(text: str) -> str:
     """'2021-01-26T21:33:57.72+01:00' -> '2021-01-26T20:33:57.7200000Z'."""
+    if len(text) == 28 and _CANONICAL.fullmatch(text):  # most of Defender's, and ours
+        return text
     m = _ISO.match(text.strip())
     if not m:
         raise ValueError(f"not a Defender timestamp: {text[:40]!r}")
@@ -29,7 +33,7 @@ def normalize(text: str) -> str:
 def to_datetime(text: str) -> datetime:
     """A normalized or raw Defender time as an aware datetime (microseconds)."""
     n = normalize(text)
-    return datetime.fromisoformat(n[:19]).replace(tzinfo=UTC, microsecond=int(n[20:26]))
+    return datetime.fromisoformat(n[:26] + "+00:00")  # 5x faster than .replace(tzinfo)
 
 
 def from_datetime(when: datetime) -> str:

@@ -101,6 +101,16 @@ class Index:
     shards: dict[str, Shard] = field(default_factory=dict)
     where: dict[str, str] = field(default_factory=dict)  # alert id -> shard row key
     days: set[str] = field(default_factory=set)  # loaded (a day without shards included)
+    latest: dict[str, Shard] = field(default_factory=dict)  # day -> its last shard
+
+    def add(self, shard: Shard) -> Shard:
+        """A shard loaded or started; a day's new ids go to its highest-numbered one."""
+        self.shards[shard.row_key] = shard
+        day, number = shard.row_key[4:].rsplit(":", 1)
+        last = self.latest.get(day)
+        if last is None or int(number) > int(last.row_key.rsplit(":", 1)[1]):
+            self.latest[day] = shard
+        return shard
 
     def get(self, alert_id: str) -> IndexEntry | None:
         key = self.where.get(alert_id)
@@ -109,10 +119,8 @@ class Index:
     def put(self, alert_id: str, day: str, entry: IndexEntry) -> Shard:
         key = self.where.get(alert_id)
         if key is None:
-            day_keys = sorted(k for k in self.shards if k.startswith(f"idx:{day}:"))
-            key = day_keys[-1] if day_keys else f"idx:{day}:00"
-            self.shards.setdefault(key, Shard(key, {}))
-            self.where[alert_id] = key
+            last = self.latest.get(day) or self.add(Shard(f"idx:{day}:00", {}))
+            key = self.where[alert_id] = last.row_key
         shard = self.shards[key]
         if alert_id not in shard.entries:
             shard.added.add(alert_id)
@@ -133,7 +141,7 @@ class Index:
             day, number = shard.row_key[4:].rsplit(":", 1)
             moving = sorted(shard.added)[len(shard.added) // 2 if shard.new else 0:]
             spill_key = f"idx:{day}:{int(number) + 1:02d}"
-            spill = self.shards.setdefault(spill_key, Shard(spill_key, {}))
+            spill = self.shards.get(spill_key) or self.add(Shard(spill_key, {}))
             for alert_id in moving:
                 spill.entries[alert_id] = shard.entries.pop(alert_id)
                 shard.added.discard(alert_id)
@@ -237,8 +245,7 @@ class IngestState:
                     query, parameters={"pk": self.tenant_id, "lo": f"idx:{low}:",
                                        "hi": f"idx:{high};"}):
                 entries = _unpack(row) or {}
-                index.shards[row["RowKey"]] = Shard(row["RowKey"], entries,
-                                                    row.metadata["etag"])
+                index.add(Shard(row["RowKey"], entries, row.metadata["etag"]))
                 for alert_id in entries:
                     index.where[alert_id] = row["RowKey"]
         return index

@@ -20,6 +20,7 @@ NASTY = [  # strings that look like structure
     {"id": "b", "evidence": [{"x": "{{{{"}, {"y": "}"}], "z": '\\"}, {'},
     {"id": "c", "s": "\\\\", "q": "\\\"}", "u": "\u00e9\u6f22\U0001f600 }\n,"},
     {"id": "d", "nested": {"value": [1, {"value": "]"}]}, "e": [], "f": {}},
+    {"id": "e", "evidence": [{"id": 1}, {"id": 2, "x": {"id": 3}}], "after": "x"},
 ]
 
 

@@ -125,7 +125,7 @@ def test_transactions_never_exceed_100_operations_or_4_mib():
 
 def test_full_index_shard_spills_new_ids_into_the_next_one():
     index = Index()
-    index.shards["idx:20240101:00"] = Shard("idx:20240101:00", {}, etag="W/1")
+    index.add(Shard("idx:20240101:00", {}, etag="W/1"))
     import random
 
     rng = random.Random(1)

@@ -38,6 +38,14 @@ def test_to_datetime_as_before():
         assert timefmt.to_datetime(text) == before
 
 
+def test_normalized_times_pass_through_as_the_full_parse_gives_them():
+    for text in ("2021-01-26T21:33:57.7220239Z", "1999-12-31T23:59:59.9999999Z",
+                 "2024-02-29T00:00:00.0000000Z"):
+        assert timefmt.normalize(text) == timefmt.normalize(f" {text} ") == text
+    with pytest.raises(ValueError):  # digits of another script are not a Defender time
+        timefmt.normalize("２０２１-01-26T21:33:57.7220239Z")
+
+
 class Colour(StrEnum):
     RED = "red"
 
