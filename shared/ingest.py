@@ -11,6 +11,7 @@ through the relay, not from here.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -59,11 +60,17 @@ class Progress:
     commits: ChunkCommits
 
 
+_UTC_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,7})?Z")
+
+
 def _day(alert: dict[str, Any], version: str) -> str:
+    """The index day of an alert: its creation day (UTC), else its version's."""
     created = alert.get("alertCreationTime")
+    if type(created) is str and _UTC_TIME.fullmatch(created):  # normalize's day, faster
+        return created[:4] + created[5:7] + created[8:10]
     try:
-        return timefmt.normalize(created)[:10].replace("-", "") if created else version[:10]
-    except ValueError:
+        return timefmt.normalize(created)[:10].replace("-", "")
+    except (ValueError, TypeError, AttributeError):  # none, or not a time
         return version[:10].replace("-", "")
 
 

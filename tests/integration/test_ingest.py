@@ -472,3 +472,17 @@ def test_alert_ids_with_forbidden_key_characters(pipeline):
     pipeline.fetch(tenant)
     assert set(pipeline.rows(tenant.tenant_id)) == {template, "a/b", "c\\d", "e#f?g", "h%2Fi",
                                                     "tab\tx"}
+
+
+def test_alerts_without_a_creation_time_share_a_chunk_with_others(pipeline):
+    """Their index day comes from the version; it must be a day like any other, or the
+    range query over the chunk's days fails."""
+    tenant = pipeline.add_tenant("No Birthday Co")
+    template = pipeline.sim.generate(tenant.tenant_id, 1, age_seconds=3 * 86400)["ids"][0]
+    alert = next(a for a in pipeline.sim.alerts(tenant.tenant_id) if a["id"] == template)
+    odd = [{k: v for k, v in alert.items() if k != "alertCreationTime"} | {"id": f"nb{i}"}
+           for i in range(3)] + [{**alert, "id": "bad-time", "alertCreationTime": "soon"}]
+    pipeline.sim.add_alerts(tenant.tenant_id, odd)
+    pipeline.sim.generate(tenant.tenant_id, 5)
+    assert pipeline.fetch(tenant).new == 10  # the template too
+    assert pipeline.fetch(tenant).new == 0

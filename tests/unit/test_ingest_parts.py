@@ -7,7 +7,7 @@ import time
 import pytest
 
 from devtools.simulator.alerts import AlertFactory
-from shared import timefmt
+from shared import ingest, timefmt
 from shared.events import build_event, tracked
 from shared.ingest import Budget, advance, later
 from shared.model import Cursor
@@ -148,3 +148,16 @@ def test_events_fit_a_queue_message_whatever_the_alert():
 
     assert len(json.dumps(event.to_message())) <= 40_000
     assert event.change == "new" and event.event_id.endswith(version)
+
+
+@pytest.mark.parametrize("created", [
+    "2021-01-26T23:59:59Z", "2021-01-26T23:59:59.1234567Z", "2021-01-26T23:33:57.72+01:00",
+    "2021-01-26T23:33:57-05:00", "2021-01-26 23:59:59Z", None, "", "soon", 12])
+def test_index_day_is_the_utc_creation_day_else_the_version_day(created):
+    version = "2021-02-03T04:05:06.0000000Z"
+    try:
+        expected = timefmt.normalize(created)[:10].replace("-", "")
+    except (ValueError, TypeError, AttributeError):
+        expected = "20210203"
+    assert ingest._day({"alertCreationTime": created}, version) == expected
+    assert len(expected) == 8 and expected.isdigit()
