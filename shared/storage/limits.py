@@ -175,14 +175,18 @@ def wire_size(entity: Mapping[str, Any]) -> int:
     return size
 
 
-def packed(groups: Iterable[list[Any]], size: Callable[[Any], int] = wire_size
+def packed(groups: Iterable[list[Any]], size: Callable[[Any], int] = wire_size,
+           group_size: Callable[[list[Any]], int | None] = lambda group: None
            ) -> Iterator[list[Any]]:
     """Groups of items (each group kept together) packed into Azure-sized transactions:
-    at most 100 items and MAX_TRANSACTION_WIRE bytes by `size`."""
+    at most 100 items and MAX_TRANSACTION_WIRE bytes by `size` (or by `group_size`, a
+    bound known for a whole group, where it gives one)."""
     batch: list[Any] = []
     batch_bytes = 0
     for group in groups:
-        group_bytes = sum(size(item) for item in group)
+        group_bytes = group_size(group)
+        if group_bytes is None:
+            group_bytes = sum(size(item) for item in group)
         if batch and (len(batch) + len(group) > MAX_TRANSACTION_OPS
                       or batch_bytes + group_bytes > MAX_TRANSACTION_WIRE):
             yield batch

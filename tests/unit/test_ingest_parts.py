@@ -161,3 +161,16 @@ def test_index_day_is_the_utc_creation_day_else_the_version_day(created):
         expected = "20210203"
     assert ingest._day({"alertCreationTime": created}, version) == expected
     assert len(expected) == 8 and expected.isdigit()
+
+
+@pytest.mark.parametrize("evidence", [0, 300_000, 2 * 1024 * 1024])
+@pytest.mark.parametrize("text", ["plain", '"\\' * 4_000, "\x01\x1f" * 4_000,
+                                  "\u6f22\U0001f600" * 4_000])
+def test_the_size_counted_while_building_rows_bounds_their_json(evidence, text):
+    """Transactions are packed by the size alert_rows counted: it must never be less
+    than what the rows take in a request, whatever the text (escapes, surrogates)."""
+    alert = {**_alert(evidence), "title": text, "assignedTo": text, "id": text[:200] + "x"}
+    rows = alert_rows(TENANT, alert)
+    assert rows.wire >= sum(wire_size(r) for r in rows)
+    if text == "plain":  # and not so loose that it packs ordinary alerts thinly
+        assert rows.wire <= 2 * sum(wire_size(r) for r in rows) + 10_000
