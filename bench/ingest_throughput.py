@@ -80,10 +80,13 @@ def main() -> None:
         client = DefenderClient(120, settings.identity.ca_bundle)
         ingestor = Ingestor(settings, tokens, client)
         for number in range(-1, args.rounds):  # round -1 warms Azurite and is not kept
-            def table(kind: str, number: int = number) -> TableClient:
+            made: dict[str, TableClient] = {}
+
+            def table(kind: str, number: int = number, made: dict = made) -> TableClient:
                 """A new table for each measurement: Azurite keeps a table in one in-memory
                 collection whose inserts slow down as it grows (Azure's do not)."""
-                return tables.table(env.storage, f"Bench{number + 1}{kind}")
+                made[kind] = tables.table(env.storage, f"Bench{number + 1}{kind}")
+                return made[kind]
 
             ingestor.alerts = table("Pipeline")
             created = env.sim.add_tenant("Bench Co", consent=[settings.identity.client_id])
@@ -148,6 +151,8 @@ def main() -> None:
                     "pipeline_vs_raw_sdk": round(sdk_s / pipeline_s, 2)})
             if number >= 0:
                 rounds.append(measured)
+            for name in list(made):  # what Azurite holds is freed before the next round
+                made.pop(name).delete_table()
     keys = {k for r in rounds for k, v in r.items() if not isinstance(v, dict)}
     print(json.dumps({"alerts": n, "cores": CORES, "rounds": rounds, "median": {
         key: statistics.median(r[key] for r in rounds if key in r) for key in sorted(keys)}},

@@ -90,14 +90,14 @@ def _properties(entity: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _part(base: str, table: str, operation: Operation) -> str:
+def _part(base: str, table: str, operation: Operation) -> bytes:
     kind = operation[0].lower()
     entity = operation[1]
     options: Mapping[str, Any] = operation[2] if len(operation) == 3 else {}  # type: ignore[misc]
     where = f"{base}/{table}(PartitionKey='{_key(entity['PartitionKey'])}'," \
             f"RowKey='{_key(entity['RowKey'])}')"
     headers = ["Accept: application/json;odata=nometadata", "DataServiceVersion: 3.0"]
-    body = ""
+    body = b""
     if kind == "create":
         method, where = "POST", f"{base}/{table}"
         headers.append("Prefer: return-no-content")
@@ -114,12 +114,12 @@ def _part(base: str, table: str, operation: Operation) -> str:
     else:
         raise ValueError(f"Unrecognized operation: {operation[0]}")
     if method != "DELETE":
-        body = codec.dumps_text(_properties(entity))
+        body = codec.dumps(_properties(entity))  # bytes throughout: no re-encoding
         headers.append("Content-Type: application/json")
     head = "\r\n".join(headers)
     return (f"Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
             f"{method} {where} HTTP/1.1\r\n{head}\r\nContent-Length: "
-            f"{len(body.encode())}\r\n\r\n{body}")
+            f"{len(body)}\r\n\r\n").encode() + body
 
 
 def encode(base: str, table: str, operations: list[Operation]) -> tuple[str, bytes]:
@@ -128,10 +128,11 @@ def encode(base: str, table: str, operations: list[Operation]) -> tuple[str, byt
     if len(partitions) > 1:
         raise ValueError("Partition Keys in the batch must all be the same.")
     batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
-    parts = "".join(f"--{changeset}\r\n{_part(base, table, op)}\r\n" for op in operations)
-    body = (f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"
-            f"{parts}--{changeset}--\r\n\r\n--{batch}--\r\n")
-    return batch, body.encode("utf-8")
+    start = f"--{changeset}\r\n".encode()
+    head = f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"
+    tail = f"--{changeset}--\r\n\r\n--{batch}--\r\n"
+    parts = b"".join(start + _part(base, table, op) + b"\r\n" for op in operations)
+    return batch, head.encode() + parts + tail.encode()
 
 
 def decode(content: bytes) -> list[tuple[int, bytes, bytes]]:
