@@ -22,7 +22,7 @@ from typing import Any
 
 from azure.data.tables import UpdateMode
 
-from shared import timefmt
+from shared import gc_pause, timefmt
 from shared.chunk_commits import ChunkCommits
 from shared.config import Settings
 from shared.defender import DefenderClient, DefenderError, Forbidden, Throttled, Unauthorized
@@ -132,6 +132,10 @@ class Ingestor:
 
     # the run ----------------------------------------------------------------------------
     def run(self, request: FetchRequest) -> RunRecord:
+        with gc_pause.paused():
+            return self._run(request)
+
+    def _run(self, request: FetchRequest) -> RunRecord:
         started = datetime.now(UTC)
         record = RunRecord(request.tenant_id, uuid.uuid4().hex, started)
         tenant = self.tenants.get(request.tenant_id)
