@@ -307,8 +307,9 @@ class Ingestor:
                      progress: Progress, record: RunRecord) -> None:
         """Classify, send the rows of new and changed alerts, and hand the commit over:
         it runs once the rows are stored, while this thread goes on with the next."""
-        index = progress.commits.state.load_index({_day(a, v) for v, a in chunk},
-                                                  into=progress.index)
+        days = {_day(a, v) for v, a in chunk}
+        progress.index.evict(keep=days)
+        index = progress.commits.state.load_index(days, into=progress.index)
         events: list[bytes] = []  # serialized messages
         now = datetime.now(UTC)
 

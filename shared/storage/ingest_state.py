@@ -85,6 +85,7 @@ class Shard:
     dirty: bool = False
     added: set[str] = field(default_factory=set)
     stored: bool = False  # in a commit already (whose ETag may not be back yet)
+    pending: bool = False  # in a commit that has not finished
 
     @property
     def new(self) -> bool:
@@ -156,9 +157,27 @@ class Index:
         counts them as stored, and goes on changing without touching the snapshot."""
         taken = [(self.shards[key], data) for key, data in self.rebalance().items()]
         for shard, _ in taken:
-            shard.dirty, shard.stored = False, True
+            shard.dirty, shard.stored, shard.pending = False, True, True
             shard.added.clear()
         return taken
+
+    def evict(self, keep: set[str]) -> None:
+        """Forget the days outside `keep` whose shards are all unchanged since their last
+        finished commit, so a long run holds the index of the days it is working on,
+        not of every day it met; a day forgotten is read again if it comes back."""
+        by_day: dict[str, list[Shard]] = {}
+        for shard in self.shards.values():
+            by_day.setdefault(shard.row_key[4:].rsplit(":", 1)[0], []).append(shard)
+        for day in self.days - keep:
+            shards = by_day.get(day, [])
+            if any(shard.dirty or shard.pending for shard in shards):
+                continue
+            for shard in shards:
+                del self.shards[shard.row_key]
+                for alert_id in shard.entries:
+                    self.where.pop(alert_id, None)
+            self.latest.pop(day, None)
+            self.days.discard(day)
 
 
 class IngestState:
@@ -296,7 +315,7 @@ class IngestState:
             for op, result in zip(step, results, strict=True):
                 etags[op[1]["RowKey"]] = result.get("etag")
         for shard, _ in shards:
-            shard.etag = etags[shard.row_key]
+            shard.etag, shard.pending = etags[shard.row_key], False
         return [op[1]["RowKey"] for op in outbox_ops], etags[CURSOR]
 
     def _shard_op(self, shard: Shard, data: dict[str, bytes]) -> Any:

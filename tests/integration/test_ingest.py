@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 
@@ -486,3 +487,37 @@ def test_alerts_without_a_creation_time_share_a_chunk_with_others(pipeline):
     pipeline.sim.generate(tenant.tenant_id, 5)
     assert pipeline.fetch(tenant).new == 10  # the template too
     assert pipeline.fetch(tenant).new == 0
+
+
+def test_a_run_forgets_finished_days_and_reads_them_again(pipeline, monkeypatch):
+    """Creation days A, B, C, A in successive chunks: A is forgotten once its commit is
+    done, read again for the fourth chunk (with its new ETag), and every alert of every
+    day is known to the next run."""
+    monkeypatch.setattr(ingest, "CHUNK_ALERTS", 10)
+    pipeline = pipeline.with_settings(FETCH_PAGE_SIZE="10000", FETCH_OVERLAP_SECONDS="0")
+    tenant = pipeline.add_tenant("Many Days Co")
+    template = pipeline.sim.generate(tenant.tenant_id, 1, age_seconds=7200)["ids"][0]
+    alert = next(a for a in pipeline.sim.alerts(tenant.tenant_id) if a["id"] == template)
+    base = timefmt.to_datetime(alert["lastUpdateTime"])
+    days = ["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-01"]
+    made = [{**alert, "id": f"day{n}",
+             "alertCreationTime": f"{days[n // 10]}T12:00:00Z",
+             "lastUpdateTime": timefmt.from_datetime(base + timedelta(seconds=n + 1))}
+            for n in range(40)]
+    pipeline.sim.add_alerts(tenant.tenant_id, made)
+    loads = []
+    real_load = IngestState.load_index
+
+    def counted(self, wanted, into=None):
+        loads.append(sorted(set(wanted) - (into.days if into else set())))
+        return real_load(self, wanted, into)
+
+    monkeypatch.setattr(IngestState, "load_index", counted)
+    assert pipeline.fetch(tenant).new == 41
+    assert [day for days_loaded in loads for day in days_loaded].count("20260301") == 2
+    for n in (0, 35):  # one alert of A's first chunk, one of its second
+        pipeline.sim.update_alert(tenant.tenant_id, f"day{n}", {"status": "Resolved"})
+    run = pipeline.fetch(tenant)
+    assert (run.new, run.changed) == (0, 2)
+    events = pipeline.events(tenant.tenant_id)
+    assert len(events) == 43 == len({e["event_id"] for e in events})

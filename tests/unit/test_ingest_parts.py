@@ -174,3 +174,19 @@ def test_the_size_counted_while_building_rows_bounds_their_json(evidence, text):
     assert rows.wire >= sum(wire_size(r) for r in rows)
     if text == "plain":  # and not so loose that it packs ordinary alerts thinly
         assert rows.wire <= 2 * sum(wire_size(r) for r in rows) + 10_000
+
+
+def test_index_forgets_only_finished_days_outside_the_chunk():
+    index = Index()
+    for day, state in (("20260101", "clean"), ("20260102", "dirty"), ("20260103", "pending"),
+                       ("20260104", "kept")):
+        index.days.add(day)
+        shard = index.add(Shard(f"idx:{day}:00", {f"a{day}": ["v"]}, etag="W/1"))
+        index.where[f"a{day}"] = shard.row_key
+        shard.dirty, shard.pending = state == "dirty", state == "pending"
+    index.days.add("20260105")  # loaded, had no shard
+    index.evict(keep={"20260104"})
+    assert index.days == {"20260102", "20260103", "20260104"}
+    assert set(index.where) == {"a20260102", "a20260103", "a20260104"}
+    assert set(index.latest) == index.days
+    assert index.get("a20260101") is None and index.get("a20260104") == ["v"]
