@@ -490,9 +490,10 @@ def test_alerts_without_a_creation_time_share_a_chunk_with_others(pipeline):
 
 
 def test_a_run_forgets_finished_days_and_reads_them_again(pipeline, monkeypatch):
-    """Creation days A, B, C, A in successive chunks: A is forgotten once its commit is
-    done, read again for the fourth chunk (with its new ETag), and every alert of every
-    day is known to the next run."""
+    """Creation days A, B, C, A in successive chunks (then the template's): A is
+    forgotten at the third chunk (its commit is done by then: the second waited for it),
+    read again for the fourth (with its new ETag), and every alert of every day is known
+    to the next run."""
     monkeypatch.setattr(ingest, "CHUNK_ALERTS", 10)
     pipeline = pipeline.with_settings(FETCH_PAGE_SIZE="10000", FETCH_OVERLAP_SECONDS="0")
     tenant = pipeline.add_tenant("Many Days Co")
@@ -502,7 +503,7 @@ def test_a_run_forgets_finished_days_and_reads_them_again(pipeline, monkeypatch)
     days = ["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-01"]
     made = [{**alert, "id": f"day{n}",
              "alertCreationTime": f"{days[n // 10]}T12:00:00Z",
-             "lastUpdateTime": timefmt.from_datetime(base + timedelta(seconds=n + 1))}
+             "lastUpdateTime": timefmt.from_datetime(base - timedelta(seconds=100 - n))}
             for n in range(40)]
     pipeline.sim.add_alerts(tenant.tenant_id, made)
     loads = []
