@@ -90,16 +90,22 @@ def test_worker_killed_between_storing_and_moving_the_cursor(pipeline, monkeypat
     assert len(events) == 25 and len({e["event_id"] for e in events}) == 25
 
 
-def _state_spy(monkeypatch, on_commit):
-    """Calls on_commit(row keys, operations) before each IngestState transaction."""
+def _spy(monkeypatch, table: str, on_ops):
+    """Calls on_ops(operations) before each transaction on `table`; it may raise, as a
+    dying worker or a failing store would. Returns the submit it wraps."""
     real = batch.submit_transaction
 
     def spy(client, operations):
         ops = list(operations)
-        if client.table_name == tables.INGEST_STATE:
-            on_commit([op[1]["RowKey"] for op in ops], ops)
+        if client.table_name == table:
+            on_ops(ops)
         return real(client, ops)
     monkeypatch.setattr(batch, "submit_transaction", spy)
+    return real
+
+
+def _keys(ops) -> list[str]:
+    return [op[1]["RowKey"] for op in ops]
 
 
 def test_each_chunk_commits_in_order_and_only_after_its_rows(pipeline, monkeypatch):
@@ -112,8 +118,8 @@ def test_each_chunk_commits_in_order_and_only_after_its_rows(pipeline, monkeypat
                       for a in pipeline.sim.alerts(tenant.tenant_id))
     cursors = []
 
-    def check(keys, ops):
-        if "cursor" not in keys:
+    def check(ops):
+        if "cursor" not in _keys(ops):
             return
         watermark = next(op[1]["Watermark"] for op in ops if op[1]["RowKey"] == "cursor")
         stored = {r["Version"] for r in pipeline.ingestor.alerts.query_entities(
@@ -121,7 +127,7 @@ def test_each_chunk_commits_in_order_and_only_after_its_rows(pipeline, monkeypat
         assert {v for v in versions if v <= watermark} <= stored
         cursors.append(watermark)
 
-    _state_spy(monkeypatch, check)
+    _spy(monkeypatch, tables.INGEST_STATE, check)
     run = pipeline.fetch(tenant)
     assert (run.outcome, run.new) == ("success", 200)
     assert len(cursors) == 5 and cursors == sorted(cursors) and cursors[-1] == versions[-1]
@@ -131,18 +137,14 @@ def test_a_failed_chunk_stops_the_run_before_any_later_commit(pipeline, monkeypa
     monkeypatch.setattr(ingest, "CHUNK_ALERTS", 40)
     pipeline = pipeline.with_settings(FETCH_PAGE_SIZE="10000")
     tenant = pipeline.add_tenant("Broken Write Co", alerts=200)
-    real = batch.submit_transaction
     alert_writes = []
 
-    def flaky(client, operations):
-        ops = list(operations)
-        if client.table_name == tables.ALERTS:
-            alert_writes.append(1)
-            if len(alert_writes) == 2:  # the second chunk's rows
-                raise ConnectionError("Table storage went away")
-        return real(client, ops)
+    def flaky(ops):
+        alert_writes.append(1)
+        if len(alert_writes) == 2:  # the second chunk's rows
+            raise ConnectionError("Table storage went away")
 
-    monkeypatch.setattr(batch, "submit_transaction", flaky)
+    real = _spy(monkeypatch, tables.ALERTS, flaky)
     with pytest.raises(ConnectionError):
         pipeline.fetch(tenant)
     state = IngestState(pipeline.ingestor.state_table, tenant.tenant_id)
@@ -166,15 +168,7 @@ def small_limits(monkeypatch):
     monkeypatch.setattr(limits, "MAX_TRANSACTION_WIRE", 40_000)
     monkeypatch.setattr(ingest_state, "OUTBOX_ROW_BYTES", 15_000)
     sent: list[list[str]] = []  # the row keys of each IngestState transaction
-    real = batch.submit_transaction
-
-    def spy(client, operations):
-        ops = list(operations)
-        if client.table_name == tables.INGEST_STATE:
-            sent.append([op[1]["RowKey"] for op in ops])
-        return real(client, ops)
-
-    monkeypatch.setattr(batch, "submit_transaction", spy)
+    _spy(monkeypatch, tables.INGEST_STATE, lambda ops: sent.append(_keys(ops)))
     return sent
 
 
@@ -201,15 +195,12 @@ def test_a_commit_too_big_for_one_transaction_goes_in_several(pipeline, small_li
 def test_worker_killed_inside_a_split_commit_loses_nothing(pipeline, small_limits,
                                                            monkeypatch):
     tenant = pipeline.add_tenant("Half Commit Co", alerts=100)
-    spy = batch.submit_transaction
 
-    def die_at_the_index(client, operations):
-        ops = list(operations)
-        if any(op[1]["RowKey"].startswith("idx:") for op in ops):
+    def die_at_the_index(ops):
+        if any(key.startswith("idx:") for key in _keys(ops)):
             raise SystemExit("worker killed after the outbox rows, before the index")
-        return spy(client, ops)
 
-    monkeypatch.setattr(batch, "submit_transaction", die_at_the_index)
+    spy = _spy(monkeypatch, tables.INGEST_STATE, die_at_the_index)
     with pytest.raises(SystemExit):
         pipeline.fetch(tenant)
     state = IngestState(pipeline.ingestor.state_table, tenant.tenant_id)
