@@ -11,7 +11,6 @@ through the relay, not from here.
 from __future__ import annotations
 
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -60,18 +59,12 @@ class Progress:
     commits: ChunkCommits
 
 
-_UTC_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,7})?Z")
-
-
 def _day(alert: dict[str, Any], version: str) -> str:
     """The index day of an alert: its creation day (UTC), else its version's."""
-    created = alert.get("alertCreationTime")
-    if type(created) is str and _UTC_TIME.fullmatch(created):  # normalize's day, faster
-        return created[:4] + created[5:7] + created[8:10]
     try:
-        return timefmt.normalize(created)[:10].replace("-", "")
-    except (ValueError, TypeError, AttributeError):  # none, or not a time
-        return version[:10].replace("-", "")
+        return timefmt.utc_day(alert.get("alertCreationTime"))
+    except ValueError:  # none, or not a time
+        return timefmt.utc_day(version)
 
 
 def advance(position: Cursor, versions: list[str]) -> Cursor:
@@ -241,10 +234,9 @@ class Ingestor:
                     continue
                 if received < fetch.page_size:
                     break
-            progress.commits.finish()
         finally:
-            try:
-                progress.commits.finish()  # after a failure too: what is done stays done
+            try:  # the last commit lands (or raises) before the run counts as done
+                progress.commits.finish()
             finally:
                 state.save_calls(budget.minutes)
         if more:

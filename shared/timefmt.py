@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 _CANONICAL = re.compile(  # normalize's own output, in ASCII digits
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{7}Z")
+_UTC = re.compile(  # a Defender time in UTC: its date is the UTC day
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,7})?Z")
 _ISO = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2})[T ]([0-9]{2}:[0-9]{2}:[0-9]{2})"
                   r"(?:\.([0-9]{1,7}))?(Z|[+-][0-9]{2}:[0-9]{2})?$")
 
@@ -28,6 +30,15 @@ def normalize(text: str) -> str:
         return f"{day}T{clock}.{(frac or '').ljust(7, '0')}Z"
     stamp = datetime.fromisoformat(f"{day}T{clock}{zone}").astimezone(UTC)
     return f"{stamp:%Y-%m-%dT%H:%M:%S}.{(frac or '').ljust(7, '0')}Z"
+
+
+def utc_day(text: object) -> str:
+    """'2021-01-26T23:33:57.72-05:00' -> '20210127'; ValueError if `text` is no time."""
+    if type(text) is str and _UTC.fullmatch(text):  # most of them: no parse needed
+        return text[:4] + text[5:7] + text[8:10]
+    if not isinstance(text, str):
+        raise ValueError(f"not a Defender timestamp: {text!r:.40}")
+    return normalize(text)[:10].replace("-", "")
 
 
 def to_datetime(text: str) -> datetime:
