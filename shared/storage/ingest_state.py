@@ -91,6 +91,14 @@ class Shard:
     def new(self) -> bool:
         return self.etag is None and not self.stored
 
+    @property
+    def day(self) -> str:
+        return self.row_key[4:].rsplit(":", 1)[0]  # idx:<day>:<number>
+
+    @property
+    def number(self) -> int:
+        return int(self.row_key.rsplit(":", 1)[1])
+
 
 Snapshot = list[tuple[Shard, dict[str, bytes]]]  # changed shards, packed as of one chunk
 
@@ -107,10 +115,9 @@ class Index:
     def add(self, shard: Shard) -> Shard:
         """A shard loaded or started; a day's new ids go to its highest-numbered one."""
         self.shards[shard.row_key] = shard
-        day, number = shard.row_key[4:].rsplit(":", 1)
-        last = self.latest.get(day)
-        if last is None or int(number) > int(last.row_key.rsplit(":", 1)[1]):
-            self.latest[day] = shard
+        last = self.latest.get(shard.day)
+        if last is None or shard.number > last.number:
+            self.latest[shard.day] = shard
         return shard
 
     def get(self, alert_id: str) -> IndexEntry | None:
@@ -139,9 +146,8 @@ class Index:
             if sum(len(v) for v in data.values()) <= SHARD_LIMIT or not shard.added:
                 packed[shard.row_key] = data
                 continue
-            day, number = shard.row_key[4:].rsplit(":", 1)
             moving = sorted(shard.added)[len(shard.added) // 2 if shard.new else 0:]
-            spill_key = f"idx:{day}:{int(number) + 1:02d}"
+            spill_key = f"idx:{shard.day}:{shard.number + 1:02d}"
             spill = self.shards.get(spill_key) or self.add(Shard(spill_key, {}))
             for alert_id in moving:
                 spill.entries[alert_id] = shard.entries.pop(alert_id)
@@ -167,7 +173,7 @@ class Index:
         not of every day it met; a day forgotten is read again if it comes back."""
         by_day: dict[str, list[Shard]] = {}
         for shard in self.shards.values():
-            by_day.setdefault(shard.row_key[4:].rsplit(":", 1)[0], []).append(shard)
+            by_day.setdefault(shard.day, []).append(shard)
         for day in self.days - keep:
             shards = by_day.get(day, [])
             if any(shard.dirty or shard.pending for shard in shards):
