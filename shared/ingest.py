@@ -223,6 +223,7 @@ class Ingestor:
                             top=fetch.page_size, skip=position.skip) as alerts:
                         record.pages += 1
                         received = self._store_page(tenant, alerts, progress, record)
+                    gc_pause.tidy()
                 except Unauthorized:
                     if retried_auth:
                         raise TokenError("Defender refused fresh tokens", None,

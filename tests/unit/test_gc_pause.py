@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import weakref
 
 import pytest
 
@@ -55,3 +56,17 @@ def test_a_collector_disabled_before_stays_disabled():
     with gc_pause.paused():
         pass
     assert not gc.isenabled()
+
+
+def test_tidy_frees_cycles_while_paused():
+    class Node:
+        pass
+
+    with gc_pause.paused():
+        node = Node()
+        node.me = node  # a cycle: reference counting alone never frees it
+        alive = weakref.ref(node)
+        del node
+        assert alive() is not None  # held while the collector is paused
+        gc_pause.tidy()
+        assert alive() is None
