@@ -7,10 +7,11 @@ import time
 import pytest
 
 from devtools.simulator.alerts import AlertFactory
-from shared import ingest, timefmt
+from shared import codec, ingest, timefmt
 from shared.events import build_event, tracked
 from shared.ingest import Budget, advance, later
 from shared.model import Cursor
+from shared.storage import batch
 from shared.storage.alert_rows import (
     CHUNK_BYTES,
     INDEXED,
@@ -117,10 +118,10 @@ def test_transactions_never_exceed_100_operations_or_4_mib():
     groups = [alert_rows(TENANT, _alert(200_000 if i % 7 == 0 else 0)) for i in range(260)]
     batches = list(transactions(groups))
     assert sum(len(b) for b in batches) == sum(len(g) for g in groups)
-    for batch in batches:
-        assert len(batch) <= MAX_TRANSACTION_OPS
-        assert sum(wire_size(e) for e in batch) <= MAX_TRANSACTION_WIRE
-        assert len({e["PartitionKey"] for e in batch}) == 1
+    for packed in batches:
+        assert len(packed) <= MAX_TRANSACTION_OPS
+        assert sum(wire_size(e) for e in packed) <= MAX_TRANSACTION_WIRE
+        assert len({e["PartitionKey"] for e in packed}) == 1
 
 
 def test_full_index_shard_spills_new_ids_into_the_next_one():
@@ -172,6 +173,7 @@ def test_the_size_counted_while_building_rows_bounds_their_json(evidence, text):
     alert = {**_alert(evidence), "title": text, "assignedTo": text, "id": text[:200] + "x"}
     rows = alert_rows(TENANT, alert)
     assert rows.wire >= sum(wire_size(r) for r in rows)
+    assert rows.wire >= sum(len(codec.dumps(batch._properties(r))) for r in rows)  # real
     if text == "plain":  # and not so loose that it packs ordinary alerts thinly
         assert rows.wire <= 2 * sum(wire_size(r) for r in rows) + 10_000
 
