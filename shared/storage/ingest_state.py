@@ -84,12 +84,12 @@ class Shard:
     etag: str | None = None  # set by the load, then by each commit of the shard
     dirty: bool = False
     added: set[str] = field(default_factory=set)
-    stored: bool = False  # in a commit already (whose ETag may not be back yet)
-    pending: bool = False  # in a commit that has not finished
+    pending: bool = False  # in a commit that has not finished (its ETag is not back yet)
 
     @property
     def new(self) -> bool:
-        return self.etag is None and not self.stored
+        """Never written: no ETag, and in no commit (a failed one ends the run)."""
+        return self.etag is None and not self.pending
 
     @property
     def day(self) -> str:
@@ -160,10 +160,10 @@ class Index:
 
     def snapshot(self) -> Snapshot:
         """The changed shards packed as they are now, for a commit; the index then
-        counts them as stored, and goes on changing without touching the snapshot."""
+        counts them as written, and goes on changing without touching the snapshot."""
         taken = [(self.shards[key], data) for key, data in self.rebalance().items()]
         for shard, _ in taken:
-            shard.dirty, shard.stored, shard.pending = False, True, True
+            shard.dirty, shard.pending = False, True
             shard.added.clear()
         return taken
 
