@@ -39,6 +39,7 @@ from shared.messages import FetchRequest
 from shared.model import Tenant
 from shared.storage import batch, tables
 from shared.storage.alert_rows import alert_rows, transactions
+from shared.storage.connection import StorageConnection
 
 
 def _raw(table: TableClient, alerts: list[dict[str, Any]], writers: int,
@@ -58,6 +59,22 @@ def _raw(table: TableClient, alerts: list[dict[str, Any]], writers: int,
 
 
 CORES = os.cpu_count() or 1
+
+
+class RoundTables:
+    """A new table for each measurement of a round, dropped after it: Azurite keeps a table
+    in one in-memory collection whose inserts slow down as it grows (Azure's do not)."""
+
+    def __init__(self, storage: StorageConnection, number: int) -> None:
+        self.storage, self.number, self.made = storage, number, []
+
+    def __call__(self, kind: str) -> TableClient:
+        self.made.append(tables.table(self.storage, f"Bench{self.number}{kind}"))
+        return self.made[-1]
+
+    def drop(self) -> None:
+        for client in self.made:
+            client.delete_table()
 
 
 def _spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -80,14 +97,7 @@ def main() -> None:
         client = DefenderClient(120, settings.identity.ca_bundle)
         ingestor = Ingestor(settings, tokens, client)
         for number in range(-1, args.rounds):  # round -1 warms Azurite and is not kept
-            made: dict[str, TableClient] = {}
-
-            def table(kind: str, number: int = number, made: dict = made) -> TableClient:
-                """A new table for each measurement: Azurite keeps a table in one in-memory
-                collection whose inserts slow down as it grows (Azure's do not)."""
-                made[kind] = tables.table(env.storage, f"Bench{number + 1}{kind}")
-                return made[kind]
-
+            table = RoundTables(env.storage, number + 1)
             ingestor.alerts = table("Pipeline")
             created = env.sim.add_tenant("Bench Co", consent=[settings.identity.client_id])
             tenant_id = created["id"]
@@ -151,8 +161,7 @@ def main() -> None:
                     "pipeline_vs_raw_sdk": round(sdk_s / pipeline_s, 2)})
             if number >= 0:
                 rounds.append(measured)
-            for name in list(made):  # what Azurite holds is freed before the next round
-                made.pop(name).delete_table()
+            table.drop()  # what Azurite holds is freed before the next round
     keys = {k for r in rounds for k, v in r.items() if not isinstance(v, dict)}
     print(json.dumps({"alerts": n, "cores": CORES, "rounds": rounds, "median": {
         key: statistics.median(r[key] for r in rounds if key in r) for key in sorted(keys)}},
