@@ -14,6 +14,9 @@ all of them, at most MAX_TRIES. Whatever falls outside that (a page not shaped
 ijson from where the cut stopped, so the result never depends on the shortcut: only the
 speed does. Before all that, the place where the next alert begins (`},{"id":`, as
 Defender writes them) is tried: usually one search and one parse an alert.
+
+An alert cut this way comes with its bytes (`documents`): the worker stores them as they
+arrived instead of serializing the alert again.
 """
 
 from __future__ import annotations
@@ -132,6 +135,12 @@ def alerts(read: Callable[[int], bytes]) -> Iterator[Any]:
     Raises Malformed for a body that is not JSON or has no `value` list (a page without
     alerts must say `"value": []`); errors of `read` pass through.
     """
+    return (item for item, _ in documents(read))
+
+
+def documents(read: Callable[[int], bytes]) -> Iterator[tuple[Any, bytes | None]]:
+    """As `alerts`, each item with the JSON it was parsed from: exactly its bytes in the
+    body, or None where ijson parsed it (those bytes were never held whole)."""
     stream = _Stream(read)
     # the head: everything before the list, which must be the start of an object
     searched = 0
@@ -147,7 +156,7 @@ def alerts(read: Callable[[int], bytes]) -> Iterator[Any]:
         candidate = stream.buf.rfind(b'"value"', searched)
         searched = candidate if candidate >= 0 else max(searched, len(stream.buf) - 6)
         if len(stream.buf) > MAX_HEAD or not stream.more():
-            yield from _by_ijson(stream.unread(), stream)
+            yield from ((item, None) for item in _by_ijson(stream.unread(), stream))
             return
     stream.consume(match.end())
     restart = head + b'"value":['
@@ -164,10 +173,11 @@ def alerts(read: Callable[[int], bytes]) -> Iterator[Any]:
             break
         found = _cut(stream, start) if first == b"{" else None
         if found is None:  # not an object, or past the shortcut: ijson says what it is
-            yield from _by_ijson(restart + stream.unread(), stream)
+            yield from ((item, None) for item in _by_ijson(restart + stream.unread(),
+                                                           stream))
             return
-        alert, after, last = found
-        yield alert
+        alert, data, after, last = found
+        yield alert, data
         stream.consume(after)
         if last:
             break
@@ -175,15 +185,16 @@ def alerts(read: Callable[[int], bytes]) -> Iterator[Any]:
         raise Malformed("malformed JSON")
 
 
-def _cut(stream: _Stream, start: int) -> tuple[Any, int, bool] | None:
-    """(the alert, where what follows its `,` or `]` starts, whether it was `]`) for the
-    object at `start`, reading as needed; None to hand over to ijson."""
+def _cut(stream: _Stream, start: int) -> tuple[Any, bytes, int, bool] | None:
+    """(the alert, its bytes, where what follows its `,` or `]` starts, whether it was
+    `]`) for the object at `start`, reading as needed; None to hand over to ijson."""
     tries = 0
     match = _NEXT.search(stream.buf, start)  # the usual case: one search, one parse
     if match is not None:
-        alert = _parsed(stream.buf[start:match.start() + 1])
+        data = bytes(stream.buf[start:match.start() + 1])
+        alert = _parsed(data)
         if alert is not _FAILED:
-            return alert, match.end(1), False
+            return alert, data, match.end(1), False
         tries += 1
     for balanced_only in (True, False):
         searched, balance, counted = start, 0, start
@@ -206,9 +217,10 @@ def _cut(stream: _Stream, start: int) -> tuple[Any, int, bool] | None:
                 counted = end
                 if balance != 0:
                     continue
-            alert = _parsed(stream.buf[start:end])
+            data = bytes(stream.buf[start:end])
+            alert = _parsed(data)
             if alert is not _FAILED:
-                return alert, match.end(), match.group(1) == b"]"
+                return alert, data, match.end(), match.group(1) == b"]"
             tries += 1
             if tries >= MAX_TRIES:
                 return None

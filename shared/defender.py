@@ -68,15 +68,16 @@ class DefenderClient:
                     expand_evidence: bool = True) -> list[dict[str, Any]]:
         """One page of `GET /api/alerts`, whole."""
         with self.page(base, token, filter_=filter_, top=top, skip=skip, orderby=orderby,
-                       expand_evidence=expand_evidence) as alerts:
-            return list(alerts)
+                       expand_evidence=expand_evidence) as received:
+            return [alert for alert, _ in received]
 
     @contextlib.contextmanager
     def page(self, base: str, token: str, *, filter_: str | None, top: int, skip: int = 0,
              orderby: str = "lastUpdateTime asc", expand_evidence: bool = True
-             ) -> Iterator[Iterator[dict[str, Any]]]:
-        """One page of `GET /api/alerts`, its alerts parsed as they arrive: a page of
-        10,000 alerts with evidence can be 100 MB, and the caller can store the first
+             ) -> Iterator[Iterator[tuple[dict[str, Any], bytes | None]]]:
+        """One page of `GET /api/alerts`, its alerts parsed as they arrive, each with
+        the JSON it came as where it was cut out whole (`alert_stream.documents`): a page
+        of 10,000 alerts with evidence can be 100 MB, and the caller can store the first
         ones while the rest is still on the wire. Refusals raise here; a body that
         breaks off or is not an alert list raises from the iteration."""
         if not 1 <= top <= MAX_TOP:
@@ -98,15 +99,16 @@ class DefenderClient:
         try:
             if response.status_code != 200:
                 raise _refusal(response)
-            yield _alerts(response)
+            yield _documents(response)
         finally:
             response.close()
 
 
-def _alerts(response: requests.Response) -> Iterator[dict[str, Any]]:
+def _documents(response: requests.Response
+               ) -> Iterator[tuple[dict[str, Any], bytes | None]]:
     response.raw.decode_content = True
     try:
-        yield from alert_stream.alerts(response.raw.read)
+        yield from alert_stream.documents(response.raw.read)
     except alert_stream.Malformed as exc:
         raise DefenderError(f"Defender API answered {exc}", 200, "MalformedResponse"
                             ) from exc

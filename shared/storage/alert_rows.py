@@ -20,7 +20,8 @@ from shared.storage.keys import encode_key
 from shared.storage.limits import (  # noqa: F401 (the packing limits, re-exported)
     MAX_TRANSACTION_OPS,
     MAX_TRANSACTION_WIRE,
-    entity_size,
+    Checked,
+    check_entity,
     packed,
     wire_size,
 )
@@ -86,12 +87,14 @@ def _binary_wire(name: str, data: bytes) -> int:
     return 40 + len(name) + (len(data) + 2) // 3 * 4  # as limits.wire_size counts it
 
 
-def alert_rows(tenant_id: str, alert: dict[str, Any], ingested_at: datetime | None = None
-               ) -> Rows:
-    """The main row and any overflow rows for one alert (all one transaction's worth)."""
+def alert_rows(tenant_id: str, alert: dict[str, Any], ingested_at: datetime | None = None,
+               data: bytes | None = None) -> Rows:
+    """The main row and any overflow rows for one alert (all one transaction's worth).
+    `data`: the alert's JSON as received, stored as it is (else the alert is serialized).
+    The rows are `Checked`: within Azure's limits by the checks and bounds here."""
     row_key = encode_key(str(alert["id"]))
     version = timefmt.normalize(alert["lastUpdateTime"])
-    main: dict[str, Any] = {
+    main = Checked({
         "PartitionKey": tenant_id, "RowKey": row_key, "AlertId": _clip(str(alert["id"])),
         "Version": version, "LastUpdated": timefmt.to_datetime(version),
         "IngestedAt": ingested_at or datetime.now(UTC),
@@ -100,7 +103,7 @@ def alert_rows(tenant_id: str, alert: dict[str, Any], ingested_at: datetime | No
         "MitreTechniques": _clip(codec.dumps_text(alert.get("mitreTechniques") or [])),
         "BodyEncoding": codec.ENCODING, "BodyBytes": 0, "BodyRows": 0,
         "EvidenceTruncated": False,
-    }
+    })
     for prop, name in INDEXED.items():  # _clip(str(value)) inline: 15 fields an alert
         value = alert.get(name)
         if value is not None:
@@ -108,10 +111,10 @@ def alert_rows(tenant_id: str, alert: dict[str, Any], ingested_at: datetime | No
                 value = str(value)
             main[prop] = value if len(value) <= MAX_STRING_CHARS else value[:MAX_STRING_CHARS]
     # the body fills what the indexed copies leave of the main row, then overflow rows
-    head = entity_size(main)
+    head = check_entity(main)  # the body's chunks are added below within ROW_BUDGET
     main_chunks = min(CHUNKS_PER_ROW, (ROW_BUDGET - head) // CHUNK_COST)
     budget = CHUNK_BYTES * (main_chunks + CHUNKS_PER_ROW * (MAX_ROWS_PER_ALERT - 1))
-    body = _compress(alert)
+    body = codec.compress(data) if data is not None else _compress(alert)
     if len(body) > budget:
         _, body = _truncate_evidence(alert, budget)
         main["EvidenceTruncated"] = True
@@ -125,9 +128,9 @@ def alert_rows(tenant_id: str, alert: dict[str, Any], ingested_at: datetime | No
         rows.wire += _binary_wire(f"Body{i:02d}", chunk)
     rest = chunks[main_chunks:]
     for n in range(1, 1 + (len(rest) + CHUNKS_PER_ROW - 1) // CHUNKS_PER_ROW):
-        row: dict[str, Any] = {"PartitionKey": tenant_id,
-                               "RowKey": f"{row_key}{OVERFLOW_MARK}{n}", "Version": version}
-        rows.wire += 3 * entity_size(row) + 100 * len(row)
+        row = Checked({"PartitionKey": tenant_id, "RowKey": f"{row_key}{OVERFLOW_MARK}{n}",
+                       "Version": version})
+        rows.wire += 3 * check_entity(row) + 100 * len(row)
         for i, chunk in enumerate(rest[(n - 1) * CHUNKS_PER_ROW:n * CHUNKS_PER_ROW]):
             row[f"Body{i:02d}"] = chunk
             rows.wire += _binary_wire(f"Body{i:02d}", chunk)

@@ -152,3 +152,18 @@ def test_random_documents_match_the_whole_document_parser():
                  for i in range(rng.randrange(6))]
         data = _page(items, indent=rng.random() < 0.3)
         assert _parsed(data, rng.choice([1, 3, 64, 4096])) == json.loads(data)["value"]
+
+
+@pytest.mark.parametrize("indent", [False, True])
+def test_documents_carry_each_alerts_own_bytes_else_none(indent):
+    """The worker stores the bytes an alert came as: they must be exactly that alert's
+    JSON from the body, in order, and None only for what ijson read."""
+    items = [*REAL[:3], *NASTY, "not an object: ijson reads from here on", REAL[3]]
+    data = _page(items, indent=indent)
+    got = list(alert_stream.documents(_read(data, 4096)))
+    assert [alert for alert, _ in got] == items
+    searched = 0
+    for alert, raw in got[:-2]:
+        assert json.loads(raw) == alert
+        searched = data.index(raw, searched) + len(raw)  # a slice of the body, in order
+    assert [raw for _, raw in got[-2:]] == [None, None]

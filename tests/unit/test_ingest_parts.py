@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -24,7 +25,7 @@ from shared.storage.alert_rows import (
 )
 from shared.storage.ingest_state import SHARD_LIMIT, Index, Shard
 from shared.storage.keys import decode_key, encode_key
-from shared.storage.limits import check_entity
+from shared.storage.limits import Checked, check_entity
 
 TENANT = "7f1c2a4e-1b2c-4d5e-8f90-123456789abc"
 
@@ -91,18 +92,36 @@ def _long_fields(alert: dict) -> dict:
 
 @pytest.mark.parametrize("evidence", [0, 300_000, 2 * 1024 * 1024])
 @pytest.mark.parametrize("long_fields", [False, True])
-def test_rows_respect_azure_limits_and_rebuild_the_alert(evidence, long_fields):
+@pytest.mark.parametrize("as_received", [False, True])
+def test_rows_respect_azure_limits_and_rebuild_the_alert(evidence, long_fields, as_received):
+    """Also when the alert is stored as the JSON it came as (spaced out, escaped)."""
     alert = _alert(evidence)
     if long_fields:  # the indexed copies leave less of the main row for the body
         alert = _long_fields(alert)
-    rows = alert_rows(TENANT, alert)
+    data = json.dumps(alert, indent=1).encode() if as_received else None
+    rows = alert_rows(TENANT, alert, data=data)
     for row in rows:
-        check_entity(row)  # Azure's count: 1 MiB, 64 KiB a value, 252 properties
+        # Azure's count: 1 MiB, 64 KiB a value, 252 properties; rows marked Checked are
+        # not counted again before they are sent, so the mark must be true
+        assert type(row) is Checked
+        check_entity(row)
         for value in row.values():
             if isinstance(value, (bytes, str)):
                 assert len(value) <= CHUNK_BYTES + 5000
     assert read_alert(rows[0], rows[1:]) == alert
     assert sum(wire_size(r) for r in rows) <= MAX_TRANSACTION_WIRE
+
+
+def test_a_pages_first_chunks_are_small_then_full_and_sorted():
+    """Storage starts on a small first chunk; later chunks are whole (fewer commits)."""
+    versions = [f"2026-01-01T00:00:{i % 60:02d}.{i:07d}Z" for i in range(3_000)]
+    items = [(v, "20260101", {"id": str(i)}, None) for i, v in enumerate(reversed(versions))]
+    chunks = list(ingest.Ingestor._chunks(iter(items)))
+    sizes = [len(c) for c in chunks]
+    assert sizes == [125, 250, 500, 1000, 1000, 125]
+    assert all([v for v, *_ in c] == sorted(v for v, *_ in c) for c in chunks)
+    assert sorted(a["id"] for c in chunks for _, _, a, _ in c) == sorted(
+        a["id"] for _, _, a, _ in items)
 
 
 def test_evidence_too_big_for_a_transaction_is_truncated_with_a_flag():
