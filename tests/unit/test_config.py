@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -126,3 +127,17 @@ def test_bad_mail_settings_are_named(overrides, setting):
     with pytest.raises(SettingsError) as err:
         Settings.from_env(app_env(**overrides))
     assert err.value.setting == setting
+
+
+@pytest.mark.parametrize("proxy", [None, "HTTPS_PROXY", "no_proxy"])
+def test_storage_http_reads_the_environment_once_unless_a_proxy_is_set(monkeypatch, proxy):
+    """requests scans the whole environment twice per request for proxies; the storage
+    transport reads it once, keeps its CA bundle, and leaves proxies to requests."""
+    for name in [n for n in os.environ if n.lower().endswith("_proxy") or n == "NETRC"]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/mssp/ca.pem")
+    if proxy:
+        monkeypatch.setenv(proxy, "http://proxy.example:3128")
+    transport = Settings.from_env(app_env()).storage._transport
+    assert transport.session.trust_env is (proxy is not None)
+    assert transport.connection_config.verify == "/etc/mssp/ca.pem"
