@@ -314,6 +314,7 @@ class Ingestor:
         """Classify, send the rows of new and changed alerts, and hand the commit over:
         it runs once the rows are stored, while this thread goes on with the next."""
         days = {day for _, day, _, _ in chunk}
+        progress.commits.reap()
         progress.index.evict(keep=days)
         index = progress.commits.state.load_index(days, into=progress.index)
         events: list[bytes] = []  # serialized messages

@@ -84,7 +84,7 @@ class Shard:
     etag: str | None = None  # set by the load, then by each commit of the shard
     dirty: bool = False
     added: set[str] = field(default_factory=set)
-    pending: bool = False  # in a commit that has not finished (its ETag is not back yet)
+    pending: int = 0  # commits holding it that the worker has not seen finish
 
     @property
     def new(self) -> bool:
@@ -163,7 +163,8 @@ class Index:
         counts them as written, and goes on changing without touching the snapshot."""
         taken = [(self.shards[key], data) for key, data in self.rebalance().items()]
         for shard, _ in taken:
-            shard.dirty, shard.pending = False, True
+            shard.dirty = False
+            shard.pending += 1  # its commit's end is counted by ChunkCommits, on this thread
             shard.added.clear()
         return taken
 
@@ -321,7 +322,7 @@ class IngestState:
             for op, result in zip(step, results, strict=True):
                 etags[op[1]["RowKey"]] = result.get("etag")
         for shard, _ in shards:
-            shard.etag, shard.pending = etags[shard.row_key], False
+            shard.etag = etags[shard.row_key]  # for the next commit, on the same thread
         return [op[1]["RowKey"] for op in outbox_ops], etags[CURSOR]
 
     def _shard_op(self, shard: Shard, data: dict[str, bytes]) -> Any:

@@ -481,21 +481,21 @@ def test_alerts_without_a_creation_time_share_a_chunk_with_others(pipeline):
 
 
 def test_a_run_forgets_finished_days_and_reads_them_again(pipeline, monkeypatch):
-    """Creation days A, B, C, A in successive chunks (then the template's): A is
-    forgotten at the third chunk (its commit is done by then: the second waited for it),
-    read again for the fourth (with its new ETag), and every alert of every day is known
-    to the next run."""
+    """Creation days A, B, C, D, A in successive chunks (then the template's): A is
+    forgotten at the fourth chunk (its commit is settled by then: with two commits in
+    flight, the third waited for it), read again for the fifth (with its new ETag), and
+    every alert of every day is known to the next run."""
     monkeypatch.setattr(ingest, "CHUNK_ALERTS", 10)
     pipeline = pipeline.with_settings(FETCH_PAGE_SIZE="10000", FETCH_OVERLAP_SECONDS="0")
     tenant = pipeline.add_tenant("Many Days Co")
     template = pipeline.sim.generate(tenant.tenant_id, 1, age_seconds=7200)["ids"][0]
     alert = next(a for a in pipeline.sim.alerts(tenant.tenant_id) if a["id"] == template)
     base = timefmt.to_datetime(alert["lastUpdateTime"])
-    days = ["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-01"]
+    days = ["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04", "2026-03-01"]
     made = [{**alert, "id": f"day{n}",
              "alertCreationTime": f"{days[n // 10]}T12:00:00Z",
              "lastUpdateTime": timefmt.from_datetime(base - timedelta(seconds=100 - n))}
-            for n in range(40)]
+            for n in range(50)]
     pipeline.sim.add_alerts(tenant.tenant_id, made)
     loads = []
     real_load = IngestState.load_index
@@ -505,11 +505,11 @@ def test_a_run_forgets_finished_days_and_reads_them_again(pipeline, monkeypatch)
         return real_load(self, wanted, into)
 
     monkeypatch.setattr(IngestState, "load_index", counted)
-    assert pipeline.fetch(tenant).new == 41
+    assert pipeline.fetch(tenant).new == 51
     assert [day for days_loaded in loads for day in days_loaded].count("20260301") == 2
-    for n in (0, 35):  # one alert of A's first chunk, one of its second
+    for n in (0, 45):  # one alert of A's first chunk, one of its second
         pipeline.sim.update_alert(tenant.tenant_id, f"day{n}", {"status": "Resolved"})
     run = pipeline.fetch(tenant)
     assert (run.new, run.changed) == (0, 2)
     events = pipeline.events(tenant.tenant_id)
-    assert len(events) == 43 == len({e["event_id"] for e in events})
+    assert len(events) == 53 == len({e["event_id"] for e in events})
