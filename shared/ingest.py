@@ -10,6 +10,7 @@ through the relay, not from here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -47,6 +48,7 @@ PENDING_SECONDS = 900  # a queued fetch blocks re-enqueueing this long (fan-out)
 # our own ceiling under Defender's 100/minute and 1,500/hour per app per tenant
 BUDGET_PER_MINUTE, BUDGET_PER_HOUR = 90, 1_400
 WRITERS = 4  # concurrent alert-row transactions per worker
+RELAY_EVERY = 10.0  # seconds: a run asks the relay for its events at most this often
 
 
 @dataclass
@@ -113,6 +115,38 @@ class Budget:
     def spend(self) -> None:
         current = int(self.now() // 60)
         self.minutes[current] = self.minutes.get(current, 0) + 1
+
+
+class RelayTrigger:
+    """Asks the relay for a tenant's outbox: at a run's first commit with events, then at
+    most every RELAY_EVERY seconds, and once after its last commit (`flush`).
+
+    The relay sends every outbox row it finds, so one message covers the commits before
+    it; a message per commit (eight for a page of 5,000 alerts) was work for the worker,
+    storage and the relay that found nothing left to send. Rows committed after the last
+    message of a run that died are found by the tenant's next run (`_relay_leftovers`).
+    """
+
+    def __init__(self, send: Callable[[], None], clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self.send, self.clock = send, clock
+        self.last: float | None = None
+        self.owed = False
+
+    def __call__(self, outbox: list[str]) -> None:
+        """After a commit that wrote `outbox` rows (on the commit thread)."""
+        now = self.clock()
+        if self.last is not None and now - self.last < RELAY_EVERY:
+            self.owed = True
+            return
+        self.send()
+        self.last, self.owed = now, False
+
+    def flush(self) -> None:
+        """After the run's commits are settled: the message the last ones are owed."""
+        if self.owed:
+            self.send()
+            self.owed = False
 
 
 class Ingestor:
@@ -210,10 +244,15 @@ class Ingestor:
         token = self.tokens.token(tenant.tenant_id)
         retried_auth = False
         more = False
+        relay = RelayTrigger(lambda: self.relay_queue.send_message(
+            RelayRequest(tenant.tenant_id).to_message()))
         progress = Progress(position, committed, Index(), ChunkCommits(
-            self.committer, state, etag, lambda _: self.relay_queue.send_message(
-                RelayRequest(tenant.tenant_id).to_message())))
-        try:
+            self.committer, state, etag, relay))
+        with contextlib.ExitStack() as closing:  # run last to first, each whatever raised
+            closing.callback(state.save_calls, budget.minutes)
+            closing.callback(relay.flush)
+            # the last commit lands (or raises) before the run counts as done
+            closing.callback(progress.commits.finish)
             while True:
                 if record.pages >= fetch.max_pages_per_run:
                     more = True
@@ -245,11 +284,6 @@ class Ingestor:
                     continue
                 if received < fetch.page_size:
                     break
-        finally:
-            try:  # the last commit lands (or raises) before the run counts as done
-                progress.commits.finish()
-            finally:
-                state.save_calls(budget.minutes)
         if more:
             self._requeue(tenant, FetchRequest(tenant.tenant_id, True, "continue"), 0)
             record.outcome = "partial"
@@ -264,7 +298,8 @@ class Ingestor:
     def _store_page(self, tenant: Tenant, alerts: Iterator[tuple[dict[str, Any], bytes | None]],
                     progress: Progress, record: RunRecord) -> int:
         """Store a page chunk by chunk as it arrives: a chunk is stored and committed
-        while the rest of the page is still being received (peak memory ~ two chunks).
+        while the rest of the page is still being received (peak memory ~ the chunks of
+        the commits in flight and the one being built).
         Returns the number of alerts received."""
         received = 0
 

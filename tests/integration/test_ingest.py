@@ -11,6 +11,7 @@ import pytest
 
 from shared import ingest, timefmt
 from shared.defender import DefenderClient, DefenderError
+from shared.messages import RelayRequest
 from shared.model import TenantStatus
 from shared.storage import batch, ingest_state, limits, tables
 from shared.storage.ingest_state import IngestState
@@ -214,6 +215,33 @@ def test_worker_killed_inside_a_split_commit_loses_nothing(pipeline, small_limit
         for a in pipeline.rows(tenant.tenant_id).values()}
     assert max(Counter(e["event_id"] for e in events).values()) == 2  # consumers dedupe
     assert pipeline.fetch(tenant).new == 0
+
+
+def _relay_requests(pipeline, tenant_id: str) -> int:
+    client = tables.queue(pipeline.storage, tables.RELAY_QUEUE)
+    found = 0
+    while batch := list(client.receive_messages(messages_per_page=32, max_messages=32,
+                                                visibility_timeout=60)):
+        found += sum(RelayRequest.parse(m.content).tenant_id == tenant_id for m in batch)
+    return found
+
+
+def test_a_run_asks_the_relay_at_its_first_commit_and_after_its_last(pipeline, monkeypatch):
+    """Not once per commit: the relay sends every outbox row it finds."""
+    monkeypatch.setattr(ingest, "CHUNK_ALERTS", 40)
+    pipeline = pipeline.with_settings(FETCH_PAGE_SIZE="10000", FETCH_OVERLAP_SECONDS="0")
+    tenant = pipeline.add_tenant("Few Relays Co", alerts=200)
+    with_events = []  # commits that wrote an outbox row
+    _spy(monkeypatch, tables.INGEST_STATE, lambda ops: with_events.append(1) if any(
+        key.startswith("out:") for key in _keys(ops)) else None)
+    assert pipeline.fetch(tenant).new == 200
+    assert len(with_events) == 5 and _relay_requests(pipeline, tenant.tenant_id) == 2
+    assert len(pipeline.events(tenant.tenant_id)) == 200
+    monkeypatch.setattr(ingest, "RELAY_EVERY", 0.0)  # as in a run longer than RELAY_EVERY
+    with_events.clear()
+    pipeline.sim.generate(tenant.tenant_id, 120, age_seconds=60)
+    assert pipeline.fetch(tenant).new == 120
+    assert len(with_events) == 3 == _relay_requests(pipeline, tenant.tenant_id)
 
 
 def test_worker_killed_after_commit_before_the_relay_message(pipeline, monkeypatch):

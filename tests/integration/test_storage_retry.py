@@ -8,6 +8,7 @@ gets, as a closed keep-alive connection does, and the send goes through on the r
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -54,10 +55,8 @@ class DroppingProxy:
             pass
         finally:
             for s in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 @pytest.fixture
