@@ -28,6 +28,9 @@ from requests.adapters import HTTPAdapter
 from shared.storage import limits
 
 POOL_SIZE = 64
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
 
 
 def _queue_retry() -> ExponentialRetry:
@@ -48,9 +51,6 @@ def proxied(environ: Mapping[str, str]) -> bool:
 def ca_bundle(environ: Mapping[str, str]) -> str | bool:
     """The CA bundle requests would take from the environment, else its own (True)."""
     return environ.get("REQUESTS_CA_BUNDLE") or environ.get("CURL_CA_BUNDLE") or True
-AZURITE_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
 
 
 def azurite_connection_string(host: str = "127.0.0.1", blob: int = 10000,
