@@ -40,6 +40,10 @@ _NEXT = re.compile(rb'\}[ \t\r\n]*(,)[ \t\r\n]*\{[ \t\r\n]*"id"[ \t\r\n]*:')
 _SPACE = re.compile(rb"[ \t\r\n]*")
 
 
+# an item of the page, with the JSON it was parsed from (None where ijson parsed it)
+Document = tuple[Any, bytes | None]
+
+
 class Malformed(ValueError):
     """The body is not JSON, or not a page of alerts (message: what it is not)."""
 
@@ -138,7 +142,7 @@ def alerts(read: Callable[[int], bytes]) -> Iterator[Any]:
     return (item for item, _ in documents(read))
 
 
-def documents(read: Callable[[int], bytes]) -> Iterator[tuple[Any, bytes | None]]:
+def documents(read: Callable[[int], bytes]) -> Iterator[Document]:
     """As `alerts`, each item with the JSON it was parsed from: exactly its bytes in the
     body, or None where ijson parsed it (those bytes were never held whole)."""
     stream = _Stream(read)

@@ -74,7 +74,7 @@ class DefenderClient:
     @contextlib.contextmanager
     def page(self, base: str, token: str, *, filter_: str | None, top: int, skip: int = 0,
              orderby: str = "lastUpdateTime asc", expand_evidence: bool = True
-             ) -> Iterator[Iterator[tuple[dict[str, Any], bytes | None]]]:
+             ) -> Iterator[Iterator[alert_stream.Document]]:
         """One page of `GET /api/alerts`, its alerts parsed as they arrive, each with
         the JSON it came as where it was cut out whole (`alert_stream.documents`): a page
         of 10,000 alerts with evidence can be 100 MB, and the caller can store the first
@@ -104,8 +104,7 @@ class DefenderClient:
             response.close()
 
 
-def _documents(response: requests.Response
-               ) -> Iterator[tuple[dict[str, Any], bytes | None]]:
+def _documents(response: requests.Response) -> Iterator[alert_stream.Document]:
     response.raw.decode_content = True
     try:
         yield from alert_stream.documents(response.raw.read)

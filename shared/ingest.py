@@ -22,7 +22,7 @@ from typing import Any
 
 from azure.data.tables import UpdateMode
 
-from shared import gc_pause, timefmt
+from shared import alert_stream, gc_pause, timefmt
 from shared.chunk_commits import ChunkCommits
 from shared.config import Settings
 from shared.defender import DefenderClient, DefenderError, Forbidden, Throttled, Unauthorized
@@ -295,7 +295,7 @@ class Ingestor:
                            throttled_until=None)
 
     # one page ---------------------------------------------------------------------------
-    def _store_page(self, tenant: Tenant, alerts: Iterator[tuple[dict[str, Any], bytes | None]],
+    def _store_page(self, tenant: Tenant, alerts: Iterator[alert_stream.Document],
                     progress: Progress, record: RunRecord) -> int:
         """Store a page chunk by chunk as it arrives: a chunk is stored and committed
         while the rest of the page is still being received (peak memory ~ the chunks of
