@@ -5,17 +5,20 @@ Why hand-written: profiling the ingest benchmark showed ~90% of the time of
 sub-request goes through the `email` package); it was the worker's measured bottleneck.
 Here the multipart body is written as plain text and the response parts are split on
 their boundary. The rest stays the SDK's: the entity encoding (`_add_entity_properties`,
-its common types inlined, so rows read back exactly as the SDK writes them), the client's
-pipeline that signs and retries the request (shared key, SAS or token credential), and
-the exceptions: a failed sub-operation raises `TableTransactionError` with its status,
-error code and index. Same operation tuples in, same `[{"etag": ...}]` out. Pinned to
-azure-data-tables 12.7 (private imports below); tests/integration/test_batch.py and
+its common types inlined, so rows read back exactly as the SDK writes them), its JSON
+escaping (ASCII only, as azure-core's `json.dumps`: Azurite drops every property after a
+raw U+2028 or U+2029, so one character in an alert title stopped a tenant's fetches), the
+client's pipeline that signs and retries the request (shared key, SAS or token
+credential), and the exceptions: a failed sub-operation raises `TableTransactionError`
+with its status, error code and index. Same operation tuples in, same `[{"etag": ...}]`
+out. Pinned to azure-data-tables 12.7 (private imports below); tests/integration/test_batch.py and
 test_storage_token_auth.py check it against Azurite.
 """
 
 from __future__ import annotations
 
 import base64
+import codecs
 import json
 import re
 import uuid
@@ -90,6 +93,24 @@ def _properties(entity: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _json_escape(error: UnicodeEncodeError) -> tuple[str, int]:
+    """A run of non-ASCII characters as JSON escapes (surrogate pairs beyond the BMP)."""
+    return json.dumps(error.object[error.start:error.end])[1:-1], error.end
+
+
+codecs.register_error("mssp-json-escape", _json_escape)
+
+
+def ascii_json(body: bytes) -> bytes:
+    """orjson's UTF-8 JSON as the SDK sends it (json.dumps' ensure_ascii): every non-ASCII
+    character, and DEL, as \\uXXXX. Outside strings JSON is ASCII, so only string contents
+    change; a body that is ASCII already (most alerts) costs two quick scans, another one
+    run of the codec's C loop."""
+    if not body.isascii():
+        body = body.decode().encode("ascii", "mssp-json-escape")
+    return body.replace(b"\x7f", b"\\u007f") if b"\x7f" in body else body
+
+
 def _part(base: str, table: str, operation: Operation) -> bytes:
     kind = operation[0].lower()
     entity = operation[1]
@@ -114,7 +135,7 @@ def _part(base: str, table: str, operation: Operation) -> bytes:
     else:
         raise ValueError(f"Unrecognized operation: {operation[0]}")
     if method != "DELETE":
-        body = codec.dumps(_properties(entity))  # bytes throughout: no re-encoding
+        body = ascii_json(codec.dumps(_properties(entity)))  # bytes throughout
         headers.append("Content-Type: application/json")
     head = "\r\n".join(headers)
     return (f"Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"

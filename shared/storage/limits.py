@@ -13,6 +13,7 @@ transaction holds at most 100 operations on one partition in a request body of a
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -25,6 +26,7 @@ MAX_TRANSACTION_OPS = 100
 MAX_TRANSACTION_BYTES = 4 * 1024 * 1024  # the whole $batch request body
 MAX_TRANSACTION_WIRE = 3_500_000  # what packing aims at, leaving room for the framing
 KEYS = ("PartitionKey", "RowKey")
+_ESCAPED = re.compile(r"[^\x20-\x7e]")  # in a request each is 6 bytes (\uXXXX) or fewer
 
 
 class TooLarge(ValueError):
@@ -178,8 +180,10 @@ def wire_size(entity: Mapping[str, Any]) -> int:
         if kind is bytes or (kind is not str and isinstance(value, (bytes, bytearray))):
             size += (len(value) + 2) // 3 * 4
         elif kind is str or isinstance(value, str):
-            size += (len(value) if value.isascii() else len(value.encode("utf-8"))) \
-                + value.count('"') + value.count("\\") + 2
+            size += len(value) + value.count('"') + value.count("\\") + 2
+            if not (value.isascii() and value.isprintable()):  # \uXXXX, as the SDK sends
+                size += 5 * len(_ESCAPED.findall(value)) + 6 * sum(
+                    1 for c in value if c > "\uffff")  # a surrogate pair: 12 bytes
         else:
             size += 32
     return size

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
 
+import orjson
 import pytest
 from azure.core import MatchConditions
 from azure.data.tables import EdmType, UpdateMode
 from azure.data.tables._serialize import _add_entity_properties
 
 from shared import timefmt
-from shared.storage import batch
+from shared.storage import batch, limits
 from shared.storage.keys import _needs_escape, encode_key
 from shared.storage.queue_sender import encode
 
@@ -93,3 +95,27 @@ def test_queue_body_is_base64_text_in_the_service_xml():
     body = encode('{"tenant": "ü"}').decode()
     text = body.split("<MessageText>")[1].split("</MessageText>")[0]
     assert base64.b64decode(text).decode() == '{"tenant": "ü"}'
+
+
+ODD = ("\n\x0b\x0c\r\x85\u2028\u2029" + "".join(map(chr, range(0x20))) + "\x7f"
+       + "".join(map(chr, range(0x80, 0xa0))) + "\ufeff\u202e\U0001f600 ü ✓ \" \\ </>")
+
+
+def test_entity_json_is_ascii_escaped_as_the_sdk_sends_it():
+    """azure-core's json.dumps escapes every non-ASCII character; Azurite loses the
+    properties after a raw U+2028, so the lean body must be byte for byte the same."""
+    entity = {"PartitionKey": "p", "RowKey": "r", "Title": ODD, "Device": "pc\u2028x",
+              "Plain": "ascii only"}
+    ours = batch.ascii_json(orjson.dumps(batch._properties(entity)))
+    sdk = json.dumps(_add_entity_properties(entity), separators=(",", ":")).encode()
+    assert ours == sdk
+    assert batch.ascii_json(b'{"a":"plain"}') == b'{"a":"plain"}'
+    _, body = batch.encode("http://h:1/acct", "T", [("upsert", entity)])
+    assert body.isascii() and b"\\u2028" in body
+
+
+def test_wire_size_bounds_the_escaped_json():
+    for text in (ODD, "\u2028" * 1000, "\U0001f600" * 100, "ascii", "\x00\x1f", "ü" * 50):
+        entity = {"PartitionKey": "p", "RowKey": "r", "Text": text}
+        body = batch.ascii_json(orjson.dumps(batch._properties(entity)))
+        assert len(body) - 40 <= limits.wire_size(entity), text[:10]
