@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from shared.netloc import authority, is_loopback
 from shared.storage.connection import StorageConnection
 
 
@@ -311,9 +312,12 @@ class OnboardingSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> OnboardingSettings:
         base = _get(env, "PUBLIC_BASE_URL").rstrip("/")
-        local = base.startswith(("http://127.0.0.1", "http://localhost"))
-        if not (base.startswith("https://") or local):
-            raise SettingsError("PUBLIC_BASE_URL", "must be an https:// URL")
+        if not (base.startswith("https://") or is_loopback(base)):
+            raise SettingsError("PUBLIC_BASE_URL", "must be an https:// URL (http:// only on "
+                                "loopback: 127.0.0.0/8, [::1] or localhost)")
+        if not authority(base) or any(c in base for c in "?#@\\"):
+            raise SettingsError("PUBLIC_BASE_URL", "must be a scheme, a host, a port if "
+                                "needed and a path at most, without user, query or fragment")
         key = _get(env, "ONBOARDING_STATE_KEY")
         if len(key) < 32:
             raise SettingsError("ONBOARDING_STATE_KEY", "must be at least 32 characters")
@@ -389,7 +393,7 @@ class PortalSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str], onboarding: OnboardingSettings
                  ) -> PortalSettings:
-        local = onboarding.public_base_url.startswith(("http://127.0.0.1", "http://localhost"))
+        local = is_loopback(onboarding.public_base_url)
         key = _get(env, "PORTAL_KEY")
         if key and not local:
             raise SettingsError("PORTAL_KEY", "is for local use only (PUBLIC_BASE_URL is not "

@@ -1,5 +1,8 @@
 """The portal's pages: authorise the request, read, render; forms that change something
 check a CSRF token and where the browser says the form came from, then redirect (303).
+A request for another host than PUBLIC_BASE_URL's gets 421 before anything else: a site
+whose name was rebound to this machine's address must not read a page (its CSRF token)
+nor change anything.
 
 Requests and responses are plain data here; functions/portal.py maps them to HTTP.
 Changes go through the same services as the admin API (TenantAdmin, RuleRepository,
@@ -16,6 +19,7 @@ from urllib.parse import urlencode, urlsplit
 
 from azure.data.tables import TableClient
 
+from shared import netloc
 from shared.config import Settings
 from shared.model import Tenant, TenantStatus, parse_tenant_id
 from shared.notify.rules import GLOBAL, Rule, RuleRepository
@@ -72,8 +76,11 @@ class Portal:
         self.siem_status = siem_status
         self.admin, self.rules, self.outbox, self.onboarding = admin, rules, outbox, onboarding
         self.runs = RunHistory(tables.table(settings.storage, tables.RUN_HISTORY))
-        base = urlsplit(settings.onboarding.public_base_url)
+        public = settings.onboarding.public_base_url
+        base = urlsplit(public)
         self.origins = {f"{base.scheme}://{base.netloc}".lower()}
+        self.scheme, self.authority = base.scheme, netloc.authority(public)
+        self.portal_url = f"{public}{BASE}"
 
     # plumbing ---------------------------------------------------------------------------
     def _page(self, template: str, status: int = 200, principal: auth.Principal | None = None,
@@ -91,8 +98,19 @@ class Portal:
         return self._page("portal/denied.html", exc.status, reason=str(exc),
                           signed_in=exc.status == 403)
 
+    def _misdirected(self, request: Request) -> Response | None:
+        """421 for a Host that is not PUBLIC_BASE_URL's host and port (a rebound name, or
+        localhost for 127.0.0.1): nothing is read, signed or changed for it."""
+        host = request.headers.get("host", "")
+        if netloc.host_port(host, self.scheme) == self.authority:
+            return None
+        return self._page("portal/misdirected.html", 421, portal_url=self.portal_url,
+                          host=host[:100])
+
     def _guard(self, request: Request, view: Callable[[Request, auth.Principal], Response]
                ) -> Response:
+        if misdirected := self._misdirected(request):
+            return misdirected
         try:
             principal = auth.authenticate(self.cfg, request.headers)
         except auth.Denied as exc:
@@ -106,12 +124,9 @@ class Portal:
         return view(request, principal)
 
     def _from_here(self, request: Request) -> bool:
-        """The browser says the request came from our own pages (PUBLIC_BASE_URL or the
-        host it was sent to: a cross-site page cannot choose either)."""
-        host = request.headers.get("host", "")
-        origins = self.origins | ({f"http://{host}".lower(), f"https://{host}".lower()}
-                                  if host else set())
-        return auth.same_origin(request.headers, origins)
+        """The browser says the request came from our own pages: PUBLIC_BASE_URL's origin,
+        never the request's own Host (a page whose name was rebound to us chooses it)."""
+        return auth.same_origin(request.headers, self.origins)
 
     def _tenants(self) -> list[Tenant]:
         return sorted(self.admin.tenants.all(), key=rank)
@@ -261,6 +276,8 @@ class Portal:
 
     def login(self, request: Request) -> Response:
         """Local key login: a form, or the key once in the URL; sets a session cookie."""
+        if misdirected := self._misdirected(request):
+            return misdirected
         if not self.cfg.key:
             return self._page("portal/message.html", 404, heading="Key login is off",
                               message="This portal signs you in with Microsoft Entra ID.")
