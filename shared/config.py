@@ -124,7 +124,8 @@ SETTINGS: tuple[Setting, ...] = (
             default="Your security provider"),
     Setting("PUBLIC_BASE_URL",
             "The app's external URL (https://<app>.azurewebsites.net); invitation links "
-            "and the consent redirect URI (<url>/api/consent/callback) are built from it.",
+            "and the consent redirect URI (<url>/api/consent/callback) are built from it, "
+            "and the portal answers only requests for its host and port.",
             default="http://127.0.0.1:7071"),
     Setting("ONBOARDING_STATE_KEY",
             "Secret (32+ characters) that signs the consent `state`; in Azure a Key Vault "
@@ -178,7 +179,8 @@ SETTINGS: tuple[Setting, ...] = (
             "then, since without it anyone could send that header.", default=""),
     Setting("PORTAL_KEY",
             "Local only: a key (16+ characters) that opens the portal without App Service "
-            "Authentication; refused unless PUBLIC_BASE_URL is on 127.0.0.1 or localhost.",
+            "Authentication; refused unless PUBLIC_BASE_URL is loopback (127.0.0.0/8, [::1] "
+            "or localhost).",
             default="", secret=True),
 )
 
