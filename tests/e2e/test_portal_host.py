@@ -4,6 +4,7 @@ name was rebound to 127.0.0.1 reads no page and changes nothing; and only loopba
 
 from __future__ import annotations
 
+import os
 import re
 from html import unescape
 from urllib.parse import urlsplit
@@ -114,3 +115,49 @@ def test_a_look_alike_base_url_opens_no_key_and_trusts_no_header(app_host, monke
     _clear_caches()
     r = requests.get(url, headers=attempts[1], allow_redirects=False, timeout=10)
     assert r.status_code == 401 and "not turned on" in r.text and not CSRF.search(r.text)
+
+
+@pytest.fixture
+def rebinding_browser():
+    """Debian's headless Chromium resolving evil.example to 127.0.0.1: a rebound name."""
+    from playwright.sync_api import sync_playwright
+
+    if not os.access("/usr/bin/chromium", os.X_OK):
+        pytest.fail("the portal's browser tests need Debian's chromium: apt-get install "
+                    "chromium (.ci/run does)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", headless=True,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--host-resolver-rules=MAP evil.example 127.0.0.1"])
+        yield chromium
+        chromium.close()
+
+
+def test_in_a_browser_a_rebound_page_gets_421_and_localhost_the_right_link(
+        app_host, tenant, rebinding_browser):
+    host, repo = app_host
+    port = _port(app_host)
+    context = rebinding_browser.new_context(bypass_csp=True)  # the attacker's script runs
+    page = context.new_page()
+    assert page.goto(f"http://evil.example:{port}/api/portal/login").status == 421
+    own = requests.get(f"{host.http.base_url}/api/portal/tenants/{tenant.tenant_id}",
+                       headers={"X-MS-CLIENT-PRINCIPAL": principal()}, timeout=10)
+    token = unescape(CSRF.search(own.text).group(1))
+    seen = page.evaluate("""async ([path, header, token]) => {
+        const read = await fetch(path, {headers: {"X-MS-CLIENT-PRINCIPAL": header}});
+        const text = await read.text();
+        const sent = await fetch(path + "/pause", {method: "POST", redirect: "manual",
+            headers: {"X-MS-CLIENT-PRINCIPAL": header},
+            body: new URLSearchParams({csrf: token})});
+        return [read.status, text.includes('name="csrf"'), sent.status];
+    }""", [f"/api/portal/tenants/{tenant.tenant_id}", principal(), token])
+    assert seen == [421, False, 421]
+    assert repo.get(tenant.tenant_id).status == TenantStatus.ACTIVE
+
+    page.goto(f"http://localhost:{port}/api/portal/login")
+    page.get_by_role("link", name=f"http://127.0.0.1:{port}/api/portal").click()
+    assert page.url == f"http://127.0.0.1:{port}/api/portal"
+    assert "Sign in to the portal" in page.content()
+    context.close()
