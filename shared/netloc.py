@@ -43,6 +43,14 @@ def authority(url: str) -> str:
     return host_port(parts.netloc, parts.scheme)
 
 
+def origin(url: str) -> str:
+    """The URL's origin as a browser writes it in `Origin`: lower-case, no default port."""
+    parts = urlsplit(url)
+    name = authority(url)
+    default = f":{DEFAULT_PORTS.get(parts.scheme, 80)}"
+    return f"{parts.scheme.lower()}://{name[:-len(default)] if name.endswith(default) else name}"
+
+
 def host_port(host: str, scheme: str = "http") -> str:
     """A Host header (or URL authority) as `host:port`, lower-case, the scheme's default
     port filled in; "" for one that cannot be a host (user information, a bad port)."""

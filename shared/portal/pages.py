@@ -77,9 +77,8 @@ class Portal:
         self.admin, self.rules, self.outbox, self.onboarding = admin, rules, outbox, onboarding
         self.runs = RunHistory(tables.table(settings.storage, tables.RUN_HISTORY))
         public = settings.onboarding.public_base_url
-        base = urlsplit(public)
-        self.origins = {f"{base.scheme}://{base.netloc}".lower()}
-        self.scheme, self.authority = base.scheme, netloc.authority(public)
+        self.origins = {netloc.origin(public)}
+        self.scheme, self.authority = urlsplit(public).scheme, netloc.authority(public)
         self.portal_url = f"{public}{BASE}"
 
     # plumbing ---------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.config import SettingsError
-from shared.netloc import authority, host_port, is_loopback
+from shared.netloc import authority, host_port, is_loopback, origin
 from tests.helpers import settings
 
 LOOPBACK = ["http://127.0.0.1:7071", "http://127.0.0.1", "http://127.10.20.30:8080/base",
@@ -43,6 +43,13 @@ def test_a_host_header_compares_as_host_and_port():
         assert host_port(bad) == ""
     assert host_port("evil.example:7071") != authority("http://127.0.0.1:7071")
     assert host_port("localhost:7071") != authority("http://127.0.0.1:7071")
+
+
+def test_the_own_origin_is_written_as_a_browser_writes_origin():
+    assert origin("http://127.0.0.1:7071/") == "http://127.0.0.1:7071"
+    assert origin("https://App.Example:443/mssp") == "https://app.example"
+    assert origin("http://[::1]:80") == "http://[::1]"
+    assert origin("https://app.example:8443") == "https://app.example:8443"
 
 
 @pytest.mark.parametrize("url", ["http://localhost.evil.example", "http://127.0.0.1.nip.io",
