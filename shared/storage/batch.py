@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError
 from azure.core.rest import HttpRequest
@@ -76,8 +77,8 @@ def _properties(entity: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in entity.items():
         kind = type(value)
-        if kind is str:
-            out[name] = value
+        if kind is str:  # non-ASCII escaped by the stdlib's C encoder, as the SDK does
+            out[name] = value if value.isascii() else orjson.Fragment(json.dumps(value))
             out[name + "@odata.type"] = "Edm.String"
         elif kind is bytes:
             out[name] = base64.b64encode(value).decode("ascii")
@@ -103,9 +104,10 @@ codecs.register_error("mssp-json-escape", _json_escape)
 
 def ascii_json(body: bytes) -> bytes:
     """orjson's UTF-8 JSON as the SDK sends it (json.dumps' ensure_ascii): every non-ASCII
-    character, and DEL, as \\uXXXX. Outside strings JSON is ASCII, so only string contents
-    change; a body that is ASCII already (most alerts) costs two quick scans, another one
-    run of the codec's C loop."""
+    character, and DEL, as \\uXXXX. `_properties` escapes plain strings already (with the
+    stdlib's C encoder: 1-2 us a row, where escaping the body after cost ~14); this catches
+    what the SDK's own conversion returns. Outside strings JSON is ASCII, so only string
+    contents change; an ASCII body costs two quick scans."""
     if not body.isascii():
         body = body.decode().encode("ascii", "mssp-json-escape")
     return body.replace(b"\x7f", b"\\u007f") if b"\x7f" in body else body
