@@ -110,7 +110,8 @@ def _siem_paths() -> dict[str, Any]:
 def _portal_paths() -> dict[str, Any]:
     """The portal's HTML pages; forms post urlencoded fields with a `csrf` token."""
     refused = {"401": _html("nobody signed in"), "403": _html("not an allowed group or "
-                                                              "role, or a bad CSRF token")}
+                                                              "role, or a bad CSRF token"),
+               "421": _html("asked for another host than PUBLIC_BASE_URL's: a link to it")}
     form = {"required": True, "content": {"application/x-www-form-urlencoded": {
         "schema": {"type": "object", "required": ["csrf"],
                    "properties": {"csrf": {"type": "string"}}}}}}
@@ -160,14 +161,16 @@ def _portal_paths() -> dict[str, Any]:
                     "security": [], "responses": {
                         "200": _html("the form"),
                         "303": {"description": "signed in: session cookie set"},
-                        "404": _html("key login is off (PORTAL_KEY unset)")}},
+                        "404": _html("key login is off (PORTAL_KEY unset)"),
+                        "421": refused["421"]}},
             "post": {"summary": "Sign in with the portal key", "security": [],
                      "requestBody": {"required": True, "content": {
                          "application/x-www-form-urlencoded": {"schema": {
                              "type": "object", "properties": {"key": {"type": "string"}}}}}},
                      "responses": {"303": {"description": "signed in: session cookie set"},
                                    "401": _html("wrong key"),
-                                   "404": _html("key login is off")}}},
+                                   "404": _html("key login is off"),
+                                   "421": refused["421"]}}},
     }
 
 
