@@ -4,7 +4,6 @@ name was rebound to 127.0.0.1 reads no page and changes nothing; and only loopba
 
 from __future__ import annotations
 
-import os
 import re
 from html import unescape
 from urllib.parse import urlsplit
@@ -118,21 +117,16 @@ def test_a_look_alike_base_url_opens_no_key_and_trusts_no_header(app_host, monke
 
 
 @pytest.fixture
-def rebinding_browser():
-    """Debian's headless Chromium resolving evil.example to 127.0.0.1: a rebound name."""
-    from playwright.sync_api import sync_playwright
-
-    if not os.access("/usr/bin/chromium", os.X_OK):
-        pytest.fail("the portal's browser tests need Debian's chromium: apt-get install "
-                    "chromium (.ci/run does)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--host-resolver-rules=MAP evil.example 127.0.0.1"])
-        yield chromium
-        chromium.close()
+def rebinding_browser(browser):
+    """Debian's headless Chromium resolving evil.example to 127.0.0.1: a rebound name.
+    Launched by the session's Playwright (one sync Playwright a thread)."""
+    chromium = browser.browser_type.launch(
+        executable_path="/usr/bin/chromium", headless=True,
+        args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update",
+              "--host-resolver-rules=MAP evil.example 127.0.0.1"])
+    yield chromium
+    chromium.close()
 
 
 def test_in_a_browser_a_rebound_page_gets_421_and_localhost_the_right_link(
