@@ -23,6 +23,10 @@ FUNCTION_KEY = "e2e-function-key"
 PORTAL_GROUP = "6f1f8a52-0c4e-4a43-9b1e-5d2b7c9e0a11"  # the SOC analysts' Entra group
 PORTAL_ROLE = "Portal.Analyst"
 PORTAL_KEY = "e2e-portal-key-0123456789"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
 CACHED = ("ingestor", "fanout", "relay", "poison_log", "onboarding", "tenant_admin",
           "notifier", "feed", "delivery", "portal")
 
@@ -89,14 +93,11 @@ def browser():
     """Debian's headless Chromium under Playwright (never a downloaded browser)."""
     from playwright.sync_api import sync_playwright
 
-    if not os.access("/usr/bin/chromium", os.X_OK):
+    if not os.access(CHROMIUM, os.X_OK):
         pytest.fail("the portal's browser tests need Debian's chromium: apt-get install "
                     "chromium (.ci/run does)")
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"])
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from shared.model import Tenant, TenantStatus
-from tests.e2e.conftest import PORTAL_KEY, _clear_caches
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, PORTAL_KEY, _clear_caches
 from tests.e2e.test_portal_browser import principal
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -121,10 +121,8 @@ def rebinding_browser(browser):
     """Debian's headless Chromium resolving evil.example to 127.0.0.1: a rebound name.
     Launched by the session's Playwright (one sync Playwright a thread)."""
     chromium = browser.browser_type.launch(
-        executable_path="/usr/bin/chromium", headless=True,
-        args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-              "--disable-background-networking", "--disable-component-update",
-              "--host-resolver-rules=MAP evil.example 127.0.0.1"])
+        executable_path=CHROMIUM, headless=True,
+        args=[*CHROMIUM_ARGS, "--host-resolver-rules=MAP evil.example 127.0.0.1"])
     yield chromium
     chromium.close()
 
