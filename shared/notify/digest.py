@@ -20,7 +20,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.notify.render import HTML_TEMPLATES, TEXT_TEMPLATES, envelope, portal_link
+from shared.notify.render import HTML_TEMPLATES, TEXT_TEMPLATES, envelope, fix_boundary, portal_link
 from shared.notify.rules import Rule
 
 STATE = "~state"
@@ -149,4 +149,5 @@ def render_digest(rule: Rule, rows: list[Any], recipients: list[str], sender: st
     message.set_content(TEXT_TEMPLATES.get_template("digest.txt").render(**context))
     message.add_alternative(HTML_TEMPLATES.get_template("digest.html").render(**context),
                             subtype="html")
+    fix_boundary(message)
     return message

@@ -60,6 +60,13 @@ def envelope(message: EmailMessage, subject: str, sender: str, recipients: list[
     message["Auto-Submitted"] = "auto-generated"
 
 
+def fix_boundary(message: EmailMessage) -> None:
+    """A multipart boundary from the Message-ID (itself from the rule's random id), not a
+    fresh random one: a repeat is then byte for byte the same message."""
+    seed = hashlib.sha256(f"boundary\0{message['Message-ID']}".encode()).hexdigest()
+    message.set_boundary(f"=_mssp-hub_{seed[:32]}")
+
+
 def render(event: dict[str, Any], rule: Rule, recipients: list[str], sender: str,
            reply_to: str, mssp_name: str, date: datetime, msgid: str) -> EmailMessage:
     alert = event.get("alert") or {}
@@ -80,4 +87,5 @@ def render(event: dict[str, Any], rule: Rule, recipients: list[str], sender: str
     message.set_content(TEXT_TEMPLATES.get_template("alert.txt").render(**context))
     message.add_alternative(HTML_TEMPLATES.get_template("alert.html").render(**context),
                             subtype="html")
+    fix_boundary(message)
     return message
