@@ -5,6 +5,7 @@ and what a poisoned notify message is blamed on."""
 from __future__ import annotations
 
 import contextlib
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,27 +14,30 @@ from azure.data.tables import TableClient
 
 PK, RK = "app", "mail"
 CURRENT = timedelta(minutes=15)  # a failure not seen again for this long is over
+CLEAR_EVERY = 60.0  # seconds: a success clears another worker's failure within this
 
 
 class MailHealth:
     def __init__(self, client: TableClient) -> None:
         self.client = client
-        self._failing: bool | None = None  # unknown until this process sends once
+        self._cleared_at = float("-inf")  # monotonic time of this process's last clear
 
     def failed(self, reason: str) -> None:
         """Best effort: the failure itself is what the caller reports."""
         with contextlib.suppress(HttpResponseError):
             self.client.upsert_entity({"PartitionKey": PK, "RowKey": RK,
                                        "Reason": reason[:1000], "At": datetime.now(UTC)})
-            self._failing = True
+        self._cleared_at = float("-inf")
 
     def ok(self) -> None:
-        """One delete per process after a failure (or at its first send), not one a send."""
-        if self._failing is False:
+        """Clear the failure (any worker's): at once after this process's own failure,
+        else at most once a CLEAR_EVERY, not a Table call for every email."""
+        now = time.monotonic()
+        if now - self._cleared_at < CLEAR_EVERY:
             return
         with contextlib.suppress(ResourceNotFoundError, HttpResponseError):
             self.client.delete_entity(PK, RK)
-        self._failing = False
+        self._cleared_at = now
 
 
 def mail_failure(client: TableClient, **probe: Any) -> dict[str, Any] | None:
