@@ -139,6 +139,8 @@ class Notifier:
         for rule in self.rules.for_tenant(event["tenant"]):
             if not matches(rule, event):
                 continue
+            if isinstance(pending, Transient) and rule.delivery != "digest":
+                continue  # the mail server is down: the retry sends these (no timeout each)
             recipients = recipients_for(rule, event)
             if not recipients:
                 continue

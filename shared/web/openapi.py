@@ -188,7 +188,8 @@ def document(server_url: str = "/") -> dict[str, Any]:
             "/api/health": {"get": {
                 "summary": "Storage reachability, versions, ingestion summary",
                 "security": [], "responses": {
-                    "200": _json({"type": "object"}, "healthy"),
+                    "200": _json({"type": "object"},
+                                 "healthy, or degraded with `reasons` (storage answers)"),
                     "503": _json({"type": "object"}, "unhealthy")}}},
             "/api/openapi.json": {"get": {
                 "summary": "This document", "security": [],

@@ -489,3 +489,46 @@ def test_ops_notices_wait_while_the_mail_server_is_down(notifier, smtp, storage_
     server.start()
     assert notifier.send_ops_notices()[key] == "sent"
     assert [m["Subject"] for m in inbox.messages if subject in m["Subject"]] != []
+
+
+def test_an_email_that_cannot_be_built_fails_its_rule_alone(notifier, smtp, monkeypatch):
+    """A template bug for one rule (simulated) is that rule's recorded failure."""
+    inbox, _ = smtp
+    tenant = str(uuid.uuid4())
+    broken = _rule(notifier, tenant, name="A broken template")
+    _rule(notifier, tenant, name="B fine", recipients=["lead@mssp.example"])
+    real = notifier.message
+
+    def message(event, rule, *args, **kwargs):
+        if rule.id == broken.id:
+            raise KeyError("severity_colour")
+        return real(event, rule, *args, **kwargs)
+
+    monkeypatch.setattr(notifier, "message", message)
+    event = _event(tenant)
+    result = notifier.handle(event)
+    assert (result.sent, result.failed) == (1, 1)
+    assert inbox.envelopes == [["lead@mssp.example"]]
+    row = _ledger_row(notifier, broken.id, event["event_id"])
+    assert row["State"] == "failed" and "KeyError" in row["Note"]
+    assert notifier.handle(event).skipped == 2
+
+
+def test_a_digest_leaves_out_a_stored_bad_address(notifier, smtp):
+    import json
+
+    inbox, _ = smtp
+    tenant = str(uuid.uuid4())
+    rule_id = _stored_rule(notifier, tenant, "digest with a bad address",
+                           ["x@example.com\n", "ok@example.com"])
+    row = notifier.rules.client.get_entity(tenant, rule_id)
+    body = json.loads(row["Body"])
+    notifier.rules.client.upsert_entity({**row, "Body": json.dumps(
+        {**body, "delivery": "digest"})})
+    notifier.rules._cache.clear()
+    for _ in range(2):
+        assert notifier.handle(_event(tenant)).digested == 1
+    assert notifier.send_digests()[rule_id] == 2
+    (index,) = [i for i, m in enumerate(inbox.messages)
+                if "digest with a bad address" in m["Subject"]]
+    assert inbox.envelopes[index] == ["ok@example.com"]
