@@ -180,7 +180,6 @@ class Notifier:
         try:
             message = build(to, claim.first_at, msgid)
         except Exception as exc:  # a template or header that cannot be built: this email only
-            log.exception("email %s of %s cannot be built", msgid, owner)
             outcome = Outcome("failed", to, refused,
                               f"cannot build the email: {type(exc).__name__}: {exc}"[:500])
             return self._record(owner, partition, key, claim, None, outcome)
