@@ -106,7 +106,8 @@ class Notifier:
 
     def _keep(self, partition: str, owner: str, key: str, message: EmailMessage | None,
               outcome: Outcome) -> None:
-        """Every email, sent or not, is kept for the portal and for audit."""
+        """Every email, sent or not, is kept for the portal and for audit: To as addressed,
+        Refused with who of them (or of the rule's other addresses) did not get it."""
         now = datetime.now(UTC)
         text = ""
         if message is not None and message.get_body(("plain",)) is not None:
@@ -117,7 +118,8 @@ class Notifier:
             "RowKey": f"{_MAX_TICKS - int(now.timestamp() * 10**7):019d}:{uuid.uuid4().hex[:8]}",
             "Rule": owner, "EventId": key[:500], "State": state[:1000],
             "Subject": str(message["Subject"] or "") if message is not None else "",
-            "To": ", ".join(outcome.to), "At": now,
+            "To": str(message["To"] or "") if message is not None else ", ".join(outcome.to),
+            "At": now,
             "Refused": json.dumps(outcome.refused)[:30000],
             "MessageId": str(message["Message-ID"] or "") if message is not None else "",
             "Text": clip_text(text)})
