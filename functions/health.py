@@ -1,4 +1,4 @@
-"""GET /api/health: storage reachability and versions (200 healthy, 503 not).
+"""GET /api/health: 200 healthy or degraded (with reasons), 503 unhealthy (storage down).
 
 Anonymous, as App Service health checks and uptime probes call it without keys; it
 shows outcomes and versions, never a setting's value.

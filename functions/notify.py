@@ -30,14 +30,19 @@ def notify(msg: func.QueueMessage) -> None:
 @bp.function_name("digests")
 @bp.timer_trigger(arg_name="timer", schedule="%DIGEST_SCHEDULE%", use_monitor=False)
 def digests(timer: func.TimerRequest) -> None:
-    services.notifier().send_digests()
+    """Digests that are due, then ops notices not yet emailed (each on its own)."""
+    notifier = services.notifier()
+    try:
+        notifier.send_digests()
+    finally:
+        notifier.send_ops_notices()
 
 
 @bp.function_name("notify_poison")
 @bp.queue_trigger(arg_name="msg", queue_name=f"{NOTIFY_QUEUE}-poison",
                   connection="AzureWebJobsStorage")
 def notify_poison(msg: func.QueueMessage) -> None:
-    record_poison(msg, NOTIFY_QUEUE, "notification failed on every attempt (mail server down?)")
+    record_poison(msg, NOTIFY_QUEUE, services.notifier().poison_reason())
 
 
 def _scope(req: func.HttpRequest) -> str | func.HttpResponse:
@@ -111,10 +116,16 @@ def _rule_test(req: func.HttpRequest) -> func.HttpResponse:
         return json_response({"error": "no such rule", "errors": [
             {"field": "rule_id", "message": "not found in this scope"}]}, 404)
     try:
-        sent_to = notifier.send_test(rule)
+        outcome = notifier.send_test(rule)
     except (Permanent, Transient) as exc:
         return json_response({"sent": False, "error": str(exc)}, 502)
-    return json_response({"sent": True, "to": sent_to})
+    if outcome.state != "sent":
+        return json_response({"sent": False, "error": "no valid recipient",
+                              "errors": [{"field": "recipients", "message":
+                                          f"{r['address']}: {r['reason']}"}
+                                         for r in outcome.refused],
+                              "to": [], "refused": outcome.refused}, 422)
+    return json_response({"sent": True, "to": outcome.to, "refused": outcome.refused})
 
 
 @bp.function_name("rules_global_test")

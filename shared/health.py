@@ -1,4 +1,5 @@
-"""Is the app able to work? Storage reachability and the versions it runs, for probes."""
+"""Is the app able to work, and is it working? Storage reachability (healthy or not), what
+holds the work back (degraded, with reasons), and the versions it runs, for probes."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from shared import __version__
 from shared.config import Settings, SettingsError, get_settings
 from shared.model import TenantStatus
+from shared.notify.mail_health import mail_failure
 from shared.siem.delivery import output_status
 from shared.storage import tables
 from shared.storage.connection import StorageConnection
@@ -21,6 +23,7 @@ from shared.storage.tenants import TenantRepository
 
 # A probe answers fast: no retries, short timeouts (a health check that hangs is no check).
 PROBE = {"retry_total": 0, "connection_timeout": 3, "read_timeout": 5}
+POISON_COUNT_LIMIT = 1000  # rows a health check reads from PoisonLog at most
 PACKAGES = ("azure-functions", "azure-identity", "azure-storage-queue", "azure-data-tables",
             "requests")
 
@@ -51,7 +54,8 @@ def _probe(check: Callable[[], Any]) -> dict[str, Any]:
 
 
 def report(settings_loader: Callable[[], Settings] = get_settings) -> tuple[bool, dict[str, Any]]:
-    """(healthy, report). Never includes a setting's value, only names and outcomes."""
+    """(up, report): status unhealthy (storage or settings broken: not up), degraded (up,
+    with `reasons`) or healthy. Never includes a setting's value or an error's text."""
     body: dict[str, Any] = {"versions": _versions(), "checks": {}}
     try:
         settings = settings_loader()
@@ -65,25 +69,60 @@ def report(settings_loader: Callable[[], Settings] = get_settings) -> tuple[bool
     body["checks"]["tables"] = _probe(lambda: next(iter(
         storage.table_service().list_tables(results_per_page=1, **PROBE)), None))
     healthy = all(c["ok"] for c in body["checks"].values())
-    if healthy:
-        body["ingestion"] = ingestion_summary(storage)
-        body["siem_outputs"] = [
-            {k: o[k] for k in ("name", "type", "lag_seconds", "failures", "retry_at")}
-            for o in output_status(tables.table(storage, tables.SIEM_DELIVERY),
-                                   settings.siem.outputs, int(time.time() * 1e6))]
-    body["status"] = "healthy" if healthy else "unhealthy"
-    return healthy, body
+    if not healthy:
+        body["status"] = "unhealthy"
+        return False, body
+    body["ingestion"] = ingestion_summary(storage)
+    body["siem_outputs"] = [
+        {k: o[k] for k in ("name", "type", "lag_seconds", "failures", "retry_at")}
+        for o in output_status(tables.table(storage, tables.SIEM_DELIVERY),
+                               settings.siem.outputs, int(time.time() * 1e6))]
+    failure = mail_failure(tables.table(storage, tables.APP_HEALTH), **PROBE)
+    body["mail"] = {"transport": settings.mail.transport,
+                    "failing_since": failure["at"].isoformat() if failure else None}
+    body["reasons"] = reasons(body["ingestion"], body["siem_outputs"], failure is not None)
+    body["status"] = "degraded" if body["reasons"] else "healthy"
+    return True, body
+
+
+def reasons(ingestion: dict[str, Any], outputs: list[dict[str, Any]], mail_failing: bool
+            ) -> list[dict[str, str]]:
+    """What keeps work from getting done: a short code and a sentence each (counts and
+    names of outputs only; tenants' names and error texts stay in the portal)."""
+    found = []
+    if ingestion["failing_tenants"]:
+        found.append({"code": "tenants_failing", "message":
+                      f"{ingestion['failing_tenants']} active tenant(s) failed their last "
+                      "fetch"})
+    if ingestion["app_credential_error"]:
+        found.append({"code": "app_credential", "message":
+                      "the MSSP app's credential is refused: no tenant can be fetched"})
+    poisoned = sum(ingestion["poisoned_last_day"].values())
+    if poisoned:
+        queues = ", ".join(sorted(ingestion["poisoned_last_day"]))
+        found.append({"code": "messages_poisoned", "message":
+                      f"{poisoned} message(s) given up on in the last 24 hours ({queues})"})
+    if mail_failing:
+        found.append({"code": "mail_failing", "message":
+                      "emails could not be sent in the last 15 minutes; they are retried"})
+    failing = [o["name"] for o in outputs if o["failures"]]
+    if failing:
+        found.append({"code": "siem_output_failing", "message":
+                      f"SIEM output(s) failing: {', '.join(failing)}"})
+    return found
 
 
 def _poisoned_last_day(storage: StorageConnection) -> dict[str, int]:
     """Messages given up on in the last 24 hours, per queue (PoisonLog rows sort newest
-    first, so this reads only the last day's)."""
+    first, so this reads only the last day's, and at most POISON_COUNT_LIMIT)."""
     since = datetime.now(UTC) - timedelta(days=1)
     cutoff = f"{10**19 - 1 - int(since.timestamp() * 10**7):019d}"
     counts: dict[str, int] = {}
     log = tables.table(storage, tables.POISON_LOG)
-    for row in log.query_entities("RowKey lt @cut", parameters={"cut": cutoff},
-                                  select=["PartitionKey"]):
+    for n, row in enumerate(log.query_entities("RowKey lt @cut", parameters={"cut": cutoff},
+                                               select=["PartitionKey"])):
+        if n >= POISON_COUNT_LIMIT:
+            break
         counts[row["PartitionKey"]] = counts.get(row["PartitionKey"], 0) + 1
     return counts
 
@@ -116,3 +155,9 @@ def ingestion_summary(storage: StorageConnection) -> dict[str, Any]:
     if last_success is None or app["At"] > last_success:  # not fixed since
         summary["app_credential_error"] = {"reason": app["Reason"], "at": app["At"].isoformat()}
     return summary
+
+
+def mail_detail(storage: StorageConnection) -> str:
+    """The last mail error's text, for the portal only (it may name a server or address)."""
+    failure = mail_failure(tables.table(storage, tables.APP_HEALTH))
+    return failure["reason"] if failure else ""

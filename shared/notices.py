@@ -1,14 +1,18 @@
 """Messages for the MSSP's operations address (tenant onboarded, consent revoked).
 
-Recorded in the OpsNotices table; the mail transport of the notifications work sends the
-pending ones. Until then they are visible in this table and in the admin API.
+Recorded in the OpsNotices table (newest first), shown in the portal, and emailed to
+OPS_EMAIL by the digest timer through the mail transport: once each, under the same
+ledger as notification emails (Notifier.send_ops_notices). With no OPS_EMAIL or
+MAIL_TRANSPORT=none they are only recorded.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from azure.data.tables import UpdateMode
 
 from shared.logsafe import clean
 from shared.storage import tables
@@ -16,6 +20,11 @@ from shared.storage.connection import StorageConnection
 
 OPS_NOTICES = "OpsNotices"
 _MAX_TICKS = 10**19 - 1
+SEND_WITHIN = timedelta(days=2)  # older unsent notices stay recorded, never emailed late
+
+
+def _row_key(when: datetime) -> str:
+    return f"{_MAX_TICKS - int(when.timestamp() * 10**7):019d}"
 
 
 class OpsNotices:
@@ -25,17 +34,37 @@ class OpsNotices:
 
     def add(self, kind: str, tenant_id: str, subject: str, body: str) -> str:
         now = datetime.now(UTC)
-        row_key = f"{_MAX_TICKS - int(now.timestamp() * 10**7):019d}:{uuid.uuid4().hex[:8]}"
+        row_key = f"{_row_key(now)}:{uuid.uuid4().hex[:8]}"
         self.table.create_entity({"PartitionKey": "notice", "RowKey": row_key, "Kind": kind,
                                   "Tenant": tenant_id, "To": self.recipient,
                                   "Subject": clean(subject, 200), "Body": body[:8000],
-                                  "CreatedAt": now, "Sent": False})
+                                  "CreatedAt": now, "Sent": False, "State": "recorded"})
         return row_key
 
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         found = []
-        for row in self.table.query_entities("PartitionKey eq 'notice'"):
+        for row in self.table.query_entities("PartitionKey eq 'notice'",
+                                             results_per_page=limit):
             found.append(dict(row))
             if len(found) >= limit:
                 break
         return found
+
+    def pending(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Unsent notices of the last SEND_WITHIN, oldest first."""
+        cutoff = _row_key(datetime.now(UTC) - SEND_WITHIN)
+        rows = self.table.query_entities(
+            "PartitionKey eq 'notice' and RowKey lt @cut and Sent eq false",
+            parameters={"cut": cutoff}, results_per_page=limit)
+        found = []
+        for row in rows:
+            found.append(dict(row))
+            if len(found) >= limit:
+                break
+        return found[::-1]
+
+    def mark(self, row_key: str, state: str) -> None:
+        """Final outcome of emailing a notice: sent, or why not (then not tried again)."""
+        self.table.update_entity({"PartitionKey": "notice", "RowKey": row_key, "Sent": True,
+                                  "State": state[:500], "SentAt": datetime.now(UTC)},
+                                 mode=UpdateMode.MERGE)

@@ -14,14 +14,13 @@ import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.notify.render import HTML_TEMPLATES, TEXT_TEMPLATES, one_line, portal_link
+from shared.notify.render import HTML_TEMPLATES, TEXT_TEMPLATES, envelope, fix_boundary, portal_link
 from shared.notify.rules import Rule
 
 STATE = "~state"
@@ -121,12 +120,18 @@ class DigestStore:
                                    "LastSentAt": datetime.now(UTC)})
 
 
-def render_digest(rule: Rule, rows: list[Any], sender: str, reply_to: str, mssp_name: str
-                  ) -> EmailMessage:
+def digest_recipients(rows: list[Any]) -> list[str]:
+    found: set[str] = set()
+    for row in rows:
+        found.update(json.loads(row["Recipients"]))
+    return sorted(found)
+
+
+def render_digest(rule: Rule, rows: list[Any], recipients: list[str], sender: str,
+                  reply_to: str, mssp_name: str, date: datetime, msgid: str) -> EmailMessage:
     """One email: per tenant, per severity, a line per alert."""
     grouped: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     names: dict[str, str] = {}
-    recipients: set[str] = set()
     for row in rows:
         event = json.loads(row["Event"])
         names[event["tenant"]] = event.get("tenant_name") or event["tenant"]
@@ -135,20 +140,14 @@ def render_digest(rule: Rule, rows: list[Any], sender: str, reply_to: str, mssp_
             if rule.include_portal_link else ""
         alert["change"] = event.get("change")
         grouped[event["tenant"]][alert.get("severity") or "UnSpecified"].append(alert)
-        recipients.update(json.loads(row["Recipients"]))
     tenants = [(names[t], [(sev, grouped[t][sev]) for sev in SEVERITY_ORDER if sev in grouped[t]])
                for t in sorted(grouped, key=lambda t: names[t].lower())]
     context = {"rule": rule, "tenants": tenants, "count": len(rows), "mssp_name": mssp_name}
     message = EmailMessage()
-    message["Subject"] = one_line(f"[Digest] {len(rows)} alerts for rule {rule.name}", 200)
-    message["From"] = sender
-    message["To"] = ", ".join(sorted(recipients))
-    if reply_to:
-        message["Reply-To"] = reply_to
-    message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1].strip(">"))
-    message["Auto-Submitted"] = "auto-generated"
+    envelope(message, f"[Digest] {len(rows)} alerts for rule {rule.name}", sender, recipients,
+             reply_to, date, msgid)
     message.set_content(TEXT_TEMPLATES.get_template("digest.txt").render(**context))
     message.add_alternative(HTML_TEMPLATES.get_template("digest.html").render(**context),
                             subtype="html")
+    fix_boundary(message)
     return message

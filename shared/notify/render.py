@@ -3,10 +3,11 @@ without line breaks or control characters, and the headers mail filters expect."
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
-from datetime import UTC, datetime
+from datetime import datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -37,8 +38,37 @@ def portal_link(alert_id: str, tenant_id: str) -> str:
             f"?tid={quote(tenant_id, safe='')}")
 
 
+def message_id(owner: str, key: str, sender: str) -> str:
+    """The same Message-ID for every attempt at one email (rule or "ops", event id or
+    digest batch or notice), so a repeat after a crash is the same message to mail clients."""
+    digest = hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()[:40]
+    domain = sender.rsplit("@", 1)[-1].strip(">") or "localhost"
+    return f"<{digest}.mssp-hub@{domain}>"
+
+
+def envelope(message: EmailMessage, subject: str, sender: str, recipients: list[str],
+             reply_to: str, date: datetime, msgid: str) -> None:
+    """The headers every email has; raises ValueError for an address a header cannot take
+    (the caller records that email as failed, the others go on)."""
+    message["Subject"] = one_line(subject, SUBJECT_MAX)
+    message["From"] = sender
+    message["To"] = ", ".join(recipients)
+    if reply_to:
+        message["Reply-To"] = reply_to
+    message["Date"] = format_datetime(date)
+    message["Message-ID"] = msgid
+    message["Auto-Submitted"] = "auto-generated"
+
+
+def fix_boundary(message: EmailMessage) -> None:
+    """A multipart boundary from the Message-ID (itself from the rule's random id), not a
+    fresh random one: a repeat is then byte for byte the same message."""
+    seed = hashlib.sha256(f"boundary\0{message['Message-ID']}".encode()).hexdigest()
+    message.set_boundary(f"=_mssp-hub_{seed[:32]}")
+
+
 def render(event: dict[str, Any], rule: Rule, recipients: list[str], sender: str,
-           reply_to: str, mssp_name: str) -> EmailMessage:
+           reply_to: str, mssp_name: str, date: datetime, msgid: str) -> EmailMessage:
     alert = event.get("alert") or {}
     org = event.get("tenant_name") if rule.include_org_name else ""
     link = portal_link(str(alert.get("id", "")), event["tenant"]) \
@@ -51,16 +81,11 @@ def render(event: dict[str, Any], rule: Rule, recipients: list[str], sender: str
     if event.get("change") == "updated":
         prefix += " updated:"
     message = EmailMessage()
-    message["Subject"] = one_line(f"{prefix} {alert.get('title', '')}", SUBJECT_MAX)
-    message["From"] = sender
-    message["To"] = ", ".join(recipients)
-    if reply_to:
-        message["Reply-To"] = reply_to
-    message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1].strip(">"))
-    message["Auto-Submitted"] = "auto-generated"
+    envelope(message, f"{prefix} {alert.get('title', '')}", sender, recipients, reply_to,
+             date, msgid)
     message["X-MSSP-Hub-Event"] = one_line(event.get("event_id", ""), 300)
     message.set_content(TEXT_TEMPLATES.get_template("alert.txt").render(**context))
     message.add_alternative(HTML_TEMPLATES.get_template("alert.html").render(**context),
                             subtype="html")
+    fix_boundary(message)
     return message

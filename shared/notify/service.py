@@ -5,19 +5,24 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
 from shared.config import Settings
 from shared.identity import tokens_for
+from shared.logsafe import clean
 from shared.messages import BadMessage
 from shared.model import parse_tenant_id
-from shared.notify.digest import DigestStore, render_digest
-from shared.notify.ledger import Busy, Ledger, delivery_key
+from shared.notices import OpsNotices
+from shared.notify.digest import DigestStore, digest_recipients, render_digest
+from shared.notify.ledger import Busy, Claim, Ledger, delivery_key
+from shared.notify.mail_health import MailHealth, mail_failure
 from shared.notify.matching import matches, recipients_for
-from shared.notify.render import render
+from shared.notify.recipients import split_recipients
+from shared.notify.render import envelope, message_id, render
 from shared.notify.rules import GLOBAL, Rule, RuleRepository
 from shared.notify.transport import (
     GraphTransport,
@@ -32,6 +37,7 @@ from shared.storage.limits import clip_text
 
 RULES, LEDGER, MAIL_OUTBOX = "NotifyRules", "NotifyLedger", "MailOutbox"
 DIGESTS = "NotifyDigest"
+OPS = "ops"  # the ledger owner and MailOutbox partition of ops notices
 log = logging.getLogger("mssp_hub.notify")
 _MAX_TICKS = 10**19 - 1
 
@@ -56,8 +62,18 @@ def parse_event(body: bytes | str) -> dict[str, Any]:
 class Delivery:
     sent: int = 0
     skipped: int = 0  # already sent for this version
-    refused: int = 0
+    refused: int = 0  # no recipient could get it (recorded, not retried)
+    failed: int = 0  # the email could not be built (recorded, not retried)
     digested: int = 0  # held for the rule's next digest
+    refused_recipients: int = 0  # addresses left out of emails that went to the others
+
+
+@dataclass
+class Outcome:
+    state: str  # sent | refused | failed
+    to: list[str] = field(default_factory=list)
+    refused: list[dict[str, str]] = field(default_factory=list)  # [{"address", "reason"}]
+    note: str = ""
 
 
 def transport_for(settings: Settings) -> Transport:
@@ -74,6 +90,9 @@ def transport_for(settings: Settings) -> Transport:
     return RecordOnly()
 
 
+Build = Callable[[list[str], datetime, str], EmailMessage]  # (to, Date, Message-ID)
+
+
 class Notifier:
     def __init__(self, settings: Settings, transport: Transport) -> None:
         storage = settings.storage
@@ -82,79 +101,123 @@ class Notifier:
         self.ledger = Ledger(tables.table(storage, LEDGER))
         self.outbox = tables.table(storage, MAIL_OUTBOX)
         self.digests = DigestStore(tables.table(storage, DIGESTS))
+        self.mail_health = MailHealth(tables.table(storage, tables.APP_HEALTH))
+        self.notices = OpsNotices(storage, settings.onboarding.ops_email)
 
-    def _keep(self, message: EmailMessage, rule: Rule, event: dict[str, Any], state: str
-              ) -> None:
-        """Every email, sent or not, is kept for the portal and for audit."""
+    def _keep(self, partition: str, owner: str, key: str, message: EmailMessage | None,
+              outcome: Outcome) -> None:
+        """Every email, sent or not, is kept for the portal and for audit: To as addressed,
+        Refused with who of them (or of the rule's other addresses) did not get it."""
         now = datetime.now(UTC)
+        text = ""
+        if message is not None and message.get_body(("plain",)) is not None:
+            text = message.get_body(("plain",)).get_content()
+        state = outcome.state if outcome.state == "sent" else f"{outcome.state}: {outcome.note}"
         self.outbox.upsert_entity({
-            "PartitionKey": event["tenant"],
+            "PartitionKey": partition,
             "RowKey": f"{_MAX_TICKS - int(now.timestamp() * 10**7):019d}:{uuid.uuid4().hex[:8]}",
-            "Rule": rule.id, "EventId": event["event_id"][:500], "State": state,
-            "Subject": str(message["Subject"]), "To": str(message["To"]), "At": now,
-            "MessageId": str(message["Message-ID"]),
-            "Text": clip_text(message.get_body(("plain",)).get_content())})
+            "Rule": owner, "EventId": key[:500], "State": state[:1000],
+            "Subject": str(message["Subject"] or "") if message is not None else "",
+            "To": str(message["To"] or "") if message is not None else ", ".join(outcome.to),
+            "At": now,
+            "Refused": json.dumps(outcome.refused)[:30000],
+            "MessageId": str(message["Message-ID"] or "") if message is not None else "",
+            "Text": clip_text(text)})
 
-    def message(self, event: dict[str, Any], rule: Rule, recipients: list[str]
-                ) -> EmailMessage:
+    def message(self, event: dict[str, Any], rule: Rule, recipients: list[str],
+                date: datetime | None = None, msgid: str | None = None) -> EmailMessage:
         mail = self.settings.mail
         return render(event, rule, recipients, mail.sender, mail.reply_to,
-                      self.settings.onboarding.mssp_name)
+                      self.settings.onboarding.mssp_name, date or datetime.now(UTC),
+                      msgid or message_id(rule.id, event["event_id"], mail.sender))
 
     def handle(self, event: dict[str, Any]) -> Delivery:
-        """Raises Transient (or ledger.Busy) to have the queue retry the event later."""
+        """Every matching rule gets its outcome, whatever another rule's: a bad address or
+        an email that cannot be built is recorded for that rule alone. Raises Transient
+        (or ledger.Busy) after the other rules, to have the queue retry the event; the
+        rules already done are in the ledger and are not sent again."""
         result = Delivery()
         pending: Exception | None = None
         for rule in self.rules.for_tenant(event["tenant"]):
             if not matches(rule, event):
                 continue
+            if isinstance(pending, Transient) and rule.delivery != "digest":
+                continue  # the mail server is down: the retry sends these (no timeout each)
             recipients = recipients_for(rule, event)
             if not recipients:
                 continue
-            etag = self.ledger.claim(rule.id, event["event_id"], {"Tenant": event["tenant"]})
-            if etag is None:
+            try:
+                claim = self.ledger.claim(rule.id, event["event_id"],
+                                          {"Tenant": event["tenant"]})
+            except Busy as exc:
+                pending = pending or exc
+                continue
+            if claim is None:
                 result.skipped += 1
                 continue
             if rule.delivery == "digest" or not self.digests.take_slot(rule, datetime.now(UTC)):
                 self.digests.hold(rule, event, recipients,
                                   delivery_key(rule.id, event["event_id"])[1])
-                self.ledger.finish(rule.id, event["event_id"], etag, "digested")
+                self.ledger.finish(rule.id, event["event_id"], claim, "digested")
                 result.digested += 1
                 continue
-            message = self.message(event, rule, recipients)
             try:
-                state = self._deliver(message, rule, event["tenant"], event["event_id"], etag)
+                outcome = self._deliver(
+                    lambda to, date, msgid, rule=rule: self.message(event, rule, to, date, msgid),
+                    recipients, rule.id, event["tenant"], event["event_id"], claim)
             except Transient as exc:
                 pending = exc  # the other rules still get their email now
                 continue
-            if state == "sent":
-                result.sent += 1
-            else:
-                result.refused += 1
+            setattr(result, outcome.state, getattr(result, outcome.state) + 1)
+            result.refused_recipients += len(outcome.refused) if outcome.state == "sent" else 0
         if pending is not None:
             raise pending
         return result
 
-    def _deliver(self, message: EmailMessage, rule: Rule, tenant: str, key: str, etag: str
-                 ) -> str:
-        """Send under a ledger claim; 'sent', 'refused' or raises Transient."""
+    def _deliver(self, build: Build, recipients: list[str], owner: str, partition: str,
+                 key: str, claim: Claim) -> Outcome:
+        """Send under a ledger claim and record the outcome; raises only Transient."""
+        msgid = message_id(owner, key, self.settings.mail.sender)
+        to, refused = split_recipients(recipients)
         try:
-            self.transport.send(message)
+            message = build(to, claim.first_at, msgid)
+        except Exception as exc:  # a template or header that cannot be built: this email only
+            outcome = Outcome("failed", to, refused,
+                              f"cannot build the email: {type(exc).__name__}: {exc}"[:500])
+            return self._record(owner, partition, key, claim, None, outcome)
+        if not to:
+            return self._record(owner, partition, key, claim, message, Outcome(
+                "refused", [], refused, "no valid recipient"))
+        try:
+            by_server = self.transport.send(message)
         except Permanent as exc:
-            self.ledger.finish(rule.id, key, etag, "refused", str(exc))
-            self._keep(message, rule, {"tenant": tenant, "event_id": key}, f"refused: {exc}"[:200])
-            return "refused"
-        except Transient:
-            self.ledger.release(rule.id, key, etag)
+            refused += [{"address": a, "reason": r} for a, r in exc.refused.items()]
+            return self._record(owner, partition, key, claim, message,
+                                Outcome("refused", [], refused, str(exc)[:500]))
+        except Transient as exc:
+            self.ledger.release(owner, key, claim, str(exc))
+            self.mail_health.failed(str(exc))
             raise
-        self.ledger.finish(rule.id, key, etag, "sent")
-        self._keep(message, rule, {"tenant": tenant, "event_id": key}, "sent")
-        return "sent"
+        refused += [{"address": a, "reason": r} for a, r in by_server.items()]
+        self.ledger.finish(owner, key, claim, "sent", "", refused)  # at once: see README
+        self.mail_health.ok()
+        outcome = Outcome("sent", [a for a in to if a not in by_server], refused)
+        self._keep(partition, owner, key, message, outcome)
+        return outcome
+
+    def _record(self, owner: str, partition: str, key: str, claim: Claim,
+                message: EmailMessage | None, outcome: Outcome) -> Outcome:
+        """A permanent failure: final in the ledger, kept in MailOutbox, never retried."""
+        log.warning("email %s/%s not sent: %s", owner, clean(key, 100), clean(outcome.note))
+        self.ledger.finish(owner, key, claim, outcome.state, outcome.note, outcome.refused)
+        self._keep(partition, owner, key, message, outcome)
+        return outcome
 
     def send_digests(self, now: datetime | None = None) -> dict[str, int]:
         """Every rule with held events whose window has passed gets one digest email."""
         now = now or datetime.now(UTC)
         sent: dict[str, int] = {}
+        mail = self.settings.mail
         for rule in self.rules.all():
             rows = self.digests.held(rule.id)
             window = rule if rule.delivery == "digest" else replace(rule, digest_minutes=60)
@@ -163,15 +226,16 @@ class Notifier:
             batch, rows = self.digests.assign(rule.id, rows)
             key = f"digest:{batch}"
             try:
-                etag = self.ledger.claim(rule.id, key, {"Tenant": rule.scope})
+                claim = self.ledger.claim(rule.id, key, {"Tenant": rule.scope})
             except Busy:
                 continue
-            if etag is not None:
-                mail = self.settings.mail
-                message = render_digest(rule, rows, mail.sender, mail.reply_to,
-                                        self.settings.onboarding.mssp_name)
+            if claim is not None:
                 try:
-                    self._deliver(message, rule, rule.scope, key, etag)
+                    self._deliver(
+                        lambda to, date, msgid, rule=rule, rows=rows: render_digest(
+                            rule, rows, to, mail.sender, mail.reply_to,
+                            self.settings.onboarding.mssp_name, date, msgid),
+                        digest_recipients(rows), rule.id, rule.scope, key, claim)
                 except Transient as exc:
                     log.warning("digest of rule %s not sent yet: %s", rule.id, exc)
                     continue
@@ -179,8 +243,54 @@ class Notifier:
             sent[rule.id] = len(rows)
         return sent
 
-    def send_test(self, rule: Rule) -> list[str]:
-        """A sample alert to the rule's recipients, outside the ledger; raises on failure."""
+    def send_ops_notices(self) -> dict[str, str]:
+        """Each recorded ops notice emailed once to OPS_EMAIL: {notice: outcome}."""
+        if isinstance(self.transport, RecordOnly):
+            return {}
+        done: dict[str, str] = {}
+        for row in self.notices.pending():
+            to = row.get("To") or self.settings.onboarding.ops_email
+            if not to:
+                continue
+            key = row["RowKey"]
+            try:
+                claim = self.ledger.claim(OPS, key, {"Tenant": row.get("Tenant", "")})
+            except Busy:
+                continue  # another worker is on it
+            if claim is None:  # sent (or given up) before the notice row was marked
+                state = self.ledger.state(OPS, key) or "sent"
+            else:
+                try:
+                    state = self._deliver(lambda rcpt, date, msgid, row=row: self._notice(
+                        row, rcpt, date, msgid), [to], OPS, OPS, key, claim).state
+                except Transient:
+                    break  # the next timer run tries again
+            self.notices.mark(key, state)
+            done[key] = state
+        return done
+
+    def _notice(self, row: dict[str, Any], to: list[str], date: datetime, msgid: str
+                ) -> EmailMessage:
+        mail = self.settings.mail
+        message = EmailMessage()
+        envelope(message, f"[{self.settings.onboarding.mssp_name[:60]}] {row.get('Subject', '')}",
+                 mail.sender, to, mail.reply_to, date, msgid)
+        message.set_content(f"{row.get('Body', '')}\n\n-- \nmssp-hub ops notice "
+                            f"({row.get('Kind', '')})\n")
+        return message
+
+    def poison_reason(self) -> str:
+        """Why a notify message was given up on, as far as this app knows."""
+        failure = mail_failure(self.mail_health.client)
+        if failure:
+            return (f"notification failed on every attempt; mail could not be sent: "
+                    f"{failure['reason']} (at {failure['at']:%Y-%m-%d %H:%M:%S} UTC)")
+        return ("notification failed on every attempt; no mail failure recorded "
+                "(storage errors, or another worker held the email's ledger row)")
+
+    def send_test(self, rule: Rule) -> Outcome:
+        """A sample alert to the rule's recipients, outside the ledger; an address that is
+        not one is refused alone. Raises Permanent/Transient when the server fails it."""
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
         event = {"tenant": rule.scope if rule.scope != GLOBAL else str(uuid.UUID(int=0)),
                  "tenant_name": "Test tenant", "change": "new", "changed": {},
@@ -192,6 +302,9 @@ class Notifier:
                            "computerDnsName": "test-device", "rbacGroupName": "Test group",
                            "description": "This is a test of your notification rule.",
                            "mitreTechniques": [], "evidence": [], "evidenceCount": 0}}
-        recipients = [r["address"] for r in rule.recipients]
-        self.transport.send(self.message(event, rule, recipients))
-        return recipients
+        to, refused = split_recipients([r["address"] for r in rule.recipients])
+        if not to:
+            return Outcome("refused", [], refused, "no valid recipient")
+        by_server = self.transport.send(self.message(event, rule, to))
+        refused += [{"address": a, "reason": r} for a, r in by_server.items()]
+        return Outcome("sent", [a for a in to if a not in by_server], refused)

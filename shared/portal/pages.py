@@ -19,9 +19,10 @@ from urllib.parse import urlencode, urlsplit
 
 from azure.data.tables import TableClient
 
-from shared import netloc
+from shared import health, netloc
 from shared.config import Settings
 from shared.model import Tenant, TenantStatus, parse_tenant_id
+from shared.notices import OpsNotices
 from shared.notify.rules import GLOBAL, Rule, RuleRepository
 from shared.onboarding import Onboarding, parse_invitation
 from shared.portal import auth, queries
@@ -76,6 +77,7 @@ class Portal:
         self.siem_status = siem_status
         self.admin, self.rules, self.outbox, self.onboarding = admin, rules, outbox, onboarding
         self.runs = RunHistory(tables.table(settings.storage, tables.RUN_HISTORY))
+        self.notices = OpsNotices(settings.storage, settings.onboarding.ops_email)
         public = settings.onboarding.public_base_url
         self.origins = {netloc.origin(public)}
         self.scheme, self.authority = urlsplit(public).scheme, netloc.authority(public)
@@ -147,7 +149,18 @@ class Portal:
                 for t, counts in counted]
         return self._page("portal/overview.html", principal=principal, rows=rows,
                           severities=queries.SEVERITIES, now=now, outputs=self.siem_status(),
-                          chart=daily_chart(per_day, now.date(), queries.CHART_DAYS))
+                          chart=daily_chart(per_day, now.date(), queries.CHART_DAYS),
+                          health=self._health(), notices=self.notices.recent(10),
+                          mail_on=self.settings.mail.transport != "none")
+
+    def _health(self) -> dict[str, Any]:
+        """What /api/health says, with the detail only signed-in staff may read."""
+        _, report = health.report(lambda: self.settings)
+        failure = report.get("mail", {}).get("failing_since")
+        for reason in report.get("reasons", []):
+            if reason["code"] == "mail_failing" and failure:
+                reason["detail"] = health.mail_detail(self.settings.storage)
+        return report
 
     def alerts(self, request: Request) -> Response:
         return self._guard(request, self._alerts)

@@ -64,7 +64,11 @@ def _rule_paths(base: str, params: list[dict[str, Any]]) -> dict[str, Any]:
         f"{base}/{{rule_id}}/test": {
             "parameters": [*params, rule_id],
             "post": {"summary": "Send a test email to the rule's recipients", "security": _KEY,
-                     "responses": {"200": _json({"type": "object"}, "sent"),
+                     "responses": {"200": _json({"type": "object"},
+                                                "sent; `to` got it, `refused` lists each "
+                                                "address left out and why"),
+                                   "422": _json({"type": "object"},
+                                                "no recipient is a valid address"),
                                    "502": _json({"type": "object"}, "the mail server refused"),
                                    **_errors(401, 404)}}},
     }
@@ -187,7 +191,8 @@ def document(server_url: str = "/") -> dict[str, Any]:
             "/api/health": {"get": {
                 "summary": "Storage reachability, versions, ingestion summary",
                 "security": [], "responses": {
-                    "200": _json({"type": "object"}, "healthy"),
+                    "200": _json({"type": "object"},
+                                 "healthy, or degraded with `reasons` (storage answers)"),
                     "503": _json({"type": "object"}, "unhealthy")}}},
             "/api/openapi.json": {"get": {
                 "summary": "This document", "security": [],

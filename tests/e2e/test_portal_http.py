@@ -97,3 +97,25 @@ def test_key_sign_in_refuses_a_wrong_key_and_another_site(app_host):
     ok = requests.post(login, data={"key": PORTAL_KEY}, allow_redirects=False, timeout=10,
                        headers={"Origin": host.http.base_url})
     assert ok.status_code == 303 and "HttpOnly" in ok.headers["Set-Cookie"]
+
+
+def test_the_overview_shows_health_with_reasons_and_ops_notices(app_host, storage_env):
+    from shared.notices import OpsNotices
+
+    host, repo = app_host
+    failing = repo.add(Tenant("7d4f1f3e-2b8a-4c1e-9f57-0a1b2c3d4e5f", "Failing <Co>"))
+    repo.merge(failing.tenant_id, consecutive_failures=4, last_error="Defender 503")
+    subject = "Tenant onboarded: <script>x</script>"
+    OpsNotices(storage_env, "ops@mssp.example").add("tenant_onboarded", failing.tenant_id,
+                                                    subject, "body")
+    try:
+        page = _session(principal()).get(f"{host.http.base_url}/api/portal", timeout=20)
+        assert page.status_code == 200
+        assert 'data-status="degraded"' in page.text
+        assert 'data-reason="tenants_failing"' in page.text
+        notices = page.text[page.text.index('id="ops-notices"'):]
+        assert "Tenant onboarded: &lt;script&gt;x&lt;/script&gt;" in notices
+        assert "<script>" not in page.text
+        assert "recorded only" in notices  # MAIL_TRANSPORT=none here
+    finally:
+        repo.set_status(failing.tenant_id, TenantStatus.OFFBOARDED, "test done")

@@ -81,10 +81,29 @@ def test_from_defender_to_the_inbox(simulator, sim, storage_env, monkeypatch, re
                       json={"name": "everything", "recipients": ["soc@mssp.example"]})
     assert r.status_code == 201
     made = sim.generate(customer["id"], 3)
-    wait_for(lambda: len(inbox.messages) == 3, timeout=45)
-    subjects = " ".join(m["Subject"] for m in inbox.messages)
+
+    def alerts() -> list:  # ops notices of other tests also reach OPS_EMAIL here
+        return [m for m in inbox.messages if m["X-MSSP-Hub-Event"]]
+
+    wait_for(lambda: len(alerts()) == 3, timeout=45)
+    subjects = " ".join(m["Subject"] for m in alerts())
     assert "Inbox Co" in subjects
-    assert {m["X-MSSP-Hub-Event"].split(":")[1] for m in inbox.messages} == set(made["ids"])
+    assert {m["X-MSSP-Hub-Event"].split(":")[1] for m in alerts()} == set(made["ids"])
+
+
+def _stored_rule(storage, tenant_id: str, addresses: list[str]) -> str:
+    """A rule row as an older version could write it (no address check)."""
+    import json
+
+    from shared.storage import tables
+
+    rule_id = uuid.uuid4().hex
+    tables.table(storage, "NotifyRules").upsert_entity({
+        "PartitionKey": tenant_id, "RowKey": rule_id, "Body": json.dumps({
+            "id": rule_id, "scope": tenant_id, "name": "stored",
+            "recipients": [{"address": a, "added_at": "2020-01-01T00:00:00+00:00"}
+                           for a in addresses]})})
+    return rule_id
 
 
 def test_send_a_test_email_for_a_rule(simulator, sim, storage_env, monkeypatch, request):
@@ -100,12 +119,38 @@ def test_send_a_test_email_for_a_rule(simulator, sim, storage_env, monkeypatch, 
     headers = {"x-functions-key": FUNCTION_KEY}
     tenant_id = str(uuid.uuid4())
     repo.add(Tenant(tenant_id, "Test Mail Co"))
+    # an ops notice goes to OPS_EMAIL through the digest timer, once
+    from shared.notices import OpsNotices
+
+    subject = f"Tenant onboarded: Test Mail Co {uuid.uuid4().hex[:6]}"
+    OpsNotices(storage_env, "ops@mssp.example").add("tenant_onboarded", tenant_id, subject,
+                                                    "Test Mail Co is now active.")
+
+    def ops_mails() -> list:
+        return [m for m in inbox.messages if subject in m["Subject"]]
+
+    wait_for(lambda: ops_mails(), timeout=30)
+    import time
+    time.sleep(5)  # two more timer runs
+    assert len(ops_mails()) == 1 and ops_mails()[0]["To"] == "ops@mssp.example"
     rule = requests.post(f"{base}/tenants/{tenant_id}/rules", headers=headers, timeout=10,
                          json={"name": "r", "recipients": ["soc@mssp.example"]}).json()
     r = requests.post(f"{base}/tenants/{tenant_id}/rules/{rule['id']}/test", headers=headers,
                       timeout=10)
-    assert r.json() == {"sent": True, "to": ["soc@mssp.example"]}
-    assert "Test email for rule r" in inbox.messages[0]["Subject"]
+    assert r.json() == {"sent": True, "to": ["soc@mssp.example"], "refused": []}
+    assert any("Test email for rule r" in m["Subject"] for m in inbox.messages)
+    # rules stored by an older version may hold an address that is not one
+    stored = _stored_rule(storage_env, tenant_id, ["x@example.com\n", "ok@example.com"])
+    r = requests.post(f"{base}/tenants/{tenant_id}/rules/{stored}/test", headers=headers,
+                      timeout=10)
+    assert r.status_code == 200
+    assert r.json()["to"] == ["ok@example.com"]
+    assert r.json()["refused"][0]["address"] == "x@example.com\\n"
+    only_bad = _stored_rule(storage_env, tenant_id, ["x@example.com\n"])
+    r = requests.post(f"{base}/tenants/{tenant_id}/rules/{only_bad}/test", headers=headers,
+                      timeout=10)
+    assert r.status_code == 422 and r.json()["sent"] is False
+    assert r.json()["errors"][0]["field"] == "recipients"
     server.stop()
     r = requests.post(f"{base}/tenants/{tenant_id}/rules/{rule['id']}/test", headers=headers,
                       timeout=30)

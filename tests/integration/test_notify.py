@@ -290,3 +290,245 @@ def test_a_minimum_severity(notifier, smtp):
     assert notifier.handle(_event(tenant, severity="Low")).sent == 0
     assert notifier.handle(_event(tenant, severity="Medium")).sent == 1
     assert notifier.handle(_event(tenant, severity="High")).sent == 1
+
+
+def _stored_rule(notifier, scope: str, name: str, addresses: list[str]) -> str:
+    """A rule row as an older version wrote it, bypassing today's validation."""
+    import json
+    from datetime import UTC, datetime
+
+    rule_id = uuid.uuid4().hex
+    added = datetime(2020, 1, 1, tzinfo=UTC).isoformat()
+    notifier.rules.client.upsert_entity({
+        "PartitionKey": scope, "RowKey": rule_id, "Body": json.dumps({
+            "id": rule_id, "scope": scope, "name": name,
+            "recipients": [{"address": a, "added_at": added} for a in addresses]})})
+    notifier.rules._cache.clear()
+    return rule_id
+
+
+def _ledger_row(notifier, rule_id: str, event_id: str):
+    from shared.notify.ledger import delivery_key
+
+    return notifier.ledger.client.get_entity(*delivery_key(rule_id, event_id))
+
+
+def test_a_stored_newline_address_is_refused_alone_and_every_other_email_goes(
+        notifier, smtp, storage_env, monkeypatch):
+    """Issue 16: `x@example.com\\n` beside a second recipient made building To raise, so no
+    rule of the tenant emailed and the event was poisoned. Runs the notify function."""
+    import json
+
+    import azure.functions as func
+
+    from shared import services
+    from shared.config import get_settings
+    from shared.poison import PoisonLog
+
+    inbox, server = smtp
+    tenant = str(uuid.uuid4())
+    bad = _stored_rule(notifier, tenant, "A stored bad address",
+                       ["x@example.com\n", "ok@example.com"])
+    good = _stored_rule(notifier, tenant, "B good rule", ["lead@mssp.example"])
+    for key, value in {"AzureWebJobsStorage": storage_env.connection_string,
+                       "MSSP_CLIENT_ID": "5a1c3b0e-6f0d-4e1a-9a52-3c0f5d9b7e21",
+                       "MSSP_CLIENT_SECRET": "s3cret-value", "MAIL_TRANSPORT": "smtp",
+                       "ONBOARDING_STATE_KEY": "test-state-key-0123456789-abcdefghijklmnop",
+                       "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(server.port),
+                       "SMTP_SECURITY": "none", "MAIL_FROM": "alerts@mssp.example"}.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    services.notifier.cache_clear()
+    services.poison_log.cache_clear()
+    from functions.notify import notify
+
+    event = _event(tenant)
+    body = json.dumps(event).encode()
+    try:
+        notify(func.QueueMessage(body=body))  # no exception: the host deletes the message
+        notify(func.QueueMessage(body=body))  # a redelivery sends nothing more
+    finally:
+        get_settings.cache_clear()
+        services.notifier.cache_clear()
+        services.poison_log.cache_clear()
+    assert sorted(map(sorted, inbox.envelopes)) == [["lead@mssp.example"], ["ok@example.com"]]
+    row = _ledger_row(notifier, bad, event["event_id"])
+    assert row["State"] == "sent"
+    (refused,) = json.loads(row["Refused"])
+    assert refused["address"] == "x@example.com\\n" and "control character" in refused["reason"]
+    assert _ledger_row(notifier, good, event["event_id"])["State"] == "sent"
+    kept = {r["Rule"]: r for r in notifier.outbox.query_entities(
+        "PartitionKey eq @pk", parameters={"pk": tenant})}
+    assert kept[bad]["To"] == "ok@example.com" and "x@example.com" in kept[bad]["Refused"]
+    poisoned = list(PoisonLog(storage_env).table.query_entities(
+        "Tenant eq @t", parameters={"t": tenant}))
+    assert poisoned == []
+
+
+def test_a_rule_with_only_bad_addresses_is_recorded_refused_and_not_retried(notifier, smtp):
+    inbox, _ = smtp
+    tenant = str(uuid.uuid4())
+    bad = _stored_rule(notifier, tenant, "only bad",
+                       ["x@example.com\n", "a@b.example, c@d.example"])
+    _stored_rule(notifier, tenant, "good", ["lead@mssp.example"])
+    event = _event(tenant)
+    result = notifier.handle(event)
+    assert (result.sent, result.refused) == (1, 1)
+    assert inbox.envelopes == [["lead@mssp.example"]]
+    row = _ledger_row(notifier, bad, event["event_id"])
+    assert row["State"] == "refused" and row["Note"] == "no valid recipient"
+    again = notifier.handle(event)
+    assert (again.sent, again.skipped) == (0, 2)
+
+
+class _DiesAfterAcceptance:
+    """The real SMTP transport, then the worker dies before it can mark the ledger."""
+
+    def __init__(self, transport: SmtpTransport) -> None:
+        self.transport = transport
+
+    def send(self, message):
+        self.transport.send(message)
+        raise SystemExit("worker killed")
+
+
+def test_a_repeat_after_a_crash_is_the_same_message(notifier, smtp):
+    from datetime import UTC, datetime, timedelta
+
+    from shared.notify.ledger import CLAIM_SECONDS, delivery_key
+
+    inbox, _ = smtp
+    tenant = str(uuid.uuid4())
+    rule = _rule(notifier, tenant)
+    event = _event(tenant)
+    dying = Notifier(notifier.settings, _DiesAfterAcceptance(notifier.transport))
+    with pytest.raises(SystemExit):
+        dying.handle(event)
+    with pytest.raises(Busy):  # the claim is fresh: the retry waits
+        notifier.handle(event)
+    pk, rk = delivery_key(rule.id, event["event_id"])
+    notifier.ledger.client.update_entity({
+        "PartitionKey": pk, "RowKey": rk,
+        "ClaimedAt": datetime.now(UTC) - timedelta(seconds=CLAIM_SECONDS + 1)})
+    assert notifier.handle(event).sent == 1
+    first, second = inbox.messages
+    assert first["Message-ID"] == second["Message-ID"]
+    assert first["Date"] == second["Date"]
+    assert first.as_bytes() == second.as_bytes()
+    assert notifier.handle(event).skipped == 1
+
+
+def test_a_failing_quit_after_acceptance_does_not_send_twice(notifier, smtp):
+    """The server took the message; an error answer to QUIT is no reason to send it again
+    (it was a Transient before, so the retry sent a second email)."""
+    inbox, _ = smtp
+
+    async def handle_QUIT(server, session, envelope):
+        return "421 4.3.0 shutting down"
+
+    inbox.handle_QUIT = handle_QUIT
+    tenant = str(uuid.uuid4())
+    _rule(notifier, tenant)
+    event = _event(tenant)
+    assert notifier.handle(event).sent == 1
+    del inbox.handle_QUIT
+    assert notifier.handle(event).skipped == 1
+    assert len(inbox.messages) == 1
+
+
+def test_a_poisoned_event_names_the_mail_failure(notifier, smtp):
+    _, server = smtp
+    tenant = str(uuid.uuid4())
+    _rule(notifier, tenant)
+    server.stop()
+    with pytest.raises(Transient):
+        notifier.handle(_event(tenant))
+    assert "SMTP server unreachable" in notifier.poison_reason()
+    server.start()
+    notifier.handle(_event(tenant))
+    assert "no mail failure recorded" in notifier.poison_reason()
+
+
+def test_an_ops_notice_is_emailed_once_even_by_racing_timers(notifier, smtp, storage_env):
+    from shared.notices import OpsNotices
+
+    inbox, _ = smtp
+    subject = f"Tenant onboarded: <Fabrikam> {uuid.uuid4().hex[:6]}"
+    key = OpsNotices(storage_env, "ops@mssp.example").add(
+        "tenant_onboarded", str(uuid.uuid4()), subject, "Fabrikam granted consent.")
+
+    def timer() -> None:
+        Notifier(notifier.settings, notifier.transport).send_ops_notices()
+
+    threads = [threading.Thread(target=timer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    notifier.send_ops_notices()
+    mine = [m for m in inbox.messages if subject in m["Subject"]]
+    assert len(mine) == 1
+    assert mine[0]["To"] == "ops@mssp.example"
+    assert "Fabrikam granted consent." in mine[0].get_content()
+    row = notifier.notices.table.get_entity("notice", key)
+    assert row["Sent"] is True and row["State"] == "sent"
+
+
+def test_ops_notices_wait_while_the_mail_server_is_down(notifier, smtp, storage_env):
+    from shared.notices import OpsNotices
+    from shared.notify.transport import RecordOnly
+
+    inbox, server = smtp
+    subject = f"Tenant consent revoked: Litware {uuid.uuid4().hex[:6]}"
+    key = OpsNotices(storage_env, "ops@mssp.example").add(
+        "tenant_consent_revoked", str(uuid.uuid4()), subject, "Litware revoked consent.")
+    assert Notifier(notifier.settings, RecordOnly()).send_ops_notices() == {}
+    server.stop()
+    notifier.send_ops_notices()
+    assert notifier.notices.table.get_entity("notice", key)["Sent"] is False
+    server.start()
+    assert notifier.send_ops_notices()[key] == "sent"
+    assert [m["Subject"] for m in inbox.messages if subject in m["Subject"]] != []
+
+
+def test_an_email_that_cannot_be_built_fails_its_rule_alone(notifier, smtp, monkeypatch):
+    """A template bug for one rule (simulated) is that rule's recorded failure."""
+    inbox, _ = smtp
+    tenant = str(uuid.uuid4())
+    broken = _rule(notifier, tenant, name="A broken template")
+    _rule(notifier, tenant, name="B fine", recipients=["lead@mssp.example"])
+    real = notifier.message
+
+    def message(event, rule, *args, **kwargs):
+        if rule.id == broken.id:
+            raise KeyError("severity_colour")
+        return real(event, rule, *args, **kwargs)
+
+    monkeypatch.setattr(notifier, "message", message)
+    event = _event(tenant)
+    result = notifier.handle(event)
+    assert (result.sent, result.failed) == (1, 1)
+    assert inbox.envelopes == [["lead@mssp.example"]]
+    row = _ledger_row(notifier, broken.id, event["event_id"])
+    assert row["State"] == "failed" and "KeyError" in row["Note"]
+    assert notifier.handle(event).skipped == 2
+
+
+def test_a_digest_leaves_out_a_stored_bad_address(notifier, smtp):
+    import json
+
+    inbox, _ = smtp
+    tenant = str(uuid.uuid4())
+    rule_id = _stored_rule(notifier, tenant, "digest with a bad address",
+                           ["x@example.com\n", "ok@example.com"])
+    row = notifier.rules.client.get_entity(tenant, rule_id)
+    body = json.loads(row["Body"])
+    notifier.rules.client.upsert_entity({**row, "Body": json.dumps(
+        {**body, "delivery": "digest"})})
+    notifier.rules._cache.clear()
+    for _ in range(2):
+        assert notifier.handle(_event(tenant)).digested == 1
+    assert notifier.send_digests()[rule_id] == 2
+    (index,) = [i for i, m in enumerate(inbox.messages)
+                if "digest with a bad address" in m["Subject"]]
+    assert inbox.envelopes[index] == ["ok@example.com"]
