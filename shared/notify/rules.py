@@ -15,7 +15,7 @@ from azure.data.tables import TableClient, UpdateMode
 from pydantic import AfterValidator, Field
 
 from shared import validation
-from shared.model import parse_tenant_id
+from shared.model import SEVERITIES, parse_tenant_id  # noqa: F401  (matching imports it here)
 from shared.validation import Address, Label, Strict, ValidationError, name
 
 STATUSES = ("New", "InProgress", "Resolved")
