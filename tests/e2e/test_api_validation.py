@@ -31,7 +31,7 @@ def _tenant(repo) -> str:
 
 
 def test_an_address_with_a_final_newline_is_refused(api, storage_env):
-    base, session, repo = api
+    base, session, _ = api
     before = _rows(storage_env, "Invitations"), _rows(storage_env, "NotifyRules")
     r = session.post(f"{base}/invitations", json={**INVITATION,
                                                   "contact_email": "x@example.com\n"})
@@ -73,15 +73,15 @@ def test_a_lone_surrogate_is_refused_and_never_stored(api, storage_env):
     tenant_id = _tenant(repo)
     before = _rows(storage_env, "Invitations"), _rows(storage_env, "NotifyRules")
     json_header = {"Content-Type": "application/json"}
-    surrogate = '"Evil \\ud800 Co"'
+    surrogate = '"Evil \\ud800 Co"'  # as JSON escapes it: the decoded text cannot be UTF-8
     r = session.post(f"{base}/invitations", headers=json_header, data=(
-        '{"display_name": %s, "contact_email": "it@evil.example"}' % surrogate))
+        f'{{"display_name": {surrogate}, "contact_email": "it@evil.example"}}'))
     assert r.status_code == 400 and _fields(r) == {"body"}
     r = session.patch(f"{base}/tenants/{tenant_id}", headers=json_header,
-                      data='{"display_name": %s}' % surrogate)
+                      data=f'{{"display_name": {surrogate}}}')
     assert r.status_code == 400 and _fields(r) == {"body"}
     r = session.post(f"{base}/rules", headers=json_header,
-                     data='{"name": %s, "recipients": ["a@b.example"]}' % surrogate)
+                     data=f'{{"name": {surrogate}, "recipients": ["a@b.example"]}}')
     assert r.status_code == 400 and _fields(r) == {"body"}
     assert repo.get(tenant_id).display_name == "Valid Co"
     assert (_rows(storage_env, "Invitations"), _rows(storage_env, "NotifyRules")) == before
