@@ -103,7 +103,7 @@ def tenants_update(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.function_name("tenants_action")
-@bp.route(route="tenants/{tenant_id}/{action:alpha}", methods=["POST"])
+@bp.route(route="tenants/{tenant_id}/{action}", methods=["POST"])
 def tenants_action(req: func.HttpRequest) -> func.HttpResponse:
     admin = services.tenant_admin()
     action = req.route_params.get("action", "")

@@ -240,7 +240,9 @@ def _portal_paths() -> dict[str, Any]:
                          "application/x-www-form-urlencoded": {"schema": {
                              "type": "object", "properties": {"key": {"type": "string"}}}}}},
                      "responses": {"303": {"description": "signed in: session cookie set"},
+                                   "200": _html("no key given: the form again"),
                                    "401": _html("wrong key"),
+                                   "403": _html("not posted from the portal's own page"),
                                    "404": _html("key login is off")}}},
     }
 
