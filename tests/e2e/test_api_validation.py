@@ -3,12 +3,16 @@ naming the field, and nothing is written for it (issue 16)."""
 
 from __future__ import annotations
 
+import re
 import uuid
+from html import unescape
 
 import pytest
+import requests
 
 from shared.model import Tenant
 from shared.storage import tables
+from tests.e2e.test_portal_browser import principal
 
 NESTED = b'{"a":' * 5000 + b"1" + b"}" * 5000
 INVITATION = {"display_name": "Deep Co", "contact_email": "it@deep.example"}
@@ -146,3 +150,32 @@ def test_trace_and_unknown_methods_are_405(api):
         assert r.status_code == 405, method
         assert r.headers["Allow"] == "GET"
 
+
+
+def test_portal_filters_beyond_the_years_we_keep_are_ignored(api):
+    base, _, _ = api
+    session = requests.Session()
+    session.headers["X-MS-CLIENT-PRINCIPAL"] = principal()
+    r = session.get(f"{base}/portal/alerts", params={
+        "before": "0001-01-01T00:00:00+14:00~a~b", "category": "\x00\x1f",
+        "device_group": "x" * 5000, "range": "\ud7ff"})
+    assert r.status_code == 200 and "text/html" in r.headers["Content-Type"]
+
+
+def test_a_bad_invitation_form_gets_the_form_back_and_stores_nothing(api, storage_env):
+    base, _, _ = api
+    session = requests.Session()
+    session.headers["X-MS-CLIENT-PRINCIPAL"] = principal()
+    page = session.get(f"{base}/portal/invitations").text
+    csrf = unescape(re.search(r'name="csrf" value="([^"]+)"', page).group(1))
+    before = _rows(storage_env, "Invitations")
+    for form in ({"display_name": "Bell\x07 Co", "contact_email": "it@bell.example"},
+                 {"display_name": "Bell Co", "contact_email": "x@example.com\n"},
+                 {"display_name": "Bell Co", "contact_email": "Bell <it@bell.example>"},
+                 {"display_name": "Bell Co", "contact_email": "it@bell.example",
+                  "expected_tenant": "not a domain"}):
+        r = session.post(f"{base}/portal/invitations", data={**form, "csrf": csrf},
+                         headers={"Origin": base.rsplit("/api", 1)[0]}, allow_redirects=False)
+        assert r.status_code == 400 and "text/html" in r.headers["Content-Type"], form
+        assert 'role="alert"' in r.text
+    assert _rows(storage_env, "Invitations") == before
