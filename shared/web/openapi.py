@@ -206,8 +206,9 @@ def _portal_paths() -> dict[str, Any]:
         "/api/portal": {"get": page("Overview: every tenant's health and open alerts")},
         "/api/portal/alerts": {"get": page("Alerts across tenants, filtered, newest first",
                                            parameters=query)},
-        "/api/portal/tenants/{tenant_id}": {"parameters": [_TENANT_ID], "get": page(
-            "A tenant: details, runs, rules, notifications, invitations")},
+        "/api/portal/tenants/{tenant_id}": {"parameters": [_TENANT_ID], "get": {**page(
+            "A tenant: details, runs, rules, notifications, invitations"), "responses": {
+            "200": _html("the tenant"), **refused, "404": _html("no such tenant")}}},
         "/api/portal/tenants/{tenant_id}/{action}": {
             "parameters": [_TENANT_ID, {**action, "schema": {
                 "enum": ["pause", "resume", "offboard"]}}],
