@@ -23,16 +23,12 @@ def _body(req: func.HttpRequest) -> Any:
     return validation.decode_json(req.get_body())
 
 
-def _errors(exc: ValidationError) -> func.HttpResponse:
-    return invalid(exc)
-
-
 def _with_tenant(req: func.HttpRequest, action: Callable[[Tenant], func.HttpResponse]
                  ) -> func.HttpResponse:
     try:
         tenant_id = parse_tenant_id(req.route_params.get("tenant_id", ""))
     except ValueError:
-        return _errors(ValidationError([{"field": "tenant_id", "message": "must be a GUID"}]))
+        return invalid(ValidationError([{"field": "tenant_id", "message": "must be a GUID"}]))
     tenant = services.tenant_admin().tenants.get(tenant_id)
     if tenant is None:
         return json_response({"error": "no such tenant", "errors": [
@@ -40,7 +36,7 @@ def _with_tenant(req: func.HttpRequest, action: Callable[[Tenant], func.HttpResp
     try:
         return action(tenant)
     except ValidationError as exc:
-        return _errors(exc)
+        return invalid(exc)
     except Conflict as exc:
         return json_response({"error": str(exc), "errors": [
             {"field": "status", "message": str(exc)}]}, 409)
@@ -52,7 +48,7 @@ def invitations_create(req: func.HttpRequest) -> func.HttpResponse:
     try:
         values = parse_invitation(_body(req))
     except ValidationError as exc:
-        return _errors(exc)
+        return invalid(exc)
     service = services.onboarding()
     invitation = service.create_invitation(values)
     return json_response(invitation.public(service.link(invitation.id)), 201)
@@ -71,7 +67,7 @@ def invitations_revoke(req: func.HttpRequest) -> func.HttpResponse:
     try:
         validation.body(NoBody, req.get_body())
     except ValidationError as exc:
-        return _errors(exc)
+        return invalid(exc)
     service = services.onboarding()
     invitation = service.revoke_invitation(req.route_params.get("invitation_id", ""))
     if invitation is None:
