@@ -12,8 +12,9 @@ from pydantic import BaseModel, TypeAdapter
 
 from shared import __version__
 from shared.invitations import NewInvitation
+from shared.model import TenantStatus
 from shared.notify.rules import Rule, RuleBody
-from shared.tenant_admin import Offboard, TenantPatch
+from shared.tenant_admin import REGIONS, Offboard, TenantPatch
 from shared.validation import MAX_BODY, NoBody
 
 _REF = "#/components/schemas/{model}"
@@ -26,10 +27,9 @@ _KEY = [{"functionKey": []}]
 _WHEN = {"type": ["string", "null"], "format": "date-time"}
 _TENANT = {"tenant_id": {"type": "string", "format": "uuid"},
            "display_name": {"type": "string"},
-           "status": {"enum": ["active", "paused", "consent_revoked", "unavailable",
-                               "offboarded"]},
+           "status": {"enum": [str(status) for status in TenantStatus]},
            "status_reason": {"type": "string"}, "status_changed_at": _WHEN,
-           "region": {"enum": ["", "us", "eu", "uk", "au", "swa"]}, "created_at": _WHEN,
+           "region": {"enum": list(REGIONS)}, "created_at": _WHEN,
            "health": {"type": "object", "required": [
                "last_success_at", "last_error", "last_error_at", "consecutive_failures",
                "throttled_until"], "properties": {
