@@ -14,6 +14,7 @@ from shared.model import Tenant
 from shared.storage import tables
 from tests.e2e.test_portal_browser import principal
 
+pytestmark = pytest.mark.usefixtures("global_rules_removed")
 NESTED = b'{"a":' * 5000 + b"1" + b"}" * 5000
 INVITATION = {"display_name": "Deep Co", "contact_email": "it@deep.example"}
 RULE = {"name": "Deep rule", "recipients": ["soc@mssp.example"]}

@@ -31,6 +31,7 @@ from shared.model import Tenant
 from tests.e2e.conftest import FUNCTION_KEY
 from tests.e2e.test_portal_browser import principal
 
+pytestmark = pytest.mark.usefixtures("global_rules_removed")
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
 EXAMPLES = {"keyed": 8, "signed in": 6, "no key": 2}  # per operation and generation mode
