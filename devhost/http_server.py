@@ -141,6 +141,13 @@ class HttpHost:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 
+            def __getattr__(self, name: str) -> object:
+                """Any other method (TRACE, PROPFIND...) is routed too: the host answers
+                405 where the route does not allow it, never 501."""
+                if name.startswith("do_"):
+                    return self._serve
+                raise AttributeError(name)
+
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 log.debug("http: " + format, *args)
 

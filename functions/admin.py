@@ -3,33 +3,24 @@ name the bad field."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 import azure.functions as func
 
-from functions.http import json_response
-from shared import services
+from functions.http import invalid, json_response
+from shared import services, validation
+from shared.invitations import parse_invitation
 from shared.model import Tenant, parse_tenant_id
-from shared.onboarding import parse_invitation
-from shared.tenant_admin import Conflict, describe
-from shared.validation import ValidationError
+from shared.tenant_admin import Conflict, Offboard, describe
+from shared.validation import NoBody, ValidationError
 
 bp = func.Blueprint()
 
 
 def _body(req: func.HttpRequest) -> Any:
-    if not req.get_body():
-        return {}
-    try:
-        return json.loads(req.get_body())
-    except ValueError:
-        raise ValidationError([{"field": "body", "message": "is not valid JSON"}]) from None
-
-
-def _errors(exc: ValidationError, status: int = 400) -> func.HttpResponse:
-    return json_response({"error": "invalid request", "errors": exc.errors}, status)
+    """The decoded JSON body (size and depth limited); no body is None."""
+    return validation.decode_json(req.get_body())
 
 
 def _with_tenant(req: func.HttpRequest, action: Callable[[Tenant], func.HttpResponse]
@@ -37,7 +28,7 @@ def _with_tenant(req: func.HttpRequest, action: Callable[[Tenant], func.HttpResp
     try:
         tenant_id = parse_tenant_id(req.route_params.get("tenant_id", ""))
     except ValueError:
-        return _errors(ValidationError([{"field": "tenant_id", "message": "must be a GUID"}]))
+        return invalid(ValidationError([{"field": "tenant_id", "message": "must be a GUID"}]))
     tenant = services.tenant_admin().tenants.get(tenant_id)
     if tenant is None:
         return json_response({"error": "no such tenant", "errors": [
@@ -45,7 +36,7 @@ def _with_tenant(req: func.HttpRequest, action: Callable[[Tenant], func.HttpResp
     try:
         return action(tenant)
     except ValidationError as exc:
-        return _errors(exc)
+        return invalid(exc)
     except Conflict as exc:
         return json_response({"error": str(exc), "errors": [
             {"field": "status", "message": str(exc)}]}, 409)
@@ -57,7 +48,7 @@ def invitations_create(req: func.HttpRequest) -> func.HttpResponse:
     try:
         values = parse_invitation(_body(req))
     except ValidationError as exc:
-        return _errors(exc)
+        return invalid(exc)
     service = services.onboarding()
     invitation = service.create_invitation(values)
     return json_response(invitation.public(service.link(invitation.id)), 201)
@@ -73,6 +64,10 @@ def invitations_list(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("invitations_revoke")
 @bp.route(route="invitations/{invitation_id}", methods=["DELETE"])
 def invitations_revoke(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        validation.body(NoBody, req.get_body())
+    except ValidationError as exc:
+        return invalid(exc)
     service = services.onboarding()
     invitation = service.revoke_invitation(req.route_params.get("invitation_id", ""))
     if invitation is None:
@@ -104,25 +99,21 @@ def tenants_update(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.function_name("tenants_action")
-@bp.route(route="tenants/{tenant_id}/{action:alpha}", methods=["POST"])
+@bp.route(route="tenants/{tenant_id}/{action}", methods=["POST"])
 def tenants_action(req: func.HttpRequest) -> func.HttpResponse:
     admin = services.tenant_admin()
     action = req.route_params.get("action", "")
 
     def run(tenant: Tenant) -> func.HttpResponse:
-        if action == "pause":
-            return json_response(describe(admin.pause(tenant)))
-        if action == "resume":
-            return json_response(describe(admin.resume(tenant)))
+        if action not in ("pause", "resume", "offboard"):
+            raise ValidationError([{"field": "action",
+                                    "message": "one of pause, resume, offboard"}])
         if action == "offboard":
-            body = _body(req)
-            delete = body.get("delete_alerts", False) if isinstance(body, dict) else None
-            if not isinstance(delete, bool):
-                raise ValidationError([{"field": "delete_alerts",
-                                        "message": "must be true or false"}])
+            delete = validation.check(Offboard, _body(req)).delete_alerts
             tenant, deleted = admin.offboard(tenant, delete)
             return json_response({**describe(tenant), "alerts_deleted": deleted})
-        raise ValidationError([{"field": "action",
-                                "message": "one of pause, resume, offboard"}])
+        validation.check(NoBody, _body(req))
+        change = admin.pause if action == "pause" else admin.resume
+        return json_response(describe(change(tenant)))
 
     return _with_tenant(req, run)

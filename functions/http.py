@@ -7,6 +7,8 @@ from typing import Any
 
 import azure.functions as func
 
+from shared.validation import ValidationError
+
 
 def data_response(body: str, mimetype: str, status: int = 200,
                   headers: dict[str, str] | None = None) -> func.HttpResponse:
@@ -20,3 +22,8 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
                   ) -> func.HttpResponse:
     return data_response(json.dumps(body, separators=(",", ":"), default=str),
                          "application/json", status, headers)
+
+
+def invalid(exc: ValidationError, error: str = "invalid request") -> func.HttpResponse:
+    """The 4xx of refused input: JSON naming each bad field."""
+    return json_response({"error": error, "errors": exc.errors}, exc.status)

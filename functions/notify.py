@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
-
 import azure.functions as func
 
-from functions.http import json_response
+from functions.http import invalid, json_response
 from functions.queue_messages import parse_or_record, record_poison
-from shared import services
+from shared import services, validation
 from shared.model import parse_tenant_id
 from shared.notify.rules import GLOBAL, Rule, parse_rule
 from shared.notify.service import parse_event
 from shared.notify.transport import Permanent, Transient
 from shared.storage.tables import NOTIFY_QUEUE
-from shared.validation import ValidationError
+from shared.validation import NoBody, ValidationError
 
 bp = func.Blueprint()
 
@@ -64,13 +62,19 @@ def _saved(req: func.HttpRequest, scope: str, existing: Rule | None = None
            ) -> Rule | func.HttpResponse:
     """Validate the body as a rule and save it, or the 400 naming each bad field."""
     try:
-        body = json.loads(req.get_body() or b"null")
-        return services.notifier().rules.save(parse_rule(body, scope, existing=existing))
+        rule = parse_rule(validation.decode_json(req.get_body()), scope, existing=existing)
     except ValidationError as exc:
-        errors = exc.errors
-    except ValueError:
-        errors = [{"field": "body", "message": "is not valid JSON"}]
-    return json_response({"error": "invalid rule", "errors": errors}, 400)
+        return invalid(exc, "invalid rule")
+    return services.notifier().rules.save(rule)
+
+
+def _no_body(req: func.HttpRequest) -> func.HttpResponse | None:
+    """Operations that take no body refuse one (a client sending fields expects them used)."""
+    try:
+        validation.body(NoBody, req.get_body())
+    except ValidationError as exc:
+        return invalid(exc)
+    return None
 
 
 def _rules_collection(req: func.HttpRequest) -> func.HttpResponse:
@@ -96,6 +100,9 @@ def _rule_item(req: func.HttpRequest) -> func.HttpResponse:
         return json_response({"error": "no such rule", "errors": [
             {"field": "rule_id", "message": "not found in this scope"}]}, 404)
     if req.method == "DELETE":
+        refused = _no_body(req)
+        if refused is not None:
+            return refused
         notifier.rules.delete(scope, rule.id)
         return json_response({"deleted": rule.id})
     if req.method == "PUT":
@@ -115,6 +122,9 @@ def _rule_test(req: func.HttpRequest) -> func.HttpResponse:
     if rule is None:
         return json_response({"error": "no such rule", "errors": [
             {"field": "rule_id", "message": "not found in this scope"}]}, 404)
+    refused = _no_body(req)
+    if refused is not None:
+        return refused
     try:
         outcome = notifier.send_test(rule)
     except (Permanent, Transient) as exc:

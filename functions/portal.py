@@ -47,14 +47,14 @@ def portal_tenant(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.function_name("portal_tenant_action")
-@bp.route(route="portal/tenants/{tenant_id}/{action:alpha}", methods=["POST"],
+@bp.route(route="portal/tenants/{tenant_id}/{action}", methods=["POST"],
           auth_level=func.AuthLevel.ANONYMOUS)
 def portal_tenant_action(req: func.HttpRequest) -> func.HttpResponse:
     return _serve(req, services.portal().tenant_action)
 
 
 @bp.function_name("portal_rule_action")
-@bp.route(route="portal/rules/{scope}/{rule_id}/{action:alpha}", methods=["POST"],
+@bp.route(route="portal/rules/{scope}/{rule_id}/{action}", methods=["POST"],
           auth_level=func.AuthLevel.ANONYMOUS)
 def portal_rule_action(req: func.HttpRequest) -> func.HttpResponse:
     return _serve(req, services.portal().rule_action)

@@ -7,7 +7,7 @@ import logging
 
 import azure.functions as func
 
-from functions.http import data_response, json_response
+from functions.http import data_response, invalid, json_response
 from functions.queue_messages import parse_or_record, record_poison
 from shared import services
 from shared.logsafe import clean
@@ -67,7 +67,7 @@ def siem_alerts(req: func.HttpRequest) -> func.HttpResponse:
     try:
         query = parse_query(dict(req.params), req.headers.get("Accept", ""))
     except ValidationError as exc:
-        return json_response({"error": "invalid query", "errors": exc.errors}, 400)
+        return invalid(exc, "invalid query")
     items, token, more = pull(services.feed(), query)
     headers = {"X-Continuation": token, "X-More": "true" if more else "false"}
     if query.ndjson:

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from shared.addresses import parse_address
 from shared.netloc import authority, is_loopback
 from shared.storage.connection import StorageConnection
 
@@ -206,6 +207,15 @@ def _get(env: Mapping[str, str], name: str) -> str:
     return value.strip()
 
 
+def _address(env: Mapping[str, str], name: str) -> str:
+    """An email address setting: one bare address (shared.addresses), or empty."""
+    value = _get(env, name)
+    try:
+        return parse_address(value) if value else ""
+    except ValueError:
+        raise SettingsError(name, "must be one email address") from None
+
+
 def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
     text = _get(env, name)
     try:
@@ -323,9 +333,7 @@ class OnboardingSettings:
         key = _get(env, "ONBOARDING_STATE_KEY")
         if len(key) < 32:
             raise SettingsError("ONBOARDING_STATE_KEY", "must be at least 32 characters")
-        ops = _get(env, "OPS_EMAIL")
-        if ops and ("@" not in ops or any(c in ops for c in "\r\n ,;<>")):
-            raise SettingsError("OPS_EMAIL", "must be one email address")
+        ops = _address(env, "OPS_EMAIL")
         return cls(mssp_name=_get(env, "MSSP_NAME")[:200], public_base_url=base,
                    state_key=key.encode(), ops_email=ops,
                    state_minutes=_int(env, "ONBOARDING_STATE_MINUTES", 5, 24 * 60))
@@ -357,9 +365,7 @@ class MailSettings:
                 raise SettingsError("MSSP_TENANT_ID", "must be the MSSP's tenant id (a GUID) "
                                     "with MAIL_TRANSPORT=graph") from None
         for name in ("MAIL_FROM", "MAIL_REPLY_TO"):
-            value = _get(env, name)
-            if value and ("@" not in value or any(c in value for c in "\r\n,;")):
-                raise SettingsError(name, "must be one email address")
+            _address(env, name)
         security = _get(env, "SMTP_SECURITY").lower()
         if security not in ("starttls", "tls", "none"):
             raise SettingsError("SMTP_SECURITY", "must be starttls, tls or none")

@@ -24,17 +24,15 @@ from azure.data.tables import UpdateMode
 from shared.config import Settings
 from shared.defender import DefenderClient, DefenderError, Forbidden
 from shared.identity import TokenError, Tokens
+from shared.invitations import parse_invitation  # noqa: F401  (re-exported)
 from shared.logsafe import clean
 from shared.model import Tenant, TenantStatus
 from shared.notices import OpsNotices
 from shared.storage import tables
 from shared.storage.tenants import TenantRepository
-from shared.validation import ValidationError
 
 INVITATIONS, STATES = "Invitations", "ConsentStates"
 _ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
-_DOMAIN = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-_EMAIL = re.compile(r"^[^@\s<>,;\"'\\]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 CALLBACK_LIMITS = {"state": 512, "tenant": 64, "admin_consent": 8, "scope": 512,
                    "error": 100, "error_description": 2048, "error_uri": 512,
                    "error_subcode": 100}
@@ -62,42 +60,6 @@ class Invitation:
                 "created_at": self.created_at.isoformat(),
                 "expires_at": self.expires_at.isoformat(),
                 "status": self.status, "tenant_id": self.tenant_id or None, "link": link}
-
-
-def parse_invitation(body: Any) -> dict[str, Any]:
-    """Validate the JSON body of POST /api/invitations; every bad field is reported."""
-    if not isinstance(body, dict):
-        raise ValidationError([{"field": "body", "message": "must be a JSON object"}])
-    errors = []
-    name = body.get("display_name")
-    if not isinstance(name, str) or not name.strip() or len(name) > 200 or any(
-            ord(c) < 32 for c in name):
-        errors.append({"field": "display_name", "message": "1 to 200 printable characters"})
-    email = body.get("contact_email")
-    if not isinstance(email, str) or not _EMAIL.match(email):
-        errors.append({"field": "contact_email", "message": "must be one email address"})
-    expected = body.get("expected_tenant") or ""
-    if expected:
-        if not isinstance(expected, str):
-            errors.append({"field": "expected_tenant", "message": "must be a string"})
-        else:
-            expected = expected.strip().lower()
-            try:
-                expected = str(uuid.UUID(expected))
-            except ValueError:
-                if not _DOMAIN.match(expected):
-                    errors.append({"field": "expected_tenant",
-                                   "message": "must be a tenant id (GUID) or a domain"})
-    days = body.get("expires_in_days", 7)
-    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 90:
-        errors.append({"field": "expires_in_days", "message": "a whole number from 1 to 90"})
-    unknown = set(body) - {"display_name", "contact_email", "expected_tenant",
-                           "expires_in_days"}
-    errors.extend({"field": name, "message": "unknown field"} for name in sorted(unknown))
-    if errors:
-        raise ValidationError(errors)
-    return {"display_name": name.strip(), "contact_email": email, "expected_tenant": expected,
-            "expires_in_days": days}
 
 
 @dataclass

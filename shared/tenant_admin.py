@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from azure.data.tables import TableTransactionError
 
@@ -14,7 +14,7 @@ from shared.storage import tables
 from shared.storage.connection import StorageConnection
 from shared.storage.ingest_state import CURSOR, LEASE, IngestState
 from shared.storage.tenants import TenantRepository
-from shared.validation import ValidationError
+from shared.validation import Name, Strict, check
 
 REGIONS = ("", "us", "eu", "uk", "au", "swa")
 LEASE_WAIT_SECONDS = 60
@@ -33,6 +33,19 @@ def describe(tenant: Tenant) -> dict[str, Any]:
                        "last_error_at": iso(tenant.last_error_at),
                        "consecutive_failures": tenant.consecutive_failures,
                        "throttled_until": iso(tenant.throttled_until)}}
+
+
+class TenantPatch(Strict):
+    """PATCH /api/tenants/{tenant_id}: only the fields given change."""
+
+    display_name: Name = None  # type: ignore[assignment]  (absent: unchanged; never null)
+    region: Literal["", "us", "eu", "uk", "au", "swa"] = None  # type: ignore[assignment]
+
+
+class Offboard(Strict):
+    """POST /api/tenants/{tenant_id}/offboard; no body is `{"delete_alerts": false}`."""
+
+    delete_alerts: bool = False
 
 
 class Conflict(ValueError):
@@ -100,28 +113,10 @@ class TenantAdmin:
         return sum(1 for k in keys if "%~" not in k["RowKey"])
 
     def update(self, tenant: Tenant, body: Any) -> Tenant:
-        if not isinstance(body, dict) or not body:
-            raise ValidationError([{"field": "body", "message": "a JSON object with "
-                                    "display_name and/or region"}])
-        errors, values = [], {}
-        for name in sorted(set(body) - {"display_name", "region"}):
-            errors.append({"field": name, "message": "unknown field"})
-        if "display_name" in body:
-            name = body["display_name"]
-            if not isinstance(name, str) or not name.strip() or len(name) > 200 or any(
-                    ord(c) < 32 for c in name):
-                errors.append({"field": "display_name",
-                               "message": "1 to 200 printable characters"})
-            else:
-                values["display_name"] = name.strip()
-        if "region" in body:
-            if body["region"] not in REGIONS:
-                errors.append({"field": "region", "message": "one of '', "
-                               + ", ".join(REGIONS[1:])})
-            else:
-                values["region"] = body["region"]
-        if errors:
-            raise ValidationError(errors)
+        """Rename or set the region from a PATCH body; `{}` changes nothing."""
+        values = check(TenantPatch, body).model_dump(exclude_unset=True)
+        if not values:
+            return tenant
         self.tenants.merge(tenant.tenant_id, **values)
         return self.tenants.get(tenant.tenant_id) or tenant
 

@@ -8,22 +8,25 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
+from pydantic import AfterValidator, Field
 
-from shared.model import SEVERITIES
-from shared.validation import ValidationError
+from shared import validation
+from shared.model import SEVERITIES, parse_tenant_id  # noqa: F401  (matching imports it here)
+from shared.validation import Address, Label, Strict, ValidationError, name
 
 STATUSES = ("New", "InProgress", "Resolved")
 GLOBAL = "*"  # the partition of MSSP-wide rules
-_EMAIL = re.compile(r"^[^@\s<>,;\"'\\]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
-_FIELDS = {"name", "enabled", "severities", "device_groups", "categories",
-           "detection_sources", "statuses", "on_new", "on_update", "include_org_name",
-           "include_portal_link", "include_device", "recipients", "tenants",
-           "exclude_tenants", "delivery", "digest_minutes", "max_per_hour",
-           "min_severity"}
+
+
+def _tenant_id(value: str) -> str:
+    try:
+        return parse_tenant_id(value)
+    except ValueError:
+        raise ValueError("must be a tenant id (GUID)") from None
 
 
 @dataclass
@@ -54,95 +57,62 @@ class Rule:
         return asdict(self)
 
 
-def _strings(body: dict[str, Any], name: str, allowed: tuple[str, ...] | None,
-             errors: list[dict[str, str]]) -> list[str]:
-    value = body.get(name, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) and 0 < len(v) <= 200
-                                              for v in value):
-        errors.append({"field": name, "message": "a list of strings"})
-        return []
-    if allowed:
-        bad = [v for v in value if v not in allowed]
-        if bad:
-            errors.append({"field": name, "message": f"unknown {', '.join(bad)[:100]}; "
-                                                     f"use {', '.join(allowed)}"})
-    return list(dict.fromkeys(value))
+RuleName = name(120)
+Severity = Literal["Informational", "Low", "Medium", "High"]
+Labels = Annotated[list[Label], Field(max_length=100)]
+TenantIds = Annotated[list[Annotated[str, AfterValidator(_tenant_id)]], Field(max_length=1000)]
 
 
-def _bool(body: dict[str, Any], name: str, default: bool, errors: list[dict[str, str]]
-          ) -> bool:
-    value = body.get(name, default)
-    if not isinstance(value, bool):
-        errors.append({"field": name, "message": "true or false"})
-        return default
-    return value
+class RuleBody(Strict):
+    """POST and PUT of a rule: what the MSSP chooses (id, scope and when each recipient
+    was added are ours)."""
+
+    name: RuleName
+    recipients: Annotated[list[Address], Field(min_length=1, max_length=50)]
+    enabled: bool = True
+    severities: Annotated[list[Severity], Field(max_length=4)] = Field(default_factory=list)
+    min_severity: Severity | None = None
+    device_groups: Labels = Field(default_factory=list)
+    categories: Labels = Field(default_factory=list)
+    detection_sources: Labels = Field(default_factory=list)
+    statuses: Annotated[list[Literal["New", "InProgress", "Resolved"]],
+                        Field(max_length=3)] = Field(default_factory=list)
+    on_new: bool = True
+    on_update: bool = False
+    include_org_name: bool = True
+    include_portal_link: bool = True
+    include_device: bool = True
+    tenants: TenantIds = Field(default_factory=list,
+                               description="MSSP-wide rules: only these (empty: all)")
+    exclude_tenants: TenantIds = Field(default_factory=list,
+                                       description="MSSP-wide rules: all but these")
+    delivery: Literal["each", "digest"] = "each"
+    digest_minutes: Annotated[int, Field(ge=5, le=1440)] = 60
+    max_per_hour: Annotated[int, Field(ge=1, le=1000)] | None = None
 
 
 def parse_rule(body: Any, scope: str, existing: Rule | None = None) -> Rule:
     """Validate a rule's JSON; every bad field is named. Keeps recipients' added_at."""
-    if not isinstance(body, dict):
-        raise ValidationError([{"field": "body", "message": "must be a JSON object"}])
-    errors: list[dict[str, str]] = [{"field": k, "message": "unknown field"}
-                                    for k in sorted(set(body) - _FIELDS)]
-    name = body.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > 120 or any(
-            ord(c) < 32 for c in name):
-        errors.append({"field": "name", "message": "1 to 120 printable characters"})
-    addresses = body.get("recipients")
-    if not isinstance(addresses, list) or not addresses:
-        errors.append({"field": "recipients", "message": "at least one email address"})
-        addresses = []
-    elif len(addresses) > 50:
-        errors.append({"field": "recipients", "message": "at most 50"})
-    bad = [a for a in addresses if not isinstance(a, str) or not _EMAIL.match(a)]
-    if bad:
-        errors.append({"field": "recipients",
-                       "message": f"not an email address: {str(bad[0])[:80]}"})
-    rule = Rule(id=existing.id if existing else uuid.uuid4().hex, scope=scope,
-                name=(name or "").strip(), recipients=[],
-                enabled=_bool(body, "enabled", True, errors),
-                severities=_strings(body, "severities", SEVERITIES, errors),
-                device_groups=_strings(body, "device_groups", None, errors),
-                categories=_strings(body, "categories", None, errors),
-                detection_sources=_strings(body, "detection_sources", None, errors),
-                statuses=_strings(body, "statuses", STATUSES, errors),
-                on_new=_bool(body, "on_new", True, errors),
-                on_update=_bool(body, "on_update", False, errors),
-                include_org_name=_bool(body, "include_org_name", True, errors),
-                include_portal_link=_bool(body, "include_portal_link", True, errors),
-                include_device=_bool(body, "include_device", True, errors),
-                tenants=_strings(body, "tenants", None, errors),
-                exclude_tenants=_strings(body, "exclude_tenants", None, errors))
-    rule.min_severity = body.get("min_severity")
-    if rule.min_severity is not None and rule.min_severity not in SEVERITIES:
-        errors.append({"field": "min_severity", "message": f"one of {', '.join(SEVERITIES)}"})
-    elif rule.min_severity and rule.severities:
+    values = validation.check(RuleBody, body).model_dump()
+    errors = []
+    if values["min_severity"] and values["severities"]:
         errors.append({"field": "min_severity", "message": "give severities or min_severity"})
-    rule.delivery = body.get("delivery", "each")
-    if rule.delivery not in ("each", "digest"):
-        errors.append({"field": "delivery", "message": "each or digest"})
-    rule.digest_minutes = body.get("digest_minutes", 60)
-    if not isinstance(rule.digest_minutes, int) or isinstance(rule.digest_minutes, bool) \
-            or not 5 <= rule.digest_minutes <= 1440:
-        errors.append({"field": "digest_minutes", "message": "a whole number from 5 to 1440"})
-    rule.max_per_hour = body.get("max_per_hour")
-    if rule.max_per_hour is not None and (not isinstance(rule.max_per_hour, int)
-                                          or isinstance(rule.max_per_hour, bool)
-                                          or not 1 <= rule.max_per_hour <= 1000):
-        errors.append({"field": "max_per_hour", "message": "empty, or 1 to 1000"})
-    if scope != GLOBAL and (rule.tenants or rule.exclude_tenants):
+    if scope != GLOBAL and (values["tenants"] or values["exclude_tenants"]):
         errors.append({"field": "tenants", "message": "only MSSP-wide rules choose tenants"})
-    if not rule.on_new and not rule.on_update:
+    if not values["on_new"] and not values["on_update"]:
         errors.append({"field": "on_new", "message": "a rule needs on_new or on_update"})
     if errors:
         raise ValidationError(errors)
+    for key in ("severities", "device_groups", "categories", "detection_sources",
+                "statuses", "tenants", "exclude_tenants", "recipients"):
+        values[key] = list(dict.fromkeys(values[key]))
     # a recipient keeps the time it was first added: it only gets alerts raised after it
     before = {r["address"].lower(): r["added_at"] for r in (existing.recipients
                                                             if existing else [])}
     now = datetime.now(UTC).isoformat()
-    rule.recipients = [{"address": a, "added_at": before.get(a.lower(), now)}
-                       for a in dict.fromkeys(addresses)]
-    return rule
+    values["recipients"] = [{"address": a, "added_at": before.get(a.lower(), now)}
+                            for a in values["recipients"]]
+    return Rule(id=existing.id if existing else uuid.uuid4().hex, scope=scope, **values)
 
 
 class RuleRepository:

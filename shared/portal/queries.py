@@ -52,6 +52,10 @@ def _bounded(rows: Iterable[Any], limit: int) -> tuple[list[Any], bool]:
     return found, False
 
 
+# "older than" times a link may carry: the query moves them by a microsecond
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
+
+
 @dataclass(frozen=True)
 class AlertFilter:
     tenant: str = ""
@@ -76,8 +80,9 @@ class AlertFilter:
         parts = params.get("before", "").split("~")
         if len(parts) == 3:
             try:
-                before = (datetime.fromisoformat(parts[0]).astimezone(UTC), parts[1], parts[2])
-            except ValueError:
+                when = datetime.fromisoformat(parts[0]).astimezone(UTC)
+                before = (when, parts[1], parts[2]) if EARLIEST <= when < LATEST else None
+            except (ValueError, OverflowError):  # not a time, or beyond datetime's years
                 before = None
         return cls(tenant=pick("tenant", tenant_ids), severity=pick("severity", SEVERITIES),
                    status=pick("status", (*STATUSES, "open")), category=text("category"),

@@ -11,19 +11,26 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from shared import timefmt
+import orjson
+from pydantic import Field, StringConstraints
+
+from shared import timefmt, validation
 from shared.model import SEVERITIES, parse_tenant_id
 from shared.siem.feed import HOUR, Feed, Filters, Page, Position
-from shared.validation import ValidationError
+from shared.validation import Strict, Text, ValidationError
 
 STATUSES = ("Unknown", "New", "InProgress", "Resolved")
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 200
+# times a query may name: the feed moves positions by hours and days from them
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -38,65 +45,80 @@ class PullQuery:
         return hashlib.sha256(data).hexdigest()[:16]
 
 
-def _list(params: Mapping[str, str], name: str, allowed: tuple[str, ...] | None,
+class PullParams(Strict):
+    """The query string of GET /api/siem/alerts (every value a string, as sent)."""
+
+    tenant: Text = Field(default="", description="tenant ids, comma-separated")
+    severity: Text = Field(default="", description="UnSpecified, Informational, Low, "
+                                                    "Medium, High; comma-separated")
+    status: Text = Field(default="", description="Unknown, New, InProgress, Resolved; "
+                                                 "comma-separated")
+    since: Text = Field(default="", description="lastUpdateTime at or after (ISO 8601, "
+                                                f"UTC, {EARLIEST.year}-{LATEST.year})")
+    until: Text = Field(default="", description="lastUpdateTime at or before")
+    limit: Text = Field(default="", description=f"1 to {MAX_LIMIT}; default {DEFAULT_LIMIT}")
+    format: Literal["", "json", "ndjson"] = ""
+    continuation: Annotated[Text, StringConstraints(max_length=2048)] = Field(
+        default="", description="the token of the previous answer, with the same filters")
+
+
+def _list(value: str, name: str, allowed: tuple[str, ...] | None,
           errors: list[dict[str, str]]) -> tuple[str, ...]:
-    raw = [v.strip() for v in params.get(name, "").split(",") if v.strip()]
+    raw = [v.strip() for v in value.split(",") if v.strip()]
     out = []
-    for value in raw:
+    for one in raw:
         if name == "tenant":
             try:
-                out.append(parse_tenant_id(value))
+                out.append(parse_tenant_id(one))
             except ValueError:
                 errors.append({"field": name, "message": "must be tenant ids (GUIDs)"})
                 return ()
-        elif allowed and value not in allowed:
+        elif allowed and one not in allowed:
             errors.append({"field": name, "message": f"each one of {', '.join(allowed)}"})
             return ()
         else:
-            out.append(value)
+            out.append(one)
     return tuple(sorted(set(out)))
 
 
-def _time(params: Mapping[str, str], name: str, errors: list[dict[str, str]]) -> str:
-    value = params.get(name, "").strip()
+def _time(value: str, name: str, errors: list[dict[str, str]]) -> str:
+    """A normalized time that is a real date within range (feed arithmetic never
+    overflows), or "" with the error."""
+    value = value.strip()
     if not value:
         return ""
     try:
-        return timefmt.normalize(value)
+        normal = timefmt.normalize(value)
+        if not EARLIEST <= timefmt.to_datetime(normal) <= LATEST:
+            raise ValueError
     except ValueError:
-        errors.append({"field": name, "message": "must be an ISO 8601 UTC time"})
+        errors.append({"field": name, "message": "must be an ISO 8601 UTC time from "
+                                                 f"{EARLIEST.year} to {LATEST.year}"})
         return ""
+    return normal
 
 
-def parse_query(params: Mapping[str, str], accept: str = "") -> PullQuery:
+def parse_query(given: Mapping[str, str], accept: str = "") -> PullQuery:
+    params = validation.params(PullParams, given)
     errors: list[dict[str, str]] = []
-    unknown = set(params) - {"tenant", "severity", "status", "since", "until", "limit",
-                             "format", "continuation", "code"}
-    errors += [{"field": name, "message": "is not a known parameter"} for name in sorted(unknown)]
-    filters = Filters(tenants=_list(params, "tenant", None, errors),
-                      severities=_list(params, "severity", ("UnSpecified", *SEVERITIES),
-                                       errors),
-                      statuses=_list(params, "status", STATUSES, errors),
-                      since=_time(params, "since", errors), until=_time(params, "until", errors))
+    filters = Filters(tenants=_list(params.tenant, "tenant", None, errors),
+                      severities=_list(params.severity, "severity",
+                                       ("UnSpecified", *SEVERITIES), errors),
+                      statuses=_list(params.status, "status", STATUSES, errors),
+                      since=_time(params.since, "since", errors),
+                      until=_time(params.until, "until", errors))
     if filters.since and filters.until and filters.until < filters.since:
         errors.append({"field": "until", "message": "is before since"})
-    limit = DEFAULT_LIMIT
-    if params.get("limit"):
-        try:
-            limit = int(params["limit"])
-            if not 1 <= limit <= MAX_LIMIT:
-                raise ValueError
-        except ValueError:
-            errors.append({"field": "limit", "message": f"must be from 1 to {MAX_LIMIT}"})
-    fmt = params.get("format", "")
-    if fmt not in ("", "json", "ndjson"):
-        errors.append({"field": "format", "message": "must be json or ndjson"})
-    ndjson = fmt == "ndjson" or (not fmt and "application/x-ndjson" in accept)
+    limit = int(params.limit) if re.fullmatch("[0-9]{1,4}", params.limit) else DEFAULT_LIMIT
+    if params.limit and not (params.limit.isascii() and params.limit.isdigit()
+                             and 1 <= limit <= MAX_LIMIT):
+        errors.append({"field": "limit", "message": f"must be from 1 to {MAX_LIMIT}"})
+    ndjson = params.format == "ndjson" or (not params.format
+                                           and "application/x-ndjson" in accept)
     query = PullQuery(filters, limit, None, ndjson)
-    token = params.get("continuation", "")
-    if token and not errors:
-        query = PullQuery(filters, limit, decode_token(token, query.fingerprint(), errors),
-                          ndjson)
+    if params.continuation and not errors:
+        query = PullQuery(filters, limit, decode_token(params.continuation,
+                                                       query.fingerprint(), errors), ndjson)
     if errors:
         raise ValidationError(errors)
     return query
@@ -111,7 +133,7 @@ def encode_token(position: Position, fingerprint: str) -> str:
 def decode_token(token: str, fingerprint: str, errors: list[dict[str, str]]
                  ) -> Position | None:
     try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         datetime.strptime(data["b"], HOUR)
         if data.get("v") != 1 or not isinstance(data["a"], str) or len(data["a"]) > 1100:
             raise ValueError

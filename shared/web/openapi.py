@@ -8,14 +8,40 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared import __version__
+from pydantic import BaseModel, TypeAdapter
 
+from shared import __version__
+from shared.invitations import NewInvitation
+from shared.model import TenantStatus
+from shared.notify.rules import Rule, RuleBody
+from shared.tenant_admin import REGIONS, Offboard, TenantPatch
+from shared.validation import MAX_BODY, NoBody
+
+_REF = "#/components/schemas/{model}"
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _TENANT_ID = {"name": "tenant_id", "in": "path", "required": True,
               "schema": {"type": "string", "format": "uuid"}}
 _INVITATION_ID = {"name": "invitation_id", "in": "path", "required": True,
                   "schema": {"type": "string"}}
 _KEY = [{"functionKey": []}]
+_WHEN = {"type": ["string", "null"], "format": "date-time"}
+_TENANT = {"tenant_id": {"type": "string", "format": "uuid"},
+           "display_name": {"type": "string"},
+           "status": {"enum": [str(status) for status in TenantStatus]},
+           "status_reason": {"type": "string"}, "status_changed_at": _WHEN,
+           "region": {"enum": list(REGIONS)}, "created_at": _WHEN,
+           "health": {"type": "object", "required": [
+               "last_success_at", "last_error", "last_error_at", "consecutive_failures",
+               "throttled_until"], "properties": {
+               "last_success_at": _WHEN, "last_error": {"type": ["string", "null"]},
+               "last_error_at": _WHEN, "consecutive_failures": {"type": "integer"},
+               "throttled_until": _WHEN}}}
+_INVITATION = {**{k: {"type": "string"} for k in (
+    "id", "display_name", "contact_email", "expected_tenant", "link")},
+    "created_at": {"type": "string", "format": "date-time"},
+    "expires_at": {"type": "string", "format": "date-time"},
+    "status": {"enum": ["open", "used", "revoked"]},
+    "tenant_id": {"type": ["string", "null"]}}
 # the portal: App Service Authentication's principal (a group or app role in the
 # settings), or locally the portal key's session cookie
 _PORTAL = [{"appServicePrincipal": []}, {"portalSession": []}]
@@ -31,46 +57,92 @@ def _html(description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     meaning = {400: "invalid input; `errors` names each field", 401: "missing or wrong key",
-               404: "not found", 409: "not possible in the current status"}
+               404: "not found", 409: "not possible in the current status",
+               413: f"the body is larger than {MAX_BODY} bytes (`errors` names `body`)"}
     return {str(code): _json(_ERROR, meaning[code]) if code != 401 else
             {"description": meaning[code]} for code in codes}
 
 
+def _body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
+    """A JSON request body checked by `model` (its schema is generated from it)."""
+    return {"required": required, "content": {"application/json": {
+        "schema": {"$ref": _REF.format(model=model.__name__)}}}}
+
+
+_NO_BODY = {**_body(NoBody, required=False),
+            "description": "none, or `{}`; anything else is refused (400 naming it)"}
+
+
+def _without_null_defaults(schema: Any) -> Any:
+    """pydantic writes `default: null` for fields that are optional but never null."""
+    if isinstance(schema, dict):
+        return {k: _without_null_defaults(v) for k, v in schema.items()
+                if not (k == "default" and v is None and "anyOf" not in schema)}
+    if isinstance(schema, list):
+        return [_without_null_defaults(v) for v in schema]
+    return schema
+
+
+def _model_schemas() -> dict[str, Any]:
+    """Request bodies from the pydantic models that check them; the rule as stored."""
+    out: dict[str, Any] = {}
+    for model in (NewInvitation, RuleBody, TenantPatch, Offboard, NoBody):
+        schema = model.model_json_schema(mode="validation", ref_template=_REF)
+        out.update(schema.pop("$defs", {}))
+        out[model.__name__] = schema
+    rule = TypeAdapter(Rule).json_schema(mode="serialization", ref_template=_REF)
+    out.update(rule.pop("$defs", {}))
+    out["Rule"] = {**rule, "required": list(Rule.__dataclass_fields__)}
+    return _without_null_defaults(out)
+
+
 def _rule_paths(base: str, params: list[dict[str, Any]]) -> dict[str, Any]:
     rule = {"$ref": "#/components/schemas/Rule"}
-    body = {"required": True, "content": {"application/json": {"schema": rule}}}
+    body = _body(RuleBody)
     scope = "the tenant's own" if params else "MSSP-wide"
+    bad_id = (400,) if params else ()  # a tenant id that is not a GUID
     rule_id = {"name": "rule_id", "in": "path", "required": True,
                "schema": {"type": "string"}}
+    deleted = {"type": "object", "required": ["deleted"],
+               "properties": {"deleted": {"type": "string"}}}
+    addresses = {"type": "array", "items": {"type": "string"}}
+    refusals = {"type": "array", "items": {"type": "object"}}
+    sent = {"type": "object", "required": ["sent", "to"], "properties": {
+        "sent": {"const": True}, "to": addresses, "refused": refusals}}
+    unsent = {"type": "object", "required": ["sent"], "properties": {
+        "sent": {"const": False}, "error": {"type": "string"}, "to": addresses,
+        "refused": refusals}}
     return {
         base: {**({"parameters": params} if params else {}),
                "get": {"summary": f"List {scope} notification rules", "security": _KEY,
                        "responses": {"200": _json({"type": "array", "items": rule}, "rules"),
-                                     **_errors(401, 404)}},
+                                     **_errors(*bad_id, 401, 404)}},
                "post": {"summary": f"Create a {scope} rule", "security": _KEY,
                         "requestBody": body,
                         "responses": {"201": _json(rule, "created"),
-                                      **_errors(400, 401, 404)}}},
+                                      **_errors(400, 401, 404, 413)}}},
         f"{base}/{{rule_id}}": {
             "parameters": [*params, rule_id],
             "get": {"summary": "One rule", "security": _KEY,
-                    "responses": {"200": _json(rule, "the rule"), **_errors(401, 404)}},
+                    "responses": {"200": _json(rule, "the rule"),
+                                  **_errors(*bad_id, 401, 404)}},
             "put": {"summary": "Replace a rule (recipients keep when they were added)",
                     "security": _KEY, "requestBody": body,
-                    "responses": {"200": _json(rule, "updated"), **_errors(400, 401, 404)}},
-            "delete": {"summary": "Delete a rule", "security": _KEY,
-                       "responses": {"200": _json({"type": "object"}, "deleted"),
-                                     **_errors(401, 404)}}},
+                    "responses": {"200": _json(rule, "updated"),
+                                  **_errors(400, 401, 404, 413)}},
+            "delete": {"summary": "Delete a rule", "security": _KEY, "requestBody": _NO_BODY,
+                       "responses": {"200": _json(deleted, "deleted"),
+                                     **_errors(400, 401, 404, 413)}}},
         f"{base}/{{rule_id}}/test": {
             "parameters": [*params, rule_id],
             "post": {"summary": "Send a test email to the rule's recipients", "security": _KEY,
-                     "responses": {"200": _json({"type": "object"},
-                                                "sent; `to` got it, `refused` lists each "
-                                                "address left out and why"),
-                                   "422": _json({"type": "object"},
-                                                "no recipient is a valid address"),
-                                   "502": _json({"type": "object"}, "the mail server refused"),
-                                   **_errors(401, 404)}}},
+                     "requestBody": _NO_BODY,
+                     "responses": {"200": _json(sent, "sent (or kept in MailOutbox with "
+                                                      "MAIL_TRANSPORT=none); `refused` lists "
+                                                      "each address left out and why"),
+                                   "422": _json(unsent, "no recipient is a valid address"),
+                                   "502": _json(unsent, "the mail server refused"),
+                                   **_errors(400, 401, 404, 413)}}},
     }
 
 
@@ -92,7 +164,7 @@ def _siem_paths() -> dict[str, Any]:
         {"name": "continuation", "in": "query", "schema": {"type": "string"},
          "description": "the token of the previous answer, with the same filters"}]
     item = {"$ref": "#/components/schemas/AlertVersion"}
-    page = {"type": "object", "properties": {
+    page = {"type": "object", "required": ["items", "continuation", "more"], "properties": {
         "items": {"type": "array", "items": item}, "continuation": {"type": "string"},
         "more": {"type": "boolean", "description": "true: ask again at once"}}}
     return {
@@ -107,7 +179,10 @@ def _siem_paths() -> dict[str, Any]:
                           **_errors(400, 401)}}},
         "/api/siem/outputs": {"get": {
             "summary": "Each push output's position, lag and last error", "security": _KEY,
-            "responses": {"200": _json({"type": "object"}, "outputs"), **_errors(401)}}},
+            "responses": {"200": _json({"type": "object", "required": ["outputs"],
+                                        "properties": {"outputs": {
+                                            "type": "array", "items": {"type": "object"}}}},
+                                       "outputs"), **_errors(401)}}},
     }
 
 
@@ -137,8 +212,9 @@ def _portal_paths() -> dict[str, Any]:
         "/api/portal": {"get": page("Overview: every tenant's health and open alerts")},
         "/api/portal/alerts": {"get": page("Alerts across tenants, filtered, newest first",
                                            parameters=query)},
-        "/api/portal/tenants/{tenant_id}": {"parameters": [_TENANT_ID], "get": page(
-            "A tenant: details, runs, rules, notifications, invitations")},
+        "/api/portal/tenants/{tenant_id}": {"parameters": [_TENANT_ID], "get": {**page(
+            "A tenant: details, runs, rules, notifications, invitations"), "responses": {
+            "200": _html("the tenant"), **refused, "404": _html("no such tenant")}}},
         "/api/portal/tenants/{tenant_id}/{action}": {
             "parameters": [_TENANT_ID, {**action, "schema": {
                 "enum": ["pause", "resume", "offboard"]}}],
@@ -172,7 +248,9 @@ def _portal_paths() -> dict[str, Any]:
                          "application/x-www-form-urlencoded": {"schema": {
                              "type": "object", "properties": {"key": {"type": "string"}}}}}},
                      "responses": {"303": {"description": "signed in: session cookie set"},
+                                   "200": _html("no key given: the form again"),
                                    "401": _html("wrong key"),
+                                   "403": _html("not posted from the portal's own page"),
                                    "404": _html("key login is off"),
                                    "421": refused["421"]}}},
     }
@@ -216,18 +294,18 @@ def document(server_url: str = "/") -> dict[str, Any]:
                     (422, "no Defender for Endpoint"), (503, "Defender did not answer"))}}},
             "/api/invitations": {
                 "post": {"summary": "Create an invitation", "security": _KEY,
-                         "requestBody": {"required": True, "content": {"application/json": {
-                             "schema": {"$ref": "#/components/schemas/NewInvitation"}}}},
+                         "requestBody": _body(NewInvitation),
                          "responses": {"201": _json(invitation, "created, with its link"),
-                                       **_errors(400, 401)}},
+                                       **_errors(400, 401, 413)}},
                 "get": {"summary": "List invitations", "security": _KEY,
                         "responses": {"200": _json({"type": "array", "items": invitation},
                                                    "newest first"), **_errors(401)}}},
             "/api/invitations/{invitation_id}": {
                 "parameters": [_INVITATION_ID],
                 "delete": {"summary": "Revoke an open invitation", "security": _KEY,
+                           "requestBody": _NO_BODY,
                            "responses": {"200": _json(invitation, "revoked"),
-                                         **_errors(401, 404)}}},
+                                         **_errors(400, 401, 404, 413)}}},
             "/api/tenants": {"get": {
                 "summary": "Tenants with status and health, failing first", "security": _KEY,
                 "responses": {"200": _json({"type": "array", "items": tenant}, "tenants"),
@@ -237,26 +315,22 @@ def document(server_url: str = "/") -> dict[str, Any]:
                 "get": {"summary": "One tenant", "security": _KEY,
                         "responses": {"200": _json(tenant, "the tenant"),
                                       **_errors(400, 401, 404)}},
-                "patch": {"summary": "Rename or set the region", "security": _KEY,
-                          "requestBody": {"required": True, "content": {"application/json": {
-                              "schema": {"type": "object", "additionalProperties": False,
-                                         "properties": {
-                                             "display_name": {"type": "string",
-                                                              "maxLength": 200},
-                                             "region": {"enum": ["", "us", "eu", "uk", "au",
-                                                                 "swa"]}}}}}},
+                "patch": {"summary": "Rename or set the region; only the fields given "
+                                     "change (`{}` changes nothing)", "security": _KEY,
+                          "requestBody": _body(TenantPatch),
                           "responses": {"200": _json(tenant, "updated"),
-                                        **_errors(400, 401, 404)}}},
+                                        **_errors(400, 401, 404, 413)}}},
             "/api/tenants/{tenant_id}/{action}": {
                 "parameters": [_TENANT_ID, {"name": "action", "in": "path", "required": True,
                                             "schema": {"enum": ["pause", "resume",
                                                                 "offboard"]}}],
                 "post": {"summary": "Pause, resume or offboard", "security": _KEY,
-                         "requestBody": {"required": False, "content": {"application/json": {
-                             "schema": {"type": "object", "properties": {
-                                 "delete_alerts": {"type": "boolean"}}}}}},
-                         "responses": {"200": _json(tenant, "the tenant after the change"),
-                                       **_errors(400, 401, 404, 409)}}},
+                         "requestBody": {**_body(Offboard, required=False),
+                                         "description": "offboard only; pause and resume "
+                                                        "take none, or `{}`"},
+                         "responses": {"200": _json(tenant, "the tenant after the change "
+                                                            "(offboard: with alerts_deleted)"),
+                                       **_errors(400, 401, 404, 409, 413)}}},
             **_rule_paths("/api/rules", []),
             **_rule_paths("/api/tenants/{tenant_id}/rules", [_TENANT_ID]),
             **_siem_paths(),
@@ -273,62 +347,35 @@ def document(server_url: str = "/") -> dict[str, Any]:
                 "portalSession": {"type": "apiKey", "in": "cookie", "name": "mssp_portal",
                                   "description": "Local only: set by /api/portal/login"}},
             "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {
+                **_model_schemas(),
+                "Error": {"type": "object", "required": ["error", "errors"], "properties": {
                     "error": {"type": "string"},
-                    "errors": {"type": "array", "items": {"type": "object", "properties": {
-                        "field": {"type": "string"}, "message": {"type": "string"}}}}}},
-                "NewInvitation": {"type": "object", "additionalProperties": False,
-                                  "required": ["display_name", "contact_email"], "properties": {
-                                      "display_name": {"type": "string", "maxLength": 200},
-                                      "contact_email": {"type": "string", "format": "email"},
-                                      "expected_tenant": {"type": "string"},
-                                      "expires_in_days": {"type": "integer", "minimum": 1,
-                                                          "maximum": 90, "default": 7}}},
-                "Invitation": {"type": "object", "properties": {
-                    k: {"type": ["string", "null"]} for k in (
-                        "id", "display_name", "contact_email", "expected_tenant",
-                        "created_at", "expires_at", "status", "tenant_id", "link")}},
-                "Rule": {"type": "object", "required": ["name", "recipients"], "properties": {
-                    "name": {"type": "string", "maxLength": 120},
-                    "enabled": {"type": "boolean", "default": True},
-                    "recipients": {"type": "array", "minItems": 1, "maxItems": 50,
-                                   "items": {"type": "string", "format": "email"}},
-                    "severities": {"type": "array", "items": {
-                        "enum": ["Informational", "Low", "Medium", "High"]}},
-                    "min_severity": {"enum": ["Informational", "Low", "Medium", "High"]},
-                    "statuses": {"type": "array", "items": {
-                        "enum": ["New", "InProgress", "Resolved"]}},
-                    "delivery": {"enum": ["each", "digest"], "default": "each"},
-                    "digest_minutes": {"type": "integer", "minimum": 5, "maximum": 1440},
-                    "max_per_hour": {"type": ["integer", "null"], "minimum": 1,
-                                     "maximum": 1000},
-                    **{k: {"type": "array", "items": {"type": "string"}} for k in (
-                        "device_groups", "categories", "detection_sources", "tenants",
-                        "exclude_tenants")},
-                    **{k: {"type": "boolean"} for k in (
-                        "on_new", "on_update", "include_org_name", "include_portal_link",
-                        "include_device")}}},
-                "AlertVersion": {"type": "object", "properties": {
+                    "errors": {"type": "array", "items": {
+                        "type": "object", "required": ["field", "message"], "properties": {
+                            "field": {"type": "string", "description": "a dotted path: "
+                                      "`recipients.0`, `body` for the body as a whole"},
+                            "message": {"type": "string"}}}}}},
+                "Invitation": {"type": "object", "required": list(_INVITATION),
+                               "properties": _INVITATION},
+                "AlertVersion": {"type": "object", "required": [
+                        "event_id", "tenant_id", "alert", "alert_complete"], "properties": {
                     "event_id": {"type": "string", "description": "dedupe key: tenant, "
                                  "alert id and version"},
                     "tenant_id": {"type": "string", "format": "uuid"},
-                    "tenant_name": {"type": "string"},
-                    "change": {"enum": ["new", "updated"]},
+                    "tenant_name": {"type": ["string", "null"]},
+                    "change": {"enum": ["new", "updated", None]},
                     "changed": {"type": "object", "description": "field -> [old, new]"},
-                    "version": {"type": "string", "description": "the alert's lastUpdateTime"},
-                    "feed_time": {"type": "string", "format": "date-time"},
+                    "version": {"type": ["string", "null"],
+                                "description": "the alert's lastUpdateTime"},
+                    "feed_time": {"type": ["string", "null"]},
                     "alert_complete": {"type": "boolean", "description": "false: `alert` is "
                                        "the summary (the alert changed again, or is too "
                                        "large to copy)"},
                     "alert": {"type": "object", "description": "the Defender alert as the "
                               "API returned it, evidence included"}}},
-                "Tenant": {"type": "object", "properties": {
-                    "tenant_id": {"type": "string", "format": "uuid"},
-                    "display_name": {"type": "string"},
-                    "status": {"enum": ["active", "paused", "consent_revoked", "unavailable",
-                                        "offboarded"]},
-                    "status_reason": {"type": "string"}, "region": {"type": "string"},
-                    "health": {"type": "object"}}},
+                "Tenant": {"type": "object", "required": list(_TENANT),
+                           "properties": {**_TENANT, "alerts_deleted": {
+                               "type": "integer", "description": "offboard only"}}},
             },
         },
     }

@@ -101,3 +101,19 @@ def browser():
                                               args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture
+def global_rules_removed(storage_env):
+    """MSSP-wide rules a test made are deleted after it: enabled, they would match every
+    later test's alerts (the Azurite of a session is shared)."""
+    rules = tables.table(storage_env, "NotifyRules")
+
+    def made() -> set[str]:
+        return {r["RowKey"] for r in rules.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": "*"}, select=["RowKey"])}
+
+    before = made()
+    yield
+    for row_key in made() - before:
+        rules.delete_entity("*", row_key)

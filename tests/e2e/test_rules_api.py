@@ -14,12 +14,15 @@ from tests.integration.test_notify import Inbox, Server
 
 
 @pytest.mark.parametrize(("body", "fields"), [
-    ({"name": "x", "recipients": ["not-an-address"]}, {"recipients"}),
+    ({"name": "x", "recipients": ["not-an-address"]}, {"recipients.0"}),
     ({"name": "x", "recipients": []}, {"recipients"}),
-    ({"name": "x", "recipients": ["a@b.example"], "severities": ["Critical"]}, {"severities"}),
+    ({"name": "x", "recipients": ["a@b.example"], "severities": ["Critical"]},
+     {"severities.0"}),
     ({"name": "", "recipients": ["a@b.example"], "colour": "red"}, {"name", "colour"}),
     ({"name": "x", "recipients": ["a@b.example"], "on_new": False}, {"on_new"}),
-    ({"name": "x", "recipients": ["a@b.example"], "tenants": ["t"]}, {"tenants"}),
+    ({"name": "x", "recipients": ["a@b.example"], "tenants": [str(uuid.uuid4())]},
+     {"tenants"}),
+    ({"name": "x", "recipients": ["a@b.example"], "tenants": ["t"]}, {"tenants.0"}),
 ])
 def test_bad_rules_name_every_bad_field(api, body, fields):
     base, session, repo = api

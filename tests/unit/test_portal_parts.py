@@ -144,3 +144,12 @@ def test_the_chart_stacks_severities_per_day_and_scales():
     assert chart.ticks[-1][1] == 10  # 7 rounds up to a readable top
     assert {s: n for s, _, n in chart.legend} == {
         "High": 3, "Medium": 1, "Low": 4, "Informational": 0}
+
+
+@pytest.mark.parametrize("before", ["0001-01-01T00:00:00+14:00~a~b",
+                                    "9999-12-31T23:59:59.999999+00:00~a~b",
+                                    "9999-12-31T23:59:59-14:00~a~b", "1969-07-20T20:17:00Z~a~b"])
+def test_an_alerts_link_beyond_the_years_we_keep_starts_from_the_newest(before):
+    flt = AlertFilter.parse({"before": before}, set())
+    assert flt.before is None
+    flt.query("t1", datetime(2026, 12, 1, tzinfo=UTC))  # never an OverflowError
