@@ -84,3 +84,12 @@ class SimulatorClient:
 
     def mail(self, clear: bool = False) -> list[dict[str, Any]]:
         return self._call("DELETE" if clear else "GET", "/mail")
+
+    def rotate_keys(self, keep_old: bool = True) -> dict[str, Any]:
+        return self._call("POST", "/keys/rotate", {"keep_old": keep_old})
+
+    def tamper_next_id_token(self, claims: dict[str, Any] | None = None,
+                             drop: list[str] | None = None,
+                             foreign_key: bool | str = False) -> dict[str, Any]:
+        return self._call("PUT", "/id-token", {"claims": claims or {}, "drop": drop or [],
+                                               "foreign_key": foreign_key})
