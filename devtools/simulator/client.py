@@ -32,6 +32,9 @@ class SimulatorClient:
             body["domain"] = domain
         return self._call("POST", "/tenants", body)
 
+    def tenant(self, tenant_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/tenants/{tenant_id}")
+
     def set_defender(self, tenant_id: str, state: str) -> dict[str, Any]:
         return self._call("PATCH", f"/tenants/{tenant_id}", {"defender": state})
 
