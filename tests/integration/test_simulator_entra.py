@@ -191,3 +191,61 @@ def test_admin_consent_without_scope_redirects_an_error(simulator, sim):
                       redirect_uri=REDIRECT, state="s5")
     query = parse_qs(urlsplit(r.headers["Location"]).query)
     assert query["error"] == ["invalid_request"] and query["state"] == ["s5"]
+
+
+def _authorize(simulator, tenant: str, **params: str) -> requests.Response:
+    base = {"client_id": simulator.config.client_id, "redirect_uri": REDIRECT,
+            "response_type": "code", "scope": f"openid profile {DEFENDER_SCOPE}",
+            "state": "s6", "nonce": "n6", "code_challenge": "c" * 43,
+            "code_challenge_method": "S256"}
+    return requests.get(f"{simulator.base_url}/{tenant}/oauth2/v2.0/authorize",
+                        params={**base, **params}, verify=str(simulator.config.ca_path),
+                        timeout=10, allow_redirects=False)
+
+
+@pytest.mark.parametrize(("change", "code"), [
+    ({"redirect_uri": "https://evil.example/steal"}, "AADSTS50011"),
+    ({"client_id": "00000000-0000-0000-0000-000000000000"}, "AADSTS700016"),
+])
+def test_authorize_checks_client_and_redirect_before_redirecting(simulator, sim, change,
+                                                                 code):
+    r = _authorize(simulator, "organizations", **change)
+    assert r.status_code == 400 and "Location" not in r.headers and code in r.text
+
+
+@pytest.mark.parametrize(("change", "error"), [
+    ({"response_type": "token"}, "unsupported_response_type"),
+    ({"scope": "openid https://evil.example/.default"}, "invalid_scope"),
+    ({"code_challenge_method": "S512"}, "invalid_request"),
+    ({"code_challenge": "short"}, "invalid_request"),
+])
+def test_authorize_redirects_entras_errors(simulator, change, error):
+    r = _authorize(simulator, "organizations", **change)
+    query = parse_qs(urlsplit(r.headers["Location"]).query)
+    assert query["error"] == [error] and query["state"] == ["s6"]
+    assert query["error_description"][0].startswith("AADSTS")
+
+
+def test_authorize_page_preselects_a_named_tenant_and_never_defaults_one(simulator, sim):
+    named = sim.add_tenant("Preselected Co", domain="preselected.example")
+    page = _authorize(simulator, "preselected.example")
+    assert "admin@preselected.example" in page.text and 'name="signed_in_tenant" value="' \
+        f'{named["id"]}"' in page.text
+    assert "<select" not in page.text
+    page = _authorize(simulator, "organizations")
+    assert '<option value="">Choose an organization</option>' in page.text
+    r = requests.post(f"{simulator.base_url}/organizations/oauth2/v2.0/authorize",
+                      data={"client_id": simulator.config.client_id, "redirect_uri": REDIRECT,
+                            "response_type": "code", "scope": "openid", "state": "s7",
+                            "decision": "accept", "signed_in_tenant": ""},
+                      verify=str(simulator.config.ca_path), timeout=10,
+                      allow_redirects=False)
+    assert r.status_code == 400 and "Location" not in r.headers
+
+
+def test_organizations_discovery_points_at_the_alias_with_a_per_tenant_issuer(simulator):
+    r = requests.get(f"{simulator.base_url}/organizations/v2.0/.well-known/"
+                     "openid-configuration", verify=str(simulator.config.ca_path), timeout=10)
+    body = r.json()
+    assert body["token_endpoint"] == f"{simulator.base_url}/organizations/oauth2/v2.0/token"
+    assert body["issuer"] == f"{simulator.base_url}/{{tenantid}}/v2.0"
