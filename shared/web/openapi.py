@@ -136,8 +136,9 @@ def _portal_paths() -> dict[str, Any]:
             "A tenant: details, runs, rules, notifications, invitations")},
         "/api/portal/tenants/{tenant_id}/{action}": {
             "parameters": [_TENANT_ID, {**action, "schema": {
-                "enum": ["pause", "resume", "offboard"]}}],
-            "post": {**change("Pause, resume or offboard"), "responses": {
+                "enum": ["pause", "resume", "offboard", "reconsent"]}}],
+            "post": {**change("Pause, resume, offboard, or make a re-consent invitation"),
+                     "responses": {
                 **moved, **refused, "404": _html("no such tenant"),
                 "409": _html("not possible in the current status")}}},
         "/api/portal/rules/{scope}/{rule_id}/{action}": {
@@ -194,17 +195,23 @@ def document(server_url: str = "/") -> dict[str, Any]:
                 "get": {"summary": "The invitation page a customer's admin opens",
                         "security": [], "responses": {"200": _html("invitation"),
                                                       "404": _html("unknown or expired")}},
-                "post": {"summary": "Start admin consent (303 to Entra ID)", "security": [],
-                         "responses": {"303": {"description": "to Entra's consent page"},
+                "post": {"summary": "Start sign-in with admin consent (303 to Entra ID)",
+                         "security": [],
+                         "responses": {"303": {"description": "to Entra's authorize page "
+                                                              "(code, PKCE, nonce)"},
                                        "404": _html("unknown or expired")}}},
             "/api/consent/callback": {"get": {
-                "summary": "Entra ID's redirect after admin consent", "security": [],
+                "summary": "Entra ID's redirect after sign-in and admin consent",
+                "security": [],
                 "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}}
-                               for n in ("state", "admin_consent", "tenant", "scope", "error",
+                               for n in ("state", "code", "session_state", "error",
                                          "error_description")],
                 "responses": {str(c): _html(d) for c, d in (
-                    (200, "connected, or consent declined"), (400, "bad or expired request"),
-                    (403, "wrong tenant"), (409, "state already used"),
+                    (200, "connected, already connected, or consent declined"),
+                    (400, "bad or expired request, or the ID token is not valid"),
+                    (403, "wrong tenant, or the MSSP's own tenant"),
+                    (409, "state already used, or a known tenant without a re-consent "
+                          "invitation"),
                     (422, "no Defender for Endpoint"), (503, "Defender did not answer"))}}},
             "/api/invitations": {
                 "post": {"summary": "Create an invitation", "security": _KEY,
@@ -239,6 +246,21 @@ def document(server_url: str = "/") -> dict[str, Any]:
                                                                  "swa"]}}}}}},
                           "responses": {"200": _json(tenant, "updated"),
                                         **_errors(400, 401, 404)}}},
+            "/api/tenants/{tenant_id}/invitations": {
+                "parameters": [_TENANT_ID],
+                "post": {"summary": "A re-consent invitation, only this tenant can use "
+                                    "(how a paused, offboarded, revoked or unavailable "
+                                    "tenant comes back by consent)", "security": _KEY,
+                         "requestBody": {"required": False, "content": {"application/json": {
+                             "schema": {"type": "object", "additionalProperties": False,
+                                        "properties": {
+                                            "contact_email": {"type": "string",
+                                                              "format": "email"},
+                                            "expires_in_days": {"type": "integer",
+                                                                "minimum": 1, "maximum": 90,
+                                                                "default": 7}}}}}},
+                         "responses": {"201": _json(invitation, "created, with its link"),
+                                       **_errors(400, 401, 404, 409)}}},
             "/api/tenants/{tenant_id}/{action}": {
                 "parameters": [_TENANT_ID, {"name": "action", "in": "path", "required": True,
                                             "schema": {"enum": ["pause", "resume",
@@ -279,7 +301,8 @@ def document(server_url: str = "/") -> dict[str, Any]:
                 "Invitation": {"type": "object", "properties": {
                     k: {"type": ["string", "null"]} for k in (
                         "id", "display_name", "contact_email", "expected_tenant",
-                        "created_at", "expires_at", "status", "tenant_id", "link")}},
+                        "created_at", "expires_at", "status", "tenant_id", "reconsent_for",
+                        "link")}},
                 "Rule": {"type": "object", "required": ["name", "recipients"], "properties": {
                     "name": {"type": "string", "maxLength": 120},
                     "enabled": {"type": "boolean", "default": True},

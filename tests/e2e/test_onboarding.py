@@ -5,6 +5,7 @@ The tenant comes from the ID token of the admin who signed in; the forgeries of 
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from html import unescape
@@ -322,7 +323,7 @@ def test_signing_keys_roll_over(flow, app_host, sim):
     assert app_host[1].get(second).status == TenantStatus.ACTIVE
 
 
-def test_reconsent_invitations_through_the_api(flow, app_host, sim):
+def test_reconsent_invitations_through_the_api(flow, app_host, sim, capsys):
     _, repo = app_host
     active = _victim(flow, sim, repo, "active")
     r = flow.reconsent(active)
@@ -337,6 +338,15 @@ def test_reconsent_invitations_through_the_api(flow, app_host, sim):
     r = flow.reconsent(paused)
     assert r.status_code == 201 and r.json()["display_name"] == "Victim paused"
     assert r.json()["expected_tenant"] == paused == r.json()["reconsent_for"]
+    # from a shell
+    from tools.mssp import main
+
+    args = ["--url", flow.base, "--key", FUNCTION_KEY, "reconsent"]
+    assert main([*args, paused, "--email", "it@victim.example", "--days", "3"]) == 0
+    made = json.loads(capsys.readouterr().out)
+    assert made["reconsent_for"] == paused and made["contact_email"] == "it@victim.example"
+    assert main([*args, active]) == 1
+    assert "needs no new consent" in capsys.readouterr().out
 
 
 def test_state_replay_is_refused(flow, app_host, sim):
