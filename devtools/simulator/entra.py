@@ -1,4 +1,5 @@
-"""Entra ID: discovery, the client-credentials token endpoint, v2 admin consent."""
+"""Entra ID: discovery, the token endpoint (client credentials, authorization code), and
+OpenID Connect sign-in with admin consent (/authorize, PKCE, RS256 ID tokens)."""
 
 from __future__ import annotations
 
@@ -187,62 +188,6 @@ class Entra:
             granted = permissions
         key = DEFENDER_AUDIENCES[0] if audience in DEFENDER_AUDIENCES else audience
         return list(granted.get(key, []))
-
-    # admin consent ----------------------------------------------------------------------
-    def admin_consent(self, request: Request, tenant: str) -> Response:
-        world = self.world
-        args = request.form if request.method == "POST" else request.args
-        if tenant.lower() == "common":
-            return _page("error.html", 400, code=90023, message="Admin consent needs a tenant "
-                         "or 'organizations', not 'common'.")
-        fixed = None
-        if tenant.lower() != "organizations":
-            fixed = world.find_tenant(tenant)
-            if fixed is None:
-                return _page("error.html", 400, code=90002, message=f"Tenant '{tenant}' not "
-                             "found.")
-        client_id = (args.get("client_id") or "").lower()
-        app = world.apps.get(client_id)
-        if app is None:
-            return _page("error.html", 400, code=700016, message="Application with "
-                         f"identifier '{args.get('client_id', '')}' was not found in the "
-                         "directory.")
-        redirect_uri = args.get("redirect_uri") or ""
-        if redirect_uri not in app.redirect_uris:
-            return _page("error.html", 400, code=50011, message=f"The redirect URI "
-                         f"'{redirect_uri}' specified in the request does not match the "
-                         f"redirect URIs configured for the application '{app.client_id}'.")
-        state = args.get("state")
-        scope = args.get("scope")
-        if not scope:
-            return self._back(redirect_uri, state, error="invalid_request",
-                              error_description="AADSTS900144: The request body must contain "
-                                                "the following parameter: 'scope'.")
-        audience = resource_of(scope)
-        if audience is None:
-            return self._back(redirect_uri, state, error="invalid_request",
-                              error_description=f"AADSTS70011: The provided value for the "
-                                                f"input parameter 'scope' is not valid. The "
-                                                f"scope {scope} is not valid.")
-        if request.method == "GET":
-            key = DEFENDER_AUDIENCES[0] if audience in DEFENDER_AUDIENCES else audience
-            hidden = [("client_id", app.client_id), ("redirect_uri", redirect_uri),
-                      ("scope", scope)] + ([("state", state)] if state is not None else [])
-            return _page("consent.html", app=app, hidden=hidden, tenant=fixed,
-                         tenants=sorted(world.tenants.values(), key=lambda t: t.name),
-                         permissions=[("WindowsDefenderATP" if key in DEFENDER_AUDIENCES
-                                       else key, app.permissions.get(key, []))],
-                         action=request.path)
-        if request.form.get("decision") != "accept":
-            return self._back(redirect_uri, state, error="access_denied",
-                              error_description="AADSTS65004: User declined to consent to "
-                                                "access the app.")
-        chosen = fixed or world.find_tenant(request.form.get("signed_in_tenant", ""))
-        if chosen is None:
-            return _page("error.html", 400, code=90002, message="Tenant not found.")
-        world.grant(chosen, app.client_id)
-        return self._back(redirect_uri, state, admin_consent="True", tenant=chosen.id,
-                          scope=scope)
 
     # OpenID Connect sign-in: authorization code + PKCE --------------------------------
     def authorize(self, request: Request, tenant: str) -> Response:

@@ -83,8 +83,6 @@ class Simulator:
                  methods=["GET"]),
             Rule("/<tenant>/discovery/v2.0/keys", endpoint=e.keys, methods=["GET"]),
             Rule("/<tenant>/oauth2/v2.0/token", endpoint=e.token, methods=["POST"]),
-            Rule("/<tenant>/v2.0/adminconsent", endpoint=e.admin_consent,
-                 methods=["GET", "POST"]),
             Rule("/<tenant>/oauth2/v2.0/authorize", endpoint=e.authorize,
                  methods=["GET", "POST"]),
             Rule("/api/alerts", endpoint=d.list_alerts, methods=["GET"]),
