@@ -33,8 +33,8 @@ REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "tid", "nonce"]
 
 
 class SignInError(Exception):
-    """The sign-in could not be completed. `kind`: declined | expired | replayed |
-    not_verified | unavailable; `code` the AADSTS number when Entra gave one."""
+    """The sign-in could not be completed. `kind`: expired | replayed | not_verified |
+    app_error (our own credentials) | unavailable; `code` the AADSTS number if any."""
 
     def __init__(self, kind: str, message: str, code: int | None = None) -> None:
         super().__init__(message)
@@ -151,7 +151,8 @@ class OpenIdClient:
         number = codes[0] if isinstance(codes, list) and codes else None
         error = body.get("error", "") if isinstance(body, dict) else ""
         kind = {70008: "expired", 54005: "replayed"}.get(number or 0, (
-            "not_verified" if error == "invalid_grant" else "unavailable"))
+            "not_verified" if error == "invalid_grant" else "app_error" if error in (
+                "invalid_client", "unauthorized_client") else "unavailable"))
         raise SignInError(kind, f"token endpoint: {error or response.status_code}"
                           f"{f' (AADSTS{number})' if number else ''}", number)
 

@@ -345,6 +345,11 @@ class Onboarding:
             return self._refuse(409, "replayed", "This sign-in response was already used.",
                                 "Open your invitation link again if you need to retry.",
                                 str(exc))
+        if exc.kind == "app_error":  # the MSSP's secret or certificate: not the customer's
+            return self._refuse(503, "unavailable", f"{self.cfg.mssp_name}'s application "
+                                "could not complete the sign-in.", f"Please tell "
+                                f"{self.cfg.mssp_name}; your invitation still works.",
+                                str(exc))
         if exc.kind == "unavailable":
             return self._refuse(503, "unavailable", "Microsoft's sign-in service did not "
                                 "answer.", "Open your invitation link again in a few minutes.",

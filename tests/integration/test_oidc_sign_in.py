@@ -125,7 +125,7 @@ def test_keys_roll_over_and_the_cached_set_is_refetched(simulator, sim):
     ("expired code", "expired", 70008),
     ("wrong verifier", "not_verified", 50148),
     ("unknown code", "not_verified", 9002313),
-    ("bad secret", "unavailable", 7000215),
+    ("bad secret", "app_error", 7000215),
 ])
 def test_the_code_exchange_fails_with_entras_errors(simulator, sim, case, kind, code):
     tenant = sim.add_tenant(f"Oidc Exchange {case}")
