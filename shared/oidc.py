@@ -215,4 +215,4 @@ class OpenIdClient:
         if str(claims["tid"]).lower() != tenant_id or not hmac.compare_digest(
                 digest(str(claims["nonce"])), nonce_digest):
             raise SignInError("not_verified", "the ID token is not for this sign-in (nonce)")
-        return claims
+        return {**claims, "tid": tenant_id}
