@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             "MSSP_AUTHORITY_HOST": simulator.base_url,
             "MSSP_DEFENDER_API_BASE": simulator.base_url,
             "MSSP_CA_BUNDLE": str(simulator.config.ca_path),
+            "MSSP_TENANT_ID": simulator.config.mssp_tenant_id,  # never onboarded as a customer
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{args.port}",  # the registered redirect
         })
         storage = StorageConnection.from_env(os.environ, "AzureWebJobsStorage")

@@ -10,7 +10,7 @@ import azure.functions as func
 
 from functions.http import invalid, json_response
 from shared import services, validation
-from shared.invitations import parse_invitation
+from shared.invitations import parse_invitation, parse_reconsent
 from shared.model import Tenant, parse_tenant_id
 from shared.tenant_admin import Conflict, Offboard, describe
 from shared.validation import NoBody, ValidationError
@@ -96,6 +96,23 @@ def tenants_get(req: func.HttpRequest) -> func.HttpResponse:
 def tenants_update(req: func.HttpRequest) -> func.HttpResponse:
     return _with_tenant(req, lambda t: json_response(describe(
         services.tenant_admin().update(t, _body(req)))))
+
+
+@bp.function_name("tenants_reconsent")
+@bp.route(route="tenants/{tenant_id}/invitations", methods=["POST"])
+def tenants_reconsent(req: func.HttpRequest) -> func.HttpResponse:
+    """A re-consent invitation: how a known tenant that is not active comes back."""
+    service = services.onboarding()
+
+    def make(tenant: Tenant) -> func.HttpResponse:
+        values = parse_reconsent(_body(req))
+        try:
+            invitation = service.create_reconsent(tenant, values)
+        except ValueError as exc:
+            raise Conflict(str(exc)) from None
+        return json_response(invitation.public(service.link(invitation.id)), 201)
+
+    return _with_tenant(req, make)
 
 
 @bp.function_name("tenants_action")

@@ -133,14 +133,18 @@ SETTINGS: tuple[Setting, ...] = (
             "reference.", secret=True),
     Setting("ONBOARDING_STATE_MINUTES", "How long a consent attempt may take, in minutes.",
             default="30"),
+    Setting("ONBOARDING_ALLOW_HOME_TENANT", "`true` lets the MSSP's own tenant "
+            "(MSSP_TENANT_ID) be onboarded as a customer; otherwise it is refused.",
+            default="false"),
     Setting("OPS_EMAIL", "Where the MSSP is told about onboarded and revoked tenants.",
             default=""),
     Setting("DIGEST_SCHEDULE", "NCRONTAB schedule of the digest sender (seconds first).",
             default="0 * * * * *"),
     Setting("MAIL_TRANSPORT", "`smtp`, `graph`, or `none` to keep emails in the MailOutbox "
             "table only.", default="none"),
-    Setting("MSSP_TENANT_ID", "The MSSP's own tenant (for MAIL_TRANSPORT=graph: the app "
-            "needs Mail.Send there).", default=""),
+    Setting("MSSP_TENANT_ID", "The MSSP's own tenant: never onboarded as a customer (see "
+            "ONBOARDING_ALLOW_HOME_TENANT); for MAIL_TRANSPORT=graph the app needs Mail.Send "
+            "there.", default=""),
     Setting("GRAPH_BASE_URL", "Microsoft Graph endpoint; the simulator locally.",
             default="https://graph.microsoft.com"),
     Setting("MAIL_FROM", "Sender address of notification emails.",
@@ -316,6 +320,8 @@ class OnboardingSettings:
     state_key: bytes = field(default=b"", repr=False)
     state_minutes: int = 30
     ops_email: str = ""
+    home_tenant: str = ""  # MSSP_TENANT_ID: never a customer unless allow_home_tenant
+    allow_home_tenant: bool = False
 
     @property
     def redirect_uri(self) -> str:
@@ -334,8 +340,18 @@ class OnboardingSettings:
         if len(key) < 32:
             raise SettingsError("ONBOARDING_STATE_KEY", "must be at least 32 characters")
         ops = _address(env, "OPS_EMAIL")
+        home = _get(env, "MSSP_TENANT_ID")
+        if home:
+            try:
+                home = str(uuid.UUID(home))
+            except ValueError:
+                raise SettingsError("MSSP_TENANT_ID", "must be a tenant id (a GUID)") from None
+        allow = _get(env, "ONBOARDING_ALLOW_HOME_TENANT").lower()
+        if allow not in ("true", "false"):
+            raise SettingsError("ONBOARDING_ALLOW_HOME_TENANT", "must be true or false")
         return cls(mssp_name=_get(env, "MSSP_NAME")[:200], public_base_url=base,
-                   state_key=key.encode(), ops_email=ops,
+                   state_key=key.encode(), ops_email=ops, home_tenant=home,
+                   allow_home_tenant=allow == "true",
                    state_minutes=_int(env, "ONBOARDING_STATE_MINUTES", 5, 24 * 60))
 
 

@@ -43,3 +43,17 @@ def parse_invitation(body: Any) -> dict[str, Any]:
     if isinstance(body, dict) and body.get("expected_tenant") is None:
         body = {k: v for k, v in body.items() if k != "expected_tenant"}  # null: any
     return validation.check(NewInvitation, body).model_dump()
+
+
+class Reconsent(Strict):
+    """POST /api/tenants/{id}/invitations (optional body): a re-consent invitation for a
+    known tenant; the contact defaults to the tenant's own."""
+
+    contact_email: Address | None = None
+    expires_in_days: Annotated[int, Field(ge=1, le=90)] = 7
+
+
+def parse_reconsent(body: Any) -> dict[str, Any]:
+    """A re-consent invitation's values (no body: the defaults), or a ValidationError."""
+    values = validation.check(Reconsent, body).model_dump()
+    return {**values, "contact_email": values["contact_email"] or ""}

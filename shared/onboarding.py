@@ -1,5 +1,6 @@
-"""Customer onboarding: invitations, the signed consent `state`, and a callback that
-verifies consent with Entra and Defender before it trusts anything in the URL."""
+"""Customer onboarding: invitations, the signed consent `state`, and a callback that takes
+the tenant only from a validated ID token (OpenID Connect, code + PKCE), decides what the
+registry allows for it, and verifies consent with Entra and Defender before registering."""
 
 from __future__ import annotations
 
@@ -10,32 +11,36 @@ import json
 import re
 import secrets
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+)
 from azure.data.tables import UpdateMode
 
 from shared.config import Settings
+from shared.consent_decision import Decision, decide
 from shared.defender import DefenderClient, DefenderError, Forbidden
 from shared.identity import TokenError, Tokens
 from shared.invitations import parse_invitation  # noqa: F401  (re-exported)
 from shared.logsafe import clean
 from shared.model import Tenant, TenantStatus
 from shared.notices import OpsNotices
+from shared.oidc import OpenIdClient, SignInError, digest, new_secret
 from shared.storage import tables
 from shared.storage.tenants import TenantRepository
 
 INVITATIONS, STATES = "Invitations", "ConsentStates"
 _ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
-CALLBACK_LIMITS = {"state": 512, "tenant": 64, "admin_consent": 8, "scope": 512,
-                   "error": 100, "error_description": 2048, "error_uri": 512,
-                   "error_subcode": 100}
+# what the callback reads; anything else (`tenant`, `admin_consent`...) is ignored
+CALLBACK_LIMITS = {"state": 512, "code": 8192, "session_state": 128, "error": 100,
+                   "error_description": 2048, "error_uri": 512, "error_subcode": 100}
 PARTITION = "inv"
 
 
@@ -50,6 +55,7 @@ class Invitation:
     status: str = "open"  # open | used | revoked
     tenant_id: str = ""
     used_at: datetime | None = None
+    reconsent_for: str = ""  # a re-consent invitation: only this registered tenant
 
     def usable(self, now: datetime) -> bool:
         return self.status == "open" and self.expires_at > now
@@ -59,7 +65,8 @@ class Invitation:
                 "contact_email": self.contact_email, "expected_tenant": self.expected_tenant,
                 "created_at": self.created_at.isoformat(),
                 "expires_at": self.expires_at.isoformat(),
-                "status": self.status, "tenant_id": self.tenant_id or None, "link": link}
+                "status": self.status, "tenant_id": self.tenant_id or None,
+                "reconsent_for": self.reconsent_for or None, "link": link}
 
 
 @dataclass
@@ -76,8 +83,8 @@ class Outcome:
 
     @property
     def tone(self) -> str:
-        return "ok" if self.kind == "connected" else ("warn" if self.kind == "declined"
-                                                      else "bad")
+        return "ok" if self.kind in ("connected", "already_connected") else (
+            "warn" if self.kind == "declined" else "bad")
 
 
 def _b64(data: bytes) -> str:
@@ -85,7 +92,8 @@ def _b64(data: bytes) -> str:
 
 
 def token_claims(token: str) -> dict[str, Any]:
-    """The claims of a JWT that came to us over TLS from Entra (only `tid` is read)."""
+    """The claims of an access token that came to us over TLS from Entra (only `tid` is
+    read, as a cross-check; the tenant itself comes from the validated ID token)."""
     payload = token.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
@@ -102,6 +110,7 @@ class Onboarding:
         self.states = tables.table(storage, STATES)
         self.tenants = TenantRepository(tables.table(storage, tables.TENANTS))
         self.notices = OpsNotices(storage, self.cfg.ops_email)
+        self.oidc = OpenIdClient(settings.identity, self.cfg.redirect_uri)
 
     @staticmethod
     def now() -> datetime:
@@ -117,17 +126,28 @@ class Onboarding:
                                 display_name=values["display_name"],
                                 contact_email=values["contact_email"],
                                 expected_tenant=values["expected_tenant"],
+                                reconsent_for=values.get("reconsent_for", ""),
                                 expires_at=now + timedelta(days=values["expires_in_days"]))
         self.invitations.create_entity({"PartitionKey": PARTITION, "RowKey": invitation.id,
                                         **self._fields(invitation)})
         return invitation
+
+    def create_reconsent(self, tenant: Tenant, values: dict[str, Any]) -> Invitation:
+        """An invitation only `tenant` can use: how a known tenant (paused, offboarded,
+        revoked, unavailable) comes back by consent. Raises ValueError if it is active."""
+        if tenant.status == TenantStatus.ACTIVE:
+            raise ValueError("the tenant is active: it needs no new consent")
+        return self.create_invitation({
+            "display_name": tenant.display_name, "contact_email": values["contact_email"],
+            "expected_tenant": tenant.tenant_id, "reconsent_for": tenant.tenant_id,
+            "expires_in_days": values["expires_in_days"]})
 
     @staticmethod
     def _fields(inv: Invitation) -> dict[str, Any]:
         return {"display_name": inv.display_name, "contact_email": inv.contact_email,
                 "expected_tenant": inv.expected_tenant, "created_at": inv.created_at,
                 "expires_at": inv.expires_at, "status": inv.status, "tenant_id": inv.tenant_id,
-                "used_at": inv.used_at}
+                "used_at": inv.used_at, "reconsent_for": inv.reconsent_for}
 
     def invitation(self, invitation_id: str) -> Invitation | None:
         if not _ID.match(invitation_id or ""):
@@ -136,9 +156,10 @@ class Onboarding:
             row = self.invitations.get_entity(PARTITION, invitation_id)
         except ResourceNotFoundError:
             return None
-        return Invitation(id=row["RowKey"], **{k: row.get(k) for k in (
-            "display_name", "contact_email", "expected_tenant", "created_at", "expires_at",
-            "status", "tenant_id", "used_at")})
+        return Invitation(id=row["RowKey"], reconsent_for=row.get("reconsent_for") or "",
+                          **{k: row.get(k) for k in (
+                              "display_name", "contact_email", "expected_tenant",
+                              "created_at", "expires_at", "status", "tenant_id", "used_at")})
 
     def list_invitations(self) -> list[Invitation]:
         rows = self.invitations.query_entities("PartitionKey eq @pk",
@@ -160,33 +181,36 @@ class Onboarding:
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self.cfg.state_key, payload.encode(), hashlib.sha256).digest())
 
-    def start(self, invitation: Invitation) -> str:
-        """Record a single-use state for this attempt; the URL of Entra's consent page."""
-        nonce = secrets.token_urlsafe(24)
-        expires = int(time.time()) + self.cfg.state_minutes * 60
-        self.states.create_entity({"PartitionKey": invitation.id, "RowKey": nonce,
-                                   "ExpiresAt": datetime.fromtimestamp(expires, UTC),
-                                   "Used": False})
-        payload = f"{invitation.id}.{nonce}.{expires}"
-        state = f"{payload}.{self._sign(payload)}"
-        tenant = invitation.expected_tenant or "organizations"
-        query = urlencode({"client_id": self.settings.identity.client_id,
-                           "scope": f"{self.settings.identity.defender_resource}/.default",
-                           "redirect_uri": self.cfg.redirect_uri, "state": state})
-        return f"{self.settings.identity.authority_host}/{tenant}/v2.0/adminconsent?{query}"
+    @staticmethod
+    def _authority_tenant(invitation: Invitation) -> str:
+        return invitation.reconsent_for or invitation.expected_tenant or "organizations"
 
-    def _check_state(self, state: str) -> tuple[Invitation, str, str] | Outcome:
-        """(invitation, nonce, the state row's ETag) for a valid, unused state."""
+    def start(self, invitation: Invitation) -> str:
+        """Record a single-use attempt (its PKCE verifier and nonce stay here, never in a
+        URL); the URL of Entra's sign-in with admin consent."""
+        attempt, nonce, verifier = secrets.token_urlsafe(24), new_secret(), new_secret()
+        expires = int(time.time()) + self.cfg.state_minutes * 60
+        self.states.create_entity({"PartitionKey": invitation.id, "RowKey": attempt,
+                                   "ExpiresAt": datetime.fromtimestamp(expires, UTC),
+                                   "Used": False, "CodeVerifier": verifier,
+                                   "NonceDigest": digest(nonce)})
+        payload = f"{invitation.id}.{attempt}.{expires}"
+        state = f"{payload}.{self._sign(payload)}"
+        return self.oidc.authorize_url(self._authority_tenant(invitation), state, nonce,
+                                       verifier)
+
+    def _check_state(self, state: str) -> tuple[Invitation, Any] | Outcome:
+        """(invitation, the attempt's row) for a valid, unused state."""
         parts = state.split(".")
         if len(parts) != 4 or not hmac.compare_digest(self._sign(".".join(parts[:3])),
                                                       parts[3]):
             return self._refuse(400, "bad_state", "This sign-in response is not valid.")
-        invitation_id, nonce, expires = parts[:3]
+        invitation_id, attempt, expires = parts[:3]
         if not expires.isdigit() or int(expires) < time.time():
             return self._refuse(400, "expired", "This consent attempt took too long and has "
                                 "expired.", "Open your invitation link again and retry.")
         try:
-            row = self.states.get_entity(invitation_id, nonce)
+            row = self.states.get_entity(invitation_id, attempt)
         except ResourceNotFoundError:
             return self._refuse(400, "bad_state", "This sign-in response is not valid.")
         if row["Used"]:
@@ -196,15 +220,15 @@ class Onboarding:
         if invitation is None or not invitation.usable(datetime.now(UTC)):
             return self._refuse(400, "expired", "This invitation has expired or was already "
                                 "used.", f"Ask {self.cfg.mssp_name} for a new invitation.")
-        return invitation, nonce, row.metadata["etag"]
+        return invitation, row
 
-    def _consume(self, invitation: Invitation, nonce: str, etag: str) -> Outcome | None:
+    def _consume(self, invitation: Invitation, row: Any) -> Outcome | None:
         """Mark the state used, exactly once: if it changed since it was read (a racing
         replay used it), the ETag fails and this one gets 409."""
         try:
-            self.states.update_entity({"PartitionKey": invitation.id, "RowKey": nonce,
+            self.states.update_entity({"PartitionKey": invitation.id, "RowKey": row["RowKey"],
                                        "Used": True, "UsedAt": datetime.now(UTC)},
-                                      mode=UpdateMode.MERGE, etag=etag,
+                                      mode=UpdateMode.MERGE, etag=row.metadata["etag"],
                                       match_condition=MatchConditions.IfNotModified)
         except HttpResponseError:
             return self._refuse(409, "replayed", "This sign-in response was already used.")
@@ -219,7 +243,9 @@ class Onboarding:
                     "wrong_tenant": "Wrong organization", "no_defender":
                     "Microsoft Defender for Endpoint was not found",
                     "not_verified": "We could not confirm the consent",
-                    "unavailable": "Please try again"}
+                    "unavailable": "Please try again",
+                    "home_tenant": "This organization cannot be connected",
+                    "known_tenant": "This organization needs a new invitation"}
         return Outcome(status, kind, headings.get(kind, "Something went wrong"), message,
                        next_step, clean(detail, 300) if detail else "")
 
@@ -238,26 +264,80 @@ class Onboarding:
         checked = self._check_state(one["state"])
         if isinstance(checked, Outcome):
             return checked
-        invitation, nonce, etag = checked
-        used = self._consume(invitation, nonce, etag)
+        invitation, row = checked
+        used = self._consume(invitation, row)
         if used:
             return used
         if "error" in one:
             return self._declined(one)
-        if one.get("admin_consent", "").lower() != "true":
-            return self._refuse(400, "bad_request", "The sign-in response does not confirm "
-                                "consent.", "Start again from your invitation link.")
+        if not one.get("code"):
+            return self._refuse(400, "bad_request", "The sign-in response has no "
+                                "authorization code.", "Start again from your invitation link.")
         try:
-            tenant_id = str(uuid.UUID(one.get("tenant", "")))
-        except ValueError:
-            return self._refuse(400, "bad_request", "The sign-in response names no valid "
-                                "tenant.")
+            tokens = self.oidc.exchange(self._authority_tenant(invitation), one["code"],
+                                        row["CodeVerifier"])
+            claims = self.oidc.validate(tokens["id_token"], row["NonceDigest"])
+        except SignInError as exc:
+            return self._sign_in_failed(exc)
+        return self._admit(invitation, claims["tid"])
+
+    def _sign_in_failed(self, exc: SignInError) -> Outcome:
+        if exc.kind == "expired":
+            return self._refuse(400, "expired", "The sign-in took too long to complete.",
+                                "Open your invitation link again and retry.", str(exc))
+        if exc.kind == "replayed":
+            return self._refuse(409, "replayed", "This sign-in response was already used.",
+                                "Open your invitation link again if you need to retry.",
+                                str(exc))
+        if exc.kind == "app_error":  # the MSSP's secret or certificate: not the customer's
+            return self._refuse(503, "unavailable", f"{self.cfg.mssp_name}'s application "
+                                "could not complete the sign-in.", f"Please tell "
+                                f"{self.cfg.mssp_name}; your invitation still works.",
+                                str(exc))
+        if exc.kind == "unavailable":
+            return self._refuse(503, "unavailable", "Microsoft's sign-in service did not "
+                                "answer.", "Open your invitation link again in a few minutes.",
+                                str(exc))
+        return self._refuse(400, "not_verified", "We could not confirm who signed in.",
+                            "Open your invitation link again and sign in with a Global "
+                            "Administrator of your organization.", str(exc))
+
+    def _admit(self, invitation: Invitation, tenant_id: str) -> Outcome:
+        """What the registry allows for the signed-in tenant through this invitation."""
+        wrong = self._refuse(403, "wrong_tenant", "This invitation is for a different "
+                             "organization than the one you signed in to.",
+                             "Sign in with an administrator of the invited organization.")
+        existing = self.tenants.get(tenant_id)
+        decision = decide(tenant_id, expected_tenant=invitation.expected_tenant,
+                          reconsent_for=invitation.reconsent_for,
+                          registered=existing.status if existing else None,
+                          home_tenant=self.cfg.home_tenant,
+                          allow_home_tenant=self.cfg.allow_home_tenant)
+        if decision == Decision.HOME_TENANT:
+            return self._refuse(403, "home_tenant", f"This is {self.cfg.mssp_name}'s own "
+                                "organization, which is not connected as a customer.",
+                                "Sign in with an administrator of the customer organization.")
+        if decision == Decision.WRONG_TENANT:
+            return wrong
+        if decision == Decision.KNOWN_TENANT:
+            return self._refuse(409, "known_tenant", f"Your organization is already known "
+                                f"to {self.cfg.mssp_name}, so this invitation cannot "
+                                "connect it again.", f"Ask {self.cfg.mssp_name} for a new "
+                                "invitation made for your organization.")
+        if decision == Decision.ALREADY_ACTIVE:
+            return self._already_connected(existing)
         expected = invitation.expected_tenant
-        if expected and "." not in expected and expected != tenant_id:
-            return self._refuse(403, "wrong_tenant", "This invitation is for a different "
-                                "organization than the one you signed in to.",
-                                "Sign in with an administrator of the invited organization.")
-        return self._verify_and_register(invitation, tenant_id)
+        if expected and "." in expected:  # a domain: it must resolve to the same tenant
+            named = self._token_for(expected)
+            if isinstance(named, TokenError) or token_claims(named).get("tid") != tenant_id:
+                return wrong
+        return self._verify_and_register(invitation, tenant_id, existing)
+
+    def _already_connected(self, tenant: Tenant | None) -> Outcome:
+        name = tenant.display_name if tenant else "Your organization"
+        return Outcome(200, "already_connected", "Already connected",
+                       f"{name} is already connected to {self.cfg.mssp_name}. Nothing was "
+                       "changed.", "You can close this page.")
 
     def _declined(self, one: dict[str, str]) -> Outcome:
         error = one["error"]
@@ -286,8 +366,13 @@ class Onboarding:
         assert last is not None
         return last
 
-    def _verify_and_register(self, invitation: Invitation, tenant_id: str) -> Outcome:
-        """Only a token for that tenant and one Defender call make it a customer."""
+    def _verify_and_register(self, invitation: Invitation, tenant_id: str,
+                             existing: Tenant | None) -> Outcome:
+        """Only a token for that tenant and one Defender call make it a customer.
+
+        Writes in the order registry, invitation, notice: a worker dying in between leaves
+        the tenant registered (a retry then says "already connected") and at worst an
+        invitation still open or a notice missing, never a notice without a tenant."""
         token = self._token_for(tenant_id)
         if isinstance(token, TokenError):
             if token.reason == "no_defender":
@@ -297,17 +382,8 @@ class Onboarding:
                                 "Open your invitation link again and accept the permission "
                                 "with a Global Administrator.", f"{token.reason}")
         if token_claims(token).get("tid") != tenant_id:
-            return self._refuse(403, "wrong_tenant", "The tenant in the response does not "
-                                "match the tenant that signed in.")
-        expected = invitation.expected_tenant
-        if expected and "." in expected:  # a domain: it must resolve to the same tenant
-            named = self._token_for(expected)
-            if isinstance(named, TokenError) or token_claims(named).get("tid") != tenant_id:
-                return self._refuse(403, "wrong_tenant", "This invitation is for a different "
-                                    "organization than the one you signed in to.",
-                                    "Sign in with an administrator of the invited "
-                                    "organization.")
-        existing = self.tenants.get(tenant_id)
+            return self._refuse(403, "wrong_tenant", "The tenant of the access token does "
+                                "not match the tenant that signed in.")
         region = existing.region if existing else ""
         try:
             self.client.list_alerts(self.settings.identity.api_base(region), token,
@@ -320,8 +396,11 @@ class Onboarding:
                                 str(exc))
         now = datetime.now(UTC)
         if existing is None:
-            self.tenants.add(Tenant(tenant_id, invitation.display_name,
-                                    status_reason="consent granted"))
+            try:
+                self.tenants.add(Tenant(tenant_id, invitation.display_name,
+                                        status_reason="consent granted"))
+            except ResourceExistsError:  # another invitation registered it just now
+                return self._already_connected(self.tenants.get(tenant_id))
         else:
             self.tenants.merge(tenant_id, status=TenantStatus.ACTIVE,
                                status_reason="consent granted again", status_changed_at=now,
@@ -330,11 +409,12 @@ class Onboarding:
                                         "status": "used", "tenant_id": tenant_id,
                                         "used_at": now}, mode=UpdateMode.MERGE)
         name = existing.display_name if existing else invitation.display_name
+        contact = f" Contact: {invitation.contact_email}." if invitation.contact_email else ""
         self.notices.add("tenant_onboarded", tenant_id,
                          f"Tenant onboarded: {name}",
                          f"{name} ({tenant_id}) granted consent through invitation "
                          f"{invitation.id[:8]}… and is now active"
-                         f"{' again' if existing else ''}. Contact: {invitation.contact_email}.")
+                         f"{' again' if existing else ''}.{contact}")
         return Outcome(200, "connected", "You are connected",
                        f"Thank you. {self.cfg.mssp_name} can now read the Microsoft Defender "
                        f"for Endpoint alerts of {name}.",

@@ -4,6 +4,7 @@
     python -m tools.mssp invite "Northwind Traders" it@northwind.example [--tenant ...]
     python -m tools.mssp invitations | tenants | pause ID | resume ID
     python -m tools.mssp offboard ID [--delete-alerts]
+    python -m tools.mssp reconsent ID [--email it@northwind.example] [--days 7]
 
 Prints the API's JSON; exits 1 with the API's error (naming the bad field) otherwise.
 """
@@ -51,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         action.add_argument("tenant_id")
         if name == "offboard":
             action.add_argument("--delete-alerts", action="store_true")
+    again = sub.add_parser("reconsent", help="a re-consent invitation for a known tenant "
+                           "(paused, offboarded, revoked, unavailable); prints its link")
+    again.add_argument("tenant_id")
+    again.add_argument("--email", default="", help="the customer's contact email")
+    again.add_argument("--days", type=int, default=7, help="days until it expires")
     args = parser.parse_args(argv)
     if not args.key:
         parser.error("give --key or set MSSP_HUB_KEY")
@@ -60,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.tenant:
             body["expected_tenant"] = args.tenant
         return _call(args, "POST", "invitations", body)
+    if args.command == "reconsent":
+        body = {"expires_in_days": args.days, **({"contact_email": args.email}
+                                                 if args.email else {})}
+        return _call(args, "POST", f"tenants/{args.tenant_id}/invitations", body)
     if args.command in ("invitations", "tenants"):
         return _call(args, "GET", args.command)
     body = {"delete_alerts": args.delete_alerts} if args.command == "offboard" else None

@@ -32,6 +32,9 @@ class SimulatorClient:
             body["domain"] = domain
         return self._call("POST", "/tenants", body)
 
+    def tenant(self, tenant_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/tenants/{tenant_id}")
+
     def set_defender(self, tenant_id: str, state: str) -> dict[str, Any]:
         return self._call("PATCH", f"/tenants/{tenant_id}", {"defender": state})
 
@@ -84,3 +87,12 @@ class SimulatorClient:
 
     def mail(self, clear: bool = False) -> list[dict[str, Any]]:
         return self._call("DELETE" if clear else "GET", "/mail")
+
+    def rotate_keys(self, keep_old: bool = True) -> dict[str, Any]:
+        return self._call("POST", "/keys/rotate", {"keep_old": keep_old})
+
+    def tamper_next_id_token(self, claims: dict[str, Any] | None = None,
+                             drop: list[str] | None = None,
+                             foreign_key: bool | str = False) -> dict[str, Any]:
+        return self._call("PUT", "/id-token", {"claims": claims or {}, "drop": drop or [],
+                                               "foreign_key": foreign_key})

@@ -167,6 +167,34 @@ class Control:
             tenant.faults.extend([fault] * _int(body, "count", 1, 1, 10_000))
         return json_response(tenant.summary(), 201)
 
+    # signing keys and ID tokens ---------------------------------------------------------
+    def rotate_keys(self, request: Request) -> Response:
+        """A new signing key; `keep_old: false` also stops publishing the old ones."""
+        keep = _body(request).get("keep_old", True)
+        if not isinstance(keep, bool):
+            raise BadRequest("keep_old must be true or false")
+        with self.world.lock:
+            kid = self.world.signer.rotate(keep)
+            published = [k["kid"] for k in self.world.signer.jwks()["keys"]]
+        return json_response({"kid": kid, "published": published})
+
+    def id_token(self, request: Request) -> Response:
+        """The next ID token the token endpoint issues gets these changes (once):
+        `claims` to override, `drop` to remove, `foreign_key` true or "same_kid"."""
+        if request.method == "DELETE":
+            self.world.id_token_tamper = None
+            return json_response({})
+        body = _body(request)
+        if set(body) - {"claims", "drop", "foreign_key"}:
+            raise BadRequest("only claims, drop and foreign_key")
+        if not isinstance(body.get("claims", {}), dict) or not isinstance(
+                body.get("drop", []), list) or body.get("foreign_key", False) not in (
+                True, False, "same_kid"):
+            raise BadRequest("claims an object, drop a list, foreign_key true or same_kid")
+        with self.world.lock:
+            self.world.id_token_tamper = body
+        return json_response(body)
+
     def limits(self, request: Request) -> Response:
         limits = self.world.limits
         if request.method == "PUT":

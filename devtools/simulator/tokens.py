@@ -53,15 +53,34 @@ def thumbprints(cert_pem: bytes) -> tuple[str, str, Any]:
 
 
 class Signer:
-    """The simulated Entra's signing key; publishes a JWKS and verifies what it signed."""
+    """The simulated Entra's signing keys; publishes a JWKS and verifies what it signed.
+
+    Like Entra it publishes more than one key: after `rotate()` the new key signs and the
+    old one stays in the JWKS (unless dropped), so a verifier must pick by `kid`.
+    """
 
     def __init__(self) -> None:
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.keys: dict[str, rsa.RSAPrivateKey] = {}
+        self.rotate()
+
+    @property
+    def key(self) -> rsa.RSAPrivateKey:
+        return self.keys[self.kid]
+
+    def rotate(self, keep_old: bool = True) -> str:
+        """A new signing key; the old ones stay published when `keep_old`."""
+        if not keep_old:
+            self.keys.clear()
         self.kid = uuid.uuid4().hex
+        self.keys[self.kid] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return self.kid
 
     def jwks(self) -> dict[str, Any]:
-        jwk = RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
-        return {"keys": [{**jwk, "kid": self.kid, "use": "sig", "alg": "RS256"}]}
+        def jwk(kid: str, key: rsa.RSAPrivateKey) -> dict[str, Any]:
+            public = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+            return {**public, "kid": kid, "use": "sig", "alg": "RS256"}
+
+        return {"keys": [jwk(kid, key) for kid, key in reversed(self.keys.items())]}
 
     def sign(self, claims: dict[str, Any]) -> str:
         return jwt.encode(claims, self.key, algorithm="RS256",
@@ -72,7 +91,10 @@ class Signer:
 
         Times are checked against the simulated clock `now`, not the wall clock.
         """
-        claims = jwt.decode(token, self.key.public_key(), algorithms=["RS256"],
+        kid = jwt.get_unverified_header(token).get("kid")
+        if kid not in self.keys:
+            raise jwt.InvalidSignatureError("unknown signing key")
+        claims = jwt.decode(token, self.keys[kid].public_key(), algorithms=["RS256"],
                             audience=list(audiences),
                             options={"verify_exp": False, "verify_nbf": False,
                                      "verify_iat": False, "require": ["exp", "nbf", "tid"]})

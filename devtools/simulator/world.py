@@ -72,6 +72,22 @@ class Fault:
 
 
 @dataclass
+class AuthCode:
+    """An authorization code the simulated /authorize issued: single use, short-lived."""
+
+    client_id: str
+    redirect_uri: str
+    tenant_id: str
+    scope: str
+    nonce: str | None
+    code_challenge: str | None
+    code_challenge_method: str | None
+    user: str
+    expires_at: float  # on the simulated clock
+    redeemed: bool = False
+
+
+@dataclass
 class Tenant:
     id: str
     name: str
@@ -109,6 +125,9 @@ class World:
         self._seq = 0
         self.stopping = threading.Event()  # wakes hanging fault responses at shutdown
         self.mail: list[dict[str, Any]] = []  # what Graph sendMail accepted
+        self.codes: dict[str, AuthCode] = {}
+        # tests: claims (or `foreign_key`) forced into the next ID token, then cleared
+        self.id_token_tamper: dict[str, Any] | None = None
 
     # apps and tenants -------------------------------------------------------------------
     def add_app(self, app: App) -> App:

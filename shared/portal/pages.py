@@ -21,10 +21,11 @@ from azure.data.tables import TableClient
 
 from shared import health, netloc
 from shared.config import Settings
+from shared.invitations import parse_invitation, parse_reconsent
 from shared.model import Tenant, TenantStatus, parse_tenant_id
 from shared.notices import OpsNotices
 from shared.notify.rules import GLOBAL, Rule, RuleRepository
-from shared.onboarding import Onboarding, parse_invitation
+from shared.onboarding import Onboarding
 from shared.portal import auth, queries
 from shared.portal.chart import daily_chart
 from shared.storage import tables
@@ -37,7 +38,9 @@ BASE = "/api/portal"
 DONE = {"pause": "Fetching is paused.", "resume": "Fetching resumes with the next run.",
         "offboard": "The tenant is offboarded.", "enable": "The rule is enabled.",
         "disable": "The rule is disabled.", "delete": "The rule is deleted.",
-        "invite": "The invitation is ready: send its link to the customer."}
+        "invite": "The invitation is ready: send its link to the customer.",
+        "reconsent": "The re-consent invitation is ready: send its link (below) to the "
+                     "customer's administrator."}
 # failing and revoked first: they need someone to act
 RANK = {TenantStatus.CONSENT_REVOKED: 0, TenantStatus.UNAVAILABLE: 0, TenantStatus.ACTIVE: 2,
         TenantStatus.PAUSED: 3, TenantStatus.OFFBOARDED: 4}
@@ -223,9 +226,14 @@ class Portal:
                 self.admin.resume(tenant)
             elif action == "offboard":
                 self.admin.offboard(tenant, request.form.get("delete_alerts") == "yes")
+            elif action == "reconsent":
+                self.onboarding.create_reconsent(tenant, parse_reconsent(
+                    {k: v for k, v in request.form.items() if k == "contact_email" and v}))
             else:
                 return self._not_found(principal, "action")
-        except Conflict as exc:
+        except ValidationError as exc:
+            return self._tenant(request, principal, 400, error=str(exc))
+        except (Conflict, ValueError) as exc:
             return self._tenant(request, principal, 409, error=str(exc))
         return _redirect(f"{BASE}/tenants/{tenant.tenant_id}?done={action}")
 

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from shared import __version__
-from shared.invitations import NewInvitation
+from shared.invitations import NewInvitation, Reconsent
 from shared.model import TenantStatus
 from shared.notify.rules import Rule, RuleBody
 from shared.tenant_admin import REGIONS, Offboard, TenantPatch
@@ -41,7 +41,9 @@ _INVITATION = {**{k: {"type": "string"} for k in (
     "created_at": {"type": "string", "format": "date-time"},
     "expires_at": {"type": "string", "format": "date-time"},
     "status": {"enum": ["open", "used", "revoked"]},
-    "tenant_id": {"type": ["string", "null"]}}
+    "tenant_id": {"type": ["string", "null"]},
+    "reconsent_for": {"type": ["string", "null"],
+                      "description": "the tenant a re-consent invitation is for"}}
 # the portal: App Service Authentication's principal (a group or app role in the
 # settings), or locally the portal key's session cookie
 _PORTAL = [{"appServicePrincipal": []}, {"portalSession": []}]
@@ -86,7 +88,7 @@ def _without_null_defaults(schema: Any) -> Any:
 def _model_schemas() -> dict[str, Any]:
     """Request bodies from the pydantic models that check them; the rule as stored."""
     out: dict[str, Any] = {}
-    for model in (NewInvitation, RuleBody, TenantPatch, Offboard, NoBody):
+    for model in (NewInvitation, Reconsent, RuleBody, TenantPatch, Offboard, NoBody):
         schema = model.model_json_schema(mode="validation", ref_template=_REF)
         out.update(schema.pop("$defs", {}))
         out[model.__name__] = schema
@@ -217,8 +219,9 @@ def _portal_paths() -> dict[str, Any]:
             "200": _html("the tenant"), **refused, "404": _html("no such tenant")}}},
         "/api/portal/tenants/{tenant_id}/{action}": {
             "parameters": [_TENANT_ID, {**action, "schema": {
-                "enum": ["pause", "resume", "offboard"]}}],
-            "post": {**change("Pause, resume or offboard"), "responses": {
+                "enum": ["pause", "resume", "offboard", "reconsent"]}}],
+            "post": {**change("Pause, resume, offboard, or make a re-consent invitation"),
+                     "responses": {
                 **moved, **refused, "404": _html("no such tenant"),
                 "409": _html("not possible in the current status")}}},
         "/api/portal/rules/{scope}/{rule_id}/{action}": {
@@ -280,17 +283,23 @@ def document(server_url: str = "/") -> dict[str, Any]:
                 "get": {"summary": "The invitation page a customer's admin opens",
                         "security": [], "responses": {"200": _html("invitation"),
                                                       "404": _html("unknown or expired")}},
-                "post": {"summary": "Start admin consent (303 to Entra ID)", "security": [],
-                         "responses": {"303": {"description": "to Entra's consent page"},
+                "post": {"summary": "Start sign-in with admin consent (303 to Entra ID)",
+                         "security": [],
+                         "responses": {"303": {"description": "to Entra's authorize page "
+                                                              "(code, PKCE, nonce)"},
                                        "404": _html("unknown or expired")}}},
             "/api/consent/callback": {"get": {
-                "summary": "Entra ID's redirect after admin consent", "security": [],
+                "summary": "Entra ID's redirect after sign-in and admin consent",
+                "security": [],
                 "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}}
-                               for n in ("state", "admin_consent", "tenant", "scope", "error",
+                               for n in ("state", "code", "session_state", "error",
                                          "error_description")],
                 "responses": {str(c): _html(d) for c, d in (
-                    (200, "connected, or consent declined"), (400, "bad or expired request"),
-                    (403, "wrong tenant"), (409, "state already used"),
+                    (200, "connected, already connected, or consent declined"),
+                    (400, "bad or expired request, or the ID token is not valid"),
+                    (403, "wrong tenant, or the MSSP's own tenant"),
+                    (409, "state already used, or a known tenant without a re-consent "
+                          "invitation"),
                     (422, "no Defender for Endpoint"), (503, "Defender did not answer"))}}},
             "/api/invitations": {
                 "post": {"summary": "Create an invitation", "security": _KEY,
@@ -320,6 +329,14 @@ def document(server_url: str = "/") -> dict[str, Any]:
                           "requestBody": _body(TenantPatch),
                           "responses": {"200": _json(tenant, "updated"),
                                         **_errors(400, 401, 404, 413)}}},
+            "/api/tenants/{tenant_id}/invitations": {
+                "parameters": [_TENANT_ID],
+                "post": {"summary": "A re-consent invitation only this tenant can use "
+                                    "(how a paused, offboarded, revoked or unavailable "
+                                    "tenant comes back by consent)", "security": _KEY,
+                         "requestBody": _body(Reconsent, required=False),
+                         "responses": {"201": _json(invitation, "created, with its link"),
+                                       **_errors(400, 401, 404, 409, 413)}}},
             "/api/tenants/{tenant_id}/{action}": {
                 "parameters": [_TENANT_ID, {"name": "action", "in": "path", "required": True,
                                             "schema": {"enum": ["pause", "resume",

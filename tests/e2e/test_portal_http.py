@@ -119,3 +119,32 @@ def test_the_overview_shows_health_with_reasons_and_ops_notices(app_host, storag
         assert "recorded only" in notices  # MAIL_TRANSPORT=none here
     finally:
         repo.set_status(failing.tenant_id, TenantStatus.OFFBOARDED, "test done")
+
+
+def test_a_reconsent_invitation_from_the_tenant_page(app_host, tenant):
+    host, repo = app_host
+    page_url = f"{host.http.base_url}/api/portal/tenants/{tenant.tenant_id}"
+    ana = _session(principal(name="ana@mssp.example"))
+    own = {"Origin": host.http.base_url, "Sec-Fetch-Site": "same-origin"}
+    token = _token(ana, page_url)
+    assert 'id="reconsent"' not in ana.get(page_url, timeout=10).text  # active: no button
+    refused = ana.post(f"{page_url}/reconsent", data={"csrf": token}, headers=own,
+                       allow_redirects=False, timeout=10)
+    assert refused.status_code == 409 and "needs no new consent" in refused.text
+    repo.set_status(tenant.tenant_id, TenantStatus.OFFBOARDED, "by the test")
+    assert 'id="reconsent"' in ana.get(page_url, timeout=10).text
+    bad = ana.post(f"{page_url}/reconsent", data={"csrf": token, "contact_email": "nope"},
+                   headers=own, allow_redirects=False, timeout=10)
+    assert bad.status_code == 400 and "contact_email" in bad.text
+    forged = ana.post(f"{page_url}/reconsent", data={}, headers=own, allow_redirects=False,
+                      timeout=10)
+    assert forged.status_code == 403
+    done = ana.post(f"{page_url}/reconsent", data={"csrf": token,
+                                                   "contact_email": "it@adatum.example"},
+                    headers=own, allow_redirects=False, timeout=10)
+    assert done.status_code == 303
+    shown = ana.get(f"{host.http.base_url}{done.headers['Location']}", timeout=10).text
+    assert "re-consent invitation is ready" in shown and "(re-consent)" in shown
+    link = re.search(r'class="invitation-link" href="([^"]+)"', shown).group(1)
+    assert "/api/onboard/" in link and "it@adatum.example" in shown
+    assert repo.get(tenant.tenant_id).status == TenantStatus.OFFBOARDED  # until consent

@@ -114,80 +114,60 @@ def test_revoked_consent_stops_new_tokens(simulator, sim):
         secret_credential(simulator, tenant["id"]).get_token(DEFENDER_SCOPE)
 
 
-def _consent_page(simulator, tenant: str, **params: str) -> requests.Response:
-    return requests.get(f"{simulator.base_url}/{tenant}/v2.0/adminconsent", params=params,
-                        verify=str(simulator.config.ca_path), timeout=10,
-                        allow_redirects=False)
-
-
-def _decide(simulator, tenant: str, decision: str, **form: str) -> requests.Response:
-    return requests.post(f"{simulator.base_url}/{tenant}/v2.0/adminconsent",
-                         data={**form, "decision": decision},
-                         verify=str(simulator.config.ca_path), timeout=10,
-                         allow_redirects=False)
-
-
-def test_admin_consent_approve_redirects_with_tenant_scope_and_state(simulator, sim):
-    tenant = sim.add_tenant("Approving Co", domain="approving.example")
-    params = {"client_id": simulator.config.client_id, "redirect_uri": REDIRECT,
-              "scope": DEFENDER_SCOPE, "state": "st<a>te&1"}
-    page = _consent_page(simulator, "approving.example", **params)
-    assert page.status_code == 200
-    assert "Alert.Read.All" in page.text and "Approving Co" in page.text
-    assert "st&lt;a&gt;te&amp;1" in page.text  # escaped in the hidden field
-
-    r = _decide(simulator, "approving.example", "accept", **params)
-    assert r.status_code == 302
-    location = urlsplit(r.headers["Location"])
-    assert f"{location.scheme}://{location.netloc}{location.path}" == REDIRECT
-    assert parse_qs(location.query) == {"admin_consent": ["True"], "tenant": [tenant["id"]],
-                                        "scope": [DEFENDER_SCOPE], "state": ["st<a>te&1"]}
-    # consent took effect: the app can now get a token there
-    secret_credential(simulator, tenant["id"]).get_token(DEFENDER_SCOPE)
-
-
-def test_admin_consent_through_organizations_lets_the_admin_pick_a_tenant(simulator, sim):
-    tenant = sim.add_tenant("Picked Co")
-    params = {"client_id": simulator.config.client_id, "redirect_uri": REDIRECT,
-              "scope": DEFENDER_SCOPE, "state": "s2"}
-    page = _consent_page(simulator, "organizations", **params)
-    assert f'value="{tenant["id"]}"' in page.text
-    r = _decide(simulator, "organizations", "accept", signed_in_tenant=tenant["id"], **params)
-    assert parse_qs(urlsplit(r.headers["Location"]).query)["tenant"] == [tenant["id"]]
-
-
-def test_admin_consent_decline_redirects_with_access_denied(simulator, sim):
-    tenant = sim.add_tenant("Declining Co")
-    params = {"client_id": simulator.config.client_id, "redirect_uri": REDIRECT,
-              "scope": DEFENDER_SCOPE, "state": "s3"}
-    r = _decide(simulator, tenant["id"], "cancel", **params)
-    query = parse_qs(urlsplit(r.headers["Location"]).query)
-    assert query["error"] == ["access_denied"]
-    assert query["error_description"][0].startswith("AADSTS65004")
-    assert query["state"] == ["s3"]
-    assert "admin_consent" not in query and "tenant" not in query
-    with pytest.raises(ClientAuthenticationError, match="AADSTS700016"):
-        secret_credential(simulator, tenant["id"]).get_token(DEFENDER_SCOPE)
+def _authorize(simulator, tenant: str, **params: str) -> requests.Response:
+    base = {"client_id": simulator.config.client_id, "redirect_uri": REDIRECT,
+            "response_type": "code", "scope": f"openid profile {DEFENDER_SCOPE}",
+            "state": "s6", "nonce": "n6", "code_challenge": "c" * 43,
+            "code_challenge_method": "S256"}
+    return requests.get(f"{simulator.base_url}/{tenant}/oauth2/v2.0/authorize",
+                        params={**base, **params}, verify=str(simulator.config.ca_path),
+                        timeout=10, allow_redirects=False)
 
 
 @pytest.mark.parametrize(("change", "code"), [
     ({"redirect_uri": "https://evil.example/steal"}, "AADSTS50011"),
     ({"client_id": "00000000-0000-0000-0000-000000000000"}, "AADSTS700016"),
 ])
-def test_admin_consent_checks_client_and_redirect_before_redirecting(simulator, sim, change,
-                                                                     code):
-    tenant = sim.add_tenant("Checked Co")
-    params = {"client_id": simulator.config.client_id, "redirect_uri": REDIRECT,
-              "scope": DEFENDER_SCOPE, "state": "s4", **change}
-    r = _consent_page(simulator, tenant["id"], **params)
-    assert r.status_code == 400
-    assert "Location" not in r.headers
-    assert code in r.text
+def test_authorize_checks_client_and_redirect_before_redirecting(simulator, sim, change,
+                                                                 code):
+    r = _authorize(simulator, "organizations", **change)
+    assert r.status_code == 400 and "Location" not in r.headers and code in r.text
 
 
-def test_admin_consent_without_scope_redirects_an_error(simulator, sim):
-    tenant = sim.add_tenant("Scopeless Co")
-    r = _consent_page(simulator, tenant["id"], client_id=simulator.config.client_id,
-                      redirect_uri=REDIRECT, state="s5")
+@pytest.mark.parametrize(("change", "error"), [
+    ({"response_type": "token"}, "unsupported_response_type"),
+    ({"scope": "openid https://evil.example/.default"}, "invalid_scope"),
+    ({"code_challenge_method": "S512"}, "invalid_request"),
+    ({"code_challenge": "short"}, "invalid_request"),
+])
+def test_authorize_redirects_entras_errors(simulator, change, error):
+    r = _authorize(simulator, "organizations", **change)
     query = parse_qs(urlsplit(r.headers["Location"]).query)
-    assert query["error"] == ["invalid_request"] and query["state"] == ["s5"]
+    assert query["error"] == [error] and query["state"] == ["s6"]
+    assert query["error_description"][0].startswith("AADSTS")
+
+
+def test_authorize_page_preselects_a_named_tenant_and_never_defaults_one(simulator, sim):
+    named = sim.add_tenant("Preselected Co", domain="preselected.example")
+    page = _authorize(simulator, "preselected.example")
+    assert "admin@preselected.example" in page.text and 'name="signed_in_tenant" value="' \
+        f'{named["id"]}"' in page.text
+    assert "<select" not in page.text
+    page = _authorize(simulator, "organizations", state="st<a>te&1")
+    assert '<option value="">Choose an organization</option>' in page.text
+    assert "st&lt;a&gt;te&amp;1" in page.text  # escaped in the hidden field
+    r = requests.post(f"{simulator.base_url}/organizations/oauth2/v2.0/authorize",
+                      data={"client_id": simulator.config.client_id, "redirect_uri": REDIRECT,
+                            "response_type": "code", "scope": "openid", "state": "s7",
+                            "decision": "accept", "signed_in_tenant": ""},
+                      verify=str(simulator.config.ca_path), timeout=10,
+                      allow_redirects=False)
+    assert r.status_code == 400 and "Location" not in r.headers
+
+
+def test_organizations_discovery_points_at_the_alias_with_a_per_tenant_issuer(simulator):
+    r = requests.get(f"{simulator.base_url}/organizations/v2.0/.well-known/"
+                     "openid-configuration", verify=str(simulator.config.ca_path), timeout=10)
+    body = r.json()
+    assert body["token_endpoint"] == f"{simulator.base_url}/organizations/oauth2/v2.0/token"
+    assert body["issuer"] == f"{simulator.base_url}/{{tenantid}}/v2.0"

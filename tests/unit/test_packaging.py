@@ -12,7 +12,8 @@ DEPLOYED_CODE = ["function_app.py", "functions", "shared"]
 # import name -> distribution name, where they differ
 DISTRIBUTIONS = {"azure.functions": "azure-functions", "azure.identity": "azure-identity",
                  "azure.storage.queue": "azure-storage-queue",
-                 "azure.data.tables": "azure-data-tables", "azure.core": "azure-core"}
+                 "azure.data.tables": "azure-data-tables", "azure.core": "azure-core",
+                 "jwt": "pyjwt"}
 # pulled in by the packages above; pinned through them
 TRANSITIVE = {"azure-core"}
 
@@ -22,7 +23,7 @@ def _requirements() -> set[str]:
     for line in (ROOT / "requirements.txt").read_text().splitlines():
         line = line.split("#")[0].strip()
         if line:
-            names.add(line.split("==")[0].split(">=")[0].strip().lower())
+            names.add(line.split("==")[0].split(">=")[0].split("[")[0].strip().lower())
     return names
 
 
