@@ -8,10 +8,12 @@ MAIL_TRANSPORT=none they are only recorded.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import UpdateMode
 
 from shared.logsafe import clean
@@ -32,13 +34,22 @@ class OpsNotices:
         self.table = tables.table(storage, OPS_NOTICES)
         self.recipient = recipient
 
-    def add(self, kind: str, tenant_id: str, subject: str, body: str) -> str:
-        now = datetime.now(UTC)
-        row_key = f"{_row_key(now)}:{uuid.uuid4().hex[:8]}"
-        self.table.create_entity({"PartitionKey": "notice", "RowKey": row_key, "Kind": kind,
-                                  "Tenant": tenant_id, "To": self.recipient,
-                                  "Subject": clean(subject, 200), "Body": body[:8000],
-                                  "CreatedAt": now, "Sent": False, "State": "recorded"})
+    @staticmethod
+    def new_key() -> str:
+        """A notice's row key (newest first), chosen before it is written so that a step
+        that may be repeated writes it once."""
+        return f"{_row_key(datetime.now(UTC))}:{uuid.uuid4().hex[:8]}"
+
+    def add(self, kind: str, tenant_id: str, subject: str, body: str,
+            row_key: str = "") -> str:
+        """Record a notice; with a `row_key` from new_key(), a repeat is a no-op."""
+        row_key = row_key or self.new_key()
+        with contextlib.suppress(ResourceExistsError):  # the attempt that died wrote it
+            self.table.create_entity({"PartitionKey": "notice", "RowKey": row_key,
+                                      "Kind": kind, "Tenant": tenant_id,
+                                      "To": self.recipient, "Subject": clean(subject, 200),
+                                      "Body": body[:8000], "CreatedAt": datetime.now(UTC),
+                                      "Sent": False, "State": "recorded"})
         return row_key
 
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:

@@ -56,6 +56,9 @@ class Invitation:
     tenant_id: str = ""
     used_at: datetime | None = None
     reconsent_for: str = ""  # a re-consent invitation: only this registered tenant
+    # set just before the tenant is registered: a retry after a crash finishes the job
+    admitting: str = ""
+    notice_key: str = ""
 
     def usable(self, now: datetime) -> bool:
         return self.status == "open" and self.expires_at > now
@@ -157,6 +160,8 @@ class Onboarding:
         except ResourceNotFoundError:
             return None
         return Invitation(id=row["RowKey"], reconsent_for=row.get("reconsent_for") or "",
+                          admitting=row.get("admitting") or "",
+                          notice_key=row.get("notice_key") or "",
                           **{k: row.get(k) for k in (
                               "display_name", "contact_email", "expected_tenant",
                               "created_at", "expires_at", "status", "tenant_id", "used_at")})
@@ -325,6 +330,8 @@ class Onboarding:
                                 "connect it again.", f"Ask {self.cfg.mssp_name} for a new "
                                 "invitation made for your organization.")
         if decision == Decision.ALREADY_ACTIVE:
+            if existing and invitation.admitting == tenant_id and invitation.notice_key:
+                return self._finish(invitation, existing)  # an attempt died half-way
             return self._already_connected(existing)
         expected = invitation.expected_tenant
         if expected and "." in expected:  # a domain: it must resolve to the same tenant
@@ -370,9 +377,9 @@ class Onboarding:
                              existing: Tenant | None) -> Outcome:
         """Only a token for that tenant and one Defender call make it a customer.
 
-        Writes in the order registry, invitation, notice: a worker dying in between leaves
-        the tenant registered (a retry then says "already connected") and at worst an
-        invitation still open or a notice missing, never a notice without a tenant."""
+        Writes in the order intent (on the invitation), registry, notice, invitation used:
+        never a notice without a tenant, and a worker dying in between leaves an open
+        invitation whose next use, by the same tenant, finishes the job (_finish)."""
         token = self._token_for(tenant_id)
         if isinstance(token, TokenError):
             if token.reason == "no_defender":
@@ -394,33 +401,46 @@ class Onboarding:
             return self._refuse(503, "unavailable", "Microsoft Defender did not answer our "
                                 "check.", "Open your invitation link again in a few minutes.",
                                 str(exc))
-        now = datetime.now(UTC)
+        self._merge_invitation(invitation, admitting=tenant_id,
+                               notice_key=OpsNotices.new_key())
         if existing is None:
             try:
-                self.tenants.add(Tenant(tenant_id, invitation.display_name,
-                                        status_reason="consent granted"))
+                existing = self.tenants.add(Tenant(tenant_id, invitation.display_name,
+                                                   status_reason="consent granted"))
             except ResourceExistsError:  # another invitation registered it just now
+                self._merge_invitation(invitation, admitting="", notice_key="")
                 return self._already_connected(self.tenants.get(tenant_id))
         else:
             self.tenants.merge(tenant_id, status=TenantStatus.ACTIVE,
-                               status_reason="consent granted again", status_changed_at=now,
-                               fetch_queued_at=None, consecutive_failures=0, last_error="")
+                               status_reason="consent granted again",
+                               status_changed_at=datetime.now(UTC), fetch_queued_at=None,
+                               consecutive_failures=0, last_error="")
+        return self._finish(invitation, existing)
+
+    def _merge_invitation(self, invitation: Invitation, **values: Any) -> None:
         self.invitations.update_entity({"PartitionKey": PARTITION, "RowKey": invitation.id,
-                                        "status": "used", "tenant_id": tenant_id,
-                                        "used_at": now}, mode=UpdateMode.MERGE)
-        name = existing.display_name if existing else invitation.display_name
+                                        **values}, mode=UpdateMode.MERGE)
+        for name, value in values.items():
+            setattr(invitation, name, value)
+
+    def _finish(self, invitation: Invitation, tenant: Tenant) -> Outcome:
+        """The notice (its key chosen before the tenant was written, so written once),
+        then the invitation used: a retry of the same invitation after a crash between
+        any two writes comes back here and completes what is missing."""
+        name, again = tenant.display_name, " again" if invitation.reconsent_for else ""
         contact = f" Contact: {invitation.contact_email}." if invitation.contact_email else ""
-        self.notices.add("tenant_onboarded", tenant_id,
-                         f"Tenant onboarded: {name}",
-                         f"{name} ({tenant_id}) granted consent through invitation "
-                         f"{invitation.id[:8]}… and is now active"
-                         f"{' again' if existing else ''}.{contact}")
+        self.notices.add("tenant_onboarded", tenant.tenant_id, f"Tenant onboarded: {name}",
+                         f"{name} ({tenant.tenant_id}) granted consent through invitation "
+                         f"{invitation.id[:8]}… and is now active{again}.{contact}",
+                         row_key=invitation.notice_key)
+        self._merge_invitation(invitation, status="used", tenant_id=tenant.tenant_id,
+                               used_at=datetime.now(UTC))
         return Outcome(200, "connected", "You are connected",
                        f"Thank you. {self.cfg.mssp_name} can now read the Microsoft Defender "
                        f"for Endpoint alerts of {name}.",
                        "You can close this page. To end the access later, remove the "
                        "application under Microsoft Entra ID › Enterprise applications.",
-                       tenant_id=tenant_id)
+                       tenant_id=tenant.tenant_id)
 
     def _no_defender(self, error: Exception) -> Outcome:
         return self._refuse(422, "no_defender", "Your organization granted the access, but "

@@ -16,7 +16,7 @@ import requests
 
 from devtools.simulator.server import DEFAULT_MSSP_TENANT
 from shared.model import Tenant, TenantStatus
-from shared.notices import OPS_NOTICES
+from shared.notices import OPS_NOTICES, OpsNotices
 from shared.onboarding import INVITATIONS, Onboarding
 from shared.storage import tables
 from tests.e2e.conftest import FUNCTION_KEY
@@ -476,3 +476,47 @@ def test_re_consent_after_revocation_reactivates_and_keeps_history(flow, app_hos
     assert tenant.status_reason == "consent granted again"
     assert tenant.display_name == "Returning Co (renamed)"
     assert _alerts(storage_env, customer["id"]) == 5  # history kept
+
+
+class _Crash(Exception):
+    """The worker dying between two writes of the callback."""
+
+
+@pytest.mark.parametrize("where", ["before the notice", "before the invitation is used"])
+def test_a_retry_after_a_crash_mid_registration_finishes_the_job(flow, app_host, sim,
+                                                                 storage_env, monkeypatch,
+                                                                 where):
+    """Nothing lost, nothing twice: the admin opens the same link again and signs in; the
+    tenant (already written) is not "already connected" but completed: one notice, the
+    invitation used."""
+    _, repo = app_host
+    customer = sim.add_tenant(f"Crash {where}")["id"]
+    real_add, real_merge = OpsNotices.add, Onboarding._merge_invitation
+
+    def dying_add(self, *args, **kwargs):
+        raise _Crash(where)
+
+    def dying_merge(self, invitation, **values):
+        if values.get("status") == "used":
+            raise _Crash(where)
+        return real_merge(self, invitation, **values)
+
+    if where == "before the notice":
+        monkeypatch.setattr(OpsNotices, "add", dying_add)
+    else:
+        monkeypatch.setattr(Onboarding, "_merge_invitation", dying_merge)
+    invitation, _, crashed = flow.onboard(customer)
+    assert crashed.status_code == 500
+    assert repo.get(customer).status == TenantStatus.ACTIVE  # the registry was written
+    assert flow.invitation(invitation["id"])["status"] == "open"
+    assert len(_notices(storage_env, customer)) == (0 if where == "before the notice" else 1)
+
+    monkeypatch.setattr(OpsNotices, "add", real_add)
+    monkeypatch.setattr(Onboarding, "_merge_invitation", real_merge)
+    _, _, again = flow.onboard(customer, invitation=invitation)
+    assert again.status_code == 200 and "You are connected" in again.text
+    assert len(_notices(storage_env, customer)) == 1
+    used = flow.invitation(invitation["id"])
+    assert used["status"] == "used" and used["tenant_id"] == customer
+    _, _, third = flow.onboard(customer, invitation=flow.invite())  # a later invitation
+    assert "Already connected" in third.text and len(_notices(storage_env, customer)) == 1
