@@ -1,0 +1,39 @@
+"""One contract suite per repository family, run twice: on Azurite (the real repository)
+and on the in-memory fake (`shared/storage/memory/`). A fake that passes here may stand
+in for the real thing in service unit tests.
+
+Each contract module builds its repository from `backend`:
+
+    @pytest.fixture
+    def tenants(backend):
+        return backend.build(lambda storage: TenantRepository(...),
+                             lambda: MemoryTenants())
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import pytest
+
+from shared.storage.connection import StorageConnection
+
+R = TypeVar("R")
+
+
+@dataclass
+class Backend:
+    name: str  # "azurite" or "memory"
+    storage: StorageConnection | None
+
+    def build(self, real: Callable[[StorageConnection], R], fake: Callable[[], R]) -> R:
+        return real(self.storage) if self.storage is not None else fake()
+
+
+@pytest.fixture(params=["azurite", "memory"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param == "memory":
+        return Backend("memory", None)
+    return Backend("azurite", request.getfixturevalue("storage_env"))
