@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from dataclasses import FrozenInstanceError, fields
+from pathlib import Path
 
 import pytest
 
@@ -166,10 +168,15 @@ def test_a_deliver_message_that_is_not_one_is_a_bad_message():
             DeliverRequest.parse(body)
 
 
-def _envelopes(path) -> list[int]:
-    """Lines where a dict literal or dict(...) call has both a "v" and a "type" key."""
-    found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+_ENVELOPE_TEXT = re.compile(r"""\\?["']v\\?["']\s*:\s*\d+\s*,\s*\\?["']type\\?["']""")
+
+
+def _envelopes(path: Path) -> list[int]:
+    """Lines where a dict literal or dict(...) call has both a "v" and a "type" key, or a
+    string spells out a message's JSON envelope."""
+    text = path.read_text(encoding="utf-8")
+    found = [text.count("\n", 0, m.start()) + 1 for m in _ENVELOPE_TEXT.finditer(text)]
+    for node in ast.walk(ast.parse(text)):
         keys: set[object] = set()
         if isinstance(node, ast.Dict):
             keys = {k.value for k in node.keys if isinstance(k, ast.Constant)}
@@ -177,7 +184,7 @@ def _envelopes(path) -> list[int]:
             keys = {k.arg for k in node.keywords}
         if {"v", "type"} <= keys:
             found.append(node.lineno)
-    return found
+    return sorted(set(found))
 
 
 def test_only_the_messages_module_writes_a_message_envelope():
@@ -192,3 +199,12 @@ def test_only_the_messages_module_writes_a_message_envelope():
                 offenders[str(path.relative_to(ROOT))] = lines
     assert offenders == {}
     assert _envelopes(ROOT / "shared" / "messages.py")  # the check does see one
+
+
+def test_the_envelope_check_sees_hand_built_messages(tmp_path):
+    sample = tmp_path / "producer.py"
+    sample.write_text('a = {"v": 1, "type": "fetch", "tenant": t}\n'
+                      'b = dict(v=1, type="relay")\n'
+                      "c = '{\"v\": 1, \"type\": \"deliver\"}'\n"
+                      'd = {"v": 1, "events": []}\n', encoding="utf-8")
+    assert _envelopes(sample) == [1, 2, 3]
