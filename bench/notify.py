@@ -19,6 +19,7 @@ from devtools.simulator.alerts import AlertFactory
 from shared import timefmt
 from shared.config import Settings
 from shared.events import build_event, tracked
+from shared.messages import AlertEvent
 from shared.notify.rules import parse_rule
 from shared.notify.service import Notifier
 from shared.notify.transport import SmtpTransport
@@ -34,14 +35,14 @@ class Counter:
         return "250 OK"
 
 
-def events(tenant: str, n: int) -> list[dict]:
+def events(tenant: str, n: int) -> list[AlertEvent]:
     factory = AlertFactory(tenant, "bench.example")
     out = []
     for i in range(n):
         alert = factory.make(int(time.time() * 1e7) + i)
         version = timefmt.normalize(alert["lastUpdateTime"])
         out.append(build_event(tenant, "Bench Co", alert, version, None,
-                               tracked(alert, version)).to_message())
+                               tracked(alert, version)))
     return out
 
 

@@ -27,6 +27,7 @@ from devtools.rsyslog import Rsyslog
 from devtools.simulator.alerts import AlertFactory
 from shared import timefmt
 from shared.events import build_event, tracked
+from shared.messages import AlertEvent
 from shared.siem.delivery import Delivery
 from shared.siem.feed import Feed, Filters, bucket_of
 from shared.siem.outputs import parse_outputs
@@ -34,7 +35,7 @@ from shared.siem.pull import parse_query, pull
 from shared.siem.senders import sender_for
 
 
-def alert_events(tenants: list[str], n: int) -> list[dict[str, Any]]:
+def alert_events(tenants: list[str], n: int) -> list[AlertEvent]:
     out = []
     factories = [AlertFactory(t, "bench.example") for t in tenants]
     base = int(time.time() * 1e7)
@@ -43,7 +44,7 @@ def alert_events(tenants: list[str], n: int) -> list[dict[str, Any]]:
         alert = factories[i % len(tenants)].make(base + i)
         version = timefmt.normalize(alert["lastUpdateTime"])
         out.append(build_event(tenant, f"Tenant {i % len(tenants)}", alert, version, None,
-                               tracked(alert, version)).to_message())
+                               tracked(alert, version)))
     return out
 
 
@@ -112,7 +113,7 @@ def delivery_filters(output: Any) -> Filters:
     return Filters(tenants=tuple(sorted(output.tenants)))
 
 
-def store(feed: Feed, events: list[dict[str, Any]], hours: int) -> None:
+def store(feed: Feed, events: list[AlertEvent], hours: int) -> None:
     """Write feed entries spread over `hours` directly, 100 per transaction."""
     now = feed.now_us() - 60_000_000
     span = hours * 3_600_000_000

@@ -7,9 +7,9 @@ import azure.functions as func
 from functions.http import invalid, json_response
 from functions.queue_messages import parse_or_record, record_poison
 from shared import services, validation
+from shared.messages import AlertEvent
 from shared.model import parse_tenant_id
 from shared.notify.rules import GLOBAL, Rule, parse_rule
-from shared.notify.service import parse_event
 from shared.notify.transport import Permanent, Transient
 from shared.storage.tables import NOTIFY_QUEUE
 from shared.validation import NoBody, ValidationError
@@ -20,7 +20,7 @@ bp = func.Blueprint()
 @bp.function_name("notify")
 @bp.queue_trigger(arg_name="msg", queue_name=NOTIFY_QUEUE, connection="AzureWebJobsStorage")
 def notify(msg: func.QueueMessage) -> None:
-    event = parse_or_record(msg, NOTIFY_QUEUE, parse_event)
+    event = parse_or_record(msg, NOTIFY_QUEUE, AlertEvent.parse)
     if event is not None:
         services.notifier().handle(event)  # Transient/Busy raise: the host retries
 

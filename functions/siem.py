@@ -11,8 +11,7 @@ from functions.http import data_response, invalid, json_response
 from functions.queue_messages import parse_or_record, record_poison
 from shared import services
 from shared.logsafe import clean
-from shared.notify.service import parse_event
-from shared.siem.delivery import parse_deliver
+from shared.messages import AlertEvent, DeliverRequest
 from shared.siem.pull import parse_query, pull
 from shared.storage.tables import SIEM_DELIVERY_QUEUE, SIEM_QUEUE
 from shared.validation import ValidationError
@@ -24,7 +23,7 @@ log = logging.getLogger("mssp_hub.siem")
 @bp.function_name("siem_feed")
 @bp.queue_trigger(arg_name="msg", queue_name=SIEM_QUEUE, connection="AzureWebJobsStorage")
 def siem_feed(msg: func.QueueMessage) -> None:
-    event = parse_or_record(msg, SIEM_QUEUE, parse_event)
+    event = parse_or_record(msg, SIEM_QUEUE, AlertEvent.parse)
     if event is not None:
         services.feed().append(event)
 
@@ -47,11 +46,11 @@ def siem_push(timer: func.TimerRequest) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name=SIEM_DELIVERY_QUEUE,
                   connection="AzureWebJobsStorage")
 def siem_deliver(msg: func.QueueMessage) -> None:
-    name = parse_or_record(msg, SIEM_DELIVERY_QUEUE, parse_deliver)
-    if name is None:
+    request = parse_or_record(msg, SIEM_DELIVERY_QUEUE, DeliverRequest.parse)
+    if request is None:
         return
-    outcome = services.delivery().deliver(name)
-    log.info("siem output %s: %s, %d events in %d batches", clean(name), outcome.status,
+    outcome = services.delivery().deliver(request.output)
+    log.info("siem output %s: %s, %d events in %d batches", clean(request.output), outcome.status,
              outcome.delivered, outcome.batches)
 
 

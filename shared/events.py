@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared import codec
-from shared.model import AlertEvent
+from shared.messages import AlertEvent
 
 TRACKED = ("lastUpdateTime", "status", "classification", "determination", "assignedTo")
 SUMMARY_FIELDS = ("id", "title", "description", "severity", "status", "classification",
@@ -79,7 +78,7 @@ def _fitted(tenant_id: str, tenant_name: str, alert: dict[str, Any], version: st
         event = AlertEvent(tenant_id, tenant_name, str(alert["id"]), version,
                            "new" if old is None else "updated", changes(old, new),
                            summary(alert, limit, items))
-        data = codec.dumps(event.to_message())
+        data = event.to_bytes()
         if len(data) <= MAX_MESSAGE_BYTES:
             break
     return event, data

@@ -1,21 +1,41 @@
-"""Small, versioned JSON queue messages, and parsing that says what is wrong."""
+"""Every queue's message, in one place: a frozen model per message type, with its type tag
+and version, `parse` (raising BadMessage with a reason that names the field) and
+`dump`/`to_message` (the wire object and its text).
+
+The wire format is what producers wrote before these models existed, byte for byte, so
+messages already queued keep working: `{"v": 1, "type": ..., <fields>}` as JSON text
+(base64-wrapped by the queue clients, which is transport, not format). Fetch, relay and
+deliver messages are `json.dumps` text; alert events are compact orjson text (`shared.codec`),
+measured once by ingest to fit the queue's 64 KB and copied from the outbox by the relay.
+
+Frozen dataclasses, not pydantic: ingest builds up to four AlertEvents per new or changed
+alert (shrinking the summary until the message fits) on its hottest path, where a plain
+dataclass costs nothing beyond the dict it dumps; parsing checks a few fields by hand,
+with reasons a poison record can show.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
+from shared import codec
 from shared.model import parse_tenant_id
 
 VERSION = 1
+_MISSING: Any = object()
+_KINDS: dict[type, str] = {str: "a string", bool: "a boolean", dict: "a JSON object"}
+T = TypeVar("T")
 
 
 class BadMessage(ValueError):
     """A message no retry can fix; it is recorded with this reason instead of retried."""
 
 
+# parsing helpers --------------------------------------------------------------------------
 def _load(body: bytes | str, expected_type: str) -> dict[str, Any]:
+    """The message object, once it is JSON, an object, version 1 and of the expected type."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -23,42 +43,27 @@ def _load(body: bytes | str, expected_type: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BadMessage("message is not a JSON object")
     if data.get("v") != VERSION:
-        raise BadMessage(f"unsupported message version {data.get('v')!r}")
+        raise BadMessage(f"unsupported message version v={data.get('v')!r}")
     if data.get("type") != expected_type:
-        raise BadMessage(f"expected a {expected_type} message, got {data.get('type')!r}")
-    try:
-        data["tenant"] = parse_tenant_id(data.get("tenant", ""))
-    except ValueError:
-        raise BadMessage("tenant is not a GUID") from None
+        raise BadMessage(f"type={data.get('type')!r}, expected {expected_type!r}")
     return data
 
 
-@dataclass(frozen=True)
-class FetchRequest:
-    tenant_id: str
-    continuation: bool = False
-    reason: str = "timer"
-
-    def to_message(self) -> str:
-        return json.dumps({"v": VERSION, "type": "fetch", "tenant": self.tenant_id,
-                           "continuation": self.continuation, "reason": self.reason})
-
-    @classmethod
-    def parse(cls, body: bytes | str) -> FetchRequest:
-        data = _load(body, "fetch")
-        return cls(data["tenant"], bool(data.get("continuation")), str(data.get("reason", "")))
+def _field(data: dict[str, Any], name: str, kind: type[T], default: Any = _MISSING) -> T:
+    value = data.get(name, default)
+    if value is _MISSING:
+        raise BadMessage(f"{name} is missing")
+    if not isinstance(value, kind):
+        raise BadMessage(f"{name} is not {_KINDS[kind]}")
+    return value
 
 
-@dataclass(frozen=True)
-class RelayRequest:
-    tenant_id: str
-
-    def to_message(self) -> str:
-        return json.dumps({"v": VERSION, "type": "relay", "tenant": self.tenant_id})
-
-    @classmethod
-    def parse(cls, body: bytes | str) -> RelayRequest:
-        return cls(_load(body, "relay")["tenant"])
+def _tenant(data: dict[str, Any]) -> str:
+    """The tenant GUID, normalized as Entra writes it."""
+    try:
+        return parse_tenant_id(data.get("tenant", ""))
+    except ValueError:
+        raise BadMessage("tenant is not a GUID") from None
 
 
 def tenant_of(body: bytes | str) -> str | None:
@@ -68,3 +73,120 @@ def tenant_of(body: bytes | str) -> str | None:
         return parse_tenant_id(data.get("tenant", "")) if isinstance(data, dict) else None
     except (ValueError, UnicodeDecodeError, AttributeError):
         return None
+
+
+# fetch-requests ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class FetchRequest:
+    """Fetch a tenant's new alerts (fan-out timer, or a run continuing itself)."""
+
+    TYPE: ClassVar[str] = "fetch"
+    tenant_id: str
+    continuation: bool = False
+    reason: str = "timer"  # timer | budget | continue
+
+    def dump(self) -> dict[str, Any]:
+        return {"v": VERSION, "type": self.TYPE, "tenant": self.tenant_id,
+                "continuation": self.continuation, "reason": self.reason}
+
+    def to_message(self) -> str:
+        return json.dumps(self.dump())
+
+    @classmethod
+    def parse(cls, body: bytes | str) -> FetchRequest:
+        data = _load(body, cls.TYPE)
+        # both optional, as ever; a missing reason was always read as ""
+        return cls(_tenant(data), _field(data, "continuation", bool, False),
+                   _field(data, "reason", str, ""))
+
+
+# relay-requests ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RelayRequest:
+    """Send a tenant's committed outbox rows on to the notify and SIEM queues."""
+
+    TYPE: ClassVar[str] = "relay"
+    tenant_id: str
+
+    def dump(self) -> dict[str, Any]:
+        return {"v": VERSION, "type": self.TYPE, "tenant": self.tenant_id}
+
+    def to_message(self) -> str:
+        return json.dumps(self.dump())
+
+    @classmethod
+    def parse(cls, body: bytes | str) -> RelayRequest:
+        return cls(_tenant(_load(body, cls.TYPE)))
+
+
+# notify and SIEM queues: alert events -----------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """A new or changed alert version, for the notify and SIEM consumers."""
+
+    TYPE: ClassVar[str] = "alert"
+    tenant_id: str
+    tenant_name: str
+    alert_id: str
+    version: str  # the alert's lastUpdateTime
+    change: str  # new | updated
+    changed: dict[str, list[Any]]  # field -> [old, new] for updates
+    alert: dict[str, Any]  # a summary that fits in a queue message
+    event_id: str = ""  # the same for every copy of this event: consumers dedupe on it
+
+    def __post_init__(self) -> None:
+        if not self.event_id:
+            object.__setattr__(self, "event_id",
+                               f"{self.tenant_id}:{self.alert_id}:{self.version}")
+
+    def dump(self) -> dict[str, Any]:
+        return {"v": VERSION, "type": self.TYPE, "event_id": self.event_id,
+                "tenant": self.tenant_id, "tenant_name": self.tenant_name,
+                "alert_id": self.alert_id, "version": self.version, "change": self.change,
+                "changed": self.changed, "alert": self.alert}
+
+    def to_bytes(self) -> bytes:
+        """The message as ingest measures and stores it (compact UTF-8 JSON)."""
+        return codec.dumps(self.dump())
+
+    def to_message(self) -> str:
+        return codec.dumps_text(self.dump())
+
+    @classmethod
+    def parse(cls, body: bytes | str) -> AlertEvent:
+        data = _load(body, cls.TYPE)
+        return cls(tenant_id=_tenant(data), tenant_name=_field(data, "tenant_name", str),
+                   alert_id=_field(data, "alert_id", str), version=_field(data, "version", str),
+                   change=_field(data, "change", str), changed=_field(data, "changed", dict),
+                   alert=_field(data, "alert", dict), event_id=_field(data, "event_id", str))
+
+
+def relay_text(stored: dict[str, Any]) -> str:
+    """The queue text of an alert event as the outbox keeps it (an `AlertEvent.dump()`,
+    unpacked): the same text `to_message` makes, without parsing it again, since the relay
+    only copies what ingest built and measured."""
+    return codec.dumps_text(stored)
+
+
+# siem-deliver -----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class DeliverRequest:
+    """Run one push output's delivery from its feed position."""
+
+    TYPE: ClassVar[str] = "deliver"
+    output: str  # the output's name in SIEM_OUTPUTS
+
+    def dump(self) -> dict[str, Any]:
+        return {"v": VERSION, "type": self.TYPE, "output": self.output}
+
+    def to_message(self) -> str:
+        return json.dumps(self.dump())
+
+    @classmethod
+    def parse(cls, body: bytes | str) -> DeliverRequest:
+        return cls(_field(_load(body, cls.TYPE), "output", str))
+
+
+Message = FetchRequest | RelayRequest | AlertEvent | DeliverRequest
+MESSAGE_TYPES: tuple[type[Message], ...] = (FetchRequest, RelayRequest, AlertEvent,
+                                            DeliverRequest)

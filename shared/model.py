@@ -1,4 +1,5 @@
-"""Plain data the product passes around: tenants, their status, cursors, alert events."""
+"""Plain data the product passes around: tenants, their status, cursors (queue messages,
+alert events among them, are in `shared.messages`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 SEVERITIES = ("Informational", "Low", "Medium", "High")  # Defender's, lowest first
 
@@ -60,27 +60,3 @@ class Cursor:
 
     watermark: str  # Defender's own timestamp text, up to 7 fractional digits
     skip: int = 0
-
-
-@dataclass(frozen=True)
-class AlertEvent:
-    """A new or changed alert version, for the notify and SIEM consumers."""
-
-    tenant_id: str
-    tenant_name: str
-    alert_id: str
-    version: str  # the alert's lastUpdateTime
-    change: str  # new | updated
-    changed: dict[str, list[Any]]  # field -> [old, new] for updates
-    alert: dict[str, Any]  # a summary that fits in a queue message
-
-    @property
-    def event_id(self) -> str:
-        """The same for every copy of this event: consumers dedupe on it."""
-        return f"{self.tenant_id}:{self.alert_id}:{self.version}"
-
-    def to_message(self) -> dict[str, Any]:
-        return {"v": 1, "type": "alert", "event_id": self.event_id, "tenant": self.tenant_id,
-                "tenant_name": self.tenant_name, "alert_id": self.alert_id,
-                "version": self.version, "change": self.change, "changed": self.changed,
-                "alert": self.alert}

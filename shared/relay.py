@@ -13,7 +13,7 @@ from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from shared import codec
+from shared.messages import relay_text
 from shared.storage import tables
 from shared.storage.connection import StorageConnection
 from shared.storage.ingest_state import IngestState
@@ -31,7 +31,7 @@ class Relay:
         self.pool = ThreadPoolExecutor(SENDERS, thread_name_prefix="relay")
 
     def _send(self, events: list[dict[str, Any]]) -> None:
-        texts = [codec.dumps_text(e) for e in events]
+        texts = [relay_text(e) for e in events]
         futures = [self.pool.submit(q.send_message, t) for t in texts
                    for q in (self.notify, self.siem)]
         for future in futures:

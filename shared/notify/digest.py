@@ -20,6 +20,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.messages import AlertEvent
 from shared.notify.render import HTML_TEMPLATES, TEXT_TEMPLATES, envelope, fix_boundary, portal_link
 from shared.notify.rules import Rule
 
@@ -36,17 +37,17 @@ class DigestStore:
     def __init__(self, client: TableClient) -> None:
         self.client = client
 
-    def hold(self, rule: Rule, event: dict[str, Any], recipients: list[str], key: str) -> None:
-        alert = event.get("alert") or {}
+    def hold(self, rule: Rule, event: AlertEvent, recipients: list[str], key: str) -> None:
+        alert = event.alert
         brief = {k: _short(alert.get(k)) for k in ("id", "title", "severity", "status",
                                                    "category", "computerDnsName",
                                                    "rbacGroupName", "alertCreationTime",
                                                    "lastUpdateTime")}
         self.client.upsert_entity({
             "PartitionKey": rule.id, "RowKey": key, "Batch": "",
-            "Event": json.dumps({"tenant": event["tenant"],  # ASCII, under 32K chars
-                                 "tenant_name": _short(event.get("tenant_name", "")),
-                                 "change": event.get("change"), "alert": brief}),
+            "Event": json.dumps({"tenant": event.tenant_id,  # ASCII, under 32K chars
+                                 "tenant_name": _short(event.tenant_name),
+                                 "change": event.change, "alert": brief}),
             "Recipients": json.dumps(recipients), "HeldAt": datetime.now(UTC)})
 
     def held(self, rule_id: str) -> list[Any]:

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from shared import timefmt
+from shared.messages import AlertEvent
 from shared.notify.rules import SEVERITIES, Rule
 
 
-def matches(rule: Rule, event: dict[str, Any]) -> bool:
-    alert = event.get("alert") or {}
-    if event.get("change") == "new" and not rule.on_new:
+def matches(rule: Rule, event: AlertEvent) -> bool:
+    alert = event.alert
+    if event.change == "new" and not rule.on_new:
         return False
-    if event.get("change") == "updated" and not rule.on_update:
+    if event.change == "updated" and not rule.on_update:
         return False
     checks = ((rule.severities, alert.get("severity")),
               (rule.device_groups, alert.get("rbacGroupName")),
@@ -26,10 +26,10 @@ def matches(rule: Rule, event: dict[str, Any]) -> bool:
     return all(not allowed or value in allowed for allowed, value in checks)
 
 
-def recipients_for(rule: Rule, event: dict[str, Any]) -> list[str]:
+def recipients_for(rule: Rule, event: AlertEvent) -> list[str]:
     """As in Defender: a recipient gets only alerts raised after it was added."""
     try:
-        raised_at = timefmt.to_datetime((event.get("alert") or {}).get("alertCreationTime"))
+        raised_at = timefmt.to_datetime(event.alert.get("alertCreationTime"))
     except (ValueError, TypeError, AttributeError):
         raised_at = None
     found = []

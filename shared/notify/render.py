@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import jinja2
 
+from shared.messages import AlertEvent
 from shared.notify.rules import Rule
 
 _DIR = Path(__file__).parent / "templates"
@@ -67,23 +68,23 @@ def fix_boundary(message: EmailMessage) -> None:
     message.set_boundary(f"=_mssp-hub_{seed[:32]}")
 
 
-def render(event: dict[str, Any], rule: Rule, recipients: list[str], sender: str,
+def render(event: AlertEvent, rule: Rule, recipients: list[str], sender: str,
            reply_to: str, mssp_name: str, date: datetime, msgid: str) -> EmailMessage:
-    alert = event.get("alert") or {}
-    org = event.get("tenant_name") if rule.include_org_name else ""
-    link = portal_link(str(alert.get("id", "")), event["tenant"]) \
+    alert = event.alert
+    org = event.tenant_name if rule.include_org_name else ""
+    link = portal_link(str(alert.get("id", "")), event.tenant_id) \
         if rule.include_portal_link else ""
     context = {"event": event, "alert": alert, "rule": rule, "org": org, "link": link,
                "mssp_name": mssp_name}
     prefix = f"[{alert.get('severity', 'Alert')}]"
     if org:
         prefix += f" {org}:"
-    if event.get("change") == "updated":
+    if event.change == "updated":
         prefix += " updated:"
     message = EmailMessage()
     envelope(message, f"{prefix} {alert.get('title', '')}", sender, recipients, reply_to,
              date, msgid)
-    message["X-MSSP-Hub-Event"] = one_line(event.get("event_id", ""), 300)
+    message["X-MSSP-Hub-Event"] = one_line(event.event_id, 300)
     message.set_content(TEXT_TEMPLATES.get_template("alert.txt").render(**context))
     message.add_alternative(HTML_TEMPLATES.get_template("alert.html").render(**context),
                             subtype="html")

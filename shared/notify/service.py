@@ -14,8 +14,7 @@ from typing import Any
 from shared.config import Settings
 from shared.identity import tokens_for
 from shared.logsafe import clean
-from shared.messages import BadMessage
-from shared.model import parse_tenant_id
+from shared.messages import AlertEvent
 from shared.notices import OpsNotices
 from shared.notify.digest import DigestStore, digest_recipients, render_digest
 from shared.notify.ledger import Busy, Claim, Ledger, delivery_key
@@ -40,22 +39,6 @@ DIGESTS = "NotifyDigest"
 OPS = "ops"  # the ledger owner and MailOutbox partition of ops notices
 log = logging.getLogger("mssp_hub.notify")
 _MAX_TICKS = 10**19 - 1
-
-
-def parse_event(body: bytes | str) -> dict[str, Any]:
-    try:
-        event = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadMessage("event is not JSON") from None
-    if not isinstance(event, dict) or event.get("v") != 1 or event.get("type") != "alert":
-        raise BadMessage("not a version 1 alert event")
-    if not isinstance(event.get("event_id"), str) or not isinstance(event.get("alert"), dict):
-        raise BadMessage("event_id or alert missing")
-    try:
-        event["tenant"] = parse_tenant_id(event.get("tenant", ""))
-    except ValueError:
-        raise BadMessage("tenant is not a GUID") from None
-    return event
 
 
 @dataclass
@@ -124,21 +107,21 @@ class Notifier:
             "MessageId": str(message["Message-ID"] or "") if message is not None else "",
             "Text": clip_text(text)})
 
-    def message(self, event: dict[str, Any], rule: Rule, recipients: list[str],
+    def message(self, event: AlertEvent, rule: Rule, recipients: list[str],
                 date: datetime | None = None, msgid: str | None = None) -> EmailMessage:
         mail = self.settings.mail
         return render(event, rule, recipients, mail.sender, mail.reply_to,
                       self.settings.onboarding.mssp_name, date or datetime.now(UTC),
-                      msgid or message_id(rule.id, event["event_id"], mail.sender))
+                      msgid or message_id(rule.id, event.event_id, mail.sender))
 
-    def handle(self, event: dict[str, Any]) -> Delivery:
+    def handle(self, event: AlertEvent) -> Delivery:
         """Every matching rule gets its outcome, whatever another rule's: a bad address or
         an email that cannot be built is recorded for that rule alone. Raises Transient
         (or ledger.Busy) after the other rules, to have the queue retry the event; the
         rules already done are in the ledger and are not sent again."""
         result = Delivery()
         pending: Exception | None = None
-        for rule in self.rules.for_tenant(event["tenant"]):
+        for rule in self.rules.for_tenant(event.tenant_id):
             if not matches(rule, event):
                 continue
             if isinstance(pending, Transient) and rule.delivery != "digest":
@@ -147,8 +130,7 @@ class Notifier:
             if not recipients:
                 continue
             try:
-                claim = self.ledger.claim(rule.id, event["event_id"],
-                                          {"Tenant": event["tenant"]})
+                claim = self.ledger.claim(rule.id, event.event_id, {"Tenant": event.tenant_id})
             except Busy as exc:
                 pending = pending or exc
                 continue
@@ -157,14 +139,14 @@ class Notifier:
                 continue
             if rule.delivery == "digest" or not self.digests.take_slot(rule, datetime.now(UTC)):
                 self.digests.hold(rule, event, recipients,
-                                  delivery_key(rule.id, event["event_id"])[1])
-                self.ledger.finish(rule.id, event["event_id"], claim, "digested")
+                                  delivery_key(rule.id, event.event_id)[1])
+                self.ledger.finish(rule.id, event.event_id, claim, "digested")
                 result.digested += 1
                 continue
             try:
                 outcome = self._deliver(
                     lambda to, date, msgid, rule=rule: self.message(event, rule, to, date, msgid),
-                    recipients, rule.id, event["tenant"], event["event_id"], claim)
+                    recipients, rule.id, event.tenant_id, event.event_id, claim)
             except Transient as exc:
                 pending = exc  # the other rules still get their email now
                 continue
@@ -292,16 +274,17 @@ class Notifier:
         """A sample alert to the rule's recipients, outside the ledger; an address that is
         not one is refused alone. Raises Permanent/Transient when the server fails it."""
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
-        event = {"tenant": rule.scope if rule.scope != GLOBAL else str(uuid.UUID(int=0)),
-                 "tenant_name": "Test tenant", "change": "new", "changed": {},
-                 "event_id": f"test:{uuid.uuid4().hex}",
-                 "alert": {"id": "test-alert", "title": f"Test email for rule {rule.name}",
-                           "severity": "Informational", "status": "New",
-                           "category": "General", "detectionSource": "mssp-hub",
-                           "alertCreationTime": now, "lastUpdateTime": now,
-                           "computerDnsName": "test-device", "rbacGroupName": "Test group",
-                           "description": "This is a test of your notification rule.",
-                           "mitreTechniques": [], "evidence": [], "evidenceCount": 0}}
+        event = AlertEvent(
+            tenant_id=rule.scope if rule.scope != GLOBAL else str(uuid.UUID(int=0)),
+            tenant_name="Test tenant", alert_id="test-alert", version=now, change="new",
+            changed={}, event_id=f"test:{uuid.uuid4().hex}",
+            alert={"id": "test-alert", "title": f"Test email for rule {rule.name}",
+                   "severity": "Informational", "status": "New",
+                   "category": "General", "detectionSource": "mssp-hub",
+                   "alertCreationTime": now, "lastUpdateTime": now,
+                   "computerDnsName": "test-device", "rbacGroupName": "Test group",
+                   "description": "This is a test of your notification rule.",
+                   "mitreTechniques": [], "evidence": [], "evidenceCount": 0})
         to, refused = split_recipients([r["address"] for r in rule.recipients])
         if not to:
             return Outcome("refused", [], refused, "no valid recipient")

@@ -9,7 +9,6 @@ after the destination took the batch: at least once, with a dedupe key in every 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -23,7 +22,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.data.tables import UpdateMode
 
 from shared.logsafe import clean
-from shared.messages import BadMessage
+from shared.messages import DeliverRequest
 from shared.siem.feed import END, Feed, Filters, Position, bucket_of
 from shared.siem.outputs import Output
 from shared.siem.senders import DeliveryError, Sender, sender_for
@@ -41,10 +40,6 @@ NEVER = datetime(1970, 1, 1, tzinfo=UTC)  # MERGE cannot clear a property; this 
 
 def backoff(failures: int) -> int:
     return min(10 * 2 ** max(failures - 1, 0), MAX_BACKOFF)
-
-
-def deliver_message(name: str) -> str:
-    return json.dumps({"v": 1, "type": "deliver", "output": name})
 
 
 @dataclass
@@ -103,7 +98,7 @@ class Delivery:
                 self._update(row, QueuedAt=now)
             except HttpResponseError:
                 continue  # changed under us: someone is on it
-            self.queue.send_message(deliver_message(name))
+            self.queue.send_message(DeliverRequest(name).to_message())
             queued.append(name)
         return queued
 
@@ -162,7 +157,7 @@ class Delivery:
             row = self._update(row, **changes)  # lost the lease: the raise ends this run
         self._update(row, Owner="")
         if more:
-            self.queue.send_message(deliver_message(name))
+            self.queue.send_message(DeliverRequest(name).to_message())
         outcome.status = "delivered" if outcome.delivered else "idle"
         return outcome
 
@@ -193,15 +188,3 @@ def output_status(table: Any, outputs: tuple[Output, ...], now_us: int
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if isinstance(value, datetime) and value > NEVER else None
-
-
-def parse_deliver(body: bytes | str) -> str:
-    """The output name of a deliver message; BadMessage when it is not one."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise BadMessage("message is not JSON") from None
-    if not isinstance(data, dict) or data.get("v") != 1 or data.get("type") != "deliver" \
-            or not isinstance(data.get("output"), str):
-        raise BadMessage("not a version 1 deliver message")
-    return data["output"]

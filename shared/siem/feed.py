@@ -26,6 +26,7 @@ from azure.core.exceptions import (
 from azure.data.tables import UpdateMode
 
 from shared import codec
+from shared.messages import AlertEvent
 from shared.storage import tables
 from shared.storage.connection import StorageConnection
 from shared.storage.keys import encode_key
@@ -116,14 +117,14 @@ class Feed:
         return Position(when.strftime(HOUR))
 
     # writing -----------------------------------------------------------------------------
-    def append(self, event: Mapping[str, Any]) -> bool:
+    def append(self, event: AlertEvent) -> bool:
         """Add the event once; False when it was already in the feed (a redelivery).
 
         Three storage calls in the usual case: the stored alert, the ledger row (created:
         it fails for a redelivery), the entry.
         """
-        ledger_pk = "L" + str(event["version"])[:10].replace("-", "")
-        ledger_rk = encode_key(event["event_id"])
+        ledger_pk = "L" + event.version[:10].replace("-", "")
+        ledger_rk = encode_key(event.event_id)
         raw = self._raw(event)  # read before stamping: its time is not in the window
         for _ in range(5):
             stamp, stale = self.now_us(), None
@@ -158,9 +159,9 @@ class Feed:
                 with contextlib.suppress(ResourceNotFoundError):
                     self.table.delete_entity(bucket_of(stale), self._key(event, stale))
             return True
-        raise RuntimeError(f"feed ledger for {event['event_id']} kept changing")
+        raise RuntimeError(f"feed ledger for {event.event_id} kept changing")
 
-    def _exists(self, event: Mapping[str, Any], stamp: int) -> bool:
+    def _exists(self, event: AlertEvent, stamp: int) -> bool:
         try:
             self.table.get_entity(bucket_of(stamp), self._key(event, stamp), select=["RowKey"])
             return True
@@ -173,31 +174,31 @@ class Feed:
                                  match_condition=MatchConditions.IfNotModified)
 
     @staticmethod
-    def _key(event: Mapping[str, Any], stamp: int) -> str:
-        return f"{stamp:016d}|{encode_key(event['event_id'])}"
+    def _key(event: AlertEvent, stamp: int) -> str:
+        return f"{stamp:016d}|{encode_key(event.event_id)}"
 
-    def _entity(self, event: Mapping[str, Any], stamp: int,
+    def _entity(self, event: AlertEvent, stamp: int,
                 raw: Mapping[str, bytes] | None = None) -> dict[str, Any]:
         """The entry: filterable columns, the event, and the stored alert (else its summary)."""
-        alert = event["alert"]
+        alert = event.alert
         entity: dict[str, Any] = {
             "PartitionKey": bucket_of(stamp), "RowKey": self._key(event, stamp),
-            "Tenant": event["tenant"], "LastUpdateTime": event["version"],
+            "Tenant": event.tenant_id, "LastUpdateTime": event.version,
             "Severity": str(alert.get("severity") or ""), "Status": str(alert.get("status") or ""),
-            "Event": _pack({k: v for k, v in event.items() if k != "alert"})}
+            "Event": _pack({k: v for k, v in event.dump().items() if k != "alert"})}
         if raw:
             entity.update(raw)
         else:
             entity["Summary"] = _pack(alert)
         return entity
 
-    def _raw(self, event: Mapping[str, Any]) -> dict[str, Any]:
+    def _raw(self, event: AlertEvent) -> dict[str, Any]:
         """The stored Defender alert of this version, copied compressed as it is in Alerts."""
         try:
-            row = self.alerts.get_entity(event["tenant"], encode_key(event["alert_id"]))
+            row = self.alerts.get_entity(event.tenant_id, encode_key(event.alert_id))
         except ResourceNotFoundError:
             return {}
-        if row.get("Version") != event["version"] or row.get("BodyRows", 1) != 1:
+        if row.get("Version") != event.version or row.get("BodyRows", 1) != 1:
             return {}  # superseded already, or too large to copy: the summary stands in
         return {k: bytes(v) for k, v in row.items() if k.startswith("Body") and k[4:].isdigit()}
 

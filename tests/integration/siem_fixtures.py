@@ -14,6 +14,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from devtools.rsyslog import Rsyslog
+from shared.messages import AlertEvent
 from shared.siem.feed import Feed, Filters, Position
 from shared.storage.connection import StorageConnection
 
@@ -60,15 +61,13 @@ def receiver() -> Iterator[Any]:
 
 
 def event(tenant: str, n: int, version: str = "2026-11-30T10:00:00.0000000Z",
-          **alert: Any) -> dict[str, Any]:
+          **alert: Any) -> AlertEvent:
     """A SIEM event as the relay sends it (summary only: no stored alert row)."""
     alert_id = alert.pop("id", f"da{n:06d}_{uuid.uuid4().hex[:6]}")
     body = {"id": alert_id, "title": f"Alert {n}", "severity": "Medium", "status": "New",
             "category": "Malware", "lastUpdateTime": version, "computerDnsName": f"pc{n}",
             "mitreTechniques": ["T1059"], **alert}
-    return {"v": 1, "type": "alert", "event_id": f"{tenant}:{alert_id}:{version}",
-            "tenant": tenant, "tenant_name": "Tenant " + tenant[:4], "alert_id": alert_id,
-            "version": version, "change": "new", "changed": {}, "alert": body}
+    return AlertEvent(tenant, "Tenant " + tenant[:4], alert_id, version, "new", {}, body)
 
 
 def drain(feed: Feed, filters: Filters, limit: int = 50, start: Position | None = None

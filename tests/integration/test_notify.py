@@ -15,6 +15,7 @@ from aiosmtpd.controller import Controller
 from devtools.simulator.alerts import AlertFactory
 from shared import timefmt
 from shared.events import build_event, tracked
+from shared.messages import AlertEvent
 from shared.notify.ledger import Busy
 from shared.notify.rules import GLOBAL, parse_rule
 from shared.notify.service import Notifier
@@ -88,7 +89,7 @@ def notifier(storage_env, smtp):
 
 
 def _event(tenant_id: str, change_of: dict | None = None, created_ago: float = 0,
-           **alert_fields) -> dict:
+           **alert_fields) -> AlertEvent:
     factory = AlertFactory(tenant_id, "customer.example")
     ticks = int((time.time() - created_ago) * 1e7)
     alert = {**factory.make(ticks), **alert_fields}
@@ -97,7 +98,7 @@ def _event(tenant_id: str, change_of: dict | None = None, created_ago: float = 0
     if change_of is not None:
         old = tracked({**alert, **change_of}, timefmt.shift(version, -60))
     return build_event(tenant_id, "Northwind <Traders>", alert, version, old,
-                       tracked(alert, version)).to_message()
+                       tracked(alert, version))
 
 
 def _rule(notifier, scope: str, **fields):
@@ -125,9 +126,9 @@ def test_email_headers_parts_links_and_escaping(notifier, smtp):
     html = message.get_body(("html",)).get_content()
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert TITLE.split("\r")[0] in text
-    link = f"https://security.microsoft.com/alerts/{event['alert_id']}?tid={tenant}"
+    link = f"https://security.microsoft.com/alerts/{event.alert_id}?tid={tenant}"
     assert link in text and f'href="{link}"' in html
-    assert event["alert"]["computerDnsName"] in text
+    assert event.alert["computerDnsName"] in text
 
 
 def test_a_duplicate_event_sends_one_email(notifier, smtp):
@@ -343,7 +344,7 @@ def test_a_stored_newline_address_is_refused_alone_and_every_other_email_goes(
     from functions.notify import notify
 
     event = _event(tenant)
-    body = json.dumps(event).encode()
+    body = event.to_message().encode()
     try:
         notify(func.QueueMessage(body=body))  # no exception: the host deletes the message
         notify(func.QueueMessage(body=body))  # a redelivery sends nothing more
@@ -352,11 +353,11 @@ def test_a_stored_newline_address_is_refused_alone_and_every_other_email_goes(
         services.notifier.cache_clear()
         services.poison_log.cache_clear()
     assert sorted(map(sorted, inbox.envelopes)) == [["lead@mssp.example"], ["ok@example.com"]]
-    row = _ledger_row(notifier, bad, event["event_id"])
+    row = _ledger_row(notifier, bad, event.event_id)
     assert row["State"] == "sent"
     (refused,) = json.loads(row["Refused"])
     assert refused["address"] == "x@example.com\\n" and "control character" in refused["reason"]
-    assert _ledger_row(notifier, good, event["event_id"])["State"] == "sent"
+    assert _ledger_row(notifier, good, event.event_id)["State"] == "sent"
     kept = {r["Rule"]: r for r in notifier.outbox.query_entities(
         "PartitionKey eq @pk", parameters={"pk": tenant})}
     assert kept[bad]["To"] == "ok@example.com" and "x@example.com" in kept[bad]["Refused"]
@@ -375,7 +376,7 @@ def test_a_rule_with_only_bad_addresses_is_recorded_refused_and_not_retried(noti
     result = notifier.handle(event)
     assert (result.sent, result.refused) == (1, 1)
     assert inbox.envelopes == [["lead@mssp.example"]]
-    row = _ledger_row(notifier, bad, event["event_id"])
+    row = _ledger_row(notifier, bad, event.event_id)
     assert row["State"] == "refused" and row["Note"] == "no valid recipient"
     again = notifier.handle(event)
     assert (again.sent, again.skipped) == (0, 2)
@@ -406,7 +407,7 @@ def test_a_repeat_after_a_crash_is_the_same_message(notifier, smtp):
         dying.handle(event)
     with pytest.raises(Busy):  # the claim is fresh: the retry waits
         notifier.handle(event)
-    pk, rk = delivery_key(rule.id, event["event_id"])
+    pk, rk = delivery_key(rule.id, event.event_id)
     notifier.ledger.client.update_entity({
         "PartitionKey": pk, "RowKey": rk,
         "ClaimedAt": datetime.now(UTC) - timedelta(seconds=CLAIM_SECONDS + 1)})
@@ -509,7 +510,7 @@ def test_an_email_that_cannot_be_built_fails_its_rule_alone(notifier, smtp, monk
     result = notifier.handle(event)
     assert (result.sent, result.failed) == (1, 1)
     assert inbox.envelopes == [["lead@mssp.example"]]
-    row = _ledger_row(notifier, broken.id, event["event_id"])
+    row = _ledger_row(notifier, broken.id, event.event_id)
     assert row["State"] == "failed" and "KeyError" in row["Note"]
     assert notifier.handle(event).skipped == 2
 

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 import uuid
 
 from azure.core.exceptions import ResourceNotFoundError
 
+from shared.messages import AlertEvent
 from shared.siem.feed import Filters, bucket_of
 from shared.siem.pull import parse_query, pull
 from shared.storage.keys import encode_key
 from tests.integration.siem_fixtures import drain, event, feed_for
 
 
-def _feed_events(pipeline, feed, tenant_id: str, copies: int = 1) -> list[dict]:
+def _feed_events(pipeline, feed, tenant_id: str, copies: int = 1) -> list[AlertEvent]:
     """What the siem_feed function does with each message on the siem-events queue."""
-    events = pipeline.events(tenant_id)
+    events = [AlertEvent.parse(json.dumps(e)) for e in pipeline.events(tenant_id)]
     for _ in range(copies):
         for e in events:
             feed.append(e)
@@ -94,7 +96,7 @@ def test_tokens_stay_correct_while_alerts_arrive_during_paging(storage_env):
             e = event(tenant, worker * 10_000 + n)
             feed.append(e)
             with lock:
-                written.append(e["event_id"])
+                written.append(e.event_id)
             n += 1
 
     writers = [threading.Thread(target=write, args=(w,)) for w in range(2)]
@@ -132,15 +134,15 @@ def test_an_attempt_that_died_is_keyed_anew_so_no_reader_can_be_past_it(storage_
     tenant = str(uuid.uuid4())
     e = event(tenant, 1)
     old = feed.now_us() - 10_000_000  # ten seconds ago, beyond half the settle
-    feed.table.create_entity({"PartitionKey": "L" + e["version"][:10].replace("-", ""),
-                              "RowKey": encode_key(e["event_id"]), "Stamp": str(old)})
+    feed.table.create_entity({"PartitionKey": "L" + e.version[:10].replace("-", ""),
+                              "RowKey": encode_key(e.event_id), "Stamp": str(old)})
     reader = feed_for(storage_env, settle=2)
     position = reader.read(reader.start(), 100, Filters(tenants=(tenant,))).position
     assert feed.append(e) is True
     assert feed.append(e) is False  # written now: a redelivery adds nothing
     time.sleep(2.2)
     items = reader.read(position, 100, Filters(tenants=(tenant,))).events
-    assert [i["event_id"] for i in items] == [e["event_id"]]  # found after the old position
+    assert [i["event_id"] for i in items] == [e.event_id]  # found after the old position
     assert not feed._exists(e, old)
 
 
@@ -160,7 +162,7 @@ def test_a_redelivery_racing_the_first_delivery_makes_one_entry(storage_env):
         thread.join()
     time.sleep(1.1)
     seen, _ = drain(feed, Filters(tenants=(tenant,)))
-    assert sorted(i["event_id"] for i in seen) == sorted(e["event_id"] for e in events)
+    assert sorted(i["event_id"] for i in seen) == sorted(e.event_id for e in events)
     assert results.count(True) >= 20
 
 

@@ -62,16 +62,16 @@ def test_cef_reaches_rsyslog_and_every_field_round_trips(storage_env, rsyslog, p
     mine = [parse_cef(line) for line in lines if tenant in line]
     assert len(mine) == 5
     for (header, ext), e in zip(mine, events, strict=True):
-        alert = e["alert"]
+        alert = e.alert
         assert header[4] == alert["category"]  # no detectorId: the category
         assert header[5] == alert["title"].replace("\n", " ")
         assert header[6] == {"High": "8", "Medium": "5", "Low": "3", "Informational": "2"}[
             alert["severity"]]
         assert ext["msg"] == alert["title"]  # `|`, `=`, `\` and the line break, exactly
         assert ext["externalId"] == alert["id"] and ext["dhost"] == alert["computerDnsName"]
-        assert labelled(ext) == {"TenantId": tenant, "TenantName": e["tenant_name"],
+        assert labelled(ext) == {"TenantId": tenant, "TenantName": e.tenant_name,
                                  "DeviceGroup": "Tier|0", "MitreTechniques": "T1003,T1003.001",
-                                 "DedupeKey": e["event_id"]}
+                                 "DedupeKey": e.event_id}
 
 
 def test_syslog_over_udp(storage_env, rsyslog):
@@ -210,7 +210,7 @@ def test_a_destination_down_for_long_waits_and_holds_back_no_other(storage_env, 
         for n in range(5):
             e = event(tenant, round_ * 10 + n)
             delivery.feed.append(e)
-            sent.append(e["event_id"])
+            sent.append(e.event_id)
         _settled()
         assert delivery.deliver(a).status == "failed"
         assert delivery.deliver(b).delivered == 5

@@ -57,6 +57,6 @@ def test_event_size_is_measured_in_the_bytes_that_are_sent():
                           for _ in range(40)]}
     version = "2026-01-01T00:00:00.0000000Z"
     event = build_event("t", "T", alert, version, None, tracked(alert, version))
-    sent = codec.dumps_text(event.to_message()).encode("utf-8")
+    sent = event.to_message().encode("utf-8")
     assert len(sent) <= MAX_MESSAGE_BYTES
     assert json.loads(sent)["alert"]["evidenceCount"] == 40

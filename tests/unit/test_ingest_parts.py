@@ -166,7 +166,7 @@ def test_events_fit_a_queue_message_whatever_the_alert():
     event = build_event(TENANT, "Co", alert, version, None, tracked(alert, version))
     import json
 
-    assert len(json.dumps(event.to_message())) <= 40_000
+    assert len(json.dumps(event.dump())) <= 40_000
     assert event.change == "new" and event.event_id.endswith(version)
 
 

@@ -10,9 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.config import SettingsError
-from shared.messages import BadMessage
 from shared.siem.cef import format_cef, labelled, parse_cef
-from shared.siem.delivery import deliver_message, parse_deliver
 from shared.siem.ecs import to_ecs
 from shared.siem.feed import Filters, Position
 from shared.siem.outputs import parse_outputs
@@ -88,14 +86,6 @@ def test_ecs_follows_the_field_map():
     assert doc["threat"]["technique"]["id"] == ["T1059", "T1059.001"]
     assert doc["labels"]["dedupe_key"].startswith(TENANT)
     assert doc["@timestamp"] == "2026-11-30T10:00:00.123456Z"
-
-
-def test_a_deliver_message_that_is_not_one_is_a_bad_message():
-    assert parse_deliver(deliver_message("soc-syslog")) == "soc-syslog"
-    for body in ("not json", "[]", '{"v": 2, "type": "deliver", "output": "x"}',
-                 '{"v": 1, "type": "fetch", "output": "x"}', '{"v": 1, "type": "deliver"}'):
-        with pytest.raises(BadMessage):
-            parse_deliver(body)
 
 
 def test_webhook_signature_is_hmac_over_timestamp_and_body():
