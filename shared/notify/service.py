@@ -105,7 +105,8 @@ class Notices(Protocol):
 
 @dataclass
 class NotifyStores:
-    """What the Notifier keeps and reads, built by the wiring (shared/services.py)."""
+    """What the Notifier keeps and reads, built by the wiring (shared/services.py); the
+    fakes of shared/storage/memory/notify.py stand in for them in unit tests."""
 
     rules: RuleRepository
     ledger: NotifyLedger
@@ -122,7 +123,6 @@ class Notifier:
         self.rules, self.ledger, self.digests = stores.rules, stores.ledger, stores.digests
         self.outbox, self.notices = stores.outbox, stores.notices
         self.mail_health = MailHealth(stores.health)
-        self.stores = stores
 
     def _keep(self, partition: str, owner: str, key: str, message: EmailMessage | None,
               outcome: Outcome) -> None:
@@ -304,7 +304,7 @@ class Notifier:
 
     def poison_reason(self) -> str:
         """Why a notify message was given up on, as far as this app knows."""
-        failure = mail_failure(self.stores.health)
+        failure = mail_failure(self.mail_health.store)
         if failure:
             return (f"notification failed on every attempt; mail could not be sent: "
                     f"{failure['reason']} (at {failure['at']:%Y-%m-%d %H:%M:%S} UTC)")
