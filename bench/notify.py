@@ -21,8 +21,8 @@ from shared.config import Settings
 from shared.events import build_event, tracked
 from shared.messages import AlertEvent
 from shared.notify.rules import parse_rule
-from shared.notify.service import Notifier
 from shared.notify.transport import SmtpTransport
+from shared.services import notifier_for
 from tests.helpers import app_env
 
 
@@ -58,7 +58,7 @@ def main() -> None:
             settings = Settings.from_env(app_env(
                 AzureWebJobsStorage=env.storage.connection_string or ""))
             transport = SmtpTransport("127.0.0.1", port, "none")
-            notifier = Notifier(settings, transport)
+            notifier = notifier_for(settings, transport)
             tenant = str(uuid.uuid4())
             groups = ["Finance Workstations", "Servers - Tier 0", "Developers", "Kiosks",
                       "UnassignedGroup"]

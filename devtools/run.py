@@ -23,10 +23,10 @@ from devhost.host import Host, HostError
 from devtools.simulator.server import Simulator, SimulatorConfig
 from devtools.syslog_receiver import SyslogReceiver
 from shared.model import Tenant
-from shared.notify.rules import GLOBAL, RuleRepository, parse_rule
-from shared.notify.service import RULES
+from shared.notify.rules import GLOBAL, parse_rule
 from shared.storage import tables
 from shared.storage.connection import StorageConnection
+from shared.storage.rules import RuleRepository
 from shared.storage.tenants import TenantRepository
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +49,7 @@ def seed_registry(storage: StorageConnection, simulator: Simulator) -> list[str]
 def seed_rule(storage: StorageConnection) -> bool:
     """An MSSP-wide demo rule, so emails land in MailOutbox (the portal's Outbox) within a
     minute: recipients only get alerts raised after they were added."""
-    rules = RuleRepository(tables.table(storage, RULES))
+    rules = RuleRepository(tables.table(storage, tables.NOTIFY_RULES))
     if rules.list(GLOBAL):
         return False
     rules.save(parse_rule({"name": "Demo: High and Medium alerts to the SOC",

@@ -18,6 +18,7 @@ from shared.model import TenantStatus
 from shared.notify.mail_health import mail_failure
 from shared.siem.delivery import output_status
 from shared.storage import tables
+from shared.storage.app_health import AppHealth
 from shared.storage.connection import StorageConnection
 from shared.storage.tenants import TenantRepository
 
@@ -77,7 +78,7 @@ def report(settings_loader: Callable[[], Settings] = get_settings) -> tuple[bool
         {k: o[k] for k in ("name", "type", "lag_seconds", "failures", "retry_at")}
         for o in output_status(tables.table(storage, tables.SIEM_DELIVERY),
                                settings.siem.outputs, int(time.time() * 1e6))]
-    failure = mail_failure(tables.table(storage, tables.APP_HEALTH), **PROBE)
+    failure = mail_failure(AppHealth(tables.table(storage, tables.APP_HEALTH)), **PROBE)
     body["mail"] = {"transport": settings.mail.transport,
                     "failing_since": failure["at"].isoformat() if failure else None}
     body["reasons"] = reasons(body["ingestion"], body["siem_outputs"], failure is not None)
@@ -159,5 +160,5 @@ def ingestion_summary(storage: StorageConnection) -> dict[str, Any]:
 
 def mail_detail(storage: StorageConnection) -> str:
     """The last mail error's text, for the portal only (it may name a server or address)."""
-    failure = mail_failure(tables.table(storage, tables.APP_HEALTH))
+    failure = mail_failure(AppHealth(tables.table(storage, tables.APP_HEALTH)))
     return failure["reason"] if failure else ""

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import functools
 
-from shared.config import get_settings
+from shared.config import Settings, get_settings
 from shared.defender import DefenderClient
 from shared.fanout import Fanout
 from shared.identity import tokens_for
 from shared.ingest import Ingestor
-from shared.notify.service import Notifier, transport_for
+from shared.notices import OpsNotices
+from shared.notify.service import Notifier, NotifyStores, transport_for
+from shared.notify.transport import Transport
 from shared.onboarding import Onboarding
 from shared.poison import PoisonLog
 from shared.portal.pages import Portal
 from shared.relay import Relay
 from shared.siem.delivery import Delivery
 from shared.siem.feed import Feed
+from shared.storage import tables
+from shared.storage.app_health import AppHealth
+from shared.storage.digests import DigestRepository
+from shared.storage.mail_outbox import MailOutbox
+from shared.storage.notify_ledger import NotifyLedger
+from shared.storage.rules import RuleRepository
 from shared.tenant_admin import TenantAdmin
 
 
@@ -53,10 +61,22 @@ def tenant_admin() -> TenantAdmin:
     return TenantAdmin(get_settings().storage)
 
 
+def notifier_for(settings: Settings, transport: Transport) -> Notifier:
+    """A Notifier on the real tables (a new one: its own rule cache and mail-health clock)."""
+    storage = settings.storage
+    return Notifier(settings, transport, NotifyStores(
+        rules=RuleRepository(tables.table(storage, tables.NOTIFY_RULES)),
+        ledger=NotifyLedger(tables.table(storage, tables.NOTIFY_LEDGER)),
+        digests=DigestRepository(tables.table(storage, tables.NOTIFY_DIGESTS)),
+        outbox=MailOutbox(tables.table(storage, tables.MAIL_OUTBOX)),
+        health=AppHealth(tables.table(storage, tables.APP_HEALTH)),
+        notices=OpsNotices(storage, settings.onboarding.ops_email)))
+
+
 @functools.cache
 def notifier() -> Notifier:
     settings = get_settings()
-    return Notifier(settings, transport_for(settings))
+    return notifier_for(settings, transport_for(settings))
 
 
 @functools.cache

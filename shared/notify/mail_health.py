@@ -1,32 +1,30 @@
-"""Can mail be sent? One AppHealth row, written when a send fails for a reason that may
-pass (server down) and removed by the next success: what /api/health and the portal read,
-and what a poisoned notify message is blamed on."""
+"""Can mail be sent? One AppHealth row (shared/storage/app_health.py), written when a send
+fails for a reason that may pass (server down) and removed by the next success: what
+/api/health and the portal read, and what a poisoned notify message is blamed on."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.data.tables import TableClient
-
-PK, RK = "app", "mail"
 CURRENT = timedelta(minutes=15)  # a failure not seen again for this long is over
 CLEAR_EVERY = 60.0  # seconds: a success clears another worker's failure within this
 
 
+class MailHealthStore(Protocol):
+    def mail_failed(self, reason: str, at: datetime | None = None) -> None: ...
+    def mail_works(self) -> None: ...
+    def mail_failure(self, **probe: Any) -> tuple[str, datetime] | None: ...
+
+
 class MailHealth:
-    def __init__(self, client: TableClient) -> None:
-        self.client = client
+    def __init__(self, store: MailHealthStore) -> None:
+        self.store = store
         self._cleared_at = float("-inf")  # monotonic time of this process's last clear
 
     def failed(self, reason: str) -> None:
-        """Best effort: the failure itself is what the caller reports."""
-        with contextlib.suppress(HttpResponseError):
-            self.client.upsert_entity({"PartitionKey": PK, "RowKey": RK,
-                                       "Reason": reason[:1000], "At": datetime.now(UTC)})
+        self.store.mail_failed(reason)
         self._cleared_at = float("-inf")
 
     def ok(self) -> None:
@@ -35,18 +33,14 @@ class MailHealth:
         now = time.monotonic()
         if now - self._cleared_at < CLEAR_EVERY:
             return
-        with contextlib.suppress(ResourceNotFoundError, HttpResponseError):
-            self.client.delete_entity(PK, RK)
+        self.store.mail_works()
         self._cleared_at = now
 
 
-def mail_failure(client: TableClient, **probe: Any) -> dict[str, Any] | None:
+def mail_failure(store: MailHealthStore, **probe: Any) -> dict[str, Any] | None:
     """{"reason", "at"} of a mail failure in the last CURRENT, or None when mail works
     (or nothing was sent lately)."""
-    try:
-        row = client.get_entity(PK, RK, **probe)
-    except ResourceNotFoundError:
+    found = store.mail_failure(**probe)
+    if found is None or found[1] < datetime.now(UTC) - CURRENT:
         return None
-    if row["At"] < datetime.now(UTC) - CURRENT:
-        return None
-    return {"reason": row.get("Reason", ""), "at": row["At"]}
+    return {"reason": found[0], "at": found[1]}

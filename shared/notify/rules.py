@@ -1,17 +1,13 @@
-"""Notification rules, modelled on Defender's own: per tenant or MSSP-wide."""
+"""Notification rules, modelled on Defender's own: per tenant or MSSP-wide. The model and
+its validation; they are stored by shared/storage/rules.py."""
 
 from __future__ import annotations
 
-import json
-import re
-import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
 from pydantic import AfterValidator, Field
 
 from shared import validation
@@ -115,63 +111,9 @@ def parse_rule(body: Any, scope: str, existing: Rule | None = None) -> Rule:
     return Rule(id=existing.id if existing else uuid.uuid4().hex, scope=scope, **values)
 
 
-class RuleRepository:
-    """Rules partitioned by scope: a call for one tenant can only reach its partition.
-
-    Matching reads a tenant's rules for every event; they are cached for CACHE_SECONDS
-    (an edit reaches other workers within that time, this one at once).
-    """
-
-    CACHE_SECONDS = 30.0
-
-    def __init__(self, client: TableClient) -> None:
-        self.client = client
-        self._cache: dict[str, tuple[float, list[Rule]]] = {}
-
-    def save(self, rule: Rule) -> Rule:
-        self.client.upsert_entity({"PartitionKey": rule.scope, "RowKey": rule.id,
-                                   "Body": json.dumps(rule.public())}, mode=UpdateMode.REPLACE)
-        self._cache.clear()
-        return rule
-
-    def get(self, scope: str, rule_id: str) -> Rule | None:
-        if not re.fullmatch(r"[0-9a-f]{32}", rule_id or ""):
-            return None
-        try:
-            return Rule(**json.loads(self.client.get_entity(scope, rule_id)["Body"]))
-        except ResourceNotFoundError:
-            return None
-
-    def list(self, scope: str) -> list[Rule]:
-        rows = self.client.query_entities("PartitionKey eq @pk", parameters={"pk": scope})
-        return sorted((Rule(**json.loads(r["Body"])) for r in rows), key=lambda r: r.name)
-
-    def delete(self, scope: str, rule_id: str) -> bool:
-        if self.get(scope, rule_id) is None:
-            return False
-        self.client.delete_entity(scope, rule_id)
-        self._cache.clear()
-        return True
-
-    def all(self) -> list[Rule]:
-        return [Rule(**json.loads(r["Body"])) for r in self.client.list_entities()]
-
-    def _cached(self, scope: str) -> list[Rule]:
-        now = time.monotonic()
-        hit = self._cache.get(scope)
-        if hit and now - hit[0] < self.CACHE_SECONDS:
-            return hit[1]
-        rules = self.list(scope)
-        self._cache[scope] = (now, rules)
-        return rules
-
-    def for_tenant(self, tenant_id: str) -> list[Rule]:
-        """The tenant's own rules and the MSSP-wide ones that include it."""
-        rules = list(self._cached(tenant_id))
-        for rule in self._cached(GLOBAL):
-            if rule.tenants and tenant_id not in rule.tenants:
-                continue
-            if tenant_id in rule.exclude_tenants:
-                continue
-            rules.append(rule)
-        return [r for r in rules if r.enabled]
+def includes(rule: Rule, tenant_id: str) -> bool:
+    """Does an MSSP-wide rule's choice of tenants take this one: only `tenants` if any,
+    never `exclude_tenants`."""
+    if rule.tenants and tenant_id not in rule.tenants:
+        return False
+    return tenant_id not in rule.exclude_tenants

@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Protocol
 
 from shared.config import Settings
 from shared.identity import tokens_for
 from shared.logsafe import clean
 from shared.messages import AlertEvent
-from shared.notices import OpsNotices
-from shared.notify.digest import DigestStore, digest_recipients, render_digest
-from shared.notify.ledger import Busy, Claim, Ledger, delivery_key
-from shared.notify.mail_health import MailHealth, mail_failure
+from shared.notify.digest import (
+    brief,
+    digest_recipients,
+    due,
+    pick_batch,
+    render_digest,
+)
+from shared.notify.mail_health import MailHealth, MailHealthStore, mail_failure
 from shared.notify.matching import matches, recipients_for
 from shared.notify.recipients import split_recipients
 from shared.notify.render import envelope, message_id, render
-from shared.notify.rules import GLOBAL, Rule, RuleRepository
+from shared.notify.rules import GLOBAL, Rule
 from shared.notify.transport import (
     GraphTransport,
     Permanent,
@@ -31,14 +34,13 @@ from shared.notify.transport import (
     Transient,
     Transport,
 )
-from shared.storage import tables
-from shared.storage.limits import clip_text
+from shared.storage.digests import DigestRepository
+from shared.storage.mail_outbox import KeptEmail, MailOutbox
+from shared.storage.notify_ledger import Busy, Claim, NotifyLedger, delivery_key
+from shared.storage.rules import RuleRepository
 
-RULES, LEDGER, MAIL_OUTBOX = "NotifyRules", "NotifyLedger", "MailOutbox"
-DIGESTS = "NotifyDigest"
 OPS = "ops"  # the ledger owner and MailOutbox partition of ops notices
 log = logging.getLogger("mssp_hub.notify")
-_MAX_TICKS = 10**19 - 1
 
 
 @dataclass
@@ -76,36 +78,49 @@ def transport_for(settings: Settings) -> Transport:
 Build = Callable[[list[str], datetime, str], EmailMessage]  # (to, Date, Message-ID)
 
 
+class Notices(Protocol):
+    """The ops notices to email (shared/notices.OpsNotices)."""
+
+    def pending(self) -> Iterable[dict[str, Any]]: ...
+    def mark(self, key: str, state: str) -> None: ...
+
+
+@dataclass
+class NotifyStores:
+    """What the Notifier keeps and reads, built by the wiring (shared/services.py); the
+    fakes of shared/storage/memory/notify.py stand in for them in unit tests."""
+
+    rules: RuleRepository
+    ledger: NotifyLedger
+    digests: DigestRepository
+    outbox: MailOutbox
+    health: MailHealthStore
+    notices: Notices
+
+
 class Notifier:
-    def __init__(self, settings: Settings, transport: Transport) -> None:
-        storage = settings.storage
+    def __init__(self, settings: Settings, transport: Transport, stores: NotifyStores
+                 ) -> None:
         self.settings, self.transport = settings, transport
-        self.rules = RuleRepository(tables.table(storage, RULES))
-        self.ledger = Ledger(tables.table(storage, LEDGER))
-        self.outbox = tables.table(storage, MAIL_OUTBOX)
-        self.digests = DigestStore(tables.table(storage, DIGESTS))
-        self.mail_health = MailHealth(tables.table(storage, tables.APP_HEALTH))
-        self.notices = OpsNotices(storage, settings.onboarding.ops_email)
+        self.rules, self.ledger, self.digests = stores.rules, stores.ledger, stores.digests
+        self.outbox, self.notices = stores.outbox, stores.notices
+        self.mail_health = MailHealth(stores.health)
 
     def _keep(self, partition: str, owner: str, key: str, message: EmailMessage | None,
               outcome: Outcome) -> None:
         """Every email, sent or not, is kept for the portal and for audit: To as addressed,
         Refused with who of them (or of the rule's other addresses) did not get it."""
-        now = datetime.now(UTC)
         text = ""
         if message is not None and message.get_body(("plain",)) is not None:
             text = message.get_body(("plain",)).get_content()
         state = outcome.state if outcome.state == "sent" else f"{outcome.state}: {outcome.note}"
-        self.outbox.upsert_entity({
-            "PartitionKey": partition,
-            "RowKey": f"{_MAX_TICKS - int(now.timestamp() * 10**7):019d}:{uuid.uuid4().hex[:8]}",
-            "Rule": owner, "EventId": key[:500], "State": state[:1000],
-            "Subject": str(message["Subject"] or "") if message is not None else "",
-            "To": str(message["To"] or "") if message is not None else ", ".join(outcome.to),
-            "At": now,
-            "Refused": json.dumps(outcome.refused)[:30000],
-            "MessageId": str(message["Message-ID"] or "") if message is not None else "",
-            "Text": clip_text(text)})
+        self.outbox.keep(KeptEmail(
+            tenant_id=partition, at=datetime.now(UTC), state=state,
+            subject=str(message["Subject"] or "") if message is not None else "",
+            to=str(message["To"] or "") if message is not None else ", ".join(outcome.to),
+            text=text, rule=owner, event_id=key,
+            message_id=str(message["Message-ID"] or "") if message is not None else "",
+            refused=outcome.refused))
 
     def message(self, event: AlertEvent, rule: Rule, recipients: list[str],
                 date: datetime | None = None, msgid: str | None = None) -> EmailMessage:
@@ -137,9 +152,9 @@ class Notifier:
             if claim is None:
                 result.skipped += 1
                 continue
-            if rule.delivery == "digest" or not self.digests.take_slot(rule, datetime.now(UTC)):
-                self.digests.hold(rule, event, recipients,
-                                  delivery_key(rule.id, event.event_id)[1])
+            if rule.delivery == "digest" or not self._slot(rule):
+                self.digests.hold(rule.id, delivery_key(rule.id, event.event_id)[1],
+                                  brief(event), recipients)
                 self.ledger.finish(rule.id, event.event_id, claim, "digested")
                 result.digested += 1
                 continue
@@ -155,6 +170,11 @@ class Notifier:
         if pending is not None:
             raise pending
         return result
+
+    def _slot(self, rule: Rule) -> bool:
+        """One of the rule's emails this hour, if its cap allows."""
+        return rule.max_per_hour is None or self.digests.take_slot(
+            rule.id, rule.max_per_hour, datetime.now(UTC))
 
     def _deliver(self, build: Build, recipients: list[str], owner: str, partition: str,
                  key: str, claim: Claim) -> Outcome:
@@ -203,9 +223,11 @@ class Notifier:
         for rule in self.rules.all():
             rows = self.digests.held(rule.id)
             window = rule if rule.delivery == "digest" else replace(rule, digest_minutes=60)
-            if not self.digests.due(window, rows, now):
+            if not rows or not due(window, rows, self.digests.last_sent(rule.id), now):
                 continue
-            batch, rows = self.digests.assign(rule.id, rows)
+            batch, rows, new = pick_batch(rows)
+            if new:
+                self.digests.assign(rule.id, rows, batch)
             key = f"digest:{batch}"
             try:
                 claim = self.ledger.claim(rule.id, key, {"Tenant": rule.scope})
@@ -221,7 +243,7 @@ class Notifier:
                 except Transient as exc:
                     log.warning("digest of rule %s not sent yet: %s", rule.id, exc)
                     continue
-            self.digests.done(rule.id, rows)
+            self.digests.drain(rule.id, rows)
             sent[rule.id] = len(rows)
         return sent
 
@@ -263,7 +285,7 @@ class Notifier:
 
     def poison_reason(self) -> str:
         """Why a notify message was given up on, as far as this app knows."""
-        failure = mail_failure(self.mail_health.client)
+        failure = mail_failure(self.mail_health.store)
         if failure:
             return (f"notification failed on every attempt; mail could not be sent: "
                     f"{failure['reason']} (at {failure['at']:%Y-%m-%d %H:%M:%S} UTC)")

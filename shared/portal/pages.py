@@ -17,18 +17,18 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from azure.data.tables import TableClient
-
 from shared import health, netloc
 from shared.config import Settings
 from shared.invitations import parse_invitation, parse_reconsent
 from shared.model import Tenant, TenantStatus, parse_tenant_id
 from shared.notices import OpsNotices
-from shared.notify.rules import GLOBAL, Rule, RuleRepository
+from shared.notify.rules import GLOBAL, Rule
 from shared.onboarding import Onboarding
 from shared.portal import auth, queries
 from shared.portal.chart import daily_chart
 from shared.storage import tables
+from shared.storage.mail_outbox import MailOutbox
+from shared.storage.rules import RuleRepository
 from shared.storage.runs import RunHistory
 from shared.tenant_admin import Conflict, TenantAdmin
 from shared.validation import ValidationError
@@ -74,7 +74,7 @@ def rank(tenant: Tenant) -> tuple[int, int, str]:
 
 class Portal:
     def __init__(self, settings: Settings, admin: TenantAdmin, rules: RuleRepository,
-                 outbox: TableClient, onboarding: Onboarding,
+                 outbox: MailOutbox, onboarding: Onboarding,
                  siem_status: Callable[[], list[dict[str, Any]]] = list) -> None:
         self.settings, self.cfg = settings, settings.portal
         self.siem_status = siem_status
@@ -208,7 +208,7 @@ class Portal:
                           runs=self.runs.recent(tid, 20), own_rules=self.rules.list(tid),
                           global_rules=applying, invitations=invitations,
                           link=self.onboarding.link,
-                          emails=queries.emails(self.outbox, tid, limit=20),
+                          emails=self.outbox.recent(tid, limit=20),
                           done=DONE.get(request.params.get("done", ""), ""), error=error)
 
     def tenant_action(self, request: Request) -> Response:
@@ -292,7 +292,7 @@ class Portal:
             return self._not_found(principal, "page here (the outbox is shown locally only)")
         names = {t.tenant_id: t.display_name for t in self.admin.tenants.all()}
         return self._page("portal/outbox.html", principal=principal, names=names,
-                          emails=queries.emails(self.outbox, limit=100))
+                          emails=self.outbox.recent(limit=100))
 
     def login(self, request: Request) -> Response:
         """Local key login: a form, or the key once in the URL; sets a session cookie."""

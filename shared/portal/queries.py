@@ -214,34 +214,3 @@ def tenant_alert_counts(alerts: TableClient, tenant_id: str, now: datetime | Non
         if day >= first_day:
             counts.per_day[(day, severity)] = counts.per_day.get((day, severity), 0) + 1
     return counts
-
-
-@dataclass
-class Email:
-    tenant_id: str
-    at: datetime
-    state: str
-    subject: str
-    to: str
-    text: str
-    rule: str
-
-
-def emails(outbox: TableClient, tenant_id: str | None = None, limit: int = 50,
-           days: int = 14, now: datetime | None = None) -> list[Email]:
-    """Recent MailOutbox rows, newest first (their RowKeys sort newest first)."""
-    since = (now or datetime.now(UTC)) - timedelta(days=days)
-    cutoff = f"{10**19 - 1 - int(since.timestamp() * 10**7):019d}"
-    if tenant_id:
-        rows = outbox.query_entities("PartitionKey eq @pk and RowKey lt @cut",
-                                     parameters={"pk": tenant_id, "cut": cutoff},
-                                     results_per_page=limit)
-        found, _ = _bounded(rows, limit)
-    else:
-        found, _ = _bounded(outbox.query_entities("RowKey lt @cut",
-                                                  parameters={"cut": cutoff}), 2000)
-    mails = [Email(tenant_id=r["PartitionKey"], at=r["At"], state=r.get("State", ""),
-                   subject=r.get("Subject", ""), to=r.get("To", ""), text=r.get("Text", ""),
-                   rule=r.get("Rule", "")) for r in found]
-    mails.sort(key=lambda m: m.at, reverse=True)
-    return mails[:limit]

@@ -22,6 +22,12 @@ SIEM_FEED = "SiemFeed"
 SIEM_DELIVERY = "SiemDelivery"
 FANOUT_LEDGER = "FanoutLedger"
 
+# Notifications: rules, the exactly-once ledger, held digest events, every email kept
+NOTIFY_RULES = "NotifyRules"
+NOTIFY_LEDGER = "NotifyLedger"
+NOTIFY_DIGESTS = "NotifyDigest"
+MAIL_OUTBOX = "MailOutbox"
+
 FETCH_QUEUE = "fetch-requests"
 RELAY_QUEUE = "alert-relay"
 NOTIFY_QUEUE = "notify-events"

@@ -16,10 +16,9 @@ import pytest
 import requests
 
 from shared.model import Tenant, TenantStatus
-from shared.notify.rules import RuleRepository
-from shared.notify.service import MAIL_OUTBOX, RULES
 from shared.onboarding import Onboarding
 from shared.storage import tables
+from shared.storage.rules import RuleRepository
 from tests.conftest import ROOT
 from tests.e2e.conftest import FUNCTION_KEY, PORTAL_GROUP, PORTAL_KEY, PORTAL_ROLE
 from tests.integration.devhost_fixtures import wait_for
@@ -87,7 +86,7 @@ def seeded(app_host, sim, simulator, storage_env):
     wait_for(lambda: _count(storage_env, tables.ALERTS, fabrikam) == 6
              and _count(storage_env, tables.ALERTS, woodgrove) == 3, timeout=60)
     wait_for(lambda: repo.get(litware).status == TenantStatus.CONSENT_REVOKED, timeout=30)
-    wait_for(lambda: _count(storage_env, MAIL_OUTBOX, fabrikam) >= 2, timeout=60)
+    wait_for(lambda: _count(storage_env, tables.MAIL_OUTBOX, fabrikam) >= 2, timeout=60)
     SEEDED.update(fabrikam=fabrikam, woodgrove=woodgrove, litware=litware,
                   rule=rule.json()["id"])
     return SEEDED
@@ -308,7 +307,7 @@ def test_local_key_sign_in_then_pause_resume_and_disable_a_rule(portal, seeded,
     rule_row.locator("button", has_text="Disable").click()
     p.wait_for_url(re.compile(r"done=disable"))
     assert "disabled" in p.locator(f"tr[data-rule='{seeded['rule']}']").inner_text()
-    rules = RuleRepository(tables.table(storage_env, RULES))
+    rules = RuleRepository(tables.table(storage_env, tables.NOTIFY_RULES))
     assert rules.get(seeded["fabrikam"], seeded["rule"]).enabled is False
     shot(p, "tenant")
 

@@ -135,12 +135,12 @@ def _poisoned(storage: StorageConnection, ctx: dict[str, Any]) -> Callable[[], N
 
 def _mail_down(storage: StorageConnection, ctx: dict[str, Any]) -> Callable[[], None]:
     from shared.notify.rules import parse_rule
-    from shared.notify.service import Notifier
     from shared.notify.transport import SmtpTransport, Transient
+    from shared.services import notifier_for
     from tests.integration.test_notify import Inbox, Server, _event
 
     server = Server(Inbox())  # never started: its port is closed
-    notifier = Notifier(ctx["settings"], SmtpTransport("127.0.0.1", server.port, "none",
+    notifier = notifier_for(ctx["settings"], SmtpTransport("127.0.0.1", server.port, "none",
                                                        timeout=5))
     tenant = str(uuid.uuid4())
     notifier.rules.save(parse_rule({"name": "r", "recipients": ["soc@mssp.example"]}, tenant))

@@ -16,10 +16,10 @@ from devtools.simulator.alerts import AlertFactory
 from shared import timefmt
 from shared.events import build_event, tracked
 from shared.messages import AlertEvent
-from shared.notify.ledger import Busy
 from shared.notify.rules import GLOBAL, parse_rule
-from shared.notify.service import Notifier
 from shared.notify.transport import SmtpTransport, Transient
+from shared.services import notifier_for
+from shared.storage.notify_ledger import Busy
 from tests.helpers import settings as make_settings
 
 TITLE = "<script>alert(1)</script> Ünïcødé\r\nBcc: evil@attacker.example"
@@ -85,7 +85,7 @@ def notifier(storage_env, smtp):
                              MAIL_FROM="alerts@mssp.example", MAIL_REPLY_TO="soc@mssp.example",
                              MSSP_NAME="Contoso MSSP")
     transport = SmtpTransport("127.0.0.1", server.port, "none", timeout=5)
-    return Notifier(settings, transport)
+    return notifier_for(settings, transport)
 
 
 def _event(tenant_id: str, change_of: dict | None = None, created_ago: float = 0,
@@ -150,7 +150,7 @@ def test_two_workers_racing_on_one_event_send_one_email(notifier, smtp, storage_
     outcomes: list[str] = []
 
     def worker() -> None:
-        other = Notifier(notifier.settings, notifier.transport)
+        other = notifier_for(notifier.settings, notifier.transport)
         try:
             outcomes.append(f"sent {other.handle(event).sent}")
         except Busy:
@@ -187,8 +187,8 @@ def test_a_refused_address_is_recorded_not_retried(notifier, smtp):
     result = notifier.handle(event)
     assert result.refused == 1 and inbox.messages == []
     assert notifier.handle(event).skipped == 1  # not sent again, not retried
-    kept = list(notifier.outbox.query_entities("PartitionKey eq @pk",
-                                               parameters={"pk": tenant}))
+    kept = list(notifier.outbox.client.query_entities("PartitionKey eq @pk",
+                                                      parameters={"pk": tenant}))
     assert kept[0]["State"].startswith("refused")
 
 
@@ -304,12 +304,12 @@ def _stored_rule(notifier, scope: str, name: str, addresses: list[str]) -> str:
         "PartitionKey": scope, "RowKey": rule_id, "Body": json.dumps({
             "id": rule_id, "scope": scope, "name": name,
             "recipients": [{"address": a, "added_at": added} for a in addresses]})})
-    notifier.rules._cache.clear()
+    notifier.rules.forget()
     return rule_id
 
 
 def _ledger_row(notifier, rule_id: str, event_id: str):
-    from shared.notify.ledger import delivery_key
+    from shared.storage.notify_ledger import delivery_key
 
     return notifier.ledger.client.get_entity(*delivery_key(rule_id, event_id))
 
@@ -358,7 +358,7 @@ def test_a_stored_newline_address_is_refused_alone_and_every_other_email_goes(
     (refused,) = json.loads(row["Refused"])
     assert refused["address"] == "x@example.com\\n" and "control character" in refused["reason"]
     assert _ledger_row(notifier, good, event.event_id)["State"] == "sent"
-    kept = {r["Rule"]: r for r in notifier.outbox.query_entities(
+    kept = {r["Rule"]: r for r in notifier.outbox.client.query_entities(
         "PartitionKey eq @pk", parameters={"pk": tenant})}
     assert kept[bad]["To"] == "ok@example.com" and "x@example.com" in kept[bad]["Refused"]
     poisoned = list(PoisonLog(storage_env).table.query_entities(
@@ -396,13 +396,13 @@ class _DiesAfterAcceptance:
 def test_a_repeat_after_a_crash_is_the_same_message(notifier, smtp):
     from datetime import UTC, datetime, timedelta
 
-    from shared.notify.ledger import CLAIM_SECONDS, delivery_key
+    from shared.storage.notify_ledger import CLAIM_SECONDS, delivery_key
 
     inbox, _ = smtp
     tenant = str(uuid.uuid4())
     rule = _rule(notifier, tenant)
     event = _event(tenant)
-    dying = Notifier(notifier.settings, _DiesAfterAcceptance(notifier.transport))
+    dying = notifier_for(notifier.settings, _DiesAfterAcceptance(notifier.transport))
     with pytest.raises(SystemExit):
         dying.handle(event)
     with pytest.raises(Busy):  # the claim is fresh: the retry waits
@@ -459,7 +459,7 @@ def test_an_ops_notice_is_emailed_once_even_by_racing_timers(notifier, smtp, sto
         "tenant_onboarded", str(uuid.uuid4()), subject, "Fabrikam granted consent.")
 
     def timer() -> None:
-        Notifier(notifier.settings, notifier.transport).send_ops_notices()
+        notifier_for(notifier.settings, notifier.transport).send_ops_notices()
 
     threads = [threading.Thread(target=timer) for _ in range(3)]
     for t in threads:
@@ -483,7 +483,7 @@ def test_ops_notices_wait_while_the_mail_server_is_down(notifier, smtp, storage_
     subject = f"Tenant consent revoked: Litware {uuid.uuid4().hex[:6]}"
     key = OpsNotices(storage_env, "ops@mssp.example").add(
         "tenant_consent_revoked", str(uuid.uuid4()), subject, "Litware revoked consent.")
-    assert Notifier(notifier.settings, RecordOnly()).send_ops_notices() == {}
+    assert notifier_for(notifier.settings, RecordOnly()).send_ops_notices() == {}
     server.stop()
     notifier.send_ops_notices()
     assert notifier.notices.table.get_entity("notice", key)["Sent"] is False
@@ -526,7 +526,7 @@ def test_a_digest_leaves_out_a_stored_bad_address(notifier, smtp):
     body = json.loads(row["Body"])
     notifier.rules.client.upsert_entity({**row, "Body": json.dumps(
         {**body, "delivery": "digest"})})
-    notifier.rules._cache.clear()
+    notifier.rules.forget()
     for _ in range(2):
         assert notifier.handle(_event(tenant)).digested == 1
     assert notifier.send_digests()[rule_id] == 2

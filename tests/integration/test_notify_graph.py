@@ -7,8 +7,9 @@ import uuid
 import pytest
 
 from shared.notify.rules import parse_rule
-from shared.notify.service import Notifier, transport_for
+from shared.notify.service import transport_for
 from shared.notify.transport import Transient
+from shared.services import notifier_for
 from tests.helpers import settings as make_settings
 from tests.integration.ingest_fixtures import ingest_env
 from tests.integration.test_notify import TITLE, _event
@@ -22,7 +23,7 @@ def graph_notifier(simulator, sim, storage_env):
                      MAIL_FROM="alerts@mssp.onmicrosoft.com")
     settings = make_settings(**env)
     sim.mail(clear=True)
-    return Notifier(settings, transport_for(settings))
+    return notifier_for(settings, transport_for(settings))
 
 
 def _rule(notifier, tenant: str, recipients: list[str]):

@@ -9,7 +9,6 @@ import sys
 
 from shared import notices, onboarding
 from shared.config import SETTINGS
-from shared.notify import service as notify
 from shared.storage import tables
 from tests.conftest import ROOT
 
@@ -86,8 +85,9 @@ def _code_names(monkeypatch) -> tuple[set[str], set[str]]:
     poison = {f"{q}-poison" for q in triggered if not q.endswith("-poison")}
     table_names = {tables.TENANTS, tables.ALERTS, tables.INGEST_STATE, tables.RUN_HISTORY,
                    tables.POISON_LOG, tables.APP_HEALTH, onboarding.INVITATIONS,
-                   onboarding.STATES, notices.OPS_NOTICES, notify.RULES, notify.LEDGER,
-                   notify.MAIL_OUTBOX, notify.DIGESTS, tables.FANOUT_LEDGER,
+                   onboarding.STATES, notices.OPS_NOTICES, tables.NOTIFY_RULES,
+                   tables.NOTIFY_LEDGER, tables.MAIL_OUTBOX, tables.NOTIFY_DIGESTS,
+                   tables.FANOUT_LEDGER,
                    tables.SIEM_FEED, tables.SIEM_DELIVERY}
     return queues | poison | triggered, table_names
 
