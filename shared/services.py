@@ -9,6 +9,7 @@ from shared.defender import DefenderClient
 from shared.fanout import Fanout
 from shared.identity import tokens_for
 from shared.ingest import Ingestor
+from shared.notices import OpsNotices
 from shared.notify.service import Notifier, transport_for
 from shared.onboarding import Onboarding
 from shared.poison import PoisonLog
@@ -16,6 +17,11 @@ from shared.portal.pages import Portal
 from shared.relay import Relay
 from shared.siem.delivery import Delivery
 from shared.siem.feed import Feed
+from shared.storage import tables
+from shared.storage.invitations import ConsentStateRepository, InvitationRepository
+from shared.storage.notices import NoticeRepository
+from shared.storage.tenant_data import TenantData
+from shared.storage.tenants import TenantRepository
 from shared.tenant_admin import TenantAdmin
 
 
@@ -42,15 +48,33 @@ def poison_log() -> PoisonLog:
 
 
 @functools.cache
+def tenants() -> TenantRepository:
+    return TenantRepository(tables.table(get_settings().storage, tables.TENANTS))
+
+
+@functools.cache
+def ops_notices() -> OpsNotices:
+    settings = get_settings()
+    return OpsNotices(NoticeRepository(tables.table(settings.storage, tables.OPS_NOTICES)),
+                      settings.onboarding.ops_email)
+
+
+@functools.cache
 def onboarding() -> Onboarding:
     settings = get_settings()
+    storage = settings.storage
     return Onboarding(settings, tokens_for(settings.identity),
-                      DefenderClient(settings.fetch.timeout_seconds, settings.identity.ca_bundle))
+                      DefenderClient(settings.fetch.timeout_seconds, settings.identity.ca_bundle),
+                      tenants(), InvitationRepository(tables.table(storage, tables.INVITATIONS)),
+                      ConsentStateRepository(tables.table(storage, tables.CONSENT_STATES)),
+                      ops_notices())
 
 
 @functools.cache
 def tenant_admin() -> TenantAdmin:
-    return TenantAdmin(get_settings().storage)
+    storage = get_settings().storage
+    return TenantAdmin(tenants(), TenantData(tables.table(storage, tables.ALERTS),
+                                             tables.table(storage, tables.INGEST_STATE)))
 
 
 @functools.cache
@@ -75,4 +99,4 @@ def delivery() -> Delivery:
 def portal() -> Portal:
     notify = notifier()
     return Portal(get_settings(), tenant_admin(), notify.rules, notify.outbox, onboarding(),
-                  siem_status=lambda: delivery().status())
+                  ops_notices(), siem_status=lambda: delivery().status())

@@ -470,7 +470,7 @@ def test_an_ops_notice_is_emailed_once_even_by_racing_timers(notifier, smtp, sto
     assert len(mine) == 1
     assert mine[0]["To"] == "ops@mssp.example"
     assert "Fabrikam granted consent." in mine[0].get_content()
-    row = notifier.notices.table.get_entity("notice", key)
+    row = notifier.notices.rows.get(key)
     assert row["Sent"] is True and row["State"] == "sent"
 
 
@@ -485,7 +485,7 @@ def test_ops_notices_wait_while_the_mail_server_is_down(notifier, smtp, storage_
     assert Notifier(notifier.settings, RecordOnly()).send_ops_notices() == {}
     server.stop()
     notifier.send_ops_notices()
-    assert notifier.notices.table.get_entity("notice", key)["Sent"] is False
+    assert notifier.notices.rows.get(key)["Sent"] is False
     server.start()
     assert notifier.send_ops_notices()[key] == "sent"
     assert [m["Subject"] for m in inbox.messages if subject in m["Subject"]] != []
