@@ -79,10 +79,7 @@ def invitations_revoke(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("tenants_list")
 @bp.route(route="tenants", methods=["GET"])
 def tenants_list(req: func.HttpRequest) -> func.HttpResponse:
-    tenants = sorted(services.tenant_admin().tenants.all(),
-                     key=lambda t: (t.status != "active", -t.consecutive_failures,
-                                    t.display_name.lower()))
-    return json_response([describe(t) for t in tenants])
+    return json_response([describe(t) for t in services.tenant_admin().tenants.failing_first()])
 
 
 @bp.function_name("tenants_get")

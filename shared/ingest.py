@@ -165,7 +165,7 @@ class Ingestor:
         self.relay_queue = tables.queue(storage, tables.RELAY_QUEUE)
         self.writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="alert-writer")
         self.committer = ThreadPoolExecutor(1, thread_name_prefix="chunk-commit")
-        self.notices = OpsNotices(storage, settings.onboarding.ops_email)
+        self.notices = OpsNotices.on(storage, settings.onboarding.ops_email)
 
     # the run ----------------------------------------------------------------------------
     def run(self, request: FetchRequest) -> RunRecord:

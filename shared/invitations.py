@@ -1,15 +1,47 @@
-"""The body of a new invitation (the admin API and the portal's form), as one model."""
+"""An invitation to connect a tenant, and the body of a new one (the admin API and the
+portal's form), as one model."""
 
 from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, StringConstraints
 
 from shared import validation
 from shared.validation import Address, Name, Strict
+
+
+@dataclass
+class Invitation:
+    id: str
+    display_name: str
+    contact_email: str
+    expires_at: datetime
+    expected_tenant: str = ""
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    status: str = "open"  # open | used | revoked
+    tenant_id: str = ""
+    used_at: datetime | None = None
+    reconsent_for: str = ""  # a re-consent invitation: only this registered tenant
+    # set just before the tenant is registered: a retry after a crash finishes the job
+    admitting: str = ""
+    notice_key: str = ""
+
+    def usable(self, now: datetime) -> bool:
+        return self.status == "open" and self.expires_at > now
+
+    def public(self, link: str) -> dict[str, Any]:
+        return {"id": self.id, "display_name": self.display_name,
+                "contact_email": self.contact_email, "expected_tenant": self.expected_tenant,
+                "created_at": self.created_at.isoformat(),
+                "expires_at": self.expires_at.isoformat(),
+                "status": self.status, "tenant_id": self.tenant_id or None,
+                "reconsent_for": self.reconsent_for or None, "link": link}
+
 
 _DOMAIN = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 

@@ -8,68 +8,36 @@ import base64
 import hashlib
 import hmac
 import json
-import re
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceNotFoundError,
-)
-from azure.data.tables import UpdateMode
+from azure.core.exceptions import ResourceExistsError
 
 from shared.config import Settings
 from shared.consent_decision import Decision, decide
 from shared.defender import DefenderClient, DefenderError, Forbidden
 from shared.identity import TokenError, Tokens
-from shared.invitations import parse_invitation  # noqa: F401  (re-exported)
+from shared.invitations import Invitation
 from shared.logsafe import clean
 from shared.model import Tenant, TenantStatus
 from shared.notices import OpsNotices
 from shared.oidc import OpenIdClient, SignInError, digest, new_secret
 from shared.storage import tables
+from shared.storage.invitations import (
+    ConsentAttempt,
+    ConsentStateRepository,
+    InvitationRepository,
+)
 from shared.storage.tenants import TenantRepository
 
-INVITATIONS, STATES = "Invitations", "ConsentStates"
-_ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
+INVITATIONS, STATES = tables.INVITATIONS, tables.CONSENT_STATES  # named in storage/tables.py
 # what the callback reads; anything else (`tenant`, `admin_consent`...) is ignored
 CALLBACK_LIMITS = {"state": 512, "code": 8192, "session_state": 128, "error": 100,
                    "error_description": 2048, "error_uri": 512, "error_subcode": 100}
-PARTITION = "inv"
-
-
-@dataclass
-class Invitation:
-    id: str
-    display_name: str
-    contact_email: str
-    expires_at: datetime
-    expected_tenant: str = ""
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    status: str = "open"  # open | used | revoked
-    tenant_id: str = ""
-    used_at: datetime | None = None
-    reconsent_for: str = ""  # a re-consent invitation: only this registered tenant
-    # set just before the tenant is registered: a retry after a crash finishes the job
-    admitting: str = ""
-    notice_key: str = ""
-
-    def usable(self, now: datetime) -> bool:
-        return self.status == "open" and self.expires_at > now
-
-    def public(self, link: str) -> dict[str, Any]:
-        return {"id": self.id, "display_name": self.display_name,
-                "contact_email": self.contact_email, "expected_tenant": self.expected_tenant,
-                "created_at": self.created_at.isoformat(),
-                "expires_at": self.expires_at.isoformat(),
-                "status": self.status, "tenant_id": self.tenant_id or None,
-                "reconsent_for": self.reconsent_for or None, "link": link}
 
 
 @dataclass
@@ -105,15 +73,15 @@ class Onboarding:
     VERIFY_ATTEMPTS = 4  # a new service principal can take seconds to replicate
     VERIFY_PAUSE = 2.0
 
-    def __init__(self, settings: Settings, tokens: Tokens, client: DefenderClient) -> None:
+    def __init__(self, settings: Settings, tokens: Tokens, client: DefenderClient,
+                 tenants: TenantRepository, invitations: InvitationRepository,
+                 states: ConsentStateRepository, notices: OpsNotices,
+                 oidc: OpenIdClient | None = None) -> None:
         self.settings, self.tokens, self.client = settings, tokens, client
         self.cfg = settings.onboarding
-        storage = settings.storage
-        self.invitations = tables.table(storage, INVITATIONS)
-        self.states = tables.table(storage, STATES)
-        self.tenants = TenantRepository(tables.table(storage, tables.TENANTS))
-        self.notices = OpsNotices(storage, self.cfg.ops_email)
-        self.oidc = OpenIdClient(settings.identity, self.cfg.redirect_uri)
+        self.tenants, self.invitations, self.states = tenants, invitations, states
+        self.notices = notices
+        self.oidc = oidc or OpenIdClient(settings.identity, self.cfg.redirect_uri)
 
     @staticmethod
     def now() -> datetime:
@@ -131,8 +99,7 @@ class Onboarding:
                                 expected_tenant=values["expected_tenant"],
                                 reconsent_for=values.get("reconsent_for", ""),
                                 expires_at=now + timedelta(days=values["expires_in_days"]))
-        self.invitations.create_entity({"PartitionKey": PARTITION, "RowKey": invitation.id,
-                                        **self._fields(invitation)})
+        self.invitations.create(invitation)
         return invitation
 
     def create_reconsent(self, tenant: Tenant, values: dict[str, Any]) -> Invitation:
@@ -145,42 +112,14 @@ class Onboarding:
             "expected_tenant": tenant.tenant_id, "reconsent_for": tenant.tenant_id,
             "expires_in_days": values["expires_in_days"]})
 
-    @staticmethod
-    def _fields(inv: Invitation) -> dict[str, Any]:
-        return {"display_name": inv.display_name, "contact_email": inv.contact_email,
-                "expected_tenant": inv.expected_tenant, "created_at": inv.created_at,
-                "expires_at": inv.expires_at, "status": inv.status, "tenant_id": inv.tenant_id,
-                "used_at": inv.used_at, "reconsent_for": inv.reconsent_for}
-
     def invitation(self, invitation_id: str) -> Invitation | None:
-        if not _ID.match(invitation_id or ""):
-            return None
-        try:
-            row = self.invitations.get_entity(PARTITION, invitation_id)
-        except ResourceNotFoundError:
-            return None
-        return Invitation(id=row["RowKey"], reconsent_for=row.get("reconsent_for") or "",
-                          admitting=row.get("admitting") or "",
-                          notice_key=row.get("notice_key") or "",
-                          **{k: row.get(k) for k in (
-                              "display_name", "contact_email", "expected_tenant",
-                              "created_at", "expires_at", "status", "tenant_id", "used_at")})
+        return self.invitations.get(invitation_id)
 
     def list_invitations(self) -> list[Invitation]:
-        rows = self.invitations.query_entities("PartitionKey eq @pk",
-                                               parameters={"pk": PARTITION})
-        found = [self.invitation(r["RowKey"]) for r in rows]
-        return sorted((i for i in found if i), key=lambda i: i.created_at, reverse=True)
+        return self.invitations.all()
 
     def revoke_invitation(self, invitation_id: str) -> Invitation | None:
-        invitation = self.invitation(invitation_id)
-        if invitation is None:
-            return None
-        if invitation.status == "open":
-            invitation.status = "revoked"
-            self.invitations.update_entity({"PartitionKey": PARTITION, "RowKey": invitation.id,
-                                            "status": "revoked"}, mode=UpdateMode.MERGE)
-        return invitation
+        return self.invitations.revoke(invitation_id)
 
     # state ------------------------------------------------------------------------------
     def _sign(self, payload: str) -> str:
@@ -195,17 +134,16 @@ class Onboarding:
         URL); the URL of Entra's sign-in with admin consent."""
         attempt, nonce, verifier = secrets.token_urlsafe(24), new_secret(), new_secret()
         expires = int(time.time()) + self.cfg.state_minutes * 60
-        self.states.create_entity({"PartitionKey": invitation.id, "RowKey": attempt,
-                                   "ExpiresAt": datetime.fromtimestamp(expires, UTC),
-                                   "Used": False, "CodeVerifier": verifier,
-                                   "NonceDigest": digest(nonce)})
+        self.states.record(ConsentAttempt(invitation.id, attempt,
+                                          datetime.fromtimestamp(expires, UTC), verifier,
+                                          digest(nonce)))
         payload = f"{invitation.id}.{attempt}.{expires}"
         state = f"{payload}.{self._sign(payload)}"
         return self.oidc.authorize_url(self._authority_tenant(invitation), state, nonce,
                                        verifier)
 
-    def _check_state(self, state: str) -> tuple[Invitation, Any] | Outcome:
-        """(invitation, the attempt's row) for a valid, unused state."""
+    def _check_state(self, state: str) -> tuple[Invitation, ConsentAttempt] | Outcome:
+        """(invitation, its attempt) for a valid, unused state."""
         parts = state.split(".")
         if len(parts) != 4 or not hmac.compare_digest(self._sign(".".join(parts[:3])),
                                                       parts[3]):
@@ -214,11 +152,10 @@ class Onboarding:
         if not expires.isdigit() or int(expires) < time.time():
             return self._refuse(400, "expired", "This consent attempt took too long and has "
                                 "expired.", "Open your invitation link again and retry.")
-        try:
-            row = self.states.get_entity(invitation_id, attempt)
-        except ResourceNotFoundError:
+        row = self.states.get(invitation_id, attempt)
+        if row is None:
             return self._refuse(400, "bad_state", "This sign-in response is not valid.")
-        if row["Used"]:
+        if row.used:
             return self._refuse(409, "replayed", "This sign-in response was already used.",
                                 "Open your invitation link again if you need to retry.")
         invitation = self.invitation(invitation_id)
@@ -227,15 +164,10 @@ class Onboarding:
                                 "used.", f"Ask {self.cfg.mssp_name} for a new invitation.")
         return invitation, row
 
-    def _consume(self, invitation: Invitation, row: Any) -> Outcome | None:
+    def _consume(self, row: ConsentAttempt) -> Outcome | None:
         """Mark the state used, exactly once: if it changed since it was read (a racing
         replay used it), the ETag fails and this one gets 409."""
-        try:
-            self.states.update_entity({"PartitionKey": invitation.id, "RowKey": row["RowKey"],
-                                       "Used": True, "UsedAt": datetime.now(UTC)},
-                                      mode=UpdateMode.MERGE, etag=row.metadata["etag"],
-                                      match_condition=MatchConditions.IfNotModified)
-        except HttpResponseError:
+        if not self.states.consume(row):
             return self._refuse(409, "replayed", "This sign-in response was already used.")
         return None
 
@@ -270,7 +202,7 @@ class Onboarding:
         if isinstance(checked, Outcome):
             return checked
         invitation, row = checked
-        used = self._consume(invitation, row)
+        used = self._consume(row)
         if used:
             return used
         if "error" in one:
@@ -280,8 +212,8 @@ class Onboarding:
                                 "authorization code.", "Start again from your invitation link.")
         try:
             tokens = self.oidc.exchange(self._authority_tenant(invitation), one["code"],
-                                        row["CodeVerifier"])
-            claims = self.oidc.validate(tokens["id_token"], row["NonceDigest"])
+                                        row.code_verifier)
+            claims = self.oidc.validate(tokens["id_token"], row.nonce_digest)
         except SignInError as exc:
             return self._sign_in_failed(exc)
         return self._admit(invitation, claims["tid"])
@@ -401,27 +333,17 @@ class Onboarding:
             return self._refuse(503, "unavailable", "Microsoft Defender did not answer our "
                                 "check.", "Open your invitation link again in a few minutes.",
                                 str(exc))
-        self._merge_invitation(invitation, admitting=tenant_id,
-                               notice_key=OpsNotices.new_key())
+        self.invitations.begin_admission(invitation, tenant_id, OpsNotices.new_key())
         if existing is None:
             try:
                 existing = self.tenants.add(Tenant(tenant_id, invitation.display_name,
                                                    status_reason="consent granted"))
             except ResourceExistsError:  # another invitation registered it just now
-                self._merge_invitation(invitation, admitting="", notice_key="")
+                self.invitations.abandon_admission(invitation)
                 return self._already_connected(self.tenants.get(tenant_id))
         else:
-            self.tenants.merge(tenant_id, status=TenantStatus.ACTIVE,
-                               status_reason="consent granted again",
-                               status_changed_at=datetime.now(UTC), fetch_queued_at=None,
-                               consecutive_failures=0, last_error="")
+            self.tenants.reactivate(tenant_id, "consent granted again")
         return self._finish(invitation, existing)
-
-    def _merge_invitation(self, invitation: Invitation, **values: Any) -> None:
-        self.invitations.update_entity({"PartitionKey": PARTITION, "RowKey": invitation.id,
-                                        **values}, mode=UpdateMode.MERGE)
-        for name, value in values.items():
-            setattr(invitation, name, value)
 
     def _finish(self, invitation: Invitation, tenant: Tenant) -> Outcome:
         """The notice (its key chosen before the tenant was written, so written once),
@@ -433,8 +355,7 @@ class Onboarding:
                          f"{name} ({tenant.tenant_id}) granted consent through invitation "
                          f"{invitation.id[:8]}… and is now active{again}.{contact}",
                          row_key=invitation.notice_key)
-        self._merge_invitation(invitation, status="used", tenant_id=tenant.tenant_id,
-                               used_at=datetime.now(UTC))
+        self.invitations.mark_used(invitation, tenant.tenant_id)
         return Outcome(200, "connected", "You are connected",
                        f"Thank you. {self.cfg.mssp_name} can now read the Microsoft Defender "
                        f"for Endpoint alerts of {name}.",

@@ -33,8 +33,7 @@ class PoisonLog:
                                   "Body": clip_text(body), "Reason": clean(reason, 2000),
                                   "Tenant": tenant_id or "", "At": now})
         if tenant is not None:
-            self.tenants.merge(tenant.tenant_id, last_error=clean(reason, 1000),
-                               last_error_at=now, fetch_queued_at=None)
+            self.tenants.mark_poisoned(tenant.tenant_id, clean(reason, 1000))
         return row_key
 
     def recent(self, queue_name: str, limit: int = 50) -> list[dict]:

@@ -21,9 +21,12 @@ from shared.siem.feed import Feed
 from shared.storage import tables
 from shared.storage.app_health import AppHealth
 from shared.storage.digests import DigestRepository
+from shared.storage.invitations import ConsentStateRepository, InvitationRepository
 from shared.storage.mail_outbox import MailOutbox
 from shared.storage.notify_ledger import NotifyLedger
 from shared.storage.rules import RuleRepository
+from shared.storage.tenant_data import TenantData
+from shared.storage.tenants import TenantRepository
 from shared.tenant_admin import TenantAdmin
 
 
@@ -50,15 +53,32 @@ def poison_log() -> PoisonLog:
 
 
 @functools.cache
+def tenants() -> TenantRepository:
+    return TenantRepository(tables.table(get_settings().storage, tables.TENANTS))
+
+
+@functools.cache
+def ops_notices() -> OpsNotices:
+    settings = get_settings()
+    return OpsNotices.on(settings.storage, settings.onboarding.ops_email)
+
+
+@functools.cache
 def onboarding() -> Onboarding:
     settings = get_settings()
+    storage = settings.storage
     return Onboarding(settings, tokens_for(settings.identity),
-                      DefenderClient(settings.fetch.timeout_seconds, settings.identity.ca_bundle))
+                      DefenderClient(settings.fetch.timeout_seconds, settings.identity.ca_bundle),
+                      tenants(), InvitationRepository(tables.table(storage, tables.INVITATIONS)),
+                      ConsentStateRepository(tables.table(storage, tables.CONSENT_STATES)),
+                      ops_notices())
 
 
 @functools.cache
 def tenant_admin() -> TenantAdmin:
-    return TenantAdmin(get_settings().storage)
+    storage = get_settings().storage
+    return TenantAdmin(tenants(), TenantData(tables.table(storage, tables.ALERTS),
+                                             tables.table(storage, tables.INGEST_STATE)))
 
 
 def notifier_for(settings: Settings, transport: Transport) -> Notifier:
@@ -70,7 +90,7 @@ def notifier_for(settings: Settings, transport: Transport) -> Notifier:
         digests=DigestRepository(tables.table(storage, tables.NOTIFY_DIGESTS)),
         outbox=MailOutbox(tables.table(storage, tables.MAIL_OUTBOX)),
         health=AppHealth(tables.table(storage, tables.APP_HEALTH)),
-        notices=OpsNotices(storage, settings.onboarding.ops_email)))
+        notices=OpsNotices.on(storage, settings.onboarding.ops_email)))
 
 
 @functools.cache
@@ -95,4 +115,4 @@ def delivery() -> Delivery:
 def portal() -> Portal:
     notify = notifier()
     return Portal(get_settings(), tenant_admin(), notify.rules, notify.outbox, onboarding(),
-                  siem_status=lambda: delivery().status())
+                  ops_notices(), siem_status=lambda: delivery().status())

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-from azure.data.tables import TableTransactionError
-
 from shared.model import Tenant, TenantStatus
-from shared.storage import tables
-from shared.storage.connection import StorageConnection
-from shared.storage.ingest_state import CURSOR, LEASE, IngestState
+from shared.storage.tenant_data import TenantData
 from shared.storage.tenants import TenantRepository
 from shared.validation import Name, Strict, check
 
@@ -53,27 +49,25 @@ class Conflict(ValueError):
 
 
 class TenantAdmin:
-    def __init__(self, storage: StorageConnection) -> None:
-        self.tenants = TenantRepository(tables.table(storage, tables.TENANTS))
-        self.alerts = tables.table(storage, tables.ALERTS)
-        self.state = tables.table(storage, tables.INGEST_STATE)
+    def __init__(self, tenants: TenantRepository, data: TenantData) -> None:
+        self.tenants, self.data = tenants, data
 
-    def _status(self, tenant: Tenant, status: TenantStatus, reason: str) -> Tenant:
-        self.tenants.merge(tenant.tenant_id, status=status, status_reason=reason,
-                           status_changed_at=datetime.now(UTC), fetch_queued_at=None)
+    def _reread(self, tenant: Tenant) -> Tenant:
         return self.tenants.get(tenant.tenant_id) or tenant
 
     def pause(self, tenant: Tenant) -> Tenant:
         if tenant.status != TenantStatus.ACTIVE:
             raise Conflict(f"only an active tenant can be paused (it is {tenant.status})")
-        return self._status(tenant, TenantStatus.PAUSED, "paused by the MSSP")
+        self.tenants.pause(tenant.tenant_id, "paused by the MSSP")
+        return self._reread(tenant)
 
     def resume(self, tenant: Tenant) -> Tenant:
         if tenant.status not in (TenantStatus.PAUSED, TenantStatus.UNAVAILABLE):
             raise Conflict(f"a {tenant.status} tenant cannot be resumed"
                            + ("; it must grant consent again" if tenant.status in (
                                TenantStatus.CONSENT_REVOKED, TenantStatus.OFFBOARDED) else ""))
-        return self._status(tenant, TenantStatus.ACTIVE, "resumed by the MSSP")
+        self.tenants.resume(tenant.tenant_id, "resumed by the MSSP")
+        return self._reread(tenant)
 
     def offboard(self, tenant: Tenant, delete_alerts: bool) -> tuple[Tenant, int]:
         """Stop fetching; with delete_alerts, also remove its alerts and ingest state,
@@ -81,45 +75,27 @@ class TenantAdmin:
         if tenant.status == TenantStatus.OFFBOARDED and not delete_alerts:
             return tenant, 0
         reason = "offboarded by the MSSP" + ("; alerts deleted" if delete_alerts else "")
-        tenant = self._status(tenant, TenantStatus.OFFBOARDED, reason)
+        self.tenants.offboard(tenant.tenant_id, reason)
+        tenant = self._reread(tenant)
         if not delete_alerts:
             return tenant, 0
-        state = IngestState(self.state, tenant.tenant_id)
         owner = f"offboard-{uuid.uuid4().hex}"
         deadline = time.monotonic() + LEASE_WAIT_SECONDS
-        while not state.acquire_lease(owner, 600)[0]:
+        while not self.data.lock(tenant.tenant_id, owner, 600):
             if time.monotonic() > deadline:
                 raise Conflict("a fetch for this tenant is still running; try again")
             time.sleep(0.5)
-        deleted = self._delete_partition(self.alerts, tenant.tenant_id)
-        self._delete_partition(self.state, tenant.tenant_id, keep={LEASE})
-        state.release_lease(owner)
+        deleted = self.data.erase(tenant.tenant_id)
+        self.data.unlock(tenant.tenant_id, owner)
         return tenant, deleted
-
-    @staticmethod
-    def _delete_partition(table: Any, partition: str, keep: set[str] | None = None) -> int:
-        """Delete every row of a partition; rows already gone are fine. Returns alerts."""
-        keys = [k for k in table.query_entities("PartitionKey eq @pk",
-                                                parameters={"pk": partition},
-                                                select=["PartitionKey", "RowKey"])
-                if k["RowKey"] not in (keep or set())]
-        for start in range(0, len(keys), 100):
-            chunk = keys[start:start + 100]
-            try:
-                table.submit_transaction([("delete", k) for k in chunk])
-            except TableTransactionError:  # one was gone: the rest one by one
-                for key in chunk:
-                    table.delete_entity(key["PartitionKey"], key["RowKey"])
-        return sum(1 for k in keys if "%~" not in k["RowKey"])
 
     def update(self, tenant: Tenant, body: Any) -> Tenant:
         """Rename or set the region from a PATCH body; `{}` changes nothing."""
         values = check(TenantPatch, body).model_dump(exclude_unset=True)
         if not values:
             return tenant
-        self.tenants.merge(tenant.tenant_id, **values)
-        return self.tenants.get(tenant.tenant_id) or tenant
+        self.tenants.edit(tenant.tenant_id, **values)
+        return self._reread(tenant)
 
     def has_cursor(self, tenant_id: str) -> bool:
-        return any(True for _ in self.state.query_entities(
-            "PartitionKey eq @pk and RowKey eq @rk", parameters={"pk": tenant_id, "rk": CURSOR}))
+        return self.data.has_cursor(tenant_id)

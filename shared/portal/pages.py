@@ -20,7 +20,7 @@ from urllib.parse import urlencode, urlsplit
 from shared import health, netloc
 from shared.config import Settings
 from shared.invitations import parse_invitation, parse_reconsent
-from shared.model import Tenant, TenantStatus, parse_tenant_id
+from shared.model import Tenant, parse_tenant_id
 from shared.notices import OpsNotices
 from shared.notify.rules import GLOBAL, Rule
 from shared.onboarding import Onboarding
@@ -41,9 +41,6 @@ DONE = {"pause": "Fetching is paused.", "resume": "Fetching resumes with the nex
         "invite": "The invitation is ready: send its link to the customer.",
         "reconsent": "The re-consent invitation is ready: send its link (below) to the "
                      "customer's administrator."}
-# failing and revoked first: they need someone to act
-RANK = {TenantStatus.CONSENT_REVOKED: 0, TenantStatus.UNAVAILABLE: 0, TenantStatus.ACTIVE: 2,
-        TenantStatus.PAUSED: 3, TenantStatus.OFFBOARDED: 4}
 
 
 @dataclass
@@ -66,21 +63,15 @@ def _redirect(location: str, **extra: str) -> Response:
     return Response(303, headers={"Location": location, **SECURITY_HEADERS, **extra})
 
 
-def rank(tenant: Tenant) -> tuple[int, int, str]:
-    failing = tenant.status == TenantStatus.ACTIVE and tenant.consecutive_failures > 0
-    return (1 if failing else RANK[tenant.status], -tenant.consecutive_failures,
-            tenant.display_name.lower())
-
-
 class Portal:
     def __init__(self, settings: Settings, admin: TenantAdmin, rules: RuleRepository,
-                 outbox: MailOutbox, onboarding: Onboarding,
+                 outbox: MailOutbox, onboarding: Onboarding, notices: OpsNotices,
                  siem_status: Callable[[], list[dict[str, Any]]] = list) -> None:
         self.settings, self.cfg = settings, settings.portal
         self.siem_status = siem_status
         self.admin, self.rules, self.outbox, self.onboarding = admin, rules, outbox, onboarding
         self.runs = RunHistory(tables.table(settings.storage, tables.RUN_HISTORY))
-        self.notices = OpsNotices(settings.storage, settings.onboarding.ops_email)
+        self.notices = notices
         public = settings.onboarding.public_base_url
         self.origins = {netloc.origin(public)}
         self.scheme, self.authority = urlsplit(public).scheme, netloc.authority(public)
@@ -133,7 +124,7 @@ class Portal:
         return auth.same_origin(request.headers, self.origins)
 
     def _tenants(self) -> list[Tenant]:
-        return sorted(self.admin.tenants.all(), key=rank)
+        return self.admin.tenants.failing_first()
 
     # pages ------------------------------------------------------------------------------
     def overview(self, request: Request) -> Response:
@@ -143,7 +134,7 @@ class Portal:
         now = datetime.now(UTC)
         tenants = self._tenants()
         counted = queries.per_tenant(tenants, lambda t: queries.tenant_alert_counts(
-            self.admin.alerts, t.tenant_id, now))
+            self.admin.data.alerts, t.tenant_id, now))
         per_day: dict[tuple[str, str], int] = {}
         for _, counts in counted:
             for key, n in counts.per_day.items():
@@ -171,7 +162,7 @@ class Portal:
     def _alerts(self, request: Request, principal: auth.Principal) -> Response:
         tenants = self._tenants()
         flt = queries.AlertFilter.parse(request.params, {t.tenant_id for t in tenants})
-        page = queries.search_alerts(self.admin.alerts, tenants, flt)
+        page = queries.search_alerts(self.admin.data.alerts, tenants, flt)
         next_url = (f"{BASE}/alerts?{urlencode(flt.params(before=page.next_before))}"
                     if page.next_before else "")
         return self._page("portal/alerts.html", principal=principal, tenants=tenants,

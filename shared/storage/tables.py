@@ -21,6 +21,10 @@ APP_HEALTH = "AppHealth"
 SIEM_FEED = "SiemFeed"
 SIEM_DELIVERY = "SiemDelivery"
 FANOUT_LEDGER = "FanoutLedger"
+# tenants: onboarding's invitations and consent attempts, and the ops notices
+INVITATIONS = "Invitations"
+CONSENT_STATES = "ConsentStates"
+OPS_NOTICES = "OpsNotices"
 
 # Notifications: rules, the exactly-once ledger, held digest events, every email kept
 NOTIFY_RULES = "NotifyRules"

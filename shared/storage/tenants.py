@@ -1,4 +1,8 @@
-"""The tenant registry: one partition, a row per customer tenant."""
+"""The tenant registry: one partition, a row per customer tenant.
+
+Every change of a tenant's status or health has a method named for what happened
+(`pause`, `mark_failing`, `stop`...), so each is written the same way wherever it happens;
+`merge` stays for seeding and tests."""
 
 from __future__ import annotations
 
@@ -34,6 +38,19 @@ def _cleared(values: dict[str, Any]) -> dict[str, Any]:
     if "fetch_queued_at" in values and values["fetch_queued_at"] is None:
         return {**values, "fetch_cleared_at": datetime.now(UTC)}
     return values
+
+
+# failing and revoked first: they need someone to act
+_RANK = {TenantStatus.CONSENT_REVOKED: 0, TenantStatus.UNAVAILABLE: 0,
+         TenantStatus.ACTIVE: 2, TenantStatus.PAUSED: 3, TenantStatus.OFFBOARDED: 4}
+
+
+def attention(tenant: Tenant) -> tuple[int, int, str]:
+    """The "failing first" order of lists: revoked and unavailable, then active tenants
+    whose last fetch failed (most failures first), then the rest; by name within."""
+    failing = tenant.status == TenantStatus.ACTIVE and tenant.consecutive_failures > 0
+    return (1 if failing else _RANK[tenant.status], -tenant.consecutive_failures,
+            tenant.display_name.lower())
 
 
 def _to_entity(tenant: Tenant) -> dict[str, Any]:
@@ -83,8 +100,77 @@ class TenantRepository:
             self.client.update_entity(entity, mode=UpdateMode.MERGE)
 
     def set_status(self, tenant_id: str, status: TenantStatus, reason: str) -> None:
+        """Only the status (seeding and tests); the app's changes use the methods below."""
         self.merge(tenant_id, status=status, status_reason=reason,
                    status_changed_at=datetime.now(UTC))
+
+    # status: the MSSP's decisions, consent, and what a fetch found -----------------------
+    def _change(self, tenant_id: str, status: TenantStatus, reason: str,
+                **values: Any) -> None:
+        """A new status, and any fetch it had queued forgotten (fan-out decides anew)."""
+        self.merge(tenant_id, status=status, status_reason=reason,
+                   status_changed_at=datetime.now(UTC), fetch_queued_at=None, **values)
+
+    def pause(self, tenant_id: str, reason: str) -> None:
+        self._change(tenant_id, TenantStatus.PAUSED, reason)
+
+    def resume(self, tenant_id: str, reason: str) -> None:
+        self._change(tenant_id, TenantStatus.ACTIVE, reason)
+
+    def offboard(self, tenant_id: str, reason: str) -> None:
+        self._change(tenant_id, TenantStatus.OFFBOARDED, reason)
+
+    def reactivate(self, tenant_id: str, reason: str) -> None:
+        """Consent granted again: active, with a clean health record."""
+        self._change(tenant_id, TenantStatus.ACTIVE, reason, consecutive_failures=0,
+                     last_error="")
+
+    def stop(self, tenant_id: str, status: TenantStatus, reason: str, error: str) -> None:
+        """A fetch found consent revoked, the tenant gone or no Defender: not fetched
+        again until someone acts; the error says why."""
+        self._change(tenant_id, status, reason, last_error=error,
+                     last_error_at=datetime.now(UTC))
+
+    # health: what the last fetch did ------------------------------------------------------
+    def mark_fetched_ok(self, tenant_id: str, more: bool = False) -> None:
+        """A fetch succeeded; with `more`, it re-queued itself to continue."""
+        now = datetime.now(UTC)
+        self.merge(tenant_id, last_success_at=now, consecutive_failures=0, last_error="",
+                   fetch_queued_at=now if more else None, throttled_until=None)
+
+    def mark_failing(self, tenant_id: str, error: str, failures: int) -> None:
+        """A fetch failed: the error, and `failures` in a row so far."""
+        self.merge(tenant_id, last_error=error, last_error_at=datetime.now(UTC),
+                   consecutive_failures=failures)
+
+    def mark_requeued(self, tenant_id: str, throttled_until: datetime | None = None) -> None:
+        """A worker put the tenant's fetch back on the queue (throttled: until when)."""
+        values: dict[str, Any] = {"fetch_queued_at": datetime.now(UTC)}
+        if throttled_until is not None:
+            values["throttled_until"] = throttled_until
+        self.merge(tenant_id, **values)
+
+    def clear_fetch_queued(self, tenant_id: str) -> None:
+        """No fetch of the tenant is queued any more: the next fan-out may queue one."""
+        self.merge(tenant_id, fetch_queued_at=None)
+
+    def mark_poisoned(self, tenant_id: str, error: str) -> None:
+        """A message of the tenant was given up on: why, and nothing queued any more."""
+        self.merge(tenant_id, last_error=error, last_error_at=datetime.now(UTC),
+                   fetch_queued_at=None)
+
+    def edit(self, tenant_id: str, display_name: str | None = None,
+             region: str | None = None) -> None:
+        """The MSSP renames the tenant or sets its region (None: unchanged)."""
+        values = {k: v for k, v in (("display_name", display_name), ("region", region))
+                  if v is not None}
+        if values:
+            self.merge(tenant_id, **values)
+
+    # reads --------------------------------------------------------------------------------
+    def failing_first(self) -> list[Tenant]:
+        """Every tenant, in the order lists show them (see `attention`)."""
+        return sorted(self.all(), key=attention)
 
     def all(self) -> Iterator[Tenant]:
         for entity in self.client.query_entities("PartitionKey eq @pk",

@@ -19,6 +19,7 @@ from shared.model import Tenant, TenantStatus
 from shared.notices import OPS_NOTICES, OpsNotices
 from shared.onboarding import INVITATIONS, Onboarding
 from shared.storage import tables
+from shared.storage.invitations import InvitationRepository
 from tests.e2e.conftest import FUNCTION_KEY
 from tests.integration.devhost_fixtures import wait_for
 
@@ -491,20 +492,15 @@ def test_a_retry_after_a_crash_mid_registration_finishes_the_job(flow, app_host,
     invitation used."""
     _, repo = app_host
     customer = sim.add_tenant(f"Crash {where}")["id"]
-    real_add, real_merge = OpsNotices.add, Onboarding._merge_invitation
+    real_add, real_used = OpsNotices.add, InvitationRepository.mark_used
 
-    def dying_add(self, *args, **kwargs):
+    def dying(self, *args, **kwargs):
         raise _Crash(where)
 
-    def dying_merge(self, invitation, **values):
-        if values.get("status") == "used":
-            raise _Crash(where)
-        return real_merge(self, invitation, **values)
-
     if where == "before the notice":
-        monkeypatch.setattr(OpsNotices, "add", dying_add)
+        monkeypatch.setattr(OpsNotices, "add", dying)
     else:
-        monkeypatch.setattr(Onboarding, "_merge_invitation", dying_merge)
+        monkeypatch.setattr(InvitationRepository, "mark_used", dying)
     invitation, _, crashed = flow.onboard(customer)
     assert crashed.status_code == 500
     assert repo.get(customer).status == TenantStatus.ACTIVE  # the registry was written
@@ -512,7 +508,7 @@ def test_a_retry_after_a_crash_mid_registration_finishes_the_job(flow, app_host,
     assert len(_notices(storage_env, customer)) == (0 if where == "before the notice" else 1)
 
     monkeypatch.setattr(OpsNotices, "add", real_add)
-    monkeypatch.setattr(Onboarding, "_merge_invitation", real_merge)
+    monkeypatch.setattr(InvitationRepository, "mark_used", real_used)
     _, _, again = flow.onboard(customer, invitation=invitation)
     assert again.status_code == 200 and "You are connected" in again.text
     assert len(_notices(storage_env, customer)) == 1

@@ -106,7 +106,7 @@ def test_the_overview_shows_health_with_reasons_and_ops_notices(app_host, storag
     failing = repo.add(Tenant("7d4f1f3e-2b8a-4c1e-9f57-0a1b2c3d4e5f", "Failing <Co>"))
     repo.merge(failing.tenant_id, consecutive_failures=4, last_error="Defender 503")
     subject = "Tenant onboarded: <script>x</script>"
-    OpsNotices(storage_env, "ops@mssp.example").add("tenant_onboarded", failing.tenant_id,
+    OpsNotices.on(storage_env, "ops@mssp.example").add("tenant_onboarded", failing.tenant_id,
                                                     subject, "body")
     try:
         page = _session(principal()).get(f"{host.http.base_url}/api/portal", timeout=20)

@@ -126,7 +126,7 @@ def test_send_a_test_email_for_a_rule(simulator, sim, storage_env, monkeypatch, 
     from shared.notices import OpsNotices
 
     subject = f"Tenant onboarded: Test Mail Co {uuid.uuid4().hex[:6]}"
-    OpsNotices(storage_env, "ops@mssp.example").add("tenant_onboarded", tenant_id, subject,
+    OpsNotices.on(storage_env, "ops@mssp.example").add("tenant_onboarded", tenant_id, subject,
                                                     "Test Mail Co is now active.")
 
     def ops_mails() -> list:

@@ -455,7 +455,7 @@ def test_an_ops_notice_is_emailed_once_even_by_racing_timers(notifier, smtp, sto
 
     inbox, _ = smtp
     subject = f"Tenant onboarded: <Fabrikam> {uuid.uuid4().hex[:6]}"
-    key = OpsNotices(storage_env, "ops@mssp.example").add(
+    key = OpsNotices.on(storage_env, "ops@mssp.example").add(
         "tenant_onboarded", str(uuid.uuid4()), subject, "Fabrikam granted consent.")
 
     def timer() -> None:
@@ -471,7 +471,7 @@ def test_an_ops_notice_is_emailed_once_even_by_racing_timers(notifier, smtp, sto
     assert len(mine) == 1
     assert mine[0]["To"] == "ops@mssp.example"
     assert "Fabrikam granted consent." in mine[0].get_content()
-    row = notifier.notices.table.get_entity("notice", key)
+    row = notifier.notices.rows.get(key)
     assert row["Sent"] is True and row["State"] == "sent"
 
 
@@ -481,12 +481,12 @@ def test_ops_notices_wait_while_the_mail_server_is_down(notifier, smtp, storage_
 
     inbox, server = smtp
     subject = f"Tenant consent revoked: Litware {uuid.uuid4().hex[:6]}"
-    key = OpsNotices(storage_env, "ops@mssp.example").add(
+    key = OpsNotices.on(storage_env, "ops@mssp.example").add(
         "tenant_consent_revoked", str(uuid.uuid4()), subject, "Litware revoked consent.")
     assert notifier_for(notifier.settings, RecordOnly()).send_ops_notices() == {}
     server.stop()
     notifier.send_ops_notices()
-    assert notifier.notices.table.get_entity("notice", key)["Sent"] is False
+    assert notifier.notices.rows.get(key)["Sent"] is False
     server.start()
     assert notifier.send_ops_notices()[key] == "sent"
     assert [m["Subject"] for m in inbox.messages if subject in m["Subject"]] != []
