@@ -8,8 +8,6 @@ being declared, documented and deployed.
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 import os
 import uuid
 from collections.abc import Mapping
@@ -17,15 +15,8 @@ from dataclasses import dataclass, field
 
 from shared.addresses import parse_address
 from shared.netloc import authority, is_loopback
+from shared.settings_error import SettingsError  # raised here, and importable from here
 from shared.storage.connection import StorageConnection
-
-
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names it but never its value."""
-
-    def __init__(self, name: str, problem: str) -> None:
-        super().__init__(f"app setting {name}: {problem}")
-        self.setting = name
 
 
 @dataclass(frozen=True)
@@ -412,7 +403,7 @@ class PortalSettings:
     key: str = field(default="", repr=False)
     local: bool = False  # PUBLIC_BASE_URL is loopback: `make run` or tests
     principal_trusted: bool = False  # App Service Authentication strips forged headers
-    csrf_key: bytes = field(default=b"", repr=False)
+    state_key: bytes = field(default=b"", repr=False)  # the portal derives its CSRF key
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], onboarding: OnboardingSettings
@@ -425,11 +416,9 @@ class PortalSettings:
                                 "PORTAL_ALLOWED_GROUPS or PORTAL_ALLOWED_ROLES")
         if key and len(key) < 16:
             raise SettingsError("PORTAL_KEY", "must be at least 16 characters")
-        # a key of its own for CSRF tokens, derived so that no new secret is needed
-        csrf = hmac.new(onboarding.state_key, b"mssp-hub portal csrf", hashlib.sha256).digest()
         return cls(allowed_groups=_names(env, "PORTAL_ALLOWED_GROUPS"),
                    allowed_roles=_names(env, "PORTAL_ALLOWED_ROLES"), key=key, local=local,
-                   csrf_key=csrf, principal_trusted=local or _get(
+                   state_key=onboarding.state_key, principal_trusted=local or _get(
                        env, "WEBSITE_AUTH_ENABLED").lower() == "true")
 
 
@@ -442,7 +431,7 @@ class SiemSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SiemSettings:
-        from shared.siem.outputs import parse_outputs  # it raises this module's SettingsError
+        from shared.siem.outputs import parse_outputs  # late: settings stay below features
 
         return cls(outputs=parse_outputs(_get(env, "SIEM_OUTPUTS"), env),
                    schedule=_get(env, "SIEM_PUSH_SCHEDULE"),
