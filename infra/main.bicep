@@ -46,7 +46,7 @@ param smtpHost string = ''
 param smtpPort string = '587'
 param smtpUsername string = ''
 
-@description('SIEM push outputs as a JSON list (see the README). Put HEC tokens and webhook secrets in Key Vault and reference them as SIEM_HEC_TOKEN / SIEM_WEBHOOK_SECRET app settings.')
+@description('SIEM push outputs as a JSON list (see docs/siem.md). Put HEC tokens and webhook secrets in Key Vault and reference them as SIEM_HEC_TOKEN / SIEM_WEBHOOK_SECRET app settings.')
 param siemOutputs string = '[]'
 
 @description('Entra ID group object ids (comma-separated) whose members may open the portal.')

@@ -1,15 +1,14 @@
 """Every app setting the code reads, in one place, validated once.
 
 The registry (`SETTINGS`) is the single source for `local.settings.sample.json`, the
-README's settings table and the infra drift test, so a setting cannot be read without
-being declared, documented and deployed.
+settings reference `docs/settings.md` (generated: `python -m devtools.docs_settings`) and
+the infra drift test, so a setting cannot be read without being declared, documented and
+deployed.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 import os
 import uuid
 from collections.abc import Mapping
@@ -17,15 +16,8 @@ from dataclasses import dataclass, field
 
 from shared.addresses import parse_address
 from shared.netloc import authority, is_loopback
+from shared.settings_error import SettingsError  # raised here, and importable from here
 from shared.storage.connection import StorageConnection
-
-
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names it but never its value."""
-
-    def __init__(self, name: str, problem: str) -> None:
-        super().__init__(f"app setting {name}: {problem}")
-        self.setting = name
 
 
 @dataclass(frozen=True)
@@ -48,16 +40,19 @@ SETTINGS: tuple[Setting, ...] = (
         "AzureWebJobsStorage",
         "Storage connection string for the host and the app (queues and tables). "
         "Locally `UseDevelopmentStorage=true` (Azurite); in Azure use the identity-based "
-        "`AzureWebJobsStorage__*` settings instead.",
+        "`AzureWebJobsStorage__*` settings instead. This or the two service URIs below are "
+        "required.",
         secret=True,
     ),
     Setting(
         "AzureWebJobsStorage__queueServiceUri",
-        "Identity-based storage: the queue service URI (used when AzureWebJobsStorage is unset).",
+        "Identity-based storage: the queue service URI (https; used when AzureWebJobsStorage "
+        "is unset).",
     ),
     Setting(
         "AzureWebJobsStorage__tableServiceUri",
-        "Identity-based storage: the table service URI (used when AzureWebJobsStorage is unset).",
+        "Identity-based storage: the table service URI (https; used when AzureWebJobsStorage "
+        "is unset).",
     ),
     Setting(
         "AzureWebJobsStorage__credential",
@@ -70,12 +65,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "MSSP_CLIENT_ID",
-        "Application (client) id of the MSSP's multi-tenant Entra ID app (a GUID).",
+        "Application (client) id of the MSSP's multi-tenant Entra ID app (a GUID). Required.",
     ),
     Setting(
         "MSSP_CLIENT_SECRET",
-        "The app's client secret (in Azure, a Key Vault reference). Give this or "
-        "MSSP_CLIENT_CERTIFICATE_PATH.",
+        "The app's client secret (in Azure, a Key Vault reference). This or "
+        "MSSP_CLIENT_CERTIFICATE_PATH is required.",
         secret=True,
     ),
     Setting(
@@ -91,13 +86,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "MSSP_AUTHORITY_HOST",
-        "Override of the Entra ID login host (https URL); the simulator's URL locally.",
+        "Override of the Entra ID login host (https URL); `make run` points it at the "
+        "simulator. Empty means the cloud's login host.",
         default="",
     ),
     Setting(
         "MSSP_DEFENDER_API_BASE",
         "Override of the Defender API base URL for every tenant (https URL); the "
-        "simulator's URL locally.",
+        "simulator's URL locally. Empty means the cloud's, or the tenant's region's.",
         default="",
     ),
     Setting(
@@ -125,26 +121,30 @@ SETTINGS: tuple[Setting, ...] = (
             default="Your security provider"),
     Setting("PUBLIC_BASE_URL",
             "The app's external URL (https://<app>.azurewebsites.net); invitation links "
-            "and the consent redirect URI (<url>/api/consent/callback) are built from it, "
-            "and the portal answers only requests for its host and port.",
+            "and the consent redirect URI (<url>/api/consent/callback: register it on the "
+            "app) are built from it, and the portal answers only requests for its host "
+            "and port (421 otherwise). `https://`, or `http://` on loopback.",
             default="http://127.0.0.1:7071"),
     Setting("ONBOARDING_STATE_KEY",
             "Secret (32+ characters) that signs the consent `state`; in Azure a Key Vault "
-            "reference.", secret=True),
+            "reference. Required; the first `make run` writes a random one.",
+            secret=True),
     Setting("ONBOARDING_STATE_MINUTES", "How long a consent attempt may take, in minutes.",
             default="30"),
     Setting("ONBOARDING_ALLOW_HOME_TENANT", "`true` lets the MSSP's own tenant "
             "(MSSP_TENANT_ID) be onboarded as a customer; otherwise it is refused.",
             default="false"),
-    Setting("OPS_EMAIL", "Where the MSSP is told about onboarded and revoked tenants.",
+    Setting("OPS_EMAIL", "Where the MSSP is told about onboarded and revoked tenants "
+            "(emailed by the digest timer through MAIL_TRANSPORT); empty: recorded only.",
             default=""),
-    Setting("DIGEST_SCHEDULE", "NCRONTAB schedule of the digest sender (seconds first).",
+    Setting("DIGEST_SCHEDULE", "NCRONTAB schedule of the digest sender (seconds first), "
+            "which also emails ops notices.",
             default="0 * * * * *"),
-    Setting("MAIL_TRANSPORT", "`smtp`, `graph`, or `none` to keep emails in the MailOutbox "
-            "table only.", default="none"),
+    Setting("MAIL_TRANSPORT", "`smtp`, `graph` (Microsoft Graph sendMail), or `none` to keep "
+            "notification emails in the MailOutbox table only.", default="none"),
     Setting("MSSP_TENANT_ID", "The MSSP's own tenant: never onboarded as a customer (see "
             "ONBOARDING_ALLOW_HOME_TENANT); for MAIL_TRANSPORT=graph the app needs Mail.Send "
-            "there.", default=""),
+            "there. Set it.", default=""),
     Setting("GRAPH_BASE_URL", "Microsoft Graph endpoint; the simulator locally.",
             default="https://graph.microsoft.com"),
     Setting("MAIL_FROM", "Sender address of notification emails.",
@@ -158,7 +158,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SMTP_PASSWORD", "SMTP password; a Key Vault reference in Azure.", default="",
             secret=True),
     Setting("SIEM_OUTPUTS", "JSON list of push outputs (syslog CEF/ECS, Splunk HEC, "
-            "webhook), each with its own filter; see README \"SIEM delivery\".",
+            "webhook), each with its own filter; see docs/siem.md.",
             default="[]"),
     Setting("SIEM_PUSH_SCHEDULE", "NCRONTAB schedule that starts deliveries to the outputs "
             "(seconds first).", default="*/15 * * * * *"),
@@ -174,9 +174,11 @@ SETTINGS: tuple[Setting, ...] = (
             default="", secret=True),
     Setting("PORTAL_ALLOWED_GROUPS",
             "Entra ID group object ids (comma-separated) whose members may use the portal; "
-            "read from App Service Authentication's `groups` claim.", default=""),
+            "read from App Service Authentication's `groups` claim. Empty: nobody (by "
+            "group).", default=""),
     Setting("PORTAL_ALLOWED_ROLES",
-            "App role values (comma-separated) that may use the portal (`roles` claim).",
+            "App role values (comma-separated) that may use the portal (`roles` claim). "
+            "Empty: nobody (by role).",
             default=""),
     Setting("WEBSITE_AUTH_ENABLED",
             "Set by App Service itself (`True`) when App Service Authentication is on; never "
@@ -185,7 +187,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORTAL_KEY",
             "Local only: a key (16+ characters) that opens the portal without App Service "
             "Authentication; refused unless PUBLIC_BASE_URL is loopback (127.0.0.0/8, [::1] "
-            "or localhost).",
+            "or localhost). `make run` makes one.",
             default="", secret=True),
 )
 
@@ -412,7 +414,7 @@ class PortalSettings:
     key: str = field(default="", repr=False)
     local: bool = False  # PUBLIC_BASE_URL is loopback: `make run` or tests
     principal_trusted: bool = False  # App Service Authentication strips forged headers
-    csrf_key: bytes = field(default=b"", repr=False)
+    state_key: bytes = field(default=b"", repr=False)  # the portal derives its CSRF key
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], onboarding: OnboardingSettings
@@ -425,11 +427,9 @@ class PortalSettings:
                                 "PORTAL_ALLOWED_GROUPS or PORTAL_ALLOWED_ROLES")
         if key and len(key) < 16:
             raise SettingsError("PORTAL_KEY", "must be at least 16 characters")
-        # a key of its own for CSRF tokens, derived so that no new secret is needed
-        csrf = hmac.new(onboarding.state_key, b"mssp-hub portal csrf", hashlib.sha256).digest()
         return cls(allowed_groups=_names(env, "PORTAL_ALLOWED_GROUPS"),
                    allowed_roles=_names(env, "PORTAL_ALLOWED_ROLES"), key=key, local=local,
-                   csrf_key=csrf, principal_trusted=local or _get(
+                   state_key=onboarding.state_key, principal_trusted=local or _get(
                        env, "WEBSITE_AUTH_ENABLED").lower() == "true")
 
 
@@ -442,7 +442,7 @@ class SiemSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SiemSettings:
-        from shared.siem.outputs import parse_outputs  # it raises this module's SettingsError
+        from shared.siem.outputs import parse_outputs  # late: settings stay below features
 
         return cls(outputs=parse_outputs(_get(env, "SIEM_OUTPUTS"), env),
                    schedule=_get(env, "SIEM_PUSH_SCHEDULE"),

@@ -119,6 +119,12 @@ def authenticate(settings: PortalSettings, headers: Mapping[str, str]) -> Princi
     raise Denied(401, "Sign in to use the portal.")
 
 
+def csrf_key(settings: PortalSettings) -> bytes:
+    """The portal's own key for CSRF tokens, derived from the consent-state secret so that
+    no new secret is needed."""
+    return hmac.new(settings.state_key, b"mssp-hub portal csrf", hashlib.sha256).digest()
+
+
 def csrf_token(settings: PortalSettings, principal: Principal, now: float | None = None
                ) -> str:
     """expiry.nonce.signature, the signature over the principal: a token taken from one
@@ -130,7 +136,7 @@ def csrf_token(settings: PortalSettings, principal: Principal, now: float | None
 
 def _sign(settings: PortalSettings, principal: Principal, expires: int, nonce: str) -> str:
     message = f"{principal.via}|{principal.id}|{expires}|{nonce}".encode()
-    return hmac.new(settings.csrf_key, message, hashlib.sha256).hexdigest()
+    return hmac.new(csrf_key(settings), message, hashlib.sha256).hexdigest()
 
 
 def csrf_ok(settings: PortalSettings, principal: Principal, token: str,

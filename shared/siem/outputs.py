@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.config import SettingsError
 from shared.model import SEVERITIES, parse_tenant_id
+from shared.settings_error import SettingsError
 
 TYPES = ("syslog", "splunk_hec", "webhook")
 FORMATS = {"syslog": ("cef", "ecs"), "splunk_hec": ("json", "ecs"), "webhook": ("json", "ecs")}

@@ -25,6 +25,7 @@ from azure.storage.queue import (
 )
 from requests.adapters import HTTPAdapter
 
+from shared.settings_error import SettingsError
 from shared.storage import limits
 
 POOL_SIZE = 64
@@ -78,8 +79,6 @@ class StorageConnection:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], name: str) -> StorageConnection:
-        from shared.config import SettingsError  # late: config imports this module
-
         conn = (env.get(name) or "").strip()
         if conn:
             if conn.replace(" ", "").lower() == "usedevelopmentstorage=true":

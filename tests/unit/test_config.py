@@ -68,14 +68,24 @@ def test_worker_runtime_must_be_python():
     assert err.value.setting == "FUNCTIONS_WORKER_RUNTIME"
 
 
-def test_every_setting_is_in_the_sample_and_the_readme():
+def test_every_setting_is_in_the_sample_and_the_settings_reference():
     sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
-    readme = (ROOT / "README.md").read_text()
+    reference = (ROOT / "docs" / "settings.md").read_text()
     for setting in SETTINGS:
         assert setting.name in sample, f"{setting.name} missing from local.settings.sample.json"
-        assert f"| `{setting.name}` |" in readme, f"{setting.name} missing from README table"
+        assert f"| `{setting.name}` |" in reference, f"{setting.name} missing from docs/settings.md"
     for name in sample:
-        assert f"| `{name}` |" in readme, f"sample setting {name} is not documented"
+        assert f"| `{name}` |" in reference, f"sample setting {name} is not documented"
+
+
+def test_the_settings_reference_is_generated_from_the_declarations():
+    from devhost.host import KEY_SETTINGS
+    from devtools import docs_settings
+
+    assert {s.name for s in docs_settings.HOST_SETTINGS} == set(KEY_SETTINGS)
+    assert (ROOT / "docs" / "settings.md").read_text() == docs_settings.render(), (
+        "docs/settings.md is out of date: run python -m devtools.docs_settings")
+    assert docs_settings.main(["--check"]) == 0
 
 
 @pytest.mark.parametrize(("overrides", "setting"), [

@@ -80,7 +80,7 @@ def test_funcignore_keeps_tests_and_dev_tools_out():
     for path in ["tests/unit/test_config.py", "devhost/host.py", "node_modules/azurite",
                  ".venv/bin/python", "local.settings.json", "requirements-dev.txt",
                  ".local/azurite", "package.json", "tools/mssp.py", "devtools/run.py",
-                 "bench/harness.py"]:
+                 "bench/harness.py", "docs/settings.md"]:
         assert ignored(path), f"{path} would be deployed"
     for path in ["function_app.py", "host.json", "requirements.txt", "shared/config.py",
                  "functions/health.py"]:
