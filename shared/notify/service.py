@@ -201,7 +201,8 @@ class Notifier:
             self.mail_health.failed(str(exc))
             raise
         refused += [{"address": a, "reason": r} for a, r in by_server.items()]
-        self.ledger.finish(owner, key, claim, "sent", "", refused)  # at once: see README
+        # at once, see docs/guarantees.md
+        self.ledger.finish(owner, key, claim, "sent", "", refused)
         self.mail_health.ok()
         outcome = Outcome("sent", [a for a in to if a not in by_server], refused)
         self._keep(partition, owner, key, message, outcome)
