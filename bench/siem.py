@@ -28,11 +28,12 @@ from devtools.simulator.alerts import AlertFactory
 from shared import timefmt
 from shared.events import build_event, tracked
 from shared.messages import AlertEvent
-from shared.siem.delivery import Delivery
+from shared.services import feed_on, siem_delivery_on
 from shared.siem.feed import Feed, Filters, bucket_of
 from shared.siem.outputs import parse_outputs
 from shared.siem.pull import parse_query, pull
 from shared.siem.senders import sender_for
+from shared.storage.siem_feed import entry_entity
 
 
 def alert_events(tenants: list[str], n: int) -> list[AlertEvent]:
@@ -78,8 +79,8 @@ def outputs_bench(storage: Any, count: int) -> dict[str, Any]:
         o["tenants"] = [tenant]
     parsed = parse_outputs(json.dumps(outputs), {"SIEM_HEC_TOKEN": "t",
                                                  "SIEM_WEBHOOK_SECRET": "s" * 20})
-    feed = Feed(storage, 1, 7)
-    delivery = Delivery(storage, feed, parsed)
+    feed = feed_on(storage, 1, 7)
+    delivery = siem_delivery_on(storage, feed, parsed)
     for o in parsed:
         delivery.deliver(o.name)
     events = alert_events([tenant], count)
@@ -120,16 +121,16 @@ def store(feed: Feed, events: list[AlertEvent], hours: int) -> None:
     by_bucket: dict[str, list[dict[str, Any]]] = {}
     for i, e in enumerate(events):
         stamp = now - span + i * span // len(events)
-        entity = feed._entity(e, stamp)
+        entity = entry_entity(e, stamp)
         by_bucket.setdefault(entity["PartitionKey"], []).append(entity)
     batches = [[("upsert", x) for x in bucket[i:i + 100]] for bucket in by_bucket.values()
                for i in range(0, len(bucket), 100)]
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(feed.table.submit_transaction, batches))
+        list(pool.map(feed.entries.client.submit_transaction, batches))
 
 
 def pull_bench(storage: Any, stored: int) -> dict[str, Any]:
-    feed = Feed(storage, 5, 7)
+    feed = feed_on(storage, 5, 7)
     tenants = [str(uuid.uuid4()) for _ in range(50)]
     started = time.perf_counter()
     store(feed, alert_events(tenants, stored), hours=48)
@@ -160,8 +161,9 @@ def pull_bench(storage: Any, stored: int) -> dict[str, Any]:
     raw_times = []
     for _ in range(10):
         t = time.perf_counter()
-        rows = list(feed.table.query_entities("PartitionKey eq @pk", parameters={"pk": bucket},
-                                              results_per_page=200).by_page().__next__())
+        rows = list(feed.entries.client.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": bucket},
+            results_per_page=200).by_page().__next__())
         raw_times.append(time.perf_counter() - t)
     raw = statistics.median(raw_times) * 1000
     assert len(rows) >= min(200, stored // 50), len(rows)

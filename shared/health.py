@@ -20,6 +20,7 @@ from shared.siem.delivery import output_status
 from shared.storage import tables
 from shared.storage.app_health import AppHealth
 from shared.storage.connection import StorageConnection
+from shared.storage.siem_delivery import SiemDeliveryRepository
 from shared.storage.tenants import TenantRepository
 
 # A probe answers fast: no retries, short timeouts (a health check that hangs is no check).
@@ -74,10 +75,10 @@ def report(settings_loader: Callable[[], Settings] = get_settings) -> tuple[bool
         body["status"] = "unhealthy"
         return False, body
     body["ingestion"] = ingestion_summary(storage)
+    outputs = SiemDeliveryRepository(tables.table(storage, tables.SIEM_DELIVERY))
     body["siem_outputs"] = [
         {k: o[k] for k in ("name", "type", "lag_seconds", "failures", "retry_at")}
-        for o in output_status(tables.table(storage, tables.SIEM_DELIVERY),
-                               settings.siem.outputs, int(time.time() * 1e6))]
+        for o in output_status(outputs, settings.siem.outputs, int(time.time() * 1e6))]
     failure = mail_failure(AppHealth(tables.table(storage, tables.APP_HEALTH)), **PROBE)
     body["mail"] = {"transport": settings.mail.transport,
                     "failing_since": failure["at"].isoformat() if failure else None}

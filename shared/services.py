@@ -16,15 +16,20 @@ from shared.onboarding import Onboarding
 from shared.poison import PoisonLog
 from shared.portal.pages import Portal
 from shared.relay import Relay
-from shared.siem.delivery import Delivery
+from shared.siem.delivery import SiemDelivery
 from shared.siem.feed import Feed
+from shared.siem.outputs import Output
 from shared.storage import tables
+from shared.storage.alerts import AlertRepository
 from shared.storage.app_health import AppHealth
+from shared.storage.connection import StorageConnection
 from shared.storage.digests import DigestRepository
 from shared.storage.invitations import ConsentStateRepository, InvitationRepository
 from shared.storage.mail_outbox import MailOutbox
 from shared.storage.notify_ledger import NotifyLedger
 from shared.storage.rules import RuleRepository
+from shared.storage.siem_delivery import DeliverQueue, SiemDeliveryRepository
+from shared.storage.siem_feed import SiemFeedRepository
 from shared.storage.tenant_data import TenantData
 from shared.storage.tenants import TenantRepository
 from shared.tenant_admin import TenantAdmin
@@ -99,16 +104,31 @@ def notifier() -> Notifier:
     return notifier_for(settings, transport_for(settings))
 
 
+def feed_on(storage: StorageConnection, settle_seconds: int, retention_days: int) -> Feed:
+    """A Feed on the real tables (tests and benchmarks build their own)."""
+    return Feed(SiemFeedRepository(tables.table(storage, tables.SIEM_FEED)),
+                AlertRepository(tables.table(storage, tables.ALERTS)),
+                settle_seconds, retention_days)
+
+
+def siem_delivery_on(storage: StorageConnection, feed: Feed, outputs: tuple[Output, ...]
+                     ) -> SiemDelivery:
+    """SIEM delivery on the real table and queue."""
+    return SiemDelivery(SiemDeliveryRepository(tables.table(storage, tables.SIEM_DELIVERY)),
+                        DeliverQueue(tables.queue(storage, tables.SIEM_DELIVERY_QUEUE)),
+                        feed, outputs)
+
+
 @functools.cache
 def feed() -> Feed:
     settings = get_settings()
-    return Feed(settings.storage, settings.siem.settle_seconds, settings.siem.retention_days)
+    return feed_on(settings.storage, settings.siem.settle_seconds, settings.siem.retention_days)
 
 
 @functools.cache
-def delivery() -> Delivery:
+def delivery() -> SiemDelivery:
     settings = get_settings()
-    return Delivery(settings.storage, feed(), settings.siem.outputs)
+    return siem_delivery_on(settings.storage, feed(), settings.siem.outputs)
 
 
 @functools.cache

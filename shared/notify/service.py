@@ -44,7 +44,9 @@ log = logging.getLogger("mssp_hub.notify")
 
 
 @dataclass
-class Delivery:
+class HandleResult:
+    """What handling one alert event did, counted per rule."""
+
     sent: int = 0
     skipped: int = 0  # already sent for this version
     refused: int = 0  # no recipient could get it (recorded, not retried)
@@ -129,12 +131,12 @@ class Notifier:
                       self.settings.onboarding.mssp_name, date or datetime.now(UTC),
                       msgid or message_id(rule.id, event.event_id, mail.sender))
 
-    def handle(self, event: AlertEvent) -> Delivery:
+    def handle(self, event: AlertEvent) -> HandleResult:
         """Every matching rule gets its outcome, whatever another rule's: a bad address or
         an email that cannot be built is recorded for that rule alone. Raises Transient
         (or ledger.Busy) after the other rules, to have the queue retry the event; the
         rules already done are in the ledger and are not sent again."""
-        result = Delivery()
+        result = HandleResult()
         pending: Exception | None = None
         for rule in self.rules.for_tenant(event.tenant_id):
             if not matches(rule, event):

@@ -15,6 +15,7 @@ from werkzeug.wrappers import Request, Response
 
 from devtools.rsyslog import Rsyslog
 from shared.messages import AlertEvent
+from shared.services import feed_on
 from shared.siem.feed import Feed, Filters, Position
 from shared.storage.connection import StorageConnection
 
@@ -85,4 +86,4 @@ def drain(feed: Feed, filters: Filters, limit: int = 50, start: Position | None 
 
 def feed_for(storage: StorageConnection, settle: int = 1) -> Feed:
     """A feed read `settle` seconds behind now (the app's minimum is 5; tests wait less)."""
-    return Feed(storage, settle, 7)
+    return feed_on(storage, settle, 7)

@@ -157,13 +157,14 @@ def _mail_down(storage: StorageConnection, ctx: dict[str, Any]) -> Callable[[], 
 
 
 def _siem_failing(storage: StorageConnection, ctx: dict[str, Any]) -> Callable[[], None]:
-    from shared.siem.delivery import PK, Delivery
+    from shared.services import siem_delivery_on
     from shared.siem.outputs import parse_outputs
+    from shared.storage.siem_delivery import PK
     from tests.integration.siem_fixtures import event, feed_for
 
     hec, output = ctx["hec"], ctx["output"]
-    delivery = Delivery(storage, feed_for(storage), parse_outputs(json.dumps([output]),
-                                                                  {"SIEM_HEC_TOKEN": "x"}))
+    delivery = siem_delivery_on(storage, feed_for(storage), parse_outputs(
+        json.dumps([output]), {"SIEM_HEC_TOKEN": "x"}))
     assert delivery.deliver(output["name"]).status == "idle"  # its state starts now
     hec.answer = {"text": "Invalid token", "code": 4}
     delivery.feed.append(event(output["tenants"][0], 1))
@@ -173,8 +174,9 @@ def _siem_failing(storage: StorageConnection, ctx: dict[str, Any]) -> Callable[[
 
     def clear() -> None:
         hec.answer = {"text": "Success", "code": 0}
-        delivery.table.update_entity({"PartitionKey": PK, "RowKey": output["name"],
-                                      "RetryAt": datetime.now(UTC) - timedelta(seconds=1)})
+        delivery.states.client.update_entity({"PartitionKey": PK, "RowKey": output["name"],
+                                              "RetryAt": datetime.now(UTC) - timedelta(
+                                                  seconds=1)})
         assert delivery.deliver(output["name"]).status == "delivered"
     return clear
 

@@ -13,7 +13,6 @@ from azure.core.exceptions import ResourceNotFoundError
 from shared.messages import AlertEvent
 from shared.siem.feed import Filters, bucket_of
 from shared.siem.pull import parse_query, pull
-from shared.storage.keys import encode_key
 from tests.integration.siem_fixtures import drain, event, feed_for
 
 
@@ -134,8 +133,7 @@ def test_an_attempt_that_died_is_keyed_anew_so_no_reader_can_be_past_it(storage_
     tenant = str(uuid.uuid4())
     e = event(tenant, 1)
     old = feed.now_us() - 10_000_000  # ten seconds ago, beyond half the settle
-    feed.table.create_entity({"PartitionKey": "L" + e.version[:10].replace("-", ""),
-                              "RowKey": encode_key(e.event_id), "Stamp": str(old)})
+    assert feed.entries.stamp_once(e, old) is None  # stamped, and no entry written
     reader = feed_for(storage_env, settle=2)
     position = reader.read(reader.start(), 100, Filters(tenants=(tenant,))).position
     assert feed.append(e) is True
@@ -143,7 +141,7 @@ def test_an_attempt_that_died_is_keyed_anew_so_no_reader_can_be_past_it(storage_
     time.sleep(2.2)
     items = reader.read(position, 100, Filters(tenants=(tenant,))).events
     assert [i["event_id"] for i in items] == [e.event_id]  # found after the old position
-    assert not feed._exists(e, old)
+    assert not feed.entries.has_entry(e, old)
 
 
 def test_a_redelivery_racing_the_first_delivery_makes_one_entry(storage_env):
@@ -171,10 +169,10 @@ def test_prune_drops_what_is_older_than_the_retention(storage_env):
     tenant = str(uuid.uuid4())
     old_us = feed.now_us() - 9 * 86_400 * 1_000_000
     e = event(tenant, 1)
-    feed.table.upsert_entity(feed._entity(e, old_us))
+    feed.entries.put_entry(e, old_us)
     with contextlib.suppress(ResourceNotFoundError):  # as on the first prune ever
-        feed.table.delete_entity("meta", "prune")
+        feed.entries.client.delete_entity("meta", "prune")
     assert feed.prune() >= 1
     assert feed.prune() == 0  # done: the next one starts where this one ended
-    assert list(feed.table.query_entities("PartitionKey eq @pk",
-                                          parameters={"pk": bucket_of(old_us)})) == []
+    assert list(feed.entries.client.query_entities("PartitionKey eq @pk",
+                                                   parameters={"pk": bucket_of(old_us)})) == []

@@ -9,18 +9,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared.services import siem_delivery_on
 from shared.siem.cef import labelled, parse_cef
-from shared.siem.delivery import PK, Delivery
+from shared.siem.delivery import SiemDelivery
 from shared.siem.outputs import parse_outputs
 from shared.siem.senders import signature
+from shared.storage.siem_delivery import PK
 from tests.integration.siem_fixtures import event, feed_for
 
 TITLE = "Creds | dump = \\\\server\\share\nsecond line with = and |"
 
 
-def _delivery(storage, outputs: list[dict], env: dict | None = None) -> Delivery:
+def _delivery(storage, outputs: list[dict], env: dict | None = None) -> SiemDelivery:
     feed = feed_for(storage)
-    delivery = Delivery(storage, feed, parse_outputs(json.dumps(outputs), env or {}))
+    delivery = siem_delivery_on(storage, feed, parse_outputs(json.dumps(outputs), env or {}))
     for name in delivery.outputs:
         assert delivery.deliver(name).status == "idle"  # state starts now
     return delivery
@@ -34,10 +36,10 @@ def _name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def _retry_now(delivery: Delivery, name: str) -> None:
+def _retry_now(delivery: SiemDelivery, name: str) -> None:
     """Time passes: the output's back-off is over."""
-    delivery.table.update_entity({"PartitionKey": PK, "RowKey": name,
-                                  "RetryAt": datetime.now(UTC) - timedelta(seconds=1)})
+    delivery.states.client.update_entity({"PartitionKey": PK, "RowKey": name,
+                                         "RetryAt": datetime.now(UTC) - timedelta(seconds=1)})
 
 
 @pytest.mark.parametrize("protocol", ["tcp", "tls"])

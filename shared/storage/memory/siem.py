@@ -1,0 +1,163 @@
+"""In-memory SIEM storage: the feed's entries, ledger and prune mark; each output's
+delivery state; the deliver queue.
+
+Same contract as shared/storage/{siem_feed,siem_delivery}.py (tests/contract/test_siem.py),
+each guarded by a lock so racing threads see one winner.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import threading
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from shared.messages import AlertEvent
+from shared.siem.feed_model import Filters, bucket_of
+from shared.storage.siem_delivery import OutputState, StateChanged
+from shared.storage.siem_feed import LedgerStamp, decode, entry_entity, entry_key, ledger_key
+
+_etags = itertools.count(1)
+
+
+def _etag() -> str:
+    return f"W/\"{next(_etags)}\""
+
+
+def _passes(entity: Mapping[str, Any], filters: Filters) -> bool:
+    for prop, values in (("Tenant", filters.tenants), ("Severity", filters.severities),
+                         ("Status", filters.statuses)):
+        if values and entity[prop] not in values:
+            return False
+    when = entity["LastUpdateTime"]
+    return (not filters.since or when >= filters.since) and \
+        (not filters.until or when <= filters.until)
+
+
+class MemorySiemFeed:
+    def __init__(self) -> None:
+        self.partitions: dict[str, dict[str, dict[str, Any]]] = {}  # entries by hour
+        self.ledger: dict[tuple[str, str], tuple[int, str]] = {}  # -> (stamp, etag)
+        self.through: str | None = None
+        self._lock = threading.Lock()
+
+    # the ledger ---------------------------------------------------------------------------
+    def stamp_once(self, event: AlertEvent, stamp: int) -> LedgerStamp | None:
+        key = ledger_key(event)
+        with self._lock:
+            if key not in self.ledger:
+                self.ledger[key] = (stamp, _etag())
+                return None
+            earlier, etag = self.ledger[key]
+        return LedgerStamp(earlier, etag)
+
+    def restamp(self, event: AlertEvent, stamp: int, etag: str) -> bool:
+        key = ledger_key(event)
+        with self._lock:
+            if key not in self.ledger or self.ledger[key][1] != etag:
+                return False
+            self.ledger[key] = (stamp, _etag())
+        return True
+
+    def set_stamp(self, event: AlertEvent, stamp: int) -> None:
+        with self._lock:
+            self.ledger[ledger_key(event)] = (stamp, _etag())
+
+    # entries ------------------------------------------------------------------------------
+    def has_entry(self, event: AlertEvent, stamp: int) -> bool:
+        return entry_key(event, stamp) in self.partitions.get(bucket_of(stamp), {})
+
+    def put_entry(self, event: AlertEvent, stamp: int,
+                  raw: Mapping[str, bytes] | None = None) -> None:
+        entity = entry_entity(event, stamp, raw)
+        with self._lock:
+            self.partitions.setdefault(entity["PartitionKey"], {})[entity["RowKey"]] = entity
+
+    def drop_entry(self, event: AlertEvent, stamp: int) -> None:
+        with self._lock:
+            self.partitions.get(bucket_of(stamp), {}).pop(entry_key(event, stamp), None)
+
+    def entries(self, bucket: str, after: str, before: str | None, filters: Filters,
+                page_size: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        with self._lock:
+            rows = sorted(self.partitions.get(bucket, {}).items())
+        for key, entity in rows:
+            if key > after and (before is None or key < before) and _passes(entity, filters):
+                yield key, decode(entity)
+
+    # retention ----------------------------------------------------------------------------
+    def pruned_through(self) -> str | None:
+        return self.through
+
+    def mark_pruned(self, through: str) -> None:
+        self.through = through
+
+    def drop_hour(self, bucket: str) -> int:
+        with self._lock:
+            return len(self.partitions.pop(bucket, {}))
+
+    def drop_ledger_day(self, day: str) -> int:
+        with self._lock:
+            keys = [k for k in self.ledger if k[0] == "L" + day]
+            for key in keys:
+                del self.ledger[key]
+        return len(keys)
+
+
+class MemorySiemDelivery:
+    def __init__(self) -> None:
+        self.rows: dict[str, OutputState] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> OutputState | None:
+        return self.rows.get(name)
+
+    def create(self, name: str, bucket: str, after: str) -> OutputState:
+        with self._lock:
+            return self.rows.setdefault(name, OutputState(name, bucket, after, etag=_etag()))
+
+    def mark_queued(self, state: OutputState, at: datetime) -> OutputState:
+        return self._update(state, queued_at=at)
+
+    def unqueue(self, state: OutputState) -> OutputState:
+        return self._update(state, queued_at=None)
+
+    def take_lease(self, state: OutputState, owner: str, until: datetime) -> OutputState:
+        return self._update(state, owner=owner, queued_at=None, lease_until=until)
+
+    def advance(self, state: OutputState, bucket: str, after: str, lease_until: datetime,
+                delivered_at: datetime | None = None) -> OutputState:
+        changes: dict[str, Any] = {"bucket": bucket, "after": after, "failures": 0,
+                                   "retry_at": None, "lease_until": lease_until}
+        if delivered_at is not None:
+            changes["last_success_at"] = delivered_at
+        return self._update(state, **changes)
+
+    def mark_failed(self, state: OutputState, error: str, at: datetime, failures: int,
+                    retry_at: datetime) -> OutputState:
+        return self._update(state, owner="", failures=failures, last_error=error,
+                            last_error_at=at, retry_at=retry_at)
+
+    def release(self, state: OutputState) -> OutputState:
+        return self._update(state, owner="")
+
+    def _update(self, state: OutputState, **changes: Any) -> OutputState:
+        with self._lock:
+            stored = self.rows.get(state.name)
+            if stored is None or stored.etag != state.etag:
+                raise StateChanged(f"siem output {state.name} changed under this run")
+            # MERGE: the stored row with these columns changed (as the table does)
+            self.rows[state.name] = dataclasses.replace(stored, etag=_etag(), **changes)
+            return self.rows[state.name]
+
+
+class MemoryDeliverQueue:
+    """Records each deliver request, in order."""
+
+    def __init__(self) -> None:
+        self.requested: list[str] = []
+
+    def request(self, name: str) -> None:
+        self.requested.append(name)

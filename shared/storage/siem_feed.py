@@ -1,0 +1,189 @@
+"""The SIEM feed table: entries in hourly partitions keyed by the time they were written
+(microseconds), a ledger row per event id (when its entry was first stamped), and the
+prune mark. How entries are keyed, shaped and filtered lives here; when to stamp and
+restamp is the feed's business (shared/siem/feed.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from shared import codec
+from shared.messages import AlertEvent
+from shared.siem.feed_model import Filters, bucket_of
+from shared.storage.keys import encode_key
+
+META = "meta"  # PartitionKey of the prune mark
+
+
+@dataclass(frozen=True)
+class LedgerStamp:
+    """When an event's entry was stamped by an earlier delivery, and the row's ETag."""
+
+    stamp: int
+    etag: str
+
+
+def ledger_key(event: AlertEvent) -> tuple[str, str]:
+    """(PartitionKey, RowKey) of an event's ledger row: one partition per day of versions."""
+    return "L" + event.version[:10].replace("-", ""), encode_key(event.event_id)
+
+
+def entry_key(event: AlertEvent, stamp: int) -> str:
+    return f"{stamp:016d}|{encode_key(event.event_id)}"
+
+
+def entry_entity(event: AlertEvent, stamp: int,
+                 raw: Mapping[str, bytes] | None = None) -> dict[str, Any]:
+    """The entry: filterable columns, the event, and the stored alert (else its summary)."""
+    alert = event.alert
+    entity: dict[str, Any] = {
+        "PartitionKey": bucket_of(stamp), "RowKey": entry_key(event, stamp),
+        "Tenant": event.tenant_id, "LastUpdateTime": event.version,
+        "Severity": str(alert.get("severity") or ""), "Status": str(alert.get("status") or ""),
+        "Event": codec.pack({k: v for k, v in event.dump().items() if k != "alert"})}
+    if raw:
+        entity.update(raw)
+    else:
+        entity["Summary"] = codec.pack(alert)
+    return entity
+
+
+def decode(entity: Mapping[str, Any]) -> dict[str, Any]:
+    """A feed entry as an event: the stored Defender alert when it was copied, else the summary."""
+    event = codec.unpack(bytes(entity["Event"]))
+    chunks = sorted(k for k in entity if k.startswith("Body") and k[4:].isdigit())
+    if chunks:
+        event["alert"] = codec.unpack(b"".join(bytes(entity[k]) for k in chunks))
+        event["alert_complete"] = True
+    else:
+        event["alert"] = codec.unpack(bytes(entity["Summary"]))
+        event["alert_complete"] = False
+    micros = int(str(entity["RowKey"]).split("|", 1)[0])
+    event["feed_time"] = datetime.fromtimestamp(micros / 1e6, UTC).isoformat().replace(
+        "+00:00", "Z")
+    return event
+
+
+def odata(filters: Filters) -> tuple[str, dict[str, Any]]:
+    """The filters as an OData clause and its parameters ("" when none)."""
+    clauses, params = [], {}
+    for prop, values, tag in (("Tenant", filters.tenants, "t"),
+                              ("Severity", filters.severities, "s"),
+                              ("Status", filters.statuses, "x")):
+        if values:
+            names = [f"{tag}{n}" for n in range(len(values))]
+            params.update(zip(names, values, strict=True))
+            # spaces around the brackets: the SDK finds @names by splitting on spaces
+            clauses.append("( " + " or ".join(f"{prop} eq @{n}" for n in names) + " )")
+    if filters.since:
+        clauses.append("LastUpdateTime ge @since")
+        params["since"] = filters.since
+    if filters.until:
+        clauses.append("LastUpdateTime le @until")
+        params["until"] = filters.until
+    return " and ".join(clauses), params
+
+
+class SiemFeedRepository:
+    def __init__(self, client: TableClient) -> None:
+        self.client = client
+
+    # the ledger ---------------------------------------------------------------------------
+    def stamp_once(self, event: AlertEvent, stamp: int) -> LedgerStamp | None:
+        """Record `stamp` as when the event's entry is written; None when this call
+        recorded it, else the stamp an earlier delivery recorded."""
+        pk, rk = ledger_key(event)
+        try:
+            self.client.create_entity({"PartitionKey": pk, "RowKey": rk, "Stamp": str(stamp)})
+            return None
+        except ResourceExistsError:
+            ledger = self.client.get_entity(pk, rk)
+        return LedgerStamp(int(ledger["Stamp"]), ledger.metadata["etag"])
+
+    def restamp(self, event: AlertEvent, stamp: int, etag: str) -> bool:
+        """Take over an abandoned stamp; False when another delivery changed it first."""
+        pk, rk = ledger_key(event)
+        try:
+            self.client.update_entity({"PartitionKey": pk, "RowKey": rk, "Stamp": str(stamp)},
+                                      mode=UpdateMode.MERGE, etag=etag,
+                                      match_condition=MatchConditions.IfNotModified)
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                return False
+            raise
+        return True
+
+    def set_stamp(self, event: AlertEvent, stamp: int) -> None:
+        """The entry was rewritten under a later stamp (the first write was too slow)."""
+        pk, rk = ledger_key(event)
+        self.client.upsert_entity({"PartitionKey": pk, "RowKey": rk, "Stamp": str(stamp)},
+                                  mode=UpdateMode.MERGE)
+
+    # entries ------------------------------------------------------------------------------
+    def has_entry(self, event: AlertEvent, stamp: int) -> bool:
+        try:
+            self.client.get_entity(bucket_of(stamp), entry_key(event, stamp), select=["RowKey"])
+            return True
+        except ResourceNotFoundError:
+            return False
+
+    def put_entry(self, event: AlertEvent, stamp: int,
+                  raw: Mapping[str, bytes] | None = None) -> None:
+        """Write (or rewrite, the same) the event's entry under `stamp`."""
+        self.client.upsert_entity(entry_entity(event, stamp, raw), mode=UpdateMode.REPLACE)
+
+    def drop_entry(self, event: AlertEvent, stamp: int) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            self.client.delete_entity(bucket_of(stamp), entry_key(event, stamp))
+
+    def entries(self, bucket: str, after: str, before: str | None, filters: Filters,
+                page_size: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(key, event) of the bucket's entries keyed after `after` (and before `before`),
+        in key order, that pass `filters`; fetched `page_size` at a time."""
+        extra, params = odata(filters)
+        query = "PartitionKey eq @pk and RowKey gt @lo"
+        args = {**params, "pk": bucket, "lo": after}
+        if before is not None:
+            query += " and RowKey lt @hi"
+            args["hi"] = before
+        if extra:
+            query += " and " + extra
+        for entity in self.client.query_entities(query, parameters=args,
+                                                 results_per_page=page_size):
+            yield entity["RowKey"], decode(entity)
+
+    # retention ----------------------------------------------------------------------------
+    def pruned_through(self) -> str | None:
+        """The last hour a prune finished with, None before the first prune."""
+        try:
+            return str(self.client.get_entity(META, "prune")["Through"])
+        except ResourceNotFoundError:
+            return None
+
+    def mark_pruned(self, through: str) -> None:
+        self.client.upsert_entity({"PartitionKey": META, "RowKey": "prune", "Through": through})
+
+    def drop_hour(self, bucket: str) -> int:
+        """Delete the hour's entries; returns how many."""
+        return self._delete_partition(bucket)
+
+    def drop_ledger_day(self, day: str) -> int:
+        """Delete the ledger rows of a day (YYYYMMDD) of versions; returns how many."""
+        return self._delete_partition("L" + day)
+
+    def _delete_partition(self, pk: str) -> int:
+        keys = [e["RowKey"] for e in self.client.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": pk}, select=["RowKey"])]
+        for i in range(0, len(keys), 100):
+            self.client.submit_transaction(
+                [("delete", {"PartitionKey": pk, "RowKey": k}) for k in keys[i:i + 100]])
+        return len(keys)

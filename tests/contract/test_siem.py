@@ -1,0 +1,334 @@
+"""The SIEM repositories' contract, on Azurite and on the in-memory fakes: the feed's
+ledger stamps an event once and an append is written once; entries are read in stamp order,
+filtered, paged, and kept back until settled; pruning goes through a point and resumes
+from it; an output's delivery row is created once, its ETag-guarded changes lose to a
+concurrent one; the deliver queue carries typed requests; and the stored alert a feed
+entry copies."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.messages import AlertEvent, DeliverRequest
+from shared.siem.delivery import output_status
+from shared.siem.feed import Feed, Filters, Position, bucket_of
+from shared.siem.outputs import Output
+from shared.storage import tables
+from shared.storage.alert_rows import alert_rows
+from shared.storage.alerts import AlertRepository
+from shared.storage.memory.alerts import MemoryAlerts
+from shared.storage.memory.siem import MemoryDeliverQueue, MemorySiemDelivery, MemorySiemFeed
+from shared.storage.siem_delivery import DeliverQueue, SiemDeliveryRepository, StateChanged
+from shared.storage.siem_feed import SiemFeedRepository
+
+T0 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC).timestamp()
+SETTLE = 5
+
+
+class Clock:
+    def __init__(self, at: float = T0) -> None:
+        self.at = at
+
+    def __call__(self) -> float:
+        return self.at
+
+
+def _fresh_table(storage, prefix: str):
+    return tables.table(storage, f"{prefix}{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def entries(backend):
+    return backend.build(lambda s: SiemFeedRepository(_fresh_table(s, "Feed")), MemorySiemFeed)
+
+
+@pytest.fixture
+def alerts(backend):
+    return backend.build(lambda s: AlertRepository(_fresh_table(s, "Alerts")), MemoryAlerts)
+
+
+@pytest.fixture
+def states(backend):
+    return backend.build(lambda s: SiemDeliveryRepository(_fresh_table(s, "Deliv")),
+                         MemorySiemDelivery)
+
+
+@pytest.fixture
+def queue(backend):
+    return backend.build(
+        lambda s: DeliverQueue(tables.queue(s, f"deliver-{uuid.uuid4().hex[:12]}")),
+        MemoryDeliverQueue)
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def feed(entries, alerts, clock):
+    return Feed(entries, alerts, SETTLE, 7, clock)
+
+
+def _event(tenant: str = "", n: int = 1, version: str = "2026-11-30T10:00:00.0000000Z",
+           **alert) -> AlertEvent:
+    tenant = tenant or str(uuid.uuid4())
+    alert_id = alert.pop("id", f"da{n:06d}")
+    body = {"id": alert_id, "title": f"Alert {n}", "severity": "Medium", "status": "New",
+            "lastUpdateTime": version, **alert}
+    return AlertEvent(tenant, "Tenant", alert_id, version, "new", {}, body)
+
+
+def _all(feed: Feed, filters: Filters | None = None, limit: int = 100) -> list[dict]:
+    position, seen = feed.start(), []
+    while True:
+        page = feed.read(position, limit, filters or Filters())
+        seen += page.events
+        position = page.position
+        if not page.more:
+            return seen
+
+
+def _store_alert(alerts, tenant: str, alert: dict) -> None:
+    rows = alert_rows(tenant, alert)
+    if isinstance(alerts, MemoryAlerts):
+        alerts.put_rows(rows)
+    else:
+        for row in rows:
+            alerts.client.upsert_entity(row)
+
+
+def _requested(queue) -> list[str]:
+    if isinstance(queue, MemoryDeliverQueue):
+        return queue.requested
+    return [DeliverRequest.parse(m.content).output
+            for m in queue.client.receive_messages(messages_per_page=32)]
+
+
+# the feed's ledger and entries ---------------------------------------------------------
+
+def test_the_ledger_keeps_the_first_stamp(entries):
+    e = _event()
+    assert entries.stamp_once(e, 1_000) is None
+    earlier = entries.stamp_once(e, 2_000)
+    assert earlier is not None and earlier.stamp == 1_000
+    assert entries.stamp_once(_event(n=2), 3_000) is None  # another event: its own row
+
+
+def test_a_restamp_loses_to_a_concurrent_one(entries):
+    e = _event()
+    entries.stamp_once(e, 1_000)
+    seen = entries.stamp_once(e, 2_000)
+    assert entries.restamp(e, 5_000, seen.etag) is True
+    assert entries.restamp(e, 6_000, seen.etag) is False  # the row changed since
+    assert entries.stamp_once(e, 7_000).stamp == 5_000
+
+
+def test_append_is_idempotent_per_event(feed, clock):
+    e = _event()
+    assert feed.append(e) is True
+    clock.at += 1
+    assert feed.append(e) is False  # a redelivery writes nothing
+    clock.at += 60
+    assert feed.append(e) is False
+    clock.at += SETTLE
+    [item] = _all(feed)
+    assert item["event_id"] == e.event_id and item["alert"]["title"] == "Alert 1"
+    assert item["feed_time"] == "2026-11-30T10:00:00Z"  # the first stamp
+
+
+def test_an_entry_rewritten_replaces_the_older_one(entries):
+    e = _event()
+    entries.put_entry(e, 10_000, {"Body00": b"x"})
+    entries.put_entry(e, 10_000)  # REPLACE: no stale body left behind
+    [(key, item)] = list(entries.entries(bucket_of(10_000), "", None, Filters(), 10))
+    assert key.startswith("0000000000010000|") and item["alert_complete"] is False
+    assert entries.has_entry(e, 10_000) and not entries.has_entry(e, 10_001)
+    entries.drop_entry(e, 10_000)
+    entries.drop_entry(e, 10_000)  # gone already: no error
+    assert not entries.has_entry(e, 10_000)
+
+
+def test_an_entry_copies_the_stored_alert_of_its_version_only(feed, alerts, clock):
+    tenant = str(uuid.uuid4())
+    current = _event(tenant, 1, "2026-11-30T10:00:00.0000000Z", evidence=[{"sha1": "ab"}])
+    _store_alert(alerts, tenant, current.alert)
+    stored = alerts.get_stored(tenant, current.alert_id)
+    assert stored is not None and stored.version == current.version and stored.body_rows == 1
+    assert alerts.get_stored(tenant, "other") is None
+    older = _event(tenant, 1, "2026-11-30T09:00:00.0000000Z")  # superseded already
+    feed.append(older)
+    feed.append(current)
+    clock.at += SETTLE + 1
+    by_version = {i["version"]: i for i in _all(feed)}
+    assert by_version[current.version]["alert_complete"] is True
+    assert by_version[current.version]["alert"]["evidence"] == [{"sha1": "ab"}]
+    assert by_version[older.version]["alert_complete"] is False  # the summary stands in
+
+
+def test_entries_come_in_stamp_order_once_settled(feed, clock):
+    tenant = str(uuid.uuid4())
+    events = [_event(tenant, n) for n in range(4)]
+    for e in reversed(events):  # written in reverse: the order is the stamps'
+        feed.append(e)
+        clock.at += 1
+    assert [i["event_id"] for i in _all(feed)] == []  # none settled yet
+    clock.at += SETTLE - 4  # the horizon reaches the first stamp (inclusive)
+    assert [i["event_id"] for i in _all(feed)] == [events[3].event_id]
+    clock.at += 3
+    assert [i["event_id"] for i in _all(feed)] == [e.event_id for e in reversed(events)]
+
+
+def test_paging_by_stamp_across_hours_sees_each_entry_once(feed, clock):
+    tenant = str(uuid.uuid4())
+    written = []
+    for n in range(7):
+        e = _event(tenant, n)
+        feed.append(e)
+        written.append(e.event_id)
+        clock.at += 1_500  # entries land in several hourly buckets
+    clock.at += SETTLE
+    position, seen, pages = feed.start(), [], 0
+    while True:
+        page = feed.read(position, 2, Filters(tenants=(tenant,)))
+        seen += [i["event_id"] for i in page.events]
+        position, pages = page.position, pages + 1
+        if not page.more:
+            break
+    assert seen == written and pages >= 4
+    assert feed.read(position, 2).events == []  # the last position: nothing again
+
+
+def test_filters_match_on_both_backends(feed, clock):
+    tenant, other = str(uuid.uuid4()), str(uuid.uuid4())
+    cases = [(tenant, "High", "New", "2026-11-30T08:00:00.0000000Z"),
+             (tenant, "Low", "New", "2026-11-30T09:00:00.0000000Z"),
+             (tenant, "High", "Resolved", "2026-11-30T10:00:00.0000000Z"),
+             (other, "High", "New", "2026-11-30T11:00:00.0000000Z")]
+    for n, (t, severity, status, version) in enumerate(cases):
+        feed.append(_event(t, n, version, severity=severity, status=status))
+        clock.at += 1
+    clock.at += SETTLE
+
+    def titles(**filters) -> list[str]:
+        return [i["alert"]["title"] for i in _all(feed, Filters(**filters))]
+
+    assert titles(tenants=(tenant,)) == ["Alert 0", "Alert 1", "Alert 2"]
+    assert titles(tenants=(tenant, other), severities=("High",)) == [
+        "Alert 0", "Alert 2", "Alert 3"]
+    assert titles(statuses=("Resolved",)) == ["Alert 2"]
+    assert titles(tenants=(tenant,), since="2026-11-30T09:00:00.0000000Z",
+                  until="2026-11-30T10:00:00.0000000Z") == ["Alert 1", "Alert 2"]
+
+
+def test_prune_goes_through_a_point_and_resumes_from_it(entries, alerts):
+    feed = Feed(entries, alerts, SETTLE, 7)  # prune counts from the real now
+    now_us = feed.now_us()
+    old = [now_us - hours * 3_600_000_000 for hours in (9 * 24, 9 * 24 + 12)]
+    kept = now_us - 86_400_000_000
+    e = _event()
+    for stamp in [*old, kept]:
+        entries.put_entry(e, stamp)
+    assert entries.pruned_through() is None
+    hour = [(datetime.now(UTC) - timedelta(days=8)).strftime("%Y%m%d%H")]
+    assert feed.prune() == 2
+    hour.append((datetime.now(UTC) - timedelta(days=8)).strftime("%Y%m%d%H"))
+    assert entries.pruned_through() in hour  # through the retention's end
+    assert feed.prune() == 0  # resumes where the last one ended
+    assert entries.has_entry(e, kept) and not any(entries.has_entry(e, s) for s in old)
+
+
+def test_ledger_rows_go_by_day(entries):
+    e = _event(version="2026-11-20T10:00:00.0000000Z")
+    entries.stamp_once(e, 1_000)
+    assert entries.drop_ledger_day("20261119") == 0
+    assert entries.drop_ledger_day("20261120") == 1
+    assert entries.stamp_once(e, 2_000) is None  # forgotten: stamped anew
+    entries.put_entry(e, 3_000)
+    assert entries.drop_hour(bucket_of(3_000)) == 1 and not entries.has_entry(e, 3_000)
+
+
+def test_set_stamp_moves_the_ledger(entries):
+    e = _event()
+    entries.stamp_once(e, 1_000)
+    entries.set_stamp(e, 9_000)
+    assert entries.stamp_once(e, 10_000).stamp == 9_000
+
+
+# delivery state ------------------------------------------------------------------------
+
+def test_an_output_row_is_created_once(states):
+    assert states.get("hook") is None
+    first = states.create("hook", "2026113010", "0001|a")
+    again = states.create("hook", "2026113011", "0002|b")  # a racing creator: no change
+    assert (again.bucket, again.after) == ("2026113010", "0001|a") == (first.bucket,
+                                                                       first.after)
+    got = states.get("hook")
+    assert got is not None and got.failures == 0 and got.owner == "" and got.retry_at is None
+
+
+def test_a_cursor_advance_loses_to_a_concurrent_one(states):
+    seen = states.create("hook", "2026113010", "")
+    now = datetime.now(UTC)
+    mine = states.advance(seen, "2026113010", "0005|x", now, delivered_at=now)
+    with pytest.raises(StateChanged):
+        states.advance(seen, "2026113011", "0009|y", now)  # a stale copy of the row
+    got = states.get("hook")
+    assert (got.bucket, got.after) == ("2026113010", "0005|x") and got.etag == mine.etag
+    assert got.last_success_at is not None
+    with pytest.raises(StateChanged):
+        states.mark_queued(seen, now)
+
+
+def test_each_change_is_kept(states):
+    now = datetime.now(UTC).replace(microsecond=0)
+    state = states.create("hook", "b", "a")
+    state = states.mark_queued(state, now)
+    assert states.get("hook").queued_at == now
+    state = states.unqueue(state)
+    assert states.get("hook").queued_at is None
+    state = states.take_lease(state, "me", now + timedelta(seconds=120))
+    got = states.get("hook")
+    assert got.owner == "me" and got.lease_until == now + timedelta(seconds=120)
+    state = states.mark_failed(state, "HTTP 503", now, 3, now + timedelta(seconds=40))
+    got = states.get("hook")
+    assert (got.owner, got.failures, got.last_error) == ("", 3, "HTTP 503")
+    assert got.last_error_at == now and got.retry_at == now + timedelta(seconds=40)
+    state = states.take_lease(state, "me", now)
+    state = states.advance(state, "b2", "a2", now)  # nothing sent: no success time
+    got = states.get("hook")
+    assert (got.failures, got.retry_at, got.last_success_at) == (0, None, None)
+    assert got.last_error == "HTTP 503"  # kept for the status
+    states.release(state)
+    assert states.get("hook").owner == ""
+
+
+def test_status_lists_each_output(states):
+    hook = Output("hook", "webhook", "json")
+    new = Output("new", "syslog", "cef")
+    now_us = int(datetime(2026, 11, 30, 10, tzinfo=UTC).timestamp() * 1e6)
+    state = states.create("hook", bucket_of(now_us), f"{now_us - 30_000_000:016d}|x")
+    failed_at = datetime(2026, 11, 30, 9, 59, tzinfo=UTC)
+    states.mark_failed(state, "refused", failed_at, 2, failed_at + timedelta(seconds=20))
+    assert output_status(states, (hook, new), now_us) == [
+        {"name": "hook", "type": "webhook", "format": "json", "lag_seconds": 30,
+         "failures": 2, "last_error": "refused", "last_error_at": failed_at.isoformat(),
+         "retry_at": (failed_at + timedelta(seconds=20)).isoformat(),
+         "last_success_at": None},
+        {"name": "new", "type": "syslog", "format": "cef", "lag_seconds": None,
+         "failures": 0, "last_error": None, "last_error_at": None, "retry_at": None,
+         "last_success_at": None}]
+
+
+def test_the_deliver_queue_carries_typed_requests(queue):
+    queue.request("hook")
+    queue.request("syslog-1")
+    assert sorted(_requested(queue)) == ["hook", "syslog-1"]
+
+
+def test_a_new_reader_starts_at_the_retention_start(feed):
+    assert feed.start() == Position(
+        (datetime.fromtimestamp(T0, UTC) - timedelta(days=7)).strftime("%Y%m%d%H"))
