@@ -7,6 +7,7 @@ entry copies."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -138,6 +139,59 @@ def test_append_is_idempotent_per_event(feed, clock):
     [item] = _all(feed)
     assert item["event_id"] == e.event_id and item["alert"]["title"] == "Alert 1"
     assert item["feed_time"] == "2026-11-30T10:00:00Z"  # the first stamp
+
+
+def test_racing_appends_of_one_event_make_one_entry(feed, clock):
+    tenant = str(uuid.uuid4())
+    events = [_event(tenant, n) for n in range(10)]
+    results: list[bool] = []
+
+    def deliver() -> None:
+        results.extend(feed.append(e) for e in events)
+
+    threads = [threading.Thread(target=deliver) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    clock.at += SETTLE + 1
+    assert sorted(i["event_id"] for i in _all(feed)) == sorted(e.event_id for e in events)
+    assert results.count(True) >= 10
+
+
+def test_an_attempt_that_died_is_keyed_anew_after_any_reader(feed, entries, clock):
+    e = _event()
+    assert entries.stamp_once(e, feed.now_us()) is None  # stamped, then the worker died
+    clock.at += 60
+    reader = feed.read(feed.start(), 100).position  # a reader is past the old stamp
+    assert feed.append(e) is True
+    assert feed.append(e) is False
+    clock.at += SETTLE + 1
+    page = feed.read(reader, 100)
+    assert [i["event_id"] for i in page.events] == [e.event_id]
+    assert [i["event_id"] for i in _all(feed)] == [e.event_id]  # the old key is gone
+
+
+def test_a_write_slower_than_half_the_settle_is_keyed_anew(feed, entries, clock):
+    e = _event()
+    put = entries.put_entry
+    writes: list[int] = []
+
+    def put_slowly(event, stamp, raw=None) -> None:
+        put(event, stamp, raw)
+        writes.append(stamp)
+        if len(writes) == 1:
+            clock.at += SETTLE  # the first write is slow: a reader may be past its key
+
+    entries.put_entry = put_slowly
+    first = feed.now_us()
+    assert feed.append(e) is True
+    assert writes == [first, first + SETTLE * 1_000_000]
+    assert not entries.has_entry(e, first)
+    clock.at += SETTLE + 1
+    [item] = _all(feed)
+    assert item["feed_time"] == "2026-11-30T10:00:05Z"  # the second stamp
+    assert feed.append(e) is False  # the ledger points at the entry that stands
 
 
 def test_an_entry_rewritten_replaces_the_older_one(entries):
