@@ -19,6 +19,7 @@ from shared.siem.feed_model import END, HOUR, Filters, Page, Position, bucket_of
 from shared.storage.alerts import AlertRepository
 from shared.storage.siem_feed import SiemFeedRepository
 
+# the feed's shapes are re-exported: readers (pull.py, delivery) import them from here
 __all__ = ["END", "HOUR", "Feed", "Filters", "Page", "Position", "bucket_of"]
 MAX_BUCKETS_PER_READ = 240  # ten days of empty hours per call at most
 NO_FILTERS = Filters()
