@@ -2,7 +2,7 @@
 under its ETag, the lease, the call budget, a chunk's commit all or nothing and never
 twice, the outbox drained exactly once under redelivery and racing relays), alert rows
 upserted and read back by the portal's queries, run history, the app's identity row and
-the poison log; and the typed queue senders' messages."""
+the poison log, the fan-out ledger; and the typed queue senders' messages."""
 
 from __future__ import annotations
 
@@ -22,10 +22,12 @@ from shared.storage import tables
 from shared.storage.alert_rows import alert_rows
 from shared.storage.alerts import AlertRepository
 from shared.storage.app_health import AppHealth
+from shared.storage.fanout_ledger import FanoutLedger
 from shared.storage.ingest_state import ConflictError, Index, IngestStates
 from shared.storage.memory.ingest import (
     MemoryAlerts,
     MemoryAppHealth,
+    MemoryFanoutLedger,
     MemoryIngestStates,
     MemoryPoisonLog,
     MemoryQueue,
@@ -73,6 +75,12 @@ def app_health(backend):
 def poison(backend):
     return backend.build(lambda s: PoisonLogRepository(_fresh_table(s, "Poison")),
                          MemoryPoisonLog)
+
+
+@pytest.fixture
+def ledger(backend):
+    return backend.build(lambda s: FanoutLedger(_fresh_table(s, "Ledger")),
+                         MemoryFanoutLedger)
 
 
 def _stamp(minutes: int) -> str:
@@ -282,6 +290,19 @@ def test_a_poisoned_message_is_kept_and_counted(poison):
     assert len(rows[0]["Body"]) < 100_000  # clipped to what a row holds
     assert poison.counts_since(NOW - timedelta(days=1), 1000) == {queue: 1}
     assert poison.counts_since(NOW - timedelta(days=3), 1) == {queue: 1}  # at most 1 read
+
+
+def test_the_fanout_ledger_marks_the_latest_run_and_expires(ledger):
+    ids = [str(uuid.uuid4()) for _ in range(5)]
+    earlier = NOW - timedelta(minutes=20)
+    ledger.record(earlier, ids[:2])
+    ledger.record(NOW, ids[:3])
+    ledger.record(NOW, ids[:4])  # a run records as it goes: the list only grows
+    assert ledger.recent(NOW - timedelta(minutes=15)) == dict.fromkeys(ids[:4], NOW)
+    assert ledger.recent(earlier) == dict.fromkeys(ids[:4], NOW)  # the latest run wins
+    assert ledger.recent(NOW + timedelta(seconds=1)) == {}
+    ledger.prune(NOW - timedelta(minutes=15))
+    assert ledger.recent(earlier - timedelta(days=1)) == dict.fromkeys(ids[:4], NOW)
 
 
 # queues ---------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """In-memory ingest family: ingest state (cursor, lease, budget, version index, outbox),
-alert rows, run history, the AppHealth identity row, the poison log and queues that record
-what was sent. Each subclasses the real repository and replaces only what touches a table
-or queue; tests/contract/test_ingest.py holds both to one contract.
+alert rows, run history, the AppHealth identity row, the poison log, the fan-out ledger
+and queues that record what was sent. Each subclasses the real repository and replaces
+only what touches a table or queue; tests/contract/test_ingest.py holds both to one
+contract.
 
 Failures are the real ones: a commit against a moved ETag raises ConflictError and
 changes nothing; a claim of an outbox row another relay moved raises 412, a row gone 404.
@@ -14,7 +15,7 @@ import copy
 import itertools
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +23,7 @@ from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
 from shared import codec
 from shared.model import Cursor
-from shared.storage import alerts, app_health, ingest_state, poison_log, runs
+from shared.storage import alerts, app_health, fanout_ledger, ingest_state, poison_log, runs
 from shared.storage.alerts import COLUMNS
 from shared.storage.ingest_state import (
     BUDGET,
@@ -331,6 +332,30 @@ class MemoryPoisonLog(poison_log.PoisonLogRepository):
                 break
             counts[queue_name] = counts.get(queue_name, 0) + 1
         return counts
+
+
+# the fan-out's ledger -------------------------------------------------------------------
+class MemoryFanoutLedger(fanout_ledger.FanoutLedger):
+    """Each run's enqueued tenants, by run time (a run records as it goes: replaced)."""
+
+    def __init__(self) -> None:
+        self.runs: dict[datetime, list[str]] = {}
+
+    def record(self, run_at: datetime, tenant_ids: Sequence[str]) -> None:
+        self.runs[run_at] = list(tenant_ids)
+
+    def recent(self, since: datetime) -> dict[str, datetime]:
+        cut = fanout_ledger._row_key(since, 0)
+        marks: dict[str, datetime] = {}
+        for at in sorted(self.runs):
+            if fanout_ledger._row_key(at, 0) >= cut:
+                marks.update(dict.fromkeys(self.runs[at], at))
+        return marks
+
+    def prune(self, before: datetime) -> None:
+        cut = fanout_ledger._row_key(before, 0)
+        for at in [at for at in self.runs if fanout_ledger._row_key(at, 0) < cut]:
+            del self.runs[at]
 
 
 # queues ---------------------------------------------------------------------------------
