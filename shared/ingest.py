@@ -169,7 +169,6 @@ class Ingestor:
     def __init__(self, settings: Settings, tokens: Tokens, client: DefenderClient,
                  stores: IngestStores, clock: Callable[[], float] = time.time) -> None:
         self.settings, self.tokens, self.client, self.clock = settings, tokens, client, clock
-        self.stores = stores
         self.tenants, self.alerts, self.states = stores.tenants, stores.alerts, stores.states
         self.runs, self.app_health = stores.runs, stores.app_health
         self.fetch_queue, self.relay_queue = stores.fetch_queue, stores.relay_queue
@@ -404,8 +403,8 @@ class Ingestor:
         """Put the tenant's fetch back on the queue, invisible for `delay` seconds."""
         delay = max(0, min(delay, 7 * 24 * 3600 - 1))
         self.fetch_queue.request(FetchRequest(tenant.tenant_id, True, request.reason), delay)
-        self.tenants.mark_requeued(tenant.tenant_id, datetime.now(UTC) + timedelta(
-            seconds=delay) if throttled else None)
+        until = datetime.now(UTC) + timedelta(seconds=delay) if throttled else None
+        self.tenants.mark_requeued(tenant.tenant_id, throttled_until=until)
 
     def _record_failure(self, tenant: Tenant, exc: BaseException, record: RunRecord) -> None:
         record.outcome = "failed"
