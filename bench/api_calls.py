@@ -12,9 +12,9 @@ import json
 from bench.harness import environment
 from shared.defender import DefenderClient
 from shared.identity import Tokens
-from shared.ingest import Ingestor
 from shared.messages import FetchRequest
 from shared.model import Tenant
+from shared.services import ingestor_for
 
 
 def calls(env, tenant_id: str) -> int:
@@ -27,8 +27,8 @@ def main() -> None:
     args = parser.parse_args()
     with environment() as env:
         settings = env.settings(FETCH_PAGE_SIZE="10000")
-        ingestor = Ingestor(settings, Tokens(settings.identity),
-                            DefenderClient(300, settings.identity.ca_bundle))
+        ingestor = ingestor_for(settings, Tokens(settings.identity),
+                                DefenderClient(300, settings.identity.ca_bundle))
         client_id = settings.identity.client_id
 
         idle = env.sim.add_tenant("Idle Co", consent=[client_id])["id"]

@@ -27,8 +27,9 @@ from datetime import UTC, datetime, timedelta
 from azure.storage.queue import QueueSasPermissions, generate_queue_sas
 
 from bench.harness import ROOT, environment
-from shared.fanout import SENDERS, Fanout
+from shared.fanout import SENDERS
 from shared.messages import FetchRequest
+from shared.services import fanout_on
 from shared.storage import tables
 from shared.storage.queue_sender import QueueSender, encode
 from shared.storage.tenants import TenantRepository
@@ -85,7 +86,7 @@ def _round(env, size: int) -> dict[str, float]:
         list(pool.map(lambda t: sender.send_message(FetchRequest(t).to_message()), ids))
     raw_rate = size / (time.perf_counter() - started)
 
-    fanout = Fanout(env.storage)  # built once per process in the app (shared/services.py)
+    fanout = fanout_on(env.storage)  # built once per process in the app (shared/services.py)
     started = time.perf_counter()
     result = fanout.run()
     fanout_s = time.perf_counter() - started

@@ -34,11 +34,13 @@ from azure.data.tables import TableClient, UpdateMode
 from bench.harness import environment
 from shared.defender import DefenderClient
 from shared.identity import Tokens
-from shared.ingest import WRITERS, Ingestor
+from shared.ingest import WRITERS
 from shared.messages import FetchRequest
 from shared.model import Tenant
+from shared.services import ingestor_for
 from shared.storage import batch, tables
 from shared.storage.alert_rows import alert_rows, transactions
+from shared.storage.alerts import AlertRepository
 from shared.storage.connection import StorageConnection
 
 
@@ -95,10 +97,10 @@ def main() -> None:
         settings = env.settings(FETCH_PAGE_SIZE="10000", FETCH_OVERLAP_SECONDS="0")
         tokens = Tokens(settings.identity)
         client = DefenderClient(120, settings.identity.ca_bundle)
-        ingestor = Ingestor(settings, tokens, client)
+        ingestor = ingestor_for(settings, tokens, client)
         for number in range(-1, args.rounds):  # round -1 warms Azurite and is not kept
             table = RoundTables(env.storage, number + 1)
-            ingestor.alerts = table("Pipeline")
+            ingestor.alerts = AlertRepository(table("Pipeline"))
             created = env.sim.add_tenant("Bench Co", consent=[settings.identity.client_id])
             tenant_id = created["id"]
             env.sim.generate(tenant_id, n, age_seconds=3600)

@@ -21,12 +21,12 @@ def worker(tenant_id: str) -> None:
     from shared.config import get_settings
     from shared.defender import DefenderClient
     from shared.identity import Tokens
-    from shared.ingest import Ingestor
     from shared.messages import FetchRequest
+    from shared.services import ingestor_for
 
     settings = get_settings()
-    ingestor = Ingestor(settings, Tokens(settings.identity),
-                        DefenderClient(300, settings.identity.ca_bundle))
+    ingestor = ingestor_for(settings, Tokens(settings.identity),
+                            DefenderClient(300, settings.identity.ca_bundle))
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     run = ingestor.run(FetchRequest(tenant_id))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -13,10 +13,8 @@ from shared.ingest import PENDING_SECONDS
 from shared.logsafe import clean
 from shared.messages import FetchRequest
 from shared.model import Tenant, TenantStatus
-from shared.storage import tables
-from shared.storage.connection import StorageConnection
 from shared.storage.fanout_ledger import FanoutLedger
-from shared.storage.queue_sender import QueueSender
+from shared.storage.queues import FetchQueue
 from shared.storage.tenants import TenantRepository
 
 log = logging.getLogger("mssp_hub.fanout")
@@ -52,11 +50,10 @@ def due(tenant: Tenant, now: datetime, fanned_out_at: datetime | None = None) ->
 
 
 class Fanout:
-    def __init__(self, storage: StorageConnection) -> None:
-        self.tenants = TenantRepository(tables.table(storage, tables.TENANTS))
-        self.ledger = FanoutLedger(tables.table(storage, tables.FANOUT_LEDGER))
-        tables.queue(storage, tables.FETCH_QUEUE)
-        self.queue = QueueSender(storage, tables.FETCH_QUEUE)
+    def __init__(self, tenants: TenantRepository, ledger: FanoutLedger, queue: FetchQueue
+                 ) -> None:
+        """`queue`: on the lean sender (`QueueSender`), for many puts at once."""
+        self.tenants, self.ledger, self.queue = tenants, ledger, queue
 
     def run(self, past_due: bool = False) -> FanoutResult:
         now = datetime.now(UTC)
@@ -66,7 +63,7 @@ class Fanout:
 
         def send(tenant_id: str) -> tuple[str, str]:
             try:
-                self.queue.send_message(FetchRequest(tenant_id).to_message())
+                self.queue.request(FetchRequest(tenant_id))
                 return tenant_id, ""
             except Exception as exc:  # one tenant's failure never stops the others
                 return tenant_id, clean(f"{type(exc).__name__}: {exc}", 300)

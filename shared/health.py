@@ -10,8 +10,6 @@ from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
-
 from shared import __version__
 from shared.config import Settings, SettingsError, get_settings
 from shared.model import TenantStatus
@@ -20,6 +18,7 @@ from shared.siem.delivery import output_status
 from shared.storage import tables
 from shared.storage.app_health import AppHealth
 from shared.storage.connection import StorageConnection
+from shared.storage.poison_log import PoisonLogRepository
 from shared.storage.siem_delivery import SiemDeliveryRepository
 from shared.storage.tenants import TenantRepository
 
@@ -114,27 +113,22 @@ def reasons(ingestion: dict[str, Any], outputs: list[dict[str, Any]], mail_faili
     return found
 
 
-def _poisoned_last_day(storage: StorageConnection) -> dict[str, int]:
-    """Messages given up on in the last 24 hours, per queue (PoisonLog rows sort newest
-    first, so this reads only the last day's, and at most POISON_COUNT_LIMIT)."""
-    since = datetime.now(UTC) - timedelta(days=1)
-    cutoff = f"{10**19 - 1 - int(since.timestamp() * 10**7):019d}"
-    counts: dict[str, int] = {}
-    log = tables.table(storage, tables.POISON_LOG)
-    for n, row in enumerate(log.query_entities("RowKey lt @cut", parameters={"cut": cutoff},
-                                               select=["PartitionKey"])):
-        if n >= POISON_COUNT_LIMIT:
-            break
-        counts[row["PartitionKey"]] = counts.get(row["PartitionKey"], 0) + 1
-    return counts
-
-
 def ingestion_summary(storage: StorageConnection) -> dict[str, Any]:
-    """Tenants by status, the ones failing, and whether the MSSP app's credential works.
+    """Tenants by status, the ones failing, and whether the MSSP app's credential works
+    (the repositories are built here: the health check runs before, and without, the
+    wiring's services).
 
     Counts and ids only: tenant names and error texts stay behind the admin API/portal.
     """
-    tenants = TenantRepository(tables.table(storage, tables.TENANTS))
+    return summarize(TenantRepository(tables.table(storage, tables.TENANTS)),
+                     PoisonLogRepository(tables.table(storage, tables.POISON_LOG)),
+                     AppHealth(tables.table(storage, tables.APP_HEALTH)))
+
+
+def summarize(tenants: TenantRepository, poison: PoisonLogRepository, app: AppHealth
+              ) -> dict[str, Any]:
+    """`ingestion_summary` from the repositories. Messages given up on are counted for
+    the last 24 hours, per queue, at most POISON_COUNT_LIMIT rows read."""
     by_status: dict[str, int] = {}
     failing = 0
     last_success = None
@@ -147,15 +141,16 @@ def ingestion_summary(storage: StorageConnection) -> dict[str, Any]:
             last_success = tenant.last_success_at
     summary: dict[str, Any] = {
         "tenants": by_status, "failing_tenants": failing,
-        "poisoned_last_day": _poisoned_last_day(storage),
+        "poisoned_last_day": poison.counts_since(datetime.now(UTC) - timedelta(days=1),
+                                                 POISON_COUNT_LIMIT),
         "last_success_at": last_success.isoformat() if last_success else None,
         "app_credential_error": None}
-    try:
-        app = tables.table(storage, tables.APP_HEALTH).get_entity("app", "identity", **PROBE)
-    except ResourceNotFoundError:
+    refused = app.identity_failure(**PROBE)
+    if refused is None:
         return summary
-    if last_success is None or app["At"] > last_success:  # not fixed since
-        summary["app_credential_error"] = {"reason": app["Reason"], "at": app["At"].isoformat()}
+    if last_success is None or refused["at"] > last_success:  # not fixed since
+        summary["app_credential_error"] = {"reason": refused["reason"],
+                                           "at": refused["at"].isoformat()}
     return summary
 
 

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.data.tables import UpdateMode
-
 from shared import alert_stream, gc_pause, timefmt
 from shared.chunk_commits import ChunkCommits
 from shared.config import Settings
@@ -29,12 +27,14 @@ from shared.defender import DefenderClient, DefenderError, Forbidden, Throttled,
 from shared.events import event_message, tracked
 from shared.identity import TokenError, Tokens
 from shared.logsafe import clean
-from shared.messages import FetchRequest, RelayRequest
+from shared.messages import FetchRequest
 from shared.model import Cursor, Tenant, TenantStatus
 from shared.notices import OpsNotices
-from shared.storage import batch, tables
 from shared.storage.alert_rows import alert_rows, transactions
-from shared.storage.ingest_state import ConflictError, Index, IngestState
+from shared.storage.alerts import AlertRepository
+from shared.storage.app_health import AppHealth
+from shared.storage.ingest_state import ConflictError, Index, IngestState, IngestStates
+from shared.storage.queues import FetchQueue, RelayQueue
 from shared.storage.runs import RunHistory, RunRecord
 from shared.storage.tenants import TenantRepository
 
@@ -149,23 +149,32 @@ class RelayTrigger:
             self.owed = False
 
 
+@dataclass
+class IngestStores:
+    """What a fetch reads and writes, built by the wiring (`shared/services.py`)."""
+
+    tenants: TenantRepository
+    alerts: AlertRepository
+    states: IngestStates
+    runs: RunHistory
+    app_health: AppHealth
+    fetch_queue: FetchQueue
+    relay_queue: RelayQueue
+    notices: OpsNotices
+
+
 class Ingestor:
     """Runs fetches; built once per process (credentials and sessions are reused)."""
 
     def __init__(self, settings: Settings, tokens: Tokens, client: DefenderClient,
-                 clock: Callable[[], float] = time.time) -> None:
+                 stores: IngestStores, clock: Callable[[], float] = time.time) -> None:
         self.settings, self.tokens, self.client, self.clock = settings, tokens, client, clock
-        storage = settings.storage
-        self.tenants = TenantRepository(tables.table(storage, tables.TENANTS))
-        self.alerts = tables.table(storage, tables.ALERTS)
-        self.state_table = tables.table(storage, tables.INGEST_STATE)
-        self.runs = RunHistory(tables.table(storage, tables.RUN_HISTORY))
-        self.app_health = tables.table(storage, tables.APP_HEALTH)
-        self.fetch_queue = tables.queue(storage, tables.FETCH_QUEUE)
-        self.relay_queue = tables.queue(storage, tables.RELAY_QUEUE)
+        self.tenants, self.alerts, self.states = stores.tenants, stores.alerts, stores.states
+        self.runs, self.app_health = stores.runs, stores.app_health
+        self.fetch_queue, self.relay_queue = stores.fetch_queue, stores.relay_queue
+        self.notices = stores.notices
         self.writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="alert-writer")
         self.committer = ThreadPoolExecutor(1, thread_name_prefix="chunk-commit")
-        self.notices = OpsNotices.on(storage, settings.onboarding.ops_email)
 
     # the run ----------------------------------------------------------------------------
     def run(self, request: FetchRequest) -> RunRecord:
@@ -180,7 +189,7 @@ class Ingestor:
             record.outcome = "skipped"
             record.error = "unknown tenant" if tenant is None else f"tenant is {tenant.status}"
             return record
-        state = IngestState(self.state_table, tenant.tenant_id)
+        state = self.states.of(tenant.tenant_id)
         held, until = state.acquire_lease(record.run_id, LEASE_SECONDS)
         if not held:
             record.outcome = "busy"
@@ -244,8 +253,7 @@ class Ingestor:
         token = self.tokens.token(tenant.tenant_id)
         retried_auth = False
         more = False
-        relay = RelayTrigger(lambda: self.relay_queue.send_message(
-            RelayRequest(tenant.tenant_id).to_message()))
+        relay = RelayTrigger(lambda: self.relay_queue.request(tenant.tenant_id))
         progress = Progress(position, committed, Index(), ChunkCommits(
             self.committer, state, etag, relay))
         with contextlib.ExitStack() as closing:  # run last to first, each whatever raised
@@ -289,10 +297,7 @@ class Ingestor:
             record.outcome = "partial"
         else:
             record.outcome = "success"
-        self.tenants.merge(tenant.tenant_id, last_success_at=datetime.now(UTC),
-                           consecutive_failures=0, last_error="",
-                           fetch_queued_at=datetime.now(UTC) if more else None,
-                           throttled_until=None)
+        self.tenants.mark_fetched_ok(tenant.tenant_id, more)
 
     # one page ---------------------------------------------------------------------------
     def _store_page(self, tenant: Tenant, alerts: Iterator[alert_stream.Document],
@@ -377,9 +382,7 @@ class Ingestor:
         pending: list[Future[Any]] = []
         try:
             for rows in transactions(rows_to_write()):
-                pending.append(self.writers.submit(
-                    batch.submit_transaction, self.alerts,
-                    [("upsert", e, {"mode": UpdateMode.REPLACE}) for e in rows]))
+                pending.append(self.writers.submit(self.alerts.store, rows))
             position = advance(progress.position, [item[0] for item in chunk])
             committed = later(progress.committed, position)
             progress.commits.submit(pending, index.snapshot(), events, committed,
@@ -393,26 +396,21 @@ class Ingestor:
     def _relay_leftovers(self, state: IngestState) -> None:
         """An outbox row whose relay message was lost (a crash right after the commit)."""
         if state.outbox_rows():
-            self.relay_queue.send_message(RelayRequest(state.tenant_id).to_message())
+            self.relay_queue.request(state.tenant_id)
 
     def _requeue(self, tenant: Tenant, request: FetchRequest, delay: int,
                  throttled: bool = False) -> None:
         """Put the tenant's fetch back on the queue, invisible for `delay` seconds."""
         delay = max(0, min(delay, 7 * 24 * 3600 - 1))
-        self.fetch_queue.send_message(
-            FetchRequest(tenant.tenant_id, True, request.reason).to_message(),
-            visibility_timeout=delay)
-        values: dict[str, Any] = {"fetch_queued_at": datetime.now(UTC)}
-        if throttled:
-            values["throttled_until"] = datetime.now(UTC) + timedelta(seconds=delay)
-        self.tenants.merge(tenant.tenant_id, **values)
+        self.fetch_queue.request(FetchRequest(tenant.tenant_id, True, request.reason), delay)
+        until = datetime.now(UTC) + timedelta(seconds=delay) if throttled else None
+        self.tenants.mark_requeued(tenant.tenant_id, throttled_until=until)
 
     def _record_failure(self, tenant: Tenant, exc: BaseException, record: RunRecord) -> None:
         record.outcome = "failed"
         record.error = clean(f"{type(exc).__name__}: {exc}", 1000)
-        self.tenants.merge(tenant.tenant_id, last_error=record.error,
-                           last_error_at=datetime.now(UTC),
-                           consecutive_failures=tenant.consecutive_failures + 1)
+        self.tenants.mark_failing(tenant.tenant_id, record.error,
+                                  tenant.consecutive_failures + 1)
 
     def _token_failure(self, tenant: Tenant, exc: TokenError, record: RunRecord) -> None:
         if exc.status is not None:
@@ -421,22 +419,17 @@ class Ingestor:
         # the MSSP's own app is broken: one app-wide error, not a failure of this tenant
         record.outcome = "app_error"
         record.error = clean(str(exc), 1000)
-        self.app_health.upsert_entity({"PartitionKey": "app", "RowKey": "identity",
-                                       "Reason": exc.reason, "Error": record.error,
-                                       "At": datetime.now(UTC)})
+        self.app_health.identity_failed(exc.reason, record.error)
         log.error("MSSP app credential rejected (%s); fix MSSP_CLIENT_SECRET or the "
                   "certificate", exc.reason)
-        self.tenants.merge(tenant.tenant_id, fetch_queued_at=None)
+        self.tenants.clear_fetch_queued(tenant.tenant_id)
 
     def _stop_tenant(self, tenant: Tenant, status: TenantStatus, reason: str, error: str,
                      record: RunRecord) -> None:
         """Revoked consent, a gone tenant, no Defender: stop fetching it, say why."""
         record.outcome = str(status)
         record.error = clean(error, 1000)
-        now = datetime.now(UTC)
-        self.tenants.merge(tenant.tenant_id, status=status, status_reason=reason,
-                           status_changed_at=now, last_error=record.error, last_error_at=now,
-                           fetch_queued_at=None)
+        self.tenants.stop(tenant.tenant_id, status, reason, record.error)
         log.warning("tenant %s is now %s (%s)", tenant.tenant_id, status, reason)
         self.notices.add(f"tenant_{status}", tenant.tenant_id,
                          f"Tenant {status.replace('_', ' ')}: {tenant.display_name}",

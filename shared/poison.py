@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from shared.logsafe import clean
 from shared.messages import tenant_of
-from shared.storage import tables
-from shared.storage.connection import StorageConnection
-from shared.storage.limits import clip_text
+from shared.storage.poison_log import PoisonLogRepository
 from shared.storage.tenants import TenantRepository
-
-_MAX_TICKS = 10**19 - 1
 
 
 class PoisonLog:
-    def __init__(self, storage: StorageConnection) -> None:
-        self.table = tables.table(storage, tables.POISON_LOG)
-        self.tenants = TenantRepository(tables.table(storage, tables.TENANTS))
+    def __init__(self, rows: PoisonLogRepository, tenants: TenantRepository) -> None:
+        self.rows, self.tenants = rows, tenants
 
     def record(self, queue_name: str, body: str, reason: str, tenant_id: str | None = None
                ) -> str:
@@ -28,19 +23,10 @@ class PoisonLog:
         tenant = self.tenants.get(tenant_id) if tenant_id else None
         if tenant is not None and tenant.last_error:
             reason = f"{reason}; last error: {tenant.last_error}"
-        row_key = f"{_MAX_TICKS - int(now.timestamp() * 10**7):019d}:{uuid.uuid4().hex[:8]}"
-        self.table.upsert_entity({"PartitionKey": queue_name, "RowKey": row_key,
-                                  "Body": clip_text(body), "Reason": clean(reason, 2000),
-                                  "Tenant": tenant_id or "", "At": now})
+        row_key = self.rows.add(queue_name, body, clean(reason, 2000), tenant_id or "", now)
         if tenant is not None:
             self.tenants.mark_poisoned(tenant.tenant_id, clean(reason, 1000))
         return row_key
 
-    def recent(self, queue_name: str, limit: int = 50) -> list[dict]:
-        rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": queue_name})
-        found = []
-        for row in rows:
-            found.append(dict(row))
-            if len(found) >= limit:
-                break
-        return found
+    def recent(self, queue_name: str, limit: int = 50) -> list[dict[str, Any]]:
+        return self.rows.recent(queue_name, limit)

@@ -14,9 +14,8 @@ from typing import Any
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from shared.messages import relay_text
-from shared.storage import tables
-from shared.storage.connection import StorageConnection
-from shared.storage.ingest_state import IngestState
+from shared.storage.ingest_state import IngestStates
+from shared.storage.queues import EventQueue
 
 log = logging.getLogger("mssp_hub.relay")
 SEND_CHUNK = 200
@@ -24,22 +23,20 @@ SENDERS = 16
 
 
 class Relay:
-    def __init__(self, storage: StorageConnection) -> None:
-        self.state_table = tables.table(storage, tables.INGEST_STATE)
-        self.notify = tables.queue(storage, tables.NOTIFY_QUEUE)
-        self.siem = tables.queue(storage, tables.SIEM_QUEUE)
+    def __init__(self, states: IngestStates, notify: EventQueue, siem: EventQueue) -> None:
+        self.states, self.notify, self.siem = states, notify, siem
         self.pool = ThreadPoolExecutor(SENDERS, thread_name_prefix="relay")
 
     def _send(self, events: list[dict[str, Any]]) -> None:
         texts = [relay_text(e) for e in events]
-        futures = [self.pool.submit(q.send_message, t) for t in texts
+        futures = [self.pool.submit(q.send, t) for t in texts
                    for q in (self.notify, self.siem)]
         for future in futures:
             future.result()
 
     def relay(self, tenant_id: str) -> int:
         """Send every pending outbox row of the tenant; returns the events sent."""
-        state = IngestState(self.state_table, tenant_id)
+        state = self.states.of(tenant_id)
         sent_total = 0
         for row_key in state.outbox_rows():
             loaded = state.outbox(row_key)

@@ -7,8 +7,8 @@ import functools
 from shared.config import Settings, get_settings
 from shared.defender import DefenderClient
 from shared.fanout import Fanout
-from shared.identity import tokens_for
-from shared.ingest import Ingestor
+from shared.identity import Tokens, tokens_for
+from shared.ingest import Ingestor, IngestStores
 from shared.notices import OpsNotices
 from shared.notify.service import Notifier, NotifyStores, transport_for
 from shared.notify.transport import Transport
@@ -24,10 +24,16 @@ from shared.storage.alerts import AlertRepository
 from shared.storage.app_health import AppHealth
 from shared.storage.connection import StorageConnection
 from shared.storage.digests import DigestRepository
+from shared.storage.fanout_ledger import FanoutLedger
+from shared.storage.ingest_state import IngestStates
 from shared.storage.invitations import ConsentStateRepository, InvitationRepository
 from shared.storage.mail_outbox import MailOutbox
 from shared.storage.notify_ledger import NotifyLedger
+from shared.storage.poison_log import PoisonLogRepository
+from shared.storage.queue_sender import QueueSender
+from shared.storage.queues import EventQueue, FetchQueue, RelayQueue
 from shared.storage.rules import RuleRepository
+from shared.storage.runs import RunHistory
 from shared.storage.siem_delivery import DeliverQueue, SiemDeliveryRepository
 from shared.storage.siem_feed import SiemFeedRepository
 from shared.storage.tenant_data import TenantData
@@ -35,26 +41,63 @@ from shared.storage.tenants import TenantRepository
 from shared.tenant_admin import TenantAdmin
 
 
+def ingest_stores(settings: Settings) -> IngestStores:
+    """What a fetch reads and writes, on the real tables and queues."""
+    storage = settings.storage
+    return IngestStores(
+        tenants=TenantRepository(tables.table(storage, tables.TENANTS)),
+        alerts=AlertRepository(tables.table(storage, tables.ALERTS)),
+        states=IngestStates(tables.table(storage, tables.INGEST_STATE)),
+        runs=RunHistory(tables.table(storage, tables.RUN_HISTORY)),
+        app_health=AppHealth(tables.table(storage, tables.APP_HEALTH)),
+        fetch_queue=FetchQueue(tables.queue(storage, tables.FETCH_QUEUE)),
+        relay_queue=RelayQueue(tables.queue(storage, tables.RELAY_QUEUE)),
+        notices=OpsNotices.on(storage, settings.onboarding.ops_email))
+
+
+def ingestor_for(settings: Settings, tokens: Tokens, client: DefenderClient) -> Ingestor:
+    """An Ingestor on the real tables (a new one: its own writer threads)."""
+    return Ingestor(settings, tokens, client, ingest_stores(settings))
+
+
 @functools.cache
 def ingestor() -> Ingestor:
     settings = get_settings()
-    return Ingestor(settings, tokens_for(settings.identity),
-                    DefenderClient(settings.fetch.timeout_seconds, settings.identity.ca_bundle))
+    return ingestor_for(settings, tokens_for(settings.identity), DefenderClient(
+        settings.fetch.timeout_seconds, settings.identity.ca_bundle))
+
+
+def fanout_on(storage: StorageConnection) -> Fanout:
+    tables.queue(storage, tables.FETCH_QUEUE)  # created here: the lean sender does not
+    return Fanout(TenantRepository(tables.table(storage, tables.TENANTS)),
+                  FanoutLedger(tables.table(storage, tables.FANOUT_LEDGER)),
+                  FetchQueue(QueueSender(storage, tables.FETCH_QUEUE)))
 
 
 @functools.cache
 def fanout() -> Fanout:
-    return Fanout(get_settings().storage)
+    return fanout_on(get_settings().storage)
+
+
+def relay_on(storage: StorageConnection) -> Relay:
+    return Relay(IngestStates(tables.table(storage, tables.INGEST_STATE)),
+                 EventQueue(tables.queue(storage, tables.NOTIFY_QUEUE)),
+                 EventQueue(tables.queue(storage, tables.SIEM_QUEUE)))
 
 
 @functools.cache
 def relay() -> Relay:
-    return Relay(get_settings().storage)
+    return relay_on(get_settings().storage)
+
+
+def poison_log_on(storage: StorageConnection) -> PoisonLog:
+    return PoisonLog(PoisonLogRepository(tables.table(storage, tables.POISON_LOG)),
+                     TenantRepository(tables.table(storage, tables.TENANTS)))
 
 
 @functools.cache
 def poison_log() -> PoisonLog:
-    return PoisonLog(get_settings().storage)
+    return poison_log_on(get_settings().storage)
 
 
 @functools.cache
@@ -134,5 +177,7 @@ def delivery() -> SiemDelivery:
 @functools.cache
 def portal() -> Portal:
     notify = notifier()
+    storage = get_settings().storage
     return Portal(get_settings(), tenant_admin(), notify.rules, notify.outbox, onboarding(),
-                  ops_notices(), siem_status=lambda: delivery().status())
+                  ops_notices(), AlertRepository(tables.table(storage, tables.ALERTS)),
+                  siem_status=lambda: delivery().status())

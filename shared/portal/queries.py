@@ -16,9 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from azure.data.tables import TableClient
-
 from shared.model import Tenant
+from shared.storage.alerts import AlertRepository
 
 SEVERITIES = ("High", "Medium", "Low", "Informational")
 STATUSES = ("New", "InProgress", "Resolved")
@@ -28,9 +27,6 @@ PAGE_SIZE = 50
 SCAN_LIMIT = 20_000  # rows read per tenant per request
 PARALLEL = 8
 CHART_DAYS = 14
-COLUMNS = ["PartitionKey", "RowKey", "AlertId", "Title", "Severity", "Status", "Category",
-           "RbacGroupName", "ComputerDnsName", "DetectionSource", "AlertCreationTime",
-           "LastUpdated"]
 PORTAL = "https://security.microsoft.com/alerts/{id}?tid={tenant}"
 T = TypeVar("T")
 
@@ -41,15 +37,6 @@ def per_tenant(tenants: list[Tenant], read: Callable[[Tenant], T]) -> list[tuple
         return [(t, read(t)) for t in tenants]
     with ThreadPoolExecutor(max_workers=min(PARALLEL, len(tenants))) as pool:
         return list(zip(tenants, pool.map(read, tenants), strict=True))
-
-
-def _bounded(rows: Iterable[Any], limit: int) -> tuple[list[Any], bool]:
-    found = []
-    for row in rows:
-        if len(found) >= limit:
-            return found, True
-        found.append(row)
-    return found, False
 
 
 # "older than" times a link may carry: the query moves them by a microsecond
@@ -159,7 +146,7 @@ def _row(tenant: Tenant, entity: Any) -> AlertRow:
         updated=entity["LastUpdated"].astimezone(UTC))
 
 
-def search_alerts(alerts: TableClient, tenants: list[Tenant], flt: AlertFilter,
+def search_alerts(alerts: AlertRepository, tenants: list[Tenant], flt: AlertFilter,
                   now: datetime | None = None, page_size: int = PAGE_SIZE) -> AlertPage:
     """The newest `page_size` alerts matching `flt`, older than its keyset if it has one."""
     now = now or datetime.now(UTC)
@@ -167,8 +154,7 @@ def search_alerts(alerts: TableClient, tenants: list[Tenant], flt: AlertFilter,
 
     def read(tenant: Tenant) -> tuple[list[Any], bool]:
         text, params = flt.query(tenant.tenant_id, now)
-        return _bounded(alerts.query_entities(text, parameters=params, select=COLUMNS,
-                                              results_per_page=1000), SCAN_LIMIT)
+        return alerts.search(text, params, SCAN_LIMIT)
 
     rows: list[AlertRow] = []
     cut_short = []
@@ -195,16 +181,12 @@ class TenantAlerts:
     cut_short: bool = False
 
 
-def tenant_alert_counts(alerts: TableClient, tenant_id: str, now: datetime | None = None,
+def tenant_alert_counts(alerts: AlertRepository, tenant_id: str, now: datetime | None = None,
                         days: int = CHART_DAYS) -> TenantAlerts:
     """Open alerts by severity, and alerts raised per day: one query, three columns."""
     now = now or datetime.now(UTC)
     first_day = (now - timedelta(days=days - 1)).strftime("%Y-%m-%d")
-    entities, cut = _bounded(alerts.query_entities(
-        "PartitionKey eq @pk and (Status eq 'New' or Status eq 'InProgress' "
-        "or AlertCreationTime ge @day )", parameters={"pk": tenant_id, "day": first_day},
-        select=["Severity", "Status", "AlertCreationTime"], results_per_page=1000),
-        SCAN_LIMIT * 5)
+    entities, cut = alerts.open_or_raised_since(tenant_id, first_day, SCAN_LIMIT * 5)
     counts = TenantAlerts(dict.fromkeys(SEVERITIES, 0), {}, cut)
     for entity in entities:
         severity = entity.get("Severity", "")

@@ -1,15 +1,36 @@
-"""The Alerts table: each tenant's alerts, as ingest stores them (shared/storage/alert_rows.py)."""
+"""The Alerts table: partition <tenant id>, row <alert id> (plus an alert's overflow rows).
+
+One place for every read of it (the portal's searches and counts, the SIEM feed's copy of a
+stored alert) and for ingest's write of an alert's rows, so that a later index (issue 18)
+changes this module only. The queries are bounded: at most `limit` rows are read, and the
+caller is told when more matched."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableClient
+from azure.data.tables import TableClient, UpdateMode
 
+from shared.storage import batch
 from shared.storage.keys import encode_key
+
+# the indexed columns a search lists (never the alert bodies)
+COLUMNS = ["PartitionKey", "RowKey", "AlertId", "Title", "Severity", "Status", "Category",
+           "RbacGroupName", "ComputerDnsName", "DetectionSource", "AlertCreationTime",
+           "LastUpdated"]
+
+
+def bounded(rows: Iterable[Any], limit: int) -> tuple[list[Any], bool]:
+    """At most `limit` of `rows`, and whether there were more."""
+    found = []
+    for row in rows:
+        if len(found) >= limit:
+            return found, True
+        found.append(row)
+    return found, False
 
 
 @dataclass(frozen=True)
@@ -39,3 +60,28 @@ class AlertRepository:
             return stored(self.client.get_entity(tenant_id, encode_key(alert_id)))
         except ResourceNotFoundError:
             return None
+
+    # ingest's write --------------------------------------------------------------------
+    def store(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One transaction of alert rows (one tenant), each replacing what was there:
+        idempotent, so a rerun of a chunk stores the same rows again, harmlessly."""
+        return batch.submit_transaction(
+            self.client, [("upsert", e, {"mode": UpdateMode.REPLACE}) for e in rows])
+
+    # the portal's reads ----------------------------------------------------------------
+    def search(self, query: str, parameters: dict[str, Any], limit: int
+               ) -> tuple[list[Any], bool]:
+        """The listed columns of the rows matching an OData filter (one tenant's
+        partition; see `AlertFilter.query`), at most `limit`, and whether more matched."""
+        return bounded(self.client.query_entities(query, parameters=parameters,
+                                                  select=COLUMNS, results_per_page=1000),
+                       limit)
+
+    def open_or_raised_since(self, tenant_id: str, first_day: str, limit: int
+                             ) -> tuple[list[Any], bool]:
+        """Severity, status and creation time of the tenant's open alerts and of those
+        created on or after `first_day` (YYYY-MM-DD): the overview's counts."""
+        return bounded(self.client.query_entities(
+            "PartitionKey eq @pk and (Status eq 'New' or Status eq 'InProgress' "
+            "or AlertCreationTime ge @day )", parameters={"pk": tenant_id, "day": first_day},
+            select=["Severity", "Status", "AlertCreationTime"], results_per_page=1000), limit)

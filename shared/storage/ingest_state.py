@@ -187,6 +187,16 @@ class Index:
             self.days.discard(day)
 
 
+class IngestStates:
+    """The IngestState table: each tenant's state is its own partition."""
+
+    def __init__(self, client: TableClient) -> None:
+        self.client = client
+
+    def of(self, tenant_id: str) -> IngestState:
+        return IngestState(self.client, tenant_id)
+
+
 class IngestState:
     def __init__(self, client: TableClient, tenant_id: str) -> None:
         self.client, self.tenant_id = client, tenant_id

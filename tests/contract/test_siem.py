@@ -20,7 +20,7 @@ from shared.siem.outputs import Output
 from shared.storage import tables
 from shared.storage.alert_rows import alert_rows
 from shared.storage.alerts import AlertRepository
-from shared.storage.memory.alerts import MemoryAlerts
+from shared.storage.memory.ingest import MemoryAlerts
 from shared.storage.memory.siem import MemoryDeliverQueue, MemorySiemDelivery, MemorySiemFeed
 from shared.storage.siem_delivery import DeliverQueue, SiemDeliveryRepository, StateChanged
 from shared.storage.siem_feed import SiemFeedRepository
@@ -94,12 +94,7 @@ def _all(feed: Feed, filters: Filters | None = None, limit: int = 100) -> list[d
 
 
 def _store_alert(alerts, tenant: str, alert: dict) -> None:
-    rows = alert_rows(tenant, alert)
-    if isinstance(alerts, MemoryAlerts):
-        alerts.put_rows(rows)
-    else:
-        for row in rows:
-            alerts.client.upsert_entity(row)
+    alerts.store(alert_rows(tenant, alert))
 
 
 def _requested(queue) -> list[str]:

@@ -19,6 +19,7 @@ from shared.ingest import Ingestor
 from shared.messages import FetchRequest
 from shared.model import Tenant, TenantStatus
 from shared.relay import Relay
+from shared.services import ingestor_for, relay_on
 from shared.storage import tables
 from shared.storage.alert_rows import OVERFLOW_MARK, read_alert
 from shared.storage.connection import StorageConnection
@@ -67,7 +68,7 @@ class Pipeline:
         """The same pipeline with other settings (a worker configured otherwise)."""
         settings = Settings.from_env(ingest_env(self.simulator, self.storage,
                                                 **{**PIPELINE_SETTINGS, **overrides}))
-        ingestor = Ingestor(settings, self.ingestor.tokens, self.ingestor.client)
+        ingestor = ingestor_for(settings, self.ingestor.tokens, self.ingestor.client)
         return dataclasses.replace(self, settings=settings, ingestor=ingestor)
 
     def fetch(self, tenant: Tenant | str, continuation: bool = False):
@@ -76,7 +77,7 @@ class Pipeline:
 
     def rows(self, tenant_id: str) -> dict[str, dict[str, Any]]:
         """Every stored alert of a tenant, rebuilt from its rows, by alert id."""
-        entities = list(self.ingestor.alerts.query_entities(
+        entities = list(self.ingestor.alerts.client.query_entities(
             "PartitionKey eq @pk", parameters={"pk": tenant_id}))
         mains = [e for e in entities if OVERFLOW_MARK not in e["RowKey"]]
         found = {}
@@ -87,7 +88,7 @@ class Pipeline:
         return found
 
     def row(self, tenant_id: str, alert_id: str) -> Any:
-        return self.ingestor.alerts.get_entity(tenant_id, encode_key(alert_id))
+        return self.ingestor.alerts.client.get_entity(tenant_id, encode_key(alert_id))
 
     def events(self, tenant_id: str) -> list[dict[str, Any]]:
         """Relay, then take this tenant's events off both queues; they must agree."""
@@ -116,9 +117,9 @@ class Pipeline:
 def pipeline(simulator: Simulator, sim: SimulatorClient, storage_env: StorageConnection
              ) -> Iterator[Pipeline]:
     settings = Settings.from_env(ingest_env(simulator, storage_env, **PIPELINE_SETTINGS))
-    ingestor = Ingestor(settings, Tokens(settings.identity),
-                        DefenderClient(10, settings.identity.ca_bundle))
-    yield Pipeline(simulator, sim, storage_env, settings, ingestor, Relay(storage_env))
+    ingestor = ingestor_for(settings, Tokens(settings.identity),
+                            DefenderClient(10, settings.identity.ca_bundle))
+    yield Pipeline(simulator, sim, storage_env, settings, ingestor, relay_on(storage_env))
 
 
 @pytest.fixture

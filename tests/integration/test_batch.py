@@ -14,7 +14,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import EdmType, TableTransactionError, UpdateMode
 
 from shared.model import Cursor
-from shared.poison import PoisonLog
+from shared.services import poison_log_on
 from shared.storage import batch, tables
 from shared.storage.alert_rows import alert_rows, read_alert, transactions
 from shared.storage.ingest_state import ConflictError, Index, IngestState
@@ -218,7 +218,7 @@ def test_one_entity_writes_through_the_sdk_are_checked_too(table, storage_env):
 def test_a_poisoned_message_of_any_text_is_kept(storage_env):
     """A body of characters beyond the BMP (two UTF-16 units each) is clipped to what one
     string property holds, not refused."""
-    log = PoisonLog(storage_env)
+    log = poison_log_on(storage_env)
     body = '{"v": 1, "title": "' + "\U0001f600" * 40_000 + '"}'
     row_key = log.record("notify-events", body, "a reason")
     kept = tables.table(storage_env, tables.POISON_LOG).get_entity("notify-events", row_key)

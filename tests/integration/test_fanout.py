@@ -8,10 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.fanout import Fanout
 from shared.messages import BadMessage, FetchRequest
 from shared.model import Tenant, TenantStatus
-from shared.poison import PoisonLog
+from shared.services import fanout_on, poison_log_on
 from shared.storage import tables
 
 
@@ -33,7 +32,7 @@ def test_one_message_per_due_tenant_and_no_pile_up(storage_env, registry):
         registry.add(Tenant(tenant_id, f"T{i}"))
     registry.set_status(ids[4], TenantStatus.CONSENT_REVOKED, "app_not_found_in_tenant")
     registry.merge(ids[5], throttled_until=now + timedelta(minutes=5))
-    fanout = Fanout(storage_env)
+    fanout = fanout_on(storage_env)
 
     first = fanout.run()
     assert sorted(first.enqueued) == sorted(ids[:4])
@@ -51,15 +50,15 @@ def test_a_failing_send_does_not_stop_the_others(storage_env, registry, monkeypa
     ids = [str(uuid.uuid4()) for _ in range(5)]
     for tenant_id in ids:
         registry.add(Tenant(tenant_id, "x"))
-    fanout = Fanout(storage_env)
-    real = fanout.queue.send_message
+    fanout = fanout_on(storage_env)
+    real = fanout.queue.sender.send_message
 
     def flaky(content, **kwargs):
         if ids[2] in content:
             raise ConnectionError("queue unreachable")
         return real(content, **kwargs)
 
-    monkeypatch.setattr(fanout.queue, "send_message", flaky)
+    monkeypatch.setattr(fanout.queue.sender, "send_message", flaky)
     result = fanout.run()
     assert sorted(result.enqueued) == sorted(ids[:2] + ids[3:])
     assert list(result.failed) == [ids[2]]
@@ -82,7 +81,7 @@ def test_poison_log_keeps_the_message_and_charges_the_tenant(storage_env, regist
     tenant_id = str(uuid.uuid4())
     registry.add(Tenant(tenant_id, "Poisoned Co"))
     registry.merge(tenant_id, last_error="DefenderError: 500", fetch_queued_at=datetime.now(UTC))
-    log = PoisonLog(storage_env)
+    log = poison_log_on(storage_env)
     body = FetchRequest(tenant_id).to_message()
     log.record("fetch-requests", body, "fetch failed on every attempt")
     (row,) = [r for r in log.recent("fetch-requests") if r["Tenant"] == tenant_id]

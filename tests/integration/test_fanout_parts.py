@@ -13,6 +13,7 @@ from shared.fanout import Fanout, due
 from shared.ingest import PENDING_SECONDS
 from shared.messages import FetchRequest
 from shared.model import Tenant
+from shared.services import fanout_on
 from shared.storage import tables
 from shared.storage.connection import StorageConnection
 from shared.storage.fanout_ledger import FanoutLedger
@@ -25,7 +26,7 @@ def _three_due(storage_env, registry) -> tuple[list[str], Fanout]:
     for tenant_id in ids:
         registry.add(Tenant(tenant_id, "x"))
     _drain(tables.queue(storage_env, tables.FETCH_QUEUE))
-    return ids, Fanout(storage_env)
+    return ids, fanout_on(storage_env)
 
 
 def _drain(client) -> list[str]:

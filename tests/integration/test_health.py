@@ -83,10 +83,10 @@ def test_bad_settings_are_reported_by_name():
 
 
 def test_health_counts_poisoned_messages_of_the_last_day(storage_env):
-    from shared.poison import PoisonLog
+    from shared.services import poison_log_on
 
     before = health.ingestion_summary(storage_env)["poisoned_last_day"].get("notify-events", 0)
-    PoisonLog(storage_env).record("notify-events", "{}", "smtp down for hours")
+    poison_log_on(storage_env).record("notify-events", "{}", "smtp down for hours")
     after = health.ingestion_summary(storage_env)["poisoned_last_day"]["notify-events"]
     assert after == before + 1
 
@@ -126,11 +126,11 @@ def _tenant_failing(storage: StorageConnection, ctx: dict[str, Any]) -> Callable
 
 
 def _poisoned(storage: StorageConnection, ctx: dict[str, Any]) -> Callable[[], None]:
-    from shared.poison import PoisonLog
+    from shared.services import poison_log_on
 
-    log = PoisonLog(storage)
+    log = poison_log_on(storage)
     key = log.record("fetch-requests", "{}", "gave up")
-    return lambda: log.table.delete_entity("fetch-requests", key)
+    return lambda: log.rows.client.delete_entity("fetch-requests", key)
 
 
 def _mail_down(storage: StorageConnection, ctx: dict[str, Any]) -> Callable[[], None]:

@@ -81,7 +81,7 @@ def test_worker_killed_between_storing_and_moving_the_cursor(pipeline, monkeypat
         pipeline.fetch(tenant)
     assert len(pipeline.rows(tenant.tenant_id)) == 25  # rows were written...
     assert pipeline.events(tenant.tenant_id) == []  # ...but no event left
-    state = IngestState(pipeline.ingestor.state_table, tenant.tenant_id)
+    state = pipeline.ingestor.states.of(tenant.tenant_id)
     assert state.cursor() == (None, None)  # and the cursor did not move
 
     monkeypatch.setattr(IngestState, "commit", real_commit)
@@ -123,7 +123,7 @@ def test_each_chunk_commits_in_order_and_only_after_its_rows(pipeline, monkeypat
         if "cursor" not in _keys(ops):
             return
         watermark = next(op[1]["Watermark"] for op in ops if op[1]["RowKey"] == "cursor")
-        stored = {r["Version"] for r in pipeline.ingestor.alerts.query_entities(
+        stored = {r["Version"] for r in pipeline.ingestor.alerts.client.query_entities(
             "PartitionKey eq @pk", parameters={"pk": tenant.tenant_id}, select=["Version"])}
         assert {v for v in versions if v <= watermark} <= stored
         cursors.append(watermark)
@@ -148,7 +148,7 @@ def test_a_failed_chunk_stops_the_run_before_any_later_commit(pipeline, monkeypa
     real = _spy(monkeypatch, tables.ALERTS, flaky)
     with pytest.raises(ConnectionError):
         pipeline.fetch(tenant)
-    state = IngestState(pipeline.ingestor.state_table, tenant.tenant_id)
+    state = pipeline.ingestor.states.of(tenant.tenant_id)
     cursor, _ = state.cursor()
     first = sorted(pipeline.sim.alerts(tenant.tenant_id),
                    key=lambda a: timefmt.normalize(a["lastUpdateTime"]))[:40]
@@ -204,7 +204,7 @@ def test_worker_killed_inside_a_split_commit_loses_nothing(pipeline, small_limit
     spy = _spy(monkeypatch, tables.INGEST_STATE, die_at_the_index)
     with pytest.raises(SystemExit):
         pipeline.fetch(tenant)
-    state = IngestState(pipeline.ingestor.state_table, tenant.tenant_id)
+    state = pipeline.ingestor.states.of(tenant.tenant_id)
     assert state.cursor() == (None, None) and len(state.outbox_rows()) > 1
     monkeypatch.setattr(batch, "submit_transaction", spy)
     run = pipeline.fetch(tenant)
@@ -246,7 +246,7 @@ def test_a_run_asks_the_relay_at_its_first_commit_and_after_its_last(pipeline, m
 
 def test_worker_killed_after_commit_before_the_relay_message(pipeline, monkeypatch):
     tenant = pipeline.add_tenant("Lost Relay Co", alerts=10)
-    relay_queue = pipeline.ingestor.relay_queue
+    relay_queue = pipeline.ingestor.relay_queue.sender
 
     def lost(*args, **kwargs):
         raise SystemExit("worker killed before the relay message")
@@ -359,7 +359,7 @@ def test_a_page_that_breaks_off_keeps_its_committed_chunks(pipeline, monkeypatch
         pipeline.fetch(tenant)
     stored = pipeline.rows(tenant.tenant_id)
     assert len(stored) == 100  # one whole chunk, no part of the next
-    state = IngestState(pipeline.ingestor.state_table, tenant.tenant_id)
+    state = pipeline.ingestor.states.of(tenant.tenant_id)
     cursor, _ = state.cursor()
     assert cursor is not None
     assert cursor.watermark == max(timefmt.normalize(a["lastUpdateTime"])
@@ -449,20 +449,20 @@ def test_unknown_tenant_is_unavailable(pipeline):
 def test_bad_mssp_secret_is_one_app_wide_error(pipeline):
     from shared.config import Settings
     from shared.identity import Tokens
-    from shared.ingest import Ingestor
+    from shared.services import ingestor_for
     from tests.integration.ingest_fixtures import ingest_env
 
     tenant = pipeline.add_tenant("Innocent Co", alerts=2)
     settings = Settings.from_env(ingest_env(pipeline.simulator, pipeline.storage,
                                             MSSP_CLIENT_SECRET="wrong-secret"))
-    broken = Ingestor(settings, Tokens(settings.identity), pipeline.ingestor.client)
+    broken = ingestor_for(settings, Tokens(settings.identity), pipeline.ingestor.client)
     from shared.messages import FetchRequest
 
     run = broken.run(FetchRequest(tenant.tenant_id))
     assert run.outcome == "app_error"
     saved = pipeline.tenants.get(tenant.tenant_id)
     assert saved.status == TenantStatus.ACTIVE and saved.consecutive_failures == 0
-    health = broken.app_health.get_entity("app", "identity")
+    health = broken.app_health.client.get_entity("app", "identity")
     assert health["Reason"] == "bad_client_secret"
 
 

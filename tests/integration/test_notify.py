@@ -324,7 +324,7 @@ def test_a_stored_newline_address_is_refused_alone_and_every_other_email_goes(
 
     from shared import services
     from shared.config import get_settings
-    from shared.poison import PoisonLog
+    from shared.services import poison_log_on
 
     inbox, server = smtp
     tenant = str(uuid.uuid4())
@@ -361,7 +361,7 @@ def test_a_stored_newline_address_is_refused_alone_and_every_other_email_goes(
     kept = {r["Rule"]: r for r in notifier.outbox.client.query_entities(
         "PartitionKey eq @pk", parameters={"pk": tenant})}
     assert kept[bad]["To"] == "ok@example.com" and "x@example.com" in kept[bad]["Refused"]
-    poisoned = list(PoisonLog(storage_env).table.query_entities(
+    poisoned = list(poison_log_on(storage_env).rows.client.query_entities(
         "Tenant eq @t", parameters={"t": tenant}))
     assert poisoned == []
 

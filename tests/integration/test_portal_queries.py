@@ -13,6 +13,7 @@ from shared.portal import queries
 from shared.portal.queries import AlertFilter, search_alerts, tenant_alert_counts
 from shared.storage import tables
 from shared.storage.alert_rows import alert_rows
+from shared.storage.alerts import AlertRepository
 
 NOW = datetime.now(UTC)
 
@@ -27,13 +28,13 @@ def _alert(n: int, updated: datetime, **fields: object) -> dict:
 
 @pytest.fixture
 def alerts(storage_env):
-    return tables.table(storage_env, tables.ALERTS)
+    return AlertRepository(tables.table(storage_env, tables.ALERTS))
 
 
-def _store(client, tenant_id: str, items: list[dict]) -> None:
+def _store(alerts: AlertRepository, tenant_id: str, items: list[dict]) -> None:
     for item in items:
         rows = alert_rows(tenant_id, item)
-        client.submit_transaction([("upsert", r) for r in rows])
+        alerts.client.submit_transaction([("upsert", r) for r in rows])
 
 
 def test_pages_across_tenants_are_in_time_order_with_nothing_lost_or_repeated(alerts):

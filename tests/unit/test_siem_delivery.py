@@ -26,7 +26,7 @@ from shared.siem.feed import Feed
 from shared.siem.outputs import Output
 from shared.siem.senders import DeliveryError
 from shared.storage.keys import encode_key
-from shared.storage.memory.alerts import MemoryAlerts
+from shared.storage.memory.ingest import MemoryAlerts
 from shared.storage.memory.siem import MemoryDeliverQueue, MemorySiemDelivery, MemorySiemFeed
 from shared.storage.siem_delivery import StateChanged
 

@@ -1,0 +1,327 @@
+"""The ingest family's contract, on Azurite and on the in-memory fakes: ingest state (cursor
+under its ETag, the lease, the call budget, a chunk's commit all or nothing and never
+twice, the outbox drained exactly once under redelivery and racing relays), alert rows
+upserted and read back by the portal's queries, run history, the app's identity row and
+the poison log, the fan-out ledger; and the typed queue senders' messages."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from azure.core.exceptions import HttpResponseError
+
+from shared.events import event_message, tracked
+from shared.messages import AlertEvent, FetchRequest, RelayRequest
+from shared.model import Cursor
+from shared.portal.queries import AlertFilter
+from shared.relay import Relay
+from shared.storage import tables
+from shared.storage.alert_rows import alert_rows
+from shared.storage.alerts import AlertRepository
+from shared.storage.app_health import AppHealth
+from shared.storage.fanout_ledger import FanoutLedger
+from shared.storage.ingest_state import ConflictError, Index, IngestStates
+from shared.storage.memory.ingest import (
+    MemoryAlerts,
+    MemoryAppHealth,
+    MemoryFanoutLedger,
+    MemoryIngestStates,
+    MemoryPoisonLog,
+    MemoryQueue,
+    MemoryRuns,
+)
+from shared.storage.poison_log import PoisonLogRepository
+from shared.storage.queues import EventQueue, FetchQueue, RelayQueue
+from shared.storage.runs import RunHistory, RunRecord
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def _fresh_table(storage, prefix: str):
+    """A table of this test alone (so listing it sees only what the test wrote)."""
+    return tables.table(storage, f"{prefix}{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def states(backend):
+    return backend.build(lambda s: IngestStates(_fresh_table(s, "IngestState")),
+                         MemoryIngestStates)
+
+
+@pytest.fixture
+def state(states):
+    return states.of(str(uuid.uuid4()))
+
+
+@pytest.fixture
+def alerts(backend):
+    return backend.build(lambda s: AlertRepository(_fresh_table(s, "Alerts")), MemoryAlerts)
+
+
+@pytest.fixture
+def runs(backend):
+    return backend.build(lambda s: RunHistory(_fresh_table(s, "Runs")), MemoryRuns)
+
+
+@pytest.fixture
+def app_health(backend):
+    return backend.build(lambda s: AppHealth(_fresh_table(s, "AppHealth")), MemoryAppHealth)
+
+
+@pytest.fixture
+def poison(backend):
+    return backend.build(lambda s: PoisonLogRepository(_fresh_table(s, "Poison")),
+                         MemoryPoisonLog)
+
+
+@pytest.fixture
+def ledger(backend):
+    return backend.build(lambda s: FanoutLedger(_fresh_table(s, "Ledger")),
+                         MemoryFanoutLedger)
+
+
+def _stamp(minutes: int) -> str:
+    return (NOW - timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+
+
+def _alert(n: int, minutes: int = 0, **fields) -> dict:
+    stamp = _stamp(minutes)
+    return {"id": f"da{n:06d}", "title": f"Alert {n}", "severity": "High", "status": "New",
+            "category": "Execution", "rbacGroupName": "Servers",
+            "alertCreationTime": stamp, "lastUpdateTime": stamp, **fields}
+
+
+def _events(tenant_id: str, count: int) -> list[bytes]:
+    return [event_message(tenant_id, "Contoso", _alert(n), _stamp(0), None,
+                          tracked(_alert(n), _stamp(0))) for n in range(count)]
+
+
+# cursor ---------------------------------------------------------------------------------
+def test_the_cursor_is_none_until_a_commit_saves_it_under_an_etag(state):
+    assert state.cursor() == (None, None)
+    _, etag = state.commit([], [], Cursor("2026-01-01T00:00:00.0000000Z", 2), None, "s1")
+    cursor, read_etag = state.cursor()
+    assert cursor == Cursor("2026-01-01T00:00:00.0000000Z", 2) and read_etag == etag
+    _, etag2 = state.commit([], [], Cursor("2026-01-02T00:00:00.0000000Z", 0), etag, "s2")
+    assert etag2 != etag and state.cursor() == (Cursor("2026-01-02T00:00:00.0000000Z", 0),
+                                                etag2)
+
+
+def test_a_commit_with_a_stale_cursor_etag_changes_nothing(state):
+    _, first = state.commit([], [], Cursor("2026-01-01T00:00:00.0000000Z", 0), None, "s1")
+    state.commit([], [], Cursor("2026-01-02T00:00:00.0000000Z", 0), first, "s2")
+    moved = state.cursor()
+    with pytest.raises(ConflictError):  # another worker moved it: its ETag is old
+        state.commit([], _events(state.tenant_id, 2),
+                     Cursor("2026-01-03T00:00:00.0000000Z", 0), first, "s3")
+    with pytest.raises(ConflictError):  # or creates a cursor that exists
+        state.commit([], [], Cursor("2026-01-03T00:00:00.0000000Z", 0), None, "s3")
+    assert state.cursor() == moved and state.outbox_rows() == []
+
+
+# a chunk's commit -----------------------------------------------------------------------
+def test_a_chunk_commits_index_outbox_and_cursor_together_and_only_once(state):
+    index = Index()
+    for n in range(3):
+        index.put(f"da{n}", "20260101", tracked(_alert(n), _stamp(0)))
+    snapshot = index.snapshot()
+    cursor = Cursor(_stamp(0), 1)
+    events = _events(state.tenant_id, 3)
+    outbox, etag = state.commit(snapshot, events, cursor, None, "chunk1")
+    assert state.outbox_rows() == outbox and len(outbox) == 1
+    assert state.cursor() == (cursor, etag)
+    loaded = state.load_index(["20260101"])
+    assert {a: loaded.get(a) for a in ("da0", "da1", "da2")} == {
+        f"da{n}": tracked(_alert(n), _stamp(0)) for n in range(3)}
+    # the same chunk again (a redelivered run holding the old ETags) commits nothing
+    again = Index()
+    for n in range(3):
+        again.put(f"da{n}", "20260101", tracked(_alert(n), _stamp(0)))
+    with pytest.raises(ConflictError):
+        state.commit(again.snapshot(), events, cursor, None, "chunk1")
+    assert state.outbox_rows() == outbox and state.cursor() == (cursor, etag)
+
+
+def test_the_next_chunk_commits_with_the_etags_the_last_one_returned(state):
+    index = Index()
+    index.put("da0", "20260101", tracked(_alert(0), _stamp(5)))
+    _, etag = state.commit(index.snapshot(), [], Cursor(_stamp(5), 1), None, "c1")
+    index.put("da0", "20260101", tracked(_alert(0, status="Resolved"), _stamp(0)))
+    index.put("da1", "20260102", tracked(_alert(1), _stamp(0)))
+    _, etag = state.commit(index.snapshot(), [], Cursor(_stamp(0), 1), etag, "c2")
+    loaded = state.load_index(["20260101", "20260102"])
+    assert loaded.get("da0")[1] == "Resolved" and loaded.get("da1") is not None
+    assert state.load_index(["20260103"]).get("da0") is None  # another day's shards
+
+
+# outbox ---------------------------------------------------------------------------------
+def _relay(states):
+    notify, siem = MemoryQueue(), MemoryQueue()
+    return Relay(states, EventQueue(notify), EventQueue(siem)), notify, siem
+
+
+def test_the_outbox_is_sent_once_under_redelivery(states, state):
+    state.commit([], _events(state.tenant_id, 5), Cursor(_stamp(0), 5), None, "c1")
+    relay, notify, siem = _relay(states)
+    assert relay.relay(state.tenant_id) == 5
+    assert relay.relay(state.tenant_id) == 0  # the relay message delivered again
+    ids = [AlertEvent.parse(t).event_id for t in notify.texts()]
+    assert len(ids) == len(set(ids)) == 5
+    assert sorted(ids) == sorted(AlertEvent.parse(t).event_id for t in siem.texts())
+    assert state.outbox_rows() == []
+
+
+def test_a_relay_resumes_after_the_last_recorded_send(states, state):
+    (row,), _ = state.commit([], _events(state.tenant_id, 4), Cursor(_stamp(0), 4), None,
+                             "c1")
+    events, sent, etag = state.outbox(row)
+    assert (len(events), sent) == (4, 0)
+    state.mark_sent(row, 3, state.mark_sent(row, 0, etag))  # a relay that died after 3
+    relay, notify, _ = _relay(states)
+    assert relay.relay(state.tenant_id) == 1
+    assert [AlertEvent.parse(t).alert_id for t in notify.texts()] == ["da000003"]
+
+
+def test_a_second_relay_cannot_claim_a_row_another_moved(state):
+    (row,), _ = state.commit([], _events(state.tenant_id, 2), Cursor(_stamp(0), 2), None,
+                             "c1")
+    _, _, etag = state.outbox(row)
+    state.mark_sent(row, 0, etag)  # the first relay's claim
+    with pytest.raises(HttpResponseError) as raised:
+        state.mark_sent(row, 0, etag)
+    assert raised.value.status_code == 412
+    _, _, current = state.outbox(row)
+    state.delete_outbox(row, current)
+    assert state.outbox(row) is None and state.outbox_rows() == []
+    state.delete_outbox(row, current)  # gone already (the SDK's delete): no error
+    with pytest.raises(HttpResponseError) as gone:
+        state.mark_sent(row, 2, current)
+    assert gone.value.status_code == 404
+
+
+# lease and budget -----------------------------------------------------------------------
+def test_one_worker_holds_a_tenants_lease_at_a_time(state):
+    assert state.acquire_lease("w1", 60) == (True, None)
+    assert state.acquire_lease("w1", 60) == (True, None)  # its own, renewed
+    held, until = state.acquire_lease("w2", 60)
+    assert not held and until > datetime.now(UTC)
+    state.release_lease("w2")  # not its lease: nothing happens
+    assert not state.acquire_lease("w2", 60)[0]
+    state.release_lease("w1")
+    assert state.acquire_lease("w2", 60) == (True, None)
+
+
+def test_an_expired_lease_is_taken_over(state):
+    assert state.acquire_lease("w1", -1)[0]
+    assert state.acquire_lease("w2", 60) == (True, None)
+
+
+def test_the_call_budget_is_saved_and_read_back(state):
+    assert state.calls() == ({}, None)
+    state.save_calls({29_000_000: 3, 29_000_001: 90})
+    minutes, etag = state.calls()
+    assert minutes == {29_000_000: 3, 29_000_001: 90} and etag
+
+
+# alert rows -----------------------------------------------------------------------------
+def test_alert_rows_upserted_and_read_back_by_the_portals_queries(alerts):
+    tenant = str(uuid.uuid4())
+    for n in range(3):
+        alerts.store(alert_rows(tenant, _alert(n, minutes=n)))
+    alerts.store(alert_rows(tenant, _alert(1, minutes=1, status="Resolved",
+                                           title="Renamed")))  # a new version replaces
+    alerts.store(alert_rows(str(uuid.uuid4()), _alert(9)))  # another tenant's
+    query, params = AlertFilter().query(tenant, NOW + timedelta(minutes=1))
+    rows, cut = alerts.search(query, params, 100)
+    assert not cut
+    by_id = {r["AlertId"]: r for r in rows}
+    assert sorted(by_id) == ["da000000", "da000001", "da000002"]
+    assert (by_id["da000001"]["Title"], by_id["da000001"]["Status"]) == ("Renamed",
+                                                                          "Resolved")
+    query, params = AlertFilter(status="open").query(tenant, NOW + timedelta(minutes=1))
+    assert sorted(r["AlertId"] for r in alerts.search(query, params, 100)[0]) == [
+        "da000000", "da000002"]
+    rows, cut = alerts.search(*AlertFilter().query(tenant, NOW + timedelta(minutes=1)), 2)
+    assert len(rows) == 2 and cut
+
+
+def test_open_or_recent_alerts_for_the_overview_counts(alerts):
+    tenant = str(uuid.uuid4())
+    old = "2020-01-01T00:00:00Z"
+    alerts.store(alert_rows(tenant, _alert(0, alertCreationTime=old)))  # open
+    alerts.store(alert_rows(tenant, _alert(1, status="Resolved", alertCreationTime=old)))
+    alerts.store(alert_rows(tenant, _alert(2, status="Resolved")))  # raised today
+    rows, cut = alerts.open_or_raised_since(tenant, NOW.strftime("%Y-%m-%d"), 100)
+    assert not cut and sorted((r["Status"], r["AlertCreationTime"][:4]) for r in rows) == [
+        ("New", "2020"), ("Resolved", str(NOW.year))]
+
+
+# run history, app health, poison log ----------------------------------------------------
+def test_runs_are_recorded_newest_first_and_pruned(runs):
+    tenant = str(uuid.uuid4())
+    for days, outcome in ((40, "failed"), (2, "partial"), (0, "success")):
+        runs.record(RunRecord(tenant, uuid.uuid4().hex, NOW - timedelta(days=days),
+                              outcome=outcome, new=days, error="x" * 5000))
+    assert [r.outcome for r in runs.recent(tenant)] == ["success", "partial", "failed"]
+    assert len(runs.recent(tenant)[0].error) == 4000
+    assert runs.prune(tenant, 30) == 1
+    assert [r.outcome for r in runs.recent(tenant, 1)] == ["success"]
+
+
+def test_the_apps_identity_row(app_health):
+    assert app_health.identity_failure() is None
+    app_health.identity_failed("bad_client_secret", "AADSTS7000215", at=NOW)
+    assert app_health.identity_failure() == {"reason": "bad_client_secret",
+                                             "error": "AADSTS7000215", "at": NOW}
+    app_health.mail_failed("smtp down")  # the mail row is another row
+    assert app_health.identity_failure()["reason"] == "bad_client_secret"
+
+
+def test_a_poisoned_message_is_kept_and_counted(poison):
+    queue = f"q{uuid.uuid4().hex[:8]}"
+    first = poison.add(queue, "{}", "bad", "", at=NOW - timedelta(days=2))
+    second = poison.add(queue, "x" * 100_000, "worse", "t1", at=NOW)
+    rows = poison.recent(queue)
+    assert [r["RowKey"] for r in rows] == [second, first]  # newest first
+    assert rows[0]["Reason"] == "worse" and rows[0]["Tenant"] == "t1"
+    assert len(rows[0]["Body"]) < 100_000  # clipped to what a row holds
+    assert poison.counts_since(NOW - timedelta(days=1), 1000) == {queue: 1}
+    assert poison.counts_since(NOW - timedelta(days=3), 1) == {queue: 1}  # at most 1 read
+
+
+def test_the_fanout_ledger_marks_the_latest_run_and_expires(ledger):
+    ids = [str(uuid.uuid4()) for _ in range(5)]
+    earlier = NOW - timedelta(minutes=20)
+    ledger.record(earlier, ids[:2])
+    ledger.record(NOW, ids[:3])
+    ledger.record(NOW, ids[:4])  # a run records as it goes: the list only grows
+    assert ledger.recent(NOW - timedelta(minutes=15)) == dict.fromkeys(ids[:4], NOW)
+    assert ledger.recent(earlier) == dict.fromkeys(ids[:4], NOW)  # the latest run wins
+    assert ledger.recent(NOW + timedelta(seconds=1)) == {}
+    ledger.prune(NOW - timedelta(minutes=15))
+    assert ledger.recent(earlier - timedelta(days=1)) == dict.fromkeys(ids[:4], NOW)
+
+
+# queues ---------------------------------------------------------------------------------
+@pytest.fixture
+def queue(backend):
+    def real(storage):
+        client = tables.queue(storage, f"contract-{uuid.uuid4().hex[:12]}")
+        return client, lambda: [m.content for m in client.receive_messages(
+            max_messages=32, visibility_timeout=30)]
+    fake = MemoryQueue()
+    return backend.build(real, lambda: (fake, fake.texts))
+
+
+def test_the_typed_senders_put_the_message_contracts(queue):
+    sender, received = queue
+    tenant = str(uuid.uuid4())
+    FetchQueue(sender).request(FetchRequest(tenant, True, "continue"), 0)
+    RelayQueue(sender).request(tenant)
+    texts = received()
+    assert FetchRequest.parse(texts[0]) == FetchRequest(tenant, True, "continue")
+    assert RelayRequest.parse(texts[1]) == RelayRequest(tenant)
+    assert json.loads(texts[1])["tenant"] == tenant
