@@ -16,7 +16,7 @@ from shared.model import Tenant, TenantStatus
 from shared.storage import tables
 from shared.storage.connection import StorageConnection
 from shared.storage.fanout_ledger import FanoutLedger
-from shared.storage.queue_sender import QueueSender
+from shared.storage.queue_sender import sender
 from shared.storage.tenants import TenantRepository
 
 log = logging.getLogger("mssp_hub.fanout")
@@ -56,7 +56,7 @@ class Fanout:
         self.tenants = TenantRepository(tables.table(storage, tables.TENANTS))
         self.ledger = FanoutLedger(tables.table(storage, tables.FANOUT_LEDGER))
         tables.queue(storage, tables.FETCH_QUEUE)
-        self.queue = QueueSender(storage, tables.FETCH_QUEUE)
+        self.queue = sender(storage, tables.FETCH_QUEUE)
 
     def run(self, past_due: bool = False) -> FanoutResult:
         now = datetime.now(UTC)

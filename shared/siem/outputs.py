@@ -13,10 +13,13 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from shared.model import SEVERITIES, parse_tenant_id
 from shared.settings_error import SettingsError
+from shared.validation import Reply
 
 TYPES = ("syslog", "splunk_hec", "webhook")
 FORMATS = {"syslog": ("cef", "ecs"), "splunk_hec": ("json", "ecs"), "webhook": ("json", "ecs")}
@@ -63,6 +66,24 @@ class Output:
         if self.min_severity is None:
             return None
         return SEVERITIES[SEVERITIES.index(self.min_severity):]
+
+
+class OutputStatus(Reply):
+    """An output's position and health (GET /api/siem/outputs)."""
+
+    name: str
+    type: Literal["syslog", "splunk_hec", "webhook"]
+    format: str
+    lag_seconds: int | None = Field(description="how far behind the feed it is")
+    failures: int = Field(description="failed runs in a row")
+    last_error: str | None
+    last_error_at: str | None
+    retry_at: str | None
+    last_success_at: str | None
+
+
+class OutputsReport(Reply):
+    outputs: list[OutputStatus]
 
 
 def _fail(where: str, problem: str) -> SettingsError:

@@ -14,6 +14,9 @@ from shared.model import Tenant, TenantStatus
 from shared.poison import PoisonLog
 from shared.storage import tables
 
+# every test runs on the lean queue sender and on the SDK's (STORAGE_FAST_PATHS=false)
+pytestmark = pytest.mark.usefixtures("fast_paths")
+
 
 def _fetch_messages(storage) -> list[str]:
     client = tables.queue(storage, tables.FETCH_QUEUE)
