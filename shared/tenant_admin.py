@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import ConfigDict, WithJsonSchema
 
@@ -13,11 +13,11 @@ from shared.storage.tenant_data import TenantData
 from shared.storage.tenants import TenantRepository
 from shared.validation import Name, Reply, Strict, Timestamp, absent, check
 
-REGIONS = ("", "us", "eu", "uk", "au", "swa")
 LEASE_WAIT_SECONDS = 60
 
 
 Region = Literal["", "us", "eu", "uk", "au", "swa"]
+REGIONS: tuple[str, ...] = get_args(Region)
 
 
 class TenantHealth(Reply):
@@ -54,11 +54,6 @@ class TenantView(Reply):
                                        last_error_at=tenant.last_error_at,
                                        consecutive_failures=tenant.consecutive_failures,
                                        throttled_until=tenant.throttled_until))
-
-
-def describe(tenant: Tenant) -> dict[str, Any]:
-    """The admin API's JSON of a tenant."""
-    return TenantView.of(tenant).model_dump(mode="json")
 
 
 class TenantPatch(Strict):

@@ -91,7 +91,7 @@ class Reply(BaseModel):
     """A JSON response body. The handler writes `model_dump(mode="json")` of one and the
     OpenAPI document's schema is generated from the same class (shared/web/openapi.py),
     so the document is true by construction. A field that is sometimes left out is
-    declared with `Absent` (a default of None, omitted when None)."""
+    declared with `absent()` (a default of None, omitted when None)."""
 
     model_config = ConfigDict(frozen=True)
 
