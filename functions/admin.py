@@ -8,11 +8,11 @@ from typing import Any
 
 import azure.functions as func
 
-from functions.http import invalid, json_response
+from functions.http import invalid, json_response, refused
 from shared import services, validation
-from shared.invitations import parse_invitation, parse_reconsent
+from shared.invitations import InvitationView, parse_invitation, parse_reconsent
 from shared.model import Tenant, parse_tenant_id
-from shared.tenant_admin import Conflict, Offboard, describe
+from shared.tenant_admin import Conflict, Offboard, TenantView
 from shared.validation import NoBody, ValidationError
 
 bp = func.Blueprint()
@@ -31,15 +31,13 @@ def _with_tenant(req: func.HttpRequest, action: Callable[[Tenant], func.HttpResp
         return invalid(ValidationError([{"field": "tenant_id", "message": "must be a GUID"}]))
     tenant = services.tenant_admin().tenants.get(tenant_id)
     if tenant is None:
-        return json_response({"error": "no such tenant", "errors": [
-            {"field": "tenant_id", "message": "not registered"}]}, 404)
+        return refused(404, "no such tenant", "tenant_id", "not registered")
     try:
         return action(tenant)
     except ValidationError as exc:
         return invalid(exc)
     except Conflict as exc:
-        return json_response({"error": str(exc), "errors": [
-            {"field": "status", "message": str(exc)}]}, 409)
+        return refused(409, str(exc), "status", str(exc))
 
 
 @bp.function_name("invitations_create")
@@ -51,14 +49,15 @@ def invitations_create(req: func.HttpRequest) -> func.HttpResponse:
         return invalid(exc)
     service = services.onboarding()
     invitation = service.create_invitation(values)
-    return json_response(invitation.public(service.link(invitation.id)), 201)
+    return json_response(InvitationView.of(invitation, service.link(invitation.id)), 201)
 
 
 @bp.function_name("invitations_list")
 @bp.route(route="invitations", methods=["GET"])
 def invitations_list(req: func.HttpRequest) -> func.HttpResponse:
     service = services.onboarding()
-    return json_response([i.public(service.link(i.id)) for i in service.list_invitations()])
+    return json_response([InvitationView.of(i, service.link(i.id))
+                          for i in service.list_invitations()])
 
 
 @bp.function_name("invitations_revoke")
@@ -71,27 +70,27 @@ def invitations_revoke(req: func.HttpRequest) -> func.HttpResponse:
     service = services.onboarding()
     invitation = service.revoke_invitation(req.route_params.get("invitation_id", ""))
     if invitation is None:
-        return json_response({"error": "no such invitation", "errors": [
-            {"field": "invitation_id", "message": "not found"}]}, 404)
-    return json_response(invitation.public(service.link(invitation.id)))
+        return refused(404, "no such invitation", "invitation_id", "not found")
+    return json_response(InvitationView.of(invitation, service.link(invitation.id)))
 
 
 @bp.function_name("tenants_list")
 @bp.route(route="tenants", methods=["GET"])
 def tenants_list(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response([describe(t) for t in services.tenant_admin().tenants.failing_first()])
+    return json_response([TenantView.of(t)
+                          for t in services.tenant_admin().tenants.failing_first()])
 
 
 @bp.function_name("tenants_get")
 @bp.route(route="tenants/{tenant_id}", methods=["GET"])
 def tenants_get(req: func.HttpRequest) -> func.HttpResponse:
-    return _with_tenant(req, lambda t: json_response(describe(t)))
+    return _with_tenant(req, lambda t: json_response(TenantView.of(t)))
 
 
 @bp.function_name("tenants_update")
 @bp.route(route="tenants/{tenant_id}", methods=["PATCH"])
 def tenants_update(req: func.HttpRequest) -> func.HttpResponse:
-    return _with_tenant(req, lambda t: json_response(describe(
+    return _with_tenant(req, lambda t: json_response(TenantView.of(
         services.tenant_admin().update(t, _body(req)))))
 
 
@@ -107,7 +106,7 @@ def tenants_reconsent(req: func.HttpRequest) -> func.HttpResponse:
             invitation = service.create_reconsent(tenant, values)
         except ValueError as exc:
             raise Conflict(str(exc)) from None
-        return json_response(invitation.public(service.link(invitation.id)), 201)
+        return json_response(InvitationView.of(invitation, service.link(invitation.id)), 201)
 
     return _with_tenant(req, make)
 
@@ -125,9 +124,9 @@ def tenants_action(req: func.HttpRequest) -> func.HttpResponse:
         if action == "offboard":
             delete = validation.check(Offboard, _body(req)).delete_alerts
             tenant, deleted = admin.offboard(tenant, delete)
-            return json_response({**describe(tenant), "alerts_deleted": deleted})
+            return json_response(TenantView.of(tenant, alerts_deleted=deleted))
         validation.check(NoBody, _body(req))
         change = admin.pause if action == "pause" else admin.resume
-        return json_response(describe(change(tenant)))
+        return json_response(TenantView.of(change(tenant)))
 
     return _with_tenant(req, run)

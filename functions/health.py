@@ -10,6 +10,7 @@ import azure.functions as func
 
 from functions.http import json_response
 from shared import health
+from shared.web.openapi import ApiDocument
 from shared.web.openapi import document as openapi_document
 
 bp = func.Blueprint()
@@ -19,10 +20,10 @@ bp = func.Blueprint()
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health_check(req: func.HttpRequest) -> func.HttpResponse:
     healthy, body = health.report()
-    return json_response(body, 200 if healthy else 503)
+    return json_response(health.HealthReport.model_validate(body), 200 if healthy else 503)
 
 
 @bp.function_name("openapi")
 @bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def openapi(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response(openapi_document())
+    return json_response(ApiDocument.model_validate(openapi_document()))

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions.http import invalid, json_response
+from functions.http import invalid, json_response, refused
 from functions.queue_messages import parse_or_record, record_poison
 from shared import services, validation
 from shared.messages import AlertEvent
 from shared.model import parse_tenant_id
-from shared.notify.rules import GLOBAL, Rule, parse_rule
+from shared.notify.rules import (
+    GLOBAL,
+    Rule,
+    RuleDeleted,
+    RuleTestFailed,
+    RuleTestRefused,
+    RuleTestSent,
+    RuleView,
+    parse_rule,
+)
 from shared.notify.transport import Permanent, Transient
 from shared.storage.tables import NOTIFY_QUEUE
 from shared.validation import NoBody, ValidationError
@@ -50,11 +59,9 @@ def _scope(req: func.HttpRequest) -> str | func.HttpResponse:
     try:
         tenant_id = parse_tenant_id(req.route_params["tenant_id"])
     except ValueError:
-        return json_response({"error": "invalid tenant", "errors": [
-            {"field": "tenant_id", "message": "must be a GUID"}]}, 400)
+        return refused(400, "invalid tenant", "tenant_id", "must be a GUID")
     if services.tenant_admin().tenants.get(tenant_id) is None:
-        return json_response({"error": "no such tenant", "errors": [
-            {"field": "tenant_id", "message": "not registered"}]}, 404)
+        return refused(404, "no such tenant", "tenant_id", "not registered")
     return tenant_id
 
 
@@ -83,11 +90,11 @@ def _rules_collection(req: func.HttpRequest) -> func.HttpResponse:
         return scope
     repo = services.notifier().rules
     if req.method == "GET":
-        return json_response([r.public() for r in repo.list(scope)])
+        return json_response([RuleView(r) for r in repo.list(scope)])
     rule = _saved(req, scope)
     if isinstance(rule, func.HttpResponse):
         return rule
-    return json_response(rule.public(), 201)
+    return json_response(RuleView(rule), 201)
 
 
 def _rule_item(req: func.HttpRequest) -> func.HttpResponse:
@@ -97,20 +104,19 @@ def _rule_item(req: func.HttpRequest) -> func.HttpResponse:
     notifier = services.notifier()
     rule = notifier.rules.get(scope, req.route_params.get("rule_id", ""))
     if rule is None:
-        return json_response({"error": "no such rule", "errors": [
-            {"field": "rule_id", "message": "not found in this scope"}]}, 404)
+        return refused(404, "no such rule", "rule_id", "not found in this scope")
     if req.method == "DELETE":
-        refused = _no_body(req)
-        if refused is not None:
-            return refused
+        wrong = _no_body(req)
+        if wrong is not None:
+            return wrong
         notifier.rules.delete(scope, rule.id)
-        return json_response({"deleted": rule.id})
+        return json_response(RuleDeleted(deleted=rule.id))
     if req.method == "PUT":
         saved = _saved(req, scope, existing=rule)
         if isinstance(saved, func.HttpResponse):
             return saved
         rule = saved
-    return json_response(rule.public())
+    return json_response(RuleView(rule))
 
 
 def _rule_test(req: func.HttpRequest) -> func.HttpResponse:
@@ -120,22 +126,22 @@ def _rule_test(req: func.HttpRequest) -> func.HttpResponse:
     notifier = services.notifier()
     rule = notifier.rules.get(scope, req.route_params.get("rule_id", ""))
     if rule is None:
-        return json_response({"error": "no such rule", "errors": [
-            {"field": "rule_id", "message": "not found in this scope"}]}, 404)
-    refused = _no_body(req)
-    if refused is not None:
-        return refused
+        return refused(404, "no such rule", "rule_id", "not found in this scope")
+    wrong = _no_body(req)
+    if wrong is not None:
+        return wrong
     try:
         outcome = notifier.send_test(rule)
     except (Permanent, Transient) as exc:
-        return json_response({"sent": False, "error": str(exc)}, 502)
+        return json_response(RuleTestFailed(sent=False, error=str(exc)), 502)
     if outcome.state != "sent":
-        return json_response({"sent": False, "error": "no valid recipient",
-                              "errors": [{"field": "recipients", "message":
-                                          f"{r['address']}: {r['reason']}"}
-                                         for r in outcome.refused],
-                              "to": [], "refused": outcome.refused}, 422)
-    return json_response({"sent": True, "to": outcome.to, "refused": outcome.refused})
+        return json_response(RuleTestRefused.model_validate({
+            "sent": False, "error": "no valid recipient",
+            "errors": [{"field": "recipients", "message": f"{r['address']}: {r['reason']}"}
+                       for r in outcome.refused],
+            "to": [], "refused": outcome.refused}), 422)
+    return json_response(RuleTestSent.model_validate(
+        {"sent": True, "to": outcome.to, "refused": outcome.refused}))
 
 
 @bp.function_name("rules_global_test")

@@ -12,7 +12,8 @@ from functions.queue_messages import parse_or_record, record_poison
 from shared import services
 from shared.logsafe import clean
 from shared.messages import AlertEvent, DeliverRequest
-from shared.siem.pull import parse_query, pull
+from shared.siem.outputs import OutputsReport
+from shared.siem.pull import PullPage, parse_query, pull
 from shared.storage.tables import SIEM_DELIVERY_QUEUE, SIEM_QUEUE
 from shared.validation import ValidationError
 
@@ -70,11 +71,12 @@ def siem_alerts(req: func.HttpRequest) -> func.HttpResponse:
     items, token, more = pull(services.feed(), query)
     headers = {"X-Continuation": token, "X-More": "true" if more else "false"}
     if query.ndjson:
-        body = "".join(json.dumps(i, separators=(",", ":")) + "\n" for i in items)
+        body = "".join(json.dumps(i.model_dump(mode="json"), separators=(",", ":")) + "\n"
+                       for i in items)
         return data_response(body, "application/x-ndjson", 200, headers)
-    return json_response({"items": items, "continuation": token, "more": more}, 200, headers)
+    return json_response(PullPage(items=items, continuation=token, more=more), 200, headers)
 
 
 @bp.route(route="siem/outputs", methods=["GET"])
 def siem_outputs(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response({"outputs": services.delivery().status()})
+    return json_response(OutputsReport.model_validate({"outputs": services.delivery().status()}))

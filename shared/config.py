@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from shared.addresses import parse_address
 from shared.netloc import authority, is_loopback
 from shared.settings_error import SettingsError  # raised here, and importable from here
+from shared.storage import fast_paths
 from shared.storage.connection import StorageConnection
 
 
@@ -62,6 +63,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "AzureWebJobsStorage__clientId",
         "Identity-based storage: client id of the user-assigned managed identity.",
+    ),
+    Setting(
+        "STORAGE_FAST_PATHS",
+        "`true`: table transactions and the fan-out's queue puts use the app's lean "
+        "hand-written paths (measured several times faster); `false`: the Azure SDK's own "
+        "`submit_transaction` and `send_message`, same rows and messages, to rule the lean "
+        "paths out when something looks wrong.",
+        default="true",
     ),
     Setting(
         "MSSP_CLIENT_ID",
@@ -468,6 +477,7 @@ class Settings:
         if runtime != "python":
             raise SettingsError("FUNCTIONS_WORKER_RUNTIME", "must be `python`")
         storage = StorageConnection.from_env(env, "AzureWebJobsStorage")
+        fast_paths.enabled(env)  # validated here; read by the storage paths per call
         identity = IdentitySettings.from_env(env)
         fetch = FetchSettings.from_env(env)
         onboarding = OnboardingSettings.from_env(env)

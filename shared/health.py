@@ -8,7 +8,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from shared import __version__
 from shared.config import Settings, SettingsError, get_settings
@@ -21,12 +23,63 @@ from shared.storage.connection import StorageConnection
 from shared.storage.poison_log import PoisonLogRepository
 from shared.storage.siem_delivery import SiemDeliveryRepository
 from shared.storage.tenants import TenantRepository
+from shared.validation import Reply, absent
 
 # A probe answers fast: no retries, short timeouts (a health check that hangs is no check).
 PROBE = {"retry_total": 0, "connection_timeout": 3, "read_timeout": 5}
 POISON_COUNT_LIMIT = 1000  # rows a health check reads from PoisonLog at most
 PACKAGES = ("azure-functions", "azure-identity", "azure-storage-queue", "azure-data-tables",
             "requests")
+
+
+class Probe(Reply):
+    ok: bool
+    ms: float | None = absent("how long the probe took")
+    error: str | None = absent("why not: an exception's type, or the setting at fault")
+
+
+class CredentialError(Reply):
+    reason: str
+    at: str
+
+
+class Ingestion(Reply):
+    tenants: dict[str, int] = Field(description="tenants by status")
+    failing_tenants: int
+    poisoned_last_day: dict[str, int] = Field(description="messages given up on, per queue")
+    last_success_at: str | None
+    app_credential_error: CredentialError | None
+
+
+class OutputHealth(Reply):
+    name: str
+    type: str
+    lag_seconds: int | None
+    failures: int
+    retry_at: str | None
+
+
+class MailHealth(Reply):
+    transport: str
+    failing_since: str | None
+
+
+class Reason(Reply):
+    code: str
+    message: str
+
+
+class HealthReport(Reply):
+    """GET /api/health: unhealthy (storage or settings broken: only `versions` and
+    `checks`), degraded (with `reasons`) or healthy. Outcomes and versions only."""
+
+    status: Literal["healthy", "degraded", "unhealthy"]
+    versions: dict[str, str]
+    checks: dict[str, Probe]
+    ingestion: Ingestion | None = absent("when storage answers")
+    siem_outputs: list[OutputHealth] | None = absent("when storage answers")
+    mail: MailHealth | None = absent("when storage answers")
+    reasons: list[Reason] | None = absent("what holds the work back; empty: healthy")
 
 
 def _versions() -> dict[str, str]:

@@ -7,12 +7,12 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
 
 from shared import validation
-from shared.validation import Address, Name, Strict
+from shared.validation import Address, Name, Reply, Strict, Timestamp
 
 
 @dataclass
@@ -35,12 +35,35 @@ class Invitation:
         return self.status == "open" and self.expires_at > now
 
     def public(self, link: str) -> dict[str, Any]:
-        return {"id": self.id, "display_name": self.display_name,
-                "contact_email": self.contact_email, "expected_tenant": self.expected_tenant,
-                "created_at": self.created_at.isoformat(),
-                "expires_at": self.expires_at.isoformat(),
-                "status": self.status, "tenant_id": self.tenant_id or None,
-                "reconsent_for": self.reconsent_for or None, "link": link}
+        """The admin API's JSON of the invitation."""
+        return InvitationView.of(self, link).model_dump(mode="json")
+
+
+class InvitationView(Reply):
+    """An invitation as the admin API shows it, with the link to send."""
+
+    model_config = ConfigDict(title="Invitation")
+
+    id: str
+    display_name: str
+    contact_email: str
+    expected_tenant: str
+    created_at: Timestamp
+    expires_at: Timestamp
+    status: Literal["open", "used", "revoked"]
+    tenant_id: str | None
+    reconsent_for: str | None = Field(description="the tenant a re-consent invitation is for")
+    link: str
+
+    @classmethod
+    def of(cls, invitation: Invitation, link: str) -> InvitationView:
+        return cls(id=invitation.id, display_name=invitation.display_name,
+                   contact_email=invitation.contact_email,
+                   expected_tenant=invitation.expected_tenant,
+                   created_at=invitation.created_at, expires_at=invitation.expires_at,
+                   status=invitation.status,  # type: ignore[arg-type]
+                   tenant_id=invitation.tenant_id or None,
+                   reconsent_for=invitation.reconsent_for or None, link=link)
 
 
 _DOMAIN = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")

@@ -30,7 +30,7 @@ from shared.storage.invitations import ConsentStateRepository, InvitationReposit
 from shared.storage.mail_outbox import MailOutbox
 from shared.storage.notify_ledger import NotifyLedger
 from shared.storage.poison_log import PoisonLogRepository
-from shared.storage.queue_sender import QueueSender
+from shared.storage.queue_sender import sender
 from shared.storage.queues import EventQueue, FetchQueue, RelayQueue
 from shared.storage.rules import RuleRepository
 from shared.storage.runs import RunHistory
@@ -71,7 +71,7 @@ def fanout_on(storage: StorageConnection) -> Fanout:
     tables.queue(storage, tables.FETCH_QUEUE)  # created here: the lean sender does not
     return Fanout(TenantRepository(tables.table(storage, tables.TENANTS)),
                   FanoutLedger(tables.table(storage, tables.FANOUT_LEDGER)),
-                  FetchQueue(QueueSender(storage, tables.FETCH_QUEUE)))
+                  FetchQueue(sender(storage, tables.FETCH_QUEUE)))
 
 
 @functools.cache

@@ -4,38 +4,63 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import ConfigDict, WithJsonSchema
 
 from shared.model import Tenant, TenantStatus
 from shared.storage.tenant_data import TenantData
 from shared.storage.tenants import TenantRepository
-from shared.validation import Name, Strict, check
+from shared.validation import Name, Reply, Strict, Timestamp, absent, check
 
-REGIONS = ("", "us", "eu", "uk", "au", "swa")
 LEASE_WAIT_SECONDS = 60
 
 
-def describe(tenant: Tenant) -> dict[str, Any]:
-    def iso(value: datetime | None) -> str | None:
-        return value.isoformat() if value else None
+Region = Literal["", "us", "eu", "uk", "au", "swa"]
+REGIONS: tuple[str, ...] = get_args(Region)
 
-    return {"tenant_id": tenant.tenant_id, "display_name": tenant.display_name,
-            "status": str(tenant.status), "status_reason": tenant.status_reason,
-            "status_changed_at": iso(tenant.status_changed_at), "region": tenant.region,
-            "created_at": iso(tenant.created_at),
-            "health": {"last_success_at": iso(tenant.last_success_at),
-                       "last_error": tenant.last_error or None,
-                       "last_error_at": iso(tenant.last_error_at),
-                       "consecutive_failures": tenant.consecutive_failures,
-                       "throttled_until": iso(tenant.throttled_until)}}
+
+class TenantHealth(Reply):
+    last_success_at: Timestamp | None
+    last_error: str | None
+    last_error_at: Timestamp | None
+    consecutive_failures: int
+    throttled_until: Timestamp | None
+
+
+class TenantView(Reply):
+    """A tenant as the admin API shows it (GET, PATCH, pause/resume/offboard)."""
+
+    model_config = ConfigDict(title="Tenant")
+
+    tenant_id: Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})]
+    display_name: str
+    status: TenantStatus
+    status_reason: str
+    status_changed_at: Timestamp | None
+    region: Region
+    created_at: Timestamp | None
+    health: TenantHealth
+    alerts_deleted: int | None = absent("offboard only")
+
+    @classmethod
+    def of(cls, tenant: Tenant, alerts_deleted: int | None = None) -> TenantView:
+        return cls(tenant_id=tenant.tenant_id, display_name=tenant.display_name,
+                   status=tenant.status, status_reason=tenant.status_reason,
+                   status_changed_at=tenant.status_changed_at, region=tenant.region,
+                   created_at=tenant.created_at, alerts_deleted=alerts_deleted,
+                   health=TenantHealth(last_success_at=tenant.last_success_at,
+                                       last_error=tenant.last_error or None,
+                                       last_error_at=tenant.last_error_at,
+                                       consecutive_failures=tenant.consecutive_failures,
+                                       throttled_until=tenant.throttled_until))
 
 
 class TenantPatch(Strict):
     """PATCH /api/tenants/{tenant_id}: only the fields given change."""
 
     display_name: Name = None  # type: ignore[assignment]  (absent: unchanged; never null)
-    region: Literal["", "us", "eu", "uk", "au", "swa"] = None  # type: ignore[assignment]
+    region: Region = None  # type: ignore[assignment]
 
 
 class Offboard(Strict):

@@ -5,11 +5,20 @@ field, so no input reaches a 500 and nothing is stored for a refused request."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import orjson
 import pydantic
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from shared.addresses import parse_address
 
@@ -76,6 +85,46 @@ class Strict(BaseModel):
 
 class NoBody(Strict):
     """An operation that takes no body: nothing, or `{}`."""
+
+
+class Reply(BaseModel):
+    """A JSON response body. The handler writes `model_dump(mode="json")` of one and the
+    OpenAPI document's schema is generated from the same class (shared/web/openapi.py),
+    so the document is true by construction. A field that is sometimes left out is
+    declared with `absent()` (a default of None, omitted when None)."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+def absent(description: str = "") -> Any:
+    """A Reply field left out of the answer when it is None (not required in the schema)."""
+    return Field(None, exclude_if=lambda value: value is None,
+                 **({"description": description} if description else {}))
+
+
+# a time in a response, written as Python's isoformat() (`+00:00`, as before the models)
+Timestamp = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(),
+                                                return_type=str, when_used="json"),
+                      WithJsonSchema({"type": "string", "format": "date-time"})]
+
+
+class FieldError(Reply):
+    field: str = Field(description="a dotted path: `recipients.0`, `body` for the body "
+                                   "as a whole")
+    message: str
+
+
+class ErrorBody(Reply):
+    """Every 4xx of the JSON APIs: what went wrong, and each field that is wrong."""
+
+    model_config = ConfigDict(title="Error")
+
+    error: str
+    errors: list[FieldError]
+
+    @classmethod
+    def one(cls, error: str, field: str, message: str) -> ErrorBody:
+        return cls(error=error, errors=[FieldError(field=field, message=message)])
 
 
 def decode_json(raw: bytes | None) -> Any:

@@ -27,6 +27,14 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     server.stop()
 
 
+@pytest.fixture(params=["fast", "sdk"])
+def fast_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """A test run on the lean storage paths, then again with STORAGE_FAST_PATHS=false
+    (the SDK's own `submit_transaction` and `send_message`)."""
+    monkeypatch.setenv("STORAGE_FAST_PATHS", "true" if request.param == "fast" else "false")
+    return request.param == "fast"
+
+
 @pytest.fixture
 def storage_env(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> StorageConnection:
     """AzureWebJobsStorage pointing at the session's Azurite, as app settings would."""

@@ -8,11 +8,19 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, ConfigDict, Field, RootModel
 
 from shared import validation
 from shared.model import SEVERITIES, parse_tenant_id  # noqa: F401  (matching imports it here)
-from shared.validation import Address, Label, Strict, ValidationError, name
+from shared.validation import (
+    Address,
+    FieldError,
+    Label,
+    Reply,
+    Strict,
+    ValidationError,
+    name,
+)
 
 STATUSES = ("New", "InProgress", "Resolved")
 GLOBAL = "*"  # the partition of MSSP-wide rules
@@ -27,6 +35,9 @@ def _tenant_id(value: str) -> str:
 
 @dataclass
 class Rule:
+    # its JSON schema (RuleView, the API's answers) lists every field as always present
+    __pydantic_config__ = ConfigDict(json_schema_serialization_defaults_required=True)
+
     id: str
     scope: str  # a tenant id, or GLOBAL
     name: str
@@ -51,6 +62,48 @@ class Rule:
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class RuleView(RootModel[Rule]):
+    """A rule as the API answers it: the stored rule, every field."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class RuleDeleted(Reply):
+    deleted: str = Field(description="the deleted rule's id")
+
+
+class Refusal(Reply):
+    """An address left out of a test email, and why."""
+
+    address: str
+    reason: str
+
+
+class RuleTestSent(Reply):
+    """POST .../test: sent (or kept in MailOutbox with MAIL_TRANSPORT=none)."""
+
+    sent: Literal[True]
+    to: list[str]
+    refused: list[Refusal]
+
+
+class RuleTestRefused(Reply):
+    """POST .../test: no recipient is a valid address; `errors` names each."""
+
+    sent: Literal[False]
+    error: str
+    errors: list[FieldError]
+    to: list[str]
+    refused: list[Refusal]
+
+
+class RuleTestFailed(Reply):
+    """POST .../test: the mail server refused or did not answer."""
+
+    sent: Literal[False]
+    error: str
 
 
 RuleName = name(120)

@@ -18,12 +18,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, WithJsonSchema
 
 from shared import timefmt, validation
 from shared.model import SEVERITIES, parse_tenant_id
 from shared.siem.feed import HOUR, Feed, Filters, Page, Position
-from shared.validation import Strict, Text, ValidationError
+from shared.validation import Reply, Strict, Text, ValidationError
 
 STATUSES = ("Unknown", "New", "InProgress", "Resolved")
 MAX_LIMIT = 1000
@@ -147,16 +147,41 @@ def decode_token(token: str, fingerprint: str, errors: list[dict[str, str]]
     return Position(data["b"], data["a"])
 
 
-def item(event: Mapping[str, Any]) -> dict[str, Any]:
-    """One alert version as the API returns it: the Defender alert plus its tenant."""
-    return {"event_id": event["event_id"], "tenant_id": event["tenant"],
-            "tenant_name": event.get("tenant_name"), "change": event.get("change"),
-            "changed": event.get("changed") or {}, "version": event.get("version"),
-            "feed_time": event.get("feed_time"),
-            "alert_complete": event.get("alert_complete", False), "alert": event["alert"]}
+class AlertVersion(Reply):
+    """One alert version as the pull API returns it: the Defender alert plus its tenant."""
+
+    event_id: str = Field(description="dedupe key: tenant, alert id and version")
+    tenant_id: Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})]
+    tenant_name: str | None
+    change: Literal["new", "updated"] | None
+    changed: dict[str, Any] = Field(description="field -> [old, new]")
+    version: str | None = Field(description="the alert's lastUpdateTime")
+    feed_time: str | None
+    alert_complete: bool = Field(description="false: `alert` is the summary (the alert "
+                                             "changed again, or is too large to copy)")
+    alert: dict[str, Any] = Field(description="the Defender alert as the API returned it, "
+                                              "evidence included")
 
 
-def pull(feed: Feed, query: PullQuery) -> tuple[list[dict[str, Any]], str, bool]:
+class PullPage(Reply):
+    """GET /api/siem/alerts as JSON; the token is also in X-Continuation."""
+
+    items: list[AlertVersion]
+    continuation: str
+    more: bool = Field(description="true: ask again at once")
+
+
+def item(event: Mapping[str, Any]) -> AlertVersion:
+    """One alert version as the API returns it."""
+    return AlertVersion(
+        event_id=event["event_id"], tenant_id=event["tenant"],
+        tenant_name=event.get("tenant_name"), change=event.get("change"),
+        changed=event.get("changed") or {}, version=event.get("version"),
+        feed_time=event.get("feed_time"), alert_complete=event.get("alert_complete", False),
+        alert=event["alert"])
+
+
+def pull(feed: Feed, query: PullQuery) -> tuple[list[AlertVersion], str, bool]:
     """(items, continuation token, more waiting)."""
     since = timefmt.to_datetime(query.filters.since) if query.filters.since else None
     position = query.position or feed.start(since)

@@ -12,7 +12,9 @@ client's pipeline that signs and retries the request (shared key, SAS or token
 credential), and the exceptions: a failed sub-operation raises `TableTransactionError`
 with its status, error code and index. Same operation tuples in, same `[{"etag": ...}]`
 out. Pinned to azure-data-tables 12.7 (private imports below); tests/integration/test_batch.py and
-test_storage_token_auth.py check it against Azurite.
+test_storage_token_auth.py check it against Azurite. `STORAGE_FAST_PATHS=false`
+(shared/storage/fast_paths.py) sends every transaction through the SDK's own
+`TableClient.submit_transaction` instead, after the same size checks.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from azure.data.tables._error import _decode_error  # the SDK's own error decodi
 from azure.data.tables._serialize import _add_entity_properties  # the SDK's own EDM encoding
 
 from shared import codec
-from shared.storage import limits
+from shared.storage import fast_paths, limits
 
 _BOUNDARY = re.compile(rb"boundary=(changesetresponse_[^\s;]+)")
 _BLANK = re.compile(rb"\r?\n\r?\n")
@@ -209,6 +211,8 @@ def submit_transaction(client: TableClient, operations: Iterable[Operation]
     boundary, body = encode(base, client.table_name, ops)
     limits.check_transaction((op[1] for op in ops if op[0].lower() != "delete"), len(ops),
                              len(body))  # what Azure would refuse, refused here too
+    if not fast_paths.enabled():  # the SDK's own path: same rows, same errors
+        return [dict(result) for result in client.submit_transaction(ops)]
     request = HttpRequest("POST", f"{base}/$batch", content=body, headers={
         "x-ms-version": client.api_version, "DataServiceVersion": "3.0",
         "MaxDataServiceVersion": "3.0;NetFx", "Accept": "application/json",

@@ -8,6 +8,8 @@ SDK's base64 policy, which is what the Functions host reads. Authorisation comes
 SDK too: a short-lived add-only SAS made by `generate_queue_sas` from the account key of a
 connection string, the SAS of a SAS connection string, or a bearer token from the
 identity-based connection's credential (`AzureWebJobsStorage__*`).
+`STORAGE_FAST_PATHS=false` (shared/storage/fast_paths.py) makes `sender()` give the SDK's
+base64 QueueClient instead: same messages, the SDK's cost.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
-from azure.storage.queue import QueueSasPermissions, generate_queue_sas
+from azure.storage.queue import QueueClient, QueueSasPermissions, generate_queue_sas
 
+from shared.storage import fast_paths
 from shared.storage.connection import StorageConnection
 
 SAS_LIFETIME = timedelta(hours=2)
@@ -132,3 +135,12 @@ class QueueSender:
             if response.status < 500 or attempt == 2:
                 raise QueueSendError(response.status, detail[:300].decode("utf-8", "replace"))
         raise AssertionError("unreachable")
+
+
+def sender(storage: StorageConnection, queue_name: str) -> QueueSender | QueueClient:
+    """What puts messages on `queue_name` (created already): the lean sender, or with
+    STORAGE_FAST_PATHS=false the SDK's base64 client; both take
+    `send_message(content, visibility_timeout=...)`."""
+    if fast_paths.enabled():
+        return QueueSender(storage, queue_name)
+    return storage.queue(queue_name)

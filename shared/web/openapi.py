@@ -8,49 +8,75 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, ConfigDict
 
 from shared import __version__
-from shared.invitations import NewInvitation, Reconsent
-from shared.model import TenantStatus
-from shared.notify.rules import Rule, RuleBody
-from shared.tenant_admin import REGIONS, Offboard, TenantPatch
-from shared.validation import MAX_BODY, NoBody
+from shared.health import HealthReport
+from shared.invitations import InvitationView, NewInvitation, Reconsent
+from shared.notify.rules import (
+    RuleBody,
+    RuleDeleted,
+    RuleTestFailed,
+    RuleTestRefused,
+    RuleTestSent,
+    RuleView,
+)
+from shared.siem.outputs import OutputsReport
+from shared.siem.pull import AlertVersion, PullPage
+from shared.tenant_admin import Offboard, TenantPatch, TenantView
+from shared.validation import MAX_BODY, ErrorBody, NoBody, Reply
 
 _REF = "#/components/schemas/{model}"
-_ERROR = {"$ref": "#/components/schemas/Error"}
 _TENANT_ID = {"name": "tenant_id", "in": "path", "required": True,
               "schema": {"type": "string", "format": "uuid"}}
 _INVITATION_ID = {"name": "invitation_id", "in": "path", "required": True,
                   "schema": {"type": "string"}}
 _KEY = [{"functionKey": []}]
-_WHEN = {"type": ["string", "null"], "format": "date-time"}
-_TENANT = {"tenant_id": {"type": "string", "format": "uuid"},
-           "display_name": {"type": "string"},
-           "status": {"enum": [str(status) for status in TenantStatus]},
-           "status_reason": {"type": "string"}, "status_changed_at": _WHEN,
-           "region": {"enum": list(REGIONS)}, "created_at": _WHEN,
-           "health": {"type": "object", "required": [
-               "last_success_at", "last_error", "last_error_at", "consecutive_failures",
-               "throttled_until"], "properties": {
-               "last_success_at": _WHEN, "last_error": {"type": ["string", "null"]},
-               "last_error_at": _WHEN, "consecutive_failures": {"type": "integer"},
-               "throttled_until": _WHEN}}}
-_INVITATION = {**{k: {"type": "string"} for k in (
-    "id", "display_name", "contact_email", "expected_tenant", "link")},
-    "created_at": {"type": "string", "format": "date-time"},
-    "expires_at": {"type": "string", "format": "date-time"},
-    "status": {"enum": ["open", "used", "revoked"]},
-    "tenant_id": {"type": ["string", "null"]},
-    "reconsent_for": {"type": ["string", "null"],
-                      "description": "the tenant a re-consent invitation is for"}}
 # the portal: App Service Authentication's principal (a group or app role in the
 # settings), or locally the portal key's session cookie
 _PORTAL = [{"appServicePrincipal": []}, {"portalSession": []}]
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+class ApiDocument(Reply):
+    """This document, as /api/openapi.json answers it (its schema is OpenAPI's own)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", title="OpenApiDocument")
+
+    openapi: str
+    info: dict[str, Any]
+    servers: list[dict[str, Any]]
+    paths: dict[str, Any]
+    components: dict[str, Any]
+
+
+# every JSON answer's model: the handlers write these, the schemas below come from them
+REPLIES: tuple[type[BaseModel], ...] = (
+    ErrorBody, TenantView, InvitationView, RuleView, RuleDeleted, RuleTestSent,
+    RuleTestRefused, RuleTestFailed, AlertVersion, PullPage, OutputsReport, HealthReport,
+    ApiDocument)
+
+
+def _reply_schema(model: type[BaseModel]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(component name, its schema, the schemas it refers to) of a response model, as
+    the handler serializes it."""
+    schema = model.model_json_schema(mode="serialization", ref_template=_REF)
+    defs = schema.pop("$defs", {})
+    return str(model.model_config.get("title") or model.__name__), schema, defs
+
+
+def _ref(model: type[BaseModel]) -> dict[str, Any]:
+    return {"$ref": _REF.format(model=_reply_schema(model)[0])}
+
+
+def _json(schema: type[BaseModel] | dict[str, Any], description: str) -> dict[str, Any]:
+    """A JSON answer: a response model, or an array of one."""
+    if not isinstance(schema, dict):
+        schema = _ref(schema)
     return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _list(model: type[BaseModel]) -> dict[str, Any]:
+    return {"type": "array", "items": _ref(model)}
 
 
 def _html(description: str) -> dict[str, Any]:
@@ -61,7 +87,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     meaning = {400: "invalid input; `errors` names each field", 401: "missing or wrong key",
                404: "not found", 409: "not possible in the current status",
                413: f"the body is larger than {MAX_BODY} bytes (`errors` names `body`)"}
-    return {str(code): _json(_ERROR, meaning[code]) if code != 401 else
+    return {str(code): _json(ErrorBody, meaning[code]) if code != 401 else
             {"description": meaning[code]} for code in codes}
 
 
@@ -86,64 +112,57 @@ def _without_null_defaults(schema: Any) -> Any:
 
 
 def _model_schemas() -> dict[str, Any]:
-    """Request bodies from the pydantic models that check them; the rule as stored."""
+    """Request bodies from the pydantic models that check them, answers from the models
+    the handlers write them with."""
     out: dict[str, Any] = {}
     for model in (NewInvitation, Reconsent, RuleBody, TenantPatch, Offboard, NoBody):
         schema = model.model_json_schema(mode="validation", ref_template=_REF)
         out.update(schema.pop("$defs", {}))
         out[model.__name__] = schema
-    rule = TypeAdapter(Rule).json_schema(mode="serialization", ref_template=_REF)
-    out.update(rule.pop("$defs", {}))
-    out["Rule"] = {**rule, "required": list(Rule.__dataclass_fields__)}
+    for model in REPLIES:
+        name, schema, defs = _reply_schema(model)
+        out.update(defs)
+        out[name] = schema
     return _without_null_defaults(out)
 
 
 def _rule_paths(base: str, params: list[dict[str, Any]]) -> dict[str, Any]:
-    rule = {"$ref": "#/components/schemas/Rule"}
     body = _body(RuleBody)
     scope = "the tenant's own" if params else "MSSP-wide"
     bad_id = (400,) if params else ()  # a tenant id that is not a GUID
     rule_id = {"name": "rule_id", "in": "path", "required": True,
                "schema": {"type": "string"}}
-    deleted = {"type": "object", "required": ["deleted"],
-               "properties": {"deleted": {"type": "string"}}}
-    addresses = {"type": "array", "items": {"type": "string"}}
-    refusals = {"type": "array", "items": {"type": "object"}}
-    sent = {"type": "object", "required": ["sent", "to"], "properties": {
-        "sent": {"const": True}, "to": addresses, "refused": refusals}}
-    unsent = {"type": "object", "required": ["sent"], "properties": {
-        "sent": {"const": False}, "error": {"type": "string"}, "to": addresses,
-        "refused": refusals}}
     return {
         base: {**({"parameters": params} if params else {}),
                "get": {"summary": f"List {scope} notification rules", "security": _KEY,
-                       "responses": {"200": _json({"type": "array", "items": rule}, "rules"),
+                       "responses": {"200": _json(_list(RuleView), "rules"),
                                      **_errors(*bad_id, 401, 404)}},
                "post": {"summary": f"Create a {scope} rule", "security": _KEY,
                         "requestBody": body,
-                        "responses": {"201": _json(rule, "created"),
+                        "responses": {"201": _json(RuleView, "created"),
                                       **_errors(400, 401, 404, 413)}}},
         f"{base}/{{rule_id}}": {
             "parameters": [*params, rule_id],
             "get": {"summary": "One rule", "security": _KEY,
-                    "responses": {"200": _json(rule, "the rule"),
+                    "responses": {"200": _json(RuleView, "the rule"),
                                   **_errors(*bad_id, 401, 404)}},
             "put": {"summary": "Replace a rule (recipients keep when they were added)",
                     "security": _KEY, "requestBody": body,
-                    "responses": {"200": _json(rule, "updated"),
+                    "responses": {"200": _json(RuleView, "updated"),
                                   **_errors(400, 401, 404, 413)}},
             "delete": {"summary": "Delete a rule", "security": _KEY, "requestBody": _NO_BODY,
-                       "responses": {"200": _json(deleted, "deleted"),
+                       "responses": {"200": _json(RuleDeleted, "deleted"),
                                      **_errors(400, 401, 404, 413)}}},
         f"{base}/{{rule_id}}/test": {
             "parameters": [*params, rule_id],
             "post": {"summary": "Send a test email to the rule's recipients", "security": _KEY,
                      "requestBody": _NO_BODY,
-                     "responses": {"200": _json(sent, "sent (or kept in MailOutbox with "
+                     "responses": {"200": _json(RuleTestSent, "sent (or kept in MailOutbox with "
                                                       "MAIL_TRANSPORT=none); `refused` lists "
                                                       "each address left out and why"),
-                                   "422": _json(unsent, "no recipient is a valid address"),
-                                   "502": _json(unsent, "the mail server refused"),
+                                   "422": _json(RuleTestRefused,
+                                                "no recipient is a valid address"),
+                                   "502": _json(RuleTestFailed, "the mail server refused"),
                                    **_errors(400, 401, 404, 413)}}},
     }
 
@@ -165,26 +184,19 @@ def _siem_paths() -> dict[str, Any]:
         {"name": "format", "in": "query", "schema": {"enum": ["json", "ndjson"]}},
         {"name": "continuation", "in": "query", "schema": {"type": "string"},
          "description": "the token of the previous answer, with the same filters"}]
-    item = {"$ref": "#/components/schemas/AlertVersion"}
-    page = {"type": "object", "required": ["items", "continuation", "more"], "properties": {
-        "items": {"type": "array", "items": item}, "continuation": {"type": "string"},
-        "more": {"type": "boolean", "description": "true: ask again at once"}}}
     return {
         "/api/siem/alerts": {"get": {
             "summary": "Alert versions across tenants in a stable order; poll with the "
                        "continuation token to see each version once",
             "security": _KEY, "parameters": params,
             "responses": {"200": {"description": "a page; the token is also in X-Continuation",
-                                  "content": {"application/json": {"schema": page},
+                                  "content": {"application/json": {"schema": _ref(PullPage)},
                                               "application/x-ndjson": {
                                                   "schema": {"type": "string"}}}},
                           **_errors(400, 401)}}},
         "/api/siem/outputs": {"get": {
             "summary": "Each push output's position, lag and last error", "security": _KEY,
-            "responses": {"200": _json({"type": "object", "required": ["outputs"],
-                                        "properties": {"outputs": {
-                                            "type": "array", "items": {"type": "object"}}}},
-                                       "outputs"), **_errors(401)}}},
+            "responses": {"200": _json(OutputsReport, "outputs"), **_errors(401)}}},
     }
 
 
@@ -260,8 +272,7 @@ def _portal_paths() -> dict[str, Any]:
 
 
 def document(server_url: str = "/") -> dict[str, Any]:
-    tenant = {"$ref": "#/components/schemas/Tenant"}
-    invitation = {"$ref": "#/components/schemas/Invitation"}
+    tenant, invitation = TenantView, InvitationView
     return {
         "openapi": "3.1.0",
         "info": {"title": "mssp-hub", "version": __version__,
@@ -272,12 +283,12 @@ def document(server_url: str = "/") -> dict[str, Any]:
             "/api/health": {"get": {
                 "summary": "Storage reachability, versions, ingestion summary",
                 "security": [], "responses": {
-                    "200": _json({"type": "object"},
+                    "200": _json(HealthReport,
                                  "healthy, or degraded with `reasons` (storage answers)"),
-                    "503": _json({"type": "object"}, "unhealthy")}}},
+                    "503": _json(HealthReport, "unhealthy")}}},
             "/api/openapi.json": {"get": {
                 "summary": "This document", "security": [],
-                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}},
+                "responses": {"200": _json(ApiDocument, "OpenAPI 3.1")}}},
             "/api/onboard/{invitation_id}": {
                 "parameters": [_INVITATION_ID],
                 "get": {"summary": "The invitation page a customer's admin opens",
@@ -307,7 +318,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
                          "responses": {"201": _json(invitation, "created, with its link"),
                                        **_errors(400, 401, 413)}},
                 "get": {"summary": "List invitations", "security": _KEY,
-                        "responses": {"200": _json({"type": "array", "items": invitation},
+                        "responses": {"200": _json(_list(invitation),
                                                    "newest first"), **_errors(401)}}},
             "/api/invitations/{invitation_id}": {
                 "parameters": [_INVITATION_ID],
@@ -317,7 +328,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
                                          **_errors(400, 401, 404, 413)}}},
             "/api/tenants": {"get": {
                 "summary": "Tenants with status and health, failing first", "security": _KEY,
-                "responses": {"200": _json({"type": "array", "items": tenant}, "tenants"),
+                "responses": {"200": _json(_list(tenant), "tenants"),
                               **_errors(401)}}},
             "/api/tenants/{tenant_id}": {
                 "parameters": [_TENANT_ID],
@@ -363,36 +374,6 @@ def document(server_url: str = "/") -> dict[str, Any]:
                                    "allow"},
                 "portalSession": {"type": "apiKey", "in": "cookie", "name": "mssp_portal",
                                   "description": "Local only: set by /api/portal/login"}},
-            "schemas": {
-                **_model_schemas(),
-                "Error": {"type": "object", "required": ["error", "errors"], "properties": {
-                    "error": {"type": "string"},
-                    "errors": {"type": "array", "items": {
-                        "type": "object", "required": ["field", "message"], "properties": {
-                            "field": {"type": "string", "description": "a dotted path: "
-                                      "`recipients.0`, `body` for the body as a whole"},
-                            "message": {"type": "string"}}}}}},
-                "Invitation": {"type": "object", "required": list(_INVITATION),
-                               "properties": _INVITATION},
-                "AlertVersion": {"type": "object", "required": [
-                        "event_id", "tenant_id", "alert", "alert_complete"], "properties": {
-                    "event_id": {"type": "string", "description": "dedupe key: tenant, "
-                                 "alert id and version"},
-                    "tenant_id": {"type": "string", "format": "uuid"},
-                    "tenant_name": {"type": ["string", "null"]},
-                    "change": {"enum": ["new", "updated", None]},
-                    "changed": {"type": "object", "description": "field -> [old, new]"},
-                    "version": {"type": ["string", "null"],
-                                "description": "the alert's lastUpdateTime"},
-                    "feed_time": {"type": ["string", "null"]},
-                    "alert_complete": {"type": "boolean", "description": "false: `alert` is "
-                                       "the summary (the alert changed again, or is too "
-                                       "large to copy)"},
-                    "alert": {"type": "object", "description": "the Defender alert as the "
-                              "API returned it, evidence included"}}},
-                "Tenant": {"type": "object", "required": list(_TENANT),
-                           "properties": {**_TENANT, "alerts_deleted": {
-                               "type": "integer", "description": "offboard only"}}},
-            },
+            "schemas": _model_schemas(),
         },
     }

@@ -23,6 +23,8 @@ from shared.storage.limits import TooLarge
 
 ODD_KEYS = ["it's", "a''b", "sp ace", "50%", "%2F", "plus+and&eq=", "ünï©ødé ✓", "(paren)",
             "a,b;c", encode_key("/\\#?\x01\x7f"), "'", "x" * 500]
+# every test runs on the lean path and on the SDK's (STORAGE_FAST_PATHS=false)
+pytestmark = pytest.mark.usefixtures("fast_paths")
 
 
 @pytest.fixture

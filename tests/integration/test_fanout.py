@@ -13,6 +13,9 @@ from shared.model import Tenant, TenantStatus
 from shared.services import fanout_on, poison_log_on
 from shared.storage import tables
 
+# every test runs on the lean queue sender and on the SDK's (STORAGE_FAST_PATHS=false)
+pytestmark = pytest.mark.usefixtures("fast_paths")
+
 
 def _fetch_messages(storage) -> list[str]:
     client = tables.queue(storage, tables.FETCH_QUEUE)

@@ -17,7 +17,7 @@ from shared.services import fanout_on
 from shared.storage import tables
 from shared.storage.connection import StorageConnection
 from shared.storage.fanout_ledger import FanoutLedger
-from shared.storage.queue_sender import QueueSender, QueueSendError
+from shared.storage.queue_sender import QueueSender, QueueSendError, sender
 
 
 def _three_due(storage_env, registry) -> tuple[list[str], Fanout]:
@@ -38,14 +38,15 @@ def _drain(client) -> list[str]:
     return found
 
 
-def test_sent_messages_read_back_through_the_sdk_base64_policy(storage_env):
+def test_sent_messages_read_back_through_the_sdk_base64_policy(storage_env, fast_paths):
     name = f"sender-{uuid.uuid4().hex[:8]}"
     client = tables.queue(storage_env, name)
-    sender = QueueSender(storage_env, name)
+    put = sender(storage_env, name)
+    assert isinstance(put, QueueSender) == fast_paths
     bodies = [FetchRequest(str(uuid.uuid4())).to_message(), '{"odd": "<&>\' ✓ \\u0000"}']
     for body in bodies:
-        sender.send_message(body)
-    sender.send_message("later", visibility_timeout=60)
+        put.send_message(body)
+    put.send_message("later", visibility_timeout=60)
     assert sorted(_drain(client)) == sorted(bodies)  # "later" is not visible yet
     assert client.get_queue_properties().approximate_message_count == 1
 
@@ -101,7 +102,7 @@ def test_due_combines_the_ledger_with_the_tenant_row():
 
 
 def test_fanout_marks_only_what_it_sent_and_a_finished_worker_clears_it(storage_env,
-                                                                        registry):
+                                                                        registry, fast_paths):
     ids, fanout = _three_due(storage_env, registry)
     assert sorted(fanout.run().enqueued) == sorted(ids)
     assert fanout.run().pending == 3
@@ -127,7 +128,7 @@ def test_the_sender_with_a_sas_connection_string(storage_env):
 
 
 def test_a_registry_read_failing_part_way_still_marks_what_was_sent(storage_env, registry,
-                                                                    monkeypatch):
+                                                                    monkeypatch, fast_paths):
     _, fanout = _three_due(storage_env, registry)
     real = fanout.tenants.with_status
 

@@ -14,7 +14,7 @@ from azure.data.tables import UpdateMode
 
 from shared.storage import batch, tables
 from shared.storage.alert_rows import OVERFLOW_MARK, alert_rows, read_alert
-from shared.storage.queue_sender import QueueSender
+from shared.storage.queue_sender import sender
 
 LINE_BREAKS = "\n\x0b\x0c\r\x85\u2028\u2029"
 CONTROLS = "".join(map(chr, range(0x20))) + "\x7f" + "".join(map(chr, range(0x80, 0xa0)))
@@ -22,6 +22,8 @@ CONTROLS = "".join(map(chr, range(0x20))) + "\x7f" + "".join(map(chr, range(0x80
 # whose fate in Azure's string properties is not documented
 OTHERS = "\ufeff\u200b\u200e\u202e\ue000\ufffd\U0001f600\U0010fffd ü ✓ \" \\ ' </> &amp;"
 ODD = LINE_BREAKS + CONTROLS + OTHERS
+# every test runs on the lean paths and on the SDK's (STORAGE_FAST_PATHS=false)
+pytestmark = pytest.mark.usefixtures("fast_paths")
 
 
 def _alert(alert_id: str, evidence_bytes: int = 0) -> dict:
@@ -99,9 +101,9 @@ def test_queue_messages_keep_the_text_through_both_senders(storage_env):
     texts = {json.dumps({"via": "lean", "title": ODD}, ensure_ascii=False),
              json.dumps({"via": "sdk", "title": ODD}, ensure_ascii=False), ODD + "\U0010ffff"}
     lean, sdk, raw = sorted(texts)
-    QueueSender(storage_env, name).send_message(lean)
+    sender(storage_env, name).send_message(lean)
     client.send_message(sdk)
-    QueueSender(storage_env, name).send_message(raw)
+    sender(storage_env, name).send_message(raw)
     got = {m.content for m in client.receive_messages(messages_per_page=32, max_messages=32)}
     assert got == texts
     client.delete_queue()

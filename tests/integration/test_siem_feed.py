@@ -72,7 +72,7 @@ def test_filters_by_severity_status_and_time(storage_env):
         query = parse_query({"tenant": tenant, **params})
         items, _, more = pull(reader, query)
         assert not more
-        return [i["alert"]["title"] for i in items]
+        return [i.alert["title"] for i in items]
 
     assert titles() == ["Alert 0", "Alert 1", "Alert 2", "Alert 3"]
     assert titles(severity="High") == ["Alert 0", "Alert 2"]
@@ -109,7 +109,7 @@ def test_tokens_stay_correct_while_alerts_arrive_during_paging(storage_env):
     while True:
         params = {"tenant": tenant, "limit": "7", **({"continuation": token} if token else {})}
         items, token, more = pull(feed, parse_query(params))
-        seen += [i["event_id"] for i in items]
+        seen += [i.event_id for i in items]
         pages += 1
         if time.monotonic() > deadline and not stop.is_set():
             stop.set()

@@ -100,6 +100,7 @@ def test_the_settings_reference_is_generated_from_the_declarations():
     ({"FETCH_PAGE_SIZE": "many"}, "FETCH_PAGE_SIZE"),
     ({"FETCH_OVERLAP_SECONDS": "-1"}, "FETCH_OVERLAP_SECONDS"),
     ({"FETCH_INITIAL_LOOKBACK_DAYS": "181"}, "FETCH_INITIAL_LOOKBACK_DAYS"),
+    ({"STORAGE_FAST_PATHS": "yes"}, "STORAGE_FAST_PATHS"),
 ])
 def test_bad_identity_and_fetch_settings_are_named(overrides, setting):
     with pytest.raises(SettingsError) as err:

@@ -119,3 +119,49 @@ def test_wire_size_bounds_the_escaped_json():
         entity = {"PartitionKey": "p", "RowKey": "r", "Text": text}
         body = batch.ascii_json(orjson.dumps(batch._properties(entity)))
         assert len(body) <= limits.wire_size(entity), text[:10]
+
+
+class _SdkTable:
+    """What batch.submit_transaction reads of a TableClient; `_client` (the lean path's
+    pipeline) is absent, so only the SDK's own call can answer."""
+
+    scheme, _primary_hostname, table_name, api_version = "http", "h:1/acct", "T", "2019-02-02"
+
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    def submit_transaction(self, operations):
+        self.sent.append(list(operations))
+        return [{"etag": f"e{n}", "date": "d"} for n, _ in enumerate(operations)]
+
+
+def test_the_switch_sends_transactions_through_the_sdk_after_the_same_checks(monkeypatch):
+    monkeypatch.setenv("STORAGE_FAST_PATHS", "false")
+    table = _SdkTable()
+    ops = [("upsert", {"PartitionKey": "p", "RowKey": str(n), "Text": "✓"}) for n in range(3)]
+    assert batch.submit_transaction(table, ops) == [
+        {"etag": f"e{n}", "date": "d"} for n in range(3)]
+    assert table.sent == [ops]
+    assert batch.submit_transaction(table, []) == [] and len(table.sent) == 1
+    big = {"PartitionKey": "p", "RowKey": "big", "Blob": b"x" * (limits.MAX_ENTITY_BYTES + 1)}
+    with pytest.raises(limits.TooLarge):  # what Azure would refuse is refused on both paths
+        batch.submit_transaction(table, [("upsert", big)])
+    assert len(table.sent) == 1
+    monkeypatch.setenv("STORAGE_FAST_PATHS", "true")
+    with pytest.raises(AttributeError):  # the lean path uses the client's pipeline instead
+        batch.submit_transaction(table, ops)
+
+
+def test_the_switch_gives_the_fanout_the_sdk_queue_client(monkeypatch):
+    from shared.storage.connection import StorageConnection, azurite_connection_string
+    from shared.storage.queue_sender import QueueSender, sender
+
+    storage = StorageConnection.from_env({"S": azurite_connection_string()}, "S")
+    assert isinstance(sender(storage, "q"), QueueSender)  # the default
+    monkeypatch.setenv("STORAGE_FAST_PATHS", "false")
+    client = sender(storage, "q")
+    assert not isinstance(client, QueueSender) and client.queue_name == "q"
+    assert type(client._message_encode_policy).__name__ == "TextBase64EncodePolicy"
+    monkeypatch.setenv("STORAGE_FAST_PATHS", "maybe")
+    with pytest.raises(ValueError, match="STORAGE_FAST_PATHS"):
+        sender(storage, "q")
