@@ -180,4 +180,5 @@ def portal() -> Portal:
     storage = get_settings().storage
     return Portal(get_settings(), tenant_admin(), notify.rules, notify.outbox, onboarding(),
                   ops_notices(), AlertRepository(tables.table(storage, tables.ALERTS)),
+                  RunHistory(tables.table(storage, tables.RUN_HISTORY)),
                   siem_status=lambda: delivery().status())

@@ -26,7 +26,6 @@ from shared.notify.rules import GLOBAL, Rule
 from shared.onboarding import Onboarding
 from shared.portal import auth, queries
 from shared.portal.chart import daily_chart
-from shared.storage import tables
 from shared.storage.alerts import AlertRepository
 from shared.storage.mail_outbox import MailOutbox
 from shared.storage.rules import RuleRepository
@@ -67,13 +66,12 @@ def _redirect(location: str, **extra: str) -> Response:
 class Portal:
     def __init__(self, settings: Settings, admin: TenantAdmin, rules: RuleRepository,
                  outbox: MailOutbox, onboarding: Onboarding, notices: OpsNotices,
-                 alerts: AlertRepository,
+                 alerts: AlertRepository, runs: RunHistory,
                  siem_status: Callable[[], list[dict[str, Any]]] = list) -> None:
         self.settings, self.cfg = settings, settings.portal
         self.siem_status = siem_status
         self.admin, self.rules, self.outbox, self.onboarding = admin, rules, outbox, onboarding
-        self.runs = RunHistory(tables.table(settings.storage, tables.RUN_HISTORY))
-        self.notices, self.alerts = notices, alerts
+        self.runs, self.notices, self.alert_rows = runs, notices, alerts
         public = settings.onboarding.public_base_url
         self.origins = {netloc.origin(public)}
         self.scheme, self.authority = urlsplit(public).scheme, netloc.authority(public)
@@ -136,7 +134,7 @@ class Portal:
         now = datetime.now(UTC)
         tenants = self._tenants()
         counted = queries.per_tenant(tenants, lambda t: queries.tenant_alert_counts(
-            self.alerts, t.tenant_id, now))
+            self.alert_rows, t.tenant_id, now))
         per_day: dict[tuple[str, str], int] = {}
         for _, counts in counted:
             for key, n in counts.per_day.items():
@@ -164,7 +162,7 @@ class Portal:
     def _alerts(self, request: Request, principal: auth.Principal) -> Response:
         tenants = self._tenants()
         flt = queries.AlertFilter.parse(request.params, {t.tenant_id for t in tenants})
-        page = queries.search_alerts(self.alerts, tenants, flt)
+        page = queries.search_alerts(self.alert_rows, tenants, flt)
         next_url = (f"{BASE}/alerts?{urlencode(flt.params(before=page.next_before))}"
                     if page.next_before else "")
         return self._page("portal/alerts.html", principal=principal, tenants=tenants,
