@@ -10,9 +10,9 @@ import argparse
 import json
 
 from bench.harness import environment
-from shared.defender import DefenderClient
-from shared.identity import Tokens
 from shared.messages import FetchRequest
+from shared.microsoft.defender import DefenderClient
+from shared.microsoft.identity import Tokens
 from shared.model import Tenant
 from shared.services import ingestor_for
 

@@ -20,8 +20,8 @@ import requests
 
 from bench.harness import environment
 from bench.ingest_throughput import RoundTables, _raw
-from shared.identity import Tokens
-from shared.ingest import WRITERS
+from shared.ingest.worker import WRITERS
+from shared.microsoft.identity import Tokens
 
 
 @contextlib.contextmanager

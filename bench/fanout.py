@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from azure.storage.queue import QueueSasPermissions, generate_queue_sas
 
 from bench.harness import ROOT, environment
-from shared.fanout import SENDERS
+from shared.ingest.fanout import SENDERS
 from shared.messages import FetchRequest
 from shared.services import fanout_on
 from shared.storage import tables

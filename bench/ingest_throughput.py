@@ -32,10 +32,10 @@ import requests
 from azure.data.tables import TableClient, UpdateMode
 
 from bench.harness import environment
-from shared.defender import DefenderClient
-from shared.identity import Tokens
-from shared.ingest import WRITERS
+from shared.ingest.worker import WRITERS
 from shared.messages import FetchRequest
+from shared.microsoft.defender import DefenderClient
+from shared.microsoft.identity import Tokens
 from shared.model import Tenant
 from shared.services import ingestor_for
 from shared.storage import batch, tables

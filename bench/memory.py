@@ -19,9 +19,9 @@ from bench.harness import ROOT, environment
 def worker(tenant_id: str) -> None:
     """Child: build the worker as a Functions process would, run one fetch, report."""
     from shared.config import get_settings
-    from shared.defender import DefenderClient
-    from shared.identity import Tokens
     from shared.messages import FetchRequest
+    from shared.microsoft.defender import DefenderClient
+    from shared.microsoft.identity import Tokens
     from shared.services import ingestor_for
 
     settings = get_settings()

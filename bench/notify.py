@@ -18,7 +18,7 @@ from bench.harness import environment
 from devtools.simulator.alerts import AlertFactory
 from shared import timefmt
 from shared.config import Settings
-from shared.events import build_event, tracked
+from shared.ingest.events import build_event, tracked
 from shared.messages import AlertEvent
 from shared.notify.rules import parse_rule
 from shared.notify.transport import SmtpTransport

@@ -26,7 +26,7 @@ from bench.harness import environment
 from devtools.rsyslog import Rsyslog
 from devtools.simulator.alerts import AlertFactory
 from shared import timefmt
-from shared.events import build_event, tracked
+from shared.ingest.events import build_event, tracked
 from shared.messages import AlertEvent
 from shared.services import feed_on, siem_delivery_on
 from shared.siem.feed import Feed, Filters, bucket_of

@@ -10,9 +10,9 @@ import azure.functions as func
 
 from functions.http import invalid, json_response, refused
 from shared import services, validation
-from shared.invitations import InvitationView, parse_invitation, parse_reconsent
 from shared.model import Tenant, parse_tenant_id
-from shared.tenant_admin import Conflict, Offboard, TenantView
+from shared.tenants.admin import Conflict, Offboard, TenantView
+from shared.tenants.invitations import InvitationView, parse_invitation, parse_reconsent
 from shared.validation import NoBody, ValidationError
 
 bp = func.Blueprint()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.http import json_response
-from shared import health
+from shared.ops import health
 from shared.web.openapi import ApiDocument
 from shared.web.openapi import document as openapi_document
 

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 import azure.functions as func
 
 from shared import services
-from shared.invitations import Invitation
+from shared.tenants.invitations import Invitation
 from shared.web.pages import SECURITY_HEADERS, csp, render
 
 bp = func.Blueprint()

@@ -5,17 +5,15 @@ from __future__ import annotations
 import functools
 
 from shared.config import Settings, get_settings
-from shared.defender import DefenderClient
-from shared.fanout import Fanout
-from shared.identity import Tokens, tokens_for
-from shared.ingest import Ingestor, IngestStores
-from shared.notices import OpsNotices
+from shared.ingest.fanout import Fanout
+from shared.ingest.relay import Relay
+from shared.ingest.worker import Ingestor, IngestStores
+from shared.microsoft.defender import DefenderClient
+from shared.microsoft.identity import Tokens, tokens_for
 from shared.notify.service import Notifier, NotifyStores, transport_for
 from shared.notify.transport import Transport
-from shared.onboarding import Onboarding
-from shared.poison import PoisonLog
+from shared.ops.poison import PoisonLog
 from shared.portal.pages import Portal
-from shared.relay import Relay
 from shared.siem.delivery import SiemDelivery
 from shared.siem.feed import Feed
 from shared.siem.outputs import Output
@@ -38,7 +36,9 @@ from shared.storage.siem_delivery import DeliverQueue, SiemDeliveryRepository
 from shared.storage.siem_feed import SiemFeedRepository
 from shared.storage.tenant_data import TenantData
 from shared.storage.tenants import TenantRepository
-from shared.tenant_admin import TenantAdmin
+from shared.tenants.admin import TenantAdmin
+from shared.tenants.onboarding import Onboarding
+from shared.tenants.ops_notices import OpsNotices
 
 
 def ingest_stores(settings: Settings) -> IngestStores:

@@ -1,1 +1,2 @@
-"""Alert notifications: rules, matching, the exactly-once ledger, rendering, transports."""
+"""Alert notifications: rules, matching, digests, rendering, transports (their tables
+are behind repositories in shared/storage/)."""

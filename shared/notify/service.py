@@ -11,9 +11,9 @@ from email.message import EmailMessage
 from typing import Any, Protocol
 
 from shared.config import Settings
-from shared.identity import tokens_for
 from shared.logsafe import clean
 from shared.messages import AlertEvent
+from shared.microsoft.identity import tokens_for
 from shared.notify.digest import (
     brief,
     digest_recipients,

@@ -17,20 +17,21 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from shared import health, netloc
+from shared import netloc
 from shared.config import Settings
-from shared.invitations import parse_invitation, parse_reconsent
 from shared.model import Tenant, parse_tenant_id
-from shared.notices import OpsNotices
 from shared.notify.rules import GLOBAL, Rule
-from shared.onboarding import Onboarding
+from shared.ops import health
 from shared.portal import auth, queries
 from shared.portal.chart import daily_chart
 from shared.storage.alerts import AlertRepository
 from shared.storage.mail_outbox import MailOutbox
 from shared.storage.rules import RuleRepository
 from shared.storage.runs import RunHistory
-from shared.tenant_admin import Conflict, TenantAdmin
+from shared.tenants.admin import Conflict, TenantAdmin
+from shared.tenants.invitations import parse_invitation, parse_reconsent
+from shared.tenants.onboarding import Onboarding
+from shared.tenants.ops_notices import OpsNotices
 from shared.validation import ValidationError
 from shared.web.pages import SECURITY_HEADERS, csp, render
 

@@ -1,1 +1,2 @@
-"""Storage adapters: connections, queues and tables, with Azure's limits enforced here."""
+"""Storage: every table behind a repository (names declared once in tables.py), the
+connections, the lean $batch and queue writers, Azure's limits; memory/ the fakes."""

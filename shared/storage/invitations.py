@@ -12,7 +12,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.invitations import Invitation
+from shared.tenants.invitations import Invitation
 
 PARTITION = "inv"
 _ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")  # what create() makes; anything else is none

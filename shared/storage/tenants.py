@@ -34,7 +34,7 @@ def _value(name: str, value: Any) -> Any:
 
 def _cleared(values: dict[str, Any]) -> dict[str, Any]:
     """Clearing `fetch_queued_at` also says when, which clears the fan-out ledger's mark
-    of the tenant (see shared/fanout.py)."""
+    of the tenant (see shared/ingest/fanout.py)."""
     if "fetch_queued_at" in values and values["fetch_queued_at"] is None:
         return {**values, "fetch_cleared_at": datetime.now(UTC)}
     return values

@@ -11,8 +11,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from shared import __version__
-from shared.health import HealthReport
-from shared.invitations import InvitationView, NewInvitation, Reconsent
 from shared.notify.rules import (
     RuleBody,
     RuleDeleted,
@@ -21,9 +19,11 @@ from shared.notify.rules import (
     RuleTestSent,
     RuleView,
 )
+from shared.ops.health import HealthReport
 from shared.siem.outputs import OutputsReport
 from shared.siem.pull import AlertVersion, PullPage
-from shared.tenant_admin import Offboard, TenantPatch, TenantView
+from shared.tenants.admin import Offboard, TenantPatch, TenantView
+from shared.tenants.invitations import InvitationView, NewInvitation, Reconsent
 from shared.validation import MAX_BODY, ErrorBody, NoBody, Reply
 
 _REF = "#/components/schemas/{model}"

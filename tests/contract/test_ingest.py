@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from azure.core.exceptions import HttpResponseError
 
-from shared.events import event_message, tracked
+from shared.ingest.events import event_message, tracked
+from shared.ingest.relay import Relay
 from shared.messages import AlertEvent, FetchRequest, RelayRequest
 from shared.model import Cursor
 from shared.portal.queries import AlertFilter
-from shared.relay import Relay
 from shared.storage import tables
 from shared.storage.alert_rows import alert_rows
 from shared.storage.alerts import AlertRepository

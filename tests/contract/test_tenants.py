@@ -15,7 +15,6 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 
-from shared.invitations import Invitation
 from shared.model import Tenant, TenantStatus
 from shared.storage import tables
 from shared.storage.ingest_state import CURSOR
@@ -34,6 +33,7 @@ from shared.storage.memory.tenants import (
 from shared.storage.notices import NoticeRepository, new_key, time_key
 from shared.storage.tenant_data import TenantData
 from shared.storage.tenants import TenantRepository
+from shared.tenants.invitations import Invitation
 
 
 def _fresh_table(storage, prefix: str):

@@ -16,10 +16,10 @@ import requests
 
 from devtools.simulator.server import DEFAULT_MSSP_TENANT
 from shared.model import Tenant, TenantStatus
-from shared.notices import OPS_NOTICES, OpsNotices
-from shared.onboarding import INVITATIONS, Onboarding
 from shared.storage import tables
 from shared.storage.invitations import InvitationRepository
+from shared.tenants.onboarding import INVITATIONS, Onboarding
+from shared.tenants.ops_notices import OPS_NOTICES, OpsNotices
 from tests.e2e.conftest import FUNCTION_KEY
 from tests.integration.devhost_fixtures import wait_for
 

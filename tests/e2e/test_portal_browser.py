@@ -16,9 +16,9 @@ import pytest
 import requests
 
 from shared.model import Tenant, TenantStatus
-from shared.onboarding import Onboarding
 from shared.storage import tables
 from shared.storage.rules import RuleRepository
+from shared.tenants.onboarding import Onboarding
 from tests.conftest import ROOT
 from tests.e2e.conftest import FUNCTION_KEY, PORTAL_GROUP, PORTAL_KEY, PORTAL_ROLE
 from tests.integration.devhost_fixtures import wait_for

@@ -100,7 +100,7 @@ def test_key_sign_in_refuses_a_wrong_key_and_another_site(app_host):
 
 
 def test_the_overview_shows_health_with_reasons_and_ops_notices(app_host, storage_env):
-    from shared.notices import OpsNotices
+    from shared.tenants.ops_notices import OpsNotices
 
     host, repo = app_host
     failing = repo.add(Tenant("7d4f1f3e-2b8a-4c1e-9f57-0a1b2c3d4e5f", "Failing <Co>"))

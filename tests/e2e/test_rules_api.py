@@ -123,7 +123,7 @@ def test_send_a_test_email_for_a_rule(simulator, sim, storage_env, monkeypatch, 
     tenant_id = str(uuid.uuid4())
     repo.add(Tenant(tenant_id, "Test Mail Co"))
     # an ops notice goes to OPS_EMAIL through the digest timer, once
-    from shared.notices import OpsNotices
+    from shared.tenants.ops_notices import OpsNotices
 
     subject = f"Tenant onboarded: Test Mail Co {uuid.uuid4().hex[:6]}"
     OpsNotices.on(storage_env, "ops@mssp.example").add("tenant_onboarded", tenant_id, subject,

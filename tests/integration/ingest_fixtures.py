@@ -13,12 +13,12 @@ import pytest
 from devtools.simulator.client import SimulatorClient
 from devtools.simulator.server import Simulator
 from shared.config import Settings
-from shared.defender import DefenderClient
-from shared.identity import Tokens
-from shared.ingest import Ingestor
+from shared.ingest.relay import Relay
+from shared.ingest.worker import Ingestor
 from shared.messages import FetchRequest
+from shared.microsoft.defender import DefenderClient
+from shared.microsoft.identity import Tokens
 from shared.model import Tenant, TenantStatus
-from shared.relay import Relay
 from shared.services import ingestor_for, relay_on
 from shared.storage import tables
 from shared.storage.alert_rows import OVERFLOW_MARK, read_alert

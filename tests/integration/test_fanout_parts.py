@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from azure.storage.queue import AccountSasPermissions, ResourceTypes, generate_account_sas
 
-from shared.fanout import Fanout, due
-from shared.ingest import PENDING_SECONDS
+from shared.ingest.fanout import Fanout, due
+from shared.ingest.worker import PENDING_SECONDS
 from shared.messages import FetchRequest
 from shared.model import Tenant
 from shared.services import fanout_on

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from devhost.azurite import Azurite
-from shared import health
 from shared.config import Settings, SettingsError
+from shared.ops import health
 from shared.storage.connection import StorageConnection, azurite_connection_string
 from tests.conftest import ROOT
 from tests.helpers import settings

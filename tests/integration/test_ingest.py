@@ -9,9 +9,10 @@ from datetime import timedelta
 
 import pytest
 
-from shared import ingest, timefmt
-from shared.defender import DefenderClient, DefenderError
+from shared import timefmt
+from shared.ingest import worker as ingest
 from shared.messages import RelayRequest
+from shared.microsoft.defender import DefenderClient, DefenderError
 from shared.model import TenantStatus
 from shared.storage import batch, ingest_state, limits, tables
 from shared.storage.ingest_state import IngestState
@@ -448,7 +449,7 @@ def test_unknown_tenant_is_unavailable(pipeline):
 
 def test_bad_mssp_secret_is_one_app_wide_error(pipeline):
     from shared.config import Settings
-    from shared.identity import Tokens
+    from shared.microsoft.identity import Tokens
     from shared.services import ingestor_for
     from tests.integration.ingest_fixtures import ingest_env
 

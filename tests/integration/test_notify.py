@@ -14,7 +14,7 @@ from aiosmtpd.controller import Controller
 
 from devtools.simulator.alerts import AlertFactory
 from shared import timefmt
-from shared.events import build_event, tracked
+from shared.ingest.events import build_event, tracked
 from shared.messages import AlertEvent
 from shared.notify.rules import GLOBAL, parse_rule
 from shared.notify.transport import SmtpTransport, Transient
@@ -451,7 +451,7 @@ def test_a_poisoned_event_names_the_mail_failure(notifier, smtp):
 
 
 def test_an_ops_notice_is_emailed_once_even_by_racing_timers(notifier, smtp, storage_env):
-    from shared.notices import OpsNotices
+    from shared.tenants.ops_notices import OpsNotices
 
     inbox, _ = smtp
     subject = f"Tenant onboarded: <Fabrikam> {uuid.uuid4().hex[:6]}"
@@ -476,8 +476,8 @@ def test_an_ops_notice_is_emailed_once_even_by_racing_timers(notifier, smtp, sto
 
 
 def test_ops_notices_wait_while_the_mail_server_is_down(notifier, smtp, storage_env):
-    from shared.notices import OpsNotices
     from shared.notify.transport import RecordOnly
+    from shared.tenants.ops_notices import OpsNotices
 
     inbox, server = smtp
     subject = f"Tenant consent revoked: Litware {uuid.uuid4().hex[:6]}"

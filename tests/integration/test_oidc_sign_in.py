@@ -1,4 +1,4 @@
-"""shared.oidc against the simulated Entra ID: authorize with PKCE, code exchange, and the
+"""shared.tenants.oidc against the simulated Entra ID: authorize with PKCE, code exchange, and the
 ID-token checks that decide which tenant signed in."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from shared.config import IdentitySettings
-from shared.oidc import OpenIdClient, SignInError, digest, new_secret
+from shared.tenants.oidc import OpenIdClient, SignInError, digest, new_secret
 
 REDIRECT = "https://mssp.example/api/consent/callback"
 

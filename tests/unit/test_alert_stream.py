@@ -10,8 +10,8 @@ import ijson
 import pytest
 
 from devtools.simulator.alerts import AlertFactory
-from shared import alert_stream
-from shared.alert_stream import Malformed, alerts
+from shared.microsoft import alert_stream
+from shared.microsoft.alert_stream import Malformed, alerts
 
 FACTORY = AlertFactory("11111111-1111-1111-1111-111111111111", "contoso.com")
 REAL = [FACTORY.make(10**15 + i * 10**8) for i in range(40)]

@@ -8,8 +8,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
-from shared import chunk_commits
-from shared.chunk_commits import ChunkCommits
+from shared.ingest import chunk_commits
+from shared.ingest.chunk_commits import ChunkCommits
 from shared.model import Cursor
 from shared.storage.ingest_state import Index
 

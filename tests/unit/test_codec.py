@@ -10,7 +10,7 @@ import pytest
 import zstandard
 
 from shared import codec
-from shared.events import MAX_MESSAGE_BYTES, build_event, tracked
+from shared.ingest.events import MAX_MESSAGE_BYTES, build_event, tracked
 
 ALERT = {"id": "da637", "title": "Mimikatz \u00e9\u6f22\u5b57 \"quoted\" \\ \n", "incidentId": 7,
          "evidence": [{"fileName": "x.exe", "sha1": None, "score": 0.5}]}

@@ -1,11 +1,11 @@
-"""Which signed-in tenant an invitation may register (shared.consent_decision)."""
+"""Which signed-in tenant an invitation may register (shared.tenants.consent_decision)."""
 
 from __future__ import annotations
 
 import pytest
 
-from shared.consent_decision import Decision, decide
 from shared.model import TenantStatus
+from shared.tenants.consent_decision import Decision, decide
 
 T = "aa3c1166-c1a2-4c1b-9f0e-2b8d4c6e8f10"
 OTHER = "0f6c2a9e-3b1d-4e5f-8a7b-9c0d1e2f3a4b"

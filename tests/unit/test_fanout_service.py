@@ -8,7 +8,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from shared.fanout import Fanout
+from shared.ingest.fanout import Fanout
 from shared.messages import FetchRequest
 from shared.model import Tenant, TenantStatus
 from shared.storage.memory.ingest import MemoryFanoutLedger, MemoryQueue

@@ -8,7 +8,7 @@ import weakref
 
 import pytest
 
-from shared import gc_pause
+from shared.ingest import gc_pause
 
 
 @pytest.fixture(autouse=True)

@@ -7,9 +7,10 @@ import json
 import re
 import sys
 
-from shared import notices, onboarding
 from shared.config import SETTINGS
 from shared.storage import tables
+from shared.tenants import onboarding
+from shared.tenants import ops_notices as notices
 from tests.conftest import ROOT
 
 INFRA = ROOT / "infra"

@@ -8,9 +8,10 @@ import time
 import pytest
 
 from devtools.simulator.alerts import AlertFactory
-from shared import codec, ingest, timefmt
-from shared.events import build_event, tracked
-from shared.ingest import Budget, advance, later
+from shared import codec, timefmt
+from shared.ingest import worker as ingest
+from shared.ingest.events import build_event, tracked
+from shared.ingest.worker import Budget, advance, later
 from shared.model import Cursor
 from shared.storage import batch
 from shared.storage.alert_rows import (

@@ -18,13 +18,12 @@ from typing import Any
 import pytest
 
 from shared import timefmt
-from shared.defender import DefenderError, Forbidden, Throttled, Unauthorized
-from shared.identity import TokenError
-from shared.ingest import Ingestor, IngestStores
+from shared.ingest.relay import Relay
+from shared.ingest.worker import Ingestor, IngestStores
 from shared.messages import AlertEvent, FetchRequest, RelayRequest
+from shared.microsoft.defender import DefenderError, Forbidden, Throttled, Unauthorized
+from shared.microsoft.identity import TokenError
 from shared.model import Tenant, TenantStatus
-from shared.notices import OpsNotices
-from shared.relay import Relay
 from shared.storage.memory.ingest import (
     MemoryAlerts,
     MemoryAppHealth,
@@ -34,6 +33,7 @@ from shared.storage.memory.ingest import (
 )
 from shared.storage.memory.tenants import MemoryNotices, MemoryTenants
 from shared.storage.queues import EventQueue, FetchQueue, RelayQueue
+from shared.tenants.ops_notices import OpsNotices
 from tests.helpers import settings as make_settings
 
 

@@ -8,7 +8,11 @@ dependency from the reader, not from the design). The rules:
   (`devtools`, `devhost`, `tools`, `tests`, `bench`), nor the in-memory fakes
   (`shared/storage/memory/`), which only tests and dev tools use;
 * no cycles among the modules of `shared/`;
-* the core (plain data, codecs, settings, checks) imports nothing of the features.
+* the core (plain data, codecs, settings, checks, queue message contracts) imports
+  nothing of the features;
+* `shared/` is the core, the wiring (`services.py`) and feature packages: a new
+  top-level module is either core or belongs in a package;
+* only the entry layer (`functions/`) imports the wiring.
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ FAKES = "shared.storage.memory"
 CORE = frozenset({
     "shared.model", "shared.codec", "shared.timefmt", "shared.logsafe", "shared.config",
     "shared.settings_error", "shared.validation", "shared.addresses", "shared.netloc",
+    "shared.messages",
 })
+WIRING = "shared.services"
+FEATURES = ("shared.ingest", "shared.microsoft", "shared.tenants", "shared.notify",
+            "shared.siem", "shared.portal", "shared.ops", "shared.storage", "shared.web")
 # What the core may import besides itself: the storage connection the settings resolve,
 # the Azure limits it checks every write against, and the STORAGE_FAST_PATHS switch the
 # settings validate. None imports a feature.
@@ -170,3 +178,18 @@ def test_core_exceptions_are_still_real():
         assert target in GRAPH[module], f"{module} no longer imports {target}: drop the entry"
         leaf = {i for i in GRAPH[target] if _within(i, "shared")}
         assert leaf <= CORE, f"{target} grew dependencies beyond the core: {leaf - CORE}"
+
+
+def test_shared_is_the_core_the_wiring_and_feature_packages():
+    loose = sorted(m for m in MODULES if m.count(".") == 1 and _within(m, "shared")
+                   and m not in CORE | {WIRING} and MODULES[m].name != "__init__.py")
+    assert not loose, f"put these in a feature package (or the core): {loose}"
+    packages = {m for m in MODULES if m.count(".") == 1 and _within(m, "shared")
+                and MODULES[m].name == "__init__.py"}
+    assert packages == set(FEATURES), "a feature package was added or removed: update FEATURES"
+
+
+def test_only_the_entry_layer_imports_the_wiring():
+    bad = sorted(m for m, imports in GRAPH.items()
+                 if WIRING in imports and not _within(m, ("functions", WIRING)))
+    assert not bad

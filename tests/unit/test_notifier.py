@@ -16,7 +16,7 @@ import pytest
 
 from devtools.simulator.alerts import AlertFactory
 from shared import timefmt
-from shared.events import build_event, tracked
+from shared.ingest.events import build_event, tracked
 from shared.messages import AlertEvent
 from shared.notify.rules import GLOBAL, parse_rule
 from shared.notify.service import OPS, Notifier, NotifyStores

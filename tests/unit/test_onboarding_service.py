@@ -14,18 +14,18 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from shared.defender import DefenderError, Forbidden
-from shared.identity import TokenError
+from shared.microsoft.defender import DefenderError, Forbidden
+from shared.microsoft.identity import TokenError
 from shared.model import Tenant, TenantStatus
-from shared.notices import OpsNotices
-from shared.oidc import SignInError
-from shared.onboarding import Onboarding
 from shared.storage.memory.tenants import (
     MemoryConsentStates,
     MemoryInvitations,
     MemoryNotices,
     MemoryTenants,
 )
+from shared.tenants.oidc import SignInError
+from shared.tenants.onboarding import Onboarding
+from shared.tenants.ops_notices import OpsNotices
 from tests.helpers import settings
 
 HOME = "0f0f0f0f-1111-4222-8333-444455556666"

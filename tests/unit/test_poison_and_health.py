@@ -7,10 +7,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from shared import health
 from shared.messages import FetchRequest
 from shared.model import Tenant, TenantStatus
-from shared.poison import PoisonLog
+from shared.ops import health
+from shared.ops.poison import PoisonLog
 from shared.storage.memory.ingest import MemoryAppHealth, MemoryPoisonLog
 from shared.storage.memory.tenants import MemoryTenants
 

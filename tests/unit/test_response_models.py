@@ -12,8 +12,6 @@ import jsonschema_rs
 import pytest
 from pydantic import BaseModel
 
-from shared.health import HealthReport
-from shared.invitations import Invitation, InvitationView
 from shared.model import Tenant, TenantStatus
 from shared.notify.rules import (
     GLOBAL,
@@ -24,9 +22,11 @@ from shared.notify.rules import (
     RuleView,
     parse_rule,
 )
+from shared.ops.health import HealthReport
 from shared.siem.outputs import OutputsReport
 from shared.siem.pull import PullPage, item
-from shared.tenant_admin import TenantView
+from shared.tenants.admin import TenantView
+from shared.tenants.invitations import Invitation, InvitationView
 from shared.validation import ErrorBody
 from shared.web import openapi
 

@@ -8,11 +8,11 @@ import uuid
 
 import pytest
 
-from shared import tenant_admin
 from shared.model import Tenant, TenantStatus
 from shared.storage.ingest_state import CURSOR
 from shared.storage.memory.tenants import MemoryTenantData, MemoryTenants
-from shared.tenant_admin import Conflict, TenantAdmin
+from shared.tenants import admin as tenant_admin
+from shared.tenants.admin import Conflict, TenantAdmin
 from shared.validation import ValidationError
 
 

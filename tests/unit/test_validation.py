@@ -7,10 +7,10 @@ import pytest
 from shared import validation
 from shared.addresses import parse_address
 from shared.config import SettingsError, get_settings
-from shared.invitations import parse_invitation
 from shared.notify.rules import parse_rule
 from shared.siem.pull import parse_query
-from shared.tenant_admin import TenantPatch
+from shared.tenants.admin import TenantPatch
+from shared.tenants.invitations import parse_invitation
 from shared.validation import MAX_BODY, MAX_DEPTH, NoBody, ValidationError
 from shared.web.openapi import document
 

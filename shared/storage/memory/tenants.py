@@ -18,10 +18,10 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 
-from shared.invitations import Invitation
 from shared.model import Tenant, TenantStatus, parse_tenant_id
 from shared.storage import invitations, notices, tenant_data, tenants
 from shared.storage.ingest_state import CURSOR, LEASE
+from shared.tenants.invitations import Invitation
 
 _etags = itertools.count(1)
 

@@ -18,14 +18,10 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError
 
 from shared.config import Settings
-from shared.consent_decision import Decision, decide
-from shared.defender import DefenderClient, DefenderError, Forbidden
-from shared.identity import TokenError, Tokens
-from shared.invitations import Invitation
 from shared.logsafe import clean
+from shared.microsoft.defender import DefenderClient, DefenderError, Forbidden
+from shared.microsoft.identity import TokenError, Tokens
 from shared.model import Tenant, TenantStatus
-from shared.notices import OpsNotices
-from shared.oidc import OpenIdClient, SignInError, digest, new_secret
 from shared.storage import tables
 from shared.storage.invitations import (
     ConsentAttempt,
@@ -33,6 +29,10 @@ from shared.storage.invitations import (
     InvitationRepository,
 )
 from shared.storage.tenants import TenantRepository
+from shared.tenants.consent_decision import Decision, decide
+from shared.tenants.invitations import Invitation
+from shared.tenants.oidc import OpenIdClient, SignInError, digest, new_secret
+from shared.tenants.ops_notices import OpsNotices
 
 INVITATIONS, STATES = tables.INVITATIONS, tables.CONSENT_STATES  # named in storage/tables.py
 # what the callback reads; anything else (`tenant`, `admin_consent`...) is ignored

@@ -13,7 +13,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from shared import alert_stream
+from shared.microsoft import alert_stream
 
 CONNECT_TIMEOUT = 10
 MAX_TOP = 10_000

@@ -20,16 +20,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared import alert_stream, gc_pause, timefmt
-from shared.chunk_commits import ChunkCommits
+from shared import timefmt
 from shared.config import Settings
-from shared.defender import DefenderClient, DefenderError, Forbidden, Throttled, Unauthorized
-from shared.events import event_message, tracked
-from shared.identity import TokenError, Tokens
+from shared.ingest import gc_pause
+from shared.ingest.chunk_commits import ChunkCommits
+from shared.ingest.events import event_message, tracked
 from shared.logsafe import clean
 from shared.messages import FetchRequest
+from shared.microsoft import alert_stream
+from shared.microsoft.defender import (
+    DefenderClient,
+    DefenderError,
+    Forbidden,
+    Throttled,
+    Unauthorized,
+)
+from shared.microsoft.identity import TokenError, Tokens
 from shared.model import Cursor, Tenant, TenantStatus
-from shared.notices import OpsNotices
 from shared.storage.alert_rows import alert_rows, transactions
 from shared.storage.alerts import AlertRepository
 from shared.storage.app_health import AppHealth
@@ -37,6 +44,7 @@ from shared.storage.ingest_state import ConflictError, Index, IngestState, Inges
 from shared.storage.queues import FetchQueue, RelayQueue
 from shared.storage.runs import RunHistory, RunRecord
 from shared.storage.tenants import TenantRepository
+from shared.tenants.ops_notices import OpsNotices
 
 log = logging.getLogger("mssp_hub.ingest")
 

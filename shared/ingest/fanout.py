@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from shared.ingest import PENDING_SECONDS
+from shared.ingest.worker import PENDING_SECONDS
 from shared.logsafe import clean
 from shared.messages import FetchRequest
 from shared.model import Tenant, TenantStatus

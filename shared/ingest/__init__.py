@@ -1,0 +1,1 @@
+"""Fetch and store: the fan-out, the fetch worker, its exactly-once commits, the relay of events."""

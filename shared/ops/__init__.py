@@ -1,0 +1,1 @@
+"""What ops watch: health and poison-queue records."""
