@@ -11,9 +11,8 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-
 from shared.messages import relay_text
+from shared.storage.errors import StateChanged
 from shared.storage.ingest_state import IngestStates
 from shared.storage.queues import EventQueue
 
@@ -52,9 +51,7 @@ class Relay:
                     sent_total += len(chunk)
                     etag = state.mark_sent(row_key, sent, etag)
                 state.delete_outbox(row_key, etag)
-            except (HttpResponseError, ResourceNotFoundError) as exc:
-                if getattr(exc, "status_code", None) in (404, 412):
-                    log.info("outbox %s of %s taken by another relay", row_key, tenant_id)
-                    continue
-                raise
+            except StateChanged:
+                log.info("outbox %s of %s taken by another relay", row_key, tenant_id)
+                continue
         return sent_total

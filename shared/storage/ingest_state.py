@@ -21,12 +21,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared import codec
 from shared.model import Cursor
 from shared.storage import batch, limits
+from shared.storage.errors import StateChanged
 
 CURSOR, LEASE, BUDGET = "cursor", "lease", "budget"
 CHUNK = 60_000
@@ -356,14 +357,29 @@ class IngestState:
         return _unpack(row) or [], int(row.get("Sent", 0)), row.metadata["etag"]
 
     def mark_sent(self, row_key: str, sent: int, etag: str) -> str:
-        result = self.client.update_entity(
-            {"PartitionKey": self.tenant_id, "RowKey": row_key, "Sent": sent},
-            mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified)
+        """How many of the row's events are sent; StateChanged when another relay moved
+        the row (or finished it) since `etag`."""
+        try:
+            result = self.client.update_entity(
+                {"PartitionKey": self.tenant_id, "RowKey": row_key, "Sent": sent},
+                mode=UpdateMode.MERGE, etag=etag,
+                match_condition=MatchConditions.IfNotModified)
+        except HttpResponseError as exc:
+            if exc.status_code not in (404, 412):
+                raise
+            raise StateChanged(f"outbox {row_key} of {self.tenant_id} was taken") from exc
         return result["etag"]
 
     def delete_outbox(self, row_key: str, etag: str) -> None:
-        self.client.delete_entity(self.tenant_id, row_key, etag=etag,
-                                  match_condition=MatchConditions.IfNotModified)
+        """Drop a sent outbox row; StateChanged when another relay moved it since `etag`
+        (already gone is fine)."""
+        try:
+            self.client.delete_entity(self.tenant_id, row_key, etag=etag,
+                                      match_condition=MatchConditions.IfNotModified)
+        except HttpResponseError as exc:
+            if exc.status_code != 412:
+                raise
+            raise StateChanged(f"outbox {row_key} of {self.tenant_id} was taken") from exc
 
 
 def _next_day(day: str) -> str:

@@ -17,6 +17,7 @@ from azure.data.tables import TableClient, UpdateMode
 from azure.storage.queue import QueueClient
 
 from shared.messages import DeliverRequest
+from shared.storage.errors import StateChanged
 
 PK = "output"
 NEVER = datetime(1970, 1, 1, tzinfo=UTC)  # MERGE cannot clear a property; this stands for none
@@ -24,11 +25,6 @@ _COLUMNS = {"bucket": "Bucket", "after": "After", "owner": "Owner", "failures": 
             "lease_until": "LeaseUntil", "retry_at": "RetryAt", "queued_at": "QueuedAt",
             "last_error": "LastError", "last_error_at": "LastErrorAt",
             "last_success_at": "LastSuccessAt"}
-
-
-class StateChanged(RuntimeError):
-    """The output's row changed since it was read (or the write was refused): another run
-    or tick is on it."""
 
 
 @dataclass(frozen=True)

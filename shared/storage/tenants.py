@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.model import Tenant, TenantStatus, parse_tenant_id
 from shared.storage import batch
+from shared.storage.errors import AlreadyExists
 
 PARTITION = "tenant"
 _FIELDS = [f.name for f in fields(Tenant) if f.name not in ("tenant_id", "etag")]
@@ -79,9 +80,13 @@ class TenantRepository:
             return None
 
     def add(self, tenant: Tenant) -> Tenant:
+        """Register a new tenant; AlreadyExists when it is registered already."""
         tenant.created_at = tenant.created_at or datetime.now(UTC)
         tenant.status_changed_at = tenant.status_changed_at or tenant.created_at
-        self.client.create_entity(_to_entity(tenant))
+        try:
+            self.client.create_entity(_to_entity(tenant))
+        except ResourceExistsError as exc:
+            raise AlreadyExists(f"tenant {tenant.tenant_id} is registered") from exc
         return tenant
 
     def save(self, tenant: Tenant) -> None:

@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError
-
 from shared.config import Settings
 from shared.logsafe import clean
 from shared.microsoft.defender import DefenderClient, DefenderError, Forbidden
 from shared.microsoft.identity import TokenError, Tokens
 from shared.model import Tenant, TenantStatus
 from shared.storage import tables
+from shared.storage.errors import AlreadyExists
 from shared.storage.invitations import (
     ConsentAttempt,
     ConsentStateRepository,
@@ -338,7 +337,7 @@ class Onboarding:
             try:
                 existing = self.tenants.add(Tenant(tenant_id, invitation.display_name,
                                                    status_reason="consent granted"))
-            except ResourceExistsError:  # another invitation registered it just now
+            except AlreadyExists:  # another invitation registered it just now
                 self.invitations.abandon_admission(invitation)
                 return self._already_connected(self.tenants.get(tenant_id))
         else:

@@ -17,6 +17,7 @@ from azure.core.exceptions import (
 
 from shared.model import Tenant, TenantStatus
 from shared.storage import tables
+from shared.storage.errors import AlreadyExists
 from shared.storage.ingest_state import CURSOR
 from shared.storage.invitations import (
     ConsentAttempt,
@@ -101,7 +102,7 @@ def test_a_tenant_is_added_once_and_read_back(registry):
     assert got.created_at and got.status_changed_at == got.created_at
     assert got.last_success_at is None and got.fetch_queued_at is None
     assert registry.get(str(uuid.uuid4())) is None
-    with pytest.raises(ResourceExistsError):
+    with pytest.raises(AlreadyExists):
         registry.add(Tenant(tenant.tenant_id, "Someone else"))
     assert registry.get(tenant.tenant_id).display_name == "Fabrikam <Ltd>"
 

@@ -193,3 +193,12 @@ def test_only_the_entry_layer_imports_the_wiring():
     bad = sorted(m for m, imports in GRAPH.items()
                  if WIRING in imports and not _within(m, ("functions", WIRING)))
     assert not bad
+
+
+def test_the_azure_sdks_stay_behind_storage_and_the_microsoft_clients():
+    """Services speak in repositories and their errors (shared/storage/errors.py); only
+    storage touches the Table and Queue SDKs, only microsoft/ the identity SDK."""
+    bad = sorted((m, i) for m, imports in GRAPH.items() if _within(m, "shared")
+                 and not _within(m, ("shared.storage", "shared.microsoft"))
+                 for i in imports if _within(i, "azure"))
+    assert not bad

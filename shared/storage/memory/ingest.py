@@ -19,12 +19,11 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-
 from shared import codec
 from shared.model import Cursor
 from shared.storage import alerts, app_health, fanout_ledger, ingest_state, poison_log, runs
 from shared.storage.alerts import COLUMNS
+from shared.storage.errors import StateChanged
 from shared.storage.ingest_state import (
     BUDGET,
     CURSOR,
@@ -42,18 +41,6 @@ _etags = itertools.count(1)
 
 def _etag() -> str:
     return f'W/"memory-ingest-{next(_etags)}"'
-
-
-def _modified(what: str) -> ResourceModifiedError:
-    exc = ResourceModifiedError(f"{what} changed since it was read")
-    exc.status_code = 412
-    return exc
-
-
-def _missing(what: str) -> ResourceNotFoundError:
-    exc = ResourceNotFoundError(f"no {what}")
-    exc.status_code = 404
-    return exc
 
 
 class Faults:
@@ -182,10 +169,8 @@ class MemoryIngestState(ingest_state.IngestState):
 
     def _guarded(self, row_key: str, etag: str) -> dict[str, Any]:
         found = self._value(row_key)
-        if found is None:
-            raise _missing(f"outbox row {row_key}")
-        if found[1] != etag:
-            raise _modified(f"outbox row {row_key}")
+        if found is None or found[1] != etag:
+            raise StateChanged(f"outbox row {row_key} was taken")
         return found[0]
 
     def mark_sent(self, row_key: str, sent: int, etag: str) -> str:

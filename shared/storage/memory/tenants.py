@@ -20,6 +20,7 @@ from azure.core.exceptions import (
 
 from shared.model import Tenant, TenantStatus, parse_tenant_id
 from shared.storage import invitations, notices, tenant_data, tenants
+from shared.storage.errors import AlreadyExists
 from shared.storage.ingest_state import CURSOR, LEASE
 from shared.tenants.invitations import Invitation
 
@@ -43,7 +44,7 @@ class MemoryTenants(tenants.TenantRepository):
 
     def add(self, tenant: Tenant) -> Tenant:
         if tenant.tenant_id in self.rows:
-            raise ResourceExistsError("the tenant is registered")
+            raise AlreadyExists(f"tenant {tenant.tenant_id} is registered")
         tenant.created_at = tenant.created_at or datetime.now(UTC)
         tenant.status_changed_at = tenant.status_changed_at or tenant.created_at
         self.save(tenant)
