@@ -82,7 +82,8 @@ def fanout() -> Fanout:
 def relay_on(storage: StorageConnection) -> Relay:
     return Relay(IngestStates(tables.table(storage, tables.INGEST_STATE)),
                  EventQueue(tables.queue(storage, tables.NOTIFY_QUEUE)),
-                 EventQueue(tables.queue(storage, tables.SIEM_QUEUE)))
+                 EventQueue(tables.queue(storage, tables.SIEM_QUEUE)),
+                 RelayQueue(tables.queue(storage, tables.RELAY_QUEUE)))
 
 
 @functools.cache

@@ -1,29 +1,44 @@
 """Relay: committed outbox rows become one message per event on the notify and SIEM queues.
 
-The outbox row records how many of its events were sent (ETag-guarded), so a relay that
-dies resumes after the last recorded chunk, and two relays racing on one row cannot both
-proceed. Consumers dedupe on `event_id` for the one chunk a crash can repeat.
+One relay per outbox at a time: a relay takes the tenant's relay lease (a row in its
+IngestState partition) before it sends, renews it before each chunk and releases it at
+the end. A relay that finds the lease held by another returns at once (and, given a relay
+queue, asks again once the lease would expire, in case its holder died); the holder looks
+at the outbox again after releasing, so a row committed while it held the lease is not
+left behind. Each row records how many of its events were sent (ETag-guarded), so a relay
+that dies keeps the lease until it expires and the next one resumes after the last
+recorded chunk: at most that one unrecorded chunk is sent twice, and consumers dedupe on
+`event_id`.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.messages import relay_text
 from shared.storage.errors import StateChanged
-from shared.storage.ingest_state import IngestStates
-from shared.storage.queues import EventQueue
+from shared.storage.ingest_state import IngestState, IngestStates
+from shared.storage.queues import EventQueue, RelayQueue
 
 log = logging.getLogger("mssp_hub.relay")
 SEND_CHUNK = 200
 SENDERS = 16
+LEASE_SECONDS = 60  # far above one chunk's sends; renewed before each
+
+
+class LeaseLost(Exception):
+    """The relay lease expired and another relay took it: this one stops sending."""
 
 
 class Relay:
-    def __init__(self, states: IngestStates, notify: EventQueue, siem: EventQueue) -> None:
-        self.states, self.notify, self.siem = states, notify, siem
+    def __init__(self, states: IngestStates, notify: EventQueue, siem: EventQueue,
+                 retry: RelayQueue | None = None, lease_seconds: int = LEASE_SECONDS) -> None:
+        self.states, self.notify, self.siem, self.retry = states, notify, siem, retry
+        self.lease_seconds = lease_seconds
         self.pool = ThreadPoolExecutor(SENDERS, thread_name_prefix="relay")
 
     def _send(self, events: list[dict[str, Any]]) -> None:
@@ -37,21 +52,68 @@ class Relay:
         """Send every pending outbox row of the tenant; returns the events sent."""
         state = self.states.of(tenant_id)
         sent_total = 0
-        for row_key in state.outbox_rows():
-            loaded = state.outbox(row_key)
-            if loaded is None:
-                continue
-            events, sent, etag = loaded
+        rows = state.outbox_rows()  # nothing pending: one query, no lease
+        while rows:
+            owner = uuid.uuid4().hex
+            etag, until = state.take_relay_lease(owner, self.lease_seconds)
+            if etag is None:
+                log.info("relay of %s busy until %s", tenant_id, until)
+                self._ask_again(tenant_id, until)
+                return sent_total
+            lease = _Lease(state, owner, etag, self.lease_seconds)
             try:
-                etag = state.mark_sent(row_key, sent, etag)  # claim: fails if raced
-                while sent < len(events):
-                    chunk = events[sent:sent + SEND_CHUNK]
-                    self._send(chunk)
-                    sent += len(chunk)
-                    sent_total += len(chunk)
-                    etag = state.mark_sent(row_key, sent, etag)
-                state.delete_outbox(row_key, etag)
-            except StateChanged:
-                log.info("outbox %s of %s taken by another relay", row_key, tenant_id)
-                continue
+                for row_key in rows:
+                    sent_total += self._drain(state, row_key, lease)
+            except LeaseLost:
+                log.warning("relay lease of %s lost mid-run", tenant_id)
+                return sent_total
+            except Exception:
+                lease.release()  # a failure, not a crash: the retry need not wait
+                raise
+            lease.release()
+            rows = state.outbox_rows()  # committed while the lease was held
         return sent_total
+
+    def _drain(self, state: IngestState, row_key: str, lease: _Lease) -> int:
+        """Send one row's unsent events, recording each chunk, then drop the row."""
+        loaded = state.outbox(row_key)
+        if loaded is None:
+            return 0  # sent and dropped by the relay before
+        events, sent, etag = loaded
+        done = 0
+        try:
+            etag = state.mark_sent(row_key, sent, etag)  # claim: a failure here sends nothing
+            while sent < len(events):
+                lease.renew()
+                chunk = events[sent:sent + SEND_CHUNK]
+                self._send(chunk)
+                sent += len(chunk)
+                done += len(chunk)
+                etag = state.mark_sent(row_key, sent, etag)
+            state.delete_outbox(row_key, etag)
+        except StateChanged as exc:  # only a relay that took over an expired lease moves it
+            raise LeaseLost(row_key) from exc
+        return done
+
+    def _ask_again(self, tenant_id: str, until: datetime | None) -> None:
+        """Once the holder's lease would have expired: if it died, its rows go then."""
+        if self.retry is None:
+            return
+        left = (until - datetime.now(UTC)).total_seconds() if until else 0
+        self.retry.request(tenant_id, delay=max(1, min(int(left) + 1, self.lease_seconds + 1)))
+
+
+class _Lease:
+    """The relay lease this run holds, renewed by its ETag."""
+
+    def __init__(self, state: IngestState, owner: str, etag: str, seconds: int) -> None:
+        self.state, self.owner, self.etag, self.seconds = state, owner, etag, seconds
+
+    def renew(self) -> None:
+        etag = self.state.renew_relay_lease(self.owner, self.seconds, self.etag)
+        if etag is None:
+            raise LeaseLost(self.owner)
+        self.etag = etag
+
+    def release(self) -> None:
+        self.state.release_relay_lease(self.etag)

@@ -3,6 +3,7 @@
 Rows in partition <tenant id> of IngestState:
   cursor              watermark + skip: where the next fetch continues
   lease               which worker is fetching this tenant, until when
+  relay-lease         which relay is sending this tenant's outbox, until when
   budget              Defender calls per minute over the last hour (our own rate limit)
   idx:<day>:<n>       the version index: alert id -> [version, status, classification,
                       determination, assignedTo] for alerts created that day (compressed)
@@ -30,6 +31,7 @@ from shared.storage import batch, limits
 from shared.storage.errors import StateChanged
 
 CURSOR, LEASE, BUDGET = "cursor", "lease", "budget"
+RELAY_LEASE = "relay-lease"  # one relay per outbox at a time
 CHUNK = 60_000
 SHARD_LIMIT = 600_000  # compressed bytes per index shard before a new one is started
 OUTBOX_ROW_BYTES = 800_000  # compressed events per outbox row (of 1 MiB per entity)
@@ -247,6 +249,53 @@ class IngestState:
                                           match_condition=MatchConditions.IfNotModified)
             except Exception:  # someone else took it over; theirs now
                 return
+
+    # relay lease ------------------------------------------------------------------------
+    def take_relay_lease(self, owner: str, seconds: int) -> tuple[str | None, datetime | None]:
+        """(etag, None) when `owner` now holds the outbox's relay lease for `seconds`;
+        (None, until) when another relay holds a live one. ETag-guarded: of two relays
+        taking it at once, one wins."""
+        now = datetime.now(UTC)
+        row = self._get(RELAY_LEASE)
+        if row is not None and row["Owner"] != owner and row["Until"] > now:
+            return None, row["Until"]
+        entity = {"PartitionKey": self.tenant_id, "RowKey": RELAY_LEASE, "Owner": owner,
+                  "Until": now + timedelta(seconds=seconds)}
+        try:
+            if row is None:
+                return self.client.create_entity(entity)["etag"], None
+            return self.client.update_entity(
+                entity, mode=UpdateMode.REPLACE, etag=row.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified)["etag"], None
+        except ResourceExistsError:
+            return None, now + timedelta(seconds=seconds)
+        except HttpResponseError as exc:
+            if exc.status_code not in (404, 412):
+                raise
+            return None, now + timedelta(seconds=seconds)
+
+    def renew_relay_lease(self, owner: str, seconds: int, etag: str) -> str | None:
+        """The lease's new etag, extended by `seconds` from now; None when it is no longer
+        this holder's (taken over after it expired, or released)."""
+        entity = {"PartitionKey": self.tenant_id, "RowKey": RELAY_LEASE, "Owner": owner,
+                  "Until": datetime.now(UTC) + timedelta(seconds=seconds)}
+        try:
+            return self.client.update_entity(
+                entity, mode=UpdateMode.REPLACE, etag=etag,
+                match_condition=MatchConditions.IfNotModified)["etag"]
+        except HttpResponseError as exc:
+            if exc.status_code not in (404, 412):
+                raise
+            return None
+
+    def release_relay_lease(self, etag: str) -> None:
+        """Give the lease up, if it is still the one this holder took (`etag`)."""
+        try:
+            self.client.delete_entity(self.tenant_id, RELAY_LEASE, etag=etag,
+                                      match_condition=MatchConditions.IfNotModified)
+        except HttpResponseError as exc:
+            if exc.status_code != 412:  # gone, or another's now: nothing of ours to free
+                raise
 
     # budget -----------------------------------------------------------------------------
     def calls(self) -> tuple[dict[int, int], str | None]:

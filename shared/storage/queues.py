@@ -35,8 +35,13 @@ class RelayQueue:
     def __init__(self, sender: Sender) -> None:
         self.sender = sender
 
-    def request(self, tenant_id: str) -> None:
-        self.sender.send_message(RelayRequest(tenant_id).to_message())
+    def request(self, tenant_id: str, delay: int | None = None) -> None:
+        """Ask for the tenant's relay; with `delay`, invisible for that many seconds."""
+        if delay is None:
+            self.sender.send_message(RelayRequest(tenant_id).to_message())
+        else:
+            self.sender.send_message(RelayRequest(tenant_id).to_message(),
+                                     visibility_timeout=delay)
 
 
 class EventQueue:

@@ -217,6 +217,40 @@ def test_an_expired_lease_is_taken_over(state):
     assert state.acquire_lease("w2", 60) == (True, None)
 
 
+def test_one_relay_holds_an_outbox_lease_while_it_is_live(state):
+    etag, until = state.take_relay_lease("r1", 60)
+    assert etag and until is None
+    taken, until = state.take_relay_lease("r2", 60)
+    assert taken is None and until > datetime.now(UTC)
+    assert state.acquire_lease("w1", 60) == (True, None)  # the fetch lease is another row
+
+
+def test_an_expired_relay_lease_is_taken_over_and_its_old_holder_cannot_renew(state):
+    old, _ = state.take_relay_lease("r1", -1)
+    new, until = state.take_relay_lease("r2", 60)
+    assert new and until is None
+    assert state.renew_relay_lease("r1", 60, old) is None  # taken over: not r1's any more
+    state.release_relay_lease(old)  # nor to release
+    assert state.take_relay_lease("r3", 60)[0] is None
+
+
+def test_the_holder_renews_its_relay_lease_by_its_etag(state):
+    etag, _ = state.take_relay_lease("r1", 1)
+    renewed = state.renew_relay_lease("r1", 60, etag)
+    assert renewed and renewed != etag
+    assert state.renew_relay_lease("r1", 60, etag) is None  # a stale etag: not the holder
+    assert state.take_relay_lease("r2", 60)[0] is None
+
+
+def test_a_released_relay_lease_is_free_for_the_next_relay(state):
+    etag, _ = state.take_relay_lease("r1", 60)
+    state.release_relay_lease(etag)
+    state.release_relay_lease(etag)  # released twice: no error
+    assert state.renew_relay_lease("r1", 60, etag) is None
+    again, until = state.take_relay_lease("r2", 60)
+    assert again and until is None
+
+
 def test_the_call_budget_is_saved_and_read_back(state):
     assert state.calls() == ({}, None)
     state.save_calls({29_000_000: 3, 29_000_001: 90})

@@ -28,6 +28,7 @@ from shared.storage.ingest_state import (
     BUDGET,
     CURSOR,
     LEASE,
+    RELAY_LEASE,
     ConflictError,
     Index,
     Shard,
@@ -106,6 +107,31 @@ class MemoryIngestState(ingest_state.IngestState):
             found = self._value(LEASE)
             if found is not None and found[0]["Owner"] == owner:
                 del self.rows[LEASE]
+
+    # relay lease ----------------------------------------------------------------------
+    def take_relay_lease(self, owner: str, seconds: int) -> tuple[str | None, datetime | None]:
+        now = datetime.now(UTC)
+        with self.states.lock:
+            found = self._value(RELAY_LEASE)
+            if found is not None and found[0]["Owner"] != owner and found[0]["Until"] > now:
+                return None, found[0]["Until"]
+            return self._put(RELAY_LEASE, {"Owner": owner,
+                                           "Until": now + timedelta(seconds=seconds)}), None
+
+    def renew_relay_lease(self, owner: str, seconds: int, etag: str) -> str | None:
+        self.states.faults.check("renew_relay_lease")
+        with self.states.lock:
+            found = self._value(RELAY_LEASE)
+            if found is None or found[1] != etag:
+                return None
+            return self._put(RELAY_LEASE, {"Owner": owner, "Until": datetime.now(UTC)
+                                           + timedelta(seconds=seconds)})
+
+    def release_relay_lease(self, etag: str) -> None:
+        with self.states.lock:
+            found = self._value(RELAY_LEASE)
+            if found is not None and found[1] == etag:
+                del self.rows[RELAY_LEASE]
 
     # budget ---------------------------------------------------------------------------
     def calls(self) -> tuple[dict[int, int], str | None]:
