@@ -260,8 +260,8 @@ class IngestState:
             return
         try:
             batch.submit_transaction(self.client, ops)
-        except TableTransactionError:  # the lease is someone else's now: theirs
-            if budget is not None:
+        except Exception:  # the lease is someone else's now (theirs), or storage failed:
+            if budget is not None:  # the lease expires; the calls are counted still
                 self.save_calls(minutes or {})
 
     def _get(self, row: str) -> Any | None:
