@@ -22,6 +22,7 @@ import dataclasses
 import json
 import logging
 import os
+import random
 import re
 import statistics
 import sys
@@ -135,6 +136,7 @@ class Seeder:
         self.feed = tables.table(env.storage, tables.SIEM_FEED)
         self.tenants: list[str] = []
         self.stamp = int(time.time() * 1e6) - 5_400_000_000
+        self.spread = random.Random(7)
 
     def add(self, count: int, alerts: int) -> float:
         started = time.perf_counter()
@@ -174,8 +176,8 @@ class Seeder:
             for raw in events:
                 event = AlertEvent.parse(codec.dumps(raw) if not isinstance(raw, bytes)
                                          else raw)
-                self.stamp += 1
-                entity = entry_entity(event, self.stamp)
+                # tenants' entries interleaved over the hour, as they arrive in production
+                entity = entry_entity(event, self.stamp + self.spread.randrange(3_600_000_000))
                 by_bucket.setdefault(entity["PartitionKey"], []).append(("upsert", entity))
             for ops in by_bucket.values():
                 for start in range(0, len(ops), 100):
