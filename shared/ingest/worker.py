@@ -40,7 +40,13 @@ from shared.model import Cursor, Tenant, TenantStatus
 from shared.storage.alert_rows import alert_rows, transactions
 from shared.storage.alerts import AlertRepository
 from shared.storage.app_health import AppHealth
-from shared.storage.ingest_state import ConflictError, Index, IngestState, IngestStates
+from shared.storage.ingest_state import (
+    ConflictError,
+    Index,
+    IngestState,
+    IngestStates,
+    Opening,
+)
 from shared.storage.queues import FetchQueue, RelayQueue
 from shared.storage.runs import RunHistory, RunRecord
 from shared.storage.tenants import TenantRepository
@@ -57,6 +63,7 @@ PENDING_SECONDS = 900  # a queued fetch blocks re-enqueueing this long (fan-out)
 BUDGET_PER_MINUTE, BUDGET_PER_HOUR = 90, 1_400
 WRITERS = 4  # concurrent alert-row transactions per worker
 RELAY_EVERY = 10.0  # seconds: a run asks the relay for its events at most this often
+IDLE_RUN_EVERY = 3_600.0  # seconds: an idle run is kept in the run history this often
 
 
 @dataclass
@@ -183,6 +190,7 @@ class Ingestor:
         self.notices = stores.notices
         self.writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="alert-writer")
         self.committer = ThreadPoolExecutor(1, thread_name_prefix="chunk-commit")
+        self.idle_recorded: dict[str, float] = {}  # tenant -> when an idle run was recorded
 
     # the run ----------------------------------------------------------------------------
     def run(self, request: FetchRequest) -> RunRecord:
@@ -192,27 +200,30 @@ class Ingestor:
     def _run(self, request: FetchRequest) -> RunRecord:
         started = datetime.now(UTC)
         record = RunRecord(request.tenant_id, uuid.uuid4().hex, started)
+        state = self.states.of(request.tenant_id)
+        # lease, cursor, budget and outbox in one read, then the lease taken; the tenant
+        # is read once the lease is held (paused or offboarded meanwhile: not fetched)
+        opening = state.open(record.run_id, LEASE_SECONDS)
         tenant = self.tenants.get(request.tenant_id)
         if tenant is None or tenant.status != TenantStatus.ACTIVE:
+            if opening.held:
+                state.close(record.run_id, opening.lease_etag, None)
             record.outcome = "skipped"
             record.error = "unknown tenant" if tenant is None else f"tenant is {tenant.status}"
             return record
-        state = self.states.of(tenant.tenant_id)
-        held, until = state.acquire_lease(record.run_id, LEASE_SECONDS)
-        if not held:
+        if not opening.held:
             record.outcome = "busy"
-            if request.continuation and until:
-                self._requeue(tenant, request, int((until - datetime.now(UTC)).total_seconds()))
+            if request.continuation and opening.until:
+                self._requeue(tenant, request,
+                              int((opening.until - datetime.now(UTC)).total_seconds()))
             return record
-        current = self.tenants.get(tenant.tenant_id)  # paused or offboarded meanwhile?
-        if current is None or current.status != TenantStatus.ACTIVE:
-            state.release_lease(record.run_id)
-            record.outcome = "skipped"
-            return record
+        budget = Budget(opening.minutes, self.clock)
+        spent = dict(budget.minutes)
         failure: BaseException | None = None
         try:
-            self._relay_leftovers(state)
-            self._fetch(tenant, state, request, record)
+            if opening.outbox:  # an outbox row whose relay message was lost (a crash)
+                self.relay_queue.request(tenant.tenant_id)
+            self._fetch(tenant, state, request, record, opening, budget)
         except Throttled as exc:
             record.outcome = "throttled"
             record.error = str(exc)
@@ -233,10 +244,13 @@ class Ingestor:
             failure = exc
             self._record_failure(tenant, exc, record)
         finally:
-            state.release_lease(record.run_id)
+            # the lease released and the calls counted, in one transaction
+            state.close(record.run_id, opening.lease_etag,
+                        budget.minutes if budget.minutes != spent else None)
             record.duration_ms = int((datetime.now(UTC) - started).total_seconds() * 1000)
-            self.runs.record(record)
-            self.runs.prune(tenant.tenant_id, self.settings.fetch.run_history_days)
+            if self._worth_recording(record):
+                self.runs.record(record)
+                self.runs.prune(tenant.tenant_id, self.settings.fetch.run_history_days)
             log.info("fetch tenant=%s outcome=%s new=%d changed=%d unchanged=%d calls=%d",
                      tenant.tenant_id, record.outcome, record.new, record.changed,
                      record.unchanged, record.api_calls)
@@ -244,10 +258,22 @@ class Ingestor:
             raise failure
         return record
 
+    def _worth_recording(self, record: RunRecord) -> bool:
+        """A run history row for every run that did something or went wrong; an idle one
+        (success, nothing new or changed) at most every IDLE_RUN_EVERY seconds per tenant
+        and process. The tenant row's last_success_at says when it last fetched."""
+        idle = record.outcome == "success" and not (record.new or record.changed)
+        now = self.clock()
+        last = self.idle_recorded.get(record.tenant_id)
+        if idle and last is not None and now - last < IDLE_RUN_EVERY:
+            return False
+        self.idle_recorded[record.tenant_id] = now
+        return True
+
     def _fetch(self, tenant: Tenant, state: IngestState, request: FetchRequest,
-               record: RunRecord) -> None:
+               record: RunRecord, opening: Opening, budget: Budget) -> None:
         fetch = self.settings.fetch
-        committed, etag = state.cursor()
+        committed, etag = opening.cursor, opening.cursor_etag
         if committed is None:
             start = datetime.now(UTC) - timedelta(days=fetch.initial_lookback_days)
             position = Cursor(timefmt.from_datetime(start), 0)
@@ -255,8 +281,6 @@ class Ingestor:
             position = committed
         else:
             position = Cursor(timefmt.shift(committed.watermark, -fetch.overlap_seconds), 0)
-        minutes, _ = state.calls()
-        budget = Budget(minutes, self.clock)
         base = self.settings.identity.api_base(tenant.region)
         token = self.tokens.token(tenant.tenant_id)
         retried_auth = False
@@ -265,7 +289,6 @@ class Ingestor:
         progress = Progress(position, committed, Index(), ChunkCommits(
             self.committer, state, etag, relay))
         with contextlib.ExitStack() as closing:  # run last to first, each whatever raised
-            closing.callback(state.save_calls, budget.minutes)
             closing.callback(relay.flush)
             # the last commit lands (or raises) before the run counts as done
             closing.callback(progress.commits.finish)
@@ -393,19 +416,17 @@ class Ingestor:
                 pending.append(self.writers.submit(self.alerts.store, rows))
             position = advance(progress.position, [item[0] for item in chunk])
             committed = later(progress.committed, position)
-            progress.commits.submit(pending, index.snapshot(), events, committed,
-                                    stamp=chunk[-1][0])  # raises the last commit's error
+            shards = index.snapshot()
+            if shards or events or pending or committed != progress.committed:
+                progress.commits.submit(pending, shards, events, committed,
+                                        stamp=chunk[-1][0])  # raises the last one's error
+            # else: a re-read that changes nothing (the overlap of an idle run): no commit
         except BaseException:
             wait(pending)  # no write of this run goes on after it has ended
             raise
         progress.position, progress.committed = position, committed
 
     # after the run ----------------------------------------------------------------------
-    def _relay_leftovers(self, state: IngestState) -> None:
-        """An outbox row whose relay message was lost (a crash right after the commit)."""
-        if state.outbox_rows():
-            self.relay_queue.request(state.tenant_id)
-
     def _requeue(self, tenant: Tenant, request: FetchRequest, delay: int,
                  throttled: bool = False) -> None:
         """Put the tenant's fetch back on the queue, invisible for `delay` seconds."""

@@ -200,9 +200,71 @@ class IngestStates:
         return IngestState(self.client, tenant_id)
 
 
+@dataclass
+class Opening:
+    """What a run starts from, read in one query: whether it holds the lease (else until
+    when another does), the cursor, the call budget and the outbox rows left over."""
+
+    held: bool
+    until: datetime | None
+    cursor: Cursor | None
+    cursor_etag: str | None
+    minutes: dict[int, int]
+    outbox: list[str]
+    lease_etag: str | None = None
+
+
+_OPENING = ("PartitionKey eq @pk and (RowKey eq 'cursor' or RowKey eq 'lease' or "
+            "RowKey eq 'budget' or (RowKey ge 'out:' and RowKey lt 'out;'))")
+
+
 class IngestState:
     def __init__(self, client: TableClient, tenant_id: str) -> None:
         self.client, self.tenant_id = client, tenant_id
+
+    # a run's start and end ----------------------------------------------------------------
+    def open(self, owner: str, seconds: int) -> Opening:
+        """Lease, cursor, budget and outbox rows in one query, then the lease taken (one
+        write): what `acquire_lease`, `cursor`, `calls` and `outbox_rows` would give, in
+        two requests instead of five."""
+        rows: dict[str, Any] = {}
+        outbox: list[str] = []
+        for row in self.client.query_entities(
+                _OPENING, parameters={"pk": self.tenant_id},
+                select=["RowKey", "Watermark", "Skip", "Owner", "Until", "Minutes"]):
+            if row["RowKey"].startswith("out:"):
+                outbox.append(row["RowKey"])
+            else:
+                rows[row["RowKey"]] = row
+        cursor_row, budget_row = rows.get(CURSOR), rows.get(BUDGET)
+        opening = Opening(
+            False, None,
+            Cursor(cursor_row["Watermark"], int(cursor_row["Skip"])) if cursor_row else None,
+            cursor_row.metadata["etag"] if cursor_row else None,
+            {int(k): v for k, v in json.loads(budget_row["Minutes"]).items()}
+            if budget_row else {}, outbox)
+        opening.held, opening.until, opening.lease_etag = self._take(
+            owner, seconds, rows.get(LEASE))
+        return opening
+
+    def close(self, owner: str, lease_etag: str | None, minutes: dict[int, int] | None
+              ) -> None:
+        """The lease released and (when given) the budget saved, in one transaction; a
+        lease another worker took over meanwhile is left to it."""
+        budget = {"PartitionKey": self.tenant_id, "RowKey": BUDGET,
+                  "Minutes": json.dumps(minutes)} if minutes is not None else None
+        release = ("delete", {"PartitionKey": self.tenant_id, "RowKey": LEASE},
+                   {"etag": lease_etag, "match_condition": MatchConditions.IfNotModified})
+        ops: list[Any] = [release] if lease_etag else []
+        if budget is not None:
+            ops.append(("upsert", budget, {"mode": UpdateMode.REPLACE}))
+        if not ops:
+            return
+        try:
+            batch.submit_transaction(self.client, ops)
+        except Exception:  # the lease is someone else's now (theirs), or storage failed:
+            if budget is not None:  # the lease expires; the calls are counted still
+                self.save_calls(minutes or {})
 
     def _get(self, row: str) -> Any | None:
         try:
@@ -220,26 +282,31 @@ class IngestState:
     # lease ------------------------------------------------------------------------------
     def acquire_lease(self, owner: str, seconds: int) -> tuple[bool, datetime | None]:
         """(True, None) when this owner holds the lease now; (False, until) if another does."""
+        held, until, _ = self._take(owner, seconds, self._get(LEASE))
+        return held, until
+
+    def _take(self, owner: str, seconds: int, row: Any | None
+              ) -> tuple[bool, datetime | None, str | None]:
+        """Take the lease as `row` (read before) shows it: (held, until, its etag)."""
         now = datetime.now(UTC)
-        row = self._get(LEASE)
         entity = {"PartitionKey": self.tenant_id, "RowKey": LEASE, "Owner": owner,
                   "Until": now + timedelta(seconds=seconds)}
         try:
             if row is None:
-                self.client.create_entity(entity)
+                result = self.client.create_entity(entity)
             elif row["Owner"] != owner and row["Until"] > now:
-                return False, row["Until"]
+                return False, row["Until"], None
             else:
-                self.client.update_entity(entity, mode=UpdateMode.REPLACE,
-                                          etag=row.metadata["etag"],
-                                          match_condition=MatchConditions.IfNotModified)
+                result = self.client.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=row.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified)
         except (ResourceExistsError, ResourceNotFoundError):
-            return False, now + timedelta(seconds=5)
+            return False, now + timedelta(seconds=5), None
         except Exception as exc:
             if getattr(exc, "status_code", None) == 412:
-                return False, now + timedelta(seconds=5)
+                return False, now + timedelta(seconds=5), None
             raise
-        return True, None
+        return True, None, result.get("etag")
 
     def release_lease(self, owner: str) -> None:
         row = self._get(LEASE)

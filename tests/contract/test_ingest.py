@@ -258,6 +258,32 @@ def test_the_call_budget_is_saved_and_read_back(state):
     assert minutes == {29_000_000: 3, 29_000_001: 90} and etag
 
 
+def test_a_run_opens_with_what_it_needs_in_one_read_and_closes_in_one_write(state):
+    empty = state.open("w1", 60)
+    assert (empty.held, empty.cursor, empty.minutes, empty.outbox) == (True, None, {}, [])
+    assert not state.open("w2", 60).held  # w1 holds it
+    state.close("w1", empty.lease_etag, {29_000_000: 1})
+    assert state.calls()[0] == {29_000_000: 1}
+    rows, etag = state.commit([], _events(state.tenant_id, 1),
+                              Cursor("2026-01-01T00:00:00.0000000Z", 2),
+                              None, "s1")
+    opening = state.open("w2", 60)
+    assert opening.held and opening.cursor == Cursor("2026-01-01T00:00:00.0000000Z", 2)
+    assert opening.cursor_etag == etag and opening.outbox == rows
+    assert opening.minutes == {29_000_000: 1}
+    state.close("w2", opening.lease_etag, None)  # budget unchanged: not written
+    assert state.calls()[0] == {29_000_000: 1}
+    assert state.acquire_lease("w3", 60)[0]
+
+
+def test_closing_a_lease_taken_over_leaves_it_but_saves_the_budget(state):
+    opening = state.open("w1", -1)  # expired at once
+    assert state.acquire_lease("w2", 60)[0]
+    state.close("w1", opening.lease_etag, {29_000_000: 2})
+    assert not state.acquire_lease("w3", 60)[0]  # still w2's
+    assert state.calls()[0] == {29_000_000: 2}
+
+
 # alert rows -----------------------------------------------------------------------------
 def test_alert_rows_upserted_and_read_back_by_the_portals_queries(alerts):
     tenant = str(uuid.uuid4())

@@ -341,3 +341,41 @@ def test_a_paused_tenant_is_skipped(world):
     world.add_alerts(2)
     run = world.fetch()
     assert run.outcome == "skipped" and world.defender.calls == 0
+
+
+# idle runs ------------------------------------------------------------------------------
+def test_idle_runs_are_kept_in_the_history_once_an_hour_and_their_calls_counted(world):
+    now = [1_000_000.0]
+    world.ingestor.clock = lambda: now[0]
+    world.add_alerts(3)
+    world.fetch()  # stores 3: recorded
+    for _ in range(3):  # idle, minutes apart
+        now[0] += 300
+        assert world.fetch().outcome == "success"
+    assert [r.new for r in world.runs.recent(world.tenant.tenant_id)] == [3]
+    minutes, _ = world.states.of(world.tenant.tenant_id).calls()
+    assert sum(minutes.values()) == 4  # every call counted, idle ones too
+    now[0] += 3_600
+    world.fetch()  # idle, an hour after the last recorded run
+    assert [r.new for r in world.runs.recent(world.tenant.tenant_id)] == [0, 3]
+    world.add_alerts(1, start=3)
+    world.fetch()  # something new: recorded at once
+    assert [r.new for r in world.runs.recent(world.tenant.tenant_id)] == [1, 0, 3]
+    assert world.tenants.get(world.tenant.tenant_id).last_success_at is not None
+
+
+def test_a_skipped_or_finished_run_leaves_the_lease_free(world):
+    world.add_alerts(2)
+    world.fetch()
+    assert world.states.of(world.tenant.tenant_id).acquire_lease("other", 60)[0]
+    world.states.of(world.tenant.tenant_id).release_lease("other")
+    world.tenants.pause(world.tenant.tenant_id, "by the MSSP")
+    assert world.fetch().outcome == "skipped"
+    assert world.states.of(world.tenant.tenant_id).acquire_lease("other", 60)[0]
+
+
+def test_a_busy_tenant_is_left_to_the_worker_holding_it(world):
+    world.add_alerts(2)
+    assert world.states.of(world.tenant.tenant_id).acquire_lease("other", 60)[0]
+    assert world.fetch().outcome == "busy" and world.defender.calls == 0
+    assert not world.states.of(world.tenant.tenant_id).acquire_lease("mine", 60)[0]

@@ -31,6 +31,7 @@ from shared.storage.ingest_state import (
     RELAY_LEASE,
     ConflictError,
     Index,
+    Opening,
     Shard,
     Snapshot,
 )
@@ -132,6 +133,24 @@ class MemoryIngestState(ingest_state.IngestState):
             found = self._value(RELAY_LEASE)
             if found is not None and found[1] == etag:
                 del self.rows[RELAY_LEASE]
+
+    def open(self, owner: str, seconds: int) -> Opening:
+        cursor, etag = self.cursor()
+        minutes, _ = self.calls()
+        outbox = self.outbox_rows()
+        held, until = self.acquire_lease(owner, seconds)
+        lease = self._value(LEASE) if held else None
+        return Opening(held, until, cursor, etag, minutes, outbox,
+                       lease[1] if lease else None)
+
+    def close(self, owner: str, lease_etag: str | None, minutes: dict[int, int] | None
+              ) -> None:
+        with self.states.lock:
+            found = self._value(LEASE)
+            if lease_etag and found is not None and found[1] == lease_etag:
+                del self.rows[LEASE]
+        if minutes is not None:
+            self.save_calls(minutes)
 
     # budget ---------------------------------------------------------------------------
     def calls(self) -> tuple[dict[int, int], str | None]:
