@@ -12,12 +12,15 @@ Each contract module builds its repository from `backend`:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 import pytest
+from azure.data.tables import TableClient
 
+from shared.storage import tables
 from shared.storage.connection import StorageConnection
 
 R = TypeVar("R")
@@ -30,6 +33,15 @@ class Backend:
 
     def build(self, real: Callable[[StorageConnection], R], fake: Callable[[], R]) -> R:
         return real(self.storage) if self.storage is not None else fake()
+
+    def repo(self, real: Callable[[TableClient], R], prefix: str, fake: Callable[[], R]) -> R:
+        """`real` on a table of this test alone (so listing it sees only what the test
+        wrote), or the fake."""
+        return self.build(lambda storage: real(fresh_table(storage, prefix)), fake)
+
+
+def fresh_table(storage: StorageConnection, prefix: str) -> TableClient:
+    return tables.table(storage, f"{prefix}{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture(params=["azurite", "memory"])

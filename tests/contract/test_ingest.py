@@ -40,15 +40,10 @@ from shared.storage.runs import RunHistory, RunRecord
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def _fresh_table(storage, prefix: str):
-    """A table of this test alone (so listing it sees only what the test wrote)."""
-    return tables.table(storage, f"{prefix}{uuid.uuid4().hex[:12]}")
-
 
 @pytest.fixture
 def states(backend):
-    return backend.build(lambda s: IngestStates(_fresh_table(s, "IngestState")),
-                         MemoryIngestStates)
+    return backend.repo(IngestStates, "IngestState", MemoryIngestStates)
 
 
 @pytest.fixture
@@ -58,29 +53,27 @@ def state(states):
 
 @pytest.fixture
 def alerts(backend):
-    return backend.build(lambda s: AlertRepository(_fresh_table(s, "Alerts")), MemoryAlerts)
+    return backend.repo(AlertRepository, "Alerts", MemoryAlerts)
 
 
 @pytest.fixture
 def runs(backend):
-    return backend.build(lambda s: RunHistory(_fresh_table(s, "Runs")), MemoryRuns)
+    return backend.repo(RunHistory, "Runs", MemoryRuns)
 
 
 @pytest.fixture
 def app_health(backend):
-    return backend.build(lambda s: AppHealth(_fresh_table(s, "AppHealth")), MemoryAppHealth)
+    return backend.repo(AppHealth, "AppHealth", MemoryAppHealth)
 
 
 @pytest.fixture
 def poison(backend):
-    return backend.build(lambda s: PoisonLogRepository(_fresh_table(s, "Poison")),
-                         MemoryPoisonLog)
+    return backend.repo(PoisonLogRepository, "Poison", MemoryPoisonLog)
 
 
 @pytest.fixture
 def ledger(backend):
-    return backend.build(lambda s: FanoutLedger(_fresh_table(s, "Ledger")),
-                         MemoryFanoutLedger)
+    return backend.repo(FanoutLedger, "Ledger", MemoryFanoutLedger)
 
 
 def _stamp(minutes: int) -> str:

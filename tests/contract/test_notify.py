@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.notify.rules import GLOBAL, parse_rule
-from shared.storage import tables
 from shared.storage.app_health import AppHealth
 from shared.storage.digests import DigestRepository
 from shared.storage.mail_outbox import KeptEmail, MailOutbox
@@ -26,34 +25,29 @@ from shared.storage.notify_ledger import CLAIM_SECONDS, Busy, ClaimLost, NotifyL
 from shared.storage.rules import RuleRepository
 
 
-def _fresh_table(storage, prefix: str):
-    """A table of this test alone (so listing it sees only what the test wrote)."""
-    return tables.table(storage, f"{prefix}{uuid.uuid4().hex[:12]}")
-
-
 @pytest.fixture
 def ledger(backend):
-    return backend.build(lambda s: NotifyLedger(_fresh_table(s, "Ledger")), MemoryNotifyLedger)
+    return backend.repo(NotifyLedger, "Ledger", MemoryNotifyLedger)
 
 
 @pytest.fixture
 def digests(backend):
-    return backend.build(lambda s: DigestRepository(_fresh_table(s, "Digest")), MemoryDigests)
+    return backend.repo(DigestRepository, "Digest", MemoryDigests)
 
 
 @pytest.fixture
 def rules(backend):
-    return backend.build(lambda s: RuleRepository(_fresh_table(s, "Rules")), MemoryRules)
+    return backend.repo(RuleRepository, "Rules", MemoryRules)
 
 
 @pytest.fixture
 def outbox(backend):
-    return backend.build(lambda s: MailOutbox(_fresh_table(s, "Outbox")), MemoryMailOutbox)
+    return backend.repo(MailOutbox, "Outbox", MemoryMailOutbox)
 
 
 @pytest.fixture
 def health(backend):
-    return backend.build(lambda s: AppHealth(_fresh_table(s, "Health")), MemoryAppHealth)
+    return backend.repo(AppHealth, "Health", MemoryAppHealth)
 
 
 # the ledger ---------------------------------------------------------------------------

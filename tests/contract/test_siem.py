@@ -37,24 +37,20 @@ class Clock:
         return self.at
 
 
-def _fresh_table(storage, prefix: str):
-    return tables.table(storage, f"{prefix}{uuid.uuid4().hex[:12]}")
-
 
 @pytest.fixture
 def entries(backend):
-    return backend.build(lambda s: SiemFeedRepository(_fresh_table(s, "Feed")), MemorySiemFeed)
+    return backend.repo(SiemFeedRepository, "Feed", MemorySiemFeed)
 
 
 @pytest.fixture
 def alerts(backend):
-    return backend.build(lambda s: AlertRepository(_fresh_table(s, "Alerts")), MemoryAlerts)
+    return backend.repo(AlertRepository, "Alerts", MemoryAlerts)
 
 
 @pytest.fixture
 def states(backend):
-    return backend.build(lambda s: SiemDeliveryRepository(_fresh_table(s, "Deliv")),
-                         MemorySiemDelivery)
+    return backend.repo(SiemDeliveryRepository, "Deliv", MemorySiemDelivery)
 
 
 @pytest.fixture

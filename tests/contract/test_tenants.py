@@ -16,7 +16,6 @@ from azure.core.exceptions import (
 )
 
 from shared.model import Tenant, TenantStatus
-from shared.storage import tables
 from shared.storage.errors import AlreadyExists
 from shared.storage.ingest_state import CURSOR
 from shared.storage.invitations import (
@@ -35,34 +34,27 @@ from shared.storage.notices import NoticeRepository, new_key, time_key
 from shared.storage.tenant_data import TenantData
 from shared.storage.tenants import TenantRepository
 from shared.tenants.invitations import Invitation
-
-
-def _fresh_table(storage, prefix: str):
-    """A table of this test alone (so listing it sees only what the test wrote)."""
-    return tables.table(storage, f"{prefix}{uuid.uuid4().hex[:12]}")
+from tests.contract.conftest import fresh_table
 
 
 @pytest.fixture
 def registry(backend):
-    return backend.build(lambda s: TenantRepository(_fresh_table(s, "Tenants")), MemoryTenants)
+    return backend.repo(TenantRepository, "Tenants", MemoryTenants)
 
 
 @pytest.fixture
 def invitations(backend):
-    return backend.build(lambda s: InvitationRepository(_fresh_table(s, "Invitations")),
-                         MemoryInvitations)
+    return backend.repo(InvitationRepository, "Invitations", MemoryInvitations)
 
 
 @pytest.fixture
 def states(backend):
-    return backend.build(lambda s: ConsentStateRepository(_fresh_table(s, "States")),
-                         MemoryConsentStates)
+    return backend.repo(ConsentStateRepository, "States", MemoryConsentStates)
 
 
 @pytest.fixture
 def notices(backend):
-    return backend.build(lambda s: NoticeRepository(_fresh_table(s, "Notices")),
-                         MemoryNotices)
+    return backend.repo(NoticeRepository, "Notices", MemoryNotices)
 
 
 class _Seeded:
@@ -73,8 +65,8 @@ class _Seeded:
             self.data = MemoryTenantData()
             self.put = self.data.put
         else:
-            alert_table = _fresh_table(backend.storage, "Alerts")
-            state_table = _fresh_table(backend.storage, "State")
+            alert_table = fresh_table(backend.storage, "Alerts")
+            state_table = fresh_table(backend.storage, "State")
             self.data = TenantData(alert_table, state_table)
 
             def put(tenant_id, alerts=(), state=()):
