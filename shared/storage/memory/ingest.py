@@ -12,7 +12,6 @@ steps, for the service unit tests)."""
 from __future__ import annotations
 
 import copy
-import itertools
 import re
 import threading
 from collections.abc import Iterable, Sequence
@@ -36,13 +35,8 @@ from shared.storage.ingest_state import (
     Snapshot,
 )
 from shared.storage.keys import encode_key
+from shared.storage.memory import new_etag, next_number
 from shared.storage.memory.notify import MemoryAppHealth as _NotifyAppHealth
-
-_etags = itertools.count(1)
-
-
-def _etag() -> str:
-    return f'W/"memory-ingest-{next(_etags)}"'
 
 
 class Faults:
@@ -82,7 +76,7 @@ class MemoryIngestState(ingest_state.IngestState):
         return self.rows.get(row)
 
     def _put(self, row: str, values: dict[str, Any]) -> str:
-        etag = _etag()
+        etag = new_etag()
         self.rows[row] = (values, etag)
         return etag
 
@@ -190,7 +184,7 @@ class MemoryIngestState(ingest_state.IngestState):
                     raise ConflictError(f"ingest state changed under us: {key}")
             outbox = []
             for part, data in ingest_state._outbox_parts(events) if events else []:
-                key = f"out:{stamp}:{next(_etags):08d}"
+                key = f"out:{stamp}:{next_number():08d}"
                 self._put(key, {"Events": codec.unpack(data), "Count": len(part),
                                 "Sent": 0})
                 outbox.append(key)
@@ -271,7 +265,7 @@ class MemoryAlerts(alerts.AlertRepository):
             for row in rows:
                 self.rows[(row["PartitionKey"], row["RowKey"])] = dict(row)
             self.writes += 1
-        return [{"etag": _etag()} for _ in rows]
+        return [{"etag": new_etag()} for _ in rows]
 
     def get_stored(self, tenant_id: str, alert_id: str) -> alerts.StoredAlert | None:
         with self.lock:
@@ -349,7 +343,7 @@ class MemoryPoisonLog(poison_log.PoisonLogRepository):
     def add(self, queue_name: str, body: str, reason: str, tenant_id: str,
             at: datetime | None = None) -> str:
         now = at or datetime.now(UTC)
-        row_key = f"{poison_log._ticks_key(now)}:{next(_etags):08x}"
+        row_key = f"{poison_log._ticks_key(now)}:{next_number():08x}"
         self.rows[(queue_name, row_key)] = {
             "PartitionKey": queue_name, "RowKey": row_key,
             "Body": poison_log.clip_text(body), "Reason": reason, "Tenant": tenant_id,

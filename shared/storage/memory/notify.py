@@ -7,7 +7,6 @@ Same contract as shared/storage/{rules,notify_ledger,digests,mail_outbox,app_hea
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 import threading
 import uuid
@@ -17,6 +16,7 @@ from typing import Any
 from shared.notify.rules import GLOBAL, Rule, includes
 from shared.storage.digests import Held
 from shared.storage.mail_outbox import SCAN_ROWS, KeptEmail, ticks_key
+from shared.storage.memory import new_etag
 from shared.storage.notify_ledger import (
     FINAL,
     Busy,
@@ -26,12 +26,6 @@ from shared.storage.notify_ledger import (
     is_fresh,
 )
 from shared.storage.rules import RULE_ID
-
-_etags = itertools.count(1)
-
-
-def _etag() -> str:
-    return f"W/\"{next(_etags)}\""
 
 
 class MemoryRules:
@@ -97,7 +91,7 @@ class MemoryNotifyLedger:
                 if row["State"] == "sending" and is_fresh(row["ClaimedAt"], now):
                     raise Busy(f"another worker is sending {owner}/{key}")
             first = row["FirstClaimedAt"] if row is not None else now
-            etag = _etag()
+            etag = new_etag()
             self.rows[pk_rk] = {"State": "sending", "ClaimedAt": now, "FirstClaimedAt": first,
                                 "EventId": key[:500], **detail, "etag": etag}
             return Claim(etag, first)
@@ -109,13 +103,13 @@ class MemoryNotifyLedger:
             if row is None or row["etag"] != claim.etag:
                 raise ClaimLost(f"ledger row {owner}/{key} changed under the claim")
             row.update(State=state, FinishedAt=datetime.now(UTC), Note=note[:2000],
-                       Refused=json.dumps(refused or [])[:30000], etag=_etag())
+                       Refused=json.dumps(refused or [])[:30000], etag=new_etag())
 
     def release(self, owner: str, key: str, claim: Claim, reason: str) -> None:
         with self._lock:
             row = self.rows.get(delivery_key(owner, key))
             if row is not None and row["etag"] == claim.etag:
-                row.update(State="retry", Note=reason[:2000], etag=_etag())
+                row.update(State="retry", Note=reason[:2000], etag=new_etag())
 
     def state(self, owner: str, key: str) -> str | None:
         row = self.rows.get(delivery_key(owner, key))
@@ -137,7 +131,7 @@ class MemoryDigests:
              ) -> None:
         with self._lock:
             self._held.setdefault(rule_id, {})[key] = Held(
-                key, json.loads(json.dumps(event)), list(recipients), "", _etag())
+                key, json.loads(json.dumps(event)), list(recipients), "", new_etag())
 
     def held(self, rule_id: str) -> list[Held]:
         with self._lock:
@@ -156,7 +150,7 @@ class MemoryDigests:
                        for r in chunk):
                     raise RuntimeError("digest rows changed under us; retry")
                 for r in chunk:
-                    etag = _etag()
+                    etag = new_etag()
                     stored[r.key].batch, stored[r.key].etag = batch, etag
                     r.batch, r.etag = batch, etag
 

@@ -8,7 +8,6 @@ each guarded by a lock so racing threads see one winner.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import threading
 from collections.abc import Iterator, Mapping
 from datetime import datetime
@@ -16,14 +15,9 @@ from typing import Any
 
 from shared.messages import AlertEvent
 from shared.siem.feed_model import Filters, bucket_of
+from shared.storage.memory import new_etag
 from shared.storage.siem_delivery import OutputState, StateChanged
 from shared.storage.siem_feed import LedgerStamp, decode, entry_entity, entry_key, ledger_key
-
-_etags = itertools.count(1)
-
-
-def _etag() -> str:
-    return f"W/\"{next(_etags)}\""
 
 
 def _passes(entity: Mapping[str, Any], filters: Filters) -> bool:
@@ -48,7 +42,7 @@ class MemorySiemFeed:
         key = ledger_key(event)
         with self._lock:
             if key not in self.ledger:
-                self.ledger[key] = (stamp, _etag())
+                self.ledger[key] = (stamp, new_etag())
                 return None
             earlier, etag = self.ledger[key]
         return LedgerStamp(earlier, etag)
@@ -58,12 +52,12 @@ class MemorySiemFeed:
         with self._lock:
             if key not in self.ledger or self.ledger[key][1] != etag:
                 return False
-            self.ledger[key] = (stamp, _etag())
+            self.ledger[key] = (stamp, new_etag())
         return True
 
     def set_stamp(self, event: AlertEvent, stamp: int) -> None:
         with self._lock:
-            self.ledger[ledger_key(event)] = (stamp, _etag())
+            self.ledger[ledger_key(event)] = (stamp, new_etag())
 
     # entries ------------------------------------------------------------------------------
     def has_entry(self, event: AlertEvent, stamp: int) -> bool:
@@ -116,7 +110,7 @@ class MemorySiemDelivery:
 
     def create(self, name: str, bucket: str, after: str) -> OutputState:
         with self._lock:
-            return self.rows.setdefault(name, OutputState(name, bucket, after, etag=_etag()))
+            return self.rows.setdefault(name, OutputState(name, bucket, after, etag=new_etag()))
 
     def mark_queued(self, state: OutputState, at: datetime) -> OutputState:
         return self._update(state, queued_at=at)
@@ -149,7 +143,7 @@ class MemorySiemDelivery:
             if stored is None or stored.etag != state.etag:
                 raise StateChanged(f"siem output {state.name} changed under this run")
             # MERGE: the stored row with these columns changed (as the table does)
-            self.rows[state.name] = dataclasses.replace(stored, etag=_etag(), **changes)
+            self.rows[state.name] = dataclasses.replace(stored, etag=new_etag(), **changes)
             return self.rows[state.name]
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import itertools
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,13 +21,8 @@ from shared.model import Tenant, TenantStatus, parse_tenant_id
 from shared.storage import invitations, notices, tenant_data, tenants
 from shared.storage.errors import AlreadyExists
 from shared.storage.ingest_state import CURSOR, LEASE
+from shared.storage.memory import new_etag
 from shared.tenants.invitations import Invitation
-
-_etags = itertools.count(1)
-
-
-def _etag() -> str:
-    return f'W/"memory-{next(_etags)}"'
 
 
 class MemoryTenants(tenants.TenantRepository):
@@ -52,7 +46,7 @@ class MemoryTenants(tenants.TenantRepository):
 
     def save(self, tenant: Tenant) -> None:
         stored = self._copy(tenant)
-        stored.etag = _etag()
+        stored.etag = new_etag()
         self.rows[tenant.tenant_id] = stored
 
     def merge(self, tenant_id: str, etag: str | None = None, **values: Any) -> None:
@@ -63,7 +57,7 @@ class MemoryTenants(tenants.TenantRepository):
             raise ResourceModifiedError("the tenant changed since it was read")
         for name, value in tenants._cleared(values).items():
             setattr(stored, name, TenantStatus(value) if name == "status" else value)
-        stored.etag = _etag()
+        stored.etag = new_etag()
 
     def all(self) -> Iterator[Tenant]:
         for key in sorted(self.rows):
@@ -115,7 +109,7 @@ class MemoryConsentStates(invitations.ConsentStateRepository):
         key = (attempt.invitation_id, attempt.attempt)
         if key in self.rows:
             raise ResourceExistsError("the attempt exists")
-        self.rows[key] = dataclasses.replace(attempt, etag=_etag())
+        self.rows[key] = dataclasses.replace(attempt, etag=new_etag())
 
     def get(self, invitation_id: str, attempt: str) -> invitations.ConsentAttempt | None:
         found = self.rows.get((invitation_id, attempt))
@@ -125,7 +119,7 @@ class MemoryConsentStates(invitations.ConsentStateRepository):
         stored = self.rows.get((attempt.invitation_id, attempt.attempt))
         if stored is None or stored.etag != attempt.etag:
             return False
-        stored.used, stored.etag = True, _etag()
+        stored.used, stored.etag = True, new_etag()
         attempt.used = True
         return True
 
