@@ -41,16 +41,19 @@ class Env:
         return {"worker": time.process_time(), "azurite": cpu_seconds(self.azurite_pid),
                 "simulator": cpu_seconds(self.sim_pid)}
 
+    def environ(self, **overrides: str) -> dict[str, str]:
+        """The app settings that point the app at this Azurite and simulator."""
+        return {"AzureWebJobsStorage": self.storage.connection_string or "",
+                "MSSP_CLIENT_ID": self.info["client_id"],
+                "MSSP_CLIENT_SECRET": self.info["client_secret"],
+                "MSSP_AUTHORITY_HOST": self.info["base_url"],
+                "MSSP_DEFENDER_API_BASE": self.info["base_url"],
+                "MSSP_CA_BUNDLE": self.info["ca_path"],
+                "ONBOARDING_STATE_KEY": "bench-state-key-0123456789-abcdefghijklmnop",
+                **overrides}
+
     def settings(self, **overrides: str) -> Settings:
-        env = {"AzureWebJobsStorage": self.storage.connection_string or "",
-               "MSSP_CLIENT_ID": self.info["client_id"],
-               "MSSP_CLIENT_SECRET": self.info["client_secret"],
-               "MSSP_AUTHORITY_HOST": self.info["base_url"],
-               "MSSP_DEFENDER_API_BASE": self.info["base_url"],
-               "MSSP_CA_BUNDLE": self.info["ca_path"],
-               "ONBOARDING_STATE_KEY": "bench-state-key-0123456789-abcdefghijklmnop",
-               **overrides}
-        return Settings.from_env(env)
+        return Settings.from_env(self.environ(**overrides))
 
 
 @contextlib.contextmanager

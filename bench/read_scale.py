@@ -108,20 +108,14 @@ def principal() -> str:
 
 
 def app_settings(env: Env) -> dict[str, str]:
-    return {"AzureWebJobsStorage": env.storage.connection_string or "",
-            "MSSP_CLIENT_ID": env.info["client_id"],
-            "MSSP_CLIENT_SECRET": env.info["client_secret"],
-            "MSSP_AUTHORITY_HOST": env.info["base_url"],
-            "MSSP_DEFENDER_API_BASE": env.info["base_url"],
-            "MSSP_CA_BUNDLE": env.info["ca_path"],
-            "ONBOARDING_STATE_KEY": "bench-state-key-0123456789-abcdefghijklmnop",
-            "FETCH_PAGE_SIZE": "1000", "FETCH_OVERLAP_SECONDS": "0",
-            # no fan-out, digest or push during the measurement
-            "FETCH_SCHEDULE": "0 0 0 1 1 *", "DIGEST_SCHEDULE": "0 0 0 1 1 *",
-            "SIEM_PUSH_SCHEDULE": "0 0 0 1 1 *",
-            "DEVHOST_FUNCTION_KEY": FUNCTION_KEY, "DEVHOST_MASTER_KEY": "bench-master-key",
-            "MSSP_NAME": "Bench MSSP", "OPS_EMAIL": "ops@mssp.example",
-            "PORTAL_ALLOWED_GROUPS": PORTAL_GROUP, "PORTAL_KEY": "bench-portal-key-0123456"}
+    return env.environ(
+        FETCH_PAGE_SIZE="1000", FETCH_OVERLAP_SECONDS="0",
+        # no fan-out, digest or push during the measurement
+        FETCH_SCHEDULE="0 0 0 1 1 *", DIGEST_SCHEDULE="0 0 0 1 1 *",
+        SIEM_PUSH_SCHEDULE="0 0 0 1 1 *",
+        DEVHOST_FUNCTION_KEY=FUNCTION_KEY, DEVHOST_MASTER_KEY="bench-master-key",
+        MSSP_NAME="Bench MSSP", OPS_EMAIL="ops@mssp.example",
+        PORTAL_ALLOWED_GROUPS=PORTAL_GROUP, PORTAL_KEY="bench-portal-key-0123456")
 
 
 class Seeder:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Iterator, Mapping
-from datetime import datetime
 from typing import Any
 
 from shared.messages import AlertEvent
 from shared.siem.feed_model import Filters, bucket_of
 from shared.storage.memory import new_etag
-from shared.storage.siem_delivery import OutputState, StateChanged
+from shared.storage.siem_delivery import OutputState, SiemDeliveryRepository, StateChanged
 from shared.storage.siem_feed import LedgerStamp, decode, entry_entity, entry_key, ledger_key
 
 
@@ -100,8 +99,11 @@ class MemorySiemFeed:
         return len(keys)
 
 
-class MemorySiemDelivery:
-    def __init__(self) -> None:
+class MemorySiemDelivery(SiemDeliveryRepository):
+    """The real repository's intentions (mark_queued, advance, ...) on rows in memory:
+    only reading, creating and the ETag-guarded MERGE are replaced."""
+
+    def __init__(self) -> None:  # no table client
         self.rows: dict[str, OutputState] = {}
         self._lock = threading.Lock()
 
@@ -111,31 +113,6 @@ class MemorySiemDelivery:
     def create(self, name: str, bucket: str, after: str) -> OutputState:
         with self._lock:
             return self.rows.setdefault(name, OutputState(name, bucket, after, etag=new_etag()))
-
-    def mark_queued(self, state: OutputState, at: datetime) -> OutputState:
-        return self._update(state, queued_at=at)
-
-    def unqueue(self, state: OutputState) -> OutputState:
-        return self._update(state, queued_at=None)
-
-    def take_lease(self, state: OutputState, owner: str, until: datetime) -> OutputState:
-        return self._update(state, owner=owner, queued_at=None, lease_until=until)
-
-    def advance(self, state: OutputState, bucket: str, after: str, lease_until: datetime,
-                delivered_at: datetime | None = None) -> OutputState:
-        changes: dict[str, Any] = {"bucket": bucket, "after": after, "failures": 0,
-                                   "retry_at": None, "lease_until": lease_until}
-        if delivered_at is not None:
-            changes["last_success_at"] = delivered_at
-        return self._update(state, **changes)
-
-    def mark_failed(self, state: OutputState, error: str, at: datetime, failures: int,
-                    retry_at: datetime) -> OutputState:
-        return self._update(state, owner="", failures=failures, last_error=error,
-                            last_error_at=at, retry_at=retry_at)
-
-    def release(self, state: OutputState) -> OutputState:
-        return self._update(state, owner="")
 
     def _update(self, state: OutputState, **changes: Any) -> OutputState:
         with self._lock:
