@@ -13,14 +13,19 @@ _send = requests.Session.send
 
 @contextmanager
 def storage_requests() -> Iterator[list[str]]:
-    """Every request to the storage account while inside, as 'METHOD path?query'."""
+    """Every request the storage account answered while inside, as 'METHOD path?query'.
+
+    Counted on the answer, as storage bills them: an attempt that died on a pooled
+    connection the server had closed (and that the SDK then retried) never reached it.
+    """
     seen: list[str] = []
 
     def send(self, request, **kwargs):
+        response = _send(self, request, **kwargs)
         if "devstoreaccount1" in (request.url or ""):
             url = request.url.split("devstoreaccount1", 1)[1]
             seen.append(f"{request.method} {url}")
-        return _send(self, request, **kwargs)
+        return response
 
     requests.Session.send = send
     try:
