@@ -34,13 +34,20 @@ class Chart:
     baseline: float = HEIGHT - BOTTOM
 
 
-def _scale_max(value: int) -> int:
-    for step in (1, 2, 5):
-        for power in range(0, 9):
-            top = step * 10 ** power
-            if top >= value:
-                return top
-    return value
+def axis_top(value: int) -> int:
+    """The smallest round number (1, 2, 5 times a power of ten) at or above `value`, so
+    the tallest bar fills at least 40% of the plot (150 gets 200, never 1,000)."""
+    power = 1
+    while True:
+        for step in (1, 2, 5):
+            if step * power >= value:
+                return step * power
+        power *= 10
+
+
+def axis_ticks(top: int) -> list[int]:
+    """The labelled values: 0, the middle when it is a whole number, and the top."""
+    return [0, top // 2, top] if top % 2 == 0 else [0, top]
 
 
 def daily_chart(per_day: dict[tuple[str, str], int], last_day: date, days: int = 14
@@ -49,7 +56,7 @@ def daily_chart(per_day: dict[tuple[str, str], int], last_day: date, days: int =
     chart = Chart()
     dates = [last_day - timedelta(days=days - 1 - i) for i in range(days)]
     totals = [sum(per_day.get((d.isoformat(), s), 0) for s in SEVERITIES) for d in dates]
-    top = _scale_max(max(totals, default=0) or 1)
+    top = axis_top(max(totals, default=0) or 1)
     plot_height = HEIGHT - BOTTOM - TOP
     slot = (WIDTH - LEFT) / days
     for i, day in enumerate(dates):
@@ -65,9 +72,8 @@ def daily_chart(per_day: dict[tuple[str, str], int], last_day: date, days: int =
                                   round(height, 1), COLORS[severity],
                                   f"{day.isoformat()}: {count} {severity}"))
         chart.days.append((round(x + slot * 0.35, 1), day.strftime("%d %b")))
-    for fraction in (0, 0.5, 1):
-        chart.ticks.append((round(chart.baseline - plot_height * fraction, 1),
-                            round(top * fraction)))
+    for value in axis_ticks(top):
+        chart.ticks.append((round(chart.baseline - plot_height * value / top, 1), value))
     for severity in SEVERITIES:
         count = sum(per_day.get((d.isoformat(), severity), 0) for d in dates)
         chart.legend.append((severity, COLORS[severity], count))

@@ -8,17 +8,19 @@ from typing import Any
 
 import jinja2
 
+from shared.web import error_text
+
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
-
 def _when(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value else "never"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "never"
 
 
 _ENV.filters["when"] = _when
+_ENV.filters["plain_error"] = error_text.summary
 
 # pages carry no scripts and load nothing from elsewhere; forms post to us or to Entra
 SECURITY_HEADERS = {

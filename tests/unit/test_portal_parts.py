@@ -10,8 +10,10 @@ import pytest
 
 from shared.config import SettingsError
 from shared.portal import auth
-from shared.portal.chart import daily_chart
+from shared.portal.chart import axis_ticks, axis_top, daily_chart
 from shared.portal.queries import AlertFilter
+from shared.web import error_text, pages
+from shared.web.pages import render
 from tests.helpers import settings
 
 GROUP = "6f1f8a52-0c4e-4a43-9b1e-5d2b7c9e0a11"
@@ -153,3 +155,38 @@ def test_an_alerts_link_beyond_the_years_we_keep_starts_from_the_newest(before):
     flt = AlertFilter.parse({"before": before}, set())
     assert flt.before is None
     flt.query("t1", datetime(2026, 12, 1, tzinfo=UTC))  # never an OverflowError
+
+
+@pytest.mark.parametrize(("largest", "top", "ticks"), [
+    (0, 1, [0, 1]), (1, 1, [0, 1]), (2, 2, [0, 1, 2]), (3, 5, [0, 5]), (7, 10, [0, 5, 10]),
+    (11, 20, [0, 10, 20]), (49, 50, [0, 25, 50]), (150, 200, [0, 100, 200]),
+    (201, 500, [0, 250, 500]), (999, 1000, [0, 500, 1000]), (1001, 2000, [0, 1000, 2000]),
+    (123_456, 200_000, [0, 100_000, 200_000]),
+])
+def test_the_chart_axis_is_the_next_round_number(largest, top, ticks):
+    assert axis_top(largest or 1) == top
+    assert axis_ticks(top) == ticks
+    chart = daily_chart({("2026-12-01", "High"): largest}, date(2026, 12, 1))
+    assert [value for _, value in chart.ticks] == ticks
+    if largest:  # the tallest bar fills at least 40% of the plot: 150 is not lost under 1,000
+        assert chart.bars[0].height >= 0.4 * (chart.baseline - chart.ticks[-1][0])
+
+
+def test_an_entra_error_gets_a_plain_summary_and_keeps_the_raw_text():
+    raw = ("AADSTS700016: Application with identifier 'x' was not found in the directory "
+           "'Contoso'. Trace ID: 1 Correlation ID: 2 Timestamp: 2026-12-01 10:00:00Z")
+    assert error_text.summary(raw).startswith("The customer's tenant no longer has")
+    assert "AADSTS4242" in error_text.summary("AADSTS4242: something new")
+    assert error_text.summary("HTTP 500 from Defender") == ""
+    page = render("portal/macros.html")  # the macro file renders nothing by itself
+    assert page.strip() == ""
+    macro = pages._ENV.get_template("portal/macros.html").module.error_text
+    html = str(macro(raw))
+    assert "<details" in html and "<summary" in html and "Trace ID: 1" in html
+    assert "<details" not in str(macro("HTTP 500 from <Defender>")) \
+        and "&lt;Defender&gt;" in str(macro("HTTP 500 from <Defender>"))
+
+
+def test_times_on_the_pages_show_seconds():
+    assert pages._when(datetime(2026, 12, 1, 9, 5, 7, tzinfo=UTC)) \
+        == "2026-12-01 09:05:07 UTC"
