@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         simulator = Simulator(SimulatorConfig(
             ca_path=local / "simulator" / "ca.pem",
             certificate_path=local / "simulator" / "app-certificate.pem",
+            # the world survives a restart with the storage that remembers it
+            state_path=None if args.azurite_data == "-" else local / "simulator" / "world.json",
+            browser_port=0,  # consent pages on plain HTTP: no certificate warning
             redirect_uris=[f"http://127.0.0.1:{args.port}/api/consent/callback",
                            f"http://localhost:{args.port}/api/consent/callback"])).start()
         simulator.seed_demo()
@@ -109,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             "MSSP_AUTHORITY_HOST": simulator.base_url,
             "MSSP_DEFENDER_API_BASE": simulator.base_url,
             "MSSP_CA_BUNDLE": str(simulator.config.ca_path),
+            "MSSP_SIGN_IN_HOST": simulator.browser_base_url,  # a browser's way in, plain HTTP
             "MSSP_TENANT_ID": simulator.config.mssp_tenant_id,  # never onboarded as a customer
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{args.port}",  # the registered redirect
         })
@@ -135,7 +139,8 @@ mssp-hub is running
   portal      {base}/api/portal/login?key={os.environ["PORTAL_KEY"]}
               (signs this browser in once; the key is PORTAL_KEY, local use only)
   health      {base}/api/health
-  simulator   {simulator.base_url}  (Entra ID + Defender API, demo tenants)
+  simulator   {simulator.base_url}  (Entra ID + Defender API, demo tenants; the
+              consent pages a browser opens on {simulator.browser_base_url})
   storage     Azurite on queue {azurite.ports['Queue']}, table {azurite.ports['Table']}
   fan-out     every 20 s (FETCH_SCHEDULE); alerts land in the Alerts table
   tenants     {base}/api/tenants  (header x-functions-key: DEVHOST_FUNCTION_KEY in

@@ -47,7 +47,7 @@ def onboard_page(req: func.HttpRequest) -> func.HttpResponse:
                  client_id=service.settings.identity.client_id,
                  action=f"/api/onboard/{invitation.id}",
                  # the form's redirect goes on to Entra: CSP form-action covers redirects
-                 form_targets=f"'self' {service.settings.identity.authority_host}")
+                 form_targets=f"'self' {service.settings.identity.browser_authority}")
 
 
 @bp.function_name("onboard_start")

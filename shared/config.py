@@ -100,6 +100,14 @@ SETTINGS: tuple[Setting, ...] = (
         default="",
     ),
     Setting(
+        "MSSP_SIGN_IN_HOST",
+        "Where a customer's browser is sent to sign in and consent; empty means the login "
+        "host. http:// only on loopback: `make run` points it at the simulator's plain-HTTP "
+        "pages, so a browser shows no certificate warning (the app's own calls stay on "
+        "MSSP_AUTHORITY_HOST).",
+        default="",
+    ),
+    Setting(
         "MSSP_DEFENDER_API_BASE",
         "Override of the Defender API base URL for every tenant (https URL); the "
         "simulator's URL locally. Empty means the cloud's, or the tenant's region's.",
@@ -249,6 +257,15 @@ def _https(env: Mapping[str, str], name: str) -> str:
     return value
 
 
+def _sign_in_host(env: Mapping[str, str]) -> str:
+    value = _get(env, "MSSP_SIGN_IN_HOST").rstrip("/")
+    if value and not (value.startswith("https://") or (
+            value.startswith("http://") and is_loopback(value))):
+        raise SettingsError("MSSP_SIGN_IN_HOST", "must be an https:// URL (http:// only on "
+                            "loopback)")
+    return value
+
+
 @dataclass(frozen=True)
 class IdentitySettings:
     """How the app signs in to customer tenants and where their Defender API is."""
@@ -260,6 +277,12 @@ class IdentitySettings:
     authority_host: str = CLOUDS["public"][0]
     api_base_override: str | None = None
     ca_bundle: str | None = None
+    sign_in_host: str = ""  # the browser's way to the authorize page; "" = authority_host
+
+    @property
+    def browser_authority(self) -> str:
+        """Where a customer's browser signs in: the login host unless told otherwise."""
+        return self.sign_in_host or self.authority_host
 
     @property
     def defender_resource(self) -> str:
@@ -298,7 +321,7 @@ class IdentitySettings:
                    cloud=cloud,
                    authority_host=_https(env, "MSSP_AUTHORITY_HOST") or CLOUDS[cloud][0],
                    api_base_override=_https(env, "MSSP_DEFENDER_API_BASE") or None,
-                   ca_bundle=ca)
+                   ca_bundle=ca, sign_in_host=_sign_in_host(env))
 
 
 @dataclass(frozen=True)

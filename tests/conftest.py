@@ -48,6 +48,7 @@ def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
     state = tmp_path_factory.mktemp("simulator")
     sim = Simulator(SimulatorConfig(
         ca_path=state / "ca.pem", certificate_path=state / "app-certificate.pem",
+        browser_port=0,  # the consent pages also on plain HTTP, as `make run` serves them
         redirect_uris=["https://mssp.example/api/consent/callback"])).start()
     yield sim
     sim.stop()

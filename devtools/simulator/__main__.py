@@ -20,6 +20,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the CA, the app certificate and simulator.json go")
     parser.add_argument("--redirect-uri", action="append", default=[],
                         help="a redirect URI registered on the MSSP app (repeatable)")
+    parser.add_argument("--browser-port", type=int, default=None,
+                        help="also serve the consent pages on plain HTTP on this port "
+                             "(0 = any free port), for a real browser")
+    parser.add_argument("--keep-state", action="store_true",
+                        help="keep tenants, consents, alerts and the clock in "
+                             "STATE_DIR/world.json across restarts")
     parser.add_argument("--demo", action="store_true", help="seed demo tenants")
     parser.add_argument("--rate", type=float, default=0.5,
                         help="with --demo: new or changed alerts per second (0 = none)")
@@ -28,12 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     state = args.state_dir.resolve()
     config = SimulatorConfig(ca_path=state / "ca.pem", port=args.port,
                              redirect_uris=args.redirect_uri,
-                             certificate_path=state / "app-certificate.pem")
+                             certificate_path=state / "app-certificate.pem",
+                             browser_port=args.browser_port,
+                             state_path=state / "world.json" if args.keep_state else None)
     sim = Simulator(config).start()
     tenants = sim.seed_demo() if args.demo else []
     if args.demo and args.rate > 0:
         sim.start_demo(args.rate)
-    info = {"base_url": sim.base_url, "ca_path": str(config.ca_path),
+    info = {"base_url": sim.base_url, "browser_base_url": sim.browser_base_url,
+            "ca_path": str(config.ca_path),
             "client_id": config.client_id, "client_secret": config.client_secret,
             "certificate_path": str(config.certificate_path),
             "mssp_tenant_id": config.mssp_tenant_id,

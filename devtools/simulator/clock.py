@@ -53,6 +53,17 @@ class Clock:
             self._last = ticks
             return ticks
 
+    def state(self) -> tuple[float, int]:
+        """(offset, last tick handed out): what a restarted simulator needs to go on."""
+        with self._lock:
+            return self._offset, self._last
+
+    def restore(self, offset: float, last_ticks: int) -> None:
+        """Go on from a saved state: never behind it, so times keep increasing."""
+        with self._lock:
+            self._offset = max(self._offset, offset)
+            self._last = max(self._last, last_ticks)
+
     def advance(self, seconds: float) -> None:
         if seconds < 0:
             raise ValueError("the clock only moves forward")

@@ -18,6 +18,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
+from devtools.simulator import snapshot
 from devtools.simulator.control import Control
 from devtools.simulator.defender import Defender, Graph
 from devtools.simulator.entra import Entra
@@ -51,6 +52,10 @@ class SimulatorConfig:
     mssp_tenant_id: str = DEFAULT_MSSP_TENANT
     redirect_uris: list[str] = field(default_factory=list)
     certificate_path: Path | None = None  # where to write the app's certificate + key
+    state_path: Path | None = None  # keep the world here across restarts (snapshot.py)
+    # also serve the pages a person's browser opens (/authorize) on plain HTTP on this
+    # port (0: any free one), so a real browser shows no certificate warning; None: don't
+    browser_port: int | None = None
 
 
 class Simulator:
@@ -65,12 +70,17 @@ class Simulator:
         self.graph = Graph(self.world)
         self.url_map = Map(self._rules(), strict_slashes=False)
         self.server: BaseWSGIServer | None = None
+        self.browser_server: BaseWSGIServer | None = None
+        self.browser_map = Map([Rule("/<tenant>/oauth2/v2.0/authorize",
+                                     endpoint=self.entra.authorize, methods=["GET", "POST"])])
         self._threads: list[threading.Thread] = []
         self.app = self.world.add_app(App(
             client_id=config.client_id.lower(), name="MSSP Hub (simulated)",
             home_tenant=config.mssp_tenant_id, secrets={config.client_secret},
             redirect_uris=list(config.redirect_uris)))
         self.world.add_tenant("MSSP Operations", "mssp.onmicrosoft.com", config.mssp_tenant_id)
+        self.restored = bool(config.state_path) and snapshot.load(self.world, config.state_path)
+        self.keeper: snapshot.Keeper | None = None
 
     def _rules(self) -> Iterable[Rule]:
         e, d, c = self.entra, self.defender, self.control
@@ -113,9 +123,18 @@ class Simulator:
         ]
 
     def wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        return self._dispatch(self.url_map, environ, start_response)
+
+    def browser_wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]
+                     ) -> Any:
+        """Only the pages a person sees: tokens, keys and the APIs stay on HTTPS."""
+        return self._dispatch(self.browser_map, environ, start_response)
+
+    def _dispatch(self, url_map: Map, environ: dict[str, Any],
+                  start_response: Callable[..., Any]) -> Any:
         request = Request(environ)
         try:
-            endpoint, args = self.url_map.bind_to_environ(environ).match()
+            endpoint, args = url_map.bind_to_environ(environ).match()
             response = endpoint(request, **args)
         except HTTPException as exc:
             response = exc.get_response(environ)
@@ -128,6 +147,13 @@ class Simulator:
     def base_url(self) -> str:
         assert self.server is not None
         return f"https://{self.config.host}:{self.server.server_port}"
+
+    @property
+    def browser_base_url(self) -> str:
+        """Where a browser opens the sign-in pages: plain HTTP if configured, else HTTPS."""
+        if self.browser_server is None:
+            return self.base_url
+        return f"http://{self.config.host}:{self.browser_server.server_port}"
 
     def start(self) -> Simulator:
         ca = trustme.CA(organization_name="mssp-hub simulator")
@@ -148,26 +174,42 @@ class Simulator:
                                   daemon=True)
         thread.start()
         self._threads.append(thread)
+        if self.config.browser_port is not None:
+            self.browser_server = make_server(self.config.host, self.config.browser_port,
+                                              self.browser_wsgi, threaded=True)
+            thread = threading.Thread(target=self.browser_server.serve_forever,
+                                      name="simulator-browser", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        if self.config.state_path:
+            self.keeper = snapshot.Keeper(self.world, self.config.state_path).start()
         return self
 
     def stop(self) -> None:
         self.world.stopping.set()
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
+        for server in (self.server, self.browser_server):
+            if server:
+                server.shutdown()
+                server.server_close()
+        if self.keeper:
+            self.keeper.stop()
 
     # demo -------------------------------------------------------------------------------
     def seed_demo(self) -> list[Tenant]:
-        """A few customer tenants of different sizes, most consented, alerts waiting."""
+        """A few customer tenants of different sizes, most consented, alerts waiting. A
+        tenant restored from the saved state is kept as it was (its consent, its alerts)."""
         made = []
         for name, alerts, consented, defender in DEMO_TENANTS:
-            tenant = self.world.find_tenant(demo_tenant_id(name)) or self.world.add_tenant(
+            existing = self.world.find_tenant(demo_tenant_id(name))
+            tenant = existing or self.world.add_tenant(
                 name, tenant_id=demo_tenant_id(name), defender=defender)
+            made.append(tenant)
+            if existing and self.restored:
+                continue
             if consented:
                 self.world.grant(tenant, self.app.client_id)
             if alerts and defender == "enabled":
                 self.world.generate(tenant, alerts, age_seconds=3600)
-            made.append(tenant)
         return made
 
     def start_demo(self, rate: float, seed: int = 1) -> None:

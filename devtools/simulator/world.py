@@ -122,7 +122,7 @@ class World:
         self.calls_by_minute: dict[str, Counter[int]] = defaultdict(Counter)
         self.throttled_by_tenant: Counter[str] = Counter()
         self.tokens_by_tenant: Counter[str] = Counter()
-        self._seq = 0
+        self.seq = 0
         self.stopping = threading.Event()  # wakes hanging fault responses at shutdown
         self.mail: list[dict[str, Any]] = []  # what Graph sendMail accepted
         self.codes: dict[str, AuthCode] = {}
@@ -177,9 +177,9 @@ class World:
         if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or not raw["id"]:
             raise ValueError("an alert needs a string 'id'")
         with self.lock:
-            self._seq += 1
+            self.seq += 1
             existing = tenant.alerts.get(raw["id"])
-            stored = StoredAlert(raw, existing.seq if existing else self._seq)
+            stored = StoredAlert(raw, existing.seq if existing else self.seq)
             tenant.alerts[raw["id"]] = stored
             return stored
 

@@ -94,7 +94,7 @@ class OpenIdClient:
                            "scope": self.scope(), "state": state, "nonce": nonce,
                            "code_challenge": pkce_challenge(verifier),
                            "code_challenge_method": "S256", "prompt": "admin_consent"})
-        return f"{self.authority}/{tenant}/oauth2/v2.0/authorize?{query}"
+        return f"{self.identity.browser_authority}/{tenant}/oauth2/v2.0/authorize?{query}"
 
     # HTTP ---------------------------------------------------------------------------------
     def _verify(self) -> str | bool:

@@ -95,6 +95,8 @@ def test_the_settings_reference_is_generated_from_the_declarations():
     ({"MSSP_CLIENT_CERTIFICATE_PATH": "/nonexistent.pem"}, "MSSP_CLIENT_CERTIFICATE_PATH"),
     ({"MSSP_CLOUD": "mars"}, "MSSP_CLOUD"),
     ({"MSSP_AUTHORITY_HOST": "http://login.example"}, "MSSP_AUTHORITY_HOST"),
+    ({"MSSP_SIGN_IN_HOST": "http://login.example"}, "MSSP_SIGN_IN_HOST"),
+    ({"MSSP_SIGN_IN_HOST": "ftp://127.0.0.1:9000"}, "MSSP_SIGN_IN_HOST"),
     ({"MSSP_CA_BUNDLE": "/nonexistent.pem"}, "MSSP_CA_BUNDLE"),
     ({"FETCH_PAGE_SIZE": "10001"}, "FETCH_PAGE_SIZE"),
     ({"FETCH_PAGE_SIZE": "many"}, "FETCH_PAGE_SIZE"),
@@ -122,6 +124,11 @@ def test_clouds_pick_hosts_and_overrides_win():
                      MSSP_DEFENDER_API_BASE="https://127.0.0.1:9443").identity
     assert local.authority_host == "https://127.0.0.1:9443"
     assert local.api_base("eu") == "https://127.0.0.1:9443"
+    assert local.browser_authority == "https://127.0.0.1:9443"  # the browser goes there too
+    browser = settings(MSSP_AUTHORITY_HOST="https://127.0.0.1:9443",
+                       MSSP_SIGN_IN_HOST="http://127.0.0.1:9080/").identity
+    assert (browser.authority_host, browser.browser_authority) == (
+        "https://127.0.0.1:9443", "http://127.0.0.1:9080")  # only the browser's pages
     assert settings().fetch.page_size == 10_000
 
 
