@@ -134,14 +134,15 @@ def _rule_test(req: func.HttpRequest) -> func.HttpResponse:
         outcome = notifier.send_test(rule)
     except (Permanent, Transient) as exc:
         return json_response(RuleTestFailed(sent=False, error=str(exc)), 502)
-    if outcome.state != "sent":
+    if outcome.state not in ("sent", "kept"):
         return json_response(RuleTestRefused.model_validate({
             "sent": False, "error": "no valid recipient",
             "errors": [{"field": "recipients", "message": f"{r['address']}: {r['reason']}"}
                        for r in outcome.refused],
             "to": [], "refused": outcome.refused}), 422)
     return json_response(RuleTestSent.model_validate(
-        {"sent": True, "to": outcome.to, "refused": outcome.refused}))
+        {"sent": True, "to": outcome.to, "refused": outcome.refused,
+         "kept_locally": outcome.state == "kept"}))
 
 
 @bp.function_name("rules_global_test")

@@ -82,11 +82,13 @@ class Refusal(Reply):
 
 
 class RuleTestSent(Reply):
-    """POST .../test: sent (or kept in MailOutbox with MAIL_TRANSPORT=none)."""
+    """POST .../test: sent (or, with MAIL_TRANSPORT=none, kept in MailOutbox only, which
+    `kept_locally` says); either way the email is in MailOutbox, as the outbox shows it."""
 
     sent: Literal[True]
     to: list[str]
     refused: list[Refusal]
+    kept_locally: bool = False
 
 
 class RuleTestRefused(Reply):

@@ -28,6 +28,7 @@ from shared.notify.render import envelope, message_id, render
 from shared.notify.rules import GLOBAL, Rule
 from shared.notify.transport import (
     GraphTransport,
+    KeptLocally,
     Permanent,
     RecordOnly,
     SmtpTransport,
@@ -50,6 +51,7 @@ class HandleResult:
     sent: int = 0
     skipped: int = 0  # already sent for this version
     refused: int = 0  # no recipient could get it (recorded, not retried)
+    kept: int = 0  # no mail transport: kept in MailOutbox only (MAIL_TRANSPORT=none)
     failed: int = 0  # the email could not be built (recorded, not retried)
     digested: int = 0  # held for the rule's next digest
     refused_recipients: int = 0  # addresses left out of emails that went to the others
@@ -112,15 +114,18 @@ class Notifier:
               outcome: Outcome) -> None:
         """Every email, sent or not, is kept for the portal and for audit: To as addressed,
         Refused with who of them (or of the rule's other addresses) did not get it."""
-        text = ""
+        text = html = ""
         if message is not None and message.get_body(("plain",)) is not None:
             text = message.get_body(("plain",)).get_content()
-        state = outcome.state if outcome.state == "sent" else f"{outcome.state}: {outcome.note}"
+        if message is not None and message.get_body(("html",)) is not None:
+            html = message.get_body(("html",)).get_content()
+        state = {"sent": "sent", "kept": "kept locally"}.get(
+            outcome.state, f"{outcome.state}: {outcome.note}")
         self.outbox.keep(KeptEmail(
             tenant_id=partition, at=datetime.now(UTC), state=state,
             subject=str(message["Subject"] or "") if message is not None else "",
             to=str(message["To"] or "") if message is not None else ", ".join(outcome.to),
-            text=text, rule=owner, event_id=key,
+            text=text, html=html, rule=owner, event_id=key,
             message_id=str(message["Message-ID"] or "") if message is not None else "",
             refused=outcome.refused))
 
@@ -194,6 +199,9 @@ class Notifier:
                 "refused", [], refused, "no valid recipient"))
         try:
             by_server = self.transport.send(message)
+        except KeptLocally as exc:
+            return self._record(owner, partition, key, claim, message,
+                                Outcome("kept", to, refused, str(exc)[:500]))
         except Permanent as exc:
             refused += [{"address": a, "reason": r} for a, r in exc.refused.items()]
             return self._record(owner, partition, key, claim, message,
@@ -212,8 +220,10 @@ class Notifier:
 
     def _record(self, owner: str, partition: str, key: str, claim: Claim,
                 message: EmailMessage | None, outcome: Outcome) -> Outcome:
-        """A permanent failure: final in the ledger, kept in MailOutbox, never retried."""
-        log.warning("email %s/%s not sent: %s", owner, clean(key, 100), clean(outcome.note))
+        """A permanent failure (or, with no transport, an email kept locally): final in the
+        ledger, kept in MailOutbox, never retried."""
+        log.log(logging.INFO if outcome.state == "kept" else logging.WARNING,
+                "email %s/%s not sent: %s", owner, clean(key, 100), clean(outcome.note))
         self.ledger.finish(owner, key, claim, outcome.state, outcome.note, outcome.refused)
         self._keep(partition, owner, key, message, outcome)
         return outcome
@@ -313,6 +323,14 @@ class Notifier:
         to, refused = split_recipients([r["address"] for r in rule.recipients])
         if not to:
             return Outcome("refused", [], refused, "no valid recipient")
-        by_server = self.transport.send(self.message(event, rule, to))
-        refused += [{"address": a, "reason": r} for a, r in by_server.items()]
-        return Outcome("sent", [a for a in to if a not in by_server], refused)
+        message = self.message(event, rule, to)
+        try:
+            by_server = self.transport.send(message)
+        except KeptLocally as exc:
+            outcome = Outcome("kept", to, refused, str(exc)[:500])
+        else:
+            refused += [{"address": a, "reason": r} for a, r in by_server.items()]
+            outcome = Outcome("sent", [a for a in to if a not in by_server], refused)
+        # what was sent (or would have been) is in the outbox like any other email
+        self._keep(rule.scope, rule.id, event.event_id, message, outcome)
+        return outcome

@@ -130,8 +130,13 @@ class GraphTransport:
         raise Permanent(detail)
 
 
+class KeptLocally(Permanent):
+    """Not sent, by design: no transport is configured, so the email is only kept (whole,
+    in MailOutbox) for the portal's outbox to show as it would have arrived."""
+
+
 class RecordOnly:
-    """No transport configured: the email is kept in MailOutbox, marked not sent."""
+    """No transport configured: the email is kept in MailOutbox, marked kept locally."""
 
     def send(self, message: EmailMessage) -> dict[str, str]:
-        raise Permanent("no mail transport configured (MAIL_TRANSPORT=none)")
+        raise KeptLocally("kept locally: no mail transport configured (MAIL_TRANSPORT=none)")

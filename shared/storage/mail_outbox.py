@@ -31,6 +31,7 @@ class KeptEmail:
     event_id: str = ""
     message_id: str = ""
     refused: list[dict[str, str]] = field(default_factory=list)  # [{"address", "reason"}]
+    html: str = ""  # the HTML part, as it would arrive (the portal's outbox shows it)
 
 
 def ticks_key(at: datetime) -> str:
@@ -49,7 +50,7 @@ class MailOutbox:
             "Rule": email.rule, "EventId": email.event_id[:500], "State": email.state[:1000],
             "Subject": email.subject, "To": email.to, "At": email.at,
             "Refused": json.dumps(email.refused)[:30000], "MessageId": email.message_id,
-            "Text": clip_text(email.text)})
+            "Text": clip_text(email.text), "Html": clip_text(email.html)})
 
     def recent(self, tenant_id: str | None = None, limit: int = 50, days: int = 14,
                now: datetime | None = None) -> list[KeptEmail]:
@@ -82,4 +83,4 @@ def _kept(row: dict) -> KeptEmail:
                      subject=row.get("Subject", ""), to=row.get("To", ""),
                      text=row.get("Text", ""), rule=row.get("Rule", ""),
                      event_id=row.get("EventId", ""), message_id=row.get("MessageId", ""),
-                     refused=refused)
+                     refused=refused, html=row.get("Html", ""))

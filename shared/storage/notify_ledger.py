@@ -26,7 +26,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, UpdateMode
 
 CLAIM_SECONDS = 120  # a claim older than this was abandoned by a dead worker
-FINAL = ("sent", "refused", "failed", "digested")
+FINAL = ("sent", "refused", "failed", "digested", "kept")  # kept: MAIL_TRANSPORT=none
 
 
 class Busy(RuntimeError):
@@ -91,8 +91,8 @@ class NotifyLedger:
     def finish(self, owner: str, key: str, claim: Claim, state: str, note: str = "",
                refused: list[dict[str, str]] | None = None) -> None:
         """sent (maybe with some recipients refused) | refused (nobody could get it) |
-        failed (the email could not be built) | digested. Final: never retried. Raises
-        ClaimLost if the claim was taken over since."""
+        failed (the email could not be built) | digested | kept (no transport). Final:
+        never retried. Raises ClaimLost if the claim was taken over since."""
         pk, rk = delivery_key(owner, key)
         try:
             self.client.update_entity({"PartitionKey": pk, "RowKey": rk, "State": state,

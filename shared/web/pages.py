@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,23 @@ def _when(value: datetime | None) -> str:
 
 _ENV.filters["when"] = _when
 _ENV.filters["plain_error"] = error_text.summary
+
+# an email shown in the outbox runs nothing and fetches nothing, whatever it carries (the
+# frame is sandboxed without allow-scripts too; a srcdoc also inherits the page's CSP)
+EMAIL_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+_HEAD = re.compile(r"<head(\s[^>]*)?>", re.IGNORECASE)
+
+
+def framed_email(html: str) -> str:
+    """An email's HTML for a sandboxed iframe's srcdoc, its own CSP first in its head."""
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{EMAIL_CSP}">'
+    found = _HEAD.search(html)
+    if found:
+        return html[:found.end()] + meta + html[found.end():]
+    return meta + html
+
+
+_ENV.filters["framed_email"] = framed_email
 
 # pages carry no scripts and load nothing from elsewhere; forms post to us or to Entra
 SECURITY_HEADERS = {

@@ -13,6 +13,7 @@ import pytest
 from shared.notify.rules import GLOBAL, parse_rule
 from shared.storage.app_health import AppHealth
 from shared.storage.digests import DigestRepository
+from shared.storage.limits import clip_text
 from shared.storage.mail_outbox import KeptEmail, MailOutbox
 from shared.storage.memory.notify import (
     MemoryAppHealth,
@@ -235,6 +236,19 @@ def test_kept_emails_read_newest_first_within_the_window(outbox):
     assert theirs.event_id == "e" * 500 and theirs.message_id == "<m@x>"
     assert theirs.to == "soc@mssp.example" and theirs.text == "body"
     assert len(outbox.recent(tenant, days=30, now=now)) == 4
+
+
+def test_a_kept_email_keeps_its_html_part_clipped_to_what_a_row_holds(outbox):
+    tenant, now = str(uuid.uuid4()), datetime.now(UTC)
+    small = "<html><body><p>Alert: <b>caf\u00e9</b></p></body></html>"
+    outbox.keep(_kept(tenant, now - timedelta(minutes=2), "small", html=small))
+    huge = "<p>\u00e9t\u00e9 \U0001F512</p>" * 5000  # beyond a string property's 32K units
+    outbox.keep(_kept(tenant, now - timedelta(minutes=1), "huge", html=huge))
+    outbox.keep(_kept(tenant, now, "plain only"))
+    by_subject = {m.subject: m for m in outbox.recent(tenant, now=now)}
+    assert by_subject["small"].html == small
+    assert by_subject["huge"].html == clip_text(huge) and huge.startswith(by_subject["huge"].html)
+    assert by_subject["plain only"].html == ""
 
 
 # the mail-health row -------------------------------------------------------------------

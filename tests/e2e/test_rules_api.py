@@ -140,7 +140,8 @@ def test_send_a_test_email_for_a_rule(simulator, sim, storage_env, monkeypatch, 
                          json={"name": "r", "recipients": ["soc@mssp.example"]}).json()
     r = requests.post(f"{base}/tenants/{tenant_id}/rules/{rule['id']}/test", headers=headers,
                       timeout=10)
-    assert r.json() == {"sent": True, "to": ["soc@mssp.example"], "refused": []}
+    assert r.json() == {"sent": True, "to": ["soc@mssp.example"], "refused": [],
+                        "kept_locally": False}
     assert any("Test email for rule r" in m["Subject"] for m in inbox.messages)
     # rules stored by an older version may hold an address that is not one
     stored = _stored_rule(storage_env, tenant_id, ["x@example.com\n", "ok@example.com"])

@@ -356,3 +356,33 @@ def test_an_ops_notice_nobody_can_get_is_marked_refused(settings, transport, sto
     transport.refuse["gone@customer.example"] = "550 no such user"
     assert Notifier(settings, transport, stores).send_ops_notices() == {"k1": "refused"}
     assert notices.marks == [("k1", "refused")] and transport.sent == []
+
+
+# no mail transport: kept locally, whole ------------------------------------------------
+
+def test_without_a_transport_each_email_is_kept_locally_whole_once(settings, stores):
+    notifier = Notifier(settings, RecordOnly(), stores)
+    rule = _rule(notifier, "Kept", recipients=["analyst@mssp.example"])
+    event = _event(title="<script>alert(1)</script> on a server")
+    result = notifier.handle(event)
+    assert (result.kept, result.sent, result.refused) == (1, 0, 0)
+    assert notifier.handle(event).skipped == 1  # redelivered: not kept twice
+    (kept,) = stores.outbox.recent(TENANT)
+    assert kept.state == "kept locally" and kept.rule == rule.id
+    assert kept.to == "analyst@mssp.example"
+    assert "<html" in kept.html.lower() and "&lt;script&gt;" in kept.html  # as it would arrive
+    assert "<script>alert(1)</script> on a server" in kept.text
+    assert notifier.mail_health.store.mail_failure() is None  # not a mail failure
+
+
+def test_a_rule_test_is_kept_in_the_outbox_sent_or_not(settings, transport, stores):
+    kept = Notifier(settings, RecordOnly(), stores)
+    rule = _rule(kept, "Tested", recipients=["analyst@mssp.example"])
+    outcome = kept.send_test(rule)
+    assert (outcome.state, outcome.to) == ("kept", ["analyst@mssp.example"])
+    sent = Notifier(settings, transport, stores).send_test(rule)
+    assert sent.state == "sent" and len(transport.sent) == 1
+    rows = stores.outbox.recent(TENANT)
+    assert sorted(m.state for m in rows) == ["kept locally", "sent"]
+    assert all(m.rule == rule.id and "Test email for rule Tested" in m.subject
+               and m.html for m in rows)

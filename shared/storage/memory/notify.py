@@ -15,6 +15,7 @@ from typing import Any
 
 from shared.notify.rules import GLOBAL, Rule, includes
 from shared.storage.digests import Held
+from shared.storage.limits import clip_text
 from shared.storage.mail_outbox import SCAN_ROWS, KeptEmail, ticks_key
 from shared.storage.memory import new_etag
 from shared.storage.notify_ledger import (
@@ -178,6 +179,7 @@ class MemoryMailOutbox:
     def keep(self, email: KeptEmail) -> None:
         kept = copy.deepcopy(email)
         kept.event_id, kept.state = kept.event_id[:500], kept.state[:1000]
+        kept.text, kept.html = clip_text(kept.text), clip_text(kept.html)
         with self._lock:
             self._rows[(kept.tenant_id, f"{ticks_key(kept.at)}:{uuid.uuid4().hex[:8]}")] = kept
 
