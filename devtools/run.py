@@ -21,6 +21,7 @@ from devhost.azurite import Azurite, AzuriteError
 from devhost.config import ensure_local_settings, load_local_settings
 from devhost.host import Host, HostError
 from devtools.simulator.server import Simulator, SimulatorConfig
+from devtools.smtp_catcher import SmtpCatcher
 from devtools.syslog_receiver import SyslogReceiver
 from shared.model import Tenant
 from shared.notify.rules import GLOBAL, parse_rule
@@ -68,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="simulated alerts (new or changed) per second")
     parser.add_argument("--syslog", action="store_true",
                         help="also run a local syslog receiver and push CEF lines to it")
+    parser.add_argument("--smtp-catcher", action="store_true",
+                        help="send emails over SMTP to a local catcher that keeps each as "
+                             ".local/mail/*.eml (instead of keeping them in the outbox only)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
@@ -82,8 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    azurite = simulator = host = syslog = None
+    azurite = simulator = host = syslog = catcher = None
     try:
+        if args.smtp_catcher:
+            catcher = SmtpCatcher(local / "mail").start()
+            os.environ.update(catcher.settings())
         if args.syslog:
             syslog = SyslogReceiver(local / "syslog.log").start()
             os.environ.update({
@@ -123,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         host.start()
     except (AzuriteError, HostError, ValueError, OSError) as exc:
         log.error("%s", exc)
-        for part in (host, simulator, azurite, syslog):
+        for part in (host, simulator, azurite, syslog, catcher):
             if part:
                 part.stop()
         return 2
@@ -149,6 +156,9 @@ mssp-hub is running
                 invite "Tailspin Toys" it@tailspin.example
               then open the link it prints and accept as Tailspin Toys
   siem        {base}/api/siem/alerts  (same key; the pull API, JSON or NDJSON)
+  mail        {f"SMTP to 127.0.0.1:{catcher.port}, each email kept in .local/mail/"
+                if catcher else "kept locally: the portal's Outbox shows each email; make run "
+                "ARGS=--smtp-catcher sends them over SMTP to a local catcher"}
   syslog      {f"CEF lines on 127.0.0.1:{syslog.port}, kept in .local/syslog.log"
                 if syslog else "make run ARGS=--syslog shows CEF lines arriving"}
 Ctrl-C stops everything.
@@ -161,6 +171,8 @@ Ctrl-C stops everything.
     azurite.stop()
     if syslog:
         syslog.stop()
+    if catcher:
+        catcher.stop()
     return 0
 
 
