@@ -67,6 +67,13 @@ def portal_invitations(req: func.HttpRequest) -> func.HttpResponse:
     return _serve(req, services.portal().invitations)
 
 
+@bp.function_name("portal_invitation_action")
+@bp.route(route="portal/invitations/{invitation_id}/{action}", methods=["POST"],
+          auth_level=func.AuthLevel.ANONYMOUS)
+def portal_invitation_action(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, services.portal().invitation_action)
+
+
 @bp.function_name("portal_outbox")
 @bp.route(route="portal/outbox", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def portal_outbox(req: func.HttpRequest) -> func.HttpResponse:

@@ -11,6 +11,7 @@ Onboarding), so the portal can do nothing the API would refuse.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,9 +25,10 @@ from shared.notify.rules import GLOBAL, Rule
 from shared.ops import health
 from shared.portal import auth, queries
 from shared.portal.chart import daily_chart
+from shared.portal.rule_form import SEVERITIES, rule_from_form
 from shared.storage.alerts import AlertRepository
 from shared.storage.mail_outbox import MailOutbox
-from shared.storage.rules import RuleRepository
+from shared.storage.rules import RULE_ID, RuleRepository
 from shared.storage.runs import RunHistory
 from shared.tenants.admin import Conflict, TenantAdmin
 from shared.tenants.invitations import parse_invitation, parse_reconsent
@@ -41,7 +43,9 @@ DONE = {"pause": "Fetching is paused.", "resume": "Fetching resumes with the nex
         "disable": "The rule is disabled.", "delete": "The rule is deleted.",
         "invite": "The invitation is ready: send its link to the customer.",
         "reconsent": "The re-consent invitation is ready: send its link (below) to the "
-                     "customer's administrator."}
+                     "customer's administrator.",
+        "rules": "The rule is created.", "save": "The rule is saved.",
+        "revoke": "The invitation is revoked: its link no longer works."}
 
 
 @dataclass
@@ -201,7 +205,9 @@ class Portal:
                           global_rules=applying, invitations=invitations,
                           link=self.onboarding.link,
                           emails=self.outbox.recent(tid, limit=20),
-                          done=DONE.get(request.params.get("done", ""), ""), error=error)
+                          done=DONE.get(request.params.get("done", ""), ""), error=error,
+                          rule_severities=SEVERITIES, form=request.form,
+                          new_rule_id=uuid.uuid4().hex)
 
     def tenant_action(self, request: Request) -> Response:
         return self._guard(request, self._tenant_action)
@@ -218,6 +224,16 @@ class Portal:
                 self.admin.resume(tenant)
             elif action == "offboard":
                 self.admin.offboard(tenant, request.form.get("delete_alerts") == "yes")
+            elif action == "rules":  # a new rule of this tenant, from the form
+                rule = rule_from_form(request.form, tenant.tenant_id)
+                # the id the form was rendered with: a form sent twice saves one rule
+                form_id = request.form.get("rule_id", "")
+                if RULE_ID.fullmatch(form_id) and self.rules.get(tenant.tenant_id,
+                                                                 form_id) is None:
+                    rule.id = form_id
+                elif RULE_ID.fullmatch(form_id):
+                    return _redirect(f"{BASE}/tenants/{tenant.tenant_id}?done=rules")
+                self.rules.save(rule)
             elif action == "reconsent":
                 self.onboarding.create_reconsent(tenant, parse_reconsent(
                     {k: v for k, v in request.form.items() if k == "contact_email" and v}))
@@ -242,9 +258,14 @@ class Portal:
         rule: Rule | None = self.rules.get(GLOBAL if scope == "global" else scope,
                                            request.route.get("rule_id", ""))
         action = request.route.get("action", "")
-        if rule is None or action not in ("enable", "disable", "delete"):
+        if rule is None or action not in ("enable", "disable", "delete", "save"):
             return self._not_found(principal, "rule or action")
-        if action == "delete":
+        if action == "save":  # the edit form: what it shows, over what the rule holds
+            try:
+                self.rules.save(rule_from_form(request.form, rule.scope, existing=rule))
+            except ValidationError as exc:
+                return self._rule_refused(request, principal, str(exc))
+        elif action == "delete":
             self.rules.delete(rule.scope, rule.id)
         else:
             rule.enabled = action == "enable"
@@ -255,6 +276,30 @@ class Portal:
         except ValueError:
             target = BASE
         return _redirect(f"{target}?done={action}")
+
+    def _rule_refused(self, request: Request, principal: auth.Principal, error: str
+                      ) -> Response:
+        """A rule form with a bad field: the tenant page it came from, saying which."""
+        back = self._find(request.form.get("back", ""))
+        if back is None:
+            return self._page("portal/message.html", 400, principal=principal,
+                              heading="The rule was not saved", message=error)
+        request.route["tenant_id"] = back.tenant_id
+        return self._tenant(request, principal, 400, error=f"The rule was not saved: {error}")
+
+    def invitation_action(self, request: Request) -> Response:
+        return self._guard(request, self._invitation_action)
+
+    def _invitation_action(self, request: Request, principal: auth.Principal) -> Response:
+        """Revoke an open invitation (a used or revoked one stays as it is: sent twice,
+        the second changes nothing); back to the page the form was on."""
+        if request.route.get("action") != "revoke":
+            return self._not_found(principal, "action")
+        if self.onboarding.revoke_invitation(request.route.get("invitation_id", "")) is None:
+            return self._not_found(principal, "invitation")
+        back = self._find(request.form.get("back", ""))
+        target = f"{BASE}/tenants/{back.tenant_id}" if back else f"{BASE}/invitations"
+        return _redirect(f"{target}?done=revoke")
 
     def invitations(self, request: Request) -> Response:
         return self._guard(request, self._invitations)

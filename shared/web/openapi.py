@@ -231,10 +231,12 @@ def _portal_paths() -> dict[str, Any]:
             "200": _html("the tenant"), **refused, "404": _html("no such tenant")}}},
         "/api/portal/tenants/{tenant_id}/{action}": {
             "parameters": [_TENANT_ID, {**action, "schema": {
-                "enum": ["pause", "resume", "offboard", "reconsent"]}}],
-            "post": {**change("Pause, resume, offboard, or make a re-consent invitation"),
+                "enum": ["pause", "resume", "offboard", "reconsent", "rules"]}}],
+            "post": {**change("Pause, resume, offboard, make a re-consent invitation, or "
+                              "create a notification rule (`rules`: the rule form's fields)"),
                      "responses": {
-                **moved, **refused, "404": _html("no such tenant"),
+                **moved, **refused, "400": _html("a field is wrong; the page says which"),
+                "404": _html("no such tenant"),
                 "409": _html("not possible in the current status")}}},
         "/api/portal/rules/{scope}/{rule_id}/{action}": {
             "parameters": [{"name": "scope", "in": "path", "required": True,
@@ -242,8 +244,17 @@ def _portal_paths() -> dict[str, Any]:
                             "description": "a tenant id, or `global`"},
                            {"name": "rule_id", "in": "path", "required": True,
                             "schema": {"type": "string"}},
-                           {**action, "schema": {"enum": ["enable", "disable", "delete"]}}],
-            "post": change("Enable, disable or delete a notification rule")},
+                           {**action, "schema": {"enum": ["enable", "disable", "delete",
+                                                          "save"]}}],
+            "post": {**change("Enable, disable, delete or edit (`save`: the rule form's "
+                              "fields) a notification rule"), "responses": {
+                **moved, **refused, "400": _html("a field is wrong; the page says which"),
+                "404": _html("no such tenant, rule or action")}}},
+        "/api/portal/invitations/{invitation_id}/{action}": {
+            "parameters": [{"name": "invitation_id", "in": "path", "required": True,
+                            "schema": {"type": "string"}},
+                           {**action, "schema": {"enum": ["revoke"]}}],
+            "post": change("Revoke an open invitation (its link stops working)")},
         "/api/portal/invitations": {
             "get": page("Invitations, with a form for a new one"),
             "post": {**change("Create an invitation"), "responses": {

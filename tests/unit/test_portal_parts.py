@@ -9,9 +9,12 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from shared.config import SettingsError
+from shared.notify.rules import parse_rule
 from shared.portal import auth
 from shared.portal.chart import axis_ticks, axis_top, daily_chart
 from shared.portal.queries import AlertFilter
+from shared.portal.rule_form import rule_from_form
+from shared.validation import ValidationError
 from shared.web import error_text, pages
 from shared.web.pages import render
 from tests.helpers import settings
@@ -190,3 +193,39 @@ def test_an_entra_error_gets_a_plain_summary_and_keeps_the_raw_text():
 def test_times_on_the_pages_show_seconds():
     assert pages._when(datetime(2026, 12, 1, 9, 5, 7, tzinfo=UTC)) \
         == "2026-12-01 09:05:07 UTC"
+
+
+def test_a_rule_from_the_portal_form_is_checked_as_the_api_checks_it():
+    tenant = "3f2b6a10-8c1d-4e5f-9a7b-2c3d4e5f6a7b"
+    form = {"csrf": "x", "back": tenant, "name": " SOC ", "recipients": "a@x.example,\r\n"
+            "b@x.example; a@x.example", "severity_High": "yes", "severity_Low": "no",
+            "on_new": "yes", "enabled": "yes", "delivery": "digest"}
+    rule = rule_from_form(form, tenant)
+    assert (rule.name, rule.scope, rule.severities, rule.delivery) == (
+        "SOC", tenant, ["High"], "digest")
+    assert [r["address"] for r in rule.recipients] == ["a@x.example", "b@x.example"]
+    assert (rule.on_new, rule.on_update, rule.enabled) == (True, False, True)
+    with pytest.raises(ValidationError) as err:
+        rule_from_form({**form, "recipients": "not-an-address", "on_new": ""}, tenant)
+    assert [e["field"] for e in err.value.errors] == ["recipients.0"]
+    with pytest.raises(ValidationError) as err:  # neither box: the rule would never fire
+        rule_from_form({**form, "on_new": ""}, tenant)
+    assert [e["field"] for e in err.value.errors] == ["on_new"]
+
+
+def test_editing_a_rule_in_the_portal_keeps_what_the_form_does_not_show():
+    tenant = "3f2b6a10-8c1d-4e5f-9a7b-2c3d4e5f6a7b"
+    stored = parse_rule({"name": "API rule", "recipients": ["a@x.example"],
+                         "min_severity": "Medium", "device_groups": ["Servers"],
+                         "max_per_hour": 5, "categories": ["Malware"]}, tenant)
+    edited = rule_from_form({"name": "API rule", "recipients": "a@x.example\nnew@x.example",
+                             "on_new": "yes", "on_update": "yes"}, tenant, existing=stored)
+    assert edited.id == stored.id and edited.enabled is False  # unchecked: off
+    assert (edited.device_groups, edited.max_per_hour, edited.categories) == (
+        ["Servers"], 5, ["Malware"])
+    assert edited.min_severity == "Medium" and edited.on_update is True
+    added = {r["address"]: r["added_at"] for r in edited.recipients}
+    assert added["a@x.example"] == stored.recipients[0]["added_at"]  # its history kept
+    with_set = rule_from_form({"name": "n", "recipients": "a@x.example", "on_new": "yes",
+                               "severity_High": "yes"}, tenant, existing=stored)
+    assert with_set.severities == ["High"] and with_set.min_severity is None

@@ -1,0 +1,42 @@
+"""A notification rule from the portal's form: the fields a form can show (name,
+recipients, severities, when, delivery, on/off) over what the rule already holds, so
+editing in the portal never drops what the API set (device groups, tenants, caps...).
+The result goes through parse_rule, as the API's JSON does: the same checks, every bad
+field named."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+from typing import Any
+
+from shared.notify.rules import GLOBAL, Rule, parse_rule
+
+SEVERITIES = ("High", "Medium", "Low", "Informational")
+_SPLIT = re.compile(r"[\s,;]+")
+_OURS = ("id", "scope")  # never a field of the body
+
+
+def form_body(form: dict[str, str], existing: Rule | None = None) -> dict[str, Any]:
+    """The rule's JSON body from the form's fields. Unchecked boxes are absent from a
+    form, so a checkbox missing means off; severities none checked means any."""
+    body: dict[str, Any] = {}
+    if existing is not None:
+        body = {k: v for k, v in asdict(existing).items() if k not in _OURS}
+    body.update({
+        "name": form.get("name", "").strip(),
+        "recipients": [a for a in _SPLIT.split(form.get("recipients", "")) if a],
+        "severities": [s for s in SEVERITIES if form.get(f"severity_{s}") == "yes"],
+        "on_new": form.get("on_new") == "yes",
+        "on_update": form.get("on_update") == "yes",
+        "enabled": form.get("enabled") == "yes",
+        "delivery": form.get("delivery", "each"),
+    })
+    if body["severities"]:
+        body["min_severity"] = None  # the form chooses a set: not both
+    return body
+
+
+def rule_from_form(form: dict[str, str], scope: str, existing: Rule | None = None) -> Rule:
+    """The rule to save (raises ValidationError naming each bad field)."""
+    return parse_rule(form_body(form, existing), scope or GLOBAL, existing)
