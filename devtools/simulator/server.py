@@ -1,4 +1,6 @@
-"""The simulator as one HTTPS server on loopback, with a trustme CA the app is told to trust."""
+"""The simulator as one HTTPS server on loopback, with a trustme CA the app is told to trust;
+optionally the pages a person's browser opens also on plain HTTP (no certificate warning),
+and its world kept on disk across restarts (snapshot.py)."""
 
 from __future__ import annotations
 
