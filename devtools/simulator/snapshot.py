@@ -83,7 +83,8 @@ def load(world: World, path: Path) -> bool:
 
 
 class Keeper:
-    """Saves the world every `interval` seconds while it runs, and once more at stop."""
+    """Saves the world every `interval` seconds while it runs, at once when a consent is
+    granted or revoked (what a restart must never lose), and once more at stop."""
 
     def __init__(self, world: World, path: Path, interval: float = 5.0) -> None:
         self.world, self.path, self.interval = world, path, interval
@@ -96,7 +97,11 @@ class Keeper:
         return self
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stop.is_set():
+            self.world.consent_changed.wait(self.interval)
+            self.world.consent_changed.clear()
+            if self._stop.is_set():
+                return
             self._save()
 
     def _save(self) -> None:
@@ -107,5 +112,6 @@ class Keeper:
 
     def stop(self) -> None:
         self._stop.set()
+        self.world.consent_changed.set()  # wake the thread
         self._thread.join(10)
         self._save()

@@ -124,6 +124,7 @@ class World:
         self.tokens_by_tenant: Counter[str] = Counter()
         self.seq = 0
         self.stopping = threading.Event()  # wakes hanging fault responses at shutdown
+        self.consent_changed = threading.Event()  # a kept world is saved at once, not later
         self.mail: list[dict[str, Any]] = []  # what Graph sendMail accepted
         self.codes: dict[str, AuthCode] = {}
         # tests: claims (or `foreign_key`) forced into the next ID token, then cleared
@@ -166,11 +167,13 @@ class World:
             tenant.consents[client_id] = roles if roles is not None else {
                 aud: list(r) for aud, r in app.permissions.items()}
             tenant.revoked_at.pop(client_id, None)
+            self.consent_changed.set()
 
     def revoke(self, tenant: Tenant, client_id: str) -> None:
         with self.lock:
             tenant.consents.pop(client_id, None)
             tenant.revoked_at[client_id] = self.clock.now()
+            self.consent_changed.set()
 
     # alerts -----------------------------------------------------------------------------
     def put_alert(self, tenant: Tenant, raw: dict[str, Any]) -> StoredAlert:

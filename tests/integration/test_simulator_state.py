@@ -4,6 +4,7 @@ and clock), and its consent pages on plain HTTP for a real browser."""
 from __future__ import annotations
 
 import json
+import time
 
 import requests
 
@@ -68,3 +69,24 @@ def test_the_consent_pages_are_on_plain_http_and_nothing_else_is(simulator, sim)
     for path in (f"/{tenant['id']}/oauth2/v2.0/token", f"/{tenant['id']}/discovery/v2.0/keys",
                  "/api/alerts", "/_sim/tenants"):
         assert requests.get(base + path, timeout=10).status_code in (404, 405), path
+
+
+def test_a_consent_is_on_disk_at_once_not_at_the_next_save(tmp_path):
+    sim = _simulator(tmp_path)
+    try:
+        tenant = sim.world.add_tenant("Quick Co")
+        sim.world.grant(tenant, sim.app.client_id)
+        path, deadline = tmp_path / "world.json", time.monotonic() + 2  # the interval is 5 s
+
+        def consented() -> bool:
+            try:
+                saved = json.loads(path.read_text())
+            except (FileNotFoundError, ValueError):
+                return False
+            return any(t["id"] == tenant.id and t["consents"] for t in saved["tenants"])
+
+        while not consented() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert consented()  # a kill -9 of `make run` now would not lose it
+    finally:
+        sim.stop()
