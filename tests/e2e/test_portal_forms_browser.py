@@ -123,3 +123,23 @@ def test_an_invitation_link_is_there_to_copy_and_it_can_be_revoked(app_host, ana
     assert "revoked" in row.inner_text() and row.locator("input.invitation-copy").count() == 0
     assert requests.get(link, timeout=10).status_code == 404  # the link no longer works
     _shot(page, "invitation-revoked")
+
+
+def test_an_entra_error_reads_in_plain_words_with_the_raw_text_on_demand(app_host, sim,
+                                                                          analyst):
+    host, repo = app_host
+    name = f"Unconsented Co {uuid.uuid4().hex[:6]}"
+    tenant_id = sim.add_tenant(name)["id"]  # never consented: Entra answers AADSTS700016
+    repo.add(Tenant(tenant_id, name))
+    wait_for(lambda: repo.get(tenant_id).last_error, timeout=30)
+    page = analyst
+    page.goto(f"{host.http.base_url}/api/portal/tenants/{tenant_id}")
+    box = page.locator("#details details.error-text")
+    assert box.locator("summary").inner_text().startswith(
+        "The customer's tenant no longer has our application")
+    raw = box.locator("code")
+    assert not raw.is_visible() and "AADSTS700016" in raw.text_content()
+    box.locator("summary").click()
+    assert raw.is_visible()  # the detail on demand
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", page.content())  # to the second
+    _shot(page, "plain-error")
