@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +84,9 @@ def load(world: World, path: Path) -> bool:
 
 
 class Keeper:
-    """Saves the world every `interval` seconds while it runs, at once when a consent is
-    granted or revoked (what a restart must never lose), and once more at stop."""
+    """Saves the world every `interval` seconds while it runs (less often as it grows: at
+    most a tenth of the time goes to saving), at once when a consent is granted or revoked
+    (what a restart must never lose), and once more at stop."""
 
     def __init__(self, world: World, path: Path, interval: float = 5.0) -> None:
         self.world, self.path, self.interval = world, path, interval
@@ -97,12 +99,15 @@ class Keeper:
         return self
 
     def _run(self) -> None:
+        pause = self.interval
         while not self._stop.is_set():
-            self.world.consent_changed.wait(self.interval)
+            self.world.consent_changed.wait(pause)
             self.world.consent_changed.clear()
             if self._stop.is_set():
                 return
+            started = time.monotonic()
             self._save()
+            pause = max(self.interval, 10 * (time.monotonic() - started))
 
     def _save(self) -> None:
         try:
