@@ -18,6 +18,7 @@ from shared.siem.delivery import SiemDelivery
 from shared.siem.feed import Feed
 from shared.siem.outputs import Output
 from shared.storage import tables
+from shared.storage.alert_index import AlertIndex
 from shared.storage.alerts import AlertRepository
 from shared.storage.app_health import AppHealth
 from shared.storage.connection import StorageConnection
@@ -83,7 +84,8 @@ def relay_on(storage: StorageConnection) -> Relay:
     return Relay(IngestStates(tables.table(storage, tables.INGEST_STATE)),
                  EventQueue(tables.queue(storage, tables.NOTIFY_QUEUE)),
                  EventQueue(tables.queue(storage, tables.SIEM_QUEUE)),
-                 RelayQueue(tables.queue(storage, tables.RELAY_QUEUE)))
+                 RelayQueue(tables.queue(storage, tables.RELAY_QUEUE)),
+                 index=AlertIndex(tables.table(storage, tables.ALERT_INDEX)))
 
 
 @functools.cache
@@ -182,4 +184,5 @@ def portal() -> Portal:
     return Portal(get_settings(), tenant_admin(), notify.rules, notify.outbox, onboarding(),
                   ops_notices(), AlertRepository(tables.table(storage, tables.ALERTS)),
                   RunHistory(tables.table(storage, tables.RUN_HISTORY)),
+                  alert_index=AlertIndex(tables.table(storage, tables.ALERT_INDEX)),
                   siem_status=lambda: delivery().status())

@@ -9,6 +9,9 @@ left behind. Each row records how many of its events were sent (ETag-guarded), s
 that dies keeps the lease until it expires and the next one resumes after the last
 recorded chunk: at most that one unrecorded chunk is sent twice, and consumers dedupe on
 `event_id`.
+
+Each chunk also keeps the portal's AlertIndex in step (`_index`, shared/ingest/index_feed.py)
+before the chunk is sent and recorded: a resent chunk writes the same entries again.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.ingest.index_feed import index_changes
 from shared.messages import relay_text
+from shared.storage.alert_index import AlertIndex
 from shared.storage.errors import StateChanged
 from shared.storage.ingest_state import IngestState, IngestStates
 from shared.storage.queues import EventQueue, RelayQueue
@@ -36,9 +41,11 @@ class LeaseLost(Exception):
 
 class Relay:
     def __init__(self, states: IngestStates, notify: EventQueue, siem: EventQueue,
-                 retry: RelayQueue | None = None, lease_seconds: int = LEASE_SECONDS) -> None:
+                 retry: RelayQueue | None = None, lease_seconds: int = LEASE_SECONDS, *,
+                 index: AlertIndex | None = None) -> None:
         self.states, self.notify, self.siem, self.retry = states, notify, siem, retry
         self.lease_seconds = lease_seconds
+        self.index = index  # the portal's alert index, fed here (None: not kept)
         self.pool = ThreadPoolExecutor(SENDERS, thread_name_prefix="relay")
 
     def _send(self, events: list[dict[str, Any]]) -> None:
@@ -47,6 +54,15 @@ class Relay:
                    for q in (self.notify, self.siem)]
         for future in futures:
             future.result()
+
+    def _index(self, events: list[dict[str, Any]]) -> None:
+        """The chunk's alert versions into the AlertIndex: new entries, replaced ones
+        deleted. Idempotent, so a chunk sent twice writes the same again; a relay that
+        lost its lease and writes late leaves at worst an outdated entry, which readers
+        skip and delete (storage/alert_index.py)."""
+        if self.index is not None:
+            entries, replaced = index_changes(events)
+            self.index.record(entries, replaced)
 
     def relay(self, tenant_id: str) -> int:
         """Send every pending outbox row of the tenant; returns the events sent."""
@@ -86,6 +102,7 @@ class Relay:
             while sent < len(events):
                 lease.renew()
                 chunk = events[sent:sent + SEND_CHUNK]
+                self._index(chunk)  # right after the renewal: a late writer's window
                 self._send(chunk)
                 sent += len(chunk)
                 done += len(chunk)
