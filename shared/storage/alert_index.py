@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
 
@@ -228,19 +229,42 @@ def repair(alerts: AlertRepository, index: AlertIndex, entries: Iterable[Mapping
     return len(stale)
 
 
+@dataclass
+class Backfilled:
+    """Where a tenant's backfill stands after a call: done or not, and what it did."""
+
+    done: bool
+    rows_read: int = 0
+    entries: int = 0
+    withdrawn: int = 0  # entries of versions that moved while the batch was indexed
+
+
 def backfill(alerts: AlertRepository, index: AlertIndex, tenant_id: str,
-             batch_rows: int = 1000, budget: int | None = None) -> bool:
+             batch_rows: int = 1000, budget: int | None = None) -> Backfilled:
     """Index the tenant's stored alerts (alerts stored before the index existed), a
     batch at a time from where the last call stopped (kept in the index table): resumable
-    after a crash, harmless to repeat. Returns whether the tenant is done. An alert that
-    ingest moves meanwhile gets an outdated entry at worst, which readers skip."""
+    after a crash, harmless to repeat, at most about `budget` rows read a call.
+
+    Safe beside a running relay: each batch is read again after its entries are written,
+    and the entry of a version that moved meanwhile is withdrawn (the relay writes the
+    new version's). An entry written after that check by a backfill that then died is
+    outdated at worst: readers skip and delete it."""
     after = index.backfilled_to(tenant_id) or ""
-    read = 0
-    while after != DONE and (budget is None or read < budget):
+    result = Backfilled(done=after == DONE)
+    while after != DONE and (budget is None or result.rows_read < budget):
         rows = alerts.main_rows(tenant_id, after, batch_rows)
-        read += len(rows)
-        found = [r for r in mains(rows) if r.get("Version")]
-        index.put([entry_of({**r, "PartitionKey": tenant_id}) for r in found])
+        result.rows_read += len(rows)
+        found = {r["RowKey"]: r for r in mains(rows) if r.get("Version")}
+        index.put([entry_of({**r, "PartitionKey": tenant_id}) for r in found.values()])
+        result.entries += len(found)
+        if found:
+            now = {r["RowKey"]: r.get("Version")
+                   for r in alerts.main_rows(tenant_id, after, batch_rows)}
+            moved = [key_of(tenant_id, rk, r["Version"]) for rk, r in found.items()
+                     if rk in now and now[rk] != r["Version"]]
+            index.remove(moved)
+            result.withdrawn += len(moved)
         after = rows[-1]["RowKey"] if rows and len(rows) == batch_rows else DONE
         index.mark_backfilled(tenant_id, after)
-    return after == DONE
+    result.done = after == DONE
+    return result

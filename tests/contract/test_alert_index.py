@@ -244,10 +244,35 @@ def test_the_backfill_indexes_stored_alerts_resuming_where_it_stopped(alerts, in
     for start in range(0, len(rows), 50):  # stored before the index existed
         alerts.store(rows[start:start + 50])
     assert index.backfilled_to(t) is None
-    assert not backfill(alerts, index, t, batch_rows=10, budget=10)  # stopped early
+    first = backfill(alerts, index, t, batch_rows=10, budget=10)
+    assert (first.done, first.rows_read, first.entries) == (False, 10, 10)  # stopped early
     assert len(index.every()) == 10 and index.backfilled_to(t)
-    assert backfill(alerts, index, t, batch_rows=10)  # resumed, to the end
-    assert backfill(alerts, index, t, batch_rows=10)  # done: nothing read again
+    assert backfill(alerts, index, t, batch_rows=10).done  # resumed, to the end
+    again = backfill(alerts, index, t, batch_rows=10)
+    assert again.done and again.rows_read == 0  # done: nothing read again
     want = {(e["PartitionKey"], e["RowKey"]) for e in map(entry_of, mains(rows))}
     assert {(e["PartitionKey"], e["RowKey"]) for e in index.every()} == want
     assert len(want) == 26
+
+
+def test_a_version_that_moves_while_the_backfill_indexes_it_keeps_one_entry(
+        alerts, index, monkeypatch):
+    """The relay writes the new version between the backfill's read and its write: the
+    backfill's check withdraws the entry of the version it read."""
+    t = str(uuid.uuid4())
+    old = alert_rows(t, alert(1, NOW - timedelta(days=1)))
+    alerts.store(old)  # stored before the index existed
+    new = alert_rows(t, alert(1, NOW, status="Resolved"))
+    read = alerts.main_rows
+
+    def racing(*args):
+        rows = read(*args)
+        if alerts.version(t, new[0]["RowKey"]) != new[0]["Version"]:
+            stored(alerts, index, new, [key_of(t, old[0]["RowKey"], old[0]["Version"])])
+        return rows
+
+    monkeypatch.setattr(alerts, "main_rows", racing)
+    done = backfill(alerts, index, t)
+    assert done.done and done.withdrawn == 1
+    assert [e["RowKey"] for e in index.every()] == [
+        key_of(t, new[0]["RowKey"], new[0]["Version"])[1]]

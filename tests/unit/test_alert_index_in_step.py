@@ -18,7 +18,7 @@ import pytest
 from shared.ingest.relay import Relay
 from shared.model import Tenant
 from shared.portal.queries import AlertFilter, search_alerts
-from shared.storage.alert_index import entry_of, key_of
+from shared.storage.alert_index import backfill, entry_of, key_of
 from shared.storage.memory.alert_index import MemoryAlertIndex
 from shared.storage.queues import EventQueue
 from tests.unit.test_ingestor import World, _alert
@@ -155,3 +155,33 @@ def test_the_index_trails_the_rows_until_the_relay_and_a_resent_chunk_is_harmles
     page = search_alerts(world.index, world.alerts, [world.tenant], AlertFilter(),
                          world.now + timedelta(days=1))
     assert [r.alert_id for r in page.rows] == ["da000001", "da000002", "da000000"]
+
+
+def test_the_backfill_indexes_a_store_written_by_the_previous_version():
+    """Alerts fetched and relayed before the index existed (the relay kept none), then
+    the new relay and the backfill, in either order, with updates between: in step."""
+    world = IndexedWorld()
+    world.relay = Relay(world.states, EventQueue(world.notify), EventQueue(world.siem))
+    world.add_alerts(30)
+    world.fetch()
+    world.relay_all()  # the previous version: no index
+    assert world.index.entries == {}
+    world.relay = Relay(world.states, EventQueue(world.notify), EventQueue(world.siem),
+                        index=world.index)  # deployed
+    created = {row["AlertId"]: row["AlertCreationTime"] for row in world.stored().values()}
+    for n in (3, 4):  # updated after the deploy, relayed before the backfill
+        world.defender.put(world.tenant.tenant_id, _alert(
+            n, world.now + timedelta(hours=2), status="Resolved",
+            alertCreationTime=created[f"da{n:06d}"]))
+    world.fetch()
+    world.relay_all()
+    first = backfill(world.alerts, world.index, world.tenant.tenant_id, batch_rows=7,
+                     budget=7)
+    assert not first.done
+    world.defender.put(world.tenant.tenant_id, _alert(  # updated mid-backfill
+        20, world.now + timedelta(hours=3), alertCreationTime=created["da000020"]))
+    world.fetch()
+    world.relay_all()
+    assert backfill(world.alerts, world.index, world.tenant.tenant_id, batch_rows=7).done
+    assert world.index.entries == recomputed(world)
+    assert len(world.index.entries) == 30
