@@ -6,6 +6,7 @@ import functools
 
 from shared.config import Settings, get_settings
 from shared.ingest.fanout import Fanout
+from shared.ingest.index_feed import IndexFeed
 from shared.ingest.relay import Relay
 from shared.ingest.worker import Ingestor, IngestStores
 from shared.microsoft.defender import DefenderClient
@@ -85,7 +86,8 @@ def relay_on(storage: StorageConnection) -> Relay:
                  EventQueue(tables.queue(storage, tables.NOTIFY_QUEUE)),
                  EventQueue(tables.queue(storage, tables.SIEM_QUEUE)),
                  RelayQueue(tables.queue(storage, tables.RELAY_QUEUE)),
-                 index=AlertIndex(tables.table(storage, tables.ALERT_INDEX)))
+                 index=IndexFeed(AlertIndex(tables.table(storage, tables.ALERT_INDEX)),
+                                 AlertRepository(tables.table(storage, tables.ALERTS))))
 
 
 @functools.cache

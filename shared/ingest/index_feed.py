@@ -6,16 +6,28 @@ entities the fetch wrote and cut ingest throughput by ~40% (BENCHMARKS.md, issue
 Each event carries what the index needs: the tenant, the alert id, its new version, the
 listed fields in its summary, and (for an update that moved `lastUpdateTime`) the
 replaced version in `changed`, whose entry is deleted.
+
+A relay writes a chunk's entries right after renewing its lease. Should the write end
+later than half the lease after that renewal, another relay may have taken the lease
+and moved the same alerts on: the write may have put back an entry of a version already
+replaced. Only then are the chunk's entries checked against the Alerts rows, and those
+of a replaced version deleted (`repair`), so the index holds one entry per alert without
+the portal ever reading the Alerts table.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from shared.storage.alert_index import Key, entry_of, key_of
+from shared.storage.alert_index import AlertIndex, Key, entry_of, key_of, repair
 from shared.storage.alert_rows import INDEXED
+from shared.storage.alerts import AlertRepository
 from shared.storage.keys import encode_key
+
+log = logging.getLogger("mssp_hub.relay")
 
 # the Alerts columns an index entry is built from, with the summary field each copies
 _COLUMNS = {column: field for column, field in INDEXED.items()
@@ -57,3 +69,19 @@ def index_changes(events: Iterable[Mapping[str, Any]]
             replaced.append((earlier["PartitionKey"], earlier["RowKey"]))
         entries[ours] = entry
     return list(entries.values()), replaced
+
+
+class IndexFeed:
+    """The relay's writer of the AlertIndex (and, for a late write, its check)."""
+
+    def __init__(self, index: AlertIndex, alerts: AlertRepository) -> None:
+        self.index, self.alerts = index, alerts
+
+    def record(self, events: list[dict[str, Any]], deadline: float) -> None:
+        """Write a chunk's index changes; past `deadline` (time.monotonic), check them."""
+        entries, replaced = index_changes(events)
+        self.index.record(entries, replaced)
+        if entries and time.monotonic() > deadline:
+            removed = repair(self.alerts, self.index, entries)
+            log.warning("late alert index write: %d of %d entries were outdated",
+                        removed, len(entries))

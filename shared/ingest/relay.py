@@ -17,14 +17,14 @@ before the chunk is sent and recorded: a resent chunk writes the same entries ag
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.ingest.index_feed import index_changes
+from shared.ingest.index_feed import IndexFeed
 from shared.messages import relay_text
-from shared.storage.alert_index import AlertIndex
 from shared.storage.errors import StateChanged
 from shared.storage.ingest_state import IngestState, IngestStates
 from shared.storage.queues import EventQueue, RelayQueue
@@ -42,7 +42,7 @@ class LeaseLost(Exception):
 class Relay:
     def __init__(self, states: IngestStates, notify: EventQueue, siem: EventQueue,
                  retry: RelayQueue | None = None, lease_seconds: int = LEASE_SECONDS, *,
-                 index: AlertIndex | None = None) -> None:
+                 index: IndexFeed | None = None) -> None:
         self.states, self.notify, self.siem, self.retry = states, notify, siem, retry
         self.lease_seconds = lease_seconds
         self.index = index  # the portal's alert index, fed here (None: not kept)
@@ -55,14 +55,13 @@ class Relay:
         for future in futures:
             future.result()
 
-    def _index(self, events: list[dict[str, Any]]) -> None:
+    def _index(self, events: list[dict[str, Any]], renewed: float) -> None:
         """The chunk's alert versions into the AlertIndex: new entries, replaced ones
-        deleted. Idempotent, so a chunk sent twice writes the same again; a relay that
-        lost its lease and writes late leaves at worst an outdated entry, which readers
-        skip and delete (storage/alert_index.py)."""
+        deleted. Idempotent, so a chunk sent twice writes the same again; a write ending
+        past half the lease after its renewal (`renewed`, monotonic) is checked, since
+        another relay may have moved those alerts on meanwhile (index_feed.py)."""
         if self.index is not None:
-            entries, replaced = index_changes(events)
-            self.index.record(entries, replaced)
+            self.index.record(events, deadline=renewed + self.lease_seconds / 2)
 
     def relay(self, tenant_id: str) -> int:
         """Send every pending outbox row of the tenant; returns the events sent."""
@@ -100,9 +99,10 @@ class Relay:
         try:
             etag = state.mark_sent(row_key, sent, etag)  # claim: a failure here sends nothing
             while sent < len(events):
+                renewed = time.monotonic()
                 lease.renew()
                 chunk = events[sent:sent + SEND_CHUNK]
-                self._index(chunk)  # right after the renewal: a late writer's window
+                self._index(chunk, renewed)
                 self._send(chunk)
                 sent += len(chunk)
                 done += len(chunk)

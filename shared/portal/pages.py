@@ -165,7 +165,7 @@ class Portal:
     def _alerts(self, request: Request, principal: auth.Principal) -> Response:
         tenants = self._tenants()
         flt = queries.AlertFilter.parse(request.params, {t.tenant_id for t in tenants})
-        page = queries.search_alerts(self.alert_index, self.alert_rows, tenants, flt)
+        page = queries.search_alerts(self.alert_index, tenants, flt)
         next_url = (f"{BASE}/alerts?{urlencode(flt.params(before=page.next_before))}"
                     if page.next_before else "")
         return self._page("portal/alerts.html", principal=principal, tenants=tenants,

@@ -4,8 +4,10 @@ The alerts list reads the AlertIndex (storage/alert_index.py: every tenant's ale
 newest first, one day a partition) in key order, one day's range at a time, from the
 keyset of the last row shown: "Older alerts" costs what the first page costs, at any
 depth. Filters run in the table service on the index's columns; a request reads at most
-READ_PAGES x page size entries, and says so (a "continue" link) when it stopped there.
-Each listed entry is checked against its alert's row (alert_index.valid).
+READ_PAGES x page size entries (one query per day of the range it reaches), and says so
+(a "continue" link) when it stopped there. The page reads the index alone: the relay
+keeps it in step with the Alerts table (shared/ingest/index_feed.py), trailing it by the
+relay's lag; an older entry of an alert met on the same page is skipped and deleted.
 """
 
 from __future__ import annotations
@@ -15,22 +17,13 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import islice
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 from shared import timefmt
 from shared.model import Tenant
 from shared.storage import alert_index
-from shared.storage.alert_index import (
-    AlertIndex,
-    day_of_key,
-    outdated,
-    parts,
-    shown,
-    stored_version,
-    valid,
-)
+from shared.storage.alert_index import AlertIndex, Key, day_of_key, parts, shown
 from shared.storage.alerts import AlertRepository
 from shared.storage.keys import decode_key
 
@@ -195,37 +188,36 @@ class _Scan:
                         - timedelta(days=1)).strftime("%Y-%m-%d")
 
 
-def _checked(index: AlertIndex, alerts: AlertRepository, entries: list[dict[str, Any]]
-             ) -> list[dict[str, Any]]:
-    """The entries that are their alert's (in order); outdated ones are deleted."""
-    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-        versions = list(pool.map(lambda e: stored_version(alerts, e), entries))
-    stale = [(e["PartitionKey"], e["RowKey"]) for e, v in zip(entries, versions, strict=True)
-             if outdated(e, v)]
-    if stale:
+def _forget(index: AlertIndex, older: list[Key]) -> None:
+    """Delete entries of versions older than one the page showed (a late writer's)."""
+    if older:
         try:
-            index.remove(stale)
+            index.remove(older)
         except Exception:  # a repair: the page is right without it
-            log.warning("could not delete %d outdated alert index entries", len(stale))
-    return [e for e, v in zip(entries, versions, strict=True) if valid(e, v)]
+            log.warning("could not delete %d outdated alert index entries", len(older))
 
 
-def search_alerts(index: AlertIndex, alerts: AlertRepository, tenants: list[Tenant],
-                  flt: AlertFilter, now: datetime | None = None,
-                  page_size: int = PAGE_SIZE) -> AlertPage:
+def search_alerts(index: AlertIndex, tenants: list[Tenant], flt: AlertFilter,
+                  now: datetime | None = None, page_size: int = PAGE_SIZE) -> AlertPage:
     """The newest `page_size` alerts matching `flt` of `tenants`, after its keyset if it
     has one: at most READ_PAGES x page_size index entries read, whatever the depth."""
     now = now or datetime.now(UTC)
     names = {t.tenant_id: t.display_name for t in tenants
              if not flt.tenant or t.tenant_id == flt.tenant}
     scan = _Scan(index, flt, names, now, READ_PAGES * page_size)
-    entries = iter(scan)
     shown: list[dict[str, Any]] = []
-    while len(shown) <= page_size:  # one more than a page: is there a next?
-        candidates = list(islice(entries, page_size + 1 - len(shown)))
-        if not candidates:
+    seen: set[tuple[str, str]] = set()
+    older: list[Key] = []
+    for entry in scan:  # one more than a page: is there a next?
+        alert = parts(entry["RowKey"])[1:]
+        if alert in seen:
+            older.append((entry["PartitionKey"], entry["RowKey"]))
+            continue
+        seen.add(alert)
+        shown.append(entry)
+        if len(shown) > page_size:
             break
-        shown.extend(_checked(index, alerts, candidates))
+    _forget(index, older)
     rows = [_row(names[e["Tenant"]], e) for e in shown[:page_size]]
     if len(shown) > page_size:
         return AlertPage(rows, rows[-1].key, read=scan.read)

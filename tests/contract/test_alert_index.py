@@ -133,7 +133,7 @@ def test_paging_through_every_tenant_returns_each_alert_once_in_order(backend, a
     seen, flt, pages = [], AlertFilter(), 0
     ids = {t.tenant_id for t in tenants}
     while True:
-        page = search_alerts(index, alerts, tenants, flt, NOW, page_size=50)
+        page = search_alerts(index, tenants, flt, NOW, page_size=50)
         assert page.read <= 51 and not page.partial  # the same cost at any depth
         seen.extend(page.rows)
         pages += 1
@@ -155,7 +155,7 @@ def test_a_filter_reads_at_most_its_bound_and_continues(alerts, index, monkeypat
     ids, found = {t.tenant_id for t in tenants}, []
     flt = AlertFilter.parse({"tenant": tenants[0].tenant_id, "severity": "Low"}, ids)
     while True:  # tenant A's Low: 12 alerts, read 4 at most a request
-        page = search_alerts(index, alerts, tenants, flt, NOW, page_size=2)
+        page = search_alerts(index, tenants, flt, NOW, page_size=2)
         assert page.read <= 4
         found.extend(r.alert_id for r in page.rows)
         if not page.next_before:

@@ -62,7 +62,7 @@ def test_pages_across_tenants_are_in_time_order_with_nothing_lost_or_repeated(
     seen, before, pages = [], "", 0
     while True:
         flt = AlertFilter.parse({"before": before} if before else {}, {a.tenant_id})
-        page = search_alerts(index, alerts, [a, b], flt, NOW, page_size=25)
+        page = search_alerts(index, [a, b], flt, NOW, page_size=25)
         seen.extend(page.rows)
         pages += 1
         if not page.next_before:
@@ -84,7 +84,7 @@ def test_filters_narrow_in_the_index_and_a_long_scan_stops_with_a_way_on(
     ids = {a.tenant_id, b.tenant_id}
 
     def titles(**params: str) -> list[str]:
-        page = search_alerts(index, alerts, [a, b], AlertFilter.parse(params, ids), NOW)
+        page = search_alerts(index, [a, b], AlertFilter.parse(params, ids), NOW)
         return sorted(r.title for r in page.rows)
 
     assert titles(severity="High") == ["Alert 0", "Alert 3", "Alert 6"]
@@ -98,11 +98,11 @@ def test_filters_narrow_in_the_index_and_a_long_scan_stops_with_a_way_on(
     monkeypatch.setattr(queries, "READ_PAGES", 1)
     flt, found = AlertFilter.parse({"tenant": a.tenant_id, "severity": "High",
                                     "range": "30d"}, ids), []
-    page = search_alerts(index, alerts, [a, b], AlertFilter.parse(
+    page = search_alerts(index, [a, b], AlertFilter.parse(
         {"severity": "Low"}, ids), NOW, page_size=2)
     assert page.read == 2 and page.partial and page.next_before
     while True:
-        page = search_alerts(index, alerts, [a, b], flt, NOW, page_size=2)
+        page = search_alerts(index, [a, b], flt, NOW, page_size=2)
         assert page.read <= 2
         found.extend(r.title for r in page.rows)
         if not page.next_before:

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import pytest
 
+from shared.ingest.index_feed import IndexFeed
 from shared.ingest.relay import Relay
 from shared.model import Tenant
 from shared.portal.queries import AlertFilter, search_alerts
@@ -35,7 +36,7 @@ class IndexedWorld(World):
         super().__init__()
         self.index = MemoryAlertIndex()
         self.relay = Relay(self.states, EventQueue(self.notify), EventQueue(self.siem),
-                           index=self.index)
+                           index=IndexFeed(self.index, self.alerts))
 
     def relay_all(self) -> None:
         for tenant_id in list(self.defender.alerts):
@@ -103,7 +104,7 @@ def test_the_index_is_the_alerts_table_whatever_crashed(seed):
     assert len(want) == sum(len(a) for a in world.defender.alerts.values())
     assert world.index.entries == want  # every alert once, at its version, its columns
     tenants = [world.tenants.get(t) for t in world.defender.alerts]
-    page = search_alerts(world.index, world.alerts, tenants,
+    page = search_alerts(world.index, tenants,
                          AlertFilter(range="180d"), world.now + timedelta(days=60),
                          page_size=100_000)
     assert [r.key for r in page.rows] == sorted(k for _, k in want)
@@ -146,15 +147,61 @@ def test_the_index_trails_the_rows_until_the_relay_and_a_resent_chunk_is_harmles
         1, world.now + timedelta(days=1), status="Resolved",
         alertCreationTime=world.stored()["da000001"]["AlertCreationTime"]))
     world.fetch()
-    page = search_alerts(world.index, world.alerts, [world.tenant], AlertFilter(),
+    page = search_alerts(world.index, [world.tenant], AlertFilter(),
                          world.now + timedelta(days=1))
-    # the moved alert's row is ahead of its entry: not listed until the relay catches up
-    assert sorted(r.alert_id for r in page.rows) == ["da000000", "da000002"]
+    # the moved alert's entry trails its row until the relay catches up: listed as it was
+    assert [(r.alert_id, r.status) for r in page.rows] == [
+        ("da000002", "New"), ("da000001", "New"), ("da000000", "New")]
     world.relay_all()  # the first chunk again, then the update
     assert world.index.entries == recomputed(world)
-    page = search_alerts(world.index, world.alerts, [world.tenant], AlertFilter(),
+    page = search_alerts(world.index, [world.tenant], AlertFilter(),
                          world.now + timedelta(days=1))
-    assert [r.alert_id for r in page.rows] == ["da000001", "da000002", "da000000"]
+    assert [(r.alert_id, r.status) for r in page.rows] == [
+        ("da000001", "Resolved"), ("da000002", "New"), ("da000000", "New")]
+
+
+def test_an_older_entry_met_on_a_page_is_skipped_and_deleted():
+    """What a relay that lost its lease may leave (a replaced version's entry put back)."""
+    world = IndexedWorld()
+    world.add_alerts(3)
+    world.fetch()
+    world.relay_all()
+    row = dict(world.stored()["da000001"])
+    stale = entry_of({**row, "Version": "2000-01-01T00:00:00.0000000Z"})
+    recent = entry_of({**row, "Version": (world.now - timedelta(hours=1)).strftime(
+        "%Y-%m-%dT%H:%M:%S.0000000Z")})
+    world.index.put([stale, recent])
+    page = search_alerts(world.index, [world.tenant], AlertFilter(),
+                         world.now + timedelta(days=1))
+    assert [r.alert_id for r in page.rows] == ["da000002", "da000001", "da000000"]
+    assert (recent["PartitionKey"], recent["RowKey"]) not in world.index.entries
+    assert (stale["PartitionKey"], stale["RowKey"]) in world.index.entries  # out of range
+    assert len(world.index.entries) == 4
+
+
+def test_a_late_index_write_is_checked_against_the_alert_rows():
+    """A relay whose write ends past half its lease: another may have moved the alert
+    on, so the entries it wrote are checked, and one of a replaced version deleted."""
+    world = IndexedWorld()
+    world.add_alerts(2)
+    world.fetch()
+    state = world.states.of(world.tenant.tenant_id)
+    events = state.outbox(state.outbox_rows()[0])[0]  # the chunk a stalled relay holds
+    world.relay_all()  # meanwhile another relay sends it
+    created = world.stored()["da000000"]["AlertCreationTime"]
+    world.defender.put(world.tenant.tenant_id, _alert(
+        0, world.now + timedelta(hours=1), status="Resolved", alertCreationTime=created))
+    world.fetch()
+    world.relay_all()  # and the next version of da000000
+    feed = IndexFeed(world.index, world.alerts)
+    reads: list[str] = []
+    version = world.alerts.version
+    world.alerts.version = lambda *a: reads.append(a[1]) or version(*a)
+    feed.record(events, deadline=float("inf"))  # in time: no check, the stale entry back
+    assert not reads and len(world.index.entries) == 3
+    feed.record(events, deadline=0)  # late: checked
+    assert sorted(reads) == ["da000000", "da000001"]
+    assert world.index.entries == recomputed(world)
 
 
 def test_the_backfill_indexes_a_store_written_by_the_previous_version():
@@ -167,7 +214,7 @@ def test_the_backfill_indexes_a_store_written_by_the_previous_version():
     world.relay_all()  # the previous version: no index
     assert world.index.entries == {}
     world.relay = Relay(world.states, EventQueue(world.notify), EventQueue(world.siem),
-                        index=world.index)  # deployed
+                        index=IndexFeed(world.index, world.alerts))  # deployed
     created = {row["AlertId"]: row["AlertCreationTime"] for row in world.stored().values()}
     for n in (3, 4):  # updated after the deploy, relayed before the backfill
         world.defender.put(world.tenant.tenant_id, _alert(
