@@ -131,7 +131,9 @@ def onboarding() -> Onboarding:
 def tenant_admin() -> TenantAdmin:
     storage = get_settings().storage
     return TenantAdmin(tenants(), TenantData(tables.table(storage, tables.ALERTS),
-                                             tables.table(storage, tables.INGEST_STATE)))
+                                             tables.table(storage, tables.INGEST_STATE),
+                                             AlertIndex(tables.table(storage,
+                                                                     tables.ALERT_INDEX))))
 
 
 def notifier_for(settings: Settings, transport: Transport) -> Notifier:
