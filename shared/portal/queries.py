@@ -161,8 +161,9 @@ class _Scan:
     first, at most `budget` read; where it stopped (`last`) and whether for the budget."""
 
     def __init__(self, index: AlertIndex, flt: AlertFilter, names: dict[str, str],
-                 now: datetime, budget: int) -> None:
+                 now: datetime, budget: int, per_request: int) -> None:
         self.index, self.where, self.names, self.budget = index, flt.where(), names, budget
+        self.per_request = per_request  # a page's worth: what the table service returns
         self.since = now - timedelta(days=RANGES[flt.range])
         self.since_version = timefmt.from_datetime(self.since)
         self.last = flt.before or ""
@@ -173,7 +174,8 @@ class _Scan:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         first_day = self.since.strftime("%Y-%m-%d")
         while self.day >= first_day:
-            for entry in self.index.read(self.day, self.last, self.where, self.budget):
+            for entry in self.index.read(self.day, self.last, self.where, self.budget,
+                                         self.per_request):
                 self.budget -= 1
                 self.read += 1
                 self.last = entry["RowKey"]
@@ -204,7 +206,7 @@ def search_alerts(index: AlertIndex, tenants: list[Tenant], flt: AlertFilter,
     now = now or datetime.now(UTC)
     names = {t.tenant_id: t.display_name for t in tenants
              if not flt.tenant or t.tenant_id == flt.tenant}
-    scan = _Scan(index, flt, names, now, READ_PAGES * page_size)
+    scan = _Scan(index, flt, names, now, READ_PAGES * page_size, page_size + 1)
     shown: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
     older: list[Key] = []

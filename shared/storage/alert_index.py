@@ -12,12 +12,13 @@ replaced version's entry deleted (`record`). Off the fetch path, so the index tr
 Alerts table by the relay's lag; a resent chunk writes the same again, harmlessly.
 
 The invariant: once the relay has caught up, every stored alert has exactly one entry, at
-the key of its stored version. An entry whose version differs from its alert row's (or
-whose row is absent) is not the alert's: a relay that lost its lease and wrote late, a
-backfill racing the relay, or an entry whose row the relay has not caught up with yet.
-Readers skip such entries (`valid`); entries OLDER than the row's version can never
-become valid again (versions only move forward) and are deleted by the reader that meets
-them and by `repair`.
+the key of its stored version (tests/unit/test_alert_index_in_step.py). An entry whose
+version differs from its alert row's is not the alert's: one the relay has not yet
+replaced (the list trails the rows by the relay's lag), or one put back by a relay that
+wrote after losing its lease (it checks for that: shared/ingest/index_feed.py) or by a
+backfill racing the relay (it checks too: `backfill`). The portal reads the index
+alone; an older entry of an alert it meets on the same page is skipped and deleted, and
+`repair` deletes any entry not at its alert row's version.
 """
 
 from __future__ import annotations
@@ -159,10 +160,12 @@ class AlertIndex:
             self.client.delete_entity(day, row_key)
 
     # reads -----------------------------------------------------------------------------
-    def read(self, day: str, after: str, where: Mapping[str, tuple[str, ...]], limit: int
-             ) -> Iterator[dict[str, Any]]:
+    def read(self, day: str, after: str, where: Mapping[str, tuple[str, ...]], limit: int,
+             per_request: int = 1000) -> Iterator[dict[str, Any]]:
         """A day's entries with row key > `after`, in key order (newest first), whose
-        columns in `where` take one of the given values; at most `limit` are read."""
+        columns in `where` take one of the given values; at most `limit` are read, at
+        most `per_request` a request (the table service answers as many as asked for,
+        whether the caller takes them or not)."""
         clauses, params = ["PartitionKey eq @day"], {"day": day}
         if after:
             clauses.append("RowKey gt @after")
@@ -175,7 +178,8 @@ class AlertIndex:
             clauses.append("( " + " or ".join(f"{column} eq @{p}" for p in names) + " )")
             params.update(zip(names, values, strict=True))
         rows = self.client.query_entities(" and ".join(clauses), parameters=params,
-                                          results_per_page=min(1000, max(1, limit)))
+                                          results_per_page=max(1, min(1000, limit,
+                                                                      per_request)))
         for count, row in enumerate(rows):
             if count >= limit:
                 return
@@ -203,11 +207,6 @@ class AlertIndex:
 def valid(entry: Mapping[str, Any], stored_version: str | None) -> bool:
     """Whether an entry is its alert's (the Alerts row is at the entry's version)."""
     return stored_version is not None and stored_version == parts(entry["RowKey"])[0]
-
-
-def outdated(entry: Mapping[str, Any], stored_version: str | None) -> bool:
-    """An entry older than its alert's row: never valid again, safe to delete."""
-    return stored_version is not None and parts(entry["RowKey"])[0] < stored_version
 
 
 def stored_version(alerts: AlertRepository, entry: Mapping[str, Any]) -> str | None:

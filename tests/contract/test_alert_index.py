@@ -85,6 +85,7 @@ def test_entries_read_back_newest_first_from_a_keyset_with_filters(index):
     got = [e["RowKey"] for e in index.read(day, "", {}, 100)]
     assert got == ours
     assert [e["RowKey"] for e in index.read(day, ours[2], {}, 2)] == ours[3:5]
+    assert [e["RowKey"] for e in index.read(day, "", {}, 100, per_request=2)] == ours
     high = list(index.read(day, "", {"Severity": ("High",), "Tenant": (t2,)}, 100))
     assert {(e["Tenant"], e["Severity"]) for e in high} == {(t2, "High")}
     assert shown(high[0])["Title"].startswith("Alert ") and parts(high[0]["RowKey"])[1] == t2

@@ -32,8 +32,8 @@ class MemoryAlertIndex(alert_index.AlertIndex):
             for key in keys:
                 self.entries.pop(key, None)
 
-    def read(self, day: str, after: str, where: Mapping[str, tuple[str, ...]], limit: int
-             ) -> Iterator[dict[str, Any]]:
+    def read(self, day: str, after: str, where: Mapping[str, tuple[str, ...]], limit: int,
+             per_request: int = 1000) -> Iterator[dict[str, Any]]:
         for column, values in where.items():
             if column not in FILTERABLE or not values:
                 raise ValueError(f"not a filter of the index: {column}")
