@@ -4,7 +4,8 @@ the local host, against one raw Table query of 50 rows in the same run.
 Seeding goes through the worker's own write path: the simulator holds each tenant's
 alerts, the Ingestor fetches them (Alerts rows, version index, outbox, cursor as in
 production), and the outbox events become SIEM feed entries as the feed writes them
-(`entry_entity`, without the stored-alert copy: the pull reads the same rows). Tenants
+(`entry_entity`, without the stored-alert copy: the pull reads the same rows) and
+AlertIndex entries as the relay writes them (`index_changes`, `AlertIndex.record`). Tenants
 are added per step, so `--tenants 50,200` measures at 50, then seeds 150 more.
 
 Per page: latency (median of `--repeat`), storage requests and rows read (counted at the
@@ -41,12 +42,14 @@ from bench.harness import ROOT, Env, environment
 from devhost.config import HostConfig, QueueOptions
 from devhost.host import Host
 from shared import codec
+from shared.ingest.index_feed import index_changes
 from shared.messages import AlertEvent, FetchRequest
 from shared.microsoft.defender import DefenderClient
 from shared.microsoft.identity import Tokens
 from shared.model import Tenant
 from shared.services import ingestor_for
 from shared.storage import tables
+from shared.storage.alert_index import AlertIndex
 from shared.storage.siem_feed import entry_entity
 
 FUNCTION_KEY = "bench-function-key"
@@ -128,6 +131,7 @@ class Seeder:
         self.ingestor = ingestor_for(settings, Tokens(settings.identity),
                                      DefenderClient(120, settings.identity.ca_bundle))
         self.feed = tables.table(env.storage, tables.SIEM_FEED)
+        self.index = AlertIndex(tables.table(env.storage, tables.ALERT_INDEX))
         self.tenants: list[str] = []
         self.stamp = int(time.time() * 1e6) - 5_400_000_000
         self.spread = random.Random(7)
@@ -158,14 +162,16 @@ class Seeder:
         self._feed_outbox(tenant_id)
 
     def _feed_outbox(self, tenant_id: str) -> None:
-        """The tenant's outbox events as SIEM feed entries, then the outbox emptied (what
-        the relay and the feed function do, without the queue hops)."""
+        """The tenant's outbox events as AlertIndex and SIEM feed entries, then the
+        outbox emptied (what the relay and the feed function do, without the queue
+        hops)."""
         state = self.ingestor.states.of(tenant_id)
         for row_key in state.outbox_rows():
             loaded = state.outbox(row_key)
             if loaded is None:
                 continue
             events, _, etag = loaded
+            self.index.record(*index_changes(events))
             by_bucket: dict[str, list[Any]] = {}
             for raw in events:
                 event = AlertEvent.parse(codec.dumps(raw) if not isinstance(raw, bytes)

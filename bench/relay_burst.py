@@ -3,10 +3,12 @@ relay queue at once (as the host runs the `relay` function on two instances): ho
 events reach the notify and SIEM queues (target: exactly 1,000 each), and what the relay
 costs in storage transactions per 1,000 events.
 
-    .venv/bin/python -m bench.relay_burst [--alerts 1000] [--rounds 3] [--old]
+    .venv/bin/python -m bench.relay_burst [--alerts 1000] [--rounds 3] [--old] [--index]
 
 `--old` also runs each round with the relay as it was before the relay lease (loaded from
-git at OLD_COMMIT), on its own tenant, in the same Azurite.
+git at OLD_COMMIT), on its own tenant, in the same Azurite. `--index` runs each round
+twice, the relay without and with the portal's AlertIndex to keep (its writes counted
+apart, as `index_ops`: one per `$batch` or single delete), alternating which goes first.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections import Counter
 from typing import Any
 
 from bench.harness import ROOT, environment
+from shared.ingest.index_feed import IndexFeed
 from shared.ingest.relay import Relay
 from shared.messages import FetchRequest, RelayRequest
 from shared.microsoft.defender import DefenderClient
@@ -29,6 +32,8 @@ from shared.microsoft.identity import Tokens
 from shared.model import Tenant
 from shared.services import ingestor_for
 from shared.storage import tables
+from shared.storage.alert_index import AlertIndex
+from shared.storage.alerts import AlertRepository
 from shared.storage.connection import StorageConnection
 from shared.storage.ingest_state import IngestStates
 from shared.storage.queues import EventQueue, RelayQueue
@@ -58,6 +63,22 @@ class Counted:
         return counted
 
 
+class CountedIndex(AlertIndex):
+    """The AlertIndex, each storage request of its writes counted."""
+
+    def __init__(self, client: Any, counter: Counter) -> None:
+        super().__init__(client)
+        self.counter = counter
+
+    def _submit(self, operations: list[Any]) -> None:
+        self.counter["index_batch"] += 1
+        super()._submit(operations)
+
+    def _delete(self, day: str, row_key: str) -> None:
+        self.counter["index_delete"] += 1
+        super()._delete(day, row_key)
+
+
 def _old_relay_class() -> type:
     git = shutil.which("git") or "git"
     source = subprocess.run([git, "show", f"{OLD_COMMIT}:shared/ingest/relay.py"],
@@ -79,8 +100,8 @@ def _drain(storage: StorageConnection, name: str, tenant_id: str) -> Counter:
     return ids
 
 
-def _round(env: Any, ingestor: Any, storage: StorageConnection, n: int, old: bool
-           ) -> dict[str, Any]:
+def _round(env: Any, ingestor: Any, storage: StorageConnection, n: int, old: bool,
+           indexed: bool = False) -> dict[str, Any]:
     client_id = env.settings().identity.client_id
     tenant_id = env.sim.add_tenant("Burst Co", consent=[client_id])["id"]
     env.sim.generate(tenant_id, n, age_seconds=600)
@@ -97,7 +118,11 @@ def _round(env: Any, ingestor: Any, storage: StorageConnection, n: int, old: boo
         relay_class = _old_relay_class()
         workers = [relay_class(states, notify, siem) for _ in range(2)]
     else:
-        workers = [Relay(states, notify, siem, RelayQueue(requests)) for _ in range(2)]
+        index_ops: Counter = Counter()
+        feed = IndexFeed(CountedIndex(tables.table(storage, tables.ALERT_INDEX), index_ops),
+                         AlertRepository(tables.table(storage, tables.ALERTS)))
+        workers = [Relay(states, notify, siem, RelayQueue(requests),
+                         index=feed if indexed else None) for _ in range(2)]
     done = threading.Event()
     relayed: list[int] = []
 
@@ -127,7 +152,8 @@ def _round(env: Any, ingestor: Any, storage: StorageConnection, n: int, old: boo
               for name in (tables.NOTIFY_QUEUE, tables.SIEM_QUEUE)}
     table_total = sum(table_ops.values())
     return {
-        "relay": "old" if old else "lease", "seconds": round(seconds, 2),
+        "relay": "old" if old else "lease+index" if indexed else "lease",
+        "seconds": round(seconds, 2),
         "relay_runs": len(relayed),
         **{f"{name}_events": sum(c.values()) for name, c in counts.items()},
         **{f"{name}_distinct": len(c) for name, c in counts.items()},
@@ -135,6 +161,7 @@ def _round(env: Any, ingestor: Any, storage: StorageConnection, n: int, old: boo
         "relay_table_ops": dict(table_ops),
         "relay_queue_ops": dict(queue_ops),
         "delayed_relay_requests_left": queue_ops["send_message"],
+        **({"index_ops": dict(index_ops)} if indexed else {}),
     }
 
 
@@ -144,6 +171,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--old", action="store_true",
                         help=f"also run each round on the relay of {OLD_COMMIT}")
+    parser.add_argument("--index", action="store_true",
+                        help="run each round without and with the AlertIndex kept")
     args = parser.parse_args()
     with environment() as env:
         settings = env.settings(FETCH_PAGE_SIZE="10000", FETCH_OVERLAP_SECONDS="0")
@@ -151,6 +180,12 @@ def main() -> None:
                                 DefenderClient(120, settings.identity.ca_bundle))
         results = []
         for number in range(args.rounds):
+            if args.index:
+                for indexed in [number % 2 == 0, number % 2 == 1]:
+                    result = _round(env, ingestor, env.storage, args.alerts, False, indexed)
+                    results.append(result)
+                    print(json.dumps(result), flush=True)
+                continue
             for old in ([number % 2 == 0, number % 2 == 1] if args.old else [False]):
                 result = _round(env, ingestor, env.storage, args.alerts, old)
                 results.append(result)

@@ -6,6 +6,7 @@ import functools
 
 from shared.config import Settings, get_settings
 from shared.ingest.fanout import Fanout
+from shared.ingest.index_feed import IndexFeed
 from shared.ingest.relay import Relay
 from shared.ingest.worker import Ingestor, IngestStores
 from shared.microsoft.defender import DefenderClient
@@ -18,6 +19,7 @@ from shared.siem.delivery import SiemDelivery
 from shared.siem.feed import Feed
 from shared.siem.outputs import Output
 from shared.storage import tables
+from shared.storage.alert_index import AlertIndex
 from shared.storage.alerts import AlertRepository
 from shared.storage.app_health import AppHealth
 from shared.storage.connection import StorageConnection
@@ -83,7 +85,9 @@ def relay_on(storage: StorageConnection) -> Relay:
     return Relay(IngestStates(tables.table(storage, tables.INGEST_STATE)),
                  EventQueue(tables.queue(storage, tables.NOTIFY_QUEUE)),
                  EventQueue(tables.queue(storage, tables.SIEM_QUEUE)),
-                 RelayQueue(tables.queue(storage, tables.RELAY_QUEUE)))
+                 RelayQueue(tables.queue(storage, tables.RELAY_QUEUE)),
+                 index=IndexFeed(AlertIndex(tables.table(storage, tables.ALERT_INDEX)),
+                                 AlertRepository(tables.table(storage, tables.ALERTS))))
 
 
 @functools.cache
@@ -127,7 +131,9 @@ def onboarding() -> Onboarding:
 def tenant_admin() -> TenantAdmin:
     storage = get_settings().storage
     return TenantAdmin(tenants(), TenantData(tables.table(storage, tables.ALERTS),
-                                             tables.table(storage, tables.INGEST_STATE)))
+                                             tables.table(storage, tables.INGEST_STATE),
+                                             AlertIndex(tables.table(storage,
+                                                                     tables.ALERT_INDEX))))
 
 
 def notifier_for(settings: Settings, transport: Transport) -> Notifier:
@@ -182,4 +188,5 @@ def portal() -> Portal:
     return Portal(get_settings(), tenant_admin(), notify.rules, notify.outbox, onboarding(),
                   ops_notices(), AlertRepository(tables.table(storage, tables.ALERTS)),
                   RunHistory(tables.table(storage, tables.RUN_HISTORY)),
+                  alert_index=AlertIndex(tables.table(storage, tables.ALERT_INDEX)),
                   siem_status=lambda: delivery().status())

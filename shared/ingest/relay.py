@@ -9,16 +9,21 @@ left behind. Each row records how many of its events were sent (ETag-guarded), s
 that dies keeps the lease until it expires and the next one resumes after the last
 recorded chunk: at most that one unrecorded chunk is sent twice, and consumers dedupe on
 `event_id`.
+
+Each chunk also keeps the portal's AlertIndex in step (`_index`, shared/ingest/index_feed.py)
+before the chunk is sent and recorded: a resent chunk writes the same entries again.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.ingest.index_feed import IndexFeed
 from shared.messages import relay_text
 from shared.storage.errors import StateChanged
 from shared.storage.ingest_state import IngestState, IngestStates
@@ -36,9 +41,11 @@ class LeaseLost(Exception):
 
 class Relay:
     def __init__(self, states: IngestStates, notify: EventQueue, siem: EventQueue,
-                 retry: RelayQueue | None = None, lease_seconds: int = LEASE_SECONDS) -> None:
+                 retry: RelayQueue | None = None, lease_seconds: int = LEASE_SECONDS, *,
+                 index: IndexFeed | None = None) -> None:
         self.states, self.notify, self.siem, self.retry = states, notify, siem, retry
         self.lease_seconds = lease_seconds
+        self.index = index  # the portal's alert index, fed here (None: not kept)
         self.pool = ThreadPoolExecutor(SENDERS, thread_name_prefix="relay")
 
     def _send(self, events: list[dict[str, Any]]) -> None:
@@ -47,6 +54,14 @@ class Relay:
                    for q in (self.notify, self.siem)]
         for future in futures:
             future.result()
+
+    def _index(self, events: list[dict[str, Any]], renewed: float) -> None:
+        """The chunk's alert versions into the AlertIndex: new entries, replaced ones
+        deleted. Idempotent, so a chunk sent twice writes the same again; a write ending
+        past half the lease after its renewal (`renewed`, monotonic) is checked, since
+        another relay may have moved those alerts on meanwhile (index_feed.py)."""
+        if self.index is not None:
+            self.index.record(events, deadline=renewed + self.lease_seconds / 2)
 
     def relay(self, tenant_id: str) -> int:
         """Send every pending outbox row of the tenant; returns the events sent."""
@@ -84,8 +99,10 @@ class Relay:
         try:
             etag = state.mark_sent(row_key, sent, etag)  # claim: a failure here sends nothing
             while sent < len(events):
+                renewed = time.monotonic()
                 lease.renew()
                 chunk = events[sent:sent + SEND_CHUNK]
+                self._index(chunk, renewed)
                 self._send(chunk)
                 sent += len(chunk)
                 done += len(chunk)

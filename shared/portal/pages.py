@@ -26,6 +26,7 @@ from shared.ops import health
 from shared.portal import auth, queries
 from shared.portal.chart import daily_chart
 from shared.portal.rule_form import SEVERITIES, rule_from_form
+from shared.storage.alert_index import AlertIndex
 from shared.storage.alerts import AlertRepository
 from shared.storage.mail_outbox import MailOutbox
 from shared.storage.rules import RULE_ID, RuleRepository
@@ -71,12 +72,13 @@ def _redirect(location: str, **extra: str) -> Response:
 class Portal:
     def __init__(self, settings: Settings, admin: TenantAdmin, rules: RuleRepository,
                  outbox: MailOutbox, onboarding: Onboarding, notices: OpsNotices,
-                 alerts: AlertRepository, runs: RunHistory,
+                 alerts: AlertRepository, runs: RunHistory, *, alert_index: AlertIndex,
                  siem_status: Callable[[], list[dict[str, Any]]] = list) -> None:
         self.settings, self.cfg = settings, settings.portal
         self.siem_status = siem_status
         self.admin, self.rules, self.outbox, self.onboarding = admin, rules, outbox, onboarding
         self.runs, self.notices, self.alert_rows = runs, notices, alerts
+        self.alert_index = alert_index
         public = settings.onboarding.public_base_url
         self.origins = {netloc.origin(public)}
         self.scheme, self.authority = urlsplit(public).scheme, netloc.authority(public)
@@ -167,7 +169,7 @@ class Portal:
     def _alerts(self, request: Request, principal: auth.Principal) -> Response:
         tenants = self._tenants()
         flt = queries.AlertFilter.parse(request.params, {t.tenant_id for t in tenants})
-        page = queries.search_alerts(self.alert_rows, tenants, flt)
+        page = queries.search_alerts(self.alert_index, tenants, flt)
         next_url = (f"{BASE}/alerts?{urlencode(flt.params(before=page.next_before))}"
                     if page.next_before else "")
         return self._page("portal/alerts.html", principal=principal, tenants=tenants,

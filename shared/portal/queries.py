@@ -1,30 +1,41 @@
 """What the portal reads: alerts across tenants, open counts, per-day counts, emails.
 
-The Alerts table is partitioned by tenant and keyed by alert id, so there is no index by
-time: each page is one bounded query per tenant (filters run in the table service, only
-the indexed columns come back, never the alert bodies), merged and ordered here. Paging
-is by keyset (the last row shown), so a later page reads less than the first. A tenant
-with more matching rows than SCAN_LIMIT is reported as cut short, never silently.
+The alerts list reads the AlertIndex (storage/alert_index.py: every tenant's alerts,
+newest first, one day a partition) in key order, one day's range at a time, from the
+keyset of the last row shown: "Older alerts" costs what the first page costs, at any
+depth. Filters run in the table service on the index's columns; a request reads at most
+READ_PAGES x page size entries (one query per day of the range it reaches), and says so
+(a "continue" link) when it stopped there. The page reads the index alone: the relay
+keeps it in step with the Alerts table (shared/ingest/index_feed.py), trailing it by the
+relay's lag; an older entry of an alert met on the same page is skipped and deleted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from shared import timefmt
 from shared.model import Tenant
+from shared.storage import alert_index
+from shared.storage.alert_index import AlertIndex, Key, day_of_key, parts, shown
 from shared.storage.alerts import AlertRepository
+from shared.storage.keys import decode_key
+
+log = logging.getLogger("mssp_hub.portal")
 
 SEVERITIES = ("High", "Medium", "Low", "Informational")
 STATUSES = ("New", "InProgress", "Resolved")
 OPEN_STATUSES = ("New", "InProgress")
 RANGES = {"24h": 1, "7d": 7, "30d": 30, "90d": 90, "180d": 180}
 PAGE_SIZE = 50
-SCAN_LIMIT = 20_000  # rows read per tenant per request
+SCAN_LIMIT = 20_000  # rows read per tenant per request (the overview's counts)
+READ_PAGES = 20  # index entries read per alerts page: at most READ_PAGES x page size
 PARALLEL = 8
 CHART_DAYS = 14
 PORTAL = "https://security.microsoft.com/alerts/{id}?tid={tenant}"
@@ -39,10 +50,6 @@ def per_tenant(tenants: list[Tenant], read: Callable[[Tenant], T]) -> list[tuple
         return list(zip(tenants, pool.map(read, tenants), strict=True))
 
 
-# "older than" times a link may carry: the query moves them by a microsecond
-EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
-
-
 @dataclass(frozen=True)
 class AlertFilter:
     tenant: str = ""
@@ -51,7 +58,7 @@ class AlertFilter:
     category: str = ""
     device_group: str = ""
     range: str = "7d"
-    before: tuple[datetime, str, str] | None = None  # keyset: the last row shown
+    before: str | None = None  # keyset: the index row key of the last row read
 
     @classmethod
     def parse(cls, params: dict[str, str], tenant_ids: set[str]) -> AlertFilter:
@@ -63,29 +70,28 @@ class AlertFilter:
         def text(name: str) -> str:
             return params.get(name, "").strip()[:200]
 
-        before = None
-        parts = params.get("before", "").split("~")
-        if len(parts) == 3:
-            try:
-                when = datetime.fromisoformat(parts[0]).astimezone(UTC)
-                before = (when, parts[1], parts[2]) if EARLIEST <= when < LATEST else None
-            except (ValueError, OverflowError):  # not a time, or beyond datetime's years
-                before = None
+        before = params.get("before", "")
         return cls(tenant=pick("tenant", tenant_ids), severity=pick("severity", SEVERITIES),
                    status=pick("status", (*STATUSES, "open")), category=text("category"),
                    device_group=text("device_group"),
                    range=params.get("range") if params.get("range") in RANGES else "7d",
-                   before=before)
+                   before=before if alert_index.valid_token(before) else None)
+
+    def where(self) -> dict[str, tuple[str, ...]]:
+        """The index columns this filter narrows, each to the values it allows."""
+        where = {column: (value,) for column, value in (
+            ("Tenant", self.tenant), ("Severity", self.severity),
+            ("Category", self.category), ("RbacGroupName", self.device_group)) if value}
+        if self.status:
+            where["Status"] = OPEN_STATUSES if self.status == "open" else (self.status,)
+        return where
 
     def query(self, tenant_id: str, now: datetime) -> tuple[str, dict[str, Any]]:
-        """An OData filter with parameters; the table service applies all of it."""
+        """An OData filter on one tenant's Alerts partition, with parameters (the table
+        service applies all of it); the alerts list reads the index instead (`where`)."""
         clauses = ["PartitionKey eq @pk", "LastUpdated ge @since"]
         params: dict[str, Any] = {"pk": tenant_id,
                                   "since": now - timedelta(days=RANGES[self.range])}
-        if self.before:
-            clauses.append("LastUpdated le @before")
-            # the table keeps 100 ns, Python 1 us: the exact cut is made after reading
-            params["before"] = self.before[0] + timedelta(microseconds=1)
         if self.status == "open":
             clauses.append("(Status eq 'New' or Status eq 'InProgress')")
         for name, column in (("severity", "Severity"), ("status", "Status"),
@@ -118,6 +124,7 @@ class AlertRow:
     source: str
     created: str
     updated: datetime
+    key: str = ""  # its index row key
 
     @property
     def link(self) -> str:
@@ -132,46 +139,93 @@ class AlertRow:
 class AlertPage:
     rows: list[AlertRow]
     next_before: str = ""  # the `before` value of the next page, "" on the last
-    cut_short: list[str] = field(default_factory=list)  # tenant names
+    partial: bool = False  # READ_PAGES x page size entries read before the page filled
+    read: int = 0  # index entries read
 
 
-def _row(tenant: Tenant, entity: Any) -> AlertRow:
+def _row(tenant_name: str, entry: Any) -> AlertRow:
+    version, tenant_id, alert_key = parts(entry["RowKey"])
+    listed = shown(entry)
     return AlertRow(
-        tenant_id=tenant.tenant_id, tenant_name=tenant.display_name, row_key=entity["RowKey"],
-        alert_id=entity.get("AlertId", ""), title=entity.get("Title", ""),
-        severity=entity.get("Severity", ""), status=entity.get("Status", ""),
-        category=entity.get("Category", ""), device_group=entity.get("RbacGroupName", ""),
-        device=entity.get("ComputerDnsName", ""), source=entity.get("DetectionSource", ""),
-        created=entity.get("AlertCreationTime", ""),
-        updated=entity["LastUpdated"].astimezone(UTC))
+        tenant_id=tenant_id, tenant_name=tenant_name, row_key=alert_key,
+        alert_id=decode_key(alert_key), title=listed["Title"],
+        severity=entry.get("Severity", ""), status=entry.get("Status", ""),
+        category=entry.get("Category", ""), device_group=entry.get("RbacGroupName", ""),
+        device=listed["ComputerDnsName"], source=listed["DetectionSource"],
+        created=listed["AlertCreationTime"], updated=timefmt.to_datetime(version),
+        key=entry["RowKey"])
 
 
-def search_alerts(alerts: AlertRepository, tenants: list[Tenant], flt: AlertFilter,
+class _Scan:
+    """The index entries of a search in key order, day after day back to the range's
+    first, at most `budget` read; where it stopped (`last`) and whether for the budget."""
+
+    def __init__(self, index: AlertIndex, flt: AlertFilter, names: dict[str, str],
+                 now: datetime, budget: int, per_request: int) -> None:
+        self.index, self.where, self.names, self.budget = index, flt.where(), names, budget
+        self.per_request = per_request  # a page's worth: what the table service returns
+        self.since = now - timedelta(days=RANGES[flt.range])
+        self.since_version = timefmt.from_datetime(self.since)
+        self.last = flt.before or ""
+        self.day = day_of_key(self.last) if self.last else \
+            (now + timedelta(days=1)).strftime("%Y-%m-%d")  # clocks a little ahead
+        self.cut, self.read = False, 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        first_day = self.since.strftime("%Y-%m-%d")
+        while self.day >= first_day:
+            for entry in self.index.read(self.day, self.last, self.where, self.budget,
+                                         self.per_request):
+                self.budget -= 1
+                self.read += 1
+                self.last = entry["RowKey"]
+                if parts(entry["RowKey"])[0] < self.since_version:
+                    return
+                if entry["Tenant"] in self.names:
+                    yield entry
+            if self.budget <= 0:
+                self.cut = True
+                return
+            self.day = (datetime.strptime(self.day, "%Y-%m-%d")
+                        - timedelta(days=1)).strftime("%Y-%m-%d")
+
+
+def _forget(index: AlertIndex, older: list[Key]) -> None:
+    """Delete entries of versions older than one the page showed (a late writer's)."""
+    if older:
+        try:
+            index.remove(older)
+        except Exception:  # a repair: the page is right without it
+            log.warning("could not delete %d outdated alert index entries", len(older))
+
+
+def search_alerts(index: AlertIndex, tenants: list[Tenant], flt: AlertFilter,
                   now: datetime | None = None, page_size: int = PAGE_SIZE) -> AlertPage:
-    """The newest `page_size` alerts matching `flt`, older than its keyset if it has one."""
+    """The newest `page_size` alerts matching `flt` of `tenants`, after its keyset if it
+    has one: at most READ_PAGES x page_size index entries read, whatever the depth."""
     now = now or datetime.now(UTC)
-    chosen = [t for t in tenants if not flt.tenant or t.tenant_id == flt.tenant]
-
-    def read(tenant: Tenant) -> tuple[list[Any], bool]:
-        text, params = flt.query(tenant.tenant_id, now)
-        return alerts.search(text, params, SCAN_LIMIT)
-
-    rows: list[AlertRow] = []
-    cut_short = []
-    for tenant, (entities, cut) in per_tenant(chosen, read):
-        if cut:
-            cut_short.append(tenant.display_name)
-        rows.extend(_row(tenant, e) for e in entities if e.get("LastUpdated"))
-    if flt.before:
-        mark = (-flt.before[0].timestamp(), flt.before[1], flt.before[2])
-        rows = [r for r in rows if r.order > mark]
-    rows.sort(key=lambda r: r.order)
-    page = rows[:page_size]
-    next_before = ""
-    if len(rows) > page_size:
-        last = page[-1]
-        next_before = f"{last.updated.isoformat()}~{last.tenant_id}~{last.row_key}"
-    return AlertPage(page, next_before, cut_short)
+    names = {t.tenant_id: t.display_name for t in tenants
+             if not flt.tenant or t.tenant_id == flt.tenant}
+    scan = _Scan(index, flt, names, now, READ_PAGES * page_size, page_size + 1)
+    shown: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    older: list[Key] = []
+    for entry in scan:  # one more than a page: is there a next?
+        alert = parts(entry["RowKey"])[1:]
+        if alert in seen:
+            older.append((entry["PartitionKey"], entry["RowKey"]))
+            continue
+        seen.add(alert)
+        shown.append(entry)
+        if len(shown) > page_size:
+            break
+    _forget(index, older)
+    rows = [_row(names[e["Tenant"]], e) for e in shown[:page_size]]
+    if len(shown) > page_size:
+        return AlertPage(rows, rows[-1].key, read=scan.read)
+    if scan.cut:
+        return AlertPage(rows, scan.last, partial=True, read=scan.read)
+    return AlertPage(rows, read=scan.read)
 
 
 @dataclass

@@ -61,6 +61,26 @@ class AlertRepository:
         except ResourceNotFoundError:
             return None
 
+    def version(self, tenant_id: str, row_key: str) -> str | None:
+        """The stored version of the alert at `row_key` (its Alerts row key), None when it
+        is not stored: what an index entry is checked against (`alert_index.valid`)."""
+        try:
+            row = self.client.get_entity(tenant_id, row_key, select=["Version"])
+        except ResourceNotFoundError:
+            return None
+        return str(row.get("Version") or "") or None
+
+    def main_rows(self, tenant_id: str, after: str, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` of the tenant's rows after row key `after`, in key order, with the
+        listed columns and `Version` (the index backfill's read); overflow rows
+        included (the caller skips them, keeping its place)."""
+        rows = self.client.query_entities(
+            "PartitionKey eq @pk and RowKey gt @after", parameters={"pk": tenant_id,
+                                                                    "after": after},
+            select=[*COLUMNS, "Version"],
+            results_per_page=min(1000, limit))
+        return [dict(row) for row, _ in zip(rows, range(limit), strict=False)]
+
     # ingest's write --------------------------------------------------------------------
     def store(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One transaction of alert rows (one tenant), each replacing what was there:

@@ -21,6 +21,8 @@ APP_HEALTH = "AppHealth"
 SIEM_FEED = "SiemFeed"
 SIEM_DELIVERY = "SiemDelivery"
 FANOUT_LEDGER = "FanoutLedger"
+# the portal's alert list: every tenant's alerts, newest first (storage/alert_index.py)
+ALERT_INDEX = "AlertIndex"
 # tenants: onboarding's invitations and consent attempts, and the ops notices
 INVITATIONS = "Invitations"
 CONSENT_STATES = "ConsentStates"

@@ -1,6 +1,7 @@
 """What the app keeps of one tenant besides its registry row: its alerts (partition
 <tenant id> of Alerts) and its ingest state (partition <tenant id> of IngestState), for
-the MSSP's offboarding: wait for a running fetch, then erase both."""
+the MSSP's offboarding: wait for a running fetch, then erase both, and the alerts'
+entries in the portal's AlertIndex."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from typing import Any
 
 from azure.data.tables import TableClient, TableTransactionError
 
+from shared.storage.alert_index import AlertIndex, Key, key_of
+from shared.storage.alert_rows import OVERFLOW_MARK
 from shared.storage.ingest_state import CURSOR, LEASE, IngestState
 
 
 class TenantData:
-    def __init__(self, alerts: TableClient, state: TableClient) -> None:
-        self.alerts, self.state = alerts, state
+    def __init__(self, alerts: TableClient, state: TableClient,
+                 index: AlertIndex | None = None) -> None:
+        self.alerts, self.state, self.index = alerts, state, index
 
     def lock(self, tenant_id: str, owner: str, seconds: int) -> bool:
         """Take the tenant's fetch lease: no fetch runs for it while `owner` holds it."""
@@ -24,10 +28,20 @@ class TenantData:
 
     def erase(self, tenant_id: str) -> int:
         """Delete the tenant's alerts and ingest state (but the lease, held by whoever
-        erases); rows already gone are fine. Returns the number of alerts deleted."""
+        erases); rows already gone are fine. Returns the number of alerts deleted. The
+        index entries go first (at the versions the rows hold), so a retry finds them."""
+        if self.index is not None:
+            self.index.remove(self._entries(tenant_id))
         deleted = _delete_partition(self.alerts, tenant_id)
         _delete_partition(self.state, tenant_id, keep={LEASE})
         return deleted
+
+    def _entries(self, tenant_id: str) -> list[Key]:
+        return [key_of(tenant_id, row["RowKey"], str(row["Version"]))
+                for row in self.alerts.query_entities(
+                    "PartitionKey eq @pk", parameters={"pk": tenant_id},
+                    select=["RowKey", "Version"])
+                if row.get("Version") and OVERFLOW_MARK not in row["RowKey"]]
 
     def has_cursor(self, tenant_id: str) -> bool:
         """Whether a fetch of the tenant has stored where it stands."""

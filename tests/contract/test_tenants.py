@@ -16,6 +16,7 @@ from azure.core.exceptions import (
 )
 
 from shared.model import Tenant, TenantStatus
+from shared.storage.alert_index import AlertIndex, key_of
 from shared.storage.errors import AlreadyExists
 from shared.storage.ingest_state import CURSOR
 from shared.storage.invitations import (
@@ -23,6 +24,7 @@ from shared.storage.invitations import (
     ConsentStateRepository,
     InvitationRepository,
 )
+from shared.storage.memory.alert_index import MemoryAlertIndex
 from shared.storage.memory.tenants import (
     MemoryConsentStates,
     MemoryInvitations,
@@ -62,17 +64,22 @@ class _Seeded:
 
     def __init__(self, backend) -> None:
         if backend.storage is None:
-            self.data = MemoryTenantData()
+            self.index = MemoryAlertIndex()
+            self.data = MemoryTenantData(self.index)
             self.put = self.data.put
         else:
             alert_table = fresh_table(backend.storage, "Alerts")
             state_table = fresh_table(backend.storage, "State")
-            self.data = TenantData(alert_table, state_table)
+            self.index = AlertIndex(fresh_table(backend.storage, "Index"))
+            self.data = TenantData(alert_table, state_table, self.index)
 
-            def put(tenant_id, alerts=(), state=()):
+            def put(tenant_id, alerts=(), state=(), versions=None):
                 for table, keys in ((alert_table, alerts), (state_table, state)):
                     for key in keys:
-                        table.create_entity({"PartitionKey": tenant_id, "RowKey": key})
+                        table.create_entity({"PartitionKey": tenant_id, "RowKey": key,
+                                             **({"Version": versions[key]} if table is
+                                                alert_table and key in (versions or {})
+                                                else {})})
             self.put = put
 
 
@@ -373,6 +380,20 @@ def test_erasing_a_tenants_data_keeps_the_lease_and_other_tenants(seeded):
     data.unlock(mine, "offboard-1")
     assert data.erase(mine) == 0  # nothing left, and that is fine
     assert data.erase(other) == 1
+
+
+def test_erasing_a_tenants_alerts_removes_their_index_entries(seeded):
+    mine, other = str(uuid.uuid4()), str(uuid.uuid4())
+    stamp = "2026-12-01T10:00:00.0000000Z"
+    entries = {t: [{"PartitionKey": stamp[:10], "RowKey": key_of(t, k, stamp)[1],
+                    "Tenant": t, "Shown": "[]"} for k in ("a1", "a2")] for t in (mine, other)}
+    for tenant_id in (mine, other):
+        seeded.put(tenant_id, ["a1", "a2", "a2%~1"], versions={"a1": stamp, "a2": stamp})
+        seeded.index.put(entries[tenant_id])
+    assert seeded.data.erase(mine) == 2
+    assert {e["Tenant"] for e in seeded.index.every()} == {other}
+    assert seeded.data.erase(mine) == 0  # again: nothing left, and that is fine
+    assert len(seeded.index.every()) == 2
 
 
 def test_a_lease_is_exclusive_until_released(seeded):

@@ -47,6 +47,13 @@ def _count(storage, table: str, tenant_id: str) -> int:
                                                 select=["RowKey"]))
 
 
+def _indexed(storage, tenant_id: str) -> int:
+    """The tenant's entries in the AlertIndex (the relay writes them after the fetch)."""
+    client = tables.table(storage, tables.ALERT_INDEX)
+    return sum(1 for _ in client.query_entities("Tenant eq @t", parameters={"t": tenant_id},
+                                                select=["RowKey"]))
+
+
 @pytest.fixture
 def seeded(app_host, sim, simulator, storage_env):
     """Three customers: Fabrikam (alerts of known kinds, one with a hostile title, and a
@@ -85,6 +92,8 @@ def seeded(app_host, sim, simulator, storage_env):
         repo.set_status(tenant_id, TenantStatus.ACTIVE, "seeded by a test")
     wait_for(lambda: _count(storage_env, tables.ALERTS, fabrikam) == 6
              and _count(storage_env, tables.ALERTS, woodgrove) == 3, timeout=60)
+    wait_for(lambda: _indexed(storage_env, fabrikam) == 6
+             and _indexed(storage_env, woodgrove) == 3, timeout=60)
     wait_for(lambda: repo.get(litware).status == TenantStatus.CONSENT_REVOKED, timeout=30)
     wait_for(lambda: _count(storage_env, tables.MAIL_OUTBOX, fabrikam) >= 2, timeout=60)
     SEEDED.update(fabrikam=fabrikam, woodgrove=woodgrove, litware=litware,

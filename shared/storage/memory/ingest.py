@@ -272,6 +272,15 @@ class MemoryAlerts(alerts.AlertRepository):
             row = self.rows.get((tenant_id, encode_key(alert_id)))
         return alerts.stored(row) if row is not None else None
 
+    def version(self, tenant_id: str, row_key: str) -> str | None:
+        with self.lock:
+            row = self.rows.get((tenant_id, row_key))
+        return str(row.get("Version") or "") or None if row is not None else None
+
+    def main_rows(self, tenant_id: str, after: str, limit: int) -> list[dict[str, Any]]:
+        return [{k: row[k] for k in [*COLUMNS, "Version"] if k in row}
+                for row in self._partition(tenant_id) if row["RowKey"] > after][:limit]
+
     def _partition(self, tenant_id: str) -> list[dict[str, Any]]:
         with self.lock:
             return [dict(row) for (pk, _), row in sorted(self.rows.items())

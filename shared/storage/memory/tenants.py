@@ -19,6 +19,7 @@ from azure.core.exceptions import (
 
 from shared.model import Tenant, TenantStatus, parse_tenant_id
 from shared.storage import invitations, notices, tenant_data, tenants
+from shared.storage.alert_index import AlertIndex, key_of
 from shared.storage.errors import AlreadyExists
 from shared.storage.ingest_state import CURSOR, LEASE
 from shared.storage.memory import new_etag
@@ -155,18 +156,22 @@ class MemoryNotices(notices.NoticeRepository):
 
 
 class MemoryTenantData(tenant_data.TenantData):
-    """Row keys only: alerts and ingest-state rows per tenant, and who holds each lease."""
+    """Row keys only: alerts and ingest-state rows per tenant, and who holds each lease;
+    the alerts' versions, for their AlertIndex entries."""
 
-    def __init__(self) -> None:
+    def __init__(self, index: AlertIndex | None = None) -> None:
         self.alert_rows: dict[str, set[str]] = {}
         self.state_rows: dict[str, set[str]] = {}
         self.leases: dict[str, tuple[str, datetime]] = {}
+        self.versions: dict[tuple[str, str], str] = {}
+        self.index = index
 
-    def put(self, tenant_id: str, alerts: Iterable[str] = (), state: Iterable[str] = ()
-            ) -> None:
+    def put(self, tenant_id: str, alerts: Iterable[str] = (), state: Iterable[str] = (),
+            versions: dict[str, str] | None = None) -> None:
         """Seed a tenant's rows (what ingest would have written)."""
         self.alert_rows.setdefault(tenant_id, set()).update(alerts)
         self.state_rows.setdefault(tenant_id, set()).update(state)
+        self.versions.update({(tenant_id, k): v for k, v in (versions or {}).items()})
 
     def lock(self, tenant_id: str, owner: str, seconds: int) -> bool:
         now = datetime.now(UTC)
@@ -183,6 +188,9 @@ class MemoryTenantData(tenant_data.TenantData):
             self.state_rows.get(tenant_id, set()).discard(LEASE)
 
     def erase(self, tenant_id: str) -> int:
+        if self.index is not None:
+            self.index.remove([key_of(tenant_id, k, v) for (t, k), v in self.versions.items()
+                               if t == tenant_id and k in self.alert_rows.get(tenant_id, ())])
         deleted = sum(1 for k in self.alert_rows.pop(tenant_id, set()) if "%~" not in k)
         self.state_rows[tenant_id] = self.state_rows.get(tenant_id, set()) & {LEASE}
         return deleted
