@@ -35,6 +35,7 @@ from shared.storage.runs import RunHistory
 from shared.storage.siem_delivery import DeliverQueue, SiemDeliveryRepository
 from shared.storage.siem_feed import SiemFeedRepository
 from shared.storage.tenant_data import TenantData
+from shared.storage.tenant_summaries import TenantSummaries
 from shared.storage.tenants import TenantRepository
 from shared.tenants.admin import TenantAdmin
 from shared.tenants.onboarding import Onboarding
@@ -83,7 +84,8 @@ def relay_on(storage: StorageConnection) -> Relay:
     return Relay(IngestStates(tables.table(storage, tables.INGEST_STATE)),
                  EventQueue(tables.queue(storage, tables.NOTIFY_QUEUE)),
                  EventQueue(tables.queue(storage, tables.SIEM_QUEUE)),
-                 RelayQueue(tables.queue(storage, tables.RELAY_QUEUE)))
+                 RelayQueue(tables.queue(storage, tables.RELAY_QUEUE)),
+                 summaries=TenantSummaries(tables.table(storage, tables.TENANT_SUMMARIES)))
 
 
 @functools.cache
@@ -182,4 +184,5 @@ def portal() -> Portal:
     return Portal(get_settings(), tenant_admin(), notify.rules, notify.outbox, onboarding(),
                   ops_notices(), AlertRepository(tables.table(storage, tables.ALERTS)),
                   RunHistory(tables.table(storage, tables.RUN_HISTORY)),
-                  siem_status=lambda: delivery().status())
+                  siem_status=lambda: delivery().status(),
+                  summaries=TenantSummaries(tables.table(storage, tables.TENANT_SUMMARIES)))

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from shared.model import Tenant
 from shared.storage.alerts import AlertRepository
+from shared.storage.tenant_summaries import Counts
 
 SEVERITIES = ("High", "Medium", "Low", "Informational")
 STATUSES = ("New", "InProgress", "Resolved")
@@ -196,3 +197,12 @@ def tenant_alert_counts(alerts: AlertRepository, tenant_id: str, now: datetime |
         if day >= first_day:
             counts.per_day[(day, severity)] = counts.per_day.get((day, severity), 0) + 1
     return counts
+
+
+def from_summary(counts: Counts | None, now: datetime, days: int = CHART_DAYS
+                 ) -> TenantAlerts:
+    """A tenant's summary as the overview shows it (no summary yet: nothing counted)."""
+    counts = counts or Counts()
+    first = (now - timedelta(days=days - 1)).strftime("%Y-%m-%d")
+    return TenantAlerts({s: counts.open.get(s, 0) for s in SEVERITIES},
+                        {k: n for k, n in counts.per_day().items() if k[0] >= first})
