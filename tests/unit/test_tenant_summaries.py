@@ -207,11 +207,10 @@ def test_the_overview_counts_come_from_the_summary():
 def test_backfill_on_a_store_written_before_summaries_ends_at_the_recount(world):
     """Alerts relayed by a relay without summaries (the previous version), and more
     still in the outbox: the backfill's tally plus the outbox's events is the recount."""
-    world.relay = Relay(world.states, EventQueue(world.notify), EventQueue(world.siem),
-                        lease_seconds=0)  # the previous version: no tally kept
     world.add_alerts(5)
     world.fetch()
     world.relay_requested()
+    del world.states.partitions[world.tenant.tenant_id]["tally"]  # the old relay kept none
     later = world.now + timedelta(minutes=5)
     world.defender.put(world.tenant.tenant_id, _alert(0, later, status="Resolved"))
     world.add_alerts(2, start=5)
