@@ -18,7 +18,13 @@ from typing import Any
 
 from shared.storage.errors import StateChanged
 from shared.storage.ingest_state import IngestState, Tally
-from shared.storage.tenant_summaries import OPEN_STATUSES, Counts, TenantSummaries, first_day
+from shared.storage.tenant_summaries import (
+    OPEN_STATUSES,
+    Counts,
+    TenantSummaries,
+    first_day,
+    next_seq,
+)
 
 SEEN = 4_000  # event hashes kept: a duplicate further back than that would count twice
 HASH = 8
@@ -51,7 +57,8 @@ def counted(tally: Tally, events: Iterable[dict[str, Any]], today: date) -> Tall
     seen = [tally.seen[i:i + HASH] for i in range(0, len(tally.seen), HASH)]
     known = set(seen)
     counts = Counts(dict(tally.counts.open),
-                    {d: dict(v) for d, v in tally.counts.raised.items()}, tally.counts.seq + 1)
+                    {d: dict(v) for d, v in tally.counts.raised.items()},
+                    next_seq(tally.counts.seq))
     first = first_day(today)
     for event in events:
         mark = event_hash(str(event.get("event_id")))

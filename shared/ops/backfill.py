@@ -24,7 +24,7 @@ from shared.siem.feed_model import HOUR
 from shared.storage.alerts import AlertRepository
 from shared.storage.ingest_state import IngestState, IngestStates, Tally
 from shared.storage.siem_feed import SiemFeedRepository
-from shared.storage.tenant_summaries import TenantSummaries, first_day, recount
+from shared.storage.tenant_summaries import TenantSummaries, first_day, next_seq, recount
 from shared.storage.tenants import TenantRepository
 
 LEASE_SECONDS = 120
@@ -113,7 +113,7 @@ class Backfill:
                 events, sent, _ = loaded
                 unsent += events[sent:]
         counts = tallies.uncounted(Tally(recount(rows, today), tally.seen), unsent, today)
-        counts.seq = tally.counts.seq + 1
+        counts.seq = next_seq(tally.counts.seq)
         new = Tally(counts.trimmed(today), tally.seen, tally.copied, tally.etag)
         state.save_tally(new)
         self.summaries.publish(tenant_id, new.counts)

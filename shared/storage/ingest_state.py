@@ -538,7 +538,8 @@ class IngestState:
 
     def _tally_op(self, tally: Tally) -> Any:
         entity = {"PartitionKey": self.tenant_id, "RowKey": TALLY,
-                  **tally.counts.properties(), "Seen": tally.seen, "Copied": tally.copied}
+                  **tally.counts.properties(), "Seen": tally.seen,
+                  "Copied": str(tally.copied)}
         if tally.etag is None:
             return ("create", entity)
         return ("update", entity, {"mode": UpdateMode.REPLACE, "etag": tally.etag,

@@ -12,6 +12,7 @@ late or repeated copy is harmless. The backfill keeps its progress in the same t
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -58,7 +59,7 @@ class Counts:
 
     def properties(self) -> dict[str, Any]:
         return {"Open": json.dumps(self.open, sort_keys=True),
-                "Raised": json.dumps(self.raised, sort_keys=True), "Seq": self.seq}
+                "Raised": json.dumps(self.raised, sort_keys=True), "Seq": str(self.seq)}
 
     @classmethod
     def of(cls, entity: Mapping[str, Any]) -> Counts:
@@ -75,6 +76,13 @@ def _bump(counts: dict[str, int], key: str, by: int) -> None:
         counts[key] = value
     else:
         counts.pop(key, None)
+
+
+def next_seq(seq: int) -> int:
+    """The sequence number after `seq`: the time in microseconds, or one more, so that a
+    tally started anew (a tenant erased and onboarded again) still copies over its old
+    summary. Stored as a string (an Int64 the SDK would refuse as Int32)."""
+    return max(seq + 1, int(time.time() * 1_000_000))
 
 
 def first_day(today: date) -> str:

@@ -237,3 +237,17 @@ def test_the_tally_dedupe_window_is_bounded():
     after = tallies.counted(tally, events, datetime.now(UTC).date())
     assert len(after.seen) == tallies.SEEN * tallies.HASH
     assert after.counts.open == {"High": tallies.SEEN + 10}
+
+
+def test_a_tenant_erased_and_onboarded_again_gets_its_new_counts_copied(world):
+    world.add_alerts(3)
+    world.fetch()
+    world.relay_requested()
+    assert world.summaries.rows[world.tenant.tenant_id].open == {"High": 3}
+    world.states.partitions[world.tenant.tenant_id].clear()  # offboarded, its state erased
+    world.alerts.rows.clear()
+    world.defender.alerts.clear()
+    world.add_alerts(1, start=10)
+    world.fetch()
+    world.relay_requested()
+    assert world.summaries.rows[world.tenant.tenant_id].open == {"High": 1}
