@@ -115,12 +115,6 @@ class MemorySiemFeed:
                 self.partitions.setdefault(copy["PartitionKey"], {})[copy["RowKey"]] = copy
         return len(rows)
 
-    def drop_views(self) -> None:
-        """Forget every tenant view (a store written before views existed, for tests)."""
-        with self._lock:
-            for pk in [pk for pk in self.partitions if "|" in pk]:
-                del self.partitions[pk]
-
     def drop_ledger_day(self, day: str) -> int:
         with self._lock:
             keys = [k for k in self.ledger if k[0] == "L" + day]
