@@ -25,7 +25,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceResponseError,
+)
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared import codec
@@ -557,6 +562,28 @@ class IngestState:
         except TableTransactionError as exc:
             if exc.status_code not in (404, 409, 412):
                 raise
+            raise StateChanged(f"outbox {row_key} of {self.tenant_id} was taken") from exc
+        except ServiceResponseError:  # the answer was lost (a POST is not retried)
+            return self._after_lost_answer(row_key, sent, etag, tally)
+        tally.etag = results[1].get("etag")
+        return results[0]["etag"]
+
+    def _after_lost_answer(self, row_key: str, sent: int, etag: str, tally: Tally) -> str:
+        """Whether the transaction whose answer was lost was made (the tally's `seq` is
+        this one's): then its new etags; if the row is as it was, it is sent once more."""
+        row, found = self._get(row_key), self._get(TALLY)
+        if row is not None and found is not None and int(row.get("Sent", 0)) == sent \
+                and str(found.get("Seq")) == str(tally.counts.seq):
+            tally.etag = found.metadata["etag"]
+            return row.metadata["etag"]
+        if row is None or row.metadata["etag"] != etag:
+            raise StateChanged(f"outbox {row_key} of {self.tenant_id} was taken")
+        try:
+            results = batch.submit_transaction(self.client, [
+                ("update", {"PartitionKey": self.tenant_id, "RowKey": row_key, "Sent": sent},
+                 {"mode": UpdateMode.MERGE, "etag": etag,
+                  "match_condition": MatchConditions.IfNotModified}), self._tally_op(tally)])
+        except TableTransactionError as exc:
             raise StateChanged(f"outbox {row_key} of {self.tenant_id} was taken") from exc
         tally.etag = results[1].get("etag")
         return results[0]["etag"]
