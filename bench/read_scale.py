@@ -4,8 +4,10 @@ the local host, against one raw Table query of 50 rows in the same run.
 Seeding goes through the worker's own write path: the simulator holds each tenant's
 alerts, the Ingestor fetches them (Alerts rows, version index, outbox, cursor as in
 production), and the outbox events become SIEM feed entries as the feed writes them
-(`entry_entity`, without the stored-alert copy: the pull reads the same rows) and
-AlertIndex entries as the relay writes them (`index_changes`, `AlertIndex.record`). Tenants
+(`entry_entity` and its tenant's view, without the stored-alert copy: the pull reads the
+same rows), AlertIndex entries as the relay writes them (`index_changes`,
+`AlertIndex.record`), counted into the tenant's tally and summary as the relay counts
+them. Tenants
 are added per step, so `--tenants 50,200` measures at 50, then seeds 150 more.
 
 Per page: latency (median of `--repeat`), storage requests and rows read (counted at the
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -43,6 +46,7 @@ from devhost.config import HostConfig, QueueOptions
 from devhost.host import Host
 from shared import codec
 from shared.ingest.index_feed import index_changes
+from shared.ingest.tally import TallyKeeper
 from shared.messages import AlertEvent, FetchRequest
 from shared.microsoft.defender import DefenderClient
 from shared.microsoft.identity import Tokens
@@ -50,7 +54,8 @@ from shared.model import Tenant
 from shared.services import ingestor_for
 from shared.storage import tables
 from shared.storage.alert_index import AlertIndex
-from shared.storage.siem_feed import entry_entity
+from shared.storage.siem_feed import entry_entity, view_entity
+from shared.storage.tenant_summaries import TenantSummaries
 
 FUNCTION_KEY = "bench-function-key"
 PORTAL_GROUP = "6f1f8a52-0c4e-4a43-9b1e-5d2b7c9e0a11"
@@ -132,6 +137,7 @@ class Seeder:
                                      DefenderClient(120, settings.identity.ca_bundle))
         self.feed = tables.table(env.storage, tables.SIEM_FEED)
         self.index = AlertIndex(tables.table(env.storage, tables.ALERT_INDEX))
+        self.summaries = TenantSummaries(tables.table(env.storage, tables.TENANT_SUMMARIES))
         self.tenants: list[str] = []
         self.stamp = int(time.time() * 1e6) - 5_400_000_000
         self.spread = random.Random(7)
@@ -166,6 +172,7 @@ class Seeder:
         outbox emptied (what the relay and the feed function do, without the queue
         hops)."""
         state = self.ingestor.states.of(tenant_id)
+        tally = TallyKeeper(state, self.summaries)
         for row_key in state.outbox_rows():
             loaded = state.outbox(row_key)
             if loaded is None:
@@ -179,10 +186,14 @@ class Seeder:
                 # tenants' entries interleaved over the hour, as they arrive in production
                 entity = entry_entity(event, self.stamp + self.spread.randrange(3_600_000_000))
                 by_bucket.setdefault(entity["PartitionKey"], []).append(("upsert", entity))
+                view = view_entity(entity)
+                by_bucket.setdefault(view["PartitionKey"], []).append(("upsert", view))
             for ops in by_bucket.values():
                 for start in range(0, len(ops), 100):
                     self.feed.submit_transaction(ops[start:start + 100])
+            etag = tally.record(row_key, len(events), etag, events)
             state.delete_outbox(row_key, etag)
+        tally.publish(tenant_id)
 
 
 def start_host(env: Env) -> Host:
@@ -238,6 +249,32 @@ def raw_reference(env: Env, tenant_id: str, repeat: int) -> float:
     return round(statistics.median(times) * 1000, 1)
 
 
+def feed_references(env: Env, tenant_id: str, repeat: int) -> list[dict[str, Any]]:
+    """One tenant's first 50 feed entries of the newest seeded hour read directly: from
+    its view (what a tenant-filtered pull now reads) and by the scan of the hour's whole
+    bucket with a Tenant filter (what it read before), with the rows each returned."""
+    client = tables.table(env.storage, tables.SIEM_FEED)
+    bucket = max(e["PartitionKey"] for e in client.query_entities(
+        "PartitionKey gt @lo and PartitionKey lt @hi", parameters={
+            "lo": "20", "hi": "21"}, select=["PartitionKey"],
+        results_per_page=1000) if "|" not in e["PartitionKey"])
+    found = []
+    for name, query, params in (
+            ("feed, one tenant: its view (direct query)", "PartitionKey eq @pk",
+             {"pk": f"{bucket}|{tenant_id}"}),
+            ("feed, one tenant: bucket scan (direct query)",
+             "PartitionKey eq @pk and Tenant eq @t", {"pk": bucket, "t": tenant_id})):
+        times, rows = [], 0
+        for _ in range(max(repeat, 3)):
+            started = time.perf_counter()
+            rows = len(list(itertools.islice(client.query_entities(
+                query, parameters=params, results_per_page=50), 50)))
+            times.append(time.perf_counter() - started)
+        found.append({"page": name, "ms": round(statistics.median(times) * 1000, 1),
+                      "requests": 1, "rows": rows})
+    return found
+
+
 def pages(base: str, tenant_id: str, since: str) -> list[tuple[str, str]]:
     return [("portal overview", f"{base}/portal"),
             ("alerts, first page", f"{base}/portal/alerts"),
@@ -270,6 +307,7 @@ def run_step(env: Env, meter: Meter, base: str, tenants: list[str], repeat: int
                 found = measure(meter, session, link, repeat)
                 results.append({"page": 'alerts, "Older alerts"',
                                 **{k: v for k, v in found.items() if k != "body"}})
+    results += feed_references(env, tenant_id, repeat)
     for item in results:
         item["raw_ms"] = raw
         item["x_raw"] = round(item["ms"] / raw, 1)

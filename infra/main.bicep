@@ -98,6 +98,7 @@ var tableNames = [
   'SiemFeed'
   'SiemDelivery'
   'FanoutLedger'
+  'TenantSummaries'
 ]
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {

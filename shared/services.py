@@ -37,6 +37,7 @@ from shared.storage.runs import RunHistory
 from shared.storage.siem_delivery import DeliverQueue, SiemDeliveryRepository
 from shared.storage.siem_feed import SiemFeedRepository
 from shared.storage.tenant_data import TenantData
+from shared.storage.tenant_summaries import TenantSummaries
 from shared.storage.tenants import TenantRepository
 from shared.tenants.admin import TenantAdmin
 from shared.tenants.onboarding import Onboarding
@@ -87,7 +88,8 @@ def relay_on(storage: StorageConnection) -> Relay:
                  EventQueue(tables.queue(storage, tables.SIEM_QUEUE)),
                  RelayQueue(tables.queue(storage, tables.RELAY_QUEUE)),
                  index=IndexFeed(AlertIndex(tables.table(storage, tables.ALERT_INDEX)),
-                                 AlertRepository(tables.table(storage, tables.ALERTS))))
+                                 AlertRepository(tables.table(storage, tables.ALERTS))),
+                 summaries=TenantSummaries(tables.table(storage, tables.TENANT_SUMMARIES)))
 
 
 @functools.cache
@@ -189,4 +191,5 @@ def portal() -> Portal:
                   ops_notices(), AlertRepository(tables.table(storage, tables.ALERTS)),
                   RunHistory(tables.table(storage, tables.RUN_HISTORY)),
                   alert_index=AlertIndex(tables.table(storage, tables.ALERT_INDEX)),
-                  siem_status=lambda: delivery().status())
+                  siem_status=lambda: delivery().status(),
+                  summaries=TenantSummaries(tables.table(storage, tables.TENANT_SUMMARIES)))

@@ -20,14 +20,25 @@ MAX_MESSAGE_BYTES = 40_000  # base64 makes it ~53 KB of the 64 KB queue limit
 
 
 def tracked(alert: dict[str, Any], version: str) -> list[Any]:
-    """The index entry: normalized version and the fields whose change matters."""
-    return [version] + [alert.get(name) for name in TRACKED[1:]]
+    """The index entry: normalized version and the fields whose change matters, then the
+    severity (so an update's event says what it was: the tenant summaries move it)."""
+    return [version] + [alert.get(name) for name in TRACKED[1:]] + [alert.get("severity")]
+
+
+def same(old: list[Any], new: list[Any]) -> bool:
+    """Nothing to tell: an entry written before severity was kept compares without it."""
+    return old == new[:len(old)]
 
 
 def changes(old: list[Any] | None, new: list[Any]) -> dict[str, list[Any]]:
     if old is None:
         return {}
-    return {name: [a, b] for name, a, b in zip(TRACKED, old, new, strict=True) if a != b}
+    width = len(TRACKED)
+    found = {name: [a, b] for name, a, b in zip(TRACKED, old[:width], new[:width], strict=True)
+             if a != b}
+    if len(old) > width and old[width] != new[width]:  # an older entry knows no severity
+        found["severity"] = [old[width], new[width]]
+    return found
 
 
 def _clipped(values: dict[str, Any], fields: tuple[str, ...], limit: int,

@@ -8,7 +8,9 @@ at the outbox again after releasing, so a row committed while it held the lease 
 left behind. Each row records how many of its events were sent (ETag-guarded), so a relay
 that dies keeps the lease until it expires and the next one resumes after the last
 recorded chunk: at most that one unrecorded chunk is sent twice, and consumers dedupe on
-`event_id`.
+`event_id`. The tenant's alert counts change in the same transaction as each chunk is
+recorded, so they count it once; the run then copies them to the tenant summaries (and a
+run that finds a copy left undone, by a relay that died, makes it).
 
 Each chunk also keeps the portal's AlertIndex in step (`_index`, shared/ingest/index_feed.py)
 before the chunk is sent and recorded: a resent chunk writes the same entries again.
@@ -24,10 +26,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.ingest.index_feed import IndexFeed
+from shared.ingest.tally import TallyKeeper
 from shared.messages import relay_text
 from shared.storage.errors import StateChanged
 from shared.storage.ingest_state import IngestState, IngestStates
 from shared.storage.queues import EventQueue, RelayQueue
+from shared.storage.tenant_summaries import TenantSummaries
 
 log = logging.getLogger("mssp_hub.relay")
 SEND_CHUNK = 200
@@ -42,8 +46,10 @@ class LeaseLost(Exception):
 class Relay:
     def __init__(self, states: IngestStates, notify: EventQueue, siem: EventQueue,
                  retry: RelayQueue | None = None, lease_seconds: int = LEASE_SECONDS, *,
-                 index: IndexFeed | None = None) -> None:
+                 index: IndexFeed | None = None,
+                 summaries: TenantSummaries | None = None) -> None:
         self.states, self.notify, self.siem, self.retry = states, notify, siem, retry
+        self.summaries = summaries
         self.lease_seconds = lease_seconds
         self.index = index  # the portal's alert index, fed here (None: not kept)
         self.pool = ThreadPoolExecutor(SENDERS, thread_name_prefix="relay")
@@ -67,8 +73,10 @@ class Relay:
         """Send every pending outbox row of the tenant; returns the events sent."""
         state = self.states.of(tenant_id)
         sent_total = 0
-        rows = state.outbox_rows()  # nothing pending: one query, no lease
-        while rows:
+        rows, behind = state.pending()  # nothing pending: one query, no lease
+        behind = behind if self.summaries is not None else 0
+        while rows or behind:
+            behind = 0
             owner = uuid.uuid4().hex
             etag, until = state.take_relay_lease(owner, self.lease_seconds)
             if etag is None:
@@ -76,9 +84,11 @@ class Relay:
                 self._ask_again(tenant_id, until)
                 return sent_total
             lease = _Lease(state, owner, etag, self.lease_seconds)
+            tally = TallyKeeper(state, self.summaries)
             try:
                 for row_key in rows:
-                    sent_total += self._drain(state, row_key, lease)
+                    sent_total += self._drain(state, row_key, lease, tally)
+                tally.publish(tenant_id)
             except LeaseLost:
                 log.warning("relay lease of %s lost mid-run", tenant_id)
                 return sent_total
@@ -89,7 +99,8 @@ class Relay:
             rows = state.outbox_rows()  # committed while the lease was held
         return sent_total
 
-    def _drain(self, state: IngestState, row_key: str, lease: _Lease) -> int:
+    def _drain(self, state: IngestState, row_key: str, lease: _Lease, tally: TallyKeeper
+               ) -> int:
         """Send one row's unsent events, recording each chunk, then drop the row."""
         loaded = state.outbox(row_key)
         if loaded is None:
@@ -106,7 +117,7 @@ class Relay:
                 self._send(chunk)
                 sent += len(chunk)
                 done += len(chunk)
-                etag = state.mark_sent(row_key, sent, etag)
+                etag = tally.record(row_key, sent, etag, chunk)  # mark_sent, counted
             state.delete_outbox(row_key, etag)
         except StateChanged as exc:  # only a relay that took over an expired lease moves it
             raise LeaseLost(row_key) from exc

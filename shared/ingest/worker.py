@@ -24,7 +24,7 @@ from shared import timefmt
 from shared.config import Settings
 from shared.ingest import gc_pause
 from shared.ingest.chunk_commits import ChunkCommits
-from shared.ingest.events import event_message, tracked
+from shared.ingest.events import event_message, same, tracked
 from shared.logsafe import clean
 from shared.messages import FetchRequest
 from shared.microsoft import alert_stream
@@ -396,7 +396,7 @@ class Ingestor:
                 alert_id = str(alert["id"])
                 old = index.get(alert_id)
                 new = tracked(alert, version)
-                if old is not None and (old[0] > version or old == new):
+                if old is not None and (old[0] > version or same(old, new)):
                     record.unchanged += 1  # re-read from the overlap, or an older copy
                     continue
                 if old is None:

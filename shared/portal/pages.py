@@ -31,6 +31,7 @@ from shared.storage.alerts import AlertRepository
 from shared.storage.mail_outbox import MailOutbox
 from shared.storage.rules import RULE_ID, RuleRepository
 from shared.storage.runs import RunHistory
+from shared.storage.tenant_summaries import TenantSummaries
 from shared.tenants.admin import Conflict, TenantAdmin
 from shared.tenants.invitations import parse_invitation, parse_reconsent
 from shared.tenants.onboarding import Onboarding
@@ -73,8 +74,10 @@ class Portal:
     def __init__(self, settings: Settings, admin: TenantAdmin, rules: RuleRepository,
                  outbox: MailOutbox, onboarding: Onboarding, notices: OpsNotices,
                  alerts: AlertRepository, runs: RunHistory, *, alert_index: AlertIndex,
-                 siem_status: Callable[[], list[dict[str, Any]]] = list) -> None:
+                 siem_status: Callable[[], list[dict[str, Any]]] = list,
+                 summaries: TenantSummaries | None = None) -> None:
         self.settings, self.cfg = settings, settings.portal
+        self.summaries = summaries
         self.siem_status = siem_status
         self.admin, self.rules, self.outbox, self.onboarding = admin, rules, outbox, onboarding
         self.runs, self.notices, self.alert_rows = runs, notices, alerts
@@ -140,8 +143,7 @@ class Portal:
     def _overview(self, request: Request, principal: auth.Principal) -> Response:
         now = datetime.now(UTC)
         tenants = self._tenants()
-        counted = queries.per_tenant(tenants, lambda t: queries.tenant_alert_counts(
-            self.alert_rows, t.tenant_id, now))
+        counted = self._counts(tenants, now)
         per_day: dict[tuple[str, str], int] = {}
         for _, counts in counted:
             for key, n in counts.per_day.items():
@@ -153,6 +155,16 @@ class Portal:
                           chart=daily_chart(per_day, now.date(), queries.CHART_DAYS),
                           health=self._health(), notices=self.notices.recent(10),
                           mail_on=self.settings.mail.transport != "none")
+
+    def _counts(self, tenants: list[Tenant], now: datetime
+                ) -> list[tuple[Tenant, queries.TenantAlerts]]:
+        """Each tenant's counts: from the summaries (one query for all tenants), else
+        (no summaries wired) counted from the Alerts table, one query per tenant."""
+        if self.summaries is None:
+            return queries.per_tenant(tenants, lambda t: queries.tenant_alert_counts(
+                self.alert_rows, t.tenant_id, now))
+        found = self.summaries.all()
+        return [(t, queries.from_summary(found.get(t.tenant_id), now)) for t in tenants]
 
     def _health(self) -> dict[str, Any]:
         """What /api/health says, with the detail only signed-in staff may read."""

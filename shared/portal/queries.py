@@ -26,6 +26,7 @@ from shared.storage import alert_index
 from shared.storage.alert_index import AlertIndex, Key, day_of_key, parts, shown
 from shared.storage.alerts import AlertRepository
 from shared.storage.keys import decode_key
+from shared.storage.tenant_summaries import Counts
 
 log = logging.getLogger("mssp_hub.portal")
 
@@ -250,3 +251,12 @@ def tenant_alert_counts(alerts: AlertRepository, tenant_id: str, now: datetime |
         if day >= first_day:
             counts.per_day[(day, severity)] = counts.per_day.get((day, severity), 0) + 1
     return counts
+
+
+def from_summary(counts: Counts | None, now: datetime, days: int = CHART_DAYS
+                 ) -> TenantAlerts:
+    """A tenant's summary as the overview shows it (no summary yet: nothing counted)."""
+    counts = counts or Counts()
+    first = (now - timedelta(days=days - 1)).strftime("%Y-%m-%d")
+    return TenantAlerts({s: counts.open.get(s, 0) for s in SEVERITIES},
+                        {k: n for k, n in counts.per_day().items() if k[0] >= first})

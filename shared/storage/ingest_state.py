@@ -6,8 +6,11 @@ Rows in partition <tenant id> of IngestState:
   relay-lease         which relay is sending this tenant's outbox, until when
   budget              Defender calls per minute over the last hour (our own rate limit)
   idx:<day>:<n>       the version index: alert id -> [version, status, classification,
-                      determination, assignedTo] for alerts created that day (compressed)
+                      determination, assignedTo, severity] for alerts created that day
+                      (compressed; entries written before severity was kept have 5)
   out:<time>:<uuid>   outbox: the events of one committed chunk, until they are relayed
+  tally               the tenant's alert counts (shared/storage/tenant_summaries.py), changed
+                      by the relay in the same transaction as an outbox row's progress
 A chunk commits its index changes, its outbox row and the cursor in one transaction, so
 either all of them happen or none does.
 """
@@ -22,16 +25,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceResponseError,
+)
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared import codec
 from shared.model import Cursor
 from shared.storage import batch, limits
 from shared.storage.errors import StateChanged
+from shared.storage.tenant_summaries import Counts
 
 CURSOR, LEASE, BUDGET = "cursor", "lease", "budget"
 RELAY_LEASE = "relay-lease"  # one relay per outbox at a time
+TALLY = "tally"  # the tenant's alert counts, kept by the relay
 CHUNK = 60_000
 SHARD_LIMIT = 600_000  # compressed bytes per index shard before a new one is started
 OUTBOX_ROW_BYTES = 800_000  # compressed events per outbox row (of 1 MiB per entity)
@@ -198,6 +208,18 @@ class IngestStates:
 
     def of(self, tenant_id: str) -> IngestState:
         return IngestState(self.client, tenant_id)
+
+
+@dataclass
+class Tally:
+    """The tally row: the counts, the hashes of the events last counted (so an event in
+    the outbox twice counts once), the `seq` last copied to the summaries, its ETag
+    (None: no row yet)."""
+
+    counts: Counts = field(default_factory=Counts)
+    seen: bytes = b""
+    copied: int = 0
+    etag: str | None = None
 
 
 @dataclass
@@ -496,6 +518,86 @@ class IngestState:
             if exc.status_code != 412:
                 raise
             raise StateChanged(f"outbox {row_key} of {self.tenant_id} was taken") from exc
+
+    # tally -------------------------------------------------------------------------------
+    def pending(self) -> tuple[list[str], int]:
+        """The outbox rows, and how many changes of the tally are not yet copied to the
+        summaries: one query (the relay's first look)."""
+        query = ("PartitionKey eq @pk and (RowKey eq 'tally' or "
+                 "(RowKey ge 'out:' and RowKey lt 'out;'))")
+        rows, behind = [], 0
+        for row in self.client.query_entities(query, parameters={"pk": self.tenant_id},
+                                              select=["RowKey", "Seq", "Copied"]):
+            if row["RowKey"] == TALLY:
+                behind = int(row.get("Seq") or 0) - int(row.get("Copied") or 0)
+            else:
+                rows.append(row["RowKey"])
+        return rows, behind
+
+    def tally(self) -> Tally:
+        row = self._get(TALLY)
+        if row is None:
+            return Tally()
+        return Tally(Counts.of(row), bytes(row.get("Seen") or b""),
+                     int(row.get("Copied") or 0), row.metadata["etag"])
+
+    def _tally_op(self, tally: Tally) -> Any:
+        entity = {"PartitionKey": self.tenant_id, "RowKey": TALLY,
+                  **tally.counts.properties(), "Seen": tally.seen,
+                  "Copied": str(tally.copied)}
+        if tally.etag is None:
+            return ("create", entity)
+        return ("update", entity, {"mode": UpdateMode.REPLACE, "etag": tally.etag,
+                                   "match_condition": MatchConditions.IfNotModified})
+
+    def mark_sent_counted(self, row_key: str, sent: int, etag: str, tally: Tally) -> str:
+        """`mark_sent` and the tally as counted with that chunk, in one transaction;
+        returns the row's new etag and sets the tally's. StateChanged (nothing written)
+        when either moved since it was read."""
+        ops = [("update", {"PartitionKey": self.tenant_id, "RowKey": row_key, "Sent": sent},
+                {"mode": UpdateMode.MERGE, "etag": etag,
+                 "match_condition": MatchConditions.IfNotModified}), self._tally_op(tally)]
+        try:
+            results = batch.submit_transaction(self.client, ops)
+        except TableTransactionError as exc:
+            if exc.status_code not in (404, 409, 412):
+                raise
+            raise StateChanged(f"outbox {row_key} of {self.tenant_id} was taken") from exc
+        except ServiceResponseError:  # the answer was lost (a POST is not retried)
+            return self._after_lost_answer(row_key, sent, etag, tally)
+        tally.etag = results[1].get("etag")
+        return results[0]["etag"]
+
+    def _after_lost_answer(self, row_key: str, sent: int, etag: str, tally: Tally) -> str:
+        """Whether the transaction whose answer was lost was made (the tally's `seq` is
+        this one's): then its new etags; if the row is as it was, it is sent once more."""
+        row, found = self._get(row_key), self._get(TALLY)
+        if row is not None and found is not None and int(row.get("Sent", 0)) == sent \
+                and str(found.get("Seq")) == str(tally.counts.seq):
+            tally.etag = found.metadata["etag"]
+            return row.metadata["etag"]
+        if row is None or row.metadata["etag"] != etag:
+            raise StateChanged(f"outbox {row_key} of {self.tenant_id} was taken")
+        try:
+            results = batch.submit_transaction(self.client, [
+                ("update", {"PartitionKey": self.tenant_id, "RowKey": row_key, "Sent": sent},
+                 {"mode": UpdateMode.MERGE, "etag": etag,
+                  "match_condition": MatchConditions.IfNotModified}), self._tally_op(tally)])
+        except TableTransactionError as exc:
+            raise StateChanged(f"outbox {row_key} of {self.tenant_id} was taken") from exc
+        tally.etag = results[1].get("etag")
+        return results[0]["etag"]
+
+    def save_tally(self, tally: Tally) -> None:
+        """The tally as given (its copy mark, or a backfill's counts), ETag-guarded;
+        sets its new etag. StateChanged when it moved since it was read."""
+        try:
+            tally.etag = batch.submit_transaction(self.client, [self._tally_op(tally)]
+                                                  )[0].get("etag")
+        except TableTransactionError as exc:
+            if exc.status_code not in (404, 409, 412):
+                raise
+            raise StateChanged(f"tally of {self.tenant_id} moved") from exc
 
 
 def _next_day(day: str) -> str:

@@ -1,12 +1,17 @@
 """The SIEM feed table: entries in hourly partitions keyed by the time they were written
 (microseconds), a ledger row per event id (when its entry was first stamped), and the
-prune mark. How entries are keyed, shaped and filtered lives here; when to stamp and
-restamp is the feed's business (shared/siem/feed.py).
+prune mark. Each entry has a copy in its tenant's view of that hour (partition
+"<hour>|<tenant id>", same RowKey), so a pull filtered to one tenant reads only that
+tenant's entries with the same positions; the copy is written before the entry and
+dropped with it, so an entry in the feed is always in its tenant's view. How entries
+are keyed, shaped and filtered lives here; when to stamp and restamp is the feed's
+business (shared/siem/feed.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +24,7 @@ from azure.data.tables import TableClient, UpdateMode
 from shared import codec
 from shared.messages import AlertEvent
 from shared.siem.feed_model import Filters, bucket_of
+from shared.storage import batch, limits
 from shared.storage.keys import encode_key
 
 META = "meta"  # PartitionKey of the prune mark
@@ -55,6 +61,23 @@ def entry_entity(event: AlertEvent, stamp: int,
     else:
         entity["Summary"] = codec.pack(alert)
     return entity
+
+
+def view_of(bucket: str, tenant_id: str) -> str:
+    """The PartitionKey of a tenant's view of an hour: sorts right after the hour's own."""
+    return f"{bucket}|{tenant_id}"
+
+
+def view_entity(entity: Mapping[str, Any]) -> dict[str, Any]:
+    """The copy of a feed entry in its tenant's view."""
+    return {**entity, "PartitionKey": view_of(entity["PartitionKey"], entity["Tenant"])}
+
+
+def one_tenant(filters: Filters) -> tuple[str | None, Filters]:
+    """(the tenant, the other filters) when `filters` name exactly one tenant: read its view."""
+    if len(filters.tenants) != 1:
+        return None, filters
+    return filters.tenants[0], dataclasses.replace(filters, tenants=())
 
 
 def decode(entity: Mapping[str, Any]) -> dict[str, Any]:
@@ -138,20 +161,28 @@ class SiemFeedRepository:
 
     def put_entry(self, event: AlertEvent, stamp: int,
                   raw: Mapping[str, bytes] | None = None) -> None:
-        """Write (or rewrite, the same) the event's entry under `stamp`."""
-        self.client.upsert_entity(entry_entity(event, stamp, raw), mode=UpdateMode.REPLACE)
+        """Write (or rewrite, the same) the event's entry under `stamp`: its tenant's view
+        first, so that whenever the entry is there, so is its copy."""
+        entity = entry_entity(event, stamp, raw)
+        self.client.upsert_entity(view_entity(entity), mode=UpdateMode.REPLACE)
+        self.client.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
     def drop_entry(self, event: AlertEvent, stamp: int) -> None:
-        with contextlib.suppress(ResourceNotFoundError):
-            self.client.delete_entity(bucket_of(stamp), entry_key(event, stamp))
+        """The entry first, then its copy (a copy left alone is dropped again later)."""
+        bucket, key = bucket_of(stamp), entry_key(event, stamp)
+        for pk in (bucket, view_of(bucket, event.tenant_id)):
+            with contextlib.suppress(ResourceNotFoundError):
+                self.client.delete_entity(pk, key)
 
     def entries(self, bucket: str, after: str, before: str | None, filters: Filters,
                 page_size: int) -> Iterator[tuple[str, dict[str, Any]]]:
         """(key, event) of the bucket's entries keyed after `after` (and before `before`),
-        in key order, that pass `filters`; fetched `page_size` at a time."""
+        in key order, that pass `filters`; fetched `page_size` at a time. Filtered to one
+        tenant, from that tenant's view of the hour: only its entries are read."""
+        tenant, filters = one_tenant(filters)
         extra, params = odata(filters)
         query = "PartitionKey eq @pk and RowKey gt @lo"
-        args = {**params, "pk": bucket, "lo": after}
+        args = {**params, "pk": view_of(bucket, tenant) if tenant else bucket, "lo": after}
         if before is not None:
             query += " and RowKey lt @hi"
             args["hi"] = before
@@ -173,8 +204,29 @@ class SiemFeedRepository:
         self.client.upsert_entity({"PartitionKey": META, "RowKey": "prune", "Through": through})
 
     def drop_hour(self, bucket: str) -> int:
-        """Delete the hour's entries; returns how many."""
-        return self._delete_partition(bucket)
+        """Delete the hour's entries, then every tenant's view of it; returns how many
+        entries (not counting their copies)."""
+        deleted = self._delete_partition(bucket)
+        views = {e["PartitionKey"] for e in self.client.query_entities(
+            "PartitionKey gt @lo and PartitionKey lt @hi",
+            parameters={"lo": f"{bucket}|", "hi": f"{bucket}}}"}, select=["PartitionKey"])}
+        for pk in sorted(views):
+            self._delete_partition(pk)
+        return deleted
+
+    def copy_hour_to_views(self, bucket: str) -> int:
+        """Backfill: the hour's entries copied into their tenants' views (an entry written
+        before views existed has none); idempotent. Returns the entries copied."""
+        by_view: dict[str, list[dict[str, Any]]] = {}
+        for entity in self.client.query_entities("PartitionKey eq @pk",
+                                                 parameters={"pk": bucket}):
+            copy = view_entity(entity)
+            by_view.setdefault(copy["PartitionKey"], []).append(copy)
+        for rows in by_view.values():
+            for ops in limits.packed(([("upsert", r, {"mode": UpdateMode.REPLACE})]
+                                      for r in rows), lambda op: limits.wire_size(op[1])):
+                batch.submit_transaction(self.client, ops)
+        return sum(len(rows) for rows in by_view.values())
 
     def drop_ledger_day(self, day: str) -> int:
         """Delete the ledger rows of a day (YYYYMMDD) of versions; returns how many."""

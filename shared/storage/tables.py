@@ -34,6 +34,9 @@ NOTIFY_LEDGER = "NotifyLedger"
 NOTIFY_DIGESTS = "NotifyDigest"
 MAIL_OUTBOX = "MailOutbox"
 
+# Tenant summaries: each tenant's alert counts, copied by the relay for the portal overview
+TENANT_SUMMARIES = "TenantSummaries"
+
 FETCH_QUEUE = "fetch-requests"
 RELAY_QUEUE = "alert-relay"
 NOTIFY_QUEUE = "notify-events"

@@ -377,3 +377,58 @@ def test_the_deliver_queue_carries_typed_requests(queue):
 def test_a_new_reader_starts_at_the_retention_start(feed):
     assert feed.start() == Position(
         (datetime.fromtimestamp(T0, UTC) - timedelta(days=7)).strftime("%Y%m%d%H"))
+
+
+# a tenant's view of the feed -------------------------------------------------------------
+
+def _pages(feed: Feed, filters: Filters, limit: int) -> list[list[str]]:
+    position, pages = feed.start(), []
+    while True:
+        page = feed.read(position, limit, filters)
+        pages.append([i["event_id"] for i in page.events])
+        position = page.position
+        if not page.more:
+            return pages
+
+
+def test_a_tenant_filtered_read_equals_the_feed_filtered_by_tenant(feed, clock):
+    """Read from the tenant's view: exactly the entries of the unfiltered feed that are
+    the tenant's, in order, across hours and pages (and a rewrite and a drop kept in step)."""
+    tenants = [str(uuid.uuid4()) for _ in range(3)]
+    for n in range(30):
+        feed.append(_event(tenants[n % 3], n, severity=("High", "Low")[n % 2]))
+        clock.at += 400  # several hours
+    clock.at += SETTLE
+    everything = _all(feed, limit=7)
+    for tenant in tenants:
+        mine = [e["event_id"] for e in everything if e["tenant"] == tenant]
+        assert len(mine) == 10
+        for limit in (1, 3, 100):
+            pages = _pages(feed, Filters(tenants=(tenant,)), limit)
+            assert [e for page in pages for e in page] == mine
+        high = [e["event_id"] for e in everything
+                if e["tenant"] == tenant and e["alert"]["severity"] == "High"]
+        assert [e["event_id"] for e in _all(feed, Filters(tenants=(tenant,),
+                                                          severities=("High",)))] == high
+
+
+def test_a_dropped_entry_leaves_its_tenants_view(entries, alerts, clock):
+    feed = Feed(entries, alerts, SETTLE, 7, clock)
+    e = _event()
+    stamp = feed.now_us()
+    entries.put_entry(e, stamp)
+    entries.drop_entry(e, stamp)
+    clock.at += SETTLE + 1
+    assert _all(feed, Filters(tenants=(e.tenant_id,))) == []
+
+
+def test_an_hour_copied_to_views_again_changes_nothing(entries, alerts, clock):
+    feed = Feed(entries, alerts, SETTLE, 7, clock)
+    e = _event()
+    entries.put_entry(e, feed.now_us())
+    clock.at += SETTLE + 1
+    assert entries.copy_hour_to_views(bucket_of(feed.now_us() - SETTLE * 10**6)) == 1
+    assert [i["event_id"] for i in _all(feed, Filters(tenants=(e.tenant_id,)))] == [
+        e.event_id]
+    assert entries.drop_hour(bucket_of(feed.now_us() - SETTLE * 10**6)) == 1
+    assert _all(feed, Filters(tenants=(e.tenant_id,))) == []

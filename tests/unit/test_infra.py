@@ -88,7 +88,7 @@ def _code_names(monkeypatch) -> tuple[set[str], set[str]]:
                    tables.POISON_LOG, tables.APP_HEALTH, onboarding.INVITATIONS,
                    onboarding.STATES, notices.OPS_NOTICES, tables.NOTIFY_RULES,
                    tables.NOTIFY_LEDGER, tables.MAIL_OUTBOX, tables.NOTIFY_DIGESTS,
-                   tables.FANOUT_LEDGER,
+                   tables.FANOUT_LEDGER, tables.TENANT_SUMMARIES,
                    tables.SIEM_FEED, tables.SIEM_DELIVERY}
     return queues | poison | triggered, table_names
 

@@ -28,15 +28,18 @@ from shared.storage.ingest_state import (
     CURSOR,
     LEASE,
     RELAY_LEASE,
+    TALLY,
     ConflictError,
     Index,
     Opening,
     Shard,
     Snapshot,
+    Tally,
 )
 from shared.storage.keys import encode_key
 from shared.storage.memory import new_etag, next_number
 from shared.storage.memory.notify import MemoryAppHealth as _NotifyAppHealth
+from shared.storage.tenant_summaries import Counts, TenantSummaries
 
 
 class Faults:
@@ -224,6 +227,74 @@ class MemoryIngestState(ingest_state.IngestState):
             if row_key in self.rows:
                 self._guarded(row_key, etag)
                 del self.rows[row_key]
+
+    # tally ----------------------------------------------------------------------------
+    def pending(self) -> tuple[list[str], int]:
+        found = self._value(TALLY)
+        behind = found[0]["Counts"].seq - found[0]["Copied"] if found else 0
+        return self.outbox_rows(), behind
+
+    def tally(self) -> Tally:
+        found = self._value(TALLY)
+        if found is None:
+            return Tally()
+        values, etag = found
+        return Tally(copy.deepcopy(values["Counts"]), values["Seen"], values["Copied"], etag)
+
+    def _tally_guarded(self, tally: Tally) -> None:
+        found = self._value(TALLY)
+        if (found is None) != (tally.etag is None) or (found and found[1] != tally.etag):
+            raise StateChanged(f"tally of {self.tenant_id} moved")
+
+    def _put_tally(self, tally: Tally) -> None:
+        tally.etag = self._put(TALLY, {"Counts": copy.deepcopy(tally.counts),
+                                       "Seen": tally.seen, "Copied": tally.copied})
+
+    def mark_sent_counted(self, row_key: str, sent: int, etag: str, tally: Tally) -> str:
+        self.states.faults.check("mark_sent_counted")
+        with self.states.lock:
+            values = self._guarded(row_key, etag)
+            self._tally_guarded(tally)
+            self._put_tally(tally)
+            return self._put(row_key, {**values, "Sent": sent})
+
+    def save_tally(self, tally: Tally) -> None:
+        self.states.faults.check("save_tally")
+        with self.states.lock:
+            self._tally_guarded(tally)
+            self._put_tally(tally)
+
+
+# tenant summaries -----------------------------------------------------------------------
+class MemoryTenantSummaries(TenantSummaries):
+    """tenant id -> the newest counts copied."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Counts] = {}
+        self.marks: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self.faults = Faults()
+        self.reads = 0
+
+    def publish(self, tenant_id: str, counts: Counts) -> bool:
+        self.faults.check("publish")
+        with self.lock:
+            have = self.rows.get(tenant_id)
+            if have is not None and have.seq >= counts.seq:
+                return False
+            self.rows[tenant_id] = copy.deepcopy(counts)
+        return True
+
+    def all(self) -> dict[str, Counts]:
+        with self.lock:
+            self.reads += 1
+            return copy.deepcopy(self.rows)
+
+    def progress(self, part: str) -> str:
+        return self.marks.get(part, "")
+
+    def save_progress(self, part: str, through: str) -> None:
+        self.marks[part] = through
 
 
 # alert rows -----------------------------------------------------------------------------

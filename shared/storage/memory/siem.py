@@ -16,7 +16,16 @@ from shared.messages import AlertEvent
 from shared.siem.feed_model import Filters, bucket_of
 from shared.storage.memory import new_etag
 from shared.storage.siem_delivery import OutputState, SiemDeliveryRepository, StateChanged
-from shared.storage.siem_feed import LedgerStamp, decode, entry_entity, entry_key, ledger_key
+from shared.storage.siem_feed import (
+    LedgerStamp,
+    decode,
+    entry_entity,
+    entry_key,
+    ledger_key,
+    one_tenant,
+    view_entity,
+    view_of,
+)
 
 
 def _passes(entity: Mapping[str, Any], filters: Filters) -> bool:
@@ -65,17 +74,22 @@ class MemorySiemFeed:
     def put_entry(self, event: AlertEvent, stamp: int,
                   raw: Mapping[str, bytes] | None = None) -> None:
         entity = entry_entity(event, stamp, raw)
-        with self._lock:
-            self.partitions.setdefault(entity["PartitionKey"], {})[entity["RowKey"]] = entity
+        for row in (view_entity(entity), entity):  # the tenant's view first, as the real one
+            with self._lock:
+                self.partitions.setdefault(row["PartitionKey"], {})[row["RowKey"]] = row
 
     def drop_entry(self, event: AlertEvent, stamp: int) -> None:
-        with self._lock:
-            self.partitions.get(bucket_of(stamp), {}).pop(entry_key(event, stamp), None)
+        bucket = bucket_of(stamp)
+        for pk in (bucket, view_of(bucket, event.tenant_id)):
+            with self._lock:
+                self.partitions.get(pk, {}).pop(entry_key(event, stamp), None)
 
     def entries(self, bucket: str, after: str, before: str | None, filters: Filters,
                 page_size: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        tenant, filters = one_tenant(filters)
         with self._lock:
-            rows = sorted(self.partitions.get(bucket, {}).items())
+            rows = sorted(self.partitions.get(view_of(bucket, tenant) if tenant else bucket,
+                                              {}).items())
         for key, entity in rows:
             if key > after and (before is None or key < before) and _passes(entity, filters):
                 yield key, decode(entity)
@@ -89,7 +103,17 @@ class MemorySiemFeed:
 
     def drop_hour(self, bucket: str) -> int:
         with self._lock:
+            for pk in [pk for pk in self.partitions if pk.startswith(f"{bucket}|")]:
+                del self.partitions[pk]
             return len(self.partitions.pop(bucket, {}))
+
+    def copy_hour_to_views(self, bucket: str) -> int:
+        with self._lock:
+            rows = list(self.partitions.get(bucket, {}).values())
+            for row in rows:
+                copy = view_entity(row)
+                self.partitions.setdefault(copy["PartitionKey"], {})[copy["RowKey"]] = copy
+        return len(rows)
 
     def drop_ledger_day(self, day: str) -> int:
         with self._lock:
