@@ -77,6 +77,30 @@ def tenant_of(body: bytes | str) -> str | None:
 
 # fetch-requests ---------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
+class TenantSeen:
+    """The tenant as the fan-out read it, so an idle fetch need not read it again: what
+    the worker uses of it, and the row's etag (its health write is made only if the row
+    is unchanged since; otherwise, and before any other write, the worker reads it)."""
+
+    display_name: str
+    region: str
+    failures: int
+    etag: str
+
+    def dump(self) -> dict[str, Any]:
+        return {"name": self.display_name, "region": self.region,
+                "failures": self.failures, "etag": self.etag}
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> TenantSeen:
+        failures = data.get("failures", 0)
+        if not isinstance(failures, int) or isinstance(failures, bool):
+            raise BadMessage("seen.failures is not a number")
+        return cls(_field(data, "name", str), _field(data, "region", str, ""), failures,
+                   _field(data, "etag", str))
+
+
+@dataclass(frozen=True, slots=True)
 class FetchRequest:
     """Fetch a tenant's new alerts (fan-out timer, or a run continuing itself)."""
 
@@ -84,10 +108,14 @@ class FetchRequest:
     tenant_id: str
     continuation: bool = False
     reason: str = "timer"  # timer | budget | continue
+    seen: TenantSeen | None = None  # the fan-out's; without it the worker reads the tenant
 
     def dump(self) -> dict[str, Any]:
-        return {"v": VERSION, "type": self.TYPE, "tenant": self.tenant_id,
+        data = {"v": VERSION, "type": self.TYPE, "tenant": self.tenant_id,
                 "continuation": self.continuation, "reason": self.reason}
+        if self.seen is not None:
+            data["seen"] = self.seen.dump()
+        return data
 
     def to_message(self) -> str:
         return json.dumps(self.dump())
@@ -95,9 +123,11 @@ class FetchRequest:
     @classmethod
     def parse(cls, body: bytes | str) -> FetchRequest:
         data = _load(body, cls.TYPE)
-        # both optional, as ever; a missing reason was always read as ""
+        seen = data.get("seen")
+        # all optional, as ever; a missing reason was always read as ""
         return cls(_tenant(data), _field(data, "continuation", bool, False),
-                   _field(data, "reason", str, ""))
+                   _field(data, "reason", str, ""),
+                   TenantSeen.parse(_field(data, "seen", dict)) if seen is not None else None)
 
 
 # relay-requests ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 from devtools.simulator.client import SimulatorClient
 from devtools.simulator.server import Simulator
 from shared.config import Settings
+from shared.ingest.fanout import _DUE_FIELDS, seen
 from shared.ingest.relay import Relay
 from shared.ingest.worker import Ingestor
 from shared.messages import FetchRequest
@@ -74,6 +75,14 @@ class Pipeline:
     def fetch(self, tenant: Tenant | str, continuation: bool = False):
         tenant_id = tenant if isinstance(tenant, str) else tenant.tenant_id
         return self.ingestor.run(FetchRequest(tenant_id, continuation))
+
+    def fanned_out(self, tenant: Tenant | str) -> FetchRequest:
+        """The fetch message the fan-out sends for the tenant now (with the tenant as it
+        reads it)."""
+        tenant_id = tenant if isinstance(tenant, str) else tenant.tenant_id
+        found = next(t for t in self.tenants.with_status(TenantStatus.ACTIVE, _DUE_FIELDS)
+                     if t.tenant_id == tenant_id)
+        return FetchRequest(tenant_id, seen=seen(found))
 
     def rows(self, tenant_id: str) -> dict[str, dict[str, Any]]:
         """Every stored alert of a tenant, rebuilt from its rows, by alert id."""
