@@ -277,6 +277,43 @@ def test_closing_a_lease_taken_over_leaves_it_but_saves_the_budget(state):
     assert state.calls()[0] == {29_000_000: 2}
 
 
+def test_a_lease_taken_with_a_charge_saves_the_budget_with_it(state):
+    state.save_calls({29_000_000: 1})
+    opening = state.open("w1", 60, lambda minutes: {**minutes, 29_000_001: 1})
+    assert opening.held and opening.charged
+    assert opening.minutes == {29_000_000: 1, 29_000_001: 1}
+    assert state.calls()[0] == {29_000_000: 1, 29_000_001: 1}
+    refused = state.open("w2", 60, lambda minutes: {**minutes, 29_000_002: 1})
+    assert not refused.held and not refused.charged  # not held: nothing counted
+    assert state.calls()[0] == {29_000_000: 1, 29_000_001: 1}
+    unpaid = state.open("w1", 60, lambda minutes: None)  # its owner again; no call due
+    assert unpaid.held and not unpaid.charged
+
+
+def test_a_lease_is_extended_by_its_holder_only(state):
+    opening = state.open("w1", -1)  # lapsed at once
+    etag = state.extend("w1", 60, opening.lease_etag)
+    assert etag and etag != opening.lease_etag
+    assert not state.acquire_lease("w2", 60)[0]  # held again
+    assert state.extend("w1", 60, opening.lease_etag) is None  # a stale etag
+    lapsed = state.open("w1", -1)
+    assert lapsed.held
+    assert state.acquire_lease("w2", 60)[0]  # lapsed, taken over
+    assert state.extend("w1", 60, lapsed.lease_etag) is None
+
+
+def test_the_cursor_keeps_the_recent_versions_for_the_next_opening(state):
+    assert state.open("w1", 60).recent is None
+    recent = {"da1": ["2026-01-01T00:00:00.0000000Z", "New", None, None, None]}
+    _, etag = state.commit([], [], Cursor("2026-01-01T00:00:00.0000000Z", 1), None, "s1",
+                           recent)
+    assert state.open("w1", 60).recent == recent
+    big = {f"da{n}": ["2026-01-01T00:00:00.0000000Z", "New" * 30, None, None, None]
+           for n in range(1_000)}  # too big to keep: not known
+    state.commit([], [], Cursor("2026-01-01T00:00:00.0000000Z", 1), etag, "s2", big)
+    assert state.open("w1", 60).recent is None
+
+
 # alert rows -----------------------------------------------------------------------------
 def test_alert_rows_upserted_and_read_back_by_the_portals_queries(alerts):
     tenant = str(uuid.uuid4())

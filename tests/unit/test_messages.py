@@ -19,6 +19,7 @@ from shared.messages import (
     DeliverRequest,
     FetchRequest,
     RelayRequest,
+    TenantSeen,
     relay_text,
     tenant_of,
 )
@@ -32,6 +33,7 @@ EVENT = AlertEvent(TENANT, "Contoso Café ✓", "da6380|1", "2026-11-30T10:00:00
                     "evidence": [{"entityType": "File", "fileName": "ä.exe"}],
                     "evidenceCount": 1})
 SAMPLES = [FetchRequest(TENANT), FetchRequest(TENANT, True, "budget"), RelayRequest(TENANT),
+           FetchRequest(TENANT, seen=TenantSeen("Contoso Café ✓", "eu", 2, 'W/"etag"')),
            DeliverRequest("soc-syslog"), EVENT]
 
 # What the producers wrote before the contracts moved here (messages queued by an older
@@ -128,6 +130,10 @@ MALFORMED = [
     (FetchRequest, _fetch(tenant=_DROP), "tenant is not a GUID"),
     (FetchRequest, _fetch(tenant=42), "tenant is not a GUID"),
     (FetchRequest, _fetch(continuation="yes"), "continuation is not a boolean"),
+    (FetchRequest, _fetch(seen="x"), "seen is not a JSON object"),
+    (FetchRequest, _fetch(seen={"name": "C"}), "etag is missing"),
+    (FetchRequest, _fetch(seen={"name": "C", "etag": "e", "failures": "2"}),
+     "seen.failures is not a number"),
     (FetchRequest, _fetch(reason=7), "reason is not a string"),
     (RelayRequest, '{"v": 1, "type": "relay", "tenant": "x"}', "tenant is not a GUID"),
     (RelayRequest, '{"v": 1, "type": "relay"}', "tenant is not a GUID"),
