@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.messages import relay_text
+from shared.messages import batch_texts, relay_text
 from shared.storage.errors import StateChanged
 from shared.storage.ingest_state import IngestState, IngestStates
 from shared.storage.queues import EventQueue, RelayQueue
@@ -42,7 +42,7 @@ class Relay:
         self.pool = ThreadPoolExecutor(SENDERS, thread_name_prefix="relay")
 
     def _send(self, events: list[dict[str, Any]]) -> None:
-        texts = [relay_text(e) for e in events]
+        texts = batch_texts([relay_text(e) for e in events])  # as few messages as fit
         futures = [self.pool.submit(q.send, t) for t in texts
                    for q in (self.notify, self.siem)]
         for future in futures:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +15,7 @@ from shared.config import Settings
 from shared.ingest.fanout import _DUE_FIELDS, seen
 from shared.ingest.relay import Relay
 from shared.ingest.worker import Ingestor
-from shared.messages import FetchRequest
+from shared.messages import FetchRequest, alert_events
 from shared.microsoft.defender import DefenderClient
 from shared.microsoft.identity import Tokens
 from shared.model import Tenant, TenantStatus
@@ -116,9 +115,9 @@ class Pipeline:
             if not batch:
                 return found
             for message in batch:
-                event = json.loads(message.content)
-                if event.get("tenant") == tenant_id:
-                    found.append(event)
+                for event in alert_events(message.content):  # an event or a batch
+                    if event.tenant_id == tenant_id:
+                        found.append(event.dump())
                 client.delete_message(message)
 
 
