@@ -25,8 +25,8 @@ log = logging.getLogger("mssp_hub.siem")
 @bp.queue_trigger(arg_name="msg", queue_name=SIEM_QUEUE, connection="AzureWebJobsStorage")
 def siem_feed(msg: func.QueueMessage) -> None:
     events = parse_or_record(msg, SIEM_QUEUE, alert_events)
-    for event in events or []:  # a redelivered batch: the events in already are no-ops
-        services.feed().append(event)
+    if events:  # a redelivered batch: the events in already are no-ops
+        services.feed().append_all(events)
 
 
 @bp.function_name("siem_feed_poison")

@@ -7,18 +7,19 @@ restamp is the feed's business (shared/siem/feed.py).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared import codec
 from shared.messages import AlertEvent
 from shared.siem.feed_model import Filters, bucket_of
+from shared.storage import batch, limits
 from shared.storage.keys import encode_key
 
 META = "meta"  # PartitionKey of the prune mark
@@ -35,6 +36,11 @@ class LedgerStamp:
 def ledger_key(event: AlertEvent) -> tuple[str, str]:
     """(PartitionKey, RowKey) of an event's ledger row: one partition per day of versions."""
     return "L" + event.version[:10].replace("-", ""), encode_key(event.event_id)
+
+
+def ledger_day(event: AlertEvent) -> str:
+    """The ledger partition of an event (events of one day go in one transaction)."""
+    return ledger_key(event)[0]
 
 
 def entry_key(event: AlertEvent, stamp: int) -> str:
@@ -109,6 +115,22 @@ class SiemFeedRepository:
             ledger = self.client.get_entity(pk, rk)
         return LedgerStamp(int(ledger["Stamp"]), ledger.metadata["etag"])
 
+    def stamp_all(self, events: Sequence[AlertEvent], stamp: int) -> bool:
+        """`stamp_once` for several events of one ledger partition (at most 100) in one
+        transaction: True when this call recorded them all, False (nothing recorded) when
+        any of them was stamped before (a redelivery: take them one at a time)."""
+        ops = []
+        for event in events:
+            pk, rk = ledger_key(event)
+            ops.append(("create", {"PartitionKey": pk, "RowKey": rk, "Stamp": str(stamp)}))
+        try:
+            batch.submit_transaction(self.client, ops)
+        except TableTransactionError as exc:
+            if exc.status_code == 409:
+                return False
+            raise
+        return True
+
     def restamp(self, event: AlertEvent, stamp: int, etag: str) -> bool:
         """Take over an abandoned stamp; False when another delivery changed it first."""
         pk, rk = ledger_key(event)
@@ -140,6 +162,15 @@ class SiemFeedRepository:
                   raw: Mapping[str, bytes] | None = None) -> None:
         """Write (or rewrite, the same) the event's entry under `stamp`."""
         self.client.upsert_entity(entry_entity(event, stamp, raw), mode=UpdateMode.REPLACE)
+
+    def put_entries(self, items: Sequence[tuple[AlertEvent, Mapping[str, bytes] | None]],
+                    stamp: int) -> None:
+        """`put_entry` for several events under one `stamp` (one partition), as few
+        transactions as Azure's limits allow."""
+        ops = [("upsert", entry_entity(event, stamp, raw), {"mode": UpdateMode.REPLACE})
+               for event, raw in items]
+        for step in limits.packed(([op] for op in ops), lambda op: limits.wire_size(op[1])):
+            batch.submit_transaction(self.client, step)
 
     def drop_entry(self, event: AlertEvent, stamp: int) -> None:
         with contextlib.suppress(ResourceNotFoundError):

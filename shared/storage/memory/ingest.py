@@ -293,6 +293,11 @@ class MemoryAlerts(alerts.AlertRepository):
             row = self.rows.get((tenant_id, encode_key(alert_id)))
         return alerts.stored(row) if row is not None else None
 
+    def get_stored_many(self, tenant_id: str, alert_ids: Iterable[str]
+                        ) -> dict[str, alerts.StoredAlert]:
+        found = {a: self.get_stored(tenant_id, a) for a in alert_ids}
+        return {a: s for a, s in found.items() if s is not None}
+
     def _partition(self, tenant_id: str) -> list[dict[str, Any]]:
         with self.lock:
             return [dict(row) for (pk, _), row in sorted(self.rows.items())
