@@ -356,3 +356,25 @@ def test_an_ops_notice_nobody_can_get_is_marked_refused(settings, transport, sto
     transport.refuse["gone@customer.example"] = "550 no such user"
     assert Notifier(settings, transport, stores).send_ops_notices() == {"k1": "refused"}
     assert notices.marks == [("k1", "refused")] and transport.sent == []
+
+
+def test_a_batch_is_handled_event_by_event_and_retried_whole_once_done(notifier, transport,
+                                                                        stores):
+    _rule(notifier, "each")
+    events = [_event() for _ in range(3)]
+    real_send = transport.send
+    calls = []
+
+    def flaky(message):  # the second email meets a server hiccup
+        calls.append(message)
+        if len(calls) == 2:
+            raise Transient("SMTP server unreachable: timeout")
+        return real_send(message)
+
+    transport.send = flaky
+    with pytest.raises(Transient):
+        notifier.handle_all(events)  # the third still went out before the raise
+    assert len(transport.sent) == 2
+    results = notifier.handle_all(events)  # the queue's retry of the whole batch
+    assert [(r.sent, r.skipped) for r in results] == [(0, 1), (1, 0), (0, 1)]
+    assert len(transport.sent) == 3  # one email per event, none twice
