@@ -300,7 +300,7 @@ def main() -> None:
     args = parser.parse_args()
     runs = []
     if args.baseline:
-        runs.append({"tree": args.baseline, **_baseline(args.baseline, args.alerts)})
+        runs.append({**_baseline(args.baseline, args.alerts), "tree": args.baseline})
         print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
     runs.append({"tree": "this", **measure(args.alerts)})
     if args.baseline:

@@ -37,7 +37,7 @@ RELAY_LEASE = "relay-lease"  # one relay per outbox at a time
 CHUNK = 60_000
 SHARD_LIMIT = 600_000  # compressed bytes per index shard before a new one is started
 OUTBOX_ROW_BYTES = 800_000  # compressed events per outbox row (of 1 MiB per entity)
-RECENT_BYTES = 30_000  # the cursor row's `Recent` (of 64 KiB per string); more: not kept
+RECENT_BYTES = 60_000  # the cursor row's `Recent`, packed (of 64 KiB a value); more: not kept
 IndexEntry = list[Any]  # [version, status, classification, determination, assignedTo]
 
 
@@ -225,16 +225,17 @@ class Opening:
     charged: bool = False  # the budget saved with the lease counts the run's first call
 
 
-def _recent(text: str | None) -> dict[str, IndexEntry] | None:
-    return json.loads(text) if text else None
+def _recent(data: bytes | None) -> dict[str, IndexEntry] | None:
+    return codec.unpack(bytes(data)) if data else None
 
 
-def _recent_text(recent: dict[str, IndexEntry] | None) -> str:
-    """`Recent` as stored: "" (not known) when there is none or it is too big to keep."""
+def _recent_packed(recent: dict[str, IndexEntry] | None) -> bytes:
+    """`Recent` as stored (compressed): empty (not known) when there is none or it is too
+    big to keep (~1,000 alerts updated within the overlap)."""
     if recent is None:
-        return ""
-    text = json.dumps(recent, separators=(",", ":"))
-    return text if len(text) <= RECENT_BYTES else ""
+        return b""
+    data = codec.pack(recent)
+    return data if len(data) <= RECENT_BYTES else b""
 
 
 _OPENING = ("PartitionKey eq @pk and (RowKey eq 'cursor' or RowKey eq 'lease' or "
@@ -479,7 +480,7 @@ class IngestState:
                 "Count": len(part), "Sent": 0, **_chunked(data)}))
         cursor_row = {"PartitionKey": self.tenant_id, "RowKey": CURSOR,
                       "Watermark": cursor.watermark, "Skip": cursor.skip,
-                      "UpdatedAt": datetime.now(UTC), "Recent": _recent_text(recent)}
+                      "UpdatedAt": datetime.now(UTC), "Recent": _recent_packed(recent)}
         if cursor_etag:
             cursor_op: Any = ("update", cursor_row, {
                 "mode": UpdateMode.REPLACE, "etag": cursor_etag,

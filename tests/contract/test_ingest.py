@@ -308,8 +308,8 @@ def test_the_cursor_keeps_the_recent_versions_for_the_next_opening(state):
     _, etag = state.commit([], [], Cursor("2026-01-01T00:00:00.0000000Z", 1), None, "s1",
                            recent)
     assert state.open("w1", 60).recent == recent
-    big = {f"da{n}": ["2026-01-01T00:00:00.0000000Z", "New" * 30, None, None, None]
-           for n in range(1_000)}  # too big to keep: not known
+    big = {uuid.uuid4().hex: [uuid.uuid4().hex, "New", None, None, None]
+           for n in range(2_000)}  # too big to keep: not known
     state.commit([], [], Cursor("2026-01-01T00:00:00.0000000Z", 1), etag, "s2", big)
     assert state.open("w1", 60).recent is None
 

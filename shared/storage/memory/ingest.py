@@ -12,7 +12,6 @@ steps, for the service unit tests)."""
 from __future__ import annotations
 
 import copy
-import json
 import re
 import threading
 from collections.abc import Iterable, Sequence
@@ -210,10 +209,10 @@ class MemoryIngestState(ingest_state.IngestState):
             for shard, data in shards:
                 entries = codec.unpack(b"".join(data[k] for k in sorted(data)))
                 shard.etag = self._put(shard.row_key, {"Entries": entries})
-            text = ingest_state._recent_text(recent)  # kept as the real row keeps it
+            packed = ingest_state._recent_packed(recent)  # kept as the real row keeps it
             etag = self._put(CURSOR, {"Watermark": cursor.watermark, "Skip": cursor.skip,
                                       "UpdatedAt": datetime.now(UTC),
-                                      "Recent": json.loads(text) if text else None})
+                                      "Recent": codec.unpack(packed) if packed else None})
         return outbox, etag
 
     # outbox ---------------------------------------------------------------------------
