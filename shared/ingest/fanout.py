@@ -21,7 +21,7 @@ log = logging.getLogger("mssp_hub.fanout")
 SENDERS = 8  # concurrent puts; more did not help (bench/fanout.py)
 LEDGER_EVERY = 2_500  # enqueued tenants between ledger writes during a run
 # what `due` decides on, and what the worker takes from the message (`TenantSeen`)
-_DUE_FIELDS = ("fetch_queued_at", "fetch_cleared_at", "throttled_until", "region",
+DUE_FIELDS = ("fetch_queued_at", "fetch_cleared_at", "throttled_until", "region",
                "consecutive_failures")
 
 
@@ -83,7 +83,7 @@ class Fanout:
         with ThreadPoolExecutor(SENDERS, thread_name_prefix="fanout") as pool:
             sending: list[Future[tuple[str, str]]] = []
             try:
-                for tenant in self.tenants.with_status(TenantStatus.ACTIVE, _DUE_FIELDS):
+                for tenant in self.tenants.with_status(TenantStatus.ACTIVE, DUE_FIELDS):
                     why = due(tenant, now, marks.get(tenant.tenant_id))
                     if why == "throttled":
                         result.throttled += 1

@@ -12,7 +12,7 @@ import pytest
 from devtools.simulator.client import SimulatorClient
 from devtools.simulator.server import Simulator
 from shared.config import Settings
-from shared.ingest.fanout import _DUE_FIELDS, seen
+from shared.ingest.fanout import DUE_FIELDS, seen
 from shared.ingest.relay import Relay
 from shared.ingest.worker import Ingestor
 from shared.messages import FetchRequest, alert_events
@@ -79,7 +79,7 @@ class Pipeline:
         """The fetch message the fan-out sends for the tenant now (with the tenant as it
         reads it)."""
         tenant_id = tenant if isinstance(tenant, str) else tenant.tenant_id
-        found = next(t for t in self.tenants.with_status(TenantStatus.ACTIVE, _DUE_FIELDS)
+        found = next(t for t in self.tenants.with_status(TenantStatus.ACTIVE, DUE_FIELDS)
                      if t.tenant_id == tenant_id)
         return FetchRequest(tenant_id, seen=seen(found))
 
