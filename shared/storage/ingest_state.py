@@ -283,16 +283,7 @@ class IngestState:
     def extend(self, owner: str, seconds: int, lease_etag: str) -> str | None:
         """The lease held `seconds` from now; its new etag, or None when it is no longer
         this holder's (it expired and another worker took it)."""
-        entity = {"PartitionKey": self.tenant_id, "RowKey": LEASE, "Owner": owner,
-                  "Until": datetime.now(UTC) + timedelta(seconds=seconds)}
-        try:
-            return self.client.update_entity(
-                entity, mode=UpdateMode.REPLACE, etag=lease_etag,
-                match_condition=MatchConditions.IfNotModified)["etag"]
-        except HttpResponseError as exc:
-            if exc.status_code not in (404, 412):
-                raise
-            return None
+        return self._renew(LEASE, owner, seconds, lease_etag)
 
     def close(self, owner: str, lease_etag: str | None, minutes: dict[int, int] | None
               ) -> None:
@@ -396,7 +387,12 @@ class IngestState:
     def renew_relay_lease(self, owner: str, seconds: int, etag: str) -> str | None:
         """The lease's new etag, extended by `seconds` from now; None when it is no longer
         this holder's (taken over after it expired, or released)."""
-        entity = {"PartitionKey": self.tenant_id, "RowKey": RELAY_LEASE, "Owner": owner,
+        return self._renew(RELAY_LEASE, owner, seconds, etag)
+
+    def _renew(self, row: str, owner: str, seconds: int, etag: str) -> str | None:
+        """A lease row held `seconds` from now, if it is still as `etag` says: its new
+        etag, else None."""
+        entity = {"PartitionKey": self.tenant_id, "RowKey": row, "Owner": owner,
                   "Until": datetime.now(UTC) + timedelta(seconds=seconds)}
         try:
             return self.client.update_entity(
