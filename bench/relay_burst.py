@@ -26,7 +26,7 @@ from typing import Any
 from bench.harness import ROOT, environment
 from shared.ingest.index_feed import IndexFeed
 from shared.ingest.relay import Relay
-from shared.messages import FetchRequest, RelayRequest
+from shared.messages import FetchRequest, RelayRequest, alert_events
 from shared.microsoft.defender import DefenderClient
 from shared.microsoft.identity import Tokens
 from shared.model import Tenant
@@ -93,9 +93,9 @@ def _drain(storage: StorageConnection, name: str, tenant_id: str) -> Counter:
     while batch := list(client.receive_messages(messages_per_page=32, max_messages=32,
                                                 visibility_timeout=60)):
         for message in batch:
-            event = json.loads(message.content)
-            if event.get("tenant") == tenant_id:
-                ids[event["event_id"]] += 1
+            for event in alert_events(message.content):  # an event or a batch
+                if event.tenant_id == tenant_id:
+                    ids[event.event_id] += 1
             client.delete_message(message)
     return ids
 

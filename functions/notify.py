@@ -7,7 +7,7 @@ import azure.functions as func
 from functions.http import invalid, json_response, refused
 from functions.queue_messages import parse_or_record, record_poison
 from shared import services, validation
-from shared.messages import AlertEvent
+from shared.messages import alert_events
 from shared.model import parse_tenant_id
 from shared.notify.rules import (
     GLOBAL,
@@ -29,9 +29,9 @@ bp = func.Blueprint()
 @bp.function_name("notify")
 @bp.queue_trigger(arg_name="msg", queue_name=NOTIFY_QUEUE, connection="AzureWebJobsStorage")
 def notify(msg: func.QueueMessage) -> None:
-    event = parse_or_record(msg, NOTIFY_QUEUE, AlertEvent.parse)
-    if event is not None:
-        services.notifier().handle(event)  # Transient/Busy raise: the host retries
+    events = parse_or_record(msg, NOTIFY_QUEUE, alert_events)
+    if events:
+        services.notifier().handle_all(events)  # Transient/Busy raise: the host retries
 
 
 @bp.function_name("digests")

@@ -25,7 +25,8 @@ from shared.model import parse_tenant_id
 
 VERSION = 1
 _MISSING: Any = object()
-_KINDS: dict[type, str] = {str: "a string", bool: "a boolean", dict: "a JSON object"}
+_KINDS: dict[type, str] = {str: "a string", bool: "a boolean", dict: "a JSON object",
+                           list: "a JSON array"}
 T = TypeVar("T")
 
 
@@ -40,6 +41,11 @@ def _load(body: bytes | str, expected_type: str) -> dict[str, Any]:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise BadMessage("message is not JSON") from None
+    return _checked(data, expected_type)
+
+
+def _checked(data: Any, expected_type: str) -> dict[str, Any]:
+    """`data` once it is an object of version 1 and of the expected type."""
     if not isinstance(data, dict):
         raise BadMessage("message is not a JSON object")
     if data.get("v") != VERSION:
@@ -77,6 +83,30 @@ def tenant_of(body: bytes | str) -> str | None:
 
 # fetch-requests ---------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
+class TenantSeen:
+    """The tenant as the fan-out read it, so an idle fetch need not read it again: what
+    the worker uses of it, and the row's etag (its health write is made only if the row
+    is unchanged since; otherwise, and before any other write, the worker reads it)."""
+
+    display_name: str
+    region: str
+    failures: int
+    etag: str
+
+    def dump(self) -> dict[str, Any]:
+        return {"name": self.display_name, "region": self.region,
+                "failures": self.failures, "etag": self.etag}
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> TenantSeen:
+        failures = data.get("failures", 0)
+        if not isinstance(failures, int) or isinstance(failures, bool):
+            raise BadMessage("seen.failures is not a number")
+        return cls(_field(data, "name", str), _field(data, "region", str, ""), failures,
+                   _field(data, "etag", str))
+
+
+@dataclass(frozen=True, slots=True)
 class FetchRequest:
     """Fetch a tenant's new alerts (fan-out timer, or a run continuing itself)."""
 
@@ -84,10 +114,14 @@ class FetchRequest:
     tenant_id: str
     continuation: bool = False
     reason: str = "timer"  # timer | budget | continue
+    seen: TenantSeen | None = None  # the fan-out's; without it the worker reads the tenant
 
     def dump(self) -> dict[str, Any]:
-        return {"v": VERSION, "type": self.TYPE, "tenant": self.tenant_id,
+        data = {"v": VERSION, "type": self.TYPE, "tenant": self.tenant_id,
                 "continuation": self.continuation, "reason": self.reason}
+        if self.seen is not None:
+            data["seen"] = self.seen.dump()
+        return data
 
     def to_message(self) -> str:
         return json.dumps(self.dump())
@@ -95,9 +129,11 @@ class FetchRequest:
     @classmethod
     def parse(cls, body: bytes | str) -> FetchRequest:
         data = _load(body, cls.TYPE)
-        # both optional, as ever; a missing reason was always read as ""
+        seen = data.get("seen")
+        # all optional, as ever; a missing reason was always read as ""
         return cls(_tenant(data), _field(data, "continuation", bool, False),
-                   _field(data, "reason", str, ""))
+                   _field(data, "reason", str, ""),
+                   TenantSeen.parse(_field(data, "seen", dict)) if seen is not None else None)
 
 
 # relay-requests ---------------------------------------------------------------------------
@@ -154,7 +190,12 @@ class AlertEvent:
 
     @classmethod
     def parse(cls, body: bytes | str) -> AlertEvent:
-        data = _load(body, cls.TYPE)
+        return cls.from_data(_load(body, cls.TYPE))
+
+    @classmethod
+    def from_data(cls, data: Any) -> AlertEvent:
+        """From the message's object (parsed JSON), as `parse` reads it."""
+        data = _checked(data, cls.TYPE)
         return cls(tenant_id=_tenant(data), tenant_name=_field(data, "tenant_name", str),
                    alert_id=_field(data, "alert_id", str), version=_field(data, "version", str),
                    change=_field(data, "change", str), changed=_field(data, "changed", dict),
@@ -166,6 +207,76 @@ def relay_text(stored: dict[str, Any]) -> str:
     unpacked): the same text `to_message` makes, without parsing it again, since the relay
     only copies what ingest built and measured."""
     return codec.dumps_text(stored)
+
+
+MAX_BATCH_BYTES = 40_000  # UTF-8 bytes of a batch's text: base64 makes ~53 KB of 64 KB
+
+
+@dataclass(frozen=True, slots=True)
+class AlertBatch:
+    """Alert events of one tenant in one queue message, in order.
+
+    Why: a message per event cost, on each of the two queues, a put, a delete and a share
+    of a get per event: 4 of the ~10 storage transactions an alert cost over the whole
+    path (bench/transactions.py). The relay packs an outbox chunk's events into as few
+    messages as fit (`batch_texts`); consumers take each event as they took a lone one,
+    deduplicating on its event id, so a batch redelivered is as harmless as an event."""
+
+    TYPE: ClassVar[str] = "alerts"
+    tenant_id: str
+    events: tuple[AlertEvent, ...]
+
+    def dump(self) -> dict[str, Any]:
+        return {"v": VERSION, "type": self.TYPE, "tenant": self.tenant_id,
+                "events": [e.dump() for e in self.events]}
+
+    def to_message(self) -> str:
+        return codec.dumps_text(self.dump())
+
+    @classmethod
+    def parse(cls, body: bytes | str) -> AlertBatch:
+        data = _load(body, cls.TYPE)
+        items = _field(data, "events", list)
+        if not items:
+            raise BadMessage("events is empty")
+        return cls(_tenant(data), tuple(AlertEvent.from_data(item) for item in items))
+
+
+def batch_texts(texts: list[str], limit: int = MAX_BATCH_BYTES) -> list[str]:
+    """The texts of alert events (`relay_text`, of one tenant) packed in order into as few
+    queue messages as fit `limit`; an event that travels alone stays an `alert` message."""
+    sized = [(text, len(text.encode())) for text in texts]
+    out: list[str] = []
+    part: list[str] = []
+    size = 0
+    for text, length in sized:
+        if part and size + length + 1 > limit:
+            out.append(_batch(part))
+            part, size = [], 0
+        part.append(text)
+        size += length + 1
+    if part:
+        out.append(_batch(part))
+    return out
+
+
+def _batch(texts: list[str]) -> str:
+    if len(texts) == 1:
+        return texts[0]
+    tenant = json.loads(texts[0])["tenant"]
+    return (f'{{"v":{VERSION},"type":"{AlertBatch.TYPE}","tenant":{json.dumps(tenant)},'
+            f'"events":[{",".join(texts)}]}}')
+
+
+def alert_events(body: bytes | str) -> list[AlertEvent]:
+    """The events of a notify or SIEM queue message: one `alert`, or an `alerts` batch."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadMessage("message is not JSON") from None
+    if isinstance(data, dict) and data.get("type") == AlertBatch.TYPE:
+        return list(AlertBatch.parse(body).events)
+    return [AlertEvent.from_data(data)]
 
 
 # siem-deliver -----------------------------------------------------------------------------
@@ -187,6 +298,6 @@ class DeliverRequest:
         return cls(_field(_load(body, cls.TYPE), "output", str))
 
 
-Message = FetchRequest | RelayRequest | AlertEvent | DeliverRequest
+Message = FetchRequest | RelayRequest | AlertEvent | AlertBatch | DeliverRequest
 MESSAGE_TYPES: tuple[type[Message], ...] = (FetchRequest, RelayRequest, AlertEvent,
-                                            DeliverRequest)
+                                            AlertBatch, DeliverRequest)

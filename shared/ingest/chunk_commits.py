@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from shared.model import Cursor
-from shared.storage.ingest_state import IngestState, Snapshot
+from shared.storage.ingest_state import IndexEntry, IngestState, Snapshot
 
 IN_FLIGHT = 2  # with one, the worker waited on storage for ~0.2 s of a 5,000-alert run
 
@@ -38,13 +38,14 @@ class ChunkCommits:
         self.failed = False  # set on the commit thread, read there only
 
     def submit(self, rows: list[Future[Any]], shards: Snapshot, events: list[bytes],
-               cursor: Cursor, stamp: str) -> None:
+               cursor: Cursor, stamp: str, recent: dict[str, IndexEntry] | None = None
+               ) -> None:
         """Commit a chunk once `rows` (its row transactions) are done. Waits while
         IN_FLIGHT commits are pending, and raises what the oldest of them raised."""
         while len(self.pending) >= IN_FLIGHT:
             self._settle(self.pending.popleft())
         self.pending.append((self.pool.submit(self._commit, rows, shards, events, cursor,
-                                              stamp), shards))
+                                              stamp, recent), shards))
         self.reap()
 
     def reap(self) -> None:
@@ -78,14 +79,15 @@ class ChunkCommits:
                 shard.pending -= 1
 
     def _commit(self, rows: list[Future[Any]], shards: Snapshot, events: list[bytes],
-                cursor: Cursor, stamp: str) -> None:
+                cursor: Cursor, stamp: str, recent: dict[str, IndexEntry] | None) -> None:
         wait(rows)  # no write of the run goes on after its commits are settled
         if self.failed:
             raise EarlierCommitFailed("an earlier chunk's commit failed")
         try:
             for future in rows:
                 future.result()
-            outbox, self.etag = self.state.commit(shards, events, cursor, self.etag, stamp)
+            outbox, self.etag = self.state.commit(shards, events, cursor, self.etag, stamp,
+                                                  recent)
         except BaseException:
             self.failed = True
             raise

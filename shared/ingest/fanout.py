@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from shared.ingest.worker import PENDING_SECONDS
 from shared.logsafe import clean
-from shared.messages import FetchRequest
+from shared.messages import FetchRequest, TenantSeen
 from shared.model import Tenant, TenantStatus
 from shared.storage.fanout_ledger import FanoutLedger
 from shared.storage.queues import FetchQueue
@@ -20,7 +20,9 @@ from shared.storage.tenants import TenantRepository
 log = logging.getLogger("mssp_hub.fanout")
 SENDERS = 8  # concurrent puts; more did not help (bench/fanout.py)
 LEDGER_EVERY = 2_500  # enqueued tenants between ledger writes during a run
-_DUE_FIELDS = ("fetch_queued_at", "fetch_cleared_at", "throttled_until")
+# what `due` decides on, and what the worker takes from the message (`TenantSeen`)
+DUE_FIELDS = ("fetch_queued_at", "fetch_cleared_at", "throttled_until", "region",
+               "consecutive_failures")
 
 
 @dataclass
@@ -49,6 +51,14 @@ def due(tenant: Tenant, now: datetime, fanned_out_at: datetime | None = None) ->
     return ""
 
 
+def seen(tenant: Tenant) -> TenantSeen | None:
+    """What the fetch message carries of the tenant (None: the row's etag is unknown)."""
+    if not tenant.etag:
+        return None
+    return TenantSeen(tenant.display_name, tenant.region, tenant.consecutive_failures,
+                      tenant.etag)
+
+
 class Fanout:
     def __init__(self, tenants: TenantRepository, ledger: FanoutLedger, queue: FetchQueue
                  ) -> None:
@@ -61,26 +71,26 @@ class Fanout:
         since = now - timedelta(seconds=PENDING_SECONDS)
         marks = self.ledger.recent(since)
 
-        def send(tenant_id: str) -> tuple[str, str]:
+        def send(tenant: Tenant) -> tuple[str, str]:
             try:
-                self.queue.request(FetchRequest(tenant_id))
-                return tenant_id, ""
+                self.queue.request(FetchRequest(tenant.tenant_id, seen=seen(tenant)))
+                return tenant.tenant_id, ""
             except Exception as exc:  # one tenant's failure never stops the others
-                return tenant_id, clean(f"{type(exc).__name__}: {exc}", 300)
+                return tenant.tenant_id, clean(f"{type(exc).__name__}: {exc}", 300)
 
         # sends start while the registry is still being read; the ledger is written as
         # they complete, so a run that dies part-way has marked (nearly) all it sent
         with ThreadPoolExecutor(SENDERS, thread_name_prefix="fanout") as pool:
             sending: list[Future[tuple[str, str]]] = []
             try:
-                for tenant in self.tenants.with_status(TenantStatus.ACTIVE, _DUE_FIELDS):
+                for tenant in self.tenants.with_status(TenantStatus.ACTIVE, DUE_FIELDS):
                     why = due(tenant, now, marks.get(tenant.tenant_id))
                     if why == "throttled":
                         result.throttled += 1
                     elif why == "pending":
                         result.pending += 1
                     else:
-                        sending.append(pool.submit(send, tenant.tenant_id))
+                        sending.append(pool.submit(send, tenant))
             finally:  # also when the registry read fails part-way: mark what was sent
                 self._collect(sending, result, now)
         self.ledger.prune(since)

@@ -27,7 +27,7 @@ from typing import Any
 
 from shared.ingest.index_feed import IndexFeed
 from shared.ingest.tally import TallyKeeper
-from shared.messages import relay_text
+from shared.messages import batch_texts, relay_text
 from shared.storage.errors import StateChanged
 from shared.storage.ingest_state import IngestState, IngestStates
 from shared.storage.queues import EventQueue, RelayQueue
@@ -55,7 +55,7 @@ class Relay:
         self.pool = ThreadPoolExecutor(SENDERS, thread_name_prefix="relay")
 
     def _send(self, events: list[dict[str, Any]]) -> None:
-        texts = [relay_text(e) for e in events]
+        texts = batch_texts([relay_text(e) for e in events])  # as few messages as fit
         futures = [self.pool.submit(q.send, t) for t in texts
                    for q in (self.notify, self.siem)]
         for future in futures:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ from shared.config import Settings
 from shared.ingest import gc_pause
 from shared.ingest.chunk_commits import ChunkCommits
 from shared.ingest.events import event_message, same, tracked
+from shared.ingest.hold import IDLE_LEASE_SECONDS, RunHold, TenantLeft, seen_tenant
 from shared.logsafe import clean
 from shared.messages import FetchRequest
 from shared.microsoft import alert_stream
@@ -43,7 +45,7 @@ from shared.storage.app_health import AppHealth
 from shared.storage.ingest_state import (
     ConflictError,
     Index,
-    IngestState,
+    IndexEntry,
     IngestStates,
     Opening,
 )
@@ -57,7 +59,6 @@ log = logging.getLogger("mssp_hub.ingest")
 CHUNK_ALERTS = 1_000
 FIRST_CHUNK_ALERTS = 125  # a page's first chunk; then doubled, up to CHUNK_ALERTS
 CHUNK_DAYS = 90  # index shards per commit, of 100 operations
-LEASE_SECONDS = 900
 PENDING_SECONDS = 900  # a queued fetch blocks re-enqueueing this long (fan-out)
 # our own ceiling under Defender's 100/minute and 1,500/hour per app per tenant
 BUDGET_PER_MINUTE, BUDGET_PER_HOUR = 90, 1_400
@@ -69,12 +70,31 @@ IDLE_RUN_EVERY = 3_600.0  # seconds: an idle run is kept in the run history this
 @dataclass
 class Progress:
     """Where one run is: its query position, the latest cursor handed to a commit, the
-    version index of the days it has met, and its commits in flight."""
+    version index of the days it has met, and its commits in flight; and what it knows of
+    the versions committed within the overlap before the cursor (`known`, from the cursor
+    row, and `seen`, this run's), kept in the cursor row for the next run."""
 
     position: Cursor
     committed: Cursor | None
     index: Index
     commits: ChunkCommits
+    hold: RunHold
+    overlap: int  # seconds
+    known: dict[str, IndexEntry] | None  # None: not known
+    covers: bool  # `seen` holds every version since the run's start, the overlap included
+    seen: dict[str, IndexEntry] = field(default_factory=dict)
+
+    def recent_at(self, cursor: Cursor) -> dict[str, IndexEntry] | None:
+        """What the cursor row keeps with `cursor`: every version committed within the
+        overlap before it (None when this run cannot tell them all)."""
+        if not self.overlap:
+            return None
+        base = {} if self.covers else self.known
+        if base is None:
+            return None
+        floor = timefmt.shift(cursor.watermark, -self.overlap)
+        self.seen = {k: v for k, v in self.seen.items() if v[0] >= floor}
+        return {**{k: v for k, v in base.items() if v[0] >= floor}, **self.seen}
 
 
 # an alert of a chunk: its version, its index day, the alert, and the JSON it came as
@@ -111,14 +131,18 @@ def later(a: Cursor | None, b: Cursor) -> Cursor:
 
 
 class Budget:
-    """Defender calls per minute for the last hour, persisted per tenant."""
+    """Defender calls per minute for the last hour, persisted per tenant. `prepaid`: calls
+    counted (and saved) ahead, which the run makes without counting them again."""
 
-    def __init__(self, minutes: dict[int, int], now: Callable[[], float]) -> None:
-        self.now = now
+    def __init__(self, minutes: dict[int, int], now: Callable[[], float], prepaid: int = 0
+                 ) -> None:
+        self.now, self.prepaid = now, prepaid
         current = int(now() // 60)
         self.minutes = {m: c for m, c in minutes.items() if m > current - 60}
 
     def wait_seconds(self) -> int:
+        if self.prepaid:
+            return 0
         current = int(self.now() // 60)
         if self.minutes.get(current, 0) >= BUDGET_PER_MINUTE:
             return 60 - int(self.now() % 60) + 1
@@ -128,6 +152,9 @@ class Budget:
         return 0
 
     def spend(self) -> None:
+        if self.prepaid:
+            self.prepaid -= 1
+            return
         current = int(self.now() // 60)
         self.minutes[current] = self.minutes.get(current, 0) + 1
 
@@ -191,6 +218,11 @@ class Ingestor:
         self.writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="alert-writer")
         self.committer = ThreadPoolExecutor(1, thread_name_prefix="chunk-commit")
         self.idle_recorded: dict[str, float] = {}  # tenant -> when an idle run was recorded
+        # the lease's owner: this process, so that its next run of a tenant takes over the
+        # lease an idle run left to lapse; its runs of one tenant go one at a time (running)
+        self.owner = f"worker-{uuid.uuid4().hex}"
+        self.running: set[str] = set()
+        self.running_lock = threading.Lock()
 
     # the run ----------------------------------------------------------------------------
     def run(self, request: FetchRequest) -> RunRecord:
@@ -198,56 +230,68 @@ class Ingestor:
             return self._run(request)
 
     def _run(self, request: FetchRequest) -> RunRecord:
-        started = datetime.now(UTC)
-        record = RunRecord(request.tenant_id, uuid.uuid4().hex, started)
+        record = RunRecord(request.tenant_id, uuid.uuid4().hex, datetime.now(UTC))
+        with self.running_lock:
+            mine = request.tenant_id not in self.running
+            self.running.add(request.tenant_id)
+        if not mine:  # another run of this process has it (the lease is the process's)
+            record.outcome = "busy"
+            if request.continuation:
+                self._requeue(request.tenant_id, request, IDLE_LEASE_SECONDS)
+            return record
+        try:
+            return self._run_leased(request, record)
+        finally:
+            with self.running_lock:
+                self.running.discard(request.tenant_id)
+
+    def _charge(self, minutes: dict[int, int]) -> dict[int, int] | None:
+        """The budget with the run's first call counted, if it may make one now."""
+        budget = Budget(minutes, self.clock)
+        if budget.wait_seconds():
+            return None
+        budget.spend()
+        return budget.minutes
+
+    def _run_leased(self, request: FetchRequest, record: RunRecord) -> RunRecord:
         state = self.states.of(request.tenant_id)
-        # lease, cursor, budget and outbox in one read, then the lease taken; the tenant
-        # is read once the lease is held (paused or offboarded meanwhile: not fetched)
-        opening = state.open(record.run_id, LEASE_SECONDS)
-        tenant = self.tenants.get(request.tenant_id)
+        # lease, cursor, budget and outbox in one read, then the lease taken with the first
+        # call counted (one write); the tenant as the fan-out saw it, else read once the
+        # lease is held (paused or offboarded meanwhile: not fetched)
+        opening = state.open(self.owner, IDLE_LEASE_SECONDS, self._charge)
+        seen = seen_tenant(request)
+        tenant = seen or self.tenants.get(request.tenant_id)
         if tenant is None or tenant.status != TenantStatus.ACTIVE:
             if opening.held:
-                state.close(record.run_id, opening.lease_etag, None)
+                state.close(self.owner, opening.lease_etag, None)
             record.outcome = "skipped"
             record.error = "unknown tenant" if tenant is None else f"tenant is {tenant.status}"
             return record
         if not opening.held:
             record.outcome = "busy"
             if request.continuation and opening.until:
-                self._requeue(tenant, request,
+                self._requeue(tenant.tenant_id, request,
                               int((opening.until - datetime.now(UTC)).total_seconds()))
             return record
-        budget = Budget(opening.minutes, self.clock)
+        hold = RunHold(state, self.owner, opening.lease_etag, tenant, seen is None,
+                       self.tenants)
+        budget = Budget(opening.minutes, self.clock, prepaid=int(opening.charged))
         spent = dict(budget.minutes)
         failure: BaseException | None = None
         try:
             if opening.outbox:  # an outbox row whose relay message was lost (a crash)
                 self.relay_queue.request(tenant.tenant_id)
-            self._fetch(tenant, state, request, record, opening, budget)
-        except Throttled as exc:
-            record.outcome = "throttled"
-            record.error = str(exc)
-            self._requeue(tenant, request, exc.retry_after, throttled=True)
-        except TokenError as exc:
-            if exc.status is None and not exc.app_wide:
-                failure = exc  # unknown token trouble: retried like any transient failure
-                self._record_failure(tenant, exc, record)
-            else:
-                self._token_failure(tenant, exc, record)
-        except Forbidden as exc:
-            reason = "no_defender" if exc.code == "DisabledFeature" else "permission_missing"
-            self._stop_tenant(tenant, TenantStatus.UNAVAILABLE, reason, str(exc), record)
-        except ConflictError as exc:
-            record.outcome = "conflict"
-            record.error = str(exc)
-        except Exception as exc:  # transient: recorded, then retried through the queue
-            failure = exc
-            self._record_failure(tenant, exc, record)
+            self._fetch(hold, request, record, opening, budget)
+        except Exception as exc:
+            failure = self._failed(exc, hold, request, record)
         finally:
-            # the lease released and the calls counted, in one transaction
-            state.close(record.run_id, opening.lease_etag,
-                        budget.minutes if budget.minutes != spent else None)
-            record.duration_ms = int((datetime.now(UTC) - started).total_seconds() * 1000)
+            if record.outcome != "success" or hold.extended or budget.minutes != spent:
+                # the lease released and the calls counted, in one transaction
+                state.close(self.owner, hold.lease_etag,
+                            budget.minutes if budget.minutes != spent else None)
+            # else: idle; its one call was counted with the lease, which lapses by itself
+            record.duration_ms = int(
+                (datetime.now(UTC) - record.started).total_seconds() * 1000)
             if self._worth_recording(record):
                 self.runs.record(record)
                 self.runs.prune(tenant.tenant_id, self.settings.fetch.run_history_days)
@@ -257,6 +301,36 @@ class Ingestor:
         if failure is not None:
             raise failure
         return record
+
+    def _failed(self, exc: Exception, hold: RunHold, request: FetchRequest,
+                record: RunRecord) -> BaseException | None:
+        """What a run that raised `exc` records; the error to raise again (retried
+        through the queue) or None. A tenant no longer active is left as it is."""
+        if isinstance(exc, ConflictError):
+            record.outcome, record.error = "conflict", str(exc)
+            return None
+        tenant = hold.current()
+        if isinstance(exc, TenantLeft) or tenant is None \
+                or tenant.status != TenantStatus.ACTIVE:
+            record.outcome = "skipped"
+            record.error = str(exc) if isinstance(exc, TenantLeft) else (
+                "unknown tenant" if tenant is None else f"tenant is {tenant.status}")
+            return None
+        if isinstance(exc, Throttled):
+            record.outcome, record.error = "throttled", str(exc)
+            self._requeue(tenant.tenant_id, request, exc.retry_after, throttled=True)
+        elif isinstance(exc, TokenError):
+            if exc.status is None and not exc.app_wide:
+                self._record_failure(tenant, exc, record)  # unknown token trouble:
+                return exc  # retried like any transient failure
+            self._token_failure(tenant, exc, record)
+        elif isinstance(exc, Forbidden):
+            reason = "no_defender" if exc.code == "DisabledFeature" else "permission_missing"
+            self._stop_tenant(tenant, TenantStatus.UNAVAILABLE, reason, str(exc), record)
+        else:  # transient: recorded, then retried through the queue
+            self._record_failure(tenant, exc, record)
+            return exc
+        return None
 
     def _worth_recording(self, record: RunRecord) -> bool:
         """A run history row for every run that did something or went wrong; an idle one
@@ -270,9 +344,10 @@ class Ingestor:
         self.idle_recorded[record.tenant_id] = now
         return True
 
-    def _fetch(self, tenant: Tenant, state: IngestState, request: FetchRequest,
-               record: RunRecord, opening: Opening, budget: Budget) -> None:
+    def _fetch(self, hold: RunHold, request: FetchRequest, record: RunRecord,
+               opening: Opening, budget: Budget) -> None:
         fetch = self.settings.fetch
+        tenant, state = hold.tenant, hold.state
         committed, etag = opening.cursor, opening.cursor_etag
         if committed is None:
             start = datetime.now(UTC) - timedelta(days=fetch.initial_lookback_days)
@@ -287,7 +362,11 @@ class Ingestor:
         more = False
         relay = RelayTrigger(lambda: self.relay_queue.request(tenant.tenant_id))
         progress = Progress(position, committed, Index(), ChunkCommits(
-            self.committer, state, etag, relay))
+            self.committer, state, etag, relay), hold, fetch.overlap_seconds,
+            opening.recent if fetch.overlap_seconds else None,
+            # this run re-reads the whole overlap: what it sees is all `recent` needs
+            covers=fetch.overlap_seconds > 0 and (committed is None
+                                                  or not request.continuation))
         with contextlib.ExitStack() as closing:  # run last to first, each whatever raised
             closing.callback(relay.flush)
             # the last commit lands (or raises) before the run counts as done
@@ -299,7 +378,9 @@ class Ingestor:
                 wait = budget.wait_seconds()
                 if wait:
                     record.error = f"own call budget spent; continuing in {wait}s"
-                    self._requeue(tenant, FetchRequest(tenant.tenant_id, True, "budget"), wait)
+                    hold.secure()
+                    self._requeue(tenant.tenant_id,
+                                  FetchRequest(tenant.tenant_id, True, "budget"), wait)
                     record.outcome = "deferred"
                     return
                 budget.spend()
@@ -324,11 +405,11 @@ class Ingestor:
                 if received < fetch.page_size:
                     break
         if more:
-            self._requeue(tenant, FetchRequest(tenant.tenant_id, True, "continue"), 0)
-            record.outcome = "partial"
-        else:
-            record.outcome = "success"
-        self.tenants.mark_fetched_ok(tenant.tenant_id, more)
+            hold.secure()
+            self._requeue(tenant.tenant_id, FetchRequest(tenant.tenant_id, True, "continue"),
+                          0)
+        hold.fetched_ok(more)
+        record.outcome = "partial" if more else "success"
 
     # one page ---------------------------------------------------------------------------
     def _store_page(self, tenant: Tenant, alerts: Iterator[alert_stream.Document],
@@ -384,6 +465,8 @@ class Ingestor:
                      record: RunRecord) -> None:
         """Classify, send the rows of new and changed alerts, and hand the commit over:
         it runs once the rows are stored, while this thread goes on with the next."""
+        if self._known_unchanged(chunk, progress, record):
+            return
         days = {day for _, day, _, _ in chunk}
         progress.commits.reap()
         progress.index.evict(keep=days)
@@ -398,13 +481,16 @@ class Ingestor:
                 new = tracked(alert, version)
                 if old is not None and (old[0] > version or same(old, new)):
                     record.unchanged += 1  # re-read from the overlap, or an older copy
+                    progress.seen[alert_id] = old
                     continue
+                progress.hold.secure()  # before the first write of the run
+                progress.seen[alert_id] = new
                 if old is None:
                     record.new += 1
                 else:
                     record.changed += 1
-                events.append(event_message(tenant.tenant_id, tenant.display_name, alert,
-                                            version, old, new))
+                events.append(event_message(tenant.tenant_id, progress.hold.tenant.display_name,
+                                            alert, version, old, new))
                 index.put(alert_id, day, new)
                 yield alert_rows(tenant.tenant_id, alert, now, data)
 
@@ -418,22 +504,47 @@ class Ingestor:
             committed = later(progress.committed, position)
             shards = index.snapshot()
             if shards or events or pending or committed != progress.committed:
+                progress.hold.secure()
                 progress.commits.submit(pending, shards, events, committed,
-                                        stamp=chunk[-1][0])  # raises the last one's error
+                                        stamp=chunk[-1][0],  # raises the last one's error
+                                        recent=progress.recent_at(committed))
             # else: a re-read that changes nothing (the overlap of an idle run): no commit
         except BaseException:
             wait(pending)  # no write of this run goes on after it has ended
             raise
         progress.position, progress.committed = position, committed
 
+    @staticmethod
+    def _known_unchanged(chunk: list[Item], progress: Progress, record: RunRecord) -> bool:
+        """True (and the chunk consumed) when every alert of it is as committed within
+        the overlap (`Progress.known`) and the cursor would not move: the overlap re-read
+        of an idle run, classified without reading the version index."""
+        known = progress.known
+        if known is None and not progress.seen:
+            return False
+        entries = []
+        for version, _, alert, _ in chunk:
+            alert_id = str(alert["id"])
+            entry = progress.seen.get(alert_id) or (known or {}).get(alert_id)
+            if entry is None or entry != tracked(alert, version):
+                return False
+            entries.append((alert_id, entry))
+        position = advance(progress.position, [item[0] for item in chunk])
+        if later(progress.committed, position) != progress.committed:
+            return False
+        progress.seen.update(entries)
+        record.unchanged += len(chunk)
+        progress.position = position
+        return True
+
     # after the run ----------------------------------------------------------------------
-    def _requeue(self, tenant: Tenant, request: FetchRequest, delay: int,
+    def _requeue(self, tenant_id: str, request: FetchRequest, delay: int,
                  throttled: bool = False) -> None:
         """Put the tenant's fetch back on the queue, invisible for `delay` seconds."""
         delay = max(0, min(delay, 7 * 24 * 3600 - 1))
-        self.fetch_queue.request(FetchRequest(tenant.tenant_id, True, request.reason), delay)
+        self.fetch_queue.request(FetchRequest(tenant_id, True, request.reason), delay)
         until = datetime.now(UTC) + timedelta(seconds=delay) if throttled else None
-        self.tenants.mark_requeued(tenant.tenant_id, throttled_until=until)
+        self.tenants.mark_requeued(tenant_id, throttled_until=until)
 
     def _record_failure(self, tenant: Tenant, exc: BaseException, record: RunRecord) -> None:
         record.outcome = "failed"

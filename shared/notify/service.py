@@ -178,6 +178,21 @@ class Notifier:
             raise pending
         return result
 
+    def handle_all(self, events: Iterable[AlertEvent]) -> list[HandleResult]:
+        """Each event of a queue message (a batch), whatever another's outcome; raises
+        the first Transient or Busy after all of them, to have the queue retry the
+        message (the events done are in the ledger and are not sent again)."""
+        results: list[HandleResult] = []
+        pending: Exception | None = None
+        for event in events:
+            try:
+                results.append(self.handle(event))
+            except (Transient, Busy) as exc:
+                pending = pending or exc
+        if pending is not None:
+            raise pending
+        return results
+
     def _slot(self, rule: Rule) -> bool:
         """One of the rule's emails this hour, if its cap allows."""
         return rule.max_per_hour is None or self.digests.take_slot(

@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 
 from shared.messages import AlertEvent
 from shared.siem.feed_model import END, HOUR, Filters, Page, Position, bucket_of
-from shared.storage.alerts import AlertRepository
-from shared.storage.siem_feed import SiemFeedRepository
+from shared.storage.alerts import AlertRepository, StoredAlert
+from shared.storage.siem_feed import SiemFeedRepository, ledger_day
 
 # the feed's shapes are re-exported: readers (pull.py, delivery) import them from here
 __all__ = ["END", "HOUR", "Feed", "Filters", "Page", "Position", "bucket_of"]
@@ -31,6 +31,13 @@ def _buckets(first: str, last: str) -> Iterator[str]:
     while when <= end:
         yield when.strftime(HOUR)
         when += timedelta(hours=1)
+
+
+def _copied(event: AlertEvent, stored: StoredAlert | None) -> dict[str, bytes]:
+    """What of the stored alert an entry copies: its body, if it is this version's."""
+    if stored is None or stored.version != event.version or stored.body_rows != 1:
+        return {}  # superseded already, or too large to copy: the summary stands in
+    return dict(stored.body)
 
 
 class Feed:
@@ -60,13 +67,64 @@ class Feed:
         return Position(when.strftime(HOUR))
 
     # writing -----------------------------------------------------------------------------
-    def append(self, event: AlertEvent) -> bool:
+    def append_all(self, events: list[AlertEvent]) -> list[bool]:
+        """`append` for the events of a queue message (a batch), in three storage calls
+        for the whole batch in the usual case instead of three per event: the stored
+        alerts (one query per 14), the ledger rows (one transaction per day of versions:
+        created together, so one of them there already means a redelivery, and those
+        events go one at a time through `append`), the entries (one transaction).
+        Crash-safe as `append` is: a batch stopped between its ledger rows and its
+        entries is an event stopped there, which `append` takes over on redelivery."""
+        if len(events) < 2:
+            return [self.append(event) for event in events]
+        raws = self._raws(events)
+        done: dict[str, bool] = {}
+        by_day: dict[str, list[AlertEvent]] = {}
+        for event in events:
+            by_day.setdefault(ledger_day(event), []).append(event)
+        for group in by_day.values():
+            for start in range(0, len(group), 100):
+                part = group[start:start + 100]
+                stamp = self.now_us()
+                if not self.entries.stamp_all(part, stamp):  # a redelivery, or a race
+                    done.update((e.event_id, self.append(e, raws.get(e.event_id, {})))
+                                for e in part)
+                    continue
+                self.entries.put_entries([(e, raws.get(e.event_id)) for e in part], stamp)
+                if self.now_us() - stamp > self.settle_us // 2:  # too slow: re-key each
+                    for event in part:
+                        self._rekey(event, stamp, raws.get(event.event_id, {}))
+                done.update((e.event_id, True) for e in part)
+        return [done[event.event_id] for event in events]
+
+    def _rekey(self, event: AlertEvent, stamp: int, raw: dict[str, bytes]) -> None:
+        """The entry rewritten under a fresh stamp, the old one dropped (a reader may be
+        past the old one)."""
+        fresh = self.now_us()
+        self.entries.put_entry(event, fresh, raw)
+        self.entries.set_stamp(event, fresh)
+        self.entries.drop_entry(event, stamp)
+
+    def _raws(self, events: list[AlertEvent]) -> dict[str, dict[str, bytes]]:
+        """`_raw` of each event (by event id), read in one query per tenant and 14."""
+        raws: dict[str, dict[str, bytes]] = {}
+        by_tenant: dict[str, list[AlertEvent]] = {}
+        for event in events:
+            by_tenant.setdefault(event.tenant_id, []).append(event)
+        for tenant_id, group in by_tenant.items():
+            found = self.alerts.get_stored_many(tenant_id, [e.alert_id for e in group])
+            for event in group:
+                raws[event.event_id] = _copied(event, found.get(event.alert_id))
+        return raws
+
+    def append(self, event: AlertEvent, raw: dict[str, bytes] | None = None) -> bool:
         """Add the event once; False when it was already in the feed (a redelivery).
 
-        Three storage calls in the usual case: the stored alert, the ledger row (created:
-        it fails for a redelivery), the entry.
+        Three storage calls in the usual case: the stored alert (unless given as `raw`),
+        the ledger row (created: it fails for a redelivery), the entry.
         """
-        raw = self._raw(event)  # read before stamping: its time is not in the window
+        if raw is None:  # read before stamping: its time is not in the window
+            raw = self._raw(event)
         half = self.settle_us // 2
         for _ in range(5):
             stamp, stale = self.now_us(), None
@@ -92,10 +150,7 @@ class Feed:
 
     def _raw(self, event: AlertEvent) -> dict[str, bytes]:
         """The stored Defender alert of this version, copied compressed as it is in Alerts."""
-        stored = self.alerts.get_stored(event.tenant_id, event.alert_id)
-        if stored is None or stored.version != event.version or stored.body_rows != 1:
-            return {}  # superseded already, or too large to copy: the summary stands in
-        return dict(stored.body)
+        return _copied(event, self.alerts.get_stored(event.tenant_id, event.alert_id))
 
     # reading -----------------------------------------------------------------------------
     def read(self, position: Position, limit: int, filters: Filters = NO_FILTERS) -> Page:

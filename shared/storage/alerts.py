@@ -33,6 +33,9 @@ def bounded(rows: Iterable[Any], limit: int) -> tuple[list[Any], bool]:
     return found, False
 
 
+STORED_PER_QUERY = 14  # Azure allows 15 comparisons in a filter: the partition's and 14
+
+
 @dataclass(frozen=True)
 class StoredAlert:
     """An alert's main row as stored: its version, how many rows its compressed body
@@ -80,6 +83,22 @@ class AlertRepository:
             select=[*COLUMNS, "Version"],
             results_per_page=min(1000, limit))
         return [dict(row) for row, _ in zip(rows, range(limit), strict=False)]
+    def get_stored_many(self, tenant_id: str, alert_ids: Iterable[str]
+                        ) -> dict[str, StoredAlert]:
+        """The main rows of some of a tenant's alerts, by alert id (those stored): one
+        query per STORED_PER_QUERY ids instead of a read each (the feed's batches)."""
+        keys = sorted({encode_key(a): a for a in alert_ids}.items())
+        found: dict[str, StoredAlert] = {}
+        for start in range(0, len(keys), STORED_PER_QUERY):
+            part = keys[start:start + STORED_PER_QUERY]
+            params = {"pk": tenant_id, **{f"k{n}": key for n, (key, _) in enumerate(part)}}
+            # spaces around the brackets: the SDK finds @names by splitting on spaces
+            query = "PartitionKey eq @pk and ( " + " or ".join(
+                f"RowKey eq @k{n}" for n in range(len(part))) + " )"
+            by_key = dict(part)
+            for row in self.client.query_entities(query, parameters=params):
+                found[by_key[row["RowKey"]]] = stored(row)
+        return found
 
     # ingest's write --------------------------------------------------------------------
     def store(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,7 +1,9 @@
 """Per-tenant ingest state in one Table partition, so it changes in single transactions.
 
 Rows in partition <tenant id> of IngestState:
-  cursor              watermark + skip: where the next fetch continues
+  cursor              watermark + skip: where the next fetch continues, and the versions
+                      committed within the fetch overlap before it (`Recent`), so an idle
+                      run that re-reads them needs no version index
   lease               which worker is fetching this tenant, until when
   relay-lease         which relay is sending this tenant's outbox, until when
   budget              Defender calls per minute over the last hour (our own rate limit)
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,7 +47,12 @@ TALLY = "tally"  # the tenant's alert counts, kept by the relay
 CHUNK = 60_000
 SHARD_LIMIT = 600_000  # compressed bytes per index shard before a new one is started
 OUTBOX_ROW_BYTES = 800_000  # compressed events per outbox row (of 1 MiB per entity)
+RECENT_BYTES = 60_000  # the cursor row's `Recent`, packed (of 64 KiB a value); more: not kept
 IndexEntry = list[Any]  # [version, status, classification, determination, assignedTo]
+
+
+# the budget as read -> the budget with the first call counted, or None (not counted)
+Charge = Callable[[dict[int, int]], dict[int, int] | None]
 
 
 class ConflictError(RuntimeError):
@@ -234,6 +241,23 @@ class Opening:
     minutes: dict[int, int]
     outbox: list[str]
     lease_etag: str | None = None
+    # alert id -> index entry of every alert committed within the overlap before the cursor
+    # (None: not known, the version index says)
+    recent: dict[str, IndexEntry] | None = None
+    charged: bool = False  # the budget saved with the lease counts the run's first call
+
+
+def _recent(data: bytes | None) -> dict[str, IndexEntry] | None:
+    return codec.unpack(bytes(data)) if data else None
+
+
+def _recent_packed(recent: dict[str, IndexEntry] | None) -> bytes:
+    """`Recent` as stored (compressed): empty (not known) when there is none or it is too
+    big to keep (~1,000 alerts updated within the overlap)."""
+    if recent is None:
+        return b""
+    data = codec.pack(recent)
+    return data if len(data) <= RECENT_BYTES else b""
 
 
 _OPENING = ("PartitionKey eq @pk and (RowKey eq 'cursor' or RowKey eq 'lease' or "
@@ -245,15 +269,20 @@ class IngestState:
         self.client, self.tenant_id = client, tenant_id
 
     # a run's start and end ----------------------------------------------------------------
-    def open(self, owner: str, seconds: int) -> Opening:
+    def open(self, owner: str, seconds: int, charge: Charge | None = None) -> Opening:
         """Lease, cursor, budget and outbox rows in one query, then the lease taken (one
         write): what `acquire_lease`, `cursor`, `calls` and `outbox_rows` would give, in
-        two requests instead of five."""
+        two requests instead of five.
+
+        `charge(minutes read)` may return the budget with the run's first call counted
+        ahead: it is saved in the same transaction as the lease, so an idle run (one call)
+        has nothing left to write at its end."""
         rows: dict[str, Any] = {}
         outbox: list[str] = []
         for row in self.client.query_entities(
                 _OPENING, parameters={"pk": self.tenant_id},
-                select=["RowKey", "Watermark", "Skip", "Owner", "Until", "Minutes"]):
+                select=["RowKey", "Watermark", "Skip", "Owner", "Until", "Minutes",
+                        "Recent"]):
             if row["RowKey"].startswith("out:"):
                 outbox.append(row["RowKey"])
             else:
@@ -264,10 +293,19 @@ class IngestState:
             Cursor(cursor_row["Watermark"], int(cursor_row["Skip"])) if cursor_row else None,
             cursor_row.metadata["etag"] if cursor_row else None,
             {int(k): v for k, v in json.loads(budget_row["Minutes"]).items()}
-            if budget_row else {}, outbox)
+            if budget_row else {}, outbox,
+            recent=_recent(cursor_row.get("Recent")) if cursor_row else None)
+        charged = charge(dict(opening.minutes)) if charge else None
         opening.held, opening.until, opening.lease_etag = self._take(
-            owner, seconds, rows.get(LEASE))
+            owner, seconds, rows.get(LEASE), charged)
+        if opening.held and charged is not None:
+            opening.minutes, opening.charged = charged, True
         return opening
+
+    def extend(self, owner: str, seconds: int, lease_etag: str) -> str | None:
+        """The lease held `seconds` from now; its new etag, or None when it is no longer
+        this holder's (it expired and another worker took it)."""
+        return self._renew(LEASE, owner, seconds, lease_etag)
 
     def close(self, owner: str, lease_etag: str | None, minutes: dict[int, int] | None
               ) -> None:
@@ -307,25 +345,30 @@ class IngestState:
         held, until, _ = self._take(owner, seconds, self._get(LEASE))
         return held, until
 
-    def _take(self, owner: str, seconds: int, row: Any | None
+    def _take(self, owner: str, seconds: int, row: Any | None,
+              minutes: dict[int, int] | None = None
               ) -> tuple[bool, datetime | None, str | None]:
-        """Take the lease as `row` (read before) shows it: (held, until, its etag)."""
+        """Take the lease as `row` (read before) shows it: (held, until, its etag); with
+        `minutes`, the budget saved in the same transaction."""
         now = datetime.now(UTC)
         entity = {"PartitionKey": self.tenant_id, "RowKey": LEASE, "Owner": owner,
                   "Until": now + timedelta(seconds=seconds)}
+        if row is not None and row["Owner"] != owner and row["Until"] > now:
+            return False, row["Until"], None
+        if row is None:
+            take: Any = ("create", entity)
+        else:
+            take = ("update", entity, {"mode": UpdateMode.REPLACE, "etag": row.metadata["etag"],
+                                       "match_condition": MatchConditions.IfNotModified})
+        ops = [take]
+        if minutes is not None:
+            ops.append(("upsert", {"PartitionKey": self.tenant_id, "RowKey": BUDGET,
+                                   "Minutes": json.dumps(minutes)},
+                        {"mode": UpdateMode.REPLACE}))
         try:
-            if row is None:
-                result = self.client.create_entity(entity)
-            elif row["Owner"] != owner and row["Until"] > now:
-                return False, row["Until"], None
-            else:
-                result = self.client.update_entity(
-                    entity, mode=UpdateMode.REPLACE, etag=row.metadata["etag"],
-                    match_condition=MatchConditions.IfNotModified)
-        except (ResourceExistsError, ResourceNotFoundError):
-            return False, now + timedelta(seconds=5), None
-        except Exception as exc:
-            if getattr(exc, "status_code", None) == 412:
+            result = batch.submit_transaction(self.client, ops)[0]
+        except TableTransactionError as exc:
+            if exc.status_code in (404, 409, 412):  # another worker was first
                 return False, now + timedelta(seconds=5), None
             raise
         return True, None, result.get("etag")
@@ -366,7 +409,12 @@ class IngestState:
     def renew_relay_lease(self, owner: str, seconds: int, etag: str) -> str | None:
         """The lease's new etag, extended by `seconds` from now; None when it is no longer
         this holder's (taken over after it expired, or released)."""
-        entity = {"PartitionKey": self.tenant_id, "RowKey": RELAY_LEASE, "Owner": owner,
+        return self._renew(RELAY_LEASE, owner, seconds, etag)
+
+    def _renew(self, row: str, owner: str, seconds: int, etag: str) -> str | None:
+        """A lease row held `seconds` from now, if it is still as `etag` says: its new
+        etag, else None."""
+        entity = {"PartitionKey": self.tenant_id, "RowKey": row, "Owner": owner,
                   "Until": datetime.now(UTC) + timedelta(seconds=seconds)}
         try:
             return self.client.update_entity(
@@ -427,9 +475,11 @@ class IngestState:
 
     # commit -----------------------------------------------------------------------------
     def commit(self, shards: Snapshot, events: list[bytes], cursor: Cursor,
-               cursor_etag: str | None, stamp: str) -> tuple[list[str], str | None]:
+               cursor_etag: str | None, stamp: str,
+               recent: dict[str, IndexEntry] | None = None) -> tuple[list[str], str | None]:
         """Index shards (`Index.snapshot()`), outbox (`events`: serialized messages) and
-        cursor; returns (outbox rows, new cursor etag).
+        cursor (with `recent`: see `Opening.recent`); returns (outbox rows, new cursor
+        etag).
 
         Normally one transaction: all of it or nothing. When the changed index shards and
         the events exceed what Azure takes in one (100 operations, 4 MiB), the outbox rows
@@ -448,7 +498,7 @@ class IngestState:
                 "Count": len(part), "Sent": 0, **_chunked(data)}))
         cursor_row = {"PartitionKey": self.tenant_id, "RowKey": CURSOR,
                       "Watermark": cursor.watermark, "Skip": cursor.skip,
-                      "UpdatedAt": datetime.now(UTC)}
+                      "UpdatedAt": datetime.now(UTC), "Recent": _recent_packed(recent)}
         if cursor_etag:
             cursor_op: Any = ("update", cursor_row, {
                 "mode": UpdateMode.REPLACE, "etag": cursor_etag,

@@ -12,12 +12,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.model import Tenant, TenantStatus, parse_tenant_id
 from shared.storage import batch
-from shared.storage.errors import AlreadyExists
+from shared.storage.errors import AlreadyExists, StateChanged
 
 PARTITION = "tenant"
 _FIELDS = [f.name for f in fields(Tenant) if f.name not in ("tenant_id", "etag")]
@@ -137,11 +141,19 @@ class TenantRepository:
                      last_error_at=datetime.now(UTC))
 
     # health: what the last fetch did ------------------------------------------------------
-    def mark_fetched_ok(self, tenant_id: str, more: bool = False) -> None:
-        """A fetch succeeded; with `more`, it re-queued itself to continue."""
+    def mark_fetched_ok(self, tenant_id: str, more: bool = False,
+                        if_unchanged: str | None = None) -> None:
+        """A fetch succeeded; with `more`, it re-queued itself to continue. With
+        `if_unchanged` (the row's etag as the fan-out read it), only if nobody changed the
+        row since: StateChanged otherwise (say, paused meanwhile), so a worker that did not
+        read the tenant finds out before it writes what it saw as an active tenant's."""
         now = datetime.now(UTC)
-        self.merge(tenant_id, last_success_at=now, consecutive_failures=0, last_error="",
-                   fetch_queued_at=now if more else None, throttled_until=None)
+        try:
+            self.merge(tenant_id, if_unchanged, last_success_at=now, consecutive_failures=0,
+                       last_error="", fetch_queued_at=now if more else None,
+                       throttled_until=None)
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise StateChanged(f"tenant {tenant_id} changed since it was read") from exc
 
     def mark_failing(self, tenant_id: str, error: str, failures: int) -> None:
         """A fetch failed: the error, and `failures` in a row so far."""

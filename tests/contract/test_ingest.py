@@ -14,7 +14,7 @@ import pytest
 
 from shared.ingest.events import event_message, tracked
 from shared.ingest.relay import Relay
-from shared.messages import AlertEvent, FetchRequest, RelayRequest
+from shared.messages import FetchRequest, RelayRequest, alert_events
 from shared.model import Cursor
 from shared.portal.queries import AlertFilter
 from shared.storage import tables
@@ -168,9 +168,9 @@ def test_the_outbox_is_sent_once_under_redelivery(states, state):
     relay, notify, siem = _relay(states)
     assert relay.relay(state.tenant_id) == 5
     assert relay.relay(state.tenant_id) == 0  # the relay message delivered again
-    ids = [AlertEvent.parse(t).event_id for t in notify.texts()]
+    ids = [e.event_id for t in notify.texts() for e in alert_events(t)]
     assert len(ids) == len(set(ids)) == 5
-    assert sorted(ids) == sorted(AlertEvent.parse(t).event_id for t in siem.texts())
+    assert sorted(ids) == sorted(e.event_id for t in siem.texts() for e in alert_events(t))
     assert state.outbox_rows() == []
 
 
@@ -182,7 +182,7 @@ def test_a_relay_resumes_after_the_last_recorded_send(states, state):
     state.mark_sent(row, 3, state.mark_sent(row, 0, etag))  # a relay that died after 3
     relay, notify, _ = _relay(states)
     assert relay.relay(state.tenant_id) == 1
-    assert [AlertEvent.parse(t).alert_id for t in notify.texts()] == ["da000003"]
+    assert [e.alert_id for t in notify.texts() for e in alert_events(t)] == ["da000003"]
 
 
 def test_a_second_relay_cannot_claim_a_row_another_moved(state):
@@ -282,6 +282,43 @@ def test_closing_a_lease_taken_over_leaves_it_but_saves_the_budget(state):
     state.close("w1", opening.lease_etag, {29_000_000: 2})
     assert not state.acquire_lease("w3", 60)[0]  # still w2's
     assert state.calls()[0] == {29_000_000: 2}
+
+
+def test_a_lease_taken_with_a_charge_saves_the_budget_with_it(state):
+    state.save_calls({29_000_000: 1})
+    opening = state.open("w1", 60, lambda minutes: {**minutes, 29_000_001: 1})
+    assert opening.held and opening.charged
+    assert opening.minutes == {29_000_000: 1, 29_000_001: 1}
+    assert state.calls()[0] == {29_000_000: 1, 29_000_001: 1}
+    refused = state.open("w2", 60, lambda minutes: {**minutes, 29_000_002: 1})
+    assert not refused.held and not refused.charged  # not held: nothing counted
+    assert state.calls()[0] == {29_000_000: 1, 29_000_001: 1}
+    unpaid = state.open("w1", 60, lambda minutes: None)  # its owner again; no call due
+    assert unpaid.held and not unpaid.charged
+
+
+def test_a_lease_is_extended_by_its_holder_only(state):
+    opening = state.open("w1", -1)  # lapsed at once
+    etag = state.extend("w1", 60, opening.lease_etag)
+    assert etag and etag != opening.lease_etag
+    assert not state.acquire_lease("w2", 60)[0]  # held again
+    assert state.extend("w1", 60, opening.lease_etag) is None  # a stale etag
+    lapsed = state.open("w1", -1)
+    assert lapsed.held
+    assert state.acquire_lease("w2", 60)[0]  # lapsed, taken over
+    assert state.extend("w1", 60, lapsed.lease_etag) is None
+
+
+def test_the_cursor_keeps_the_recent_versions_for_the_next_opening(state):
+    assert state.open("w1", 60).recent is None
+    recent = {"da1": ["2026-01-01T00:00:00.0000000Z", "New", None, None, None]}
+    _, etag = state.commit([], [], Cursor("2026-01-01T00:00:00.0000000Z", 1), None, "s1",
+                           recent)
+    assert state.open("w1", 60).recent == recent
+    big = {uuid.uuid4().hex: [uuid.uuid4().hex, "New", None, None, None]
+           for n in range(2_000)}  # too big to keep: not known
+    state.commit([], [], Cursor("2026-01-01T00:00:00.0000000Z", 1), etag, "s2", big)
+    assert state.open("w1", 60).recent is None
 
 
 # alert rows -----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from shared.storage.alerts import AlertRepository
 from shared.storage.memory.ingest import MemoryAlerts
 from shared.storage.memory.siem import MemoryDeliverQueue, MemorySiemDelivery, MemorySiemFeed
 from shared.storage.siem_delivery import DeliverQueue, SiemDeliveryRepository, StateChanged
-from shared.storage.siem_feed import SiemFeedRepository
+from shared.storage.siem_feed import SiemFeedRepository, entry_key
 
 T0 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC).timestamp()
 SETTLE = 5
@@ -117,6 +117,66 @@ def test_a_restamp_loses_to_a_concurrent_one(entries):
     assert entries.restamp(e, 5_000, seen.etag) is True
     assert entries.restamp(e, 6_000, seen.etag) is False  # the row changed since
     assert entries.stamp_once(e, 7_000).stamp == 5_000
+
+
+def test_a_batch_of_ledger_rows_is_stamped_together_or_not_at_all(entries):
+    tenant = str(uuid.uuid4())
+    events = [_event(tenant, n) for n in range(5)]
+    assert entries.stamp_all(events[:3], 1_000) is True
+    assert entries.stamp_once(events[1], 2_000).stamp == 1_000
+    assert entries.stamp_all(events[2:], 3_000) is False  # one of them was stamped
+    assert entries.stamp_once(events[4], 4_000) is None  # and nothing of that batch was
+
+
+def test_a_batch_of_entries_is_written_under_one_stamp(entries, clock):
+    tenant = str(uuid.uuid4())
+    events = [_event(tenant, n) for n in range(120)]  # more than one transaction holds
+    stamp = int(clock.at * 1_000_000)
+    entries.put_entries([(e, None) for e in events], stamp)
+    entries.put_entries([(e, None) for e in events[:3]], stamp)  # again: the same
+    assert all(entries.has_entry(e, stamp) for e in events)
+    got = list(entries.entries(bucket_of(stamp), "", None, Filters(tenants=(tenant,)), 1000))
+    assert [event["event_id"] for _, event in got] == [
+        e.event_id for e in sorted(events, key=lambda e: entry_key(e, stamp))]
+
+
+def test_stored_alerts_are_read_many_at_once(alerts):
+    tenant = str(uuid.uuid4())
+    for n in range(20):
+        _store_alert(alerts, tenant, {"id": f"da{n:06d}", "title": f"Alert {n}",
+                                      "lastUpdateTime": "2026-11-30T10:00:00.0000000Z"})
+    wanted = [f"da{n:06d}" for n in range(0, 20, 1)] + ["da999999", "da000003"]
+    found = alerts.get_stored_many(tenant, wanted)
+    assert sorted(found) == [f"da{n:06d}" for n in range(20)]  # 2 queries; a miss left out
+    assert found["da000007"] == alerts.get_stored(tenant, "da000007")
+    assert alerts.get_stored_many(str(uuid.uuid4()), ["da000001"]) == {}
+
+
+def test_a_batch_appends_each_event_once_even_redelivered(feed, alerts, clock):
+    tenant = str(uuid.uuid4())
+    events = [_event(tenant, n) for n in range(30)]
+    for e in events[:10]:
+        _store_alert(alerts, tenant, e.alert)  # stored as this version: copied whole
+    assert feed.append_all(events[:20]) == [True] * 20
+    clock.at += 1
+    assert feed.append_all(events) == [False] * 20 + [True] * 10  # a redelivery, and more
+    assert feed.append_all(events[25:]) == [False] * 5
+    clock.at += SETTLE + 1
+    items = _all(feed, Filters(tenants=(tenant,)))
+    assert sorted(i["event_id"] for i in items) == sorted(e.event_id for e in events)
+    complete = {i["alert_id"] for i in items if i["alert_complete"]}
+    assert complete == {e.alert_id for e in events[:10]}
+
+
+def test_a_batch_stopped_between_its_ledger_and_its_entries_is_taken_over(feed, clock):
+    tenant = str(uuid.uuid4())
+    events = [_event(tenant, n) for n in range(4)]
+    feed.entries.stamp_all(events, feed.now_us())  # the worker died here
+    clock.at += 60  # long after: its stamps are stale, the entries are keyed anew
+    assert feed.append_all(events) == [True] * 4
+    clock.at += SETTLE + 1
+    assert sorted(i["event_id"] for i in _all(feed, Filters(tenants=(tenant,)))) == sorted(
+        e.event_id for e in events)
 
 
 def test_append_is_idempotent_per_event(feed, clock):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,9 +12,10 @@ import pytest
 from devtools.simulator.client import SimulatorClient
 from devtools.simulator.server import Simulator
 from shared.config import Settings
+from shared.ingest.fanout import DUE_FIELDS, seen
 from shared.ingest.relay import Relay
 from shared.ingest.worker import Ingestor
-from shared.messages import FetchRequest
+from shared.messages import FetchRequest, alert_events
 from shared.microsoft.defender import DefenderClient
 from shared.microsoft.identity import Tokens
 from shared.model import Tenant, TenantStatus
@@ -75,6 +75,14 @@ class Pipeline:
         tenant_id = tenant if isinstance(tenant, str) else tenant.tenant_id
         return self.ingestor.run(FetchRequest(tenant_id, continuation))
 
+    def fanned_out(self, tenant: Tenant | str) -> FetchRequest:
+        """The fetch message the fan-out sends for the tenant now (with the tenant as it
+        reads it)."""
+        tenant_id = tenant if isinstance(tenant, str) else tenant.tenant_id
+        found = next(t for t in self.tenants.with_status(TenantStatus.ACTIVE, DUE_FIELDS)
+                     if t.tenant_id == tenant_id)
+        return FetchRequest(tenant_id, seen=seen(found))
+
     def rows(self, tenant_id: str) -> dict[str, dict[str, Any]]:
         """Every stored alert of a tenant, rebuilt from its rows, by alert id."""
         entities = list(self.ingestor.alerts.client.query_entities(
@@ -107,9 +115,9 @@ class Pipeline:
             if not batch:
                 return found
             for message in batch:
-                event = json.loads(message.content)
-                if event.get("tenant") == tenant_id:
-                    found.append(event)
+                for event in alert_events(message.content):  # an event or a batch
+                    if event.tenant_id == tenant_id:
+                        found.append(event.dump())
                 client.delete_message(message)
 
 

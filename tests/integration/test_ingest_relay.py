@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections import Counter
@@ -10,6 +9,7 @@ from datetime import UTC, datetime
 
 from shared.ingest.events import event_message, tracked
 from shared.ingest.relay import Relay
+from shared.messages import alert_events
 from shared.model import Cursor
 from shared.storage import tables
 from shared.storage.ingest_state import IngestStates
@@ -28,7 +28,8 @@ def _drain(client) -> Counter:
     while batch := list(client.receive_messages(messages_per_page=32, max_messages=32,
                                                 visibility_timeout=60)):
         for message in batch:
-            ids[json.loads(message.content)["event_id"]] += 1
+            for event in alert_events(message.content):
+                ids[event.event_id] += 1
             client.delete_message(message)
     return ids
 

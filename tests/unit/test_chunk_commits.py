@@ -21,7 +21,7 @@ class RecordingState:
         self.made: list[str] = []
         self.fail_at = fail_at
 
-    def commit(self, shards, events, cursor, cursor_etag, stamp):
+    def commit(self, shards, events, cursor, cursor_etag, stamp, recent=None):
         if len(self.made) + 1 == self.fail_at:
             self.made.append(f"failed {stamp}")
             raise ConnectionError(f"commit {stamp} failed")

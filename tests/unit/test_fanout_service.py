@@ -68,3 +68,15 @@ def test_a_failing_send_does_not_stop_the_others_and_is_retried_next_tick():
     assert list(result.failed) == [ids[2]] and "ConnectionError" in result.failed[ids[2]]
     queue.send_message = real  # type: ignore[method-assign]
     assert fanout.run().enqueued == [ids[2]]
+
+
+def test_the_message_carries_the_tenant_as_read_so_an_idle_fetch_need_not_read_it():
+    ids, tenants, queue, fanout = _world(1)
+    tenants.edit(ids[0], display_name="Northwind", region="eu")
+    tenants.mark_failing(ids[0], "timeout", 2)
+    fanout.run()
+    [(text, _)] = queue.take()
+    seen = FetchRequest.parse(text).seen
+    stored = tenants.get(ids[0])
+    assert seen is not None and (seen.display_name, seen.region, seen.failures, seen.etag) \
+        == ("Northwind", "eu", 2, stored.etag)

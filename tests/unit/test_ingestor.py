@@ -20,7 +20,7 @@ import pytest
 from shared import timefmt
 from shared.ingest.relay import Relay
 from shared.ingest.worker import Ingestor, IngestStores
-from shared.messages import AlertEvent, FetchRequest, RelayRequest
+from shared.messages import AlertEvent, FetchRequest, RelayRequest, alert_events
 from shared.microsoft.defender import DefenderError, Forbidden, Throttled, Unauthorized
 from shared.microsoft.identity import TokenError
 from shared.model import Tenant, TenantStatus
@@ -128,8 +128,8 @@ class World:
 
     def events(self) -> list[AlertEvent]:
         """What the relay has put on the notify queue (the SIEM queue must agree)."""
-        notify = [AlertEvent.parse(t) for t in self.notify.texts()]
-        siem = [AlertEvent.parse(t) for t in self.siem.texts()]
+        notify = [e for t in self.notify.texts() for e in alert_events(t)]
+        siem = [e for t in self.siem.texts() for e in alert_events(t)]
         assert sorted(e.event_id for e in notify) == sorted(e.event_id for e in siem)
         return notify
 

@@ -7,18 +7,22 @@ from __future__ import annotations
 import ast
 import json
 import re
-from dataclasses import FrozenInstanceError, fields
+from dataclasses import FrozenInstanceError, fields, replace
 from pathlib import Path
 
 import pytest
 
 from shared.messages import (
     MESSAGE_TYPES,
+    AlertBatch,
     AlertEvent,
     BadMessage,
     DeliverRequest,
     FetchRequest,
     RelayRequest,
+    TenantSeen,
+    alert_events,
+    batch_texts,
     relay_text,
     tenant_of,
 )
@@ -32,7 +36,9 @@ EVENT = AlertEvent(TENANT, "Contoso Café ✓", "da6380|1", "2026-11-30T10:00:00
                     "evidence": [{"entityType": "File", "fileName": "ä.exe"}],
                     "evidenceCount": 1})
 SAMPLES = [FetchRequest(TENANT), FetchRequest(TENANT, True, "budget"), RelayRequest(TENANT),
-           DeliverRequest("soc-syslog"), EVENT]
+           FetchRequest(TENANT, seen=TenantSeen("Contoso Café ✓", "eu", 2, 'W/"etag"')),
+           DeliverRequest("soc-syslog"), EVENT,
+           AlertBatch(TENANT, (EVENT, replace(EVENT, alert_id="b", event_id="")))]
 
 # What the producers wrote before the contracts moved here (messages queued by an older
 # deployment): each must still parse, and is still what the producer writes.
@@ -68,7 +74,8 @@ def test_every_message_type_round_trips(message):
 
 
 def test_every_message_type_has_its_own_tag():
-    assert sorted(t.TYPE for t in MESSAGE_TYPES) == ["alert", "deliver", "fetch", "relay"]
+    assert sorted(t.TYPE for t in MESSAGE_TYPES) == ["alert", "alerts", "deliver", "fetch",
+                                                     "relay"]
 
 
 @pytest.mark.parametrize(("body", "message"), GOLDEN, ids=lambda g: str(g)[:20])
@@ -82,6 +89,26 @@ def test_an_alert_event_is_measured_and_relayed_as_the_same_bytes():
     assert EVENT.to_bytes() == GOLDEN[-1][0].encode("utf-8")
     stored = json.loads(EVENT.to_bytes())  # as the relay reads it from the outbox
     assert relay_text(stored) == EVENT.to_message()
+
+
+def test_the_relay_packs_events_into_as_few_messages_as_fit_and_they_read_back():
+    events = [replace(EVENT, alert_id=f"a{n}", event_id="") for n in range(30)]
+    texts = [relay_text(json.loads(e.to_bytes())) for e in events]
+    size = max(len(t.encode()) for t in texts)
+    packed = batch_texts(texts, limit=10 * (size + 1))
+    assert len(packed) == 3
+    assert all(len(t.encode()) <= 10 * (size + 1) + 100 for t in packed)  # + envelope
+    assert [e for t in packed for e in alert_events(t)] == events  # all, in order
+    assert AlertBatch.parse(packed[0]).tenant_id == TENANT
+    assert tenant_of(packed[0]) == TENANT  # a poisoned batch is charged to its tenant
+    lone = batch_texts(texts[:1])
+    assert lone == texts[:1] and alert_events(lone[0]) == events[:1]  # stays an `alert`
+    with pytest.raises(BadMessage, match="events is empty"):
+        AlertBatch.parse(json.dumps({"v": 1, "type": "alerts", "tenant": TENANT,
+                                     "events": []}))
+    with pytest.raises(BadMessage, match="expected 'alert'"):
+        alert_events(json.dumps({"v": 1, "type": "alerts", "tenant": TENANT,
+                                 "events": [{"v": 1, "type": "fetch"}]}))
 
 
 def test_event_id_is_derived_unless_the_message_carries_one():
@@ -128,6 +155,10 @@ MALFORMED = [
     (FetchRequest, _fetch(tenant=_DROP), "tenant is not a GUID"),
     (FetchRequest, _fetch(tenant=42), "tenant is not a GUID"),
     (FetchRequest, _fetch(continuation="yes"), "continuation is not a boolean"),
+    (FetchRequest, _fetch(seen="x"), "seen is not a JSON object"),
+    (FetchRequest, _fetch(seen={"name": "C"}), "etag is missing"),
+    (FetchRequest, _fetch(seen={"name": "C", "etag": "e", "failures": "2"}),
+     "seen.failures is not a number"),
     (FetchRequest, _fetch(reason=7), "reason is not a string"),
     (RelayRequest, '{"v": 1, "type": "relay", "tenant": "x"}', "tenant is not a GUID"),
     (RelayRequest, '{"v": 1, "type": "relay"}', "tenant is not a GUID"),

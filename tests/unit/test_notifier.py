@@ -386,3 +386,25 @@ def test_a_rule_test_is_kept_in_the_outbox_sent_or_not(settings, transport, stor
     assert sorted(m.state for m in rows) == ["kept locally", "sent"]
     assert all(m.rule == rule.id and "Test email for rule Tested" in m.subject
                and m.html for m in rows)
+
+
+def test_a_batch_is_handled_event_by_event_and_retried_whole_once_done(notifier, transport,
+                                                                        stores):
+    _rule(notifier, "each")
+    events = [_event() for _ in range(3)]
+    real_send = transport.send
+    calls = []
+
+    def flaky(message):  # the second email meets a server hiccup
+        calls.append(message)
+        if len(calls) == 2:
+            raise Transient("SMTP server unreachable: timeout")
+        return real_send(message)
+
+    transport.send = flaky
+    with pytest.raises(Transient):
+        notifier.handle_all(events)  # the third still went out before the raise
+    assert len(transport.sent) == 2
+    results = notifier.handle_all(events)  # the queue's retry of the whole batch
+    assert [(r.sent, r.skipped) for r in results] == [(0, 1), (1, 0), (0, 1)]
+    assert len(transport.sent) == 3  # one email per event, none twice

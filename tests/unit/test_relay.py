@@ -13,7 +13,7 @@ import pytest
 
 from shared.ingest.events import event_message, tracked
 from shared.ingest.relay import SEND_CHUNK, Relay
-from shared.messages import AlertEvent, RelayRequest
+from shared.messages import RelayRequest, alert_events
 from shared.model import Cursor
 from shared.storage.memory.ingest import MemoryIngestStates, MemoryQueue
 from shared.storage.queues import EventQueue, RelayQueue
@@ -65,7 +65,7 @@ def world():
 
 
 def _counts(queue: MemoryQueue) -> Counter:
-    return Counter(AlertEvent.parse(text).event_id for text in queue.texts())
+    return Counter(e.event_id for text in queue.texts() for e in alert_events(text))
 
 
 def test_two_relays_started_together_send_each_event_once(world):

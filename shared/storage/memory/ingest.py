@@ -31,6 +31,7 @@ from shared.storage.ingest_state import (
     TALLY,
     ConflictError,
     Index,
+    IndexEntry,
     Opening,
     Shard,
     Snapshot,
@@ -131,14 +132,30 @@ class MemoryIngestState(ingest_state.IngestState):
             if found is not None and found[1] == etag:
                 del self.rows[RELAY_LEASE]
 
-    def open(self, owner: str, seconds: int) -> Opening:
+    def open(self, owner: str, seconds: int, charge: ingest_state.Charge | None = None
+             ) -> Opening:
+        found = self._value(CURSOR)
         cursor, etag = self.cursor()
         minutes, _ = self.calls()
         outbox = self.outbox_rows()
+        recent = found[0].get("Recent") if found else None
+        charged = charge(dict(minutes)) if charge else None
         held, until = self.acquire_lease(owner, seconds)
+        if held and charged is not None:
+            self.save_calls(charged)
+            minutes = charged
         lease = self._value(LEASE) if held else None
         return Opening(held, until, cursor, etag, minutes, outbox,
-                       lease[1] if lease else None)
+                       lease[1] if lease else None, copy.deepcopy(recent) or None,
+                       held and charged is not None)
+
+    def extend(self, owner: str, seconds: int, lease_etag: str) -> str | None:
+        with self.states.lock:
+            found = self._value(LEASE)
+            if found is None or found[1] != lease_etag:
+                return None
+            return self._put(LEASE, {"Owner": owner,
+                                     "Until": datetime.now(UTC) + timedelta(seconds=seconds)})
 
     def close(self, owner: str, lease_etag: str | None, minutes: dict[int, int] | None
               ) -> None:
@@ -176,7 +193,8 @@ class MemoryIngestState(ingest_state.IngestState):
 
     # commit ---------------------------------------------------------------------------
     def commit(self, shards: Snapshot, events: list[bytes], cursor: Cursor,
-               cursor_etag: str | None, stamp: str) -> tuple[list[str], str | None]:
+               cursor_etag: str | None, stamp: str,
+               recent: dict[str, IndexEntry] | None = None) -> tuple[list[str], str | None]:
         """All or nothing, each shard and the cursor guarded by its ETag."""
         self.states.faults.check("commit")
         with self.states.lock:
@@ -194,8 +212,10 @@ class MemoryIngestState(ingest_state.IngestState):
             for shard, data in shards:
                 entries = codec.unpack(b"".join(data[k] for k in sorted(data)))
                 shard.etag = self._put(shard.row_key, {"Entries": entries})
+            packed = ingest_state._recent_packed(recent)  # kept as the real row keeps it
             etag = self._put(CURSOR, {"Watermark": cursor.watermark, "Skip": cursor.skip,
-                                      "UpdatedAt": datetime.now(UTC)})
+                                      "UpdatedAt": datetime.now(UTC),
+                                      "Recent": codec.unpack(packed) if packed else None})
         return outbox, etag
 
     # outbox ---------------------------------------------------------------------------
@@ -351,6 +371,10 @@ class MemoryAlerts(alerts.AlertRepository):
     def main_rows(self, tenant_id: str, after: str, limit: int) -> list[dict[str, Any]]:
         return [{k: row[k] for k in [*COLUMNS, "Version"] if k in row}
                 for row in self._partition(tenant_id) if row["RowKey"] > after][:limit]
+    def get_stored_many(self, tenant_id: str, alert_ids: Iterable[str]
+                        ) -> dict[str, alerts.StoredAlert]:
+        found = {a: self.get_stored(tenant_id, a) for a in alert_ids}
+        return {a: s for a, s in found.items() if s is not None}
 
     def _partition(self, tenant_id: str) -> list[dict[str, Any]]:
         with self.lock:

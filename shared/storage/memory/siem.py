@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from shared.messages import AlertEvent
@@ -55,6 +55,15 @@ class MemorySiemFeed:
             earlier, etag = self.ledger[key]
         return LedgerStamp(earlier, etag)
 
+    def stamp_all(self, events: Sequence[AlertEvent], stamp: int) -> bool:
+        keys = [ledger_key(event) for event in events]
+        with self._lock:
+            if any(key in self.ledger for key in keys):
+                return False
+            for key in keys:
+                self.ledger[key] = (stamp, new_etag())
+        return True
+
     def restamp(self, event: AlertEvent, stamp: int, etag: str) -> bool:
         key = ledger_key(event)
         with self._lock:
@@ -77,6 +86,11 @@ class MemorySiemFeed:
         for row in (view_entity(entity), entity):  # the tenant's view first, as the real one
             with self._lock:
                 self.partitions.setdefault(row["PartitionKey"], {})[row["RowKey"]] = row
+
+    def put_entries(self, items: Sequence[tuple[AlertEvent, Mapping[str, bytes] | None]],
+                    stamp: int) -> None:
+        for event, raw in items:
+            self.put_entry(event, stamp, raw)
 
     def drop_entry(self, event: AlertEvent, stamp: int) -> None:
         bucket = bucket_of(stamp)
