@@ -97,7 +97,8 @@ class QueueListener:
             held = list(self._held.values())
         returned = sum(self._hand_back(h) for h in held)
         if returned:
-            log.info("queue %s: %d message(s) handed back", self.queue_name, returned)
+            log.warning("queue %s: %d message(s) handed back to the queue", self.queue_name,
+                        returned)
         return returned
 
     def _hand_back(self, held: _Held) -> bool:
