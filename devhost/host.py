@@ -39,7 +39,7 @@ class Host:
         self.functions = load_app(app_spec, self.root)
         digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
         self.host_id = host_id or "devhost" + digest
-        self._started = False
+        self._started = self._stopped = False
         self._connections: dict[str, StorageConnection] = {}
         threads = os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT")
         self.invoker = Invoker(self._queue_client, self.config.queues.message_encoding,
@@ -84,6 +84,9 @@ class Host:
         """Stop taking work and give running invocations `grace` seconds to finish; queue
         messages still held then go back to their queue at once, and the runs left over
         are abandoned (their messages are no longer theirs to settle)."""
+        if self._stopped:  # a second stop has nothing left to do
+            return
+        self._stopped = True
         if not self._started:
             self.invoker.shutdown()
             return

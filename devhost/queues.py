@@ -153,10 +153,14 @@ class QueueListener:
                     self._inflight += 1
                     self._held[message.id] = held
                 try:
-                    self.invoker.pool.submit(self._process_guarded, held)
+                    future = self.invoker.pool.submit(self._process_guarded, held)
                 except RuntimeError:  # the pool was shut down: a stop
                     self._hand_back(held)
                     self._done(held)
+                    continue
+                # cancelled by the pool's shutdown: never run, so counted out here
+                future.add_done_callback(lambda f, h=held: self._done(h) if f.cancelled()
+                                         else None)
 
     def _done(self, held: _Held) -> None:
         with self._cond:
