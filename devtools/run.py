@@ -181,7 +181,8 @@ mssp-hub is running
   health      {base}/api/health
   simulator   {simulator.base_url}  (Entra ID + Defender API, demo tenants)
   storage     Azurite on queue {azurite.ports['Queue']}, table {azurite.ports['Table']}
-  fan-out     every 20 s (FETCH_SCHEDULE); alerts land in the Alerts table
+  fan-out     {"every 20 s" if os.environ["FETCH_SCHEDULE"] == "*/20 * * * * *"
+               else os.environ["FETCH_SCHEDULE"]} (FETCH_SCHEDULE); alerts land in the Alerts table
   tenants     {base}/api/tenants  (header x-functions-key: DEVHOST_FUNCTION_KEY in
               local.settings.json)
   onboard     python -m tools.mssp --url {base} --key <that key> \\
