@@ -21,8 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import azure.functions as func
 
-from devhost.host import Host
 from bench.harness import ROOT
+from devhost.host import Host
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
