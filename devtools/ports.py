@@ -10,7 +10,7 @@ import os
 import socket
 from pathlib import Path
 
-from devtools.runlock import cmdline
+from devtools.runlock import cmdline, short
 
 
 class PortInUse(OSError):
@@ -29,7 +29,7 @@ def check_free(port: int, what: str, host: str = "127.0.0.1") -> None:
         if exc.errno != errno.EADDRINUSE:
             raise
         owner = port_owner(port)
-        by = f" by PID {owner[0]} ({owner[1]})" if owner else ""
+        by = f" by PID {owner[0]} ({short(owner[1])})" if owner else ""
         raise PortInUse(f"port {port} ({what}) is already in use{by}: stop that process, or "
                         f"choose another port (make run ARGS=--port=N)") from None
     finally:

@@ -36,6 +36,12 @@ def cmdline(pid: int) -> str:
     return raw.replace(b"\0", b" ").decode(errors="replace").strip()
 
 
+def short(command: str, limit: int = 120) -> str:
+    """A command line fit for one line of a message."""
+    flat = " ".join(command.split())
+    return flat if len(flat) <= limit else flat[:limit - 3] + "..."
+
+
 class RunLock:
     """`.local/run.lock`, held for the life of this process."""
 
@@ -100,7 +106,7 @@ def describe_holder(path: Path, holder: dict[str, Any]) -> str:
     pid = holder.get("pid")
     if not pid:
         return f"another run holds {path} (starting up); wait a moment, then try again"
-    command = cmdline(int(pid)) or holder.get("command") or "?"
+    command = short(cmdline(int(pid)) or holder.get("command") or "?")
     return (f"another `make run` is already running on {path.parent} (PID {pid}: {command}); "
             f"stop it with Ctrl-C in its terminal, or `kill {pid}`, then start again")
 
