@@ -67,7 +67,7 @@ def seed_rule(storage: StorageConnection) -> bool:
     return True
 
 
-GRACE_SECONDS = 5.0  # running invocations get this long at a stop; then messages go back
+GRACE_SECONDS = 3.0  # running invocations get this long at a stop; then messages go back
 
 
 def _quiet_console(verbose: bool) -> None:
