@@ -65,7 +65,7 @@ class HostConfig:
 
     @classmethod
     def load(cls, script_root: Path) -> HostConfig:
-        raw = json.loads((script_root / "host.json").read_text())
+        raw = read_json(script_root / "host.json")
         if raw.get("version") != "2.0":
             raise ValueError("host.json: version must be \"2.0\"")
         ext = raw.get("extensions", {})
@@ -75,6 +75,22 @@ class HostConfig:
             function_timeout=timespan_seconds(timeout) if timeout and timeout != "-1" else None,
             queues=QueueOptions.from_json(ext.get("queues", {})),
         )
+
+
+class SettingsFileError(ValueError):
+    """A settings file that is not valid JSON: the message names the file and the line."""
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from a file a person edits; errors say where, never a traceback."""
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SettingsFileError(f"{path}: not valid JSON at line {exc.lineno}, column "
+                                f"{exc.colno} ({exc.msg})") from None
+    if not isinstance(raw, dict):
+        raise SettingsFileError(f"{path}: must be a JSON object")
+    return raw
 
 
 def load_local_settings(script_root: Path, environ: MutableMapping[str, str] = os.environ
@@ -87,7 +103,7 @@ def load_local_settings(script_root: Path, environ: MutableMapping[str, str] = o
     path = script_root / "local.settings.json"
     if not path.exists():
         return {}
-    raw = json.loads(path.read_text())
+    raw = read_json(path)
     if raw.get("IsEncrypted"):
         raise ValueError("local.settings.json: encrypted settings are not supported here")
     for key, value in (raw.get("Values") or {}).items():

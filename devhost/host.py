@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from pathlib import Path
 
 from azure.storage.queue import QueueClient
@@ -38,7 +39,7 @@ class Host:
         self.functions = load_app(app_spec, self.root)
         digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
         self.host_id = host_id or "devhost" + digest
-        self._started = False
+        self._started = self._stopped = False
         self._connections: dict[str, StorageConnection] = {}
         threads = os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT")
         self.invoker = Invoker(self._queue_client, self.config.queues.message_encoding,
@@ -79,16 +80,26 @@ class Host:
         log.info("Host started: %d functions (%s)", len(self.functions),
                  ", ".join(f"{f.name}: {f.trigger_type}" for f in self.functions))
 
-    def stop(self) -> None:
-        """Stop taking work, let running invocations finish, then close."""
+    def stop(self, grace: float = 30.0) -> None:
+        """Stop taking work and give running invocations `grace` seconds to finish; queue
+        messages still held then go back to their queue at once, and the runs left over
+        are abandoned (their messages are no longer theirs to settle)."""
+        if self._stopped:  # a second stop has nothing left to do
+            return
+        self._stopped = True
         if not self._started:
             self.invoker.shutdown()
             return
+        deadline = time.monotonic() + grace
         for part in [*self.timers, *self.queues]:
             part.stop()
+        drained = True
         for part in [*self.timers, *self.queues]:
-            part.join(30)
+            left = max(0.0, deadline - time.monotonic())
+            drained = part.join(left) is not False and drained
+        for queue in self.queues:
+            queue.hand_back()
         if self.http:
             self.http.stop()
-        self.invoker.shutdown()
-        log.info("Host stopped")
+        self.invoker.shutdown(wait=drained)
+        log.info("Host stopped" if drained else "Host stopped; runs still going were abandoned")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +18,13 @@ from devhost.routes import RouteTable
 log = logging.getLogger("devhost")
 
 MAX_BODY = 100 * 1024 * 1024  # the host's default maxRequestBodySize (100 MB)
+JSON = ("Content-Type", "application/json; charset=utf-8")
+
+
+def error_answer(status: int, message: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    """A small JSON body for an answer the host itself gives (a refused key, a failed
+    function): an empty body left a person staring at a blank page. Never any detail."""
+    return status, [JSON], json.dumps({"error": message, "status": status}).encode()
 
 
 class Keys:
@@ -97,13 +105,14 @@ class HttpHost:
                         or "function").lower()
             given = headers.get("x-functions-key") or query.get("code")
             if not self.keys.allows(level, given):
-                return 401, [], b""
+                return error_answer(401, "a valid function key is required (x-functions-key "
+                                         "header or code parameter)")
             request = func.HttpRequest(method, url, headers=headers, params=query,
                                        route_params=params, body=body)
             outcome = self.invoker.submit(fdef, request, reason="This function was "
                                           "programmatically called via the host APIs.").result()
             if not outcome.ok:
-                return 500, [], b""
+                return error_answer(500, "the function failed; the host's log says why")
             return _response(outcome.value)
         return 405, [("Allow", ", ".join(sorted(allowed)))], b""
 
@@ -113,6 +122,9 @@ class HttpHost:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             server_version = "mssp-hub-devhost"
+            # small writes go out at once: with Nagle's algorithm on, a keep-alive client's
+            # delayed ACK held every answer back ~40 ms
+            disable_nagle_algorithm = True
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -127,7 +139,7 @@ class HttpHost:
                                                            body, url)
                 except Exception:
                     log.exception("devhost: request failed")
-                    status, extra, payload = 500, [], b""
+                    status, extra, payload = error_answer(500, "the request failed")
                 self._send(status, extra, payload)
 
             def _send(self, status: int, extra: list[tuple[str, str]], payload: bytes) -> None:
@@ -135,9 +147,13 @@ class HttpHost:
                 for key, value in extra:
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
+                # end_headers() inlined so that headers and body leave in one write
+                buffered = getattr(self, "_headers_buffer", [])
+                buffered.append(b"\r\n")
                 if self.command != "HEAD":
-                    self.wfile.write(payload)
+                    buffered.append(payload)
+                self.wfile.write(b"".join(buffered))
+                self._headers_buffer = []
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 
@@ -161,7 +177,7 @@ def _response(value: object) -> tuple[int, list[tuple[str, str]], bytes]:
         value = func.HttpResponse(value)
     if not isinstance(value, func.HttpResponse):
         log.error("devhost: HTTP function returned %s, not an HttpResponse", type(value).__name__)
-        return 500, [], b""
+        return error_answer(500, "the function returned no HTTP response")
     headers = [(k, v) for k, v in value.headers.items() if k.lower() != "content-length"]
     if not any(k.lower() == "content-type" for k, _ in headers) and value.mimetype:
         content_type = value.mimetype

@@ -136,5 +136,5 @@ class Invoker:
                 self._created.add((connection, name))
         return client
 
-    def shutdown(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+    def shutdown(self, wait: bool = True) -> None:
+        self.pool.shutdown(wait=wait, cancel_futures=True)

@@ -16,6 +16,7 @@ import base64
 import binascii
 import logging
 import threading
+from dataclasses import dataclass
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.functions.queue import QueueMessage as FuncQueueMessage
@@ -42,6 +43,20 @@ def decode_body(text: str, encoding: str) -> bytes:
         raise ValueError("message is not valid base64") from exc
 
 
+@dataclass
+class _Held:
+    """A message this host holds invisible: waiting for a worker, running, being settled,
+    or handed back to the queue by a stop."""
+
+    message: QueueMessage
+    renewer: _LeaseRenewer | None = None
+    state: str = "waiting"  # waiting | running | settling | returned
+
+    @property
+    def pop_receipt(self) -> str:
+        return self.renewer.pop_receipt if self.renewer else self.message.pop_receipt
+
+
 class QueueListener:
     """One polling thread per queue-triggered function; runs go to the invoker's pool."""
 
@@ -54,6 +69,7 @@ class QueueListener:
         self._connection = connection
         self._stop = threading.Event()
         self._inflight = 0
+        self._held: dict[str, _Held] = {}
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name=f"queue:{fdef.name}",
                                         daemon=True)
@@ -62,15 +78,51 @@ class QueueListener:
         self._thread.start()
 
     def stop(self) -> None:
+        """Take no more messages; the ones fetched but not started go back to the queue."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
 
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the poller, then for the runs it started (a clean drain)."""
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the poller, then for the runs it started (a clean drain); True if
+        nothing is left running."""
         self._thread.join(timeout)
         with self._cond:
-            self._cond.wait_for(lambda: self._inflight == 0, timeout)
+            return self._cond.wait_for(lambda: self._inflight == 0, timeout)
+
+    def hand_back(self) -> int:
+        """Make every message still held visible again at once (a run still going will not
+        settle it): after a stop, nothing waits out a 10-minute lease. Returns how many."""
+        with self._cond:
+            held = list(self._held.values())
+        returned = sum(self._hand_back(h) for h in held)
+        if returned:
+            log.warning("queue %s: %d message(s) handed back to the queue", self.queue_name,
+                        returned)
+        return returned
+
+    def _hand_back(self, held: _Held) -> bool:
+        with self._cond:
+            if held.state in ("settling", "returned"):
+                return False
+            held.state = "returned"
+        if held.renewer:
+            held.renewer.stop()
+        try:
+            self.client.update_message(held.message.id, held.pop_receipt, visibility_timeout=0)
+        except Exception as exc:  # the lease runs out on its own
+            log.warning("queue %s: message %s not handed back (%s)", self.queue_name,
+                        held.message.id, type(exc).__name__)
+            return False
+        return True
+
+    def _settle(self, held: _Held) -> bool:
+        """True if this run may settle its message (it was not handed back meanwhile)."""
+        with self._cond:
+            if held.state == "returned":
+                return False
+            held.state = "settling"
+            return True
 
     def _run(self) -> None:
         delay = MIN_POLL
@@ -96,41 +148,68 @@ class QueueListener:
                 continue
             delay = MIN_POLL
             for message in batch:
+                held = _Held(message)
                 with self._cond:
                     self._inflight += 1
-                self.invoker.pool.submit(self._process_guarded, message)
+                    self._held[message.id] = held
+                try:
+                    future = self.invoker.pool.submit(self._process_guarded, held)
+                except RuntimeError:  # the pool was shut down: a stop
+                    self._hand_back(held)
+                    self._done(held)
+                    continue
+                # cancelled by the pool's shutdown: never run, so counted out here
+                future.add_done_callback(lambda f, h=held: self._done(h) if f.cancelled()
+                                         else None)
 
-    def _process_guarded(self, message: QueueMessage) -> None:
+    def _done(self, held: _Held) -> None:
+        with self._cond:
+            self._inflight -= 1
+            self._held.pop(held.message.id, None)
+            self._cond.notify_all()
+
+    def _process_guarded(self, held: _Held) -> None:
         try:
-            self._process(message)
+            if self._stop.is_set():  # stopping: not started, so straight back to the queue
+                self._hand_back(held)
+            else:
+                self._process(held)
         except Exception:
             log.exception("queue %s: message %s could not be settled", self.queue_name,
-                          message.id)
+                          held.message.id)
         finally:
-            with self._cond:
-                self._inflight -= 1
-                self._cond.notify_all()
+            self._done(held)
 
-    def _process(self, message: QueueMessage) -> None:
+    def _process(self, held: _Held) -> None:
+        message = held.message
         if message.dequeue_count > self.options.max_dequeue_count:
-            self._poison(message, "dequeue count above maxDequeueCount")
+            if self._settle(held):
+                self._poison(message, "dequeue count above maxDequeueCount")
             return
         try:
             body = decode_body(message.content, self.options.message_encoding)
         except ValueError as exc:
-            self._poison(message, str(exc))
+            if self._settle(held):
+                self._poison(message, str(exc))
             return
         request = FuncQueueMessage(
             id=message.id, body=body, dequeue_count=message.dequeue_count,
             pop_receipt=message.pop_receipt, insertion_time=message.inserted_on,
             expiration_time=message.expires_on, time_next_visible=message.next_visible_on)
-        renewer = _LeaseRenewer(self.client, message)
+        with self._cond:
+            if held.state == "returned":
+                return
+            held.renewer = _LeaseRenewer(self.client, message)
+            held.state = "running"
+        renewer = held.renewer
         try:
             outcome = self.invoker.invoke(self.fdef, request,
                                           reason=f"New queue message detected on "
                                                  f"'{self.queue_name}'.")
         finally:
             renewer.stop()
+        if not self._settle(held):  # handed back by a stop while it ran: not ours to settle
+            return
         if outcome.ok:
             self.client.delete_message(message.id, renewer.pop_receipt)
         elif message.dequeue_count >= self.options.max_dequeue_count:

@@ -41,6 +41,9 @@ def resolve_schedule(expression: str, env: Mapping[str, str] = os.environ) -> st
     fields = expression.split()
     if len(fields) not in (5, 6) or not croniter.is_valid(
             expression, second_at_beginning=len(fields) == 6):
+        if m:  # a setting's value is never repeated: name the setting
+            raise ValueError(f"app setting {m.group(1)}: not a valid NCRONTAB expression "
+                             "(6 fields, seconds first)")
         raise ValueError(f"timer schedule {expression!r} is not a valid NCRONTAB expression")
     return expression
 
@@ -103,8 +106,10 @@ class TimerRunner:
     def stop(self) -> None:
         self._stop.set()
 
-    def join(self, timeout: float | None = None) -> None:
+    def join(self, timeout: float | None = None) -> bool:
+        """True if the timer thread (and so its run) has ended."""
         self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _fire(self, scheduled: datetime, past_due: bool, reason: str) -> None:
         status = self.monitor.get(self.fdef.name) if self.monitor else None

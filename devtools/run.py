@@ -2,7 +2,10 @@
 
 Everything a newcomer needs to see alerts arrive: the simulator plays Entra ID and the
 Defender API of a few customer tenants (alerts keep coming), the registry is seeded with
-them, and the fan-out timer runs every 20 seconds. Ctrl-C stops it all.
+them, and the fan-out timer runs every 20 seconds. Ctrl-C stops it all, within seconds:
+no more messages taken, running work given a few seconds, then handed back to its queue,
+storage stopped last. One run per `.local/` (a lock, see runlock.py); nothing it starts
+outlives it (lifeline.py). Bad settings stop the start, named (never their values).
 """
 
 from __future__ import annotations
@@ -15,14 +18,20 @@ import secrets
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
+from typing import NoReturn
 
 from devhost.azurite import Azurite, AzuriteError
 from devhost.config import ensure_local_settings, load_local_settings
 from devhost.host import Host, HostError
+from devhost.lifeline import ParentWatch
+from devtools.ports import check_free
+from devtools.runlock import RunLock, RunLocked
 from devtools.simulator.server import Simulator, SimulatorConfig
 from devtools.smtp_catcher import SmtpCatcher
 from devtools.syslog_receiver import SyslogReceiver
+from shared.config import Settings
 from shared.model import Tenant
 from shared.notify.rules import GLOBAL, parse_rule
 from shared.storage import tables
@@ -59,6 +68,19 @@ def seed_rule(storage: StorageConnection) -> bool:
     return True
 
 
+GRACE_SECONDS = 3.0  # running invocations get this long at a stop; then messages go back
+
+
+def _quiet_console(verbose: bool) -> None:
+    """What a person reads: errors and warnings, a line per fetch run, this runner's own
+    lines. Every invocation's line (and the SDKs') only with --verbose."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    for name in ("run", "mssp_hub.ingest"):
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="run", description=__doc__)
     parser.add_argument("--script-root", type=Path, default=PROJECT_ROOT)
@@ -72,22 +94,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smtp-catcher", action="store_true",
                         help="send emails over SMTP to a local catcher that keeps each as "
                              ".local/mail/*.eml (instead of keeping them in the outbox only)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="log every invocation, not only errors and fetch runs")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("azure").setLevel(logging.WARNING)
+    _quiet_console(args.verbose)
     root = args.script_root.resolve()
     local = root / ".local"
-    ensure_local_settings(root)
-    load_local_settings(root)
-    os.environ.setdefault("FETCH_SCHEDULE", "*/20 * * * * *")
-    if not os.environ.get("PORTAL_KEY"):  # a local.settings.json from before the portal
-        os.environ["PORTAL_KEY"] = secrets.token_urlsafe(24)
-
+    try:  # before anything is started or written: a second run must not harm the first
+        lock = RunLock(local).acquire()
+    except RunLocked as exc:
+        log.error("%s", exc)
+        return 3
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     azurite = simulator = host = syslog = catcher = None
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop.is_set():  # a second Ctrl-C: no more waiting
+            log.warning("Stopping at once")
+            if azurite and azurite.process:
+                azurite.process.kill()
+            os._exit(130)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+    watch = ParentWatch(stop.set).start()  # make killed, or asked to stop: we stop too
     try:
+        check_free(args.port, "the app's HTTP port")
+        ensure_local_settings(root)
+        load_local_settings(root)
+        os.environ.setdefault("FETCH_SCHEDULE", "*/20 * * * * *")
+        if not os.environ.get("PORTAL_KEY"):  # a local.settings.json from before the portal
+            os.environ["PORTAL_KEY"] = secrets.token_urlsafe(24)
         if args.smtp_catcher:
             catcher = SmtpCatcher(local / "mail").start()
             os.environ.update(catcher.settings())
@@ -101,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         azurite = Azurite(PROJECT_ROOT, log_path=local / "azurite.log",
                           location=None if args.azurite_data == "-" else root / args.azurite_data
                           ).start()
+        if azurite.process:
+            lock.add_child("Azurite", azurite.process.pid)
         simulator = Simulator(SimulatorConfig(
             ca_path=local / "simulator" / "ca.pem",
             certificate_path=local / "simulator" / "app-certificate.pem",
@@ -123,21 +163,25 @@ def main(argv: list[str] | None = None) -> int:
             "MSSP_TENANT_ID": simulator.config.mssp_tenant_id,  # never onboarded as a customer
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{args.port}",  # the registered redirect
         })
+        Settings.from_env(os.environ)  # every setting checked before "running" is said
         storage = StorageConnection.from_env(os.environ, "AzureWebJobsStorage")
         seeded = seed_registry(storage, simulator)
         seed_rule(storage)
         host = Host(root, "function_app:app", http_port=args.port)
         host.start()
     except (AzuriteError, HostError, ValueError, OSError) as exc:
+        # SettingsError and SettingsFileError are ValueErrors naming a setting or a file
         log.error("%s", exc)
+        log.error("mssp-hub did not start")
         for part in (host, simulator, azurite, syslog, catcher):
             if part:
                 part.stop()
+        lock.release()
         return 2
     base = host.http.base_url if host.http else ""
     state = {"http": base, "simulator": simulator.base_url, "azurite": azurite.ports,
              "azurite_pid": azurite.process.pid if azurite.process else None,
-             "tenants_seeded": seeded, "portal": f"{base}/api/portal"}
+             "pid": os.getpid(), "tenants_seeded": seeded, "portal": f"{base}/api/portal"}
     partial = local / "run.json.tmp"
     partial.write_text(json.dumps(state, indent=2))
     partial.replace(local / "run.json")  # appears whole: readers poll for it
@@ -149,7 +193,8 @@ mssp-hub is running
   simulator   {simulator.base_url}  (Entra ID + Defender API, demo tenants; the
               consent pages a browser opens on {simulator.browser_base_url})
   storage     Azurite on queue {azurite.ports['Queue']}, table {azurite.ports['Table']}
-  fan-out     every 20 s (FETCH_SCHEDULE); alerts land in the Alerts table
+  fan-out     {"every 20 s" if os.environ["FETCH_SCHEDULE"] == "*/20 * * * * *"
+               else os.environ["FETCH_SCHEDULE"]} (FETCH_SCHEDULE); alerts land in the Alerts table
   tenants     {base}/api/tenants  (header x-functions-key: DEVHOST_FUNCTION_KEY in
               local.settings.json)
   onboard     python -m tools.mssp --url {base} --key <that key> \\
@@ -165,16 +210,31 @@ Ctrl-C stops everything.
 """, flush=True)
     while not stop.wait(0.5):  # timed: a signal caught by another thread must wake us
         pass
-    log.info("Shutting down")
-    host.stop()
+    started = time.monotonic()
+    log.info("Stopping: no more messages taken; running work gets %.0f s", GRACE_SECONDS)
+    watch.close()
+    host.stop(grace=GRACE_SECONDS)  # storage stays up until the host is done with it
     simulator.stop()
-    azurite.stop()
     if syslog:
         syslog.stop()
     if catcher:
         catcher.stop()
+    azurite.stop()
+    (local / "run.json").unlink(missing_ok=True)
+    lock.release()
+    log.info("Stopped in %.1f s", time.monotonic() - started)
     return 0
 
 
+def run(argv: list[str] | None = None) -> NoReturn:
+    """Exit without waiting for runs the host abandoned at a stop (their messages were
+    handed back): the interpreter would otherwise join their threads."""
+    code = main(argv)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -52,6 +52,13 @@ def slow(msg: func.QueueMessage) -> None:
     record("slow", msg.get_body().decode())
 
 
+@app.queue_trigger(arg_name="msg", queue_name=f"{P}-hang", connection="AzureWebJobsStorage")
+def hang(msg: func.QueueMessage) -> None:
+    """Longer than a stop's grace: its message must go back to the queue, not wait."""
+    time.sleep(3)
+    record("hang", msg.get_body().decode())
+
+
 @app.timer_trigger(arg_name="timer", schedule="%TEST_TICK%")
 def ticker(timer: func.TimerRequest) -> None:
     record("ticker", (datetime.now(UTC), timer.past_due))

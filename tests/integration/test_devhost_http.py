@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
+import statistics
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -94,3 +98,58 @@ def test_exception_becomes_500_without_details_and_one_log_line_each(base, caplo
                     done[0])
     assert re.match(r"Executed 'Functions\.anon' \(Succeeded, Id=[0-9a-f-]{36}, "
                     r"Duration=\d+ms\)", done[1])
+
+
+def _median_ms(url: str, n: int = 15) -> float:
+    """Median time of `n` answers on one keep-alive connection, as a browser fetches."""
+    session = requests.Session()
+    session.get(url, timeout=10)  # connect first: only the answers are timed
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        session.get(url, timeout=10)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+class _NagleHandler(BaseHTTPRequestHandler):
+    """The delay fixed, as a baseline measured in the same run: headers, then body in a
+    second small write, Nagle's algorithm on (the standard library's defaults)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        body = b"hello a"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+def test_answers_leave_without_the_nagle_delay(base):
+    """An answer that touches no storage came back after ~40 ms (a keep-alive client's
+    delayed ACK held the body back): now well under half the baseline's time."""
+    baseline = ThreadingHTTPServer(("127.0.0.1", 0), _NagleHandler)
+    threading.Thread(target=baseline.serve_forever, daemon=True).start()
+    try:
+        slow = _median_ms(f"http://127.0.0.1:{baseline.server_address[1]}/")
+    finally:
+        baseline.shutdown()
+        baseline.server_close()
+    fast = _median_ms(f"{base}/anon/a")
+    assert slow >= 30, f"the baseline shows no Nagle delay here ({slow:.1f} ms)"
+    assert fast < slow / 2, f"{fast:.1f} ms against a baseline of {slow:.1f} ms"
+
+
+def test_refused_key_and_failed_function_answer_a_small_json_error(base):
+    refused = requests.get(f"{base}/items/1", timeout=10)
+    assert refused.status_code == 401
+    assert refused.headers["Content-Type"].startswith("application/json")
+    assert refused.json()["status"] == 401 and "key" in refused.json()["error"]
+    failed = requests.get(f"{base}/boom", timeout=10)
+    assert failed.status_code == 500
+    assert failed.headers["Content-Type"].startswith("application/json")
+    assert failed.json()["status"] == 500 and "secret" not in failed.text

@@ -125,3 +125,23 @@ def test_batch_size_and_threshold_bound_concurrency(hosts):
     wait_for(lambda: len(app.calls.get("slow", [])) == 12, timeout=30)
     assert sorted(app.calls["slow"]) == sorted(f"m{i}" for i in range(12))
     assert 2 <= app.peak <= 4 + 2
+
+
+def test_a_stop_hands_held_messages_back_at_once(hosts, monkeypatch):
+    """Ctrl-C under load: the runs still going after the grace, and the messages fetched
+    but not started, are visible again at once; none is settled late, none poisoned."""
+    monkeypatch.setenv("PYTHON_THREADPOOL_THREAD_COUNT", "2")
+    host, app = hosts.start(batchSize=16)
+    client = hosts.storage.queue(hosts.queue_name("hang"))
+    for i in range(16):
+        client.send_message(f"h{i}")
+    raw = hosts.storage.queue(hosts.queue_name("hang"), base64=False)
+    wait_for(lambda: not list(raw.peek_messages(max_messages=32)))  # one batch: 2 running
+    started = time.monotonic()
+    host.stop(grace=0.2)
+    assert time.monotonic() - started < 2
+    assert len(list(raw.peek_messages(max_messages=32))) == 16  # visible, none waits a lease
+    time.sleep(3.5)  # the abandoned runs end meanwhile: they do not settle what they gave back
+    assert len(app.calls.get("hang", [])) <= 2  # ran on, but left the message be
+    assert _count(hosts, "hang") == 16
+    assert _count(hosts, "hang-poison") == 0
