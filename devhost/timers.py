@@ -16,6 +16,7 @@ import os
 import re
 import threading
 from collections.abc import Mapping
+from concurrent.futures import CancelledError
 from datetime import UTC, datetime, timedelta
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
@@ -118,7 +119,10 @@ class TimerRunner:
             schedule_status={k: v.isoformat() for k, v in (status or {}).items()},
             schedule={"AdjustForDST": True},
         )
-        self.invoker.submit(self.fdef, request, reason=reason).result()
+        try:
+            self.invoker.submit(self.fdef, request, reason=reason).result()
+        except CancelledError:  # the host is stopping: the run never started, and the
+            return  # schedule monitor keeps it due, so the next start runs it past due
         if self.monitor:
             self.monitor.put(self.fdef.name, scheduled,
                              self.schedule.next_after(datetime.now(UTC)))

@@ -1,5 +1,6 @@
-"""`python -m tools.backfill`: build the tenant summaries and the SIEM feed's tenant views
-of a store written before they existed, in place (shared/ops/backfill.py).
+"""`python -m tools.backfill`: build the portal's AlertIndex, the tenant summaries and the
+SIEM feed's tenant views of a store written before they existed, in place
+(tools/backfill_index.py, then shared/ops/backfill.py).
 
     # with the app's settings in the environment (AzureWebJobsStorage, ...), after the
     # new version is deployed:
@@ -23,6 +24,7 @@ from shared.storage.ingest_state import IngestStates
 from shared.storage.siem_feed import SiemFeedRepository
 from shared.storage.tenant_summaries import TenantSummaries
 from shared.storage.tenants import TenantRepository
+from tools.backfill_index import index_tenants
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
                    SiemFeedRepository(tables.table(storage, tables.SIEM_FEED)),
                    settings.siem.retention_days, log=lambda line: print(line, flush=True))
     try:
+        index_tenants(storage)  # resumes by itself: its place is kept in the index table
         report = job.run(restart=args.restart)
     except Exception as exc:  # a tool: say what failed; a rerun resumes
         print(f"backfill stopped: {exc}; run it again to resume", file=sys.stderr)

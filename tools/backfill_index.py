@@ -36,15 +36,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="only this tenant (repeatable; default: every tenant)")
     parser.add_argument("--batch", type=int, default=1000, help="Alerts rows a read")
     args = parser.parse_args(argv)
-    storage = StorageConnection.from_env(os.environ, "AzureWebJobsStorage")
+    index_tenants(StorageConnection.from_env(os.environ, "AzureWebJobsStorage"),
+                  args.tenant, args.batch)
+    return 0
+
+
+def index_tenants(storage: StorageConnection, tenant_ids: list[str] | None = None,
+                  batch: int = 1000) -> tuple[int, int]:
+    """Index the stored alerts of these tenants (default: every tenant), printing progress;
+    returns (rows read, entries written). Also the first step of `tools.backfill`."""
     alerts = AlertRepository(tables.table(storage, tables.ALERTS))
     index = AlertIndex(tables.table(storage, tables.ALERT_INDEX))
-    ids = args.tenant or sorted(t.tenant_id for t in
-                                TenantRepository(tables.table(storage, tables.TENANTS)).all())
+    ids = tenant_ids or sorted(t.tenant_id for t in
+                               TenantRepository(tables.table(storage, tables.TENANTS)).all())
     started, rows, entries = time.monotonic(), 0, 0
     for number, tenant_id in enumerate(ids, 1):
         while True:
-            step = backfill(alerts, index, tenant_id, batch_rows=args.batch, budget=STEP)
+            step = backfill(alerts, index, tenant_id, batch_rows=batch, budget=STEP)
             rows, entries = rows + step.rows_read, entries + step.entries
             print(f"[{number}/{len(ids)}] {tenant_id}: {'done' if step.done else 'going'}; "
                   f"{rows} rows read, {entries} entries written "
@@ -52,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             if step.done:
                 break
     print(f"backfilled {len(ids)} tenants: {rows} rows read, {entries} entries written")
-    return 0
+    return rows, entries
 
 
 if __name__ == "__main__":

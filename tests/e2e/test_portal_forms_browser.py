@@ -14,19 +14,11 @@ import requests
 from shared.model import Tenant
 from tests.conftest import ROOT
 from tests.e2e.test_portal_browser import principal
+from tests.integration import test_notify
 from tests.integration.devhost_fixtures import wait_for
-from tests.integration.test_notify import Inbox, Server
 
 ARTIFACTS = ROOT / "test-artifacts" / "portal-forms"
-
-
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    server = Server(inbox)
-    server.start()
-    yield inbox, server
-    server.stop()
+smtp = test_notify.smtp  # a real SMTP server (aiosmtpd) and its inbox, as notify's tests
 
 
 @pytest.fixture

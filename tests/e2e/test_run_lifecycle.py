@@ -29,17 +29,9 @@ from shared.storage.connection import StorageConnection, azurite_connection_stri
 from tests.conftest import ROOT
 from tests.e2e.app_copy import copy_app
 from tests.e2e.test_devhost_cli import _free_port
+from tests.integration.devhost_fixtures import alive
 
 FETCH_LINE = re.compile(r"fetch tenant=\S+ outcome=(success|partial)")
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie has ended: only its exit status waits to be collected)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 class Run:
@@ -76,7 +68,7 @@ class Run:
         while time.monotonic() < deadline and self.proc.poll() is None:
             if run_json.exists():
                 state = json.loads(run_json.read_text())
-                if state.get("pid") and _alive(state["pid"]) and "mssp-hub is running" in \
+                if state.get("pid") and alive(state["pid"]) and "mssp-hub is running" in \
                         self.output:
                     self.state = state
                     return self
@@ -120,16 +112,16 @@ def runs():
 
     yield start
     for run in started:
-        if run.proc.poll() is None or any(_alive(p) for p in run.pids()):
+        if run.proc.poll() is None or any(alive(p) for p in run.pids()):
             print(run.output[-4000:])
         run.kill()
 
 
 def _gone(pids: list[int], timeout: float = 15) -> list[int]:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
         time.sleep(0.1)
-    return [p for p in pids if _alive(p)]
+    return [p for p in pids if alive(p)]
 
 
 def _wait(predicate, timeout: float, what: str) -> None:

@@ -73,3 +73,12 @@ def hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     factory = HostFactory(tmp_path, monkeypatch, storage_env)
     yield factory
     factory.close()
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie has ended: only its exit status waits to be collected)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -10,13 +10,13 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from devtools.ports import PortInUse, check_free
 from devtools.runlock import RunLock, RunLocked, stop_leftovers
 from tests.conftest import ROOT
+from tests.integration.devhost_fixtures import alive
 
 HOLDER = """
 import subprocess, sys, time
@@ -30,14 +30,6 @@ lock.add_child("sleeper", child.pid)
 print(child.pid, flush=True)
 time.sleep(120)
 """
-
-
-def _running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.fixture
@@ -65,13 +57,13 @@ def test_a_dead_holders_lock_is_taken_over_and_its_leftover_stopped(tmp_path, ho
     proc, child = holder
     proc.kill()
     proc.wait(10)
-    assert _running(child)  # what a kill -9 used to leave behind
+    assert alive(child)  # what a kill -9 used to leave behind
     lock = RunLock(tmp_path).acquire()
     try:
         deadline = time.monotonic() + 10
-        while _running(child) and time.monotonic() < deadline:
+        while alive(child) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _running(child)
+        assert not alive(child)
     finally:
         lock.release()
     RunLock(tmp_path).acquire().release()  # released: free for the next run
