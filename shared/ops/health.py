@@ -14,7 +14,7 @@ from pydantic import Field
 
 from shared import __version__
 from shared.config import Settings, SettingsError, get_settings
-from shared.model import TenantStatus
+from shared.model import Tenant, TenantStatus
 from shared.notify.mail_health import mail_failure
 from shared.siem.delivery import output_status
 from shared.storage import tables
@@ -107,9 +107,12 @@ def _probe(check: Callable[[], Any]) -> dict[str, Any]:
     return result
 
 
-def report(settings_loader: Callable[[], Settings] = get_settings) -> tuple[bool, dict[str, Any]]:
+def report(settings_loader: Callable[[], Settings] = get_settings,
+           tenants: list[Tenant] | None = None) -> tuple[bool, dict[str, Any]]:
     """(up, report): status unhealthy (storage or settings broken: not up), degraded (up,
-    with `reasons`) or healthy. Never includes a setting's value or an error's text."""
+    with `reasons`) or healthy. Never includes a setting's value or an error's text.
+    `tenants`: the registry as the caller just read it (the portal's overview), so that
+    it is not read twice for one page."""
     body: dict[str, Any] = {"versions": _versions(), "checks": {}}
     try:
         settings = settings_loader()
@@ -126,7 +129,7 @@ def report(settings_loader: Callable[[], Settings] = get_settings) -> tuple[bool
     if not healthy:
         body["status"] = "unhealthy"
         return False, body
-    body["ingestion"] = ingestion_summary(storage)
+    body["ingestion"] = ingestion_summary(storage, tenants)
     outputs = SiemDeliveryRepository(tables.table(storage, tables.SIEM_DELIVERY))
     body["siem_outputs"] = [
         {k: o[k] for k in ("name", "type", "lag_seconds", "failures", "retry_at")}
@@ -166,7 +169,8 @@ def reasons(ingestion: dict[str, Any], outputs: list[dict[str, Any]], mail_faili
     return found
 
 
-def ingestion_summary(storage: StorageConnection) -> dict[str, Any]:
+def ingestion_summary(storage: StorageConnection, known: list[Tenant] | None = None
+                      ) -> dict[str, Any]:
     """Tenants by status, the ones failing, and whether the MSSP app's credential works
     (the repositories are built here: the health check runs before, and without, the
     wiring's services).
@@ -175,17 +179,17 @@ def ingestion_summary(storage: StorageConnection) -> dict[str, Any]:
     """
     return summarize(TenantRepository(tables.table(storage, tables.TENANTS)),
                      PoisonLogRepository(tables.table(storage, tables.POISON_LOG)),
-                     AppHealth(tables.table(storage, tables.APP_HEALTH)))
+                     AppHealth(tables.table(storage, tables.APP_HEALTH)), known)
 
 
-def summarize(tenants: TenantRepository, poison: PoisonLogRepository, app: AppHealth
-              ) -> dict[str, Any]:
+def summarize(tenants: TenantRepository, poison: PoisonLogRepository, app: AppHealth,
+              known: list[Tenant] | None = None) -> dict[str, Any]:
     """`ingestion_summary` from the repositories. Messages given up on are counted for
     the last 24 hours, per queue, at most POISON_COUNT_LIMIT rows read."""
     by_status: dict[str, int] = {}
     failing = 0
     last_success = None
-    for tenant in tenants.all():
+    for tenant in tenants.all() if known is None else known:
         by_status[str(tenant.status)] = by_status.get(str(tenant.status), 0) + 1
         if tenant.status == TenantStatus.ACTIVE and tenant.consecutive_failures:
             failing += 1

@@ -153,7 +153,7 @@ class Portal:
         return self._page("portal/overview.html", principal=principal, rows=rows,
                           severities=queries.SEVERITIES, now=now, outputs=self.siem_status(),
                           chart=daily_chart(per_day, now.date(), queries.CHART_DAYS),
-                          health=self._health(), notices=self.notices.recent(10),
+                          health=self._health(tenants), notices=self.notices.recent(10),
                           mail_on=self.settings.mail.transport != "none")
 
     def _counts(self, tenants: list[Tenant], now: datetime
@@ -166,9 +166,10 @@ class Portal:
         found = self.summaries.all()
         return [(t, queries.from_summary(found.get(t.tenant_id), now)) for t in tenants]
 
-    def _health(self) -> dict[str, Any]:
-        """What /api/health says, with the detail only signed-in staff may read."""
-        _, report = health.report(lambda: self.settings)
+    def _health(self, tenants: list[Tenant] | None = None) -> dict[str, Any]:
+        """What /api/health says, with the detail only signed-in staff may read
+        (`tenants`: the registry as the page read it, not read again)."""
+        _, report = health.report(lambda: self.settings, tenants)
         failure = report.get("mail", {}).get("failing_since")
         for reason in report.get("reasons", []):
             if reason["code"] == "mail_failing" and failure:

@@ -56,3 +56,18 @@ def test_the_summary_reads_tenants_poison_log_and_the_identity_row():
     app.identity_failed("bad_client_secret", "refused", at=datetime.now(UTC) - timedelta(
         hours=1))  # fixed since: a fetch succeeded after it
     assert health.summarize(tenants, poison, app)["app_credential_error"] is None
+
+
+def test_the_summary_of_tenants_the_page_already_read_does_not_read_them_again():
+    tenants, poison, app = MemoryTenants(), MemoryPoisonLog(), MemoryAppHealth()
+    failing = tenants.add(Tenant(str(uuid.uuid4()), "Failing"))
+    tenants.mark_failing(failing.tenant_id, "boom", 1)
+    read = tenants.all()
+
+    class Unread(MemoryTenants):
+        def all(self):  # the overview's second read of the registry, now gone
+            raise AssertionError("the registry was read again")
+
+    summary = health.summarize(Unread(), poison, app, known=read)
+    assert summary == health.summarize(tenants, poison, app)
+    assert summary["failing_tenants"] == 1
