@@ -180,7 +180,7 @@ class Portal:
         return self._guard(request, self._alerts)
 
     def _alerts(self, request: Request, principal: auth.Principal) -> Response:
-        tenants = self._tenants()
+        tenants = self.admin.tenants.names()  # the picker's and the rows' names only
         flt = queries.AlertFilter.parse(request.params, {t.tenant_id for t in tenants})
         page = queries.search_alerts(self.alert_index, tenants, flt)
         next_url = (f"{BASE}/alerts?{urlencode(flt.params(before=page.next_before))}"

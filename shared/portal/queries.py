@@ -13,7 +13,7 @@ relay's lag; an older entry of an alert met on the same page is skipped and dele
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +27,7 @@ from shared.storage.alert_index import AlertIndex, Key, day_of_key, parts, shown
 from shared.storage.alerts import AlertRepository
 from shared.storage.keys import decode_key
 from shared.storage.tenant_summaries import Counts
+from shared.storage.tenants import TenantName
 
 log = logging.getLogger("mssp_hub.portal")
 
@@ -200,7 +201,7 @@ def _forget(index: AlertIndex, older: list[Key]) -> None:
             log.warning("could not delete %d outdated alert index entries", len(older))
 
 
-def search_alerts(index: AlertIndex, tenants: list[Tenant], flt: AlertFilter,
+def search_alerts(index: AlertIndex, tenants: Sequence[Tenant | TenantName], flt: AlertFilter,
                   now: datetime | None = None, page_size: int = PAGE_SIZE) -> AlertPage:
     """The newest `page_size` alerts matching `flt` of `tenants`, after its keyset if it
     has one: at most READ_PAGES x page_size index entries read, whatever the depth."""

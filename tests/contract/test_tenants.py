@@ -106,6 +106,16 @@ def test_a_tenant_is_added_once_and_read_back(registry):
     assert registry.get(tenant.tenant_id).display_name == "Fabrikam <Ltd>"
 
 
+def test_names_are_every_tenant_by_name_whatever_its_state(registry):
+    zulu = registry.add(_tenant("zulu Corp"))
+    alpha = registry.add(_tenant("Alpha <b>", status=TenantStatus.PAUSED))
+    failing = registry.add(_tenant("Mid Co"))
+    registry.mark_failing(failing.tenant_id, "boom", 3)
+    names = [(n.tenant_id, n.display_name) for n in registry.names()]
+    assert names == [(alpha.tenant_id, "Alpha <b>"), (failing.tenant_id, "Mid Co"),
+                     (zulu.tenant_id, "zulu Corp")]  # by name, case-blind; not failing first
+
+
 def test_a_bad_tenant_id_is_refused_before_storage(registry):
     with pytest.raises(ValueError):
         registry.get("not-a-guid")

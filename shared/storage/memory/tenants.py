@@ -68,6 +68,10 @@ class MemoryTenants(tenants.TenantRepository):
                     ) -> Iterator[Tenant]:
         return (t for t in self.all() if t.status == status)
 
+    def names(self) -> list[tenants.TenantName]:
+        return tenants.by_name(tenants.TenantName(t.tenant_id, t.display_name or t.tenant_id)
+                               for t in self.all())
+
     def merge_many(self, changes: Iterable[dict[str, Any]]) -> None:
         for values in changes:
             values = dict(values)
