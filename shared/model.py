@@ -46,6 +46,8 @@ class Tenant:
     fetch_queued_at: datetime | None = None
     fetch_cleared_at: datetime | None = None  # a worker (or admin) cleared the above
     throttled_until: datetime | None = None
+    access: str = "read"  # "read" or "triage": what the tenant granted (token's roles)
+    access_reason: str = ""  # why triage is not possible, when it is not
     etag: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
