@@ -169,6 +169,9 @@ class AlertEvent:
     changed: dict[str, list[Any]]  # field -> [old, new] for updates
     alert: dict[str, Any]  # a summary that fits in a queue message
     event_id: str = ""  # the same for every copy of this event: consumers dedupe on it
+    # who made the change, when the MSSP made it itself ({"id", "name", "via"}); absent
+    # (None) for the customer's changes and in messages written before it existed
+    by: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if not self.event_id:
@@ -176,10 +179,13 @@ class AlertEvent:
                                f"{self.tenant_id}:{self.alert_id}:{self.version}")
 
     def dump(self) -> dict[str, Any]:
-        return {"v": VERSION, "type": self.TYPE, "event_id": self.event_id,
+        data = {"v": VERSION, "type": self.TYPE, "event_id": self.event_id,
                 "tenant": self.tenant_id, "tenant_name": self.tenant_name,
                 "alert_id": self.alert_id, "version": self.version, "change": self.change,
                 "changed": self.changed, "alert": self.alert}
+        if self.by is not None:  # only when set: other events stay as they were
+            data["by"] = self.by
+        return data
 
     def to_bytes(self) -> bytes:
         """The message as ingest measures and stores it (compact UTF-8 JSON)."""
@@ -199,7 +205,19 @@ class AlertEvent:
         return cls(tenant_id=_tenant(data), tenant_name=_field(data, "tenant_name", str),
                    alert_id=_field(data, "alert_id", str), version=_field(data, "version", str),
                    change=_field(data, "change", str), changed=_field(data, "changed", dict),
-                   alert=_field(data, "alert", dict), event_id=_field(data, "event_id", str))
+                   alert=_field(data, "alert", dict), event_id=_field(data, "event_id", str),
+                   by=_by(data))
+
+
+def _by(data: dict[str, Any]) -> dict[str, str] | None:
+    """An event's optional `by`: an object of strings (id, name, via), or absent."""
+    by = data.get("by")
+    if by is None:
+        return None
+    if not isinstance(by, dict) or not isinstance(by.get("id"), str) or not all(
+            isinstance(v, str) for v in by.values()):
+        raise BadMessage("by is not an object of strings with an id")
+    return {k: by[k] for k in ("id", "name", "via") if k in by}
 
 
 def relay_text(stored: dict[str, Any]) -> str:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from shared.config import Settings, get_settings
 from shared.ingest.fanout import Fanout
 from shared.ingest.index_feed import IndexFeed
+from shared.ingest.own_changes import OwnChanges, Stored
 from shared.ingest.relay import Relay
 from shared.ingest.worker import Ingestor, IngestStores
 from shared.microsoft.defender import DefenderClient
@@ -29,6 +32,7 @@ from shared.storage.ingest_state import IngestStates
 from shared.storage.invitations import ConsentStateRepository, InvitationRepository
 from shared.storage.mail_outbox import MailOutbox
 from shared.storage.notify_ledger import NotifyLedger
+from shared.storage.own_marks import OwnMarks
 from shared.storage.poison_log import PoisonLogRepository
 from shared.storage.queue_sender import sender
 from shared.storage.queues import EventQueue, FetchQueue, RelayQueue
@@ -42,6 +46,7 @@ from shared.storage.tenants import TenantRepository
 from shared.tenants.admin import TenantAdmin
 from shared.tenants.onboarding import Onboarding
 from shared.tenants.ops_notices import OpsNotices
+from shared.triage.model import Actor
 
 
 def ingest_stores(settings: Settings) -> IngestStores:
@@ -55,7 +60,8 @@ def ingest_stores(settings: Settings) -> IngestStores:
         app_health=AppHealth(tables.table(storage, tables.APP_HEALTH)),
         fetch_queue=FetchQueue(tables.queue(storage, tables.FETCH_QUEUE)),
         relay_queue=RelayQueue(tables.queue(storage, tables.RELAY_QUEUE)),
-        notices=OpsNotices.on(storage, settings.onboarding.ops_email))
+        notices=OpsNotices.on(storage, settings.onboarding.ops_email),
+        own_marks=OwnMarks(tables.table(storage, tables.OWN_CHANGE_MARKS)))
 
 
 def ingestor_for(settings: Settings, tokens: Tokens, client: DefenderClient) -> Ingestor:
@@ -68,6 +74,31 @@ def ingestor() -> Ingestor:
     settings = get_settings()
     return ingestor_for(settings, tokens_for(settings.identity), DefenderClient(
         settings.fetch.timeout_seconds, settings.identity.ca_bundle))
+
+
+def own_changes_on(storage: StorageConnection) -> OwnChanges:
+    """The MSSP's own changes on the real tables: marks, ingest state, alert rows."""
+    return OwnChanges(OwnMarks(tables.table(storage, tables.OWN_CHANGE_MARKS)),
+                      IngestStates(tables.table(storage, tables.INGEST_STATE)),
+                      AlertRepository(tables.table(storage, tables.ALERTS)),
+                      TenantRepository(tables.table(storage, tables.TENANTS)),
+                      RelayQueue(tables.queue(storage, tables.RELAY_QUEUE)))
+
+
+@functools.cache
+def own_changes() -> OwnChanges:
+    return own_changes_on(get_settings().storage)
+
+
+def expect_own(tenant_id: str, alert_ids: Iterable[str], fields: Mapping[str, Any],
+               actor: Actor) -> None:
+    """For TriageService and bulk jobs: before Defender is asked to change alerts."""
+    own_changes().expect(tenant_id, alert_ids, fields, actor)
+
+
+def store_own(tenant_id: str, document: dict[str, Any], actor: Actor) -> Stored:
+    """For TriageService: the alert Defender answered a PATCH with, stored at once."""
+    return own_changes().store(tenant_id, document, actor)
 
 
 def fanout_on(storage: StorageConnection) -> Fanout:

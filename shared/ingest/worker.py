@@ -24,8 +24,9 @@ from typing import Any
 from shared import timefmt
 from shared.config import Settings
 from shared.ingest import gc_pause
+from shared.ingest.attribution import changed_by, span
 from shared.ingest.chunk_commits import ChunkCommits
-from shared.ingest.events import event_message, same, tracked
+from shared.ingest.events import TRACKED, changes, event_message, same, tracked
 from shared.ingest.hold import IDLE_LEASE_SECONDS, RunHold, TenantLeft, seen_tenant
 from shared.logsafe import clean
 from shared.messages import FetchRequest
@@ -49,6 +50,7 @@ from shared.storage.ingest_state import (
     IngestStates,
     Opening,
 )
+from shared.storage.own_marks import Mark, OwnMarks
 from shared.storage.queues import FetchQueue, RelayQueue
 from shared.storage.runs import RunHistory, RunRecord
 from shared.storage.tenants import TenantRepository
@@ -106,12 +108,21 @@ def _version(item: Item) -> str:
     return item[0]
 
 
-def _day(alert: dict[str, Any], version: str) -> str:
+def index_day(alert: dict[str, Any], version: str) -> str:
     """The index day of an alert: its creation day (UTC), else its version's."""
     try:
         return timefmt.utc_day(alert.get("alertCreationTime"))
     except ValueError:  # none, or not a time
         return timefmt.utc_day(version)
+
+
+def _own(marks: list[Mark] | None, version: str, old: IndexEntry, new: IndexEntry
+         ) -> dict[str, str] | None:
+    """`by` of an update: the actor whose marks account for it (attribution.py)."""
+    if not marks:
+        return None
+    return changed_by(marks, version, changes(old, new),
+                      dict(zip(TRACKED[1:], new[1:len(TRACKED)], strict=True)))
 
 
 def advance(position: Cursor, versions: list[str]) -> Cursor:
@@ -203,6 +214,9 @@ class IngestStores:
     fetch_queue: FetchQueue
     relay_queue: RelayQueue
     notices: OpsNotices
+    # what the MSSP asked Defender to set (shared/ingest/own_changes.py): an update that
+    # is exactly that carries `by`; None: not consulted
+    own_marks: OwnMarks | None = None
 
 
 class Ingestor:
@@ -215,6 +229,7 @@ class Ingestor:
         self.runs, self.app_health = stores.runs, stores.app_health
         self.fetch_queue, self.relay_queue = stores.fetch_queue, stores.relay_queue
         self.notices = stores.notices
+        self.own_marks = stores.own_marks
         self.writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="alert-writer")
         self.committer = ThreadPoolExecutor(1, thread_name_prefix="chunk-commit")
         self.idle_recorded: dict[str, float] = {}  # tenant -> when an idle run was recorded
@@ -429,7 +444,7 @@ class Ingestor:
                                         "MalformedResponse")
                 received += 1
                 version = timefmt.normalize(alert["lastUpdateTime"])
-                yield version, _day(alert, version), alert, data
+                yield version, index_day(alert, version), alert, data
 
         for chunk in self._chunks(items()):
             if chunk[0][0] < progress.position.watermark:
@@ -473,6 +488,7 @@ class Ingestor:
         index = progress.commits.state.load_index(days, into=progress.index)
         events: list[bytes] = []  # serialized messages
         now = datetime.now(UTC)
+        marks = self._marks(tenant.tenant_id, chunk, index)
 
         def rows_to_write() -> Iterator[list[dict[str, Any]]]:
             for version, day, alert, data in chunk:
@@ -489,8 +505,10 @@ class Ingestor:
                     record.new += 1
                 else:
                     record.changed += 1
+                by = _own(marks.get(alert_id), version, old, new) if old is not None \
+                    else None
                 events.append(event_message(tenant.tenant_id, progress.hold.tenant.display_name,
-                                            alert, version, old, new))
+                                            alert, version, old, new, by))
                 index.put(alert_id, day, new)
                 yield alert_rows(tenant.tenant_id, alert, now, data)
 
@@ -513,6 +531,27 @@ class Ingestor:
             wait(pending)  # no write of this run goes on after it has ended
             raise
         progress.position, progress.committed = position, committed
+
+    def _marks(self, tenant_id: str, chunk: list[Item], index: Index
+               ) -> dict[str, list[Mark]]:
+        """The own-change marks of the chunk's updated alerts, by alert id: one bounded
+        read, made only when the chunk updates an alert the index knows."""
+        if self.own_marks is None:
+            return {}
+        updated: dict[str, str] = {}
+        for version, _, alert, _ in chunk:
+            alert_id = str(alert["id"])
+            old = index.get(alert_id)
+            if old is not None and not (old[0] > version or same(old, tracked(alert,
+                                                                              version))):
+                updated[alert_id] = version
+        if not updated:
+            return {}
+        found: dict[str, list[Mark]] = {}
+        for mark in self.own_marks.around(tenant_id, *span(updated.values())):
+            if mark.alert_id in updated:
+                found.setdefault(mark.alert_id, []).append(mark)
+        return found
 
     @staticmethod
     def _known_unchanged(chunk: list[Item], progress: Progress, record: RunRecord) -> bool:

@@ -15,6 +15,8 @@ def matches(rule: Rule, event: AlertEvent) -> bool:
         return False
     if event.change == "updated" and not rule.on_update:
         return False
+    if event.by is not None and rule.ignore_own_changes:
+        return False  # the MSSP's own action: its analysts know already
     checks = ((rule.severities, alert.get("severity")),
               (rule.device_groups, alert.get("rbacGroupName")),
               (rule.categories, alert.get("category")),

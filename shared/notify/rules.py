@@ -59,6 +59,9 @@ class Rule:
     delivery: str = "each"  # each | digest
     digest_minutes: int = 60
     max_per_hour: int | None = None  # emails per hour; the overflow goes to the next digest
+    # nothing for a change the MSSP made itself (an event with `by`); rules stored before
+    # this option existed read as True, the default
+    ignore_own_changes: bool = True
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,6 +143,9 @@ class RuleBody(Strict):
     delivery: Literal["each", "digest"] = "each"
     digest_minutes: Annotated[int, Field(ge=5, le=1440)] = 60
     max_per_hour: Annotated[int, Field(ge=1, le=1000)] | None = None
+    ignore_own_changes: bool = Field(
+        default=True, description="send nothing for a change the MSSP made itself "
+                                  "(an analyst's or the API's action written to Defender)")
 
 
 def parse_rule(body: Any, scope: str, existing: Rule | None = None) -> Rule:

@@ -32,6 +32,8 @@ def form_body(form: dict[str, str], existing: Rule | None = None) -> dict[str, A
         "enabled": form.get("enabled") == "yes",
         "delivery": form.get("delivery", "each"),
     })
+    if form.get("own_shown") == "yes":  # a form from before the option leaves it as is
+        body["ignore_own_changes"] = form.get("ignore_own_changes") == "yes"
     if body["severities"]:
         body["min_severity"] = None  # the form chooses a set: not both
     return body

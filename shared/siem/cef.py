@@ -54,6 +54,7 @@ def extensions(event: Mapping[str, Any]) -> list[tuple[str, Any]]:
     alert = event["alert"]
     evidence = [e for e in alert.get("evidence") or [] if isinstance(e, dict)]
     user = alert.get("relatedUser") if isinstance(alert.get("relatedUser"), dict) else {}
+    by = event.get("by") if isinstance(event.get("by"), dict) else {}
     pairs: list[tuple[str, Any]] = [
         ("rt", _millis(alert.get("lastUpdateTime") or event.get("version"))),
         ("start", _millis(alert.get("firstEventTime"))),
@@ -74,6 +75,8 @@ def extensions(event: Mapping[str, Any]) -> list[tuple[str, Any]]:
         ("request", _first(evidence, "url")),
         ("sproc", _first(evidence, "processCommandLine")),
         ("cn1", alert.get("incidentId")), ("cn1Label", "IncidentId"),
+        # who changed it, when the MSSP did (an analyst or an API key): the source user
+        ("suser", by.get("name")), ("suid", by.get("id")),
     ]
     for key, label, get in CUSTOM:
         pairs += [(key, get(event)), (f"{key}Label", label)]

@@ -34,6 +34,7 @@ def to_ecs(event: Mapping[str, Any]) -> dict[str, Any]:
     evidence = [e for e in alert.get("evidence") or [] if isinstance(e, dict)]
     files = [e for e in evidence if e.get("fileName")]
     techniques = list(alert.get("mitreTechniques") or [])
+    by = event.get("by") if isinstance(event.get("by"), dict) else {}
     return _drop_empty({
         "@timestamp": _iso(alert.get("lastUpdateTime") or event.get("version")),
         "message": alert.get("title"),
@@ -61,7 +62,10 @@ def to_ecs(event: Mapping[str, Any]) -> dict[str, Any]:
                  "hash": {"sha1": files[0].get("sha1"), "sha256": files[0].get("sha256")}}
         if files else {},
         "labels": {"device_group": alert.get("rbacGroupName"),
-                   "dedupe_key": event.get("event_id")},
+                   "dedupe_key": event.get("event_id"),
+                   # who changed it, when the MSSP did (`user` is the alert's own user)
+                   "changed_by": by.get("name"), "changed_by_id": by.get("id"),
+                   "changed_via": by.get("via")},
         "microsoft": {"defender_endpoint": {**alert, "status": alert.get("status"),
                                             "tenant_name": event.get("tenant_name")}},
     })

@@ -156,6 +156,9 @@ class AlertVersion(Reply):
     change: Literal["new", "updated"] | None
     changed: dict[str, Any] = Field(description="field -> [old, new]")
     version: str | None = Field(description="the alert's lastUpdateTime")
+    by: dict[str, str] | None = Field(
+        default=None, description="who made this change when the MSSP made it itself "
+                                  "(id, name, via: entra, key or api); null otherwise")
     feed_time: str | None
     alert_complete: bool = Field(description="false: `alert` is the summary (the alert "
                                              "changed again, or is too large to copy)")
@@ -177,7 +180,8 @@ def item(event: Mapping[str, Any]) -> AlertVersion:
         event_id=event["event_id"], tenant_id=event["tenant"],
         tenant_name=event.get("tenant_name"), change=event.get("change"),
         changed=event.get("changed") or {}, version=event.get("version"),
-        feed_time=event.get("feed_time"), alert_complete=event.get("alert_complete", False),
+        by=event.get("by"), feed_time=event.get("feed_time"),
+        alert_complete=event.get("alert_complete", False),
         alert=event["alert"])
 
 

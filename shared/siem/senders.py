@@ -44,7 +44,7 @@ def document(output: Output, event: Mapping[str, Any]) -> dict[str, Any]:
     return {"event_id": event["event_id"], "tenant_id": event["tenant"],
             "tenant_name": event.get("tenant_name"), "change": event.get("change"),
             "changed": event.get("changed") or {}, "version": event.get("version"),
-            "alert": event["alert"]}
+            "by": event.get("by"), "alert": event["alert"]}
 
 
 # syslog --------------------------------------------------------------------------------

@@ -373,6 +373,32 @@ class IngestState:
             raise
         return True, None, result.get("etag")
 
+    def borrow_lease(self, owner: str, seconds: int, short: int) -> str | None:
+        """The lease for a write outside a fetch (an own change stored at once): its etag,
+        or None when a fetch holds it for writing. A lease ending within `short` seconds
+        belongs to a run that has written nothing (it extends its lease before its first
+        write) or to an idle run letting it lapse: it is taken over, and such a run stops
+        at its first write (`RunHold.secure`: the lease's ETag moved)."""
+        now = datetime.now(UTC)
+        row = self._get(LEASE)
+        if row is not None and row["Owner"] != owner \
+                and row["Until"] > now + timedelta(seconds=short):
+            return None
+        entity = {"PartitionKey": self.tenant_id, "RowKey": LEASE, "Owner": owner,
+                  "Until": now + timedelta(seconds=seconds)}
+        try:
+            if row is None:
+                return self.client.create_entity(entity)["etag"]
+            return self.client.update_entity(
+                entity, mode=UpdateMode.REPLACE, etag=row.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified)["etag"]
+        except ResourceExistsError:
+            return None
+        except HttpResponseError as exc:
+            if exc.status_code not in (404, 412):
+                raise
+            return None
+
     def release_lease(self, owner: str) -> None:
         row = self._get(LEASE)
         if row is not None and row["Owner"] == owner:
@@ -523,6 +549,26 @@ class IngestState:
         for shard, _ in shards:
             shard.etag = etags[shard.row_key]  # for the next commit, on the same thread
         return [op[1]["RowKey"] for op in outbox_ops], etags[CURSOR]
+
+    def commit_alone(self, shards: Snapshot, events: list[bytes], stamp: str) -> list[str]:
+        """Index shards and an outbox row in one transaction, the cursor left where it is:
+        an alert stored outside a fetch (`shared/ingest/own_changes.py`). A fetch that
+        loaded a shard before this commit fails its own commit on the shard's ETag and
+        reruns. Returns the outbox rows; ConflictError when a shard moved first."""
+        ops = [self._shard_op(shard, data) for shard, data in shards]
+        for part, data in _outbox_parts(events) if events else []:
+            ops.append(("create", {
+                "PartitionKey": self.tenant_id, "RowKey": f"out:{stamp}:{uuid.uuid4().hex}",
+                "Count": len(part), "Sent": 0, **_chunked(data)}))
+        if not _fits(ops):
+            raise ValueError("an own change's commit must fit one transaction")
+        try:
+            results = batch.submit_transaction(self.client, ops)
+        except TableTransactionError as exc:
+            raise ConflictError(f"ingest state changed under us: {exc.error_code}") from exc
+        for (shard, _), result in zip(shards, results, strict=False):
+            shard.etag = result.get("etag")
+        return [op[1]["RowKey"] for op in ops[len(shards):]]
 
     def _shard_op(self, shard: Shard, data: dict[str, bytes]) -> Any:
         entity = {"PartitionKey": self.tenant_id, "RowKey": shard.row_key,

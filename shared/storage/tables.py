@@ -37,6 +37,9 @@ MAIL_OUTBOX = "MailOutbox"
 # Tenant summaries: each tenant's alert counts, copied by the relay for the portal overview
 TENANT_SUMMARIES = "TenantSummaries"
 
+# Own changes: what the MSSP asked Defender to set, so ingest can tell its own (own_marks.py)
+OWN_CHANGE_MARKS = "OwnChangeMarks"
+
 FETCH_QUEUE = "fetch-requests"
 RELAY_QUEUE = "alert-relay"
 NOTIFY_QUEUE = "notify-events"

@@ -309,6 +309,45 @@ def test_a_lease_is_extended_by_its_holder_only(state):
     assert state.extend("w1", 60, lapsed.lease_etag) is None
 
 
+# an own change stored outside a fetch (shared/ingest/own_changes.py) --------------------
+def test_a_lease_is_borrowed_when_free_or_short_but_not_from_a_writing_run(state):
+    etag = state.borrow_lease("own1", 60, short=120)
+    assert etag is not None
+    assert not state.acquire_lease("w1", 60)[0]  # held by the borrower
+    state.close("own1", etag, None)
+    short = state.open("w1", 120)  # a run that has not written yet (or an idle one)
+    taken = state.borrow_lease("own2", 60, short=120)
+    assert taken is not None
+    assert state.extend("w1", 900, short.lease_etag) is None  # that run stops there
+    state.close("own2", taken, None)
+    writing = state.open("w2", 120)
+    assert state.extend("w2", 900, writing.lease_etag)  # it writes: 15 minutes
+    assert state.borrow_lease("own3", 60, short=120) is None
+
+
+def test_an_own_commit_writes_index_and_outbox_but_not_the_cursor(state):
+    index = Index()
+    index.put("da0", "20260101", tracked(_alert(0), _stamp(5)))
+    _, cursor_etag = state.commit(index.snapshot(), [], Cursor(_stamp(5), 1), None, "c1")
+    fetched = state.load_index(["20260101"])  # what a fetch holds
+    own = state.load_index(["20260101"])
+    changed = tracked(_alert(0, status="Resolved"), _stamp(1))
+    own.put("da0", "20260101", changed)
+    outbox = state.commit_alone(own.snapshot(), _events(state.tenant_id, 1), _stamp(1))
+    assert len(outbox) == 1 and state.outbox_rows() == outbox
+    assert state.cursor() == (Cursor(_stamp(5), 1), cursor_etag)  # not moved
+    assert state.load_index(["20260101"]).get("da0") == changed
+    # a fetch that loaded the shard before cannot overwrite it: it reruns instead
+    fetched.put("da0", "20260101", tracked(_alert(0, status="InProgress"), _stamp(1)))
+    with pytest.raises(ConflictError):
+        state.commit(fetched.snapshot(), [], Cursor(_stamp(1), 1), cursor_etag, "c2")
+    stale = Index()
+    stale.put("da0", "20260101", changed)  # a shard that exists, written as new
+    with pytest.raises(ConflictError):
+        state.commit_alone(stale.snapshot(), _events(state.tenant_id, 1), _stamp(1))
+    assert state.outbox_rows() == outbox  # all or nothing
+
+
 def test_the_cursor_keeps_the_recent_versions_for_the_next_opening(state):
     assert state.open("w1", 60).recent is None
     recent = {"da1": ["2026-01-01T00:00:00.0000000Z", "New", None, None, None]}

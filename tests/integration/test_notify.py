@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import email
+import json
 import socket
 import threading
 import time
 import uuid
+from dataclasses import replace
 from email import policy
 
 import pytest
@@ -533,3 +535,27 @@ def test_a_digest_leaves_out_a_stored_bad_address(notifier, smtp):
     (index,) = [i for i, m in enumerate(inbox.messages)
                 if "digest with a bad address" in m["Subject"]]
     assert inbox.envelopes[index] == ["ok@example.com"]
+
+
+def test_a_change_the_mssp_made_itself_emails_only_rules_that_ask_for_it(notifier, smtp):
+    """Through Azurite and SMTP: the event as the queue carries it (`by` set by ingest),
+    a rule stored before the option existed (ignores own changes), one that opts in."""
+    inbox, _ = smtp
+    tenant = str(uuid.uuid4())
+    old = {"id": uuid.uuid4().hex, "scope": tenant, "name": "Stored earlier",
+           "recipients": [{"address": "old@mssp.example",
+                           "added_at": "2020-01-01T00:00:00+00:00"}],
+           "on_new": True, "on_update": True}
+    notifier.rules.client.upsert_entity({"PartitionKey": tenant, "RowKey": old["id"],
+                                         "Body": json.dumps(old)})
+    notifier.rules.forget()
+    _rule(notifier, tenant, name="Audit", on_update=True, ignore_own_changes=False,
+          recipients=["audit@mssp.example"])
+    own = replace(_event(tenant, change_of={"status": "New"}, status="Resolved"),
+                  by={"id": "oid-ann", "name": "Ann Analyst", "via": "entra"})
+    assert notifier.handle(AlertEvent.parse(own.to_message())).sent == 1
+    assert inbox.envelopes == [["audit@mssp.example"]]
+    customers = _event(tenant, change_of={"status": "New"}, status="InProgress")
+    assert notifier.handle(customers).sent == 2
+    assert sorted(map(tuple, inbox.envelopes[1:])) == [("audit@mssp.example",),
+                                                        ("old@mssp.example",)]

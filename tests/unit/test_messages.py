@@ -38,6 +38,7 @@ EVENT = AlertEvent(TENANT, "Contoso Café ✓", "da6380|1", "2026-11-30T10:00:00
 SAMPLES = [FetchRequest(TENANT), FetchRequest(TENANT, True, "budget"), RelayRequest(TENANT),
            FetchRequest(TENANT, seen=TenantSeen("Contoso Café ✓", "eu", 2, 'W/"etag"')),
            DeliverRequest("soc-syslog"), EVENT,
+           replace(EVENT, by={"id": "oid-1", "name": "Ann ✓", "via": "entra"}),
            AlertBatch(TENANT, (EVENT, replace(EVENT, alert_id="b", event_id="")))]
 
 # What the producers wrote before the contracts moved here (messages queued by an older
@@ -173,6 +174,8 @@ MALFORMED = [
                                 ("alert_id", 5, "a string"), ("version", [], "a string"),
                                 ("change", True, "a string"), ("changed", [], "a JSON object"),
                                 ("alert", "x", "a JSON object"))],
+    *[(AlertEvent, _alert(by=value), "by is not an object of strings with an id")
+      for value in ("Ann", {"name": "Ann"}, {"id": 7}, {"id": "oid", "name": None})],
 ]
 
 
@@ -182,6 +185,18 @@ def test_a_malformed_message_is_a_bad_message_naming_what_is_wrong(kind, body, r
     with pytest.raises(BadMessage) as caught:
         kind.parse(body)
     assert reason in str(caught.value)
+
+
+def test_an_event_says_who_changed_it_only_when_the_mssp_did():
+    """`by` is optional: an event without it (the customer's change, or one queued
+    before it existed) is written and read as before; one with it round-trips."""
+    assert "by" not in EVENT.dump()
+    assert AlertEvent.parse(EVENT.to_message()).by is None
+    own = replace(EVENT, by={"id": "oid-1", "name": "Ann", "via": "key"})
+    assert AlertEvent.parse(own.to_message()) == own
+    assert AlertEvent.parse(own.to_bytes()).by == {"id": "oid-1", "name": "Ann",
+                                                   "via": "key"}
+    assert own.event_id == EVENT.event_id  # the same version is the same event
 
 
 def test_optional_fields_keep_their_old_defaults():

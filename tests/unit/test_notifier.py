@@ -8,6 +8,7 @@ import json
 import threading
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -21,6 +22,7 @@ from shared.messages import AlertEvent
 from shared.notify.rules import GLOBAL, parse_rule
 from shared.notify.service import OPS, Notifier, NotifyStores
 from shared.notify.transport import Permanent, RecordOnly, Transient
+from shared.portal.rule_form import rule_from_form
 from shared.storage.memory.notify import (
     MemoryAppHealth,
     MemoryDigests,
@@ -408,3 +410,28 @@ def test_a_batch_is_handled_event_by_event_and_retried_whole_once_done(notifier,
     results = notifier.handle_all(events)  # the queue's retry of the whole batch
     assert [(r.sent, r.skipped) for r in results] == [(0, 1), (1, 0), (0, 1)]
     assert len(transport.sent) == 3  # one email per event, none twice
+
+
+# changes the MSSP made itself ------------------------------------------------------------
+def test_a_rule_ignores_the_mssps_own_changes_unless_it_asks_for_them(notifier, transport):
+    _rule(notifier, "quiet", on_update=True)  # ignore_own_changes: on by default
+    _rule(notifier, "everything", on_update=True, ignore_own_changes=False,
+          recipients=["audit@mssp.example"])
+    _stored_rule(notifier, "stored before the option", ["old@mssp.example"], on_new=True,
+                 on_update=True)
+    own = replace(_event(), by={"id": "oid-ann", "name": "Ann", "via": "entra"})
+    assert notifier.handle(own).sent == 1
+    assert transport.to() == [["audit@mssp.example"]]
+    assert notifier.handle(_event()).sent == 3  # the customer's: every rule
+
+
+def test_the_portal_form_shows_and_keeps_the_own_changes_option():
+    form = {"name": "n", "recipients": "a@x.example", "on_new": "yes", "own_shown": "yes"}
+    assert rule_from_form(form, TENANT).ignore_own_changes is False  # box unchecked
+    checked = rule_from_form({**form, "ignore_own_changes": "yes"}, TENANT)
+    assert checked.ignore_own_changes is True
+    older_form = {k: v for k, v in form.items() if k != "own_shown"}  # without the box
+    assert rule_from_form(older_form, TENANT).ignore_own_changes is True
+    kept = parse_rule({"name": "n", "recipients": ["a@x.example"],
+                       "ignore_own_changes": False}, TENANT)
+    assert rule_from_form(older_form, TENANT, existing=kept).ignore_own_changes is False

@@ -14,8 +14,8 @@ from shared.siem.cef import format_cef, labelled, parse_cef
 from shared.siem.ecs import to_ecs
 from shared.siem.feed import Filters, Position
 from shared.siem.outputs import parse_outputs
-from shared.siem.pull import encode_token, parse_query
-from shared.siem.senders import signature, syslog_frame
+from shared.siem.pull import encode_token, item, parse_query
+from shared.siem.senders import document, signature, syslog_frame
 from shared.validation import ValidationError
 
 TENANT = "0b9f2a6e-1c1d-4d6b-9c55-0d2a3f4e5a61"
@@ -159,3 +159,33 @@ def test_a_token_only_works_with_the_filters_it_was_issued_for():
     assert info.value.errors[0]["field"] == "continuation"
     assert parse_query({"format": "ndjson"}).ndjson
     assert parse_query({}, accept="application/x-ndjson").ndjson
+
+
+NASTY_NAME = "Ann | O'Neil = lead\\ops\nsecond line"
+
+
+def test_an_own_change_says_who_made_it_in_every_format_escaped():
+    by = {"id": "oid=1|x", "name": NASTY_NAME, "via": "entra"}
+    event = {**_event(), "change": "updated", "by": by}
+    line = format_cef(event)
+    assert "\n" not in line
+    _, ext = parse_cef(line)
+    assert (ext["suser"], ext["suid"]) == (NASTY_NAME, "oid=1|x")  # exact, round-tripped
+    assert ext["duser"] == "alice"  # the alert's user stays the alert's
+    labels = to_ecs(event)["labels"]
+    assert (labels["changed_by"], labels["changed_by_id"], labels["changed_via"]) == (
+        NASTY_NAME, "oid=1|x", "entra")
+    json.loads(json.dumps(to_ecs(event), ensure_ascii=True))  # JSON escapes the rest
+    hec = parse_outputs(json.dumps([{"name": "h", "type": "splunk_hec", "url":
+                                     "https://hec.example/services/collector"}]),
+                        {"SIEM_HEC_TOKEN": "t"})[0]
+    assert document(hec, event)["by"] == by
+    assert item({**event, "feed_time": None}).by == by
+
+
+def test_a_customers_change_names_nobody():
+    event = {**_event(), "change": "updated"}
+    _, ext = parse_cef(format_cef(event))
+    assert "suser" not in ext and "suid" not in ext
+    assert "changed_by" not in to_ecs(event)["labels"]
+    assert item(event).by is None

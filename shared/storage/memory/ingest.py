@@ -101,6 +101,15 @@ class MemoryIngestState(ingest_state.IngestState):
             self._put(LEASE, {"Owner": owner, "Until": now + timedelta(seconds=seconds)})
         return True, None
 
+    def borrow_lease(self, owner: str, seconds: int, short: int) -> str | None:
+        now = datetime.now(UTC)
+        with self.states.lock:
+            found = self._value(LEASE)
+            if found is not None and found[0]["Owner"] != owner \
+                    and found[0]["Until"] > now + timedelta(seconds=short):
+                return None
+            return self._put(LEASE, {"Owner": owner, "Until": now + timedelta(seconds=seconds)})
+
     def release_lease(self, owner: str) -> None:
         with self.states.lock:
             found = self._value(LEASE)
@@ -217,6 +226,26 @@ class MemoryIngestState(ingest_state.IngestState):
                                       "UpdatedAt": datetime.now(UTC),
                                       "Recent": codec.unpack(packed) if packed else None})
         return outbox, etag
+
+    def commit_alone(self, shards: Snapshot, events: list[bytes], stamp: str) -> list[str]:
+        """All or nothing, each shard guarded by its ETag; the cursor untouched."""
+        self.states.faults.check("commit_alone")
+        with self.states.lock:
+            for shard, _ in shards:
+                found = self._value(shard.row_key)
+                if (found is None) != (shard.etag is None) or (
+                        found and found[1] != shard.etag):
+                    raise ConflictError(f"ingest state changed under us: {shard.row_key}")
+            outbox = []
+            for part, data in ingest_state._outbox_parts(events) if events else []:
+                key = f"out:{stamp}:{next_number():08d}"
+                self._put(key, {"Events": codec.unpack(data), "Count": len(part),
+                                "Sent": 0})
+                outbox.append(key)
+            for shard, data in shards:
+                entries = codec.unpack(b"".join(data[k] for k in sorted(data)))
+                shard.etag = self._put(shard.row_key, {"Entries": entries})
+        return outbox
 
     # outbox ---------------------------------------------------------------------------
     def outbox_rows(self) -> list[str]:
