@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -190,6 +191,23 @@ def test_append_is_idempotent_per_event(feed, clock):
     [item] = _all(feed)
     assert item["event_id"] == e.event_id and item["alert"]["title"] == "Alert 1"
     assert item["feed_time"] == "2026-11-30T10:00:00Z"  # the first stamp
+
+
+def test_an_own_change_reaches_the_feed_saying_who_made_it(feed, clock):
+    """The MSSP's own changes are the customer's record too: in the feed, with `by`,
+    alone and in a batch; a customer's change names nobody."""
+    tenant = str(uuid.uuid4())
+    by = {"id": "oid-ann", "name": "Ann | Analyst", "via": "entra"}
+    own = replace(_event(tenant, 1, status="Resolved"), change="updated", by=by)
+    batch = [replace(_event(tenant, n, status="Resolved"), change="updated", by=by)
+             for n in (2, 3)]
+    customers = replace(_event(tenant, 4), change="updated")
+    assert feed.append(own) is True
+    assert feed.append_all([*batch, customers]) == [True] * 3
+    clock.at += SETTLE + 1
+    items = {i["alert_id"]: i for i in _all(feed, Filters(tenants=(tenant,)))}
+    assert {a: i.get("by") for a, i in items.items()} == {
+        "da000001": by, "da000002": by, "da000003": by, "da000004": None}
 
 
 def test_racing_appends_of_one_event_make_one_entry(feed, clock):
