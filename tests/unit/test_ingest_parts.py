@@ -180,7 +180,7 @@ def test_index_day_is_the_utc_creation_day_else_the_version_day(created):
         expected = timefmt.normalize(created)[:10].replace("-", "")
     except (ValueError, TypeError, AttributeError):
         expected = "20210203"
-    assert ingest._day({"alertCreationTime": created}, version) == expected
+    assert ingest.index_day({"alertCreationTime": created}, version) == expected
     assert len(expected) == 8 and expected.isdigit()
 
 
