@@ -538,17 +538,19 @@ class Ingestor:
         read, made only when the chunk updates an alert the index knows."""
         if self.own_marks is None:
             return {}
-        updated: dict[str, str] = {}
+        updated: set[str] = set()
+        versions: list[str] = []
         for version, _, alert, _ in chunk:
             alert_id = str(alert["id"])
             old = index.get(alert_id)
             if old is not None and not (old[0] > version or same(old, tracked(alert,
                                                                               version))):
-                updated[alert_id] = version
+                updated.add(alert_id)
+                versions.append(version)
         if not updated:
             return {}
         found: dict[str, list[Mark]] = {}
-        for mark in self.own_marks.around(tenant_id, *span(updated.values())):
+        for mark in self.own_marks.around(tenant_id, *span(versions)):
             if mark.alert_id in updated:
                 found.setdefault(mark.alert_id, []).append(mark)
         return found
