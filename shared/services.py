@@ -46,7 +46,7 @@ from shared.storage.tenants import TenantRepository
 from shared.tenants.admin import TenantAdmin
 from shared.tenants.onboarding import Onboarding
 from shared.tenants.ops_notices import OpsNotices
-from shared.triage.model import Actor
+from shared.triage.model import Actor, Change
 
 
 def ingest_stores(settings: Settings) -> IngestStores:
@@ -90,8 +90,8 @@ def own_changes() -> OwnChanges:
     return own_changes_on(get_settings().storage)
 
 
-def expect_own(tenant_id: str, alert_ids: Iterable[str], fields: Mapping[str, Any],
-               actor: Actor) -> None:
+def expect_own(tenant_id: str, alert_ids: Iterable[str],
+               fields: Change | Mapping[str, Any], actor: Actor) -> None:
     """For TriageService and bulk jobs: before Defender is asked to change alerts."""
     own_changes().expect(tenant_id, alert_ids, fields, actor)
 

@@ -32,7 +32,7 @@ from shared.storage.ingest_state import ConflictError, IngestStates
 from shared.storage.own_marks import OwnMarks, marks_of
 from shared.storage.queues import RelayQueue
 from shared.storage.tenants import TenantRepository
-from shared.triage.model import Actor
+from shared.triage.model import Actor, Change
 
 log = logging.getLogger("mssp_hub.own_changes")
 
@@ -68,11 +68,13 @@ class OwnChanges:
         self.pruned: dict[str, float] = {}  # tenant -> when its marks were last pruned
 
     # before Defender is asked -----------------------------------------------------------
-    def expect(self, tenant_id: str, alert_ids: Iterable[str], fields: Mapping[str, Any],
-               actor: Actor | Mapping[str, str]) -> None:
-        """Mark that `actor` is asking Defender to set `fields` on these alerts. `fields`
-        in Defender's names, as `Change.body()` gives them: a `comment` key means a
-        comment is added. Call it before each call to Defender (a retry marks again)."""
+    def expect(self, tenant_id: str, alert_ids: Iterable[str],
+               fields: Change | Mapping[str, Any], actor: Actor | Mapping[str, str]) -> None:
+        """Mark that `actor` is asking Defender to set `fields` on these alerts: a Change,
+        or its `body()` (Defender's names; a `comment` key means a comment is added).
+        Call it before each call to Defender (a retry marks again)."""
+        if isinstance(fields, Change):
+            fields = fields.body()
         now = datetime.fromtimestamp(self.clock(), UTC)
         settable = {k: v for k, v in fields.items() if k in SETTABLE and v is not None}
         self.marks.add(tenant_id, marks_of(alert_ids, settable, bool(fields.get("comment")),
@@ -121,13 +123,16 @@ class OwnChanges:
         index = state.load_index([day])
         old = index.get(alert_id)
         new = tracked(document, version)
-        if old is not None and (old[0] > version or same(old, new)):
+        if old is None:  # its first version is the customer's news: the fetch tells it
+            return Stored(False, "the hub has not stored this alert yet; the next fetch "
+                                 "stores it")
+        if old[0] > version or same(old, new):
             return Stored(True, "stored already")
         alert = document if "evidence" in document else self._with_evidence(
             tenant_id, alert_id, document)
         if alert is None:
-            return Stored(False, "the hub has not stored this alert whole yet; the next "
-                                 "fetch stores it")
+            return Stored(False, "the hub cannot add the evidence Defender's answer "
+                                 "leaves out; the next fetch stores it")
         self.alerts.store(alert_rows(tenant_id, alert, datetime.now(UTC)))
         event = event_message(tenant_id, tenant_name, alert, version, old, new, by)
         index.put(alert_id, day, new)

@@ -5,20 +5,22 @@ adds none. Crashes between any two steps of `store` lose no event and repeat non
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from shared import timefmt
+from shared import codec, timefmt
 from shared.ingest.own_changes import OwnChanges
 from shared.ingest.worker import Ingestor, IngestStores
 from shared.messages import AlertEvent
 from shared.storage.memory.own_changes import MemoryOwnMarks
 from shared.storage.queues import FetchQueue, RelayQueue
 from shared.tenants.ops_notices import OpsNotices
-from shared.triage.model import Actor
+from shared.triage.model import Actor, Change
 from tests.unit.test_ingestor import World, _alert
 
 ANN = Actor("oid-ann", "Ann Analyst", "entra")
@@ -161,7 +163,6 @@ def test_a_stored_answer_keeps_the_evidence_defender_left_out(world):
     answer = world.defender_sets(0, minutes=7, status="Resolved")  # no evidence key
     assert world.own.store(world.tenant.tenant_id, answer, ANN).stored
     main = world.alerts.get_stored(world.tenant.tenant_id, "da000000")
-    from shared import codec
     body = codec.unpack(b"".join(main.body[k] for k in sorted(main.body)))
     assert body["evidence"] == [{"entityType": "File", "fileName": "x.exe"}]
     assert body["status"] == "Resolved"
@@ -196,6 +197,27 @@ def test_after_an_idle_run_the_change_is_stored_at_once(world):
     answer = world.defender_sets(0, status="Resolved")
     assert world.own.store(world.tenant.tenant_id, answer, ANN).event
     assert world.fetch().outcome == "success"  # the borrowed lease was given back
+
+
+def test_a_run_whose_short_lease_was_taken_stops_before_writing_and_loses_nothing(world):
+    world.expect(0, {"status": "Resolved"})
+    answer = world.defender_sets(0, status="Resolved")
+    world.defender_sets(1, minutes=6, status="InProgress")  # the customer's, meanwhile
+    page, stored = world.defender.page, []
+
+    @contextlib.contextmanager
+    def store_during_the_call(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        stored.append(world.own.store(world.tenant.tenant_id, answer, ANN))
+        with page(*args, **kwargs) as alerts:
+            yield alerts
+
+    world.defender.page = store_during_the_call
+    run = world.fetch()
+    assert run.outcome == "conflict" and stored[0].event  # it wrote nothing
+    world.defender.page = page
+    assert world.fetch().changed == 1  # da000001; da000000 is stored already
+    assert {e.alert_id: e.by for e in world.updates()} == {"da000000": BY_ANN,
+                                                           "da000001": None}
 
 
 @pytest.mark.parametrize("crash", ["store", "commit_alone", "send_message"])
@@ -243,3 +265,8 @@ def test_expect_takes_the_fields_of_a_change_as_defender_names_them(world):
     (mark,) = world.marks.partitions[world.tenant.tenant_id].values()
     assert (mark.fields, mark.comment, mark.actor) == ({"status": "Resolved"}, True, BY_ANN)
     assert dataclasses.asdict(mark)["alert_id"] == "da000000"
+    world.own.expect(world.tenant.tenant_id, ["da000001"],
+                     Change(status="Resolved", comment="done").validate(), ANN)
+    latest = [m for m in world.marks.partitions[world.tenant.tenant_id].values()
+              if m.alert_id == "da000001"]
+    assert [(m.fields, m.comment) for m in latest] == [({"status": "Resolved"}, True)]
