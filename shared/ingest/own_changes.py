@@ -98,7 +98,11 @@ class OwnChanges:
         """Store the alert as Defender answered a PATCH, with its event (`by` = actor),
         at once. Storage errors are raised: the change is then the next fetch's."""
         alert_id = str(document.get("id") or "")
-        if not alert_id or not document.get("lastUpdateTime"):
+        try:
+            timefmt.normalize(str(document.get("lastUpdateTime") or ""))
+        except ValueError:
+            alert_id = ""
+        if not alert_id:
             return Stored(False, "Defender's answer has no id or lastUpdateTime")
         tenant = self.tenants.get(tenant_id)
         if tenant is None or tenant.status != TenantStatus.ACTIVE:

@@ -168,6 +168,12 @@ def test_a_stored_answer_keeps_the_evidence_defender_left_out(world):
     assert body["status"] == "Resolved"
 
 
+@pytest.mark.parametrize("answer", [{}, {"id": "da000000"},
+                                    {"id": "da000000", "lastUpdateTime": "yesterday"}])
+def test_an_answer_without_an_id_or_a_time_is_not_stored(world, answer):
+    assert not world.own.store(world.tenant.tenant_id, answer, ANN).stored
+
+
 def test_an_alert_not_stored_yet_is_left_to_the_fetch(world):
     world.expect(7, {"status": "Resolved"})
     answer = world.defender_sets(7, status="Resolved")
