@@ -135,7 +135,8 @@ class Notifier:
         mail = self.settings.mail
         return render(event, rule, recipients, mail.sender, mail.reply_to,
                       self.settings.onboarding.mssp_name, date or datetime.now(UTC),
-                      msgid or message_id(rule.id, event.event_id, mail.sender))
+                      msgid or message_id(rule.id, event.event_id, mail.sender),
+                      portal=f"{self.settings.onboarding.public_base_url}/api/portal")
 
     def handle(self, event: AlertEvent) -> HandleResult:
         """Every matching rule gets its outcome, whatever another rule's: a bad address or
