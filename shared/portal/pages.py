@@ -44,6 +44,7 @@ from shared.validation import ValidationError
 from shared.web.pages import SECURITY_HEADERS, csp, render
 
 BASE = "/api/portal"
+TENANT_ALERTS = 10  # the tenant page's newest alerts (of 7 days; the list has the rest)
 DONE = {"pause": "Fetching is paused.", "resume": "Fetching resumes with the next run.",
         "offboard": "The tenant is offboarded.", "enable": "The rule is enabled.",
         "disable": "The rule is disabled.", "delete": "The rule is deleted.",
@@ -221,6 +222,9 @@ class Portal:
                           global_rules=applying, invitations=invitations,
                           link=self.onboarding.link,
                           emails=self.outbox.recent(tid, limit=20),
+                          recent_alerts=queries.search_alerts(
+                              self.alert_index, [tenant], queries.AlertFilter(tenant=tid),
+                              page_size=TENANT_ALERTS).rows,
                           done=DONE.get(request.params.get("done", ""), ""), error=error,
                           rule_severities=SEVERITIES, form=request.form,
                           new_rule_id=uuid.uuid4().hex)

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from html import unescape
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from shared.model import Tenant
 from shared.portal import alert_page, auth, triage_forms
 from shared.portal.audit_page import AuditFilter
 from shared.portal.pages import Portal, Request
+from shared.storage.alert_index import entry_of
 from shared.storage.alert_rows import alert_rows
 from shared.storage.mail_outbox import KeptEmail
 from shared.storage.memory.alert_index import MemoryAlertIndex
@@ -137,7 +139,9 @@ class Desk:
         self.triage = triage if triage is not None else FakeTriage(alert=_alert())
         self.audit = audit
         self.portal = Portal(self.settings, TenantAdmin(self.tenants, MemoryTenantData()),
-                             MemoryRules(), self.outbox, None, None, self.alerts, MemoryRuns(),
+                             MemoryRules(), self.outbox,
+                             SimpleNamespace(list_invitations=list, link=str), None,
+                             self.alerts, MemoryRuns(),
                              alert_index=MemoryAlertIndex(), feed=self.feed,
                              triage=self.triage, audit=audit)
 
@@ -405,3 +409,15 @@ def test_audit_filters_ignore_unknown_values():
                              "until": "2026-13-01", "analyst": " x "}, {TENANT})
     assert flt == AuditFilter(analyst="x")
     assert flt.query()["since"] is None and flt.query()["tenant_id"] is None
+
+
+
+def test_the_tenant_page_and_the_alerts_list_link_to_the_alert_page():
+    desk = Desk()
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+    desk.portal.alert_index.put([entry_of(alert_rows(TENANT, _alert(lastUpdateTime=now))[0])])
+    page = f'href="/api/portal/tenants/{TENANT}/alerts/{ALERT}"'
+    listed = desk.portal.alerts(Request("GET", desk.headers()))
+    assert page in listed.body and "<script>" not in listed.body
+    tenant = desk.portal.tenant(Request("GET", desk.headers(), route={"tenant_id": TENANT}))
+    assert page in tenant.body and "<script>" not in tenant.body
