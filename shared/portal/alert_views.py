@@ -86,6 +86,8 @@ class AlertViews:
             return self.page(request, principal, 503, Said(
                 503, "bad", "Acting on alerts is not available in this deployment."))
         alert_id = request.route.get("alert_id", "")
+        if not alert_id or portal.alert_rows.get_stored(tenant.tenant_id, alert_id) is None:
+            return portal._not_found(principal, "alert stored for this tenant")
         try:
             change = triage_forms.change_from_form(action, request.form, principal)
             seen = triage_forms.seen_version(request.form)

@@ -22,7 +22,7 @@ from shared.triage.model import DETERMINATIONS, STATUSES, Actor, Change, Invalid
 
 ACTIONS = ("assign", "status", "classify", "comment")
 NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
-VERSION = re.compile(r"[0-9T:.Z-]{10,40}")
+VERSION = re.compile(r"[0-9T:.Z+-]{10,40}")  # a lastUpdateTime as Defender writes it
 
 
 class Applied(Protocol):

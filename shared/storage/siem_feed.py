@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from shared.storage import batch, limits
 from shared.storage.keys import encode_key
 
 META = "meta"  # PartitionKey of the prune mark
+VERSION_START = re.compile(r"\d{4}-\d\d-\d\dT")
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,12 @@ def alert_prefix(tenant_id: str, alert_id: str) -> tuple[str, str]:
     "<tenant>:<alert>:<version>" and encode_key escapes character by character."""
     lo = encode_key(f"{tenant_id}:{alert_id}:")
     return lo, lo[:-1] + ";"  # ";" follows ":"
+
+
+def of_this_alert(row_key: str, lo: str) -> bool:
+    """A ledger row key in [lo, hi) that is this alert's, not one of an alert whose id
+    only starts with it and a colon ("a" and "a:b"): a version follows the prefix."""
+    return VERSION_START.match(row_key, len(lo)) is not None
 
 
 BRIEF_COLUMNS = ["PartitionKey", "RowKey", "Event", "LastUpdateTime", "Status", "Severity"]
@@ -260,7 +268,8 @@ class SiemFeedRepository:
                 "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
                 parameters={"pk": "L" + day, "lo": lo, "hi": hi},
                 select=["RowKey", "Stamp"])
-            found += sorted(((r["RowKey"], int(r["Stamp"])) for r in rows), reverse=True)
+            found += sorted(((r["RowKey"], int(r["Stamp"])) for r in rows
+                             if of_this_alert(r["RowKey"], lo)), reverse=True)
             if len(found) >= limit:
                 break
         briefs = []

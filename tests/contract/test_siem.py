@@ -506,6 +506,7 @@ def test_one_alerts_entries_are_read_by_its_id_newest_version_first(feed, entrie
         clock.at += 1
     feed.append(_event(tenant, 2, versions[2], id="da/10"))  # a longer id, same start
     feed.append(_event(str(uuid.uuid4()), 3, versions[2], id="da/1"))  # another tenant
+    feed.append(_event(tenant, 4, versions[2], id="da/1:x"))  # an id with a colon after
     found = entries.of_alert(tenant, "da/1", ["20261130", "20261129"], 10)
     assert [e["version"] for e in found] == versions[::-1]
     assert found[0]["changed"] == {"status": ["New", "Resolved"]} and "alert" not in found[0]

@@ -299,6 +299,18 @@ def test_a_bad_form_is_refused_before_any_call(action, fields, field_name):
     assert desk.triage.calls == []
 
 
+def test_an_action_on_an_alert_the_hub_does_not_store_is_404_without_a_call():
+    desk = Desk()
+    hidden = desk.form(desk.get().body, "comment-form")
+    principal = auth.authenticate(desk.settings.portal, desk.headers())
+    response = desk.portal.alert_action(Request(
+        "POST", desk.headers(origin=PUBLIC),
+        route={"tenant_id": TENANT, "alert_id": "da-unknown", "action": "comment"},
+        form={**hidden, "comment": "hi", "csrf": auth.csrf_token(desk.settings.portal,
+                                                                 principal)}))
+    assert response.status == 404 and desk.triage.calls == []
+
+
 def test_a_post_without_csrf_or_from_elsewhere_is_refused():
     desk = Desk()
     hidden = desk.form(desk.get().body, "comment-form")

@@ -24,6 +24,7 @@ from shared.storage.siem_feed import (
     entry_entity,
     entry_key,
     ledger_key,
+    of_this_alert,
     one_tenant,
     view_entity,
     view_of,
@@ -116,7 +117,8 @@ class MemorySiemFeed:
         wanted = {"L" + day for day in days}
         with self._lock:
             found = sorted(((rk, stamp) for (pk, rk), (stamp, _) in self.ledger.items()
-                            if pk in wanted and lo <= rk < hi), reverse=True)[:limit]
+                            if pk in wanted and lo <= rk < hi and of_this_alert(rk, lo)),
+                           reverse=True)[:limit]
             rows = [self.partitions.get(bucket_of(stamp), {}).get(f"{stamp:016d}|{rk}")
                     for rk, stamp in found]
         return [decode_brief(row) for row in rows if row is not None]
