@@ -91,7 +91,7 @@ class AlertViews:
         try:
             change = triage_forms.change_from_form(action, request.form, principal)
             seen = triage_forms.seen_version(request.form)
-            action_id = triage_forms.action_id(principal, request.form)
+            action_id = triage_forms.action_id(principal, action, request.form)
         except InvalidChange as exc:
             return self.page(request, principal, 400, Said(
                 400, "bad", f"Not sent ({exc.field}): {exc.message}"))

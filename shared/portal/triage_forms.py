@@ -2,11 +2,11 @@
 analyst is told of the outcome.
 
 Each form carries the version it was rendered from (`seen_version`, the alert's
-lastUpdateTime) and a nonce made at render: the action id is derived from the nonce and
-the principal, so a form sent twice is one action (the triage service answers the second
-from its record), and nobody can reuse another analyst's action id. The pairs offered are
-the valid ones (DETERMINATIONS); the server checks them again (Change.validate), since a
-form can be sent with anything.
+lastUpdateTime) and a nonce made at render: the action id is derived from the nonce, the
+form's action and the principal, so a form sent twice is one action (the triage service
+answers the second from its record), and nobody can reuse another analyst's action id.
+The pairs offered are the valid ones (DETERMINATIONS); the server checks them again
+(Change.validate), since a form can be sent with anything.
 """
 
 from __future__ import annotations
@@ -47,12 +47,15 @@ def actor(principal: Principal) -> Actor:
     return Actor(id=principal.id, name=principal.name, via=principal.via)
 
 
-def action_id(principal: Principal, form: dict[str, str]) -> str:
-    """The action's idempotency key: the form's nonce, bound to who sent it."""
+def action_id(principal: Principal, action: str, form: dict[str, str]) -> str:
+    """The action's idempotency key: the page's nonce and the form's action, bound to
+    who sent it (the forms of one page are different actions; one form sent twice is
+    one)."""
     given = form.get("nonce", "")
     if not NONCE.fullmatch(given):
         raise InvalidChange("nonce", "the form is incomplete: reload the page")
-    digest = hashlib.sha256(f"{principal.via}|{principal.id}|{given}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{principal.via}|{principal.id}|{action}|{given}".encode()
+                            ).hexdigest()
     return f"portal-{digest[:40]}"
 
 

@@ -265,10 +265,13 @@ def test_forms_carry_csrf_the_version_and_a_nonce_and_resolve_as_false_positive(
     # the same form sent twice is the same action
     desk.post("classify", {**fields, "verdict": "FalsePositive/NotMalicious"})
     assert desk.triage.calls[1][5] == action_id
+    # another form of the same page is another action
+    desk.post("comment", {**desk.form(body, "comment-form"), "comment": "more"})
+    assert desk.triage.calls[2][5] != action_id
     # another render is another action
     again = desk.form(desk.get().body, "classify-form")
     desk.post("classify", {**again, "verdict": "FalsePositive/NotMalicious"})
-    assert desk.triage.calls[2][5] != action_id
+    assert desk.triage.calls[3][5] not in (action_id, desk.triage.calls[2][5])
 
 
 def test_assign_to_me_is_the_principals_name_or_to_an_address():
