@@ -74,6 +74,9 @@ def test_an_alert_opened_from_the_list_shows_what_the_analyst_reads(portal, seed
     assert p.locator("#alert-details img").count() == 0 and dialogs == [] and defender == []
     shot(p, "alert-read-only")
 
+    audit = p.goto(f"{base}/audit?outcome=done&since=2026-01-01")  # reachable, filterable
+    assert audit.status == 200 and p.locator("#a-outcome").input_value() == "done"
+    assert "script-src" not in audit.headers["content-security-policy"]
     p.goto(f"{base}/tenants/{seeded['fabrikam']}")  # the tenant page lists it too
     p.locator("#tenant-alerts a.alert-link", has_text=XSS_TITLE).click()
     p.wait_for_url(re.compile(r"/alerts/"))
@@ -130,6 +133,11 @@ def test_triage_from_the_alert_page_and_a_conflict_is_shown_not_overwritten(
     assert any(c["comment"] == "Admin tool, expected" for c in in_sim["comments"])
     p.reload()
     assert p.locator("#alert-audit tbody tr").count() == 2  # assign, classify: once each
+    p.goto(f"{base}/audit?tenant={tenant_id}")  # the audit page, filtered to the tenant
+    rows = p.locator("#audit tbody tr[data-action]")
+    assert rows.count() == 2 and "analyst@mssp.example" in rows.first.inner_text()
+    rows.first.locator("a.audit-alert").click()
+    p.wait_for_url(re.compile(rf"/alerts/{ids[0]}$"))
 
     # a conflict: the alert changes in Defender between render and submit
     p.goto(f"{base}/tenants/{tenant_id}/alerts/{ids[1]}")
