@@ -46,6 +46,26 @@ def portal_tenant(req: func.HttpRequest) -> func.HttpResponse:
     return _serve(req, services.portal().tenant)
 
 
+@bp.function_name("portal_alert")
+@bp.route(route="portal/tenants/{tenant_id}/alerts/{alert_id}", methods=["GET"],
+          auth_level=func.AuthLevel.ANONYMOUS)
+def portal_alert(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, services.portal().alert)
+
+
+@bp.function_name("portal_alert_action")
+@bp.route(route="portal/tenants/{tenant_id}/alerts/{alert_id}/{action}", methods=["POST"],
+          auth_level=func.AuthLevel.ANONYMOUS)
+def portal_alert_action(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, services.portal().alert_action)
+
+
+@bp.function_name("portal_audit")
+@bp.route(route="portal/audit", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def portal_audit(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, services.portal().audit)
+
+
 @bp.function_name("portal_tenant_action")
 @bp.route(route="portal/tenants/{tenant_id}/{action}", methods=["POST"],
           auth_level=func.AuthLevel.ANONYMOUS)

@@ -55,6 +55,12 @@ param portalAllowedGroups string = ''
 @description('App role values (comma-separated) that may open the portal.')
 param portalAllowedRoles string = ''
 
+@description('Entra ID group object ids (comma-separated) whose members may act on alerts from the portal; empty, with portalActionRoles empty too: whoever may open the portal may act.')
+param portalActionGroups string = ''
+
+@description('App role values (comma-separated) that may act on alerts from the portal (others are read-only analysts).')
+param portalActionRoles string = ''
+
 @description('Client id of the Entra ID app that signs MSSP staff in to the portal (App Service Authentication); empty leaves authentication off and the portal refuses everyone.')
 param portalLoginClientId string = ''
 
@@ -186,6 +192,8 @@ module function 'app/function.bicep' = {
       SIEM_PUSH_SCHEDULE: '*/15 * * * * *'
       PORTAL_ALLOWED_GROUPS: portalAllowedGroups
       PORTAL_ALLOWED_ROLES: portalAllowedRoles
+      PORTAL_ACTION_GROUPS: portalActionGroups
+      PORTAL_ACTION_ROLES: portalActionRoles
     }
     portalLoginClientId: portalLoginClientId
   }

@@ -197,6 +197,15 @@ SETTINGS: tuple[Setting, ...] = (
             "App role values (comma-separated) that may use the portal (`roles` claim). "
             "Empty: nobody (by role).",
             default=""),
+    Setting("PORTAL_ACTION_GROUPS",
+            "Entra ID group object ids (comma-separated) whose members may act on alerts "
+            "from the portal (assign, status, classify, comment). Empty, with "
+            "PORTAL_ACTION_ROLES empty too: everyone who may use the portal may act.",
+            default=""),
+    Setting("PORTAL_ACTION_ROLES",
+            "App role values (comma-separated) that may act on alerts from the portal; "
+            "others see the alert page with its forms disabled (read-only analysts). The "
+            "local portal key may always act.", default=""),
     Setting("WEBSITE_AUTH_ENABLED",
             "Set by App Service itself (`True`) when App Service Authentication is on; never "
             "set it by hand. Outside loopback the portal trusts X-MS-CLIENT-PRINCIPAL only "
@@ -447,6 +456,8 @@ class PortalSettings:
     local: bool = False  # PUBLIC_BASE_URL is loopback: `make run` or tests
     principal_trusted: bool = False  # App Service Authentication strips forged headers
     state_key: bytes = field(default=b"", repr=False)  # the portal derives its CSRF key
+    action_groups: frozenset[str] = frozenset()  # none, nor roles: whoever enters may act
+    action_roles: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], onboarding: OnboardingSettings
@@ -462,7 +473,9 @@ class PortalSettings:
         return cls(allowed_groups=_names(env, "PORTAL_ALLOWED_GROUPS"),
                    allowed_roles=_names(env, "PORTAL_ALLOWED_ROLES"), key=key, local=local,
                    state_key=onboarding.state_key, principal_trusted=local or _get(
-                       env, "WEBSITE_AUTH_ENABLED").lower() == "true")
+                       env, "WEBSITE_AUTH_ENABLED").lower() == "true",
+                   action_groups=_names(env, "PORTAL_ACTION_GROUPS"),
+                   action_roles=_names(env, "PORTAL_ACTION_ROLES"))
 
 
 @dataclass(frozen=True)

@@ -223,4 +223,5 @@ def portal() -> Portal:
                   RunHistory(tables.table(storage, tables.RUN_HISTORY)),
                   alert_index=AlertIndex(tables.table(storage, tables.ALERT_INDEX)),
                   siem_status=lambda: delivery().status(),
-                  summaries=TenantSummaries(tables.table(storage, tables.TENANT_SUMMARIES)))
+                  summaries=TenantSummaries(tables.table(storage, tables.TENANT_SUMMARIES)),
+                  feed=SiemFeedRepository(tables.table(storage, tables.SIEM_FEED)))

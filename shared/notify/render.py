@@ -39,6 +39,11 @@ def portal_link(alert_id: str, tenant_id: str) -> str:
             f"?tid={quote(tenant_id, safe='')}")
 
 
+def hub_link(portal: str, alert_id: str, tenant_id: str) -> str:
+    """The alert's page in the MSSP portal (`portal`: its base URL)."""
+    return f"{portal}/tenants/{quote(tenant_id, safe='')}/alerts/{quote(alert_id, safe='')}"
+
+
 def message_id(owner: str, key: str, sender: str) -> str:
     """The same Message-ID for every attempt at one email (rule or "ops", event id or
     digest batch or notice), so a repeat after a crash is the same message to mail clients."""
@@ -69,13 +74,18 @@ def fix_boundary(message: EmailMessage) -> None:
 
 
 def render(event: AlertEvent, rule: Rule, recipients: list[str], sender: str,
-           reply_to: str, mssp_name: str, date: datetime, msgid: str) -> EmailMessage:
+           reply_to: str, mssp_name: str, date: datetime, msgid: str, portal: str = ""
+           ) -> EmailMessage:
+    """`portal`: the MSSP portal's base URL, when known: the email links to the alert's
+    page there (with the rule's portal links)."""
     alert = event.alert
     org = event.tenant_name if rule.include_org_name else ""
     link = portal_link(str(alert.get("id", "")), event.tenant_id) \
         if rule.include_portal_link else ""
+    hub = hub_link(portal, str(alert.get("id", "")), event.tenant_id) \
+        if rule.include_portal_link and portal else ""
     context = {"event": event, "alert": alert, "rule": rule, "org": org, "link": link,
-               "mssp_name": mssp_name}
+               "hub": hub, "mssp_name": mssp_name}
     prefix = f"[{alert.get('severity', 'Alert')}]"
     if org:
         prefix += f" {org}:"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -80,6 +80,7 @@ def transport_for(settings: Settings) -> Transport:
 
 
 Build = Callable[[list[str], datetime, str], EmailMessage]  # (to, Date, Message-ID)
+Alerts = Sequence[tuple[str, str]]  # (tenant, alert id): the alerts an email is about
 
 
 class Notices(Protocol):
@@ -111,7 +112,7 @@ class Notifier:
         self.mail_health = MailHealth(stores.health)
 
     def _keep(self, partition: str, owner: str, key: str, message: EmailMessage | None,
-              outcome: Outcome) -> None:
+              outcome: Outcome, alerts: Alerts = ()) -> None:
         """Every email, sent or not, is kept for the portal and for audit: To as addressed,
         Refused with who of them (or of the rule's other addresses) did not get it."""
         text = html = ""
@@ -127,14 +128,15 @@ class Notifier:
             to=str(message["To"] or "") if message is not None else ", ".join(outcome.to),
             text=text, html=html, rule=owner, event_id=key,
             message_id=str(message["Message-ID"] or "") if message is not None else "",
-            refused=outcome.refused))
+            refused=outcome.refused, alerts=list(alerts)))
 
     def message(self, event: AlertEvent, rule: Rule, recipients: list[str],
                 date: datetime | None = None, msgid: str | None = None) -> EmailMessage:
         mail = self.settings.mail
         return render(event, rule, recipients, mail.sender, mail.reply_to,
                       self.settings.onboarding.mssp_name, date or datetime.now(UTC),
-                      msgid or message_id(rule.id, event.event_id, mail.sender))
+                      msgid or message_id(rule.id, event.event_id, mail.sender),
+                      portal=f"{self.settings.onboarding.public_base_url}/api/portal")
 
     def handle(self, event: AlertEvent) -> HandleResult:
         """Every matching rule gets its outcome, whatever another rule's: a bad address or
@@ -168,7 +170,8 @@ class Notifier:
             try:
                 outcome = self._deliver(
                     lambda to, date, msgid, rule=rule: self.message(event, rule, to, date, msgid),
-                    recipients, rule.id, event.tenant_id, event.event_id, claim)
+                    recipients, rule.id, event.tenant_id, event.event_id, claim,
+                    [(event.tenant_id, event.alert_id)])
             except Transient as exc:
                 pending = exc  # the other rules still get their email now
                 continue
@@ -199,7 +202,7 @@ class Notifier:
             rule.id, rule.max_per_hour, datetime.now(UTC))
 
     def _deliver(self, build: Build, recipients: list[str], owner: str, partition: str,
-                 key: str, claim: Claim) -> Outcome:
+                 key: str, claim: Claim, alerts: Alerts = ()) -> Outcome:
         """Send under a ledger claim and record the outcome; raises only Transient."""
         msgid = message_id(owner, key, self.settings.mail.sender)
         to, refused = split_recipients(recipients)
@@ -208,19 +211,19 @@ class Notifier:
         except Exception as exc:  # a template or header that cannot be built: this email only
             outcome = Outcome("failed", to, refused,
                               f"cannot build the email: {type(exc).__name__}: {exc}"[:500])
-            return self._record(owner, partition, key, claim, None, outcome)
+            return self._record(owner, partition, key, claim, None, outcome, alerts)
         if not to:
             return self._record(owner, partition, key, claim, message, Outcome(
-                "refused", [], refused, "no valid recipient"))
+                "refused", [], refused, "no valid recipient"), alerts)
         try:
             by_server = self.transport.send(message)
         except KeptLocally as exc:
             return self._record(owner, partition, key, claim, message,
-                                Outcome("kept", to, refused, str(exc)[:500]))
+                                Outcome("kept", to, refused, str(exc)[:500]), alerts)
         except Permanent as exc:
             refused += [{"address": a, "reason": r} for a, r in exc.refused.items()]
             return self._record(owner, partition, key, claim, message,
-                                Outcome("refused", [], refused, str(exc)[:500]))
+                                Outcome("refused", [], refused, str(exc)[:500]), alerts)
         except Transient as exc:
             self.ledger.release(owner, key, claim, str(exc))
             self.mail_health.failed(str(exc))
@@ -230,17 +233,18 @@ class Notifier:
         self.ledger.finish(owner, key, claim, "sent", "", refused)
         self.mail_health.ok()
         outcome = Outcome("sent", [a for a in to if a not in by_server], refused)
-        self._keep(partition, owner, key, message, outcome)
+        self._keep(partition, owner, key, message, outcome, alerts)
         return outcome
 
     def _record(self, owner: str, partition: str, key: str, claim: Claim,
-                message: EmailMessage | None, outcome: Outcome) -> Outcome:
+                message: EmailMessage | None, outcome: Outcome, alerts: Alerts = ()
+                ) -> Outcome:
         """A permanent failure (or, with no transport, an email kept locally): final in the
         ledger, kept in MailOutbox, never retried."""
         log.log(logging.INFO if outcome.state == "kept" else logging.WARNING,
                 "email %s/%s not sent: %s", owner, clean(key, 100), clean(outcome.note))
         self.ledger.finish(owner, key, claim, outcome.state, outcome.note, outcome.refused)
-        self._keep(partition, owner, key, message, outcome)
+        self._keep(partition, owner, key, message, outcome, alerts)
         return outcome
 
     def send_digests(self, now: datetime | None = None) -> dict[str, int]:
@@ -267,7 +271,9 @@ class Notifier:
                         lambda to, date, msgid, rule=rule, rows=rows: render_digest(
                             rule, rows, to, mail.sender, mail.reply_to,
                             self.settings.onboarding.mssp_name, date, msgid),
-                        digest_recipients(rows), rule.id, rule.scope, key, claim)
+                        digest_recipients(rows), rule.id, rule.scope, key, claim,
+                        [(r.event.get("tenant", ""), str(r.event.get("alert", {}).get("id")))
+                         for r in rows])
                 except Transient as exc:
                     log.warning("digest of rule %s not sent yet: %s", rule.id, exc)
                     continue

@@ -39,6 +39,19 @@ class Principal:
     id: str  # stable: CSRF tokens are bound to it
     name: str
     via: str  # "entra" or "key"
+    groups: frozenset[str] = frozenset()
+    roles: frozenset[str] = frozenset()
+
+    def may_act(self, settings: PortalSettings) -> bool:
+        """Whether this principal may change alerts (not only look): anyone who entered,
+        unless PORTAL_ACTION_GROUPS/ROLES name who may; the local key always may."""
+        if self.via == "key" or not (settings.action_groups or settings.action_roles):
+            return True
+        return bool(self.groups & settings.action_groups or self.roles & settings.action_roles)
+
+
+READ_ONLY_ANALYST = ("You are a read-only analyst here: acting on alerts is kept to the "
+                     "groups or app roles PORTAL_ACTION_GROUPS / PORTAL_ACTION_ROLES name.")
 
 
 class Denied(Exception):
@@ -82,7 +95,8 @@ def from_principal(settings: PortalSettings, header: str) -> Principal:
     if not (groups & settings.allowed_groups or roles & settings.allowed_roles):
         raise Denied(403, f"{name} is signed in but is not in a group or app role that may "
                           "use this portal.")
-    return Principal(id=_first(claims, ID_TYPES) or name, name=name, via="entra")
+    return Principal(id=_first(claims, ID_TYPES) or name, name=name, via="entra",
+                     groups=frozenset(groups), roles=frozenset(roles))
 
 
 def session_value(key: str) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -24,13 +23,18 @@ from shared.model import Tenant, parse_tenant_id
 from shared.notify.rules import GLOBAL, Rule
 from shared.ops import health
 from shared.portal import auth, queries
+from shared.portal.alert_views import AlertViews
+from shared.portal.audit_page import AuditReader
 from shared.portal.chart import daily_chart
+from shared.portal.exchange import Request, Response
 from shared.portal.rule_form import SEVERITIES, rule_from_form
+from shared.portal.triage_forms import Triage
 from shared.storage.alert_index import AlertIndex
 from shared.storage.alerts import AlertRepository
 from shared.storage.mail_outbox import MailOutbox
 from shared.storage.rules import RULE_ID, RuleRepository
 from shared.storage.runs import RunHistory
+from shared.storage.siem_feed import SiemFeedRepository
 from shared.storage.tenant_summaries import TenantSummaries
 from shared.tenants.admin import Conflict, TenantAdmin
 from shared.tenants.invitations import parse_invitation, parse_reconsent
@@ -40,6 +44,7 @@ from shared.validation import ValidationError
 from shared.web.pages import SECURITY_HEADERS, csp, render
 
 BASE = "/api/portal"
+TENANT_ALERTS = 10  # the tenant page's newest alerts (of 7 days; the list has the rest)
 DONE = {"pause": "Fetching is paused.", "resume": "Fetching resumes with the next run.",
         "offboard": "The tenant is offboarded.", "enable": "The rule is enabled.",
         "disable": "The rule is disabled.", "delete": "The rule is deleted.",
@@ -48,22 +53,6 @@ DONE = {"pause": "Fetching is paused.", "resume": "Fetching resumes with the nex
                      "customer's administrator.",
         "rules": "The rule is created.", "save": "The rule is saved.",
         "revoke": "The invitation is revoked: its link no longer works."}
-
-
-@dataclass
-class Request:
-    method: str
-    headers: dict[str, str]  # lower-case names
-    params: dict[str, str] = field(default_factory=dict)  # query string
-    route: dict[str, str] = field(default_factory=dict)
-    form: dict[str, str] = field(default_factory=dict)  # POSTed fields
-
-
-@dataclass
-class Response:
-    status: int
-    body: str = ""
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 def _redirect(location: str, **extra: str) -> Response:
@@ -75,7 +64,9 @@ class Portal:
                  outbox: MailOutbox, onboarding: Onboarding, notices: OpsNotices,
                  alerts: AlertRepository, runs: RunHistory, *, alert_index: AlertIndex,
                  siem_status: Callable[[], list[dict[str, Any]]] = list,
-                 summaries: TenantSummaries | None = None) -> None:
+                 summaries: TenantSummaries | None = None,
+                 feed: SiemFeedRepository | None = None, triage: Triage | None = None,
+                 audit: AuditReader | None = None) -> None:
         self.settings, self.cfg = settings, settings.portal
         self.summaries = summaries
         self.siem_status = siem_status
@@ -86,6 +77,8 @@ class Portal:
         self.origins = {netloc.origin(public)}
         self.scheme, self.authority = urlsplit(public).scheme, netloc.authority(public)
         self.portal_url = f"{public}{BASE}"
+        # the alert page, its actions and the audit page (alert_views.py)
+        self.triage_views = AlertViews(self, BASE, feed, triage, audit)
 
     # plumbing ---------------------------------------------------------------------------
     def _page(self, template: str, status: int = 200, principal: auth.Principal | None = None,
@@ -194,6 +187,15 @@ class Portal:
     def tenant(self, request: Request) -> Response:
         return self._guard(request, self._tenant)
 
+    def alert(self, request: Request) -> Response:
+        return self._guard(request, self.triage_views.page)
+
+    def alert_action(self, request: Request) -> Response:
+        return self._guard(request, self.triage_views.act)
+
+    def audit(self, request: Request) -> Response:
+        return self._guard(request, self.triage_views.audit_page)
+
     def _find(self, tenant_id: str) -> Tenant | None:
         try:
             return self.admin.tenants.get(parse_tenant_id(tenant_id))
@@ -220,6 +222,9 @@ class Portal:
                           global_rules=applying, invitations=invitations,
                           link=self.onboarding.link,
                           emails=self.outbox.recent(tid, limit=20),
+                          recent_alerts=queries.search_alerts(
+                              self.alert_index, [tenant], queries.AlertFilter(tenant=tid),
+                              page_size=TENANT_ALERTS).rows,
                           done=DONE.get(request.params.get("done", ""), ""), error=error,
                           rule_severities=SEVERITIES, form=request.form,
                           new_rule_id=uuid.uuid4().hex)

@@ -133,6 +133,12 @@ class AlertRow:
         return PORTAL.format(id=quote(self.alert_id, safe=""), tenant=self.tenant_id)
 
     @property
+    def page(self) -> str:
+        """The portal's page of this alert."""
+        return (f"/api/portal/tenants/{quote(self.tenant_id, safe='')}/alerts/"
+                f"{quote(self.alert_id, safe='')}")
+
+    @property
     def order(self) -> tuple[float, str, str]:
         return (-self.updated.timestamp(), self.tenant_id, self.row_key)
 

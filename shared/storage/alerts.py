@@ -15,6 +15,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.storage import batch
+from shared.storage.alert_rows import OVERFLOW_MARK, read_alert
 from shared.storage.keys import encode_key
 
 # the indexed columns a search lists (never the alert bodies)
@@ -63,6 +64,29 @@ class AlertRepository:
             return stored(self.client.get_entity(tenant_id, encode_key(alert_id)))
         except ResourceNotFoundError:
             return None
+
+    def _entity(self, tenant_id: str, row_key: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.client.get_entity(tenant_id, row_key))
+        except ResourceNotFoundError:
+            return None
+
+    def alert(self, tenant_id: str, alert_id: str) -> dict[str, Any] | None:
+        """The whole stored alert (Defender's JSON), None when it is not stored: point
+        reads of its main row and of its overflow rows (at most 3). Rows met mid-rewrite
+        (of two versions) are read again once; still torn, the alert reads as not there."""
+        key = encode_key(alert_id)
+        for _ in range(2):
+            main = self._entity(tenant_id, key)
+            if main is None:
+                return None
+            extra = [self._entity(tenant_id, f"{key}{OVERFLOW_MARK}{n}")
+                     for n in range(1, int(main.get("BodyRows") or 1))]
+            try:
+                return read_alert(main, [row for row in extra if row is not None])
+            except ValueError:
+                continue
+        return None
 
     def version(self, tenant_id: str, row_key: str) -> str | None:
         """The stored version of the alert at `row_key` (its Alerts row key), None when it

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from shared.storage import batch, limits
 from shared.storage.keys import encode_key
 
 META = "meta"  # PartitionKey of the prune mark
+VERSION_START = re.compile(r"\d{4}-\d\d-\d\dT")
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,31 @@ def decode(entity: Mapping[str, Any]) -> dict[str, Any]:
     event["feed_time"] = datetime.fromtimestamp(micros / 1e6, UTC).isoformat().replace(
         "+00:00", "Z")
     return event
+
+
+def decode_brief(entity: Mapping[str, Any]) -> dict[str, Any]:
+    """A feed entry's event without the alert (what changed, when it was written)."""
+    event = codec.unpack(bytes(entity["Event"]))
+    micros = int(str(entity["RowKey"]).split("|", 1)[0])
+    event["feed_time"] = datetime.fromtimestamp(micros / 1e6, UTC).isoformat().replace(
+        "+00:00", "Z")
+    return event
+
+
+def alert_prefix(tenant_id: str, alert_id: str) -> tuple[str, str]:
+    """The ledger row keys of one alert's events lie in [lo, hi): an event id is
+    "<tenant>:<alert>:<version>" and encode_key escapes character by character."""
+    lo = encode_key(f"{tenant_id}:{alert_id}:")
+    return lo, lo[:-1] + ";"  # ";" follows ":"
+
+
+def of_this_alert(row_key: str, lo: str) -> bool:
+    """A ledger row key in [lo, hi) that is this alert's, not one of an alert whose id
+    only starts with it and a colon ("a" and "a:b"): a version follows the prefix."""
+    return VERSION_START.match(row_key, len(lo)) is not None
+
+
+BRIEF_COLUMNS = ["PartitionKey", "RowKey", "Event", "LastUpdateTime", "Status", "Severity"]
 
 
 def odata(filters: Filters) -> tuple[str, dict[str, Any]]:
@@ -227,6 +254,33 @@ class SiemFeedRepository:
         for entity in self.client.query_entities(query, parameters=args,
                                                  results_per_page=page_size):
             yield entity["RowKey"], decode(entity)
+
+    def of_alert(self, tenant_id: str, alert_id: str, days: Sequence[str], limit: int
+                 ) -> list[dict[str, Any]]:
+        """The entries of one alert's versions (events without the alert body), newest
+        version first, at most `limit`: one range query on the ledger per day of versions
+        in `days` (YYYYMMDD), then a point read of each entry the ledger points to (an
+        entry still being written is left out)."""
+        lo, hi = alert_prefix(tenant_id, alert_id)
+        found: list[tuple[str, int]] = []
+        for day in sorted(days, reverse=True):
+            rows = self.client.query_entities(
+                "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                parameters={"pk": "L" + day, "lo": lo, "hi": hi},
+                select=["RowKey", "Stamp"])
+            found += sorted(((r["RowKey"], int(r["Stamp"])) for r in rows
+                             if of_this_alert(r["RowKey"], lo)), reverse=True)
+            if len(found) >= limit:
+                break
+        briefs = []
+        for key, stamp in found[:limit]:
+            try:
+                entity = self.client.get_entity(bucket_of(stamp), f"{stamp:016d}|{key}",
+                                                select=BRIEF_COLUMNS)
+            except ResourceNotFoundError:
+                continue
+            briefs.append(decode_brief(entity))
+        return briefs
 
     # retention ----------------------------------------------------------------------------
     def pruned_through(self) -> str | None:

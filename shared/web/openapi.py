@@ -222,6 +222,8 @@ def _portal_paths() -> dict[str, Any]:
     query = [{"name": n, "in": "query", "schema": {"type": "string"}} for n in (
         "tenant", "severity", "status", "category", "device_group", "range", "before")]
     action = {"name": "action", "in": "path", "required": True, "schema": {"type": "string"}}
+    alert_id = {"name": "alert_id", "in": "path", "required": True,
+                "schema": {"type": "string"}}
     return {
         "/api/portal": {"get": page("Overview: every tenant's health and open alerts")},
         "/api/portal/alerts": {"get": page("Alerts across tenants, filtered, newest first",
@@ -238,6 +240,31 @@ def _portal_paths() -> dict[str, Any]:
                 **moved, **refused, "400": _html("a field is wrong; the page says which"),
                 "404": _html("no such tenant"),
                 "409": _html("not possible in the current status")}}},
+        "/api/portal/tenants/{tenant_id}/alerts/{alert_id}": {
+            "parameters": [_TENANT_ID, alert_id], "get": {**page(
+                "One alert: details, evidence, versions, emails, SIEM entries, audit, and "
+                "the action forms"), "responses": {
+                "200": _html("the alert"), **refused,
+                "404": _html("no such tenant, or the alert is not stored")}}},
+        "/api/portal/tenants/{tenant_id}/alerts/{alert_id}/{action}": {
+            "parameters": [_TENANT_ID, alert_id, {**action, "schema": {
+                "enum": ["assign", "status", "classify", "comment"]}}],
+            "post": {"summary": "Act on the alert in the tenant's Defender (fields "
+                                "`seen_version` and `nonce` as the form was rendered with); "
+                                "the page shows the outcome", "security": _PORTAL,
+                     "requestBody": form, "responses": {
+                "200": _html("done: the alert as Defender answered"),
+                "400": _html("a field is wrong (or a pair Defender refuses): nothing sent"),
+                **refused, "404": _html("no such tenant, alert or action"),
+                "409": _html("changed in Defender since the page was rendered: not "
+                             "overwritten, the new state shown"),
+                "429": _html("the tenant's Defender budget is spent: retry later"),
+                "502": _html("Defender failed"),
+                "503": _html("acting is not available in this deployment")}}},
+        "/api/portal/audit": {"get": page(
+            "The audit trail of actions on alerts, filtered, a page at a time",
+            parameters=[{"name": n, "in": "query", "schema": {"type": "string"}} for n in (
+                "tenant", "analyst", "outcome", "since", "until", "continuation")])},
         "/api/portal/rules/{scope}/{rule_id}/{action}": {
             "parameters": [{"name": "scope", "in": "path", "required": True,
                             "schema": {"type": "string"},

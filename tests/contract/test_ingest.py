@@ -7,6 +7,7 @@ the poison log, the fan-out ledger; and the typed queue senders' messages."""
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -543,3 +544,19 @@ def test_a_lost_answer_to_the_counted_mark_is_resolved(backend, state, monkeypat
     _, sent, read_etag = state.outbox(row)
     assert (sent, read_etag) == (3, new_etag)
     assert state.tally().etag == tally.etag and state.tally().counts.open == {"High": 3}
+
+
+def test_a_whole_alert_is_read_back_by_id_with_its_overflow_rows(alerts):
+    tenant = str(uuid.uuid4())
+    small = _alert(1, id="da/odd#1?", description="<script>x</script>")
+    # random evidence does not compress: the body spans overflow rows
+    noise = [{"entityType": "File", "sha1": os.urandom(20_000).hex()} for _ in range(40)]
+    big = _alert(2, evidence=noise)
+    alerts.store(alert_rows(tenant, small))
+    rows = alert_rows(tenant, big)
+    assert len(rows) > 1
+    alerts.store(rows)
+    assert alerts.alert(tenant, "da/odd#1?") == small
+    assert alerts.alert(tenant, "da000002") == big
+    assert alerts.alert(tenant, "da000404") is None
+    assert alerts.alert(str(uuid.uuid4()), "da/odd#1?") is None

@@ -251,6 +251,28 @@ def test_a_kept_email_keeps_its_html_part_clipped_to_what_a_row_holds(outbox):
     assert by_subject["plain only"].html == ""
 
 
+def test_an_alerts_emails_are_read_by_the_alert_and_lists_stay_as_they_were(outbox):
+    tenant, other, now = str(uuid.uuid4()), str(uuid.uuid4()), datetime.now(UTC)
+    outbox.keep(_kept(tenant, now - timedelta(minutes=3), "about a/1",
+                      alerts=[(tenant, "a/1"), (tenant, "a/1")], event_id="ev1"))
+    outbox.keep(_kept(tenant, now - timedelta(minutes=2), "about a/10",
+                      alerts=[(tenant, "a/10")]))
+    outbox.keep(_kept("global", now - timedelta(minutes=1), "digest",
+                      alerts=[(tenant, "a/1"), (other, "a/1")], html="<p>x</p>"))
+    outbox.keep(_kept(tenant, now, "about nothing"))
+    assert [m.subject for m in outbox.recent(now=now)] == [
+        "about nothing", "digest", "about a/10", "about a/1"]
+    assert len(outbox.recent(tenant, now=now)) == 3
+    mine = outbox.for_alert(tenant, "a/1")
+    assert [(m.subject, m.tenant_id) for m in mine] == [("digest", "global"),
+                                                        ("about a/1", tenant)]
+    assert mine[1].event_id == "ev1" and mine[1].to == "soc@mssp.example"
+    assert mine[1].state == "sent" and mine[0].html == "" and mine[1].text == ""
+    assert [m.subject for m in outbox.for_alert(other, "a/1")] == ["digest"]
+    assert len(outbox.for_alert(tenant, "a/1", limit=1)) == 1
+    assert outbox.for_alert(tenant, "a/404") == []
+
+
 # the mail-health row -------------------------------------------------------------------
 
 def test_the_mail_failure_row(health):

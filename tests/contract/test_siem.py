@@ -510,3 +510,26 @@ def test_an_hour_copied_to_views_again_changes_nothing(entries, alerts, clock):
         e.event_id]
     assert entries.drop_hour(bucket_of(feed.now_us() - SETTLE * 10**6)) == 1
     assert _all(feed, Filters(tenants=(e.tenant_id,))) == []
+
+
+def test_one_alerts_entries_are_read_by_its_id_newest_version_first(feed, entries, clock):
+    tenant = str(uuid.uuid4())
+    versions = ["2026-11-29T23:00:00.0000000Z", "2026-11-30T09:00:00.0000000Z",
+                "2026-11-30T10:00:00.0000000Z"]
+    for n, version in enumerate(versions):
+        event = _event(tenant, 1, version, id="da/1")
+        event = AlertEvent(tenant, "Tenant", "da/1", version, "updated" if n else "new",
+                           {"status": ["New", "Resolved"]} if n else {}, event.alert)
+        assert feed.append(event)
+        clock.at += 1
+    feed.append(_event(tenant, 2, versions[2], id="da/10"))  # a longer id, same start
+    feed.append(_event(str(uuid.uuid4()), 3, versions[2], id="da/1"))  # another tenant
+    feed.append(_event(tenant, 4, versions[2], id="da/1:x"))  # an id with a colon after
+    found = entries.of_alert(tenant, "da/1", ["20261130", "20261129"], 10)
+    assert [e["version"] for e in found] == versions[::-1]
+    assert found[0]["changed"] == {"status": ["New", "Resolved"]} and "alert" not in found[0]
+    assert found[2]["change"] == "new" and found[2]["feed_time"].startswith("2026-11-30T10")
+    assert [e["version"] for e in entries.of_alert(tenant, "da/1", ["20261130"], 10)] == \
+        versions[:0:-1]
+    assert len(entries.of_alert(tenant, "da/1", ["20261130", "20261129"], 2)) == 2
+    assert entries.of_alert(tenant, "da/404", ["20261130"], 10) == []

@@ -41,3 +41,21 @@ def test_a_rule_matches_on_the_typed_event():
                           TENANT)
     assert matches(new_only, _event("new"))
     assert not matches(new_only, _event("updated"))
+
+
+def test_the_email_links_to_the_alerts_page_in_the_portal_when_it_is_known():
+    event = _event()
+    rule = parse_rule({"name": "High", "recipients": ["soc@mssp.example"]}, TENANT)
+    page = f"https://hub.example/api/portal/tenants/{TENANT}/alerts/da42"
+    message = render(event, rule, ["soc@mssp.example"], "alerts@mssp.example", "",
+                     "Contoso MSSP", datetime(2026, 11, 30, tzinfo=UTC), "<id@mssp.example>",
+                     portal="https://hub.example/api/portal")
+    assert f"Open in the Contoso MSSP portal: {page}" in message.get_body(
+        ("plain",)).get_content()
+    assert f'<a href="{page}">' in message.get_body(("html",)).get_content()
+    without = parse_rule({"name": "H", "recipients": ["soc@mssp.example"],
+                          "include_portal_link": False}, TENANT)
+    plain = render(event, without, ["soc@mssp.example"], "alerts@mssp.example", "",
+                   "Contoso MSSP", datetime(2026, 11, 30, tzinfo=UTC), "<id@mssp.example>",
+                   portal="https://hub.example/api/portal").get_body(("plain",)).get_content()
+    assert "/api/portal/" not in plain

@@ -282,6 +282,20 @@ def test_a_digest_rule_sends_one_email_per_window(notifier, transport, stores):
     assert stores.digests.held(rule.id) == []
 
 
+def test_each_alerts_emails_are_found_by_the_alert_each_and_digest(notifier, stores):
+    each = _rule(notifier, "each")
+    digest = _rule(notifier, "digest", delivery="digest")
+    first, second = _event(), _event()
+    notifier.handle(first)
+    notifier.handle(second)
+    notifier.send_digests()
+    mine = stores.outbox.for_alert(TENANT, first.alert_id)
+    assert sorted(m.rule for m in mine) == sorted([each.id, digest.id])
+    assert [m.rule for m in stores.outbox.for_alert(TENANT, second.alert_id)
+            if m.rule == each.id] == [each.id]
+    assert {m.event_id for m in mine if m.rule == each.id} == {first.event_id}
+
+
 def test_a_batch_left_by_a_dead_worker_is_sent_first_and_alone(notifier, transport, stores):
     rule = _rule(notifier, "digest", delivery="digest")
     for _ in range(2):

@@ -7,6 +7,7 @@ Same contract as shared/storage/{rules,notify_ledger,digests,mail_outbox,app_hea
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import threading
 import uuid
@@ -174,14 +175,24 @@ class MemoryDigests:
 class MemoryMailOutbox:
     def __init__(self) -> None:
         self._rows: dict[tuple[str, str], KeptEmail] = {}
+        self._by_alert: dict[tuple[str, str], dict[str, KeptEmail]] = {}
         self._lock = threading.Lock()
 
     def keep(self, email: KeptEmail) -> None:
         kept = copy.deepcopy(email)
         kept.event_id, kept.state = kept.event_id[:500], kept.state[:1000]
         kept.text, kept.html = clip_text(kept.text), clip_text(kept.html)
+        row_key = f"{ticks_key(kept.at)}:{uuid.uuid4().hex[:8]}"
+        pointer = dataclasses.replace(kept, text="", html="", refused=[], alerts=[])
         with self._lock:
-            self._rows[(kept.tenant_id, f"{ticks_key(kept.at)}:{uuid.uuid4().hex[:8]}")] = kept
+            for alert in dict.fromkeys(kept.alerts):
+                self._by_alert.setdefault(alert, {})[row_key] = pointer
+            self._rows[(kept.tenant_id, row_key)] = kept
+
+    def for_alert(self, tenant_id: str, alert_id: str, limit: int = 20) -> list[KeptEmail]:
+        with self._lock:
+            rows = self._by_alert.get((tenant_id, alert_id), {})
+            return [copy.deepcopy(rows[k]) for k in sorted(rows)[:limit]]
 
     def recent(self, tenant_id: str | None = None, limit: int = 50, days: int = 14,
                now: datetime | None = None) -> list[KeptEmail]:

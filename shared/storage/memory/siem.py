@@ -18,10 +18,13 @@ from shared.storage.memory import new_etag
 from shared.storage.siem_delivery import OutputState, SiemDeliveryRepository, StateChanged
 from shared.storage.siem_feed import (
     LedgerStamp,
+    alert_prefix,
     decode,
+    decode_brief,
     entry_entity,
     entry_key,
     ledger_key,
+    of_this_alert,
     one_tenant,
     view_entity,
     view_of,
@@ -107,6 +110,18 @@ class MemorySiemFeed:
         for key, entity in rows:
             if key > after and (before is None or key < before) and _passes(entity, filters):
                 yield key, decode(entity)
+
+    def of_alert(self, tenant_id: str, alert_id: str, days: Sequence[str], limit: int
+                 ) -> list[dict[str, Any]]:
+        lo, hi = alert_prefix(tenant_id, alert_id)
+        wanted = {"L" + day for day in days}
+        with self._lock:
+            found = sorted(((rk, stamp) for (pk, rk), (stamp, _) in self.ledger.items()
+                            if pk in wanted and lo <= rk < hi and of_this_alert(rk, lo)),
+                           reverse=True)[:limit]
+            rows = [self.partitions.get(bucket_of(stamp), {}).get(f"{stamp:016d}|{rk}")
+                    for rk, stamp in found]
+        return [decode_brief(row) for row in rows if row is not None]
 
     # retention ----------------------------------------------------------------------------
     def pruned_through(self) -> str | None:

@@ -1,0 +1,140 @@
+"""One alert as an analyst reads it before acting, from reads keyed by the alert: the
+stored alert (a point read, plus its overflow rows), its versions as the SIEM feed holds
+them (the feed's ledger is keyed by event id "<tenant>:<alert>:<version>": one range
+query per day of versions, then a point read per entry), the emails about it (one query on
+its MailOutbox pointers) and the audit trail's entries for it. Never a tenant-wide scan.
+
+Everything here comes from Defender or a customer's tenant and is hostile: it is only ever
+rendered as text by autoescaped templates; nothing from an alert becomes a link.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from shared import timefmt
+from shared.netloc import is_loopback
+from shared.portal.queries import PORTAL
+
+MAX_VERSIONS = 50  # versions shown (the newest): one point read each
+MAX_EMAILS = 20
+MAX_EVIDENCE = 200  # evidence rows shown; the rest is counted
+
+
+@dataclass(frozen=True)
+class EvidenceRow:
+    entity_type: str
+    file: str  # path\name
+    sha1: str
+    sha256: str
+    command_line: str
+    ip: str
+    url: str  # shown as text, never a link
+    user: str
+    verdict: str
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+SHOWN = ("id", "title", "description", "recommendedAction", "severity", "status",
+         "classification", "determination", "assignedTo", "computerDnsName",
+         "rbacGroupName", "category", "detectionSource", "firstEventTime", "lastEventTime",
+         "alertCreationTime", "lastUpdateTime", "resolvedTime", "incidentId")
+
+
+def shown(alert: dict[str, Any]) -> dict[str, str]:
+    """The alert's fields the page shows, each as text ("" when absent)."""
+    return {name: _text(alert.get(name)) for name in SHOWN}
+
+
+def evidence_rows(alert: dict[str, Any]) -> list[EvidenceRow]:
+    rows = []
+    for item in (alert.get("evidence") or [])[:MAX_EVIDENCE]:
+        if not isinstance(item, dict):
+            continue
+        path, name = _text(item.get("filePath")), _text(item.get("fileName"))
+        user = _text(item.get("userPrincipalName")) or "\\".join(
+            p for p in (_text(item.get("domainName")), _text(item.get("accountName"))) if p)
+        rows.append(EvidenceRow(
+            entity_type=_text(item.get("entityType")),
+            file="\\".join(p for p in (path.rstrip("\\"), name) if p),
+            sha1=_text(item.get("sha1")), sha256=_text(item.get("sha256")),
+            command_line=_text(item.get("processCommandLine")),
+            ip=_text(item.get("ipAddress")), url=_text(item.get("url")), user=user,
+            verdict=_text(item.get("verdict") or item.get("detectionStatus"))))
+    return rows
+
+
+def comments(alert: dict[str, Any]) -> list[dict[str, str]]:
+    """Defender's comments, oldest first, as text."""
+    found = [{"comment": _text(c.get("comment")), "by": _text(c.get("createdBy")),
+              "at": _text(c.get("createdTime"))}
+             for c in alert.get("comments") or [] if isinstance(c, dict)]
+    return sorted(found, key=lambda c: c["at"])
+
+
+def related_user(alert: dict[str, Any]) -> str:
+    user = alert.get("relatedUser")
+    if not isinstance(user, dict):
+        return ""
+    return "\\".join(p for p in (_text(user.get("domainName")), _text(user.get("userName")))
+                     if p)
+
+
+def techniques(alert: dict[str, Any]) -> list[str]:
+    return [_text(t) for t in alert.get("mitreTechniques") or []]
+
+
+def version_days(alert: dict[str, Any], retention_days: int, now: datetime | None = None
+                 ) -> list[str]:
+    """The days (YYYYMMDD) whose feed ledger may hold a version of this alert, newest
+    first: from its version's day back to its creation day, no further back than the
+    feed keeps (retention + 1 day) — at most retention + 2 queries."""
+    now = now or datetime.now(UTC)
+    try:
+        last = timefmt.to_datetime(timefmt.normalize(str(alert.get("lastUpdateTime"))))
+    except (TypeError, ValueError):
+        last = now
+    try:
+        first = timefmt.to_datetime(timefmt.normalize(str(alert.get("alertCreationTime"))))
+    except (TypeError, ValueError):
+        first = last
+    first = max(first, now - timedelta(days=retention_days + 1), last - timedelta(days=365))
+    days, day = [], last.date()
+    while day >= first.date():
+        days.append(day.strftime("%Y%m%d"))
+        day -= timedelta(days=1)
+    return days or [last.strftime("%Y%m%d")]
+
+
+def simulated(api_base_override: str | None) -> bool:
+    """The Defender API is the local simulator: there is no Defender portal to open."""
+    return bool(api_base_override) and is_loopback(api_base_override or "")
+
+
+def defender_link(tenant_id: str, alert_id: str) -> str:
+    return PORTAL.format(id=quote(alert_id, safe=""), tenant=quote(tenant_id, safe=""))
+
+
+def page_path(base: str, tenant_id: str, alert_id: str) -> str:
+    """The portal's alert page (ids quoted: an alert id is Defender's, not ours)."""
+    return f"{base}/tenants/{quote(tenant_id, safe='')}/alerts/{quote(alert_id, safe='')}"
+
+
+def changes(entry: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """A feed entry's "what changed" as (field, before, after) text."""
+    changed = entry.get("changed")
+    if not isinstance(changed, dict):
+        return []
+    found = []
+    for name, pair in sorted(changed.items()):
+        before, after = [*pair, None, None][:2] if isinstance(pair, list) else (None, pair)
+        found.append((_text(name), _text(before), _text(after)))
+    return found

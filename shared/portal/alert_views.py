@@ -1,0 +1,124 @@
+"""The alert page, its action forms and the audit page, on the Portal's plumbing (who is
+asking, CSRF, same origin, rendering). Reads are keyed by the alert (alert_page.py); the
+actions go through the triage service, which writes to Defender, records the audit entry
+and stores what Defender answered; this module only says what came of it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from shared.portal import alert_page, auth, triage_forms
+from shared.portal.audit_page import AuditFilter, AuditReader
+from shared.portal.exchange import Request, Response
+from shared.portal.triage_forms import Said, Triage
+from shared.storage.siem_feed import SiemFeedRepository
+from shared.triage.model import InvalidChange
+
+
+class AlertViews:
+    """`portal`: the shared.portal.pages.Portal these pages are part of (its reads and
+    its rendering)."""
+
+    def __init__(self, portal: Any, base: str, feed: SiemFeedRepository | None,
+                 triage: Triage | None, audit: AuditReader | None) -> None:
+        self.portal, self.base = portal, base
+        self.feed, self.triage, self.audit = feed, triage, audit
+        identity = portal.settings.identity
+        self.simulated = alert_page.simulated(identity.api_base_override)
+
+    # the alert page ---------------------------------------------------------------------
+    def page(self, request: Request, principal: auth.Principal, status: int = 200,
+             said: Said | None = None, shown: dict[str, Any] | None = None) -> Response:
+        portal = self.portal
+        tenant = portal._find(request.route.get("tenant_id", ""))
+        if tenant is None:
+            return portal._not_found(principal, "tenant")
+        tid, alert_id = tenant.tenant_id, request.route.get("alert_id", "")
+        alert = shown or (portal.alert_rows.alert(tid, alert_id) if alert_id else None)
+        if alert is None:
+            return portal._not_found(principal, "alert stored for this tenant")
+        retention = portal.settings.siem.retention_days
+        versions = self.feed.of_alert(tid, alert_id, alert_page.version_days(
+            alert, retention), alert_page.MAX_VERSIONS) if self.feed else []
+        may_act = principal.may_act(portal.cfg)
+        writable = getattr(tenant, "access", "read") == "triage"
+        if not may_act:
+            blocked = auth.READ_ONLY_ANALYST
+        elif not writable:
+            blocked = ("This tenant granted read-only access"
+                       + (f" ({tenant.access_reason})" if getattr(tenant, "access_reason", "")
+                          else "") + ": ask its administrator to consent to triage access.")
+        elif self.triage is None:
+            blocked = "Acting on alerts is not available in this deployment."
+        else:
+            blocked = ""
+        return portal._page(
+            "portal/alert.html", status, principal=principal, tenant=tenant,
+            alert=alert_page.shown(alert),
+            alert_id=alert_id, version=str(alert.get("lastUpdateTime") or ""),
+            evidence=alert_page.evidence_rows(alert),
+            evidence_total=len(alert.get("evidence") or []),
+            comments=alert_page.comments(alert), user=alert_page.related_user(alert),
+            techniques=alert_page.techniques(alert), versions=versions,
+            changes=alert_page.changes, emails=portal.outbox.for_alert(
+                tid, alert_id, alert_page.MAX_EMAILS),
+            audit=list(self.audit.for_alert(tid, alert_id)) if self.audit else [],
+            audit_on=self.audit is not None,
+            defender=alert_page.defender_link(tid, alert_id), simulated=self.simulated,
+            path=alert_page.page_path(self.base, tid, alert_id),
+            blocked=blocked, read_only_tenant=may_act and not writable,
+            nonce=triage_forms.nonce(), verdicts=triage_forms.verdict_groups(),
+            statuses=triage_forms.STATUS_CHOICES, said=said,
+            retention=retention, max_versions=alert_page.MAX_VERSIONS)
+
+    def act(self, request: Request, principal: auth.Principal) -> Response:
+        portal = self.portal
+        tenant = portal._find(request.route.get("tenant_id", ""))
+        action = request.route.get("action", "")
+        if tenant is None or action not in triage_forms.ACTIONS:
+            return portal._not_found(principal, "tenant or action")
+        if not principal.may_act(portal.cfg):
+            return portal._page("portal/denied.html", 403, principal=principal,
+                                signed_in=True, reason=auth.READ_ONLY_ANALYST)
+        if self.triage is None:
+            return self.page(request, principal, 503, Said(
+                503, "bad", "Acting on alerts is not available in this deployment."))
+        alert_id = request.route.get("alert_id", "")
+        if not alert_id or portal.alert_rows.get_stored(tenant.tenant_id, alert_id) is None:
+            return portal._not_found(principal, "alert stored for this tenant")
+        try:
+            change = triage_forms.change_from_form(action, request.form, principal)
+            seen = triage_forms.seen_version(request.form)
+            action_id = triage_forms.action_id(principal, action, request.form)
+        except InvalidChange as exc:
+            return self.page(request, principal, 400, Said(
+                400, "bad", f"Not sent ({exc.field}): {exc.message}"))
+        applied = self.triage.apply(triage_forms.actor(principal), tenant.tenant_id,
+                                    alert_id, change, seen_version=seen, action_id=action_id)
+        retry = getattr(applied, "retry_after", None) or \
+            getattr(getattr(applied, "entry", None), "extra", {}).get("retry_after", "")
+        told = triage_forms.said(applied.outcome, applied.detail, str(retry or ""))
+        return self.page(request, principal, told.status, told,
+                         shown=applied.alert if isinstance(applied.alert, dict) else None)
+
+    # the audit page ---------------------------------------------------------------------
+    def audit_page(self, request: Request, principal: auth.Principal) -> Response:
+        portal = self.portal
+        tenants = portal.admin.tenants.names()
+        flt = AuditFilter.parse(request.params, {t.tenant_id for t in tenants})
+        entries: list[Any] = []
+        following = None
+        if self.audit is not None:
+            found, following = self.audit.page(**flt.query())
+            entries = list(found)
+        next_url = (f"{self.base}/audit?{urlencode(flt.params(continuation=following))}"
+                    if following else "")
+        return portal._page("portal/audit.html", principal=principal, tenants=tenants,
+                            names={t.tenant_id: t.display_name for t in tenants},
+                            flt=flt, entries=entries, next_url=next_url,
+                            first_url=f"{self.base}/audit?{urlencode(flt.params())}",
+                            outcomes=("done", "conflict", "refused", "throttled", "failed"),
+                            audit_on=self.audit is not None, alert_path=alert_page.page_path)
+
