@@ -8,6 +8,7 @@ from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from devtools.simulator import alert_updates
 from devtools.simulator.alerts import AlertFactory
 from devtools.simulator.clock import Clock, format_ticks, parse_ticks
 from devtools.simulator.odata import TIME_FIELDS
@@ -114,7 +115,8 @@ class World:
         self.lock = threading.RLock()
         self.clock = Clock()
         self.signer = Signer()
-        self.limits = Limits()
+        self.limits = Limits()  # the alerts API: GET and PATCH
+        self.batch_limits = Limits(per_minute=10, per_hour=500)  # batchUpdate's own
         self.apps: dict[str, App] = {}
         self.tenants: dict[str, Tenant] = {}
         self.counters: Counter[str] = Counter()
@@ -219,6 +221,26 @@ class World:
             stored.raw = raw
             stored.reindex()
             return raw
+
+    def write_alerts(self, tenant: Tenant, alert_ids: list[str], fields: dict[str, Any],
+                     by: str) -> list[dict[str, Any]]:
+        """An update from the API (PATCH, or batchUpdate's ids): every alert checked
+        first, then all changed, or none (KeyError naming the unknown ids,
+        alert_updates.Invalid for a bad pair)."""
+        with self.lock:
+            unknown = [i for i in alert_ids if i not in tenant.alerts]
+            if unknown:
+                raise KeyError(", ".join(unknown))
+            for alert_id in alert_ids:
+                alert_updates.check_pair(fields, tenant.alerts[alert_id].raw)
+            changed = []
+            for alert_id in dict.fromkeys(alert_ids):
+                stored = tenant.alerts[alert_id]
+                stored.raw = alert_updates.applied(
+                    stored.raw, fields, by, format_ticks(self.clock.now_ticks()))
+                stored.reindex()
+                changed.append(stored.raw)
+            return changed
 
     # counters ---------------------------------------------------------------------------
     def count_call(self, tenant_id: str) -> None:
