@@ -37,6 +37,9 @@ MAIL_OUTBOX = "MailOutbox"
 # Tenant summaries: each tenant's alert counts, copied by the relay for the portal overview
 TENANT_SUMMARIES = "TenantSummaries"
 
+# Triage: every action on a customer's alert, once, append-only (storage/audit.py)
+AUDIT_TRAIL = "AuditTrail"
+
 FETCH_QUEUE = "fetch-requests"
 RELAY_QUEUE = "alert-relay"
 NOTIFY_QUEUE = "notify-events"
