@@ -22,6 +22,7 @@ from shared.storage import tables
 from shared.storage.alert_index import AlertIndex
 from shared.storage.alerts import AlertRepository
 from shared.storage.app_health import AppHealth
+from shared.storage.audit import AuditTrail
 from shared.storage.connection import StorageConnection
 from shared.storage.digests import DigestRepository
 from shared.storage.fanout_ledger import FanoutLedger
@@ -42,6 +43,7 @@ from shared.storage.tenants import TenantRepository
 from shared.tenants.admin import TenantAdmin
 from shared.tenants.onboarding import Onboarding
 from shared.tenants.ops_notices import OpsNotices
+from shared.triage.service import TriageService
 
 
 def ingest_stores(settings: Settings) -> IngestStores:
@@ -193,3 +195,18 @@ def portal() -> Portal:
                   alert_index=AlertIndex(tables.table(storage, tables.ALERT_INDEX)),
                   siem_status=lambda: delivery().status(),
                   summaries=TenantSummaries(tables.table(storage, tables.TENANT_SUMMARIES)))
+
+
+def triage_on(settings: Settings, tokens: Tokens, client: DefenderClient) -> TriageService:
+    """Triage on the real tables (tests build theirs with their own tokens and client)."""
+    storage = settings.storage
+    return TriageService(settings, TenantRepository(tables.table(storage, tables.TENANTS)),
+                         AlertRepository(tables.table(storage, tables.ALERTS)),
+                         AuditTrail(tables.table(storage, tables.AUDIT_TRAIL)), client, tokens)
+
+
+@functools.cache
+def triage() -> TriageService:
+    settings = get_settings()
+    return triage_on(settings, tokens_for(settings.identity), DefenderClient(
+        settings.fetch.timeout_seconds, settings.identity.ca_bundle))

@@ -7,7 +7,6 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any
-
 from urllib.parse import quote
 
 import requests

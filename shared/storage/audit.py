@@ -42,6 +42,7 @@ EVERY = "all"
 CLAIM = "action~"
 MAX_LIMIT = 200
 MAX_DETAIL = 2_000
+MAX_JSON = 15_000  # characters of one JSON column (a string column holds 32K UTF-16 units)
 _INVERT = str.maketrans("0123456789", "9876543210")
 _TOKEN = re.compile(r"[0-9]{20}~[^/\\#?\x00-\x1f\x7f-\x9f]{1,1024}")
 
@@ -80,15 +81,23 @@ def bounds(since: datetime | None, until: datetime | None) -> tuple[str | None, 
     return low, below
 
 
+def _json(value: dict[str, Any]) -> str:
+    """JSON of a free-form part, or a marker when it would not fit a string column
+    (clipped JSON would not parse back)."""
+    text = codec.dumps_text(value)
+    return text if len(text) <= MAX_JSON else codec.dumps_text({"clipped": len(text)})
+
+
 def to_row(entry: AuditEntry) -> dict[str, Any]:
     """The columns of an entry (without keys): JSON for the free-form parts."""
     return {"ActionId": entry.action_id, "At": entry.at.astimezone(UTC),
-            "ActorId": entry.actor.id, "ActorName": entry.actor.name, "Via": entry.actor.via,
+            "ActorId": clip_text(entry.actor.id, 1_000),
+            "ActorName": clip_text(entry.actor.name, 1_000), "Via": entry.actor.via,
             "Tenant": entry.tenant_id, "Alert": entry.alert_id,
-            "Change": codec.dumps_text(entry.change), "Before": codec.dumps_text(entry.before),
-            "After": codec.dumps_text(entry.after), "Outcome": entry.outcome,
+            "Change": _json(entry.change), "Before": _json(entry.before),
+            "After": _json(entry.after), "Outcome": entry.outcome,
             "Detail": clip_text(entry.detail, MAX_DETAIL), "BatchId": entry.batch_id,
-            "Extra": codec.dumps_text(entry.extra)}
+            "Extra": _json(entry.extra)}
 
 
 def from_row(row: Mapping[str, Any]) -> AuditEntry:
@@ -120,7 +129,7 @@ class AuditTrail:
     # writes ----------------------------------------------------------------------------
     def record(self, entry: AuditEntry) -> AuditEntry:
         """Record `entry` once per (tenant, alert, action id). Returns the entry as
-        recorded: `entry`, or the one recorded before under its action id."""
+        recorded: `entry` as it reads back, or the one recorded before under its id."""
         pk = alert_partition(entry.tenant_id, entry.alert_id)
         row = to_row(entry)
         try:
@@ -129,7 +138,7 @@ class AuditTrail:
                             **row}),
                 ("upsert", {"PartitionKey": pk, "RowKey": row_key(entry), **row},
                  {"mode": UpdateMode.REPLACE})])
-            stored = entry
+            stored = from_row(row)  # as it reads back (a part too large is a marker)
         except TableTransactionError as exc:
             if exc.status_code != 409:
                 raise

@@ -97,3 +97,12 @@ def test_a_continuation_no_page_gave_is_refused(trail):
     for bad in ("x", "' or 1 eq 1", "1" * 20 + "~a/b"):
         with pytest.raises(ValueError):
             trail.page(continuation=bad)
+
+
+def test_a_part_too_large_for_a_column_is_kept_as_a_marker_not_refused(trail):
+    big = entry(1, action="big")
+    big.extra = {"alert": {"comments": ["x" * 1000] * 40}}
+    recorded = trail.record(big)
+    assert recorded.extra["clipped"] > 15_000
+    assert trail.recorded(T1, "da1_1", "big") == recorded
+    assert recorded.change == big.change

@@ -3,7 +3,6 @@ rows in dicts. `reads` counts entries handed to readers."""
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Iterator, Mapping
 from datetime import datetime
@@ -15,7 +14,7 @@ from shared.triage.model import AuditEntry
 
 class MemoryAuditTrail(audit.AuditTrail):
     def __init__(self) -> None:
-        self.claims: dict[tuple[str, str], AuditEntry] = {}  # (alert partition, action)
+        self.claims: dict[tuple[str, str], dict[str, Any]] = {}  # (alert partition, action)
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}  # (partition, row key)
         self.lock = threading.Lock()
         self.reads = 0
@@ -23,18 +22,19 @@ class MemoryAuditTrail(audit.AuditTrail):
     def record(self, entry: AuditEntry) -> AuditEntry:
         pk = audit.alert_partition(entry.tenant_id, entry.alert_id)
         with self.lock:
-            stored = self.claims.setdefault((pk, audit.claim_key(entry.action_id)),
-                                            copy.deepcopy(entry))
-            row = {**audit.to_row(stored), "RowKey": audit.row_key(stored)}
+            claim = self.claims.setdefault((pk, audit.claim_key(entry.action_id)),
+                                           audit.to_row(entry))
+            stored = audit.from_row(claim)
+            row = {**claim, "RowKey": audit.row_key(stored)}
             for partition in (pk, audit.tenant_partition(stored.tenant_id), audit.EVERY):
                 self.rows[(partition, row["RowKey"])] = {**row, "PartitionKey": partition}
-            return copy.deepcopy(stored)
+            return stored
 
     def recorded(self, tenant_id: str, alert_id: str, action_id: str) -> AuditEntry | None:
         with self.lock:
             found = self.claims.get((audit.alert_partition(tenant_id, alert_id),
                                      audit.claim_key(action_id)))
-            return copy.deepcopy(found) if found else None
+        return audit.from_row(found) if found else None
 
     def for_alert(self, tenant_id: str, alert_id: str, limit: int = 100) -> list[AuditEntry]:
         rows = self._partition(audit.alert_partition(tenant_id, alert_id))
