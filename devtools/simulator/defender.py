@@ -72,6 +72,8 @@ class Defender:
             return caller
         tenant, app = caller
         world.count_call(tenant.id)
+        if write:
+            world.count_write(tenant.id, batch)
         with world.lock:
             fault = tenant.faults.popleft() if tenant.faults else None
         if fault is not None and fault.kind != "cut":

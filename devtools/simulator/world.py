@@ -123,6 +123,8 @@ class World:
         self.calls_by_tenant: Counter[str] = Counter()
         self.calls_by_minute: dict[str, Counter[int]] = defaultdict(Counter)
         self.throttled_by_tenant: Counter[str] = Counter()
+        self.writes_by_tenant: Counter[str] = Counter()  # PATCH calls (counted in calls too)
+        self.batches_by_tenant: Counter[str] = Counter()  # batchUpdate calls (likewise)
         self.tokens_by_tenant: Counter[str] = Counter()
         self.seq = 0
         self.stopping = threading.Event()  # wakes hanging fault responses at shutdown
@@ -249,6 +251,10 @@ class World:
             self.calls_by_tenant[tenant_id] += 1
             self.calls_by_minute[tenant_id][int(self.clock.now() // 60) * 60] += 1
 
+    def count_write(self, tenant_id: str, batch: bool) -> None:
+        with self.lock:
+            (self.batches_by_tenant if batch else self.writes_by_tenant)[tenant_id] += 1
+
     def snapshot_counters(self) -> dict[str, Any]:
         with self.lock:
             return {
@@ -261,6 +267,8 @@ class World:
                           "calls_per_minute": {str(k): v for k, v in
                                                sorted(self.calls_by_minute[tid].items())},
                           "throttled": self.throttled_by_tenant[tid],
+                          "patches": self.writes_by_tenant[tid],
+                          "batch_updates": self.batches_by_tenant[tid],
                           "tokens": self.tokens_by_tenant[tid]}
                     for tid in self.tenants},
             }
@@ -272,3 +280,5 @@ class World:
             self.calls_by_minute.clear()
             self.throttled_by_tenant.clear()
             self.tokens_by_tenant.clear()
+            self.writes_by_tenant.clear()
+            self.batches_by_tenant.clear()

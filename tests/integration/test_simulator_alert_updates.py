@@ -168,6 +168,8 @@ def test_batch_update_has_its_own_rate_limit_and_patch_shares_the_apis(simulator
     assert patch(simulator, bearer, ids[0], {"comment": "y"}).status_code == 200
     assert patch(simulator, bearer, ids[0], {"comment": "y"}).status_code == 200
     assert patch(simulator, bearer, ids[0], {"comment": "y"}).status_code == 429
+    counted = sim.counters()["tenants"][tenant["id"]]
+    assert (counted["patches"], counted["batch_updates"]) == (3, 3)  # asked, throttled too
 
 
 def test_written_changes_survive_a_restart(simulator, sim, tenant, tmp_path: Path):
