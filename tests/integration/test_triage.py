@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from shared.microsoft.defender import DefenderClient, DefenderError
+from shared.microsoft.defender import (
+    DefenderClient,
+    DefenderError,
+    Forbidden,
+    NotFound,
+    Rejected,
+    Throttled,
+)
 from shared.microsoft.identity import Tokens
 from shared.services import triage_on
 from shared.storage import tables
@@ -97,3 +104,34 @@ def test_a_write_is_not_retried_on_a_server_error(pipeline, triage):
     applied = triage.apply(ALICE, tenant.tenant_id, alert["id"], Change(comment="once"))
     assert applied.outcome == "done"
     assert [c["comment"] for c in applied.alert["comments"]].count("once") == 1
+
+
+def test_the_clients_writes_and_how_defender_refuses_them(pipeline):
+    tenant = _tenant(pipeline, "Triage Client")
+    ids = [a["id"] for a in pipeline.sim.alerts(tenant.tenant_id)]
+    client = DefenderClient(10, pipeline.settings.identity.ca_bundle)
+    base = pipeline.settings.identity.api_base()
+    bearer = Tokens(pipeline.settings.identity).token(tenant.tenant_id)
+    assert client.get_alert(base, bearer, ids[0], expand_evidence=True)["evidence"]
+    assert client.batch_update(base, bearer, ids, {"status": "InProgress"}) is None
+    assert {a["status"] for a in pipeline.sim.alerts(tenant.tenant_id)} == {"InProgress"}
+    with pytest.raises(Rejected) as rejected:
+        client.batch_update(base, bearer, [*ids, "da404_1"], {"status": "Resolved"})
+    assert "da404_1" in str(rejected.value) and not rejected.value.transient
+    with pytest.raises(Rejected) as rejected:
+        client.update_alert(base, bearer, ids[0], {"classification": "FalsePositive",
+                                                   "determination": "Malware"})
+    assert "determination" in str(rejected.value)
+    with pytest.raises(NotFound):
+        client.update_alert(base, bearer, "da404/../1", {"status": "New"})
+    with pytest.raises(NotFound):
+        client.get_alert(base, bearer, "da404_1")
+    pipeline.sim.fault(tenant.tenant_id, "status", status=429, retry_after=17)
+    with pytest.raises(Throttled) as throttled:
+        client.update_alert(base, bearer, ids[0], {"comment": "x"})
+    assert throttled.value.retry_after == 17
+    pipeline.sim.grant(tenant.tenant_id, pipeline.simulator.config.client_id,
+                       {"https://api.securitycenter.microsoft.com": ["Alert.Read.All"]})
+    read_only = Tokens(pipeline.settings.identity).token(tenant.tenant_id)
+    with pytest.raises(Forbidden):
+        client.batch_update(base, read_only, ids, {"status": "Resolved"})

@@ -1,5 +1,6 @@
 """The keyed triage API's parts without a host: named keys, the PATCH request checked
-field by field, outcomes to statuses, and the audit query string."""
+field by field, outcomes to statuses, the audit query string, and the client's retries
+of writes."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from urllib3.exceptions import NewConnectionError, ProtocolError
 
 from shared.config import SettingsError, _api_keys
+from shared.microsoft.defender import DefenderClient
 from shared.triage import api
 from shared.triage.model import Actor, AuditEntry
 from shared.triage.service import Applied
@@ -117,3 +120,15 @@ def test_the_audit_query_string():
     with pytest.raises(ValidationError) as raised:
         api.audit_query({"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"})
     assert raised.value.errors == [{"field": "until", "message": "is before since"}]
+
+
+def test_writes_are_retried_only_when_the_request_was_never_sent():
+    retry = DefenderClient(10).session.get_adapter("https://x").max_retries
+    for method in ("PATCH", "POST"):
+        assert not retry.is_retry(method, 503) and not retry.is_retry(method, 500)
+        with pytest.raises(ProtocolError):  # sent, then the connection broke: not again
+            retry.increment(method, "/api/alerts/x", error=ProtocolError("reset"))
+        again = retry.increment(method, "/api/alerts/x",  # never sent: may go again
+                                error=NewConnectionError(None, "refused"))
+        assert again.connect == retry.connect - 1
+    assert retry.is_retry("GET", 503)
