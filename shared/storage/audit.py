@@ -7,6 +7,8 @@ each digit inverted, then `~` and the action id):
   new entry is one transaction in this partition: create the claim (refused if the action
   was recorded already) and write the alert's copy. So an action id is recorded once,
   whatever `at` a retried request brings, and a different entry never overwrites it.
+  `intent~<action id>` notes an attempt before Defender is asked (`intend`), so a retry
+  after a worker died between the call and the record knows it may have been sent.
 - `tenant~<tenant>` and `all`: copies for the audit page, written after the
   transaction from the stored entry (the same row each time: a retry completes them).
   A worker that dies between leaves an entry only on the alert's list until the action
@@ -29,7 +31,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared import codec
@@ -39,7 +41,8 @@ from shared.storage.limits import clip_text
 from shared.triage.model import Actor, AuditEntry
 
 EVERY = "all"
-CLAIM = "action~"
+CLAIM = "action~"  # the recorded entry, by action id (sorts after every listed row)
+INTENT = "intent~"  # an attempt under way, by action id
 MAX_LIMIT = 200
 MAX_DETAIL = 2_000
 MAX_JSON = 15_000  # characters of one JSON column (a string column holds 32K UTF-16 units)
@@ -100,6 +103,11 @@ def to_row(entry: AuditEntry) -> dict[str, Any]:
             "Extra": _json(entry.extra)}
 
 
+def _utc(value: Any) -> datetime:
+    at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return at.astimezone(UTC)
+
+
 def from_row(row: Mapping[str, Any]) -> AuditEntry:
     def data(name: str) -> dict[str, Any]:
         try:
@@ -108,10 +116,8 @@ def from_row(row: Mapping[str, Any]) -> AuditEntry:
             return {}
         return value if isinstance(value, dict) else {}
 
-    at = row["At"]
-    at = at if isinstance(at, datetime) else datetime.fromisoformat(str(at))
     return AuditEntry(
-        action_id=str(row["ActionId"]), at=at.astimezone(UTC),
+        action_id=str(row["ActionId"]), at=_utc(row["At"]),
         actor=Actor(str(row.get("ActorId", "")), str(row.get("ActorName", "")),
                     str(row.get("Via", ""))),
         tenant_id=str(row["Tenant"]), alert_id=str(row["Alert"]), change=data("Change"),
@@ -151,6 +157,20 @@ class AuditTrail:
                                        "RowKey": row_key(stored), **row},
                                       mode=UpdateMode.REPLACE)
         return stored
+
+    def intend(self, tenant_id: str, alert_id: str, action_id: str, at: datetime
+               ) -> datetime | None:
+        """Note that the action is about to be sent (before Defender is asked): None
+        when this is the first attempt, else when an earlier attempt noted it (it may
+        have been sent: its worker died before recording the answer)."""
+        row = {"PartitionKey": alert_partition(tenant_id, alert_id),
+               "RowKey": INTENT + encode_key(action_id), "At": at.astimezone(UTC)}
+        try:
+            self.client.create_entity(row)
+            return None
+        except ResourceExistsError:
+            found = self.client.get_entity(row["PartitionKey"], row["RowKey"])
+            return _utc(found["At"])
 
     # reads -----------------------------------------------------------------------------
     def recorded(self, tenant_id: str, alert_id: str, action_id: str) -> AuditEntry | None:

@@ -11,9 +11,12 @@ twice cannot be taken back). The audit entry is written before the hub's own cop
 alert (`store_own`): the evidence must not be lost because a cache write failed, and the
 next fetch stores that version anyway.
 
-Known limit: two requests with one action id at the same instant both find nothing
-recorded and both write; one entry is kept. The API's Idempotency-Key is for retries,
-which come one after the other.
+An attempt is noted (`AuditTrail.intend`) before Defender is asked. A retry that finds an
+earlier attempt noted but nothing recorded (its worker died between the call and the
+record) reads the alert first: if Defender shows the change already (each field, and the
+comment added since that attempt), it is recorded as done without a second call.
+Known limit: two requests with one action id at the same instant can both write; one
+entry is kept. The API's Idempotency-Key is for retries, which come one after the other.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared import timefmt
@@ -101,6 +104,28 @@ def same_version(a: str | None, b: str | None) -> bool:
         return a == b
 
 
+SKEW = timedelta(minutes=5)  # between the hub's clock and Defender's comment times
+
+
+def reflected(alert: dict[str, Any], change: Change, since: datetime) -> bool:
+    """Whether Defender's alert already shows the change (each field as asked, and the
+    comment among those added since the first attempt): an earlier attempt sent it."""
+    if any(alert.get(name) != value for name, value in change.fields().items()):
+        return False
+    if change.comment is None:
+        return True
+    for comment in alert.get("comments") or []:
+        if not isinstance(comment, dict) or comment.get("comment") != change.comment:
+            continue
+        try:
+            added = timefmt.to_datetime(timefmt.normalize(str(comment.get("createdTime"))))
+        except ValueError:
+            continue
+        if added >= since - SKEW:
+            return True
+    return False
+
+
 def new_action_id() -> str:
     return uuid.uuid4().hex
 
@@ -152,8 +177,15 @@ class TriageService:
         base = self.settings.identity.api_base(tenant.region)
         try:
             token = self.token_for(tenant) if self.token_for else self.tokens.token(tenant_id)
-            if seen_version is not None or before is None:
+            current: dict[str, Any] | None = None
+            earlier = self.audit.intend(tenant_id, alert_id, action_id, self.now())
+            if earlier is not None:  # an attempt died after asking Defender, maybe
                 current = self.client.get_alert(base, token, alert_id)
+                if reflected(current, change, earlier):
+                    return self._stored(done("done", "200 OK (sent by an earlier attempt "
+                                             "of this action)", current), current, actor)
+            if seen_version is not None or before is None:
+                current = current or self.client.get_alert(base, token, alert_id)
                 if seen_version is not None and not same_version(
                         current.get("lastUpdateTime"), seen_version):
                     return done("conflict", "the alert changed in Defender since "
@@ -182,12 +214,15 @@ class TriageService:
             # a 5xx or a broken connection after sending: Defender may have done it
             return done("failed", f"{exc.status or 'no answer'}: {exc}; the change may "
                         "or may not have been made: check the alert before repeating")
-        applied = done("done", "200 OK", answer)
+        return self._stored(done("done", "200 OK", answer), answer, actor)
+
+    def _stored(self, applied: Applied, document: dict[str, Any], actor: Actor) -> Applied:
+        """The hub's copy of the version Defender answered (OWN), after the audit entry."""
         try:
-            self.store_own(tenant_id, answer, actor)
+            self.store_own(applied.entry.tenant_id, document, actor)
         except Exception:  # the next fetch stores this version anyway
             log.exception("Triage: the hub's copy of an alert of tenant %s not stored",
-                          tenant_id)
+                          applied.entry.tenant_id)
         return applied
 
     @staticmethod

@@ -106,3 +106,13 @@ def test_a_part_too_large_for_a_column_is_kept_as_a_marker_not_refused(trail):
     assert recorded.extra["clipped"] > 15_000
     assert trail.recorded(T1, "da1_1", "big") == recorded
     assert recorded.change == big.change
+
+
+def test_an_intent_is_noted_once_and_hidden_from_the_lists(trail):
+    assert trail.intend(T1, "da1_1", "act-1", START) is None
+    assert trail.intend(T1, "da1_1", "act-1", START + timedelta(minutes=3)) == START
+    assert trail.intend(T1, "da2_2", "act-1", START) is None  # per alert
+    assert trail.recorded(T1, "da1_1", "act-1") is None
+    assert trail.for_alert(T1, "da1_1") == [] and trail.page() == ([], None)
+    trail.record(entry(1))
+    assert [e.action_id for e in trail.for_alert(T1, "da1_1")] == ["act-1"]

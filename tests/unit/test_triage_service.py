@@ -5,6 +5,7 @@ Defender answer mapped and recorded once, a retried action answered from the rec
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -62,7 +63,9 @@ class FakeDefender:
                  **{k: v for k, v in body.items() if k != "comment"},
                  "lastUpdateTime": f"2026-12-03T09:00:{self.tick:02d}.0000001Z"}
         if "comment" in body:
-            alert["comments"] = [*alert.get("comments", []), {"comment": body["comment"]}]
+            alert["comments"] = [*alert.get("comments", []), {
+                "comment": body["comment"], "createdBy": "MSSP Hub",
+                "createdTime": timefmt.from_datetime(datetime.now(UTC))}]
         self.alerts[alert_id] = alert
         return dict(alert)
 
@@ -246,3 +249,51 @@ def test_a_failed_copy_of_the_alert_does_not_lose_the_audit_entry():
     applied = world.apply(action_id="a1")
     assert applied.outcome == "done"
     assert world.audit.recorded(world.tenant_id, "da1", "a1").outcome == "done"
+
+
+def test_a_retry_after_a_worker_died_between_the_write_and_the_record_does_not_resend():
+    world = World()
+    record = world.audit.record
+
+    def die(entry):
+        raise RuntimeError("worker died")
+
+    world.audit.record = die
+    with pytest.raises(RuntimeError):
+        world.apply(action_id="a1")
+    world.audit.record = record
+    assert [c[0] for c in world.defender.calls] == ["PATCH"]
+    again = world.apply(action_id="a1")
+    assert again.outcome == "done" and "earlier attempt" in again.detail
+    assert [c[0] for c in world.defender.calls] == ["PATCH", "GET"]
+    assert len(world.defender.alerts["da1"]["comments"]) == 1
+    assert again.entry.after["status"] == "Resolved"
+    assert world.stored_own[-1][1]["status"] == "Resolved"
+
+
+def test_a_retry_after_a_worker_died_before_the_write_sends_it():
+    world = World()
+
+    def die(*_: Any) -> None:
+        raise RuntimeError("worker died")
+
+    world.service.expect_own = die
+    with pytest.raises(RuntimeError):
+        world.apply(action_id="a1")
+    world.service.expect_own = lambda *a: world.expected.append(a)
+    again = world.apply(action_id="a1")
+    assert again.outcome == "done" and again.detail == "200 OK"
+    assert [c[0] for c in world.defender.calls] == ["GET", "PATCH"]
+    assert len(world.defender.alerts["da1"]["comments"]) == 1
+
+
+def test_an_old_comment_with_the_same_text_is_not_taken_for_this_action():
+    world = World()
+    world.defender.alerts["da1"] = {**world.defender.alerts["da1"], "status": "Resolved",
+                                    "classification": "FalsePositive",
+                                    "determination": "NotMalicious", "comments": [
+        {"comment": RESOLVE.comment, "createdTime": "2020-01-01T00:00:00Z"}]}
+    world.audit.intend(world.tenant_id, "da1", "a1", datetime.now(UTC))
+    applied = world.apply(action_id="a1")
+    assert applied.detail == "200 OK"
+    assert [c[0] for c in world.defender.calls] == ["GET", "PATCH"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.storage import audit
@@ -16,6 +16,7 @@ class MemoryAuditTrail(audit.AuditTrail):
     def __init__(self) -> None:
         self.claims: dict[tuple[str, str], dict[str, Any]] = {}  # (alert partition, action)
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}  # (partition, row key)
+        self.intents: dict[tuple[str, str], datetime] = {}
         self.lock = threading.Lock()
         self.reads = 0
 
@@ -29,6 +30,15 @@ class MemoryAuditTrail(audit.AuditTrail):
             for partition in (pk, audit.tenant_partition(stored.tenant_id), audit.EVERY):
                 self.rows[(partition, row["RowKey"])] = {**row, "PartitionKey": partition}
             return stored
+
+    def intend(self, tenant_id: str, alert_id: str, action_id: str, at: datetime
+               ) -> datetime | None:
+        key = (audit.alert_partition(tenant_id, alert_id), audit.INTENT + action_id)
+        with self.lock:
+            if key in self.intents:
+                return self.intents[key]
+            self.intents[key] = at.astimezone(UTC)
+            return None
 
     def recorded(self, tenant_id: str, alert_id: str, action_id: str) -> AuditEntry | None:
         with self.lock:
