@@ -17,9 +17,9 @@ from devtools.simulator.tokens import DEFENDER_AUDIENCES, GRAPH_AUDIENCE
 from devtools.simulator.world import Fault, StoredAlert, Tenant, World
 
 MAX_TOP = 10_000
-READ_ROLES = {"Alert.Read.All", "Alert.ReadWrite.All"}
 # the pages spell the write permission two ways; a token carries the one granted
 WRITE_ROLES = {"Alert.ReadWrite.All", "Alerts.ReadWrite.All"}
+READ_ROLES = {"Alert.Read.All", *WRITE_ROLES}
 
 
 class Defender:

@@ -181,3 +181,12 @@ def test_written_changes_survive_a_restart(simulator, sim, tenant, tmp_path: Pat
     assert snapshot.load(restored, tmp_path / "world.json")
     raw = restored.tenants[tenant["id"]].alerts[alert_id].raw
     assert raw["status"] == "Resolved" and raw["comments"][-1]["comment"] == "kept"
+
+
+def test_the_write_permissions_other_spelling_reads_and_writes(simulator, sim):
+    made = sim.add_tenant("Other Spelling Co")
+    sim.grant(made["id"], simulator.config.client_id, {AUDIENCE: ["Alerts.ReadWrite.All"]})
+    alert_id = sim.generate(made["id"], 1)["ids"][0]
+    bearer = token(simulator, made["id"])
+    assert call(simulator, bearer, "GET", f"/api/alerts/{alert_id}").status_code == 200
+    assert patch(simulator, bearer, alert_id, {"status": "InProgress"}).status_code == 200
