@@ -40,7 +40,8 @@ class Unauthorized(DefenderError):
 
 
 class Forbidden(DefenderError):
-    """403: the app lacks Alert.Read.All, or Defender is not enabled in the tenant."""
+    """403: the app lacks Alert.Read.All (on a write, Alert.ReadWrite.All), or Defender
+    is not enabled in the tenant."""
 
 
 class Rejected(DefenderError):

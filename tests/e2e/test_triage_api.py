@@ -6,6 +6,7 @@ and bad input is refused before Defender is called."""
 from __future__ import annotations
 
 import hashlib
+import logging
 
 import pytest
 import requests
@@ -44,7 +45,8 @@ def _calls(sim, tenant_id: str) -> int:
     return counted["patches"] + counted["batch_updates"]
 
 
-def test_a_named_key_resolves_an_alert_once_and_the_audit_says_who(triage_api, sim):
+def test_a_named_key_resolves_an_alert_once_and_the_audit_says_who(triage_api, sim, caplog):
+    caplog.set_level(logging.INFO)
     base, session, tenant = triage_api
     tenant_id, alerts = tenant("Triage API Co")
     alert = alerts[0]
@@ -71,6 +73,7 @@ def test_a_named_key_resolves_an_alert_once_and_the_audit_says_who(triage_api, s
                        timeout=30).json()
     assert [e["action_id"] for e in page["entries"]] == [trail[0]["action_id"]]
     assert "continuation" not in page
+    assert "triage by key soar" in caplog.text and SOAR_KEY not in caplog.text
     assert session.get(f"{base}/audit", params={"tenant": "x", "limit": "0"},
                        timeout=30).json()["errors"] == [
         {"field": "tenant", "message": "must be a tenant id (GUID)"},
