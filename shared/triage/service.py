@@ -171,7 +171,7 @@ class TriageService:
             stored = self.audit.record(entry)
             return Applied.of(stored, repeated=stored.at != entry.at)
 
-        refusal = self._refusal(tenant)
+        refusal = self.refusal(tenant)
         if refusal:
             return done("refused", refusal)
         base = self.settings.identity.api_base(tenant.region)
@@ -226,8 +226,8 @@ class TriageService:
         return applied
 
     @staticmethod
-    def _refusal(tenant: Tenant) -> str:
-        """Why the tenant cannot take a change now ("" when it can)."""
+    def refusal(tenant: Tenant) -> str:
+        """Why the tenant cannot take a change now ("" when it can); bulk jobs ask too."""
         if tenant.status != TenantStatus.ACTIVE:
             reason = f": {tenant.status_reason}" if tenant.status_reason else ""
             return f"the tenant is {tenant.status}{reason}"
