@@ -215,6 +215,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Authentication; refused unless PUBLIC_BASE_URL is loopback (127.0.0.0/8, [::1] "
             "or localhost). `make run` makes one.",
             default="", secret=True),
+    Setting("MSSP_API_KEYS",
+            "Named keys of automation that acts on alerts through the API (triage, audit), "
+            "as `name:sha256hex,...`: each name with the SHA-256 (hex) of its key, which the "
+            "caller sends as `X-Api-Key` besides the function key. The audit trail records "
+            "the name. Only hashes are stored here. Empty: no automation may act.",
+            default=""),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
@@ -479,6 +485,31 @@ class PortalSettings:
 
 
 @dataclass(frozen=True)
+class ApiKey:
+    """An automation key: its name (what the audit trail records) and SHA-256 (hex)."""
+
+    name: str
+    sha256: str = field(repr=False)
+
+
+def _api_keys(env: Mapping[str, str]) -> tuple[ApiKey, ...]:
+    keys: list[ApiKey] = []
+    for item in (v.strip() for v in _get(env, "MSSP_API_KEYS").split(",")):
+        if not item:
+            continue
+        name, _, digest = item.rpartition(":")
+        digest = digest.lower()
+        if (not name or len(name) > 64 or any(not (c.isalnum() or c in "-_.@") for c in name)
+                or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest)):
+            raise SettingsError("MSSP_API_KEYS", "must be `name:sha256hex` items, comma-"
+                                "separated (names: letters, digits, - _ . @; 1-64)")
+        if any(k.name == name for k in keys):
+            raise SettingsError("MSSP_API_KEYS", f"names a key twice: {name}")
+        keys.append(ApiKey(name, digest))
+    return tuple(keys)
+
+
+@dataclass(frozen=True)
 class SiemSettings:
     outputs: tuple = ()  # tuple[shared.siem.outputs.Output, ...]
     schedule: str = "*/15 * * * * *"
@@ -506,6 +537,7 @@ class Settings:
     mail: MailSettings = field(default_factory=MailSettings)
     siem: SiemSettings = field(default_factory=SiemSettings)
     portal: PortalSettings = field(default_factory=PortalSettings)
+    api_keys: tuple[ApiKey, ...] = ()  # MSSP_API_KEYS: automation that may act on alerts
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -520,7 +552,7 @@ class Settings:
         return cls(storage=storage, identity=identity, fetch=fetch, onboarding=onboarding,
                    mail=MailSettings.from_env(env),
                    portal=PortalSettings.from_env(env, onboarding),
-                   siem=SiemSettings.from_env(env))
+                   siem=SiemSettings.from_env(env), api_keys=_api_keys(env))
 
 
 @functools.cache

@@ -25,6 +25,7 @@ from shared.storage import tables
 from shared.storage.alert_index import AlertIndex
 from shared.storage.alerts import AlertRepository
 from shared.storage.app_health import AppHealth
+from shared.storage.audit import AuditTrail
 from shared.storage.connection import StorageConnection
 from shared.storage.digests import DigestRepository
 from shared.storage.fanout_ledger import FanoutLedger
@@ -47,6 +48,7 @@ from shared.tenants.admin import TenantAdmin
 from shared.tenants.onboarding import Onboarding
 from shared.tenants.ops_notices import OpsNotices
 from shared.triage.model import Actor, Change
+from shared.triage.service import TriageService
 
 
 def ingest_stores(settings: Settings) -> IngestStores:
@@ -224,4 +226,22 @@ def portal() -> Portal:
                   alert_index=AlertIndex(tables.table(storage, tables.ALERT_INDEX)),
                   siem_status=lambda: delivery().status(),
                   summaries=TenantSummaries(tables.table(storage, tables.TENANT_SUMMARIES)),
-                  feed=SiemFeedRepository(tables.table(storage, tables.SIEM_FEED)))
+                  feed=SiemFeedRepository(tables.table(storage, tables.SIEM_FEED)),
+                  triage=triage(), audit=AuditTrail(tables.table(storage, tables.AUDIT_TRAIL)))
+
+
+def triage_on(settings: Settings, tokens: Tokens, client: DefenderClient) -> TriageService:
+    """Triage on the real tables (tests build theirs with their own tokens and client)."""
+    storage = settings.storage
+    own = own_changes_on(storage)
+    return TriageService(settings, TenantRepository(tables.table(storage, tables.TENANTS)),
+                         AlertRepository(tables.table(storage, tables.ALERTS)),
+                         AuditTrail(tables.table(storage, tables.AUDIT_TRAIL)), client, tokens,
+                         expect_own=own.expect, store_own=own.store)
+
+
+@functools.cache
+def triage() -> TriageService:
+    settings = get_settings()
+    return triage_on(settings, tokens_for(settings.identity), DefenderClient(
+        settings.fetch.timeout_seconds, settings.identity.ca_bundle))

@@ -59,4 +59,4 @@ def sim(simulator: Simulator) -> Iterator[SimulatorClient]:
     """A control-API client; the default rate limits are restored after each test."""
     client = SimulatorClient(simulator.base_url, str(simulator.config.ca_path))
     yield client
-    client.limits(per_minute=100, per_hour=1500)
+    client.limits(per_minute=100, per_hour=1500, batch={"per_minute": 10, "per_hour": 500})

@@ -71,9 +71,14 @@ class SimulatorClient:
     def clear_faults(self, tenant_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/tenants/{tenant_id}/faults")
 
-    def limits(self, per_minute: int | None = None, per_hour: int | None = None
-               ) -> dict[str, Any]:
-        body = {k: v for k, v in (("per_minute", per_minute), ("per_hour", per_hour)) if v}
+    def limits(self, per_minute: int | None = None, per_hour: int | None = None,
+               batch: dict[str, int] | None = None) -> dict[str, Any]:
+        """Set (or read) the alerts API's limits; `batch`: batchUpdate's per_minute and
+        per_hour."""
+        body: dict[str, Any] = {k: v for k, v in (("per_minute", per_minute),
+                                                  ("per_hour", per_hour)) if v}
+        if batch:
+            body["batch"] = batch
         return self._call("PUT" if body else "GET", "/limits", body or None)
 
     def advance_clock(self, seconds: float) -> dict[str, Any]:

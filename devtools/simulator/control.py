@@ -196,12 +196,20 @@ class Control:
         return json_response(body)
 
     def limits(self, request: Request) -> Response:
-        limits = self.world.limits
+        """The alerts API's limits (GET and PATCH), and under `batch` batchUpdate's."""
+        limits, batch = self.world.limits, self.world.batch_limits
         if request.method == "PUT":
             body = _body(request)
             limits.per_minute = _int(body, "per_minute", limits.per_minute, 1)
             limits.per_hour = _int(body, "per_hour", limits.per_hour, 1)
-        return json_response({"per_minute": limits.per_minute, "per_hour": limits.per_hour})
+            given = body.get("batch") or {}
+            if not isinstance(given, dict):
+                raise BadRequest("batch must be an object")
+            batch.per_minute = _int(given, "per_minute", batch.per_minute, 1)
+            batch.per_hour = _int(given, "per_hour", batch.per_hour, 1)
+        return json_response({"per_minute": limits.per_minute, "per_hour": limits.per_hour,
+                              "batch": {"per_minute": batch.per_minute,
+                                        "per_hour": batch.per_hour}})
 
     def clock(self, request: Request) -> Response:
         if request.method == "POST":

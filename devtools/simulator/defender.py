@@ -10,21 +10,25 @@ import jwt
 import orjson
 from werkzeug.wrappers import Request, Response
 
+from devtools.simulator import alert_updates
 from devtools.simulator.http import defender_error, graph_error, json_response
 from devtools.simulator.odata import ODataError, parse_filter, parse_orderby
 from devtools.simulator.tokens import DEFENDER_AUDIENCES, GRAPH_AUDIENCE
 from devtools.simulator.world import Fault, StoredAlert, Tenant, World
 
 MAX_TOP = 10_000
-READ_ROLES = {"Alert.Read.All", "Alert.ReadWrite.All"}
+# the pages spell the write permission two ways; a token carries the one granted
+WRITE_ROLES = {"Alert.ReadWrite.All", "Alerts.ReadWrite.All"}
+READ_ROLES = {"Alert.Read.All", *WRITE_ROLES}
 
 
 class Defender:
     def __init__(self, world: World) -> None:
         self.world = world
 
-    def _caller(self, request: Request) -> tuple[Tenant, str] | Response:
-        """(tenant, app) for a valid token, or the 401/403 Defender would answer."""
+    def _caller(self, request: Request, write: bool = False) -> tuple[Tenant, str] | Response:
+        """(tenant, app) for a valid token, or the 401/403 Defender would answer (a
+        write needs Alert.ReadWrite.All: a read-only grant is 403)."""
         world = self.world
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer "):
@@ -51,17 +55,25 @@ class Defender:
             return defender_error(403, "Forbidden", "The application does not have any of "
                                   "the required application permissions (Alert.ReadWrite.All, "
                                   "Alert.Read.All) to access the resource.")
+        if write and not WRITE_ROLES & set(claims.get("roles") or []):
+            return defender_error(403, "Forbidden", "The application does not have any of "
+                                  "the required application permissions (Alert.ReadWrite.All)"
+                                  " to access the resource.")
         return tenant, app
 
-    def _gate(self, request: Request) -> tuple[Tenant, str, Fault | None] | Response:
-        """Authenticate, count, apply injected faults, then the rate limits. A fault that
+    def _gate(self, request: Request, write: bool = False, batch: bool = False
+              ) -> tuple[Tenant, str, Fault | None] | Response:
+        """Authenticate, count, apply injected faults, then the rate limits (batchUpdate
+        has its own, apart from the alerts API's that GET and PATCH share). A fault that
         shapes the answer's body (`cut`) is handed on."""
         world = self.world
-        caller = self._caller(request)
+        caller = self._caller(request, write)
         if isinstance(caller, Response):
             return caller
         tenant, app = caller
         world.count_call(tenant.id)
+        if write:
+            world.count_write(tenant.id, batch)
         with world.lock:
             fault = tenant.faults.popleft() if tenant.faults else None
         if fault is not None and fault.kind != "cut":
@@ -82,7 +94,9 @@ class Defender:
                                                      503: "ServiceUnavailable"}.get(
                     fault.status, "Error"), "An error occurred (simulated fault).")
         with world.lock:
-            wait = tenant.limiters[app].admit(world.clock.now(), world.limits)
+            limiter = tenant.limiters[f"{app}#batch" if batch else app]
+            wait = limiter.admit(world.clock.now(),
+                                 world.batch_limits if batch else world.limits)
             if wait:
                 world.counters["throttled"] += 1
                 world.throttled_by_tenant[tenant.id] += 1
@@ -132,6 +146,56 @@ class Defender:
         expand = request.args.get("$expand") == "evidence"
         return json_response({"@odata.context": f"{request.host_url}api/$metadata#Alerts"
                                                 "/$entity", **_shape(stored, expand)})
+
+    def update_alert(self, request: Request, alert_id: str) -> Response:
+        """PATCH: 200 with the updated alert, 400 naming the bad field, 404 unknown."""
+        gate = self._gate(request, write=True)
+        if isinstance(gate, Response):
+            return gate
+        tenant, app, _ = gate
+        try:
+            fields, _ = alert_updates.parse(_json(request))
+            if alert_id not in tenant.alerts:
+                return defender_error(404, "NotFound", f"Alert {alert_id} was not found.")
+            (raw,) = self.world.write_alerts(tenant, [alert_id], fields, self._name(app))
+        except alert_updates.Invalid as exc:
+            return defender_error(400, exc.code, str(exc))
+        except KeyError:
+            return defender_error(404, "NotFound", f"Alert {alert_id} was not found.")
+        return json_response({"@odata.context": f"{request.host_url}api/$metadata#Alerts"
+                                                "/$entity", **raw, "evidence": []})
+
+    def batch_update(self, request: Request) -> Response:
+        """POST batchUpdate: 200 with an empty body; 400 naming a bad field or the
+        unknown ids, and then nothing is changed."""
+        gate = self._gate(request, write=True, batch=True)
+        if isinstance(gate, Response):
+            return gate
+        tenant, app, _ = gate
+        try:
+            fields, ids = alert_updates.parse(_json(request), batch=True)
+            self.world.write_alerts(tenant, ids, fields, self._name(app))
+        except alert_updates.Invalid as exc:
+            return defender_error(400, exc.code, str(exc))
+        except KeyError as exc:
+            return defender_error(400, "InvalidRequestBody",
+                                  f"Alerts not found: {exc.args[0]}.")
+        return Response(status=200)
+
+    def _name(self, app: str) -> str:
+        """How Defender shows an app's comment: by the app's name."""
+        known = self.world.apps.get(app)
+        return known.name if known else app
+
+
+def _json(request: Request) -> object:
+    if not request.data:
+        return None
+    try:
+        return orjson.loads(request.data)
+    except orjson.JSONDecodeError:
+        raise alert_updates.Invalid("The request body is not valid JSON.", "BadRequest"
+                                    ) from None
 
 
 def _streamed(context: str, page: list[dict[str, Any]], cut_after: int | None = None,

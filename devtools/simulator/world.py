@@ -8,6 +8,7 @@ from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from devtools.simulator import alert_updates
 from devtools.simulator.alerts import AlertFactory
 from devtools.simulator.clock import Clock, format_ticks, parse_ticks
 from devtools.simulator.odata import TIME_FIELDS
@@ -114,13 +115,16 @@ class World:
         self.lock = threading.RLock()
         self.clock = Clock()
         self.signer = Signer()
-        self.limits = Limits()
+        self.limits = Limits()  # the alerts API: GET and PATCH
+        self.batch_limits = Limits(per_minute=10, per_hour=500)  # batchUpdate's own
         self.apps: dict[str, App] = {}
         self.tenants: dict[str, Tenant] = {}
         self.counters: Counter[str] = Counter()
         self.calls_by_tenant: Counter[str] = Counter()
         self.calls_by_minute: dict[str, Counter[int]] = defaultdict(Counter)
         self.throttled_by_tenant: Counter[str] = Counter()
+        self.writes_by_tenant: Counter[str] = Counter()  # PATCH calls (counted in calls too)
+        self.batches_by_tenant: Counter[str] = Counter()  # batchUpdate calls (likewise)
         self.tokens_by_tenant: Counter[str] = Counter()
         self.seq = 0
         self.stopping = threading.Event()  # wakes hanging fault responses at shutdown
@@ -220,12 +224,36 @@ class World:
             stored.reindex()
             return raw
 
+    def write_alerts(self, tenant: Tenant, alert_ids: list[str], fields: dict[str, Any],
+                     by: str) -> list[dict[str, Any]]:
+        """An update from the API (PATCH, or batchUpdate's ids): every alert checked
+        first, then all changed, or none (KeyError naming the unknown ids,
+        alert_updates.Invalid for a bad pair)."""
+        with self.lock:
+            unknown = [i for i in alert_ids if i not in tenant.alerts]
+            if unknown:
+                raise KeyError(", ".join(unknown))
+            for alert_id in alert_ids:
+                alert_updates.check_pair(fields, tenant.alerts[alert_id].raw)
+            changed = []
+            for alert_id in dict.fromkeys(alert_ids):
+                stored = tenant.alerts[alert_id]
+                stored.raw = alert_updates.applied(
+                    stored.raw, fields, by, format_ticks(self.clock.now_ticks()))
+                stored.reindex()
+                changed.append(stored.raw)
+            return changed
+
     # counters ---------------------------------------------------------------------------
     def count_call(self, tenant_id: str) -> None:
         with self.lock:
             self.counters["api_calls"] += 1
             self.calls_by_tenant[tenant_id] += 1
             self.calls_by_minute[tenant_id][int(self.clock.now() // 60) * 60] += 1
+
+    def count_write(self, tenant_id: str, batch: bool) -> None:
+        with self.lock:
+            (self.batches_by_tenant if batch else self.writes_by_tenant)[tenant_id] += 1
 
     def snapshot_counters(self) -> dict[str, Any]:
         with self.lock:
@@ -239,6 +267,8 @@ class World:
                           "calls_per_minute": {str(k): v for k, v in
                                                sorted(self.calls_by_minute[tid].items())},
                           "throttled": self.throttled_by_tenant[tid],
+                          "patches": self.writes_by_tenant[tid],
+                          "batch_updates": self.batches_by_tenant[tid],
                           "tokens": self.tokens_by_tenant[tid]}
                     for tid in self.tenants},
             }
@@ -250,3 +280,5 @@ class World:
             self.calls_by_minute.clear()
             self.throttled_by_tenant.clear()
             self.tokens_by_tenant.clear()
+            self.writes_by_tenant.clear()
+            self.batches_by_tenant.clear()

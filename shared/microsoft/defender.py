@@ -7,6 +7,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import requests
 import urllib3
@@ -39,12 +40,23 @@ class Unauthorized(DefenderError):
 
 
 class Forbidden(DefenderError):
-    """403: the app lacks Alert.Read.All, or Defender is not enabled in the tenant."""
+    """403: the app lacks Alert.Read.All (on a write, Alert.ReadWrite.All), or Defender
+    is not enabled in the tenant."""
+
+
+class Rejected(DefenderError):
+    """400: Defender refused the request's body; the message says which field."""
+
+
+class NotFound(DefenderError):
+    """404: no such alert in the tenant (deleted, or past its retention)."""
 
 
 class DefenderClient:
     """requests on one pooled session, explicit timeouts, retries of 5xx and connection
-    errors (never of 429, which the caller schedules around)."""
+    errors (never of 429, which the caller schedules around). Writes (PATCH, POST) are
+    retried only when the connection failed before the request was sent: a retried
+    write that Defender had done would add its comment twice."""
 
     def __init__(self, timeout: float, ca_bundle: str | None = None) -> None:
         self.timeout = (CONNECT_TIMEOUT, timeout)
@@ -103,6 +115,50 @@ class DefenderClient:
         finally:
             response.close()
 
+    # one alert, and writes (triage) ----------------------------------------------------
+    def get_alert(self, base: str, token: str, alert_id: str, *,
+                  expand_evidence: bool = False) -> dict[str, Any]:
+        """`GET /api/alerts/{id}`: the alert as Defender has it now."""
+        params = {"$expand": "evidence"} if expand_evidence else None
+        return self._call("GET", f"{base}/api/alerts/{_segment(alert_id)}", token,
+                          params=params) or {}
+
+    def update_alert(self, base: str, token: str, alert_id: str, body: dict[str, Any]
+                     ) -> dict[str, Any]:
+        """`PATCH /api/alerts/{id}`: the alert as Defender answers it, updated."""
+        return self._call("PATCH", f"{base}/api/alerts/{_segment(alert_id)}", token,
+                          json=body) or {}
+
+    def batch_update(self, base: str, token: str, alert_ids: list[str],
+                     body: dict[str, Any]) -> None:
+        """`POST /api/alerts/batchUpdate`: every alert changed, or (400) none."""
+        self._call("POST", f"{base}/api/alerts/batchUpdate", token,
+                   json={"alertIds": list(alert_ids), **body})
+
+    def _call(self, method: str, url: str, token: str, **options: Any) -> Any:
+        """One request; the JSON answered (None for an empty body), or the refusal."""
+        try:
+            response = self.session.request(
+                method, url, headers={"Authorization": f"Bearer {token}",
+                                      "Accept": "application/json"},
+                timeout=self.timeout, verify=self.verify, **options)
+        except requests.RequestException as exc:
+            raise DefenderError(f"Defender API unreachable: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise _refusal(response)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise DefenderError("Defender API answered a body that is not JSON", 200,
+                                "MalformedResponse") from exc
+
+
+def _segment(alert_id: str) -> str:
+    """An alert id as one path segment, whatever it holds."""
+    return quote(alert_id, safe="")
+
 
 def _documents(response: requests.Response) -> Iterator[alert_stream.Document]:
     response.raw.decode_content = True
@@ -123,6 +179,11 @@ def _refusal(response: requests.Response) -> DefenderError:
         return Unauthorized(message, 401, code, transient=False)
     if response.status_code == 403:
         return Forbidden(message, 403, code, transient=False)
+    if response.status_code == 400:
+        return Rejected(message or "Defender refused the request", 400, code,
+                        transient=False)
+    if response.status_code == 404:
+        return NotFound(message or "not found in Defender", 404, code, transient=False)
     return DefenderError(f"Defender API {response.status_code} {code}: {message}",
                          response.status_code, code, transient=response.status_code >= 500)
 

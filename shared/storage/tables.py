@@ -39,6 +39,8 @@ TENANT_SUMMARIES = "TenantSummaries"
 
 # Own changes: what the MSSP asked Defender to set, so ingest can tell its own (own_marks.py)
 OWN_CHANGE_MARKS = "OwnChangeMarks"
+# Triage: every action on a customer's alert, once, append-only (storage/audit.py)
+AUDIT_TRAIL = "AuditTrail"
 
 FETCH_QUEUE = "fetch-requests"
 RELAY_QUEUE = "alert-relay"

@@ -186,6 +186,12 @@ class TenantRepository:
         self.merge(tenant_id, last_error=error, last_error_at=datetime.now(UTC),
                    fetch_queued_at=None)
 
+    def set_access(self, tenant_id: str, access: str, reason: str) -> None:
+        """What the tenant granted: "read" (why not triage: `reason`) or "triage"."""
+        if access not in ("read", "triage"):
+            raise ValueError("access must be read or triage")
+        self.merge(tenant_id, access=access, access_reason=reason)
+
     def edit(self, tenant_id: str, display_name: str | None = None,
              region: str | None = None) -> None:
         """The MSSP renames the tenant or sets its region (None: unchanged)."""

@@ -24,6 +24,7 @@ from shared.siem.outputs import OutputsReport
 from shared.siem.pull import AlertVersion, PullPage
 from shared.tenants.admin import Offboard, TenantPatch, TenantView
 from shared.tenants.invitations import InvitationView, NewInvitation, Reconsent
+from shared.triage.api import AlertChange, AuditPage, TriageResult
 from shared.validation import MAX_BODY, ErrorBody, NoBody, Reply
 
 _REF = "#/components/schemas/{model}"
@@ -53,7 +54,7 @@ class ApiDocument(Reply):
 REPLIES: tuple[type[BaseModel], ...] = (
     ErrorBody, TenantView, InvitationView, RuleView, RuleDeleted, RuleTestSent,
     RuleTestRefused, RuleTestFailed, AlertVersion, PullPage, OutputsReport, HealthReport,
-    ApiDocument)
+    TriageResult, AuditPage, ApiDocument)
 
 
 def _reply_schema(model: type[BaseModel]) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -115,7 +116,8 @@ def _model_schemas() -> dict[str, Any]:
     """Request bodies from the pydantic models that check them, answers from the models
     the handlers write them with."""
     out: dict[str, Any] = {}
-    for model in (NewInvitation, Reconsent, RuleBody, TenantPatch, Offboard, NoBody):
+    for model in (NewInvitation, Reconsent, RuleBody, TenantPatch, Offboard, NoBody,
+                  AlertChange):
         schema = model.model_json_schema(mode="validation", ref_template=_REF)
         out.update(schema.pop("$defs", {}))
         out[model.__name__] = schema
@@ -197,6 +199,65 @@ def _siem_paths() -> dict[str, Any]:
         "/api/siem/outputs": {"get": {
             "summary": "Each push output's position, lag and last error", "security": _KEY,
             "responses": {"200": _json(OutputsReport, "outputs"), **_errors(401)}}},
+    }
+
+
+def _triage_paths() -> dict[str, Any]:
+    """Acting on one alert (a named automation key too) and reading the audit trail."""
+    alert = [_TENANT_ID, {"name": "alert_id", "in": "path", "required": True,
+                          "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:=-]{1,200}$"}}]
+    headers = [
+        {"name": "If-Match", "in": "header", "schema": {"type": "string"},
+         "description": "the alert's lastUpdateTime as the caller saw it: a change made "
+                        "since in Defender answers 412 with the current alert"},
+        {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string",
+                                                                "maxLength": 200},
+         "description": "names this request: sent again, its recorded answer comes back "
+                        "and Defender is not asked twice"}]
+    outcome = _json(TriageResult, "")
+    entries = _json(AuditPage, "audit entries, newest first")
+    text = {"name": "x", "in": "query", "schema": {"type": "string"}}
+    return {
+        "/api/tenants/{tenant_id}/alerts/{alert_id}": {
+            "parameters": alert,
+            "patch": {"summary": "Change an alert in the tenant's Defender (status, "
+                                 "assignment, classification and determination, comment); "
+                                 "recorded in the audit trail under the key's name",
+                      "security": [{"functionKey": [], "automationKey": []}],
+                      "parameters": headers, "requestBody": _body(AlertChange),
+                      "responses": {
+                          "200": {**outcome, "description": "done: the alert as Defender "
+                                                            "answered it"},
+                          "412": {**outcome, "description": "conflict: changed in Defender "
+                                                            "since If-Match; nothing sent"},
+                          "403": {**outcome, "description": "refused: the tenant is not "
+                                                            "active or granted read only"},
+                          "429": {**outcome, "description": "throttled by Defender; see "
+                                                            "Retry-After"},
+                          "502": {**outcome, "description": "failed: Defender refused or "
+                                                            "did not answer (`detail`)"},
+                          **_errors(400, 401, 404, 413)}}},
+        "/api/tenants/{tenant_id}/alerts/{alert_id}/audit": {
+            "parameters": alert,
+            "get": {"summary": "The alert's audit entries, newest first", "security": _KEY,
+                    "responses": {"200": entries, **_errors(400, 401)}}},
+        "/api/audit": {"get": {
+            "summary": "The audit trail, newest first, filtered; keyset pages",
+            "security": _KEY,
+            "parameters": [
+                {**text, "name": "tenant", "description": "a tenant id"},
+                {**text, "name": "actor", "description": "object id or API key name"},
+                {"name": "outcome", "in": "query", "schema": {"enum": [
+                    "done", "conflict", "refused", "throttled", "failed"]}},
+                {"name": "since", "in": "query", "schema": {"type": "string",
+                                                            "format": "date-time"}},
+                {"name": "until", "in": "query", "schema": {"type": "string",
+                                                            "format": "date-time"}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                            "maximum": 200, "default": 50}},
+                {**text, "name": "continuation",
+                 "description": "the previous page's, with the same filters"}],
+            "responses": {"200": entries, **_errors(400, 401)}}},
     }
 
 
@@ -401,10 +462,15 @@ def document(server_url: str = "/") -> dict[str, Any]:
             **_rule_paths("/api/tenants/{tenant_id}/rules", [_TENANT_ID]),
             **_siem_paths(),
             **_portal_paths(),
+            **_triage_paths(),
         },
         "components": {
             "securitySchemes": {
                 "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+                "automationKey": {
+                    "type": "apiKey", "in": "header", "name": "X-Api-Key",
+                    "description": "A key named in MSSP_API_KEYS (by its SHA-256): the "
+                                   "audit trail records its name"},
                 "appServicePrincipal": {
                     "type": "apiKey", "in": "header", "name": "X-MS-CLIENT-PRINCIPAL",
                     "description": "Set by App Service Authentication (Entra ID) after "

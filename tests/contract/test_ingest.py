@@ -383,6 +383,19 @@ def test_alert_rows_upserted_and_read_back_by_the_portals_queries(alerts):
     assert len(rows) == 2 and cut
 
 
+def test_the_fields_triage_changes_are_read_as_stored(alerts):
+    tenant = str(uuid.uuid4())
+    alerts.store(alert_rows(tenant, _alert(4, minutes=2, status="Resolved",
+                                           assignedTo="secops@mssp.example",
+                                           classification="FalsePositive",
+                                           determination="Clean")))
+    assert alerts.triage_fields(tenant, "da000004") == {
+        "status": "Resolved", "assignedTo": "secops@mssp.example",
+        "classification": "FalsePositive", "determination": "Clean",
+        "lastUpdateTime": _stamp(2)}
+    assert alerts.triage_fields(tenant, "da404") is None
+
+
 def test_open_or_recent_alerts_for_the_overview_counts(alerts):
     tenant = str(uuid.uuid4())
     old = "2020-01-01T00:00:00Z"

@@ -208,6 +208,23 @@ def test_edit_changes_only_what_is_given(registry):
     assert registry.get(tenant.tenant_id).display_name == "New name"
 
 
+def test_set_access_records_what_the_tenant_granted(registry):
+    tenant = registry.add(_tenant("Access Co"))
+    assert (registry.get(tenant.tenant_id).access,
+            registry.get(tenant.tenant_id).access_reason) == ("read", "")
+    registry.set_access(tenant.tenant_id, "triage", "")
+    assert registry.get(tenant.tenant_id).access == "triage"
+    registry.set_access(tenant.tenant_id, "read", "Defender answered 403 to a write")
+    stored = registry.get(tenant.tenant_id)
+    assert (stored.access, stored.access_reason) == ("read",
+                                                     "Defender answered 403 to a write")
+    assert stored.display_name == "Access Co"
+    with pytest.raises(ValueError):
+        registry.set_access(tenant.tenant_id, "admin", "")
+    with pytest.raises(ResourceNotFoundError):
+        registry.set_access(str(uuid.uuid4()), "read", "")
+
+
 def test_a_merge_with_a_stale_etag_fails(registry):
     tenant = registry.add(_tenant())
     etag = registry.get(tenant.tenant_id).etag

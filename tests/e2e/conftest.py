@@ -28,7 +28,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 CACHED = ("ingestor", "fanout", "relay", "poison_log", "onboarding", "tenant_admin",
-          "notifier", "feed", "delivery", "portal", "tenants", "ops_notices")
+          "notifier", "feed", "delivery", "portal", "tenants", "ops_notices", "triage")
 
 
 def _clear_caches() -> None:

@@ -27,6 +27,8 @@ from shared.siem.outputs import OutputsReport
 from shared.siem.pull import PullPage, item
 from shared.tenants.admin import TenantView
 from shared.tenants.invitations import Invitation, InvitationView
+from shared.triage.api import AuditEntryView, AuditPage, TriageResult
+from shared.triage.model import Actor, AuditEntry
 from shared.validation import ErrorBody
 from shared.web import openapi
 
@@ -85,6 +87,16 @@ def _instances() -> list[BaseModel]:
         PullPage(items=[item(event)], continuation="eyJ2IjoxfQ", more=False),
         OutputsReport.model_validate({"outputs": [output]}),
         HealthReport.model_validate(healthy), HealthReport.model_validate(unhealthy),
+        TriageResult(outcome="done", action_id="api:soar:k1", detail="200 OK",
+                     repeated=False, alert={"id": "da1", "status": "Resolved",
+                                            "comments": [{"comment": "<b>x</b>"}]}),
+        TriageResult(outcome="throttled", action_id="a2", detail="429", repeated=True,
+                     alert={}, retry_after=30),
+        AuditPage(entries=[AuditEntryView.of(AuditEntry(
+            "a1", NOW, Actor("soar", "soar", "api"), TENANT, "da1",
+            {"status": "Resolved", "comment": "x"}, {"status": "New"},
+            {"status": "Resolved"}, "done", "200 OK"))], continuation="0123~a1"),
+        AuditPage(entries=[]),
         openapi.ApiDocument.model_validate(openapi.document()),
     ]
 

@@ -396,6 +396,10 @@ class MemoryAlerts(alerts.AlertRepository):
         with self.lock:
             row = self.rows.get((tenant_id, row_key))
         return dict(row) if row is not None else None
+    def triage_fields(self, tenant_id: str, alert_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            row = self.rows.get((tenant_id, encode_key(alert_id)))
+        return alerts.triage_fields(row) if row is not None else None
 
     def version(self, tenant_id: str, row_key: str) -> str | None:
         with self.lock:

@@ -1,0 +1,236 @@
+"""One analyst's (or one API key's) change of one alert, written to the customer's
+Defender and recorded once in the audit trail.
+
+Why this order: a change Defender would refuse is refused before any call; a tenant that
+cannot take it (not active, read-only) is refused before a token is asked for; a change
+made from a stale page is not sent at all (`seen_version`: the alert moved in Defender
+since, so the analyst sees the new state rather than overwriting it blindly). A write is
+sent once: Defender's answer, whatever it is, is recorded under the action id, and the
+same action id asked again gets that answer back without a second call (a comment added
+twice cannot be taken back). The audit entry is written before the hub's own copy of the
+alert (`store_own`): the evidence must not be lost because a cache write failed, and the
+next fetch stores that version anyway.
+
+An attempt is noted (`AuditTrail.intend`) before Defender is asked. A retry that finds an
+earlier attempt noted but nothing recorded (its worker died between the call and the
+record) reads the alert first: if Defender shows the change already (each field, and the
+comment added since that attempt), it is recorded as done without a second call.
+Known limit: two requests with one action id at the same instant can both write; one
+entry is kept. The API's Idempotency-Key is for retries, which come one after the other.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared import timefmt
+from shared.config import Settings
+from shared.microsoft.defender import (
+    DefenderClient,
+    DefenderError,
+    Forbidden,
+    NotFound,
+    Rejected,
+    Throttled,
+    Unauthorized,
+)
+from shared.microsoft.identity import TokenError, Tokens
+from shared.model import Tenant, TenantStatus
+from shared.storage.alerts import AlertRepository
+from shared.storage.audit import AuditTrail
+from shared.storage.tenants import TenantRepository
+from shared.triage.model import Actor, AuditEntry, Change
+
+log = logging.getLogger(__name__)
+
+READ_ONLY = ("the tenant granted read-only access: acting on its alerts needs the "
+             "Alert.ReadWrite.All permission (re-consent to upgrade)")
+FIELDS = ("status", "assignedTo", "classification", "determination", "lastUpdateTime")
+
+ExpectOwn = Callable[[str, list[str], dict[str, Any], Actor], None]
+StoreOwn = Callable[[str, dict[str, Any], Actor], None]
+
+
+class UnknownTenant(LookupError):
+    """The tenant is not registered: nothing to act on, nothing recorded."""
+
+
+@dataclass
+class Applied:
+    """What came of an action: the outcome, the alert as Defender has it (its answer, or
+    its current state on a conflict; {} when Defender was not asked or said nothing),
+    why, and the audit entry recorded."""
+
+    outcome: str  # "done", "conflict", "refused", "throttled", "failed"
+    alert: dict[str, Any]
+    detail: str
+    entry: AuditEntry
+    retry_after: int | None = None
+    repeated: bool = False  # the action id was recorded before: this is its answer
+
+    @classmethod
+    def of(cls, entry: AuditEntry, repeated: bool = False) -> Applied:
+        return cls(entry.outcome, dict(entry.extra.get("alert") or {}), entry.detail, entry,
+                   entry.extra.get("retry_after"), repeated)
+
+
+def fields_of(alert: dict[str, Any]) -> dict[str, Any]:
+    """The triage fields of a Defender alert (what before/after keep)."""
+    return {name: alert.get(name) for name in FIELDS if name in alert}
+
+
+def compact(alert: dict[str, Any]) -> dict[str, Any]:
+    """The alert as an audit entry keeps Defender's answer: without evidence, and only
+    its triage fields and last comments when it is large."""
+    kept = {k: v for k, v in alert.items() if k not in ("evidence", "@odata.context")}
+    if len(str(kept)) > 8_000:
+        kept = {"id": alert.get("id"), **fields_of(alert),
+                "comments": (alert.get("comments") or [])[-3:]}
+    return kept
+
+
+def same_version(a: str | None, b: str | None) -> bool:
+    """Whether two lastUpdateTimes are one version (Defender's 7 digits or fewer)."""
+    if not a or not b:
+        return False
+    try:
+        return timefmt.normalize(a) == timefmt.normalize(b)
+    except ValueError:
+        return a == b
+
+
+SKEW = timedelta(minutes=5)  # between the hub's clock and Defender's comment times
+
+
+def reflected(alert: dict[str, Any], change: Change, since: datetime) -> bool:
+    """Whether Defender's alert already shows the change (each field as asked, and the
+    comment among those added since the first attempt): an earlier attempt sent it."""
+    if any(alert.get(name) != value for name, value in change.fields().items()):
+        return False
+    if change.comment is None:
+        return True
+    for comment in alert.get("comments") or []:
+        if not isinstance(comment, dict) or comment.get("comment") != change.comment:
+            continue
+        try:
+            added = timefmt.to_datetime(timefmt.normalize(str(comment.get("createdTime"))))
+        except ValueError:
+            continue
+        if added >= since - SKEW:
+            return True
+    return False
+
+
+def new_action_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass
+class TriageService:
+    settings: Settings
+    tenants: TenantRepository
+    alerts: AlertRepository
+    audit: AuditTrail
+    client: DefenderClient
+    tokens: Tokens
+    expect_own: ExpectOwn = field(default=lambda tenant_id, alert_ids, fields, actor: None)
+    store_own: StoreOwn = field(default=lambda tenant_id, document, actor: None)
+    # the token a write is made with (ACCESS may give triage its own app registration)
+    token_for: Callable[[Tenant], str] | None = None
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def apply(self, actor: Actor, tenant_id: str, alert_id: str, change: Change, *,
+              seen_version: str | None = None, action_id: str | None = None) -> Applied:
+        """Validate, check the tenant, check the version, write, record. InvalidChange
+        before anything; UnknownTenant for a tenant not registered."""
+        change.validate()
+        action_id = action_id or new_action_id()
+        recorded = self.audit.recorded(tenant_id, alert_id, action_id)
+        if recorded is not None:
+            return Applied.of(recorded, repeated=True)
+        tenant = self.tenants.get(tenant_id)
+        if tenant is None:
+            raise UnknownTenant(tenant_id)
+        before = self.alerts.triage_fields(tenant_id, alert_id)
+
+        def done(outcome: str, detail: str, alert: dict[str, Any] | None = None,
+                 retry_after: int | None = None) -> Applied:
+            extra: dict[str, Any] = {"alert": compact(alert or {})}
+            if retry_after is not None:
+                extra["retry_after"] = retry_after
+            entry = AuditEntry(
+                action_id=action_id, at=self.now(), actor=actor, tenant_id=tenant_id,
+                alert_id=alert_id, change=change.body(), before=before or {},
+                after=fields_of(alert) if outcome == "done" and alert else {},
+                outcome=outcome, detail=detail, extra=extra)
+            stored = self.audit.record(entry)
+            return Applied.of(stored, repeated=stored.at != entry.at)
+
+        refusal = self.refusal(tenant)
+        if refusal:
+            return done("refused", refusal)
+        base = self.settings.identity.api_base(tenant.region)
+        try:
+            token = self.token_for(tenant) if self.token_for else self.tokens.token(tenant_id)
+            current: dict[str, Any] | None = None
+            earlier = self.audit.intend(tenant_id, alert_id, action_id, self.now())
+            if earlier is not None:  # an attempt died after asking Defender, maybe
+                current = self.client.get_alert(base, token, alert_id)
+                if reflected(current, change, earlier):
+                    return self._stored(done("done", "200 OK (sent by an earlier attempt "
+                                             "of this action)", current), current, actor)
+            if seen_version is not None or before is None:
+                current = current or self.client.get_alert(base, token, alert_id)
+                if seen_version is not None and not same_version(
+                        current.get("lastUpdateTime"), seen_version):
+                    return done("conflict", "the alert changed in Defender since "
+                                f"{seen_version}: now {current.get('lastUpdateTime')}",
+                                current)
+                before = before or fields_of(current)
+            self.expect_own(tenant_id, [alert_id], change.fields(), actor)
+            answer = self.client.update_alert(base, token, alert_id, change.body())
+        except TokenError as exc:
+            return done("failed", f"no token for the tenant: {exc}")
+        except Throttled as exc:
+            return done("throttled", f"429: Defender throttled the tenant; retry after "
+                        f"{exc.retry_after} s", retry_after=exc.retry_after)
+        except Forbidden as exc:
+            reason = f"Defender refused a write (403): {exc}"[:500]
+            self.tenants.set_access(tenant_id, "read", reason)
+            return done("refused", reason)
+        except NotFound:
+            return done("failed", "404: not found in Defender")
+        except Rejected as exc:
+            return done("failed", f"400: {exc}")
+        except Unauthorized as exc:
+            self.tokens.forget(tenant_id)
+            return done("failed", f"401: {exc}")
+        except DefenderError as exc:
+            # a 5xx or a broken connection after sending: Defender may have done it
+            return done("failed", f"{exc.status or 'no answer'}: {exc}; the change may "
+                        "or may not have been made: check the alert before repeating")
+        return self._stored(done("done", "200 OK", answer), answer, actor)
+
+    def _stored(self, applied: Applied, document: dict[str, Any], actor: Actor) -> Applied:
+        """The hub's copy of the version Defender answered (OWN), after the audit entry."""
+        try:
+            self.store_own(applied.entry.tenant_id, document, actor)
+        except Exception:  # the next fetch stores this version anyway
+            log.exception("Triage: the hub's copy of an alert of tenant %s not stored",
+                          applied.entry.tenant_id)
+        return applied
+
+    @staticmethod
+    def refusal(tenant: Tenant) -> str:
+        """Why the tenant cannot take a change now ("" when it can); bulk jobs ask too."""
+        if tenant.status != TenantStatus.ACTIVE:
+            reason = f": {tenant.status_reason}" if tenant.status_reason else ""
+            return f"the tenant is {tenant.status}{reason}"
+        if tenant.access != "triage":
+            return tenant.access_reason or READ_ONLY
+        return ""
