@@ -10,12 +10,9 @@ Screenshots go to test-artifacts/alert-page/.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import time
 import uuid
-
-import pytest
 
 from shared.model import Tenant
 from shared.storage import tables
@@ -27,7 +24,6 @@ ARTIFACTS = ROOT / "test-artifacts" / "alert-page"
 XSS_TITLE = portal_tests.XSS_TITLE
 seeded = portal_tests.seeded  # the seeded tenants, and the portal in a browser, as there
 portal = portal_tests.portal
-WRITE_MISSING = importlib.util.find_spec("shared.triage.service") is None
 
 
 def shot(page, name: str) -> None:
@@ -55,7 +51,7 @@ def test_an_alert_opened_from_the_list_shows_what_the_analyst_reads(portal, seed
     p.wait_for_url(re.compile(rf"/tenants/{seeded['fabrikam']}/alerts/"))
     assert p.locator("#alert-title").inner_text() == XSS_TITLE
     assert p.locator("#a-severity").inner_text() == "High"
-    assert p.locator("#evidence tbody tr").count() >= 3
+    assert p.locator("#evidence tbody tr").count() >= 2  # the simulator gives 2-6 items
     assert "powershell" in p.locator("#evidence").inner_text().lower()
     assert re.match(r"T\d{4}", p.locator("#a-mitre").inner_text())
     # locally there is no Defender portal: said, not a dead link
@@ -83,15 +79,14 @@ def test_an_alert_opened_from_the_list_shows_what_the_analyst_reads(portal, seed
     assert p.locator("#alert-title").inner_text() == XSS_TITLE
 
 
-@pytest.mark.skipif(WRITE_MISSING, reason="needs the WRITE slice: shared.triage.service "
-                    "(TriageService, AuditTrail) wired into the portal, and the simulator's "
-                    "PATCH /api/alerts/{id}")
 def test_triage_from_the_alert_page_and_a_conflict_is_shown_not_overwritten(
         app_host, portal, sim, simulator, storage_env):
     _, repo = app_host
     base, page, _ = portal
     name = f"Triage Co {uuid.uuid4().hex[:6]}"
     tenant_id = sim.add_tenant(name, consent=[simulator.config.client_id])["id"]
+    sim.grant(tenant_id, simulator.config.client_id,
+              {"https://api.securitycenter.microsoft.com": ["Alert.ReadWrite.All"]})
     repo.add(Tenant(tenant_id, name))
     repo.merge(tenant_id, access="triage", access_reason="")  # as ACCESS records a grant
     ids = sim.generate(tenant_id, 2)["ids"]
