@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 
 from shared.config import Settings, get_settings
 from shared.ingest.fanout import Fanout
@@ -22,6 +23,8 @@ from shared.storage import tables
 from shared.storage.alert_index import AlertIndex
 from shared.storage.alerts import AlertRepository
 from shared.storage.app_health import AppHealth
+from shared.storage.bulk_jobs import BulkJobs
+from shared.storage.call_budget import CallBudget
 from shared.storage.connection import StorageConnection
 from shared.storage.digests import DigestRepository
 from shared.storage.fanout_ledger import FanoutLedger
@@ -31,7 +34,7 @@ from shared.storage.mail_outbox import MailOutbox
 from shared.storage.notify_ledger import NotifyLedger
 from shared.storage.poison_log import PoisonLogRepository
 from shared.storage.queue_sender import sender
-from shared.storage.queues import EventQueue, FetchQueue, RelayQueue
+from shared.storage.queues import BulkQueue, EventQueue, FetchQueue, RelayQueue
 from shared.storage.rules import RuleRepository
 from shared.storage.runs import RunHistory
 from shared.storage.siem_delivery import DeliverQueue, SiemDeliveryRepository
@@ -42,6 +45,8 @@ from shared.storage.tenants import TenantRepository
 from shared.tenants.admin import TenantAdmin
 from shared.tenants.onboarding import Onboarding
 from shared.tenants.ops_notices import OpsNotices
+from shared.triage.bulk import BulkStores, BulkTriage, Hooks
+from shared.triage.model import AuditEntry
 
 
 def ingest_stores(settings: Settings) -> IngestStores:
@@ -193,3 +198,31 @@ def portal() -> Portal:
                   alert_index=AlertIndex(tables.table(storage, tables.ALERT_INDEX)),
                   siem_status=lambda: delivery().status(),
                   summaries=TenantSummaries(tables.table(storage, tables.TENANT_SUMMARIES)))
+
+
+def _audit_log(entries: list[AuditEntry]) -> None:
+    """Until the AuditTrail (storage/audit.py) is wired in here: the entries, logged."""
+    for e in entries:
+        logging.getLogger("mssp_hub.audit").info(
+            "%s %s %s/%s %s %s", e.action_id, e.actor.id, e.tenant_id, e.alert_id, e.outcome,
+            e.detail)
+
+
+def bulk_triage_on(settings: Settings, tokens: Tokens, client: DefenderClient,
+                   hooks: Hooks) -> BulkTriage:
+    """Bulk triage on the real tables and queue (tests and the benchmark give `client`)."""
+    storage = settings.storage
+    return BulkTriage(
+        BulkStores(jobs=BulkJobs(tables.table(storage, tables.BULK_JOBS)),
+                   budget=CallBudget(tables.table(storage, tables.CALL_BUDGET)),
+                   tenants=TenantRepository(tables.table(storage, tables.TENANTS)),
+                   queue=BulkQueue(tables.queue(storage, tables.BULK_QUEUE))),
+        client, hooks, token=lambda t: tokens.token(t.tenant_id),
+        base=lambda t: settings.identity.api_base(t.region))
+
+
+@functools.cache
+def bulk_triage() -> BulkTriage:
+    settings = get_settings()
+    return bulk_triage_on(settings, tokens_for(settings.identity), DefenderClient(
+        settings.fetch.timeout_seconds, settings.identity.ca_bundle), Hooks(record=_audit_log))

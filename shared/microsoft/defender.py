@@ -7,6 +7,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import requests
 import urllib3
@@ -102,6 +103,43 @@ class DefenderClient:
             yield _documents(response)
         finally:
             response.close()
+
+    # writes (triage) ------------------------------------------------------------------------
+    def _send(self, method: str, url: str, token: str, body: dict[str, Any] | None = None
+              ) -> requests.Response:
+        """One call, never retried here: a write that may have reached Defender is the
+        caller's to find out about (shared/triage/bulk.py)."""
+        try:
+            response = self.session.request(
+                method, url, json=body, timeout=self.timeout, verify=self.verify,
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+        except requests.RequestException as exc:
+            raise DefenderError(f"Defender API unreachable: {type(exc).__name__}") from exc
+        if response.status_code not in (200, 204):
+            raise _refusal(response)
+        return response
+
+    def get_alert(self, base: str, token: str, alert_id: str) -> dict[str, Any] | None:
+        """`GET /api/alerts/{id}`: the alert, or None when Defender does not know it."""
+        try:
+            return dict(self._send("GET", f"{base}/api/alerts/{quote(alert_id, safe='')}",
+                                   token).json())
+        except DefenderError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def update_alert(self, base: str, token: str, alert_id: str, body: dict[str, Any]
+                     ) -> dict[str, Any]:
+        """`PATCH /api/alerts/{id}`: the alert as Defender has it after the change."""
+        return dict(self._send("PATCH", f"{base}/api/alerts/{quote(alert_id, safe='')}",
+                               token, body).json())
+
+    def batch_update(self, base: str, token: str, alert_ids: list[str],
+                     body: dict[str, Any]) -> None:
+        """`POST /api/alerts/batchUpdate`: the same change to every alert (200, no body)."""
+        self._send("POST", f"{base}/api/alerts/batchUpdate", token,
+                   {"alertIds": list(alert_ids), **body})
 
 
 def _documents(response: requests.Response) -> Iterator[alert_stream.Document]:
