@@ -113,6 +113,11 @@ def poison_log() -> PoisonLog:
 
 
 @functools.cache
+def alert_index() -> AlertIndex:
+    return AlertIndex(tables.table(get_settings().storage, tables.ALERT_INDEX))
+
+
+@functools.cache
 def tenants() -> TenantRepository:
     return TenantRepository(tables.table(get_settings().storage, tables.TENANTS))
 

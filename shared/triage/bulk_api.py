@@ -3,18 +3,28 @@ generated from these models), and "every alert matching this filter" as targets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, WithJsonSchema
 
+from shared.model import parse_tenant_id
 from shared.portal import queries
 from shared.storage.alert_index import AlertIndex
 from shared.storage.bulk_jobs import BulkItem, TenantWork
 from shared.storage.tenants import TenantName
 from shared.triage.bulk import MAX_ALERTS, JobStatus, Target, TooMany
 from shared.triage.model import Change
-from shared.validation import Label, Reply, Strict, Text, Timestamp, absent
+from shared.validation import (
+    Label,
+    Reply,
+    Strict,
+    Text,
+    Timestamp,
+    ValidationError,
+    absent,
+)
 
 JobId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 TenantId = Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"}),
@@ -62,6 +72,25 @@ class BulkRequest(Strict):
     filter: BulkFilter | None = None
     change: ChangeBody
     job_id: JobId | None = None
+
+    def targets(self, match: Callable[[dict[str, str]], tuple[list[Target], str]]
+                ) -> tuple[list[Target], str]:
+        """The alerts to change and where they came from; `match` resolves a filter
+        (`matching` on the index). ValidationError naming the field otherwise."""
+        if (self.alerts is None) == (self.filter is None):
+            raise ValidationError([{"field": "body", "message": "give alerts or filter, "
+                                                                "not both"}])
+        if self.filter is not None:
+            return match(self.filter.model_dump(exclude_none=True))
+        errors, targets = [], []
+        for n, alert in enumerate(self.alerts or []):
+            try:
+                targets.append(Target(parse_tenant_id(alert.tenant), alert.alert))
+            except ValueError:
+                errors.append({"field": f"alerts.{n}.tenant", "message": "must be a GUID"})
+        if errors:
+            raise ValidationError(errors)
+        return targets, "selection"
 
 
 class BulkAccepted(Reply):

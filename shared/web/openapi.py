@@ -24,6 +24,8 @@ from shared.siem.outputs import OutputsReport
 from shared.siem.pull import AlertVersion, PullPage
 from shared.tenants.admin import Offboard, TenantPatch, TenantView
 from shared.tenants.invitations import InvitationView, NewInvitation, Reconsent
+from shared.triage.bulk import MAX_ALERTS
+from shared.triage.bulk_api import BulkAccepted, BulkJobView, BulkRequest
 from shared.validation import MAX_BODY, ErrorBody, NoBody, Reply
 
 _REF = "#/components/schemas/{model}"
@@ -53,7 +55,7 @@ class ApiDocument(Reply):
 REPLIES: tuple[type[BaseModel], ...] = (
     ErrorBody, TenantView, InvitationView, RuleView, RuleDeleted, RuleTestSent,
     RuleTestRefused, RuleTestFailed, AlertVersion, PullPage, OutputsReport, HealthReport,
-    ApiDocument)
+    ApiDocument, BulkAccepted, BulkJobView)
 
 
 def _reply_schema(model: type[BaseModel]) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -115,7 +117,8 @@ def _model_schemas() -> dict[str, Any]:
     """Request bodies from the pydantic models that check them, answers from the models
     the handlers write them with."""
     out: dict[str, Any] = {}
-    for model in (NewInvitation, Reconsent, RuleBody, TenantPatch, Offboard, NoBody):
+    for model in (NewInvitation, Reconsent, RuleBody, TenantPatch, Offboard, NoBody,
+                  BulkRequest):
         schema = model.model_json_schema(mode="validation", ref_template=_REF)
         out.update(schema.pop("$defs", {}))
         out[model.__name__] = schema
@@ -197,6 +200,33 @@ def _siem_paths() -> dict[str, Any]:
         "/api/siem/outputs": {"get": {
             "summary": "Each push output's position, lag and last error", "security": _KEY,
             "responses": {"200": _json(OutputsReport, "outputs"), **_errors(401)}}},
+    }
+
+
+def _bulk_paths() -> dict[str, Any]:
+    """Bulk triage: one change to many alerts across tenants, as a job."""
+    job_id = {"name": "job_id", "in": "path", "required": True,
+              "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
+    return {
+        "/api/alerts/bulk": {"post": {
+            "summary": f"Apply one change to the listed alerts, or to every alert matching "
+                       f"the alerts page's filter (at most {MAX_ALERTS:,}); each tenant's "
+                       f"part runs within its Defender budget", "security": _KEY,
+            "requestBody": _body(BulkRequest),
+            "responses": {"202": _json(BulkAccepted, "queued; progress at `status_url`"),
+                          **_errors(400, 401, 413)}}},
+        "/api/alerts/bulk/{job_id}": {
+            "parameters": [job_id],
+            "get": {"summary": "A bulk job's progress, each tenant's part and one page of "
+                               "per-alert outcomes", "security": _KEY,
+                    "parameters": [{"name": "after", "in": "query",
+                                    "schema": {"type": "string"},
+                                    "description": "the `next` of the previous page"},
+                                   {"name": "limit", "in": "query", "schema": {
+                                       "type": "integer", "minimum": 1, "maximum": 1000,
+                                       "default": 100}}],
+                    "responses": {"200": _json(BulkJobView, "the job"),
+                                  **_errors(400, 401, 404)}}},
     }
 
 
@@ -373,6 +403,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
             **_rule_paths("/api/rules", []),
             **_rule_paths("/api/tenants/{tenant_id}/rules", [_TENANT_ID]),
             **_siem_paths(),
+            **_bulk_paths(),
             **_portal_paths(),
         },
         "components": {

@@ -25,8 +25,12 @@ from shared.notify.rules import (
 from shared.ops.health import HealthReport
 from shared.siem.outputs import OutputsReport
 from shared.siem.pull import PullPage, item
+from shared.storage.bulk_jobs import BulkItem, BulkJob, TenantWork
 from shared.tenants.admin import TenantView
 from shared.tenants.invitations import Invitation, InvitationView
+from shared.triage.bulk import JobStatus
+from shared.triage.bulk_api import BulkAccepted, BulkJobView
+from shared.triage.model import Actor, Change
 from shared.validation import ErrorBody
 from shared.web import openapi
 
@@ -64,6 +68,12 @@ def _instances() -> list[BaseModel]:
                                                  "retry_at")}],
         "mail": {"transport": "smtp", "failing_since": None},
         "reasons": [{"code": "tenants_failing", "message": "1 active tenant(s) failed"}]}
+    job = BulkJob("a" * 32, Actor("oid", "Ann", "entra"), Change(status="Resolved"), 3, 1,
+                  "selection", NOW)
+    work = TenantWork(job.job_id, TENANT, "Contoso", 3, done=1, failed=1, calls=2,
+                      note="throttled by Defender: next call at 10:31:00 UTC")
+    items = [BulkItem(TENANT, "da1", "done", at=NOW), BulkItem(TENANT, "da2", "failed", "404"),
+             BulkItem(TENANT, "da3")]
     unhealthy = {"status": "unhealthy", "versions": {"mssp-hub": "1.0"},
                  "checks": {"settings": {"ok": False, "error": "app setting X: bad"}}}
     return [
@@ -86,6 +96,10 @@ def _instances() -> list[BaseModel]:
         OutputsReport.model_validate({"outputs": [output]}),
         HealthReport.model_validate(healthy), HealthReport.model_validate(unhealthy),
         openapi.ApiDocument.model_validate(openapi.document()),
+        BulkAccepted(job_id=job.job_id, status_url=f"/api/alerts/bulk/{job.job_id}",
+                     total=3, tenants=1),
+        BulkJobView.of(JobStatus(job, [work], items, "a~next")),
+        BulkJobView.of(JobStatus(job, [], [], "")),
     ]
 
 
