@@ -80,6 +80,8 @@ var queueNames = [
   'siem-events-poison'
   'siem-deliveries'
   'siem-deliveries-poison'
+  'bulk-triage'
+  'bulk-triage-poison'
 ]
 var tableNames = [
   'Tenants'
@@ -99,6 +101,8 @@ var tableNames = [
   'SiemDelivery'
   'FanoutLedger'
   'TenantSummaries'
+  'BulkJobs'
+  'CallBudget'
 ]
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {

@@ -202,7 +202,8 @@ def portal() -> Portal:
                   RunHistory(tables.table(storage, tables.RUN_HISTORY)),
                   alert_index=AlertIndex(tables.table(storage, tables.ALERT_INDEX)),
                   siem_status=lambda: delivery().status(),
-                  summaries=TenantSummaries(tables.table(storage, tables.TENANT_SUMMARIES)))
+                  summaries=TenantSummaries(tables.table(storage, tables.TENANT_SUMMARIES)),
+                  bulk=bulk_triage())
 
 
 def _audit_log(entries: list[AuditEntry]) -> None:

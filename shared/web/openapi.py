@@ -256,6 +256,21 @@ def _portal_paths() -> dict[str, Any]:
         "/api/portal": {"get": page("Overview: every tenant's health and open alerts")},
         "/api/portal/alerts": {"get": page("Alerts across tenants, filtered, newest first",
                                            parameters=query)},
+        "/api/portal/bulk": {"post": {
+            **change(f"Start a bulk action: the checked alerts (`sel`: tenant|alert) or every "
+                     f"alert matching the filter (`scope=filter`, `f_*`; at most "
+                     f"{MAX_ALERTS:,}), with status, classify, assigned_to, comment"),
+            "responses": {"303": {"description": "started; to the job's page"}, **refused,
+                          "400": _html("the change is not valid, nothing is selected, or "
+                                       "too many alerts; the page says which")}}},
+        "/api/portal/bulk/{job_id}": {
+            "parameters": [{"name": "job_id", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "get": {**page("A bulk action's progress and each alert's outcome",
+                           parameters=[{"name": "after", "in": "query",
+                                        "schema": {"type": "string"}}]),
+                    "responses": {"200": _html("the job"), **refused,
+                                  "404": _html("no such job")}}},
         "/api/portal/tenants/{tenant_id}": {"parameters": [_TENANT_ID], "get": {**page(
             "A tenant: details, runs, rules, notifications, invitations"), "responses": {
             "200": _html("the tenant"), **refused, "404": _html("no such tenant")}}},
