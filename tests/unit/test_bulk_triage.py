@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -20,108 +19,14 @@ from shared.storage.memory.triage import MemoryBulkJobs, MemoryCallBudget
 from shared.storage.queues import BulkQueue
 from shared.triage import bulk
 from shared.triage.bulk import BulkStores, BulkTriage, Hooks, Target, TooMany
-from shared.triage.model import Actor, AuditEntry, Change, InvalidChange
+from shared.triage.model import Actor, Change, InvalidChange
+from tests.triage_fakes import Audit, Clock, FakeDefender, Killed, Queue
 
 ACTOR = Actor("key-ci", "ci", "api")
 RESOLVE = Change(status="Resolved", classification="FalsePositive",
                  determination="NotMalicious")
 COMMENTED = Change(status="Resolved", comment="closed in bulk by the SOC")
 A, B, C = (str(uuid.UUID(int=n)) for n in (1, 2, 3))
-
-
-class Killed(BaseException):
-    """The worker stops here (not an Exception: nothing catches it)."""
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 1, 8, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-class FakeDefender:
-    """Alerts per tenant (the base URL names the tenant); every call recorded."""
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.alerts: dict[str, dict[str, dict[str, Any]]] = {}
-        self.calls: list[tuple[str, str, datetime, int]] = []  # kind, tenant, at, ids
-        self.fail: dict[str, list[BaseException | tuple[str, BaseException]]] = {}
-        self.readable = True
-
-    def seed(self, tenant_id: str, n: int) -> list[str]:
-        ids = [f"da{tenant_id[-4:]}-{i:05d}" for i in range(n)]
-        self.alerts[tenant_id] = {a: {"id": a, "status": "New", "comments": []} for a in ids}
-        return ids
-
-    def _fault(self, tenant_id: str, when: str) -> None:
-        queue = self.fail.get(tenant_id) or []
-        if queue and (not isinstance(queue[0], tuple) or queue[0][0] == when):
-            fault = queue.pop(0)
-            raise fault[1] if isinstance(fault, tuple) else fault
-
-    def _apply(self, tenant_id: str, alert_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        alert = self.alerts[tenant_id][alert_id]
-        for key in ("status", "assignedTo", "classification", "determination"):
-            if key in body:
-                alert[key] = body[key]
-        if "comment" in body:
-            alert["comments"].append({"comment": body["comment"], "createdBy": "app"})
-        return alert
-
-    def batch_update(self, base: str, token: str, alert_ids: list[str],
-                     body: dict[str, Any]) -> None:
-        tenant_id = base.removeprefix("https://")
-        self.calls.append(("batch", tenant_id, self.clock(), len(alert_ids)))
-        self._fault(tenant_id, "before")
-        for alert_id in alert_ids:
-            self._apply(tenant_id, alert_id, body)
-        self._fault(tenant_id, "after")
-
-    def update_alert(self, base: str, token: str, alert_id: str, body: dict[str, Any]
-                     ) -> dict[str, Any]:
-        tenant_id = base.removeprefix("https://")
-        self.calls.append(("patch", tenant_id, self.clock(), 1))
-        self._fault(tenant_id, "before")
-        if alert_id not in self.alerts[tenant_id]:
-            raise DefenderError("Defender API 404 NotFound: no such alert", 404, "NotFound",
-                                transient=False)
-        return dict(self._apply(tenant_id, alert_id, body))
-
-    def get_alert(self, base: str, token: str, alert_id: str) -> dict[str, Any] | None:
-        if not self.readable:
-            raise DefenderError("Defender API unreachable: ConnectTimeout")
-        return self.alerts[base.removeprefix("https://")].get(alert_id)
-
-
-class Queue:
-    def __init__(self) -> None:
-        self.sent: list[tuple[BulkTriageRequest, int | None]] = []
-
-    def send_message(self, content: str, visibility_timeout: int | None = None) -> None:
-        self.sent.append((BulkTriageRequest.parse(content), visibility_timeout))
-
-
-class Audit:
-    """Like the AuditTrail: an action id is recorded once."""
-
-    def __init__(self) -> None:
-        self.entries: dict[str, AuditEntry] = {}
-        self.writes = 0
-        self.kill_after: int | None = None
-
-    def record(self, entries: list[AuditEntry]) -> None:
-        for entry in entries:
-            self.entries.setdefault(entry.action_id, entry)
-            self.writes += 1
-        if self.kill_after is not None and self.writes >= self.kill_after:
-            self.kill_after = None
-            raise Killed
 
 
 class World:
