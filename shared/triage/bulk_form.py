@@ -18,7 +18,7 @@ Match = Callable[[dict[str, str]], tuple[list[Target], str]]
 __all__ = ["JOB_ID", "Refused", "choices", "matching", "submit"]
 
 
-class Refused(ValueError):
+class Refused(Exception):
     """Why the form started no job, in words for the page."""
 
 
