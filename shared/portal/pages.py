@@ -223,7 +223,7 @@ class Portal:
             if self.bulk is not None and bulk_form.JOB_ID.fullmatch(job_id) else None
         if status is None:
             return self._not_found(principal, "bulk job")
-        return self._page("portal/bulk_job.html", principal=principal, status=status,
+        return self._page("portal/bulk_job.html", principal=principal, job_status=status,
                           counts=status.counts,
                           names={w.tenant_id: w.tenant_name for w in status.works})
 

@@ -72,7 +72,7 @@ def test_the_job_page_shows_progress_and_escapes_alert_text():
     status = JobStatus(job, [TenantWork(job.job_id, TENANT, HOSTILE, 2, done=1, failed=1,
                                         calls=1, note="throttled")], items, "a~next")
     page = render("portal/bulk_job.html", **_context(
-        status=status, counts=status.counts, names={TENANT: HOSTILE}))
+        job_status=status, counts=status.counts, names={TENANT: HOSTILE}))
     assert "<script>" not in page and "onerror=alert" not in page.replace(
         "onerror=alert(2)&gt;", "")
     assert "1 done, 0 refused, 1 failed, 0 pending of 2" in page
