@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 from shared.messages import BulkTriageRequest
 from shared.microsoft.defender import DefenderError, Forbidden, Throttled
+from shared.microsoft.identity import TokenError
 from shared.model import Tenant, TenantStatus
 from shared.storage import call_budget
 from shared.storage.bulk_jobs import BulkItem, BulkJob, BulkJobs, Inflight, TenantWork
@@ -332,6 +333,13 @@ class _TenantRun:
         wait = self.s.budget.take(tenant.tenant_id, via, limits, self.s.clock())
         if wait > 0:
             return self._pause(f"{via} budget spent", wait)
+        try:  # before the chunk is marked: no token, nothing in flight
+            base, token = self.s.base(tenant), self.s.token(tenant)
+        except TokenError as exc:
+            if exc.status is None:
+                raise  # the app's credential or Entra: the host retries the message
+            self._refuse_rest(f"no token for the tenant: {exc.reason}")
+            return False
         self.work.inflight = Inflight(self.work.begun, ids, via, self.s.clock() + LEASE)
         self.work.begun += 1
         self.work.calls += 1 if via == "batch" else len(ids)
@@ -340,7 +348,6 @@ class _TenantRun:
         change, actor = self.job.change, self.job.actor
         if self.s.hooks.expect is not None:
             self.s.hooks.expect(tenant.tenant_id, ids, change.fields(), actor)
-        base, token = self.s.base(tenant), self.s.token(tenant)
         try:
             if via == "batch":
                 self.s.defender.batch_update(base, token, ids, change.body())

@@ -102,3 +102,26 @@ def test_the_portal_bulk_form_starts_a_job_and_shows_it(app_host):
                                                "classify": "FalsePositive:Malware"},
                        headers=own, allow_redirects=False, timeout=10)
     assert refused.status_code == 400 and "not valid" in refused.text
+
+
+def test_the_host_runs_a_tenants_part_against_defender(api, sim, simulator):
+    """The queue trigger runs through the host: one batchUpdate for the tenant's alerts.
+    With the simulator's batchUpdate the alerts end resolved there; a simulator without
+    one answers 405, and each alert fails with that answer (never left pending)."""
+    base, session, repo = api
+    tenant_id = sim.add_tenant("Triage Co", consent=[simulator.config.client_id],
+                               alerts=3)["id"]
+    repo.add(Tenant(tenant_id, "Triage Co", access="triage"))
+    ids = [a["id"] for a in sim.alerts(tenant_id)]
+    made = session.post(f"{base}/alerts/bulk", timeout=10, json={
+        "alerts": [{"tenant": tenant_id, "alert": a} for a in ids],
+        "change": {"status": "Resolved"}})
+    assert made.status_code == 202, made.text
+    status = _wait_finished(session.get, f"{base}{made.json()['status_url'][4:]}")
+    assert status["finished"] and status["tenants"][0]["calls"] == 1
+    outcomes = {(a["outcome"], a["detail"][:30]) for a in status["alerts"]}
+    assert len(outcomes) == 1, outcomes
+    if status["counts"]["done"] == 3:
+        assert {a["status"] for a in sim.alerts(tenant_id)} == {"Resolved"}
+    else:
+        assert status["counts"]["failed"] == 3 and "405" in status["alerts"][0]["detail"]

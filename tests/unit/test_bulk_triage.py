@@ -13,6 +13,7 @@ import pytest
 
 from shared.messages import BulkTriageRequest
 from shared.microsoft.defender import DefenderError, Forbidden, Throttled
+from shared.microsoft.identity import TokenError
 from shared.model import Tenant, TenantStatus
 from shared.storage.memory.tenants import MemoryTenants
 from shared.storage.memory.triage import MemoryBulkJobs, MemoryCallBudget
@@ -292,3 +293,37 @@ def test_status_pages_through_the_alerts(world):
     second = world.service.status(job.job_id, first.next_after, limit=50)
     assert len(second.items) == 7 and not second.next_after
     assert world.service.status(uuid.uuid4().hex) is None
+
+
+def test_a_tenant_without_a_token_is_refused_and_nothing_is_left_in_flight(world):
+    job = world.service.submit(ACTOR, RESOLVE, world.tenant(A, 3) + world.tenant(B, 3))
+
+    def token(tenant):
+        if tenant.tenant_id == A:
+            raise TokenError("AADSTS7000229", 7000229, TenantStatus.CONSENT_REVOKED,
+                             "consent_revoked")
+        return "token"
+
+    world.service.token = token
+    world.drain()
+    items = {i.alert_id: i for i in world.status(job.job_id).items}
+    assert {i.detail for i in items.values() if i.tenant_id == A} == {
+        "no token for the tenant: consent_revoked"}
+    assert world.jobs.work(job.job_id, A).inflight is None
+    assert world.status(job.job_id).counts["done"] == 3
+
+
+def test_an_app_wide_token_failure_is_retried_by_the_host(world):
+    job = world.service.submit(ACTOR, RESOLVE, world.tenant(A, 3))
+    message = world.queue.sent.pop(0)[0]
+
+    def broken(tenant):
+        raise TokenError("AADSTS7000215", 7000215, None, "bad_client_secret", app_wide=True)
+
+    world.service.token = broken
+    with pytest.raises(TokenError):
+        world.service.run(message)
+    assert world.jobs.work(job.job_id, A).inflight is None  # nothing in flight
+    world.service.token = lambda t: "token"
+    world.service.run(message)  # the host's retry
+    assert world.status(job.job_id).counts["done"] == 3
