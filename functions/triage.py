@@ -8,7 +8,7 @@ import azure.functions as func
 from functions.http import invalid, json_response, refused
 from functions.queue_messages import parse_or_record, record_poison
 from shared import services, validation
-from shared.messages import BulkTriageRequest
+from shared.messages import BadMessage, BulkTriageRequest
 from shared.storage.tables import BULK_QUEUE
 from shared.triage.bulk import TooMany
 from shared.triage.bulk_api import BulkAccepted, BulkJobView, BulkRequest, matching
@@ -38,8 +38,13 @@ def bulk_triage(msg: func.QueueMessage) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name=f"{BULK_QUEUE}-poison",
                   connection="AzureWebJobsStorage")
 def bulk_triage_poison(msg: func.QueueMessage) -> None:
-    # the job's rows keep the alerts pending; the page shows the tenant unfinished
-    record_poison(msg, BULK_QUEUE, "bulk triage failed on every attempt")
+    reason = "bulk triage failed on every attempt"
+    record_poison(msg, BULK_QUEUE, reason)
+    try:
+        request = BulkTriageRequest.parse(msg.get_body())
+    except BadMessage:
+        return
+    services.bulk_triage().give_up(request, reason)  # the job says so, and finishes
 
 
 @bp.function_name("alerts_bulk")

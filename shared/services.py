@@ -45,7 +45,7 @@ from shared.storage.tenants import TenantRepository
 from shared.tenants.admin import TenantAdmin
 from shared.tenants.onboarding import Onboarding
 from shared.tenants.ops_notices import OpsNotices
-from shared.triage.bulk import BulkStores, BulkTriage, Hooks
+from shared.triage.bulk import CALL_TIMEOUT, BulkStores, BulkTriage, Hooks
 from shared.triage.model import AuditEntry
 
 
@@ -231,4 +231,4 @@ def bulk_triage_on(settings: Settings, tokens: Tokens, client: DefenderClient,
 def bulk_triage() -> BulkTriage:
     settings = get_settings()
     return bulk_triage_on(settings, tokens_for(settings.identity), DefenderClient(
-        settings.fetch.timeout_seconds, settings.identity.ca_bundle), Hooks(record=_audit_log))
+        CALL_TIMEOUT, settings.identity.ca_bundle), Hooks(record=_audit_log))

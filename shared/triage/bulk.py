@@ -54,7 +54,8 @@ MAX_ALERTS = 5_000  # per job: a bigger selection is refused, with this number
 CHUNK = 500  # alert ids per batchUpdate: no limit is documented; this keeps a request
 # ~25 KB and the chunk's ids in one table property (the in-flight record)
 PATCH_UP_TO = 2  # this few left: PATCH each (its budget is ten times the batch's)
-LEASE = timedelta(seconds=150)  # a sender's hold on its chunk: longer than any call
+CALL_TIMEOUT = 60  # read timeout of a write call (the wiring's DefenderClient)
+LEASE = timedelta(seconds=150)  # a sender's hold on its chunk: > connect 10 s + read 60 s
 PAGE = 100  # alerts per page of a job's status
 
 
@@ -222,6 +223,21 @@ class BulkTriage:
         except StateChanged:
             log.info("bulk job %s, tenant %s: another worker is on it", job.job_id,
                      work.tenant_id)
+
+    def give_up(self, request: BulkTriageRequest, why: str) -> None:
+        """The host gave up on the tenant's message (poison): its alerts still pending
+        fail with `why`, so the job finishes and says so."""
+        job = self.jobs.get(request.job_id)
+        work = self.jobs.work(request.job_id, request.tenant_id)
+        if job is None or work is None or work.finished:
+            return
+        run = _TenantRun(self, job, work)
+        unsure = set(work.inflight.ids) if work.inflight else set()
+        run._settle(run._mark([a for a in run.pending if a in unsure], "failed",
+                              f"{why}; Defender may have applied it (the call's answer "
+                              "was not recorded)"))
+        run._settle(run._mark(run.pending, "failed", why))
+        run._finish(why)
 
     def _audit(self, job: BulkJob, items: Iterable[BulkItem],
                after: dict[str, Any] | None = None) -> None:

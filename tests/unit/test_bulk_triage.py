@@ -327,3 +327,21 @@ def test_an_app_wide_token_failure_is_retried_by_the_host(world):
     world.service.token = lambda t: "token"
     world.service.run(message)  # the host's retry
     assert world.status(job.job_id).counts["done"] == 3
+
+
+def test_a_message_given_up_on_fails_what_is_left_and_finishes_the_job(world, monkeypatch):
+    monkeypatch.setattr(bulk, "CHUNK", 3)
+    world.defender.fail[A] = [("after", DefenderError("Defender API 503", 503))]
+    job = world.service.submit(ACTOR, RESOLVE, world.tenant(A, 3) + world.tenant(B, 2))
+    first = world.queue.sent.pop(0)[0]
+    with pytest.raises(DefenderError):
+        world.service.run(first)
+    world.service.give_up(first, "bulk triage failed on every attempt")
+    world.service.give_up(first, "again")  # a second copy changes nothing
+    world.drain()
+    status = world.status(job.job_id)
+    assert status.finished and status.counts == {"total": 5, "done": 2, "refused": 0,
+                                                 "failed": 3, "pending": 0}
+    details = {i.detail for i in status.items if i.outcome == "failed"}
+    assert details == {"bulk triage failed on every attempt; Defender may have applied it "
+                       "(the call's answer was not recorded)"}
