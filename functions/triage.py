@@ -10,7 +10,7 @@ from functions.queue_messages import parse_or_record, record_poison
 from shared import services, validation
 from shared.messages import BadMessage, BulkTriageRequest
 from shared.storage.tables import BULK_QUEUE
-from shared.triage.bulk import TooMany
+from shared.triage.bulk import BadSelection
 from shared.triage.bulk_api import BulkAccepted, BulkJobView, BulkRequest, matching
 from shared.triage.model import Actor, InvalidChange
 from shared.validation import ValidationError
@@ -61,8 +61,9 @@ def alerts_bulk(req: func.HttpRequest) -> func.HttpResponse:
         return invalid(exc)
     except InvalidChange as exc:
         return refused(400, "invalid change", f"change.{exc.field}", exc.message)
-    except TooMany as exc:
-        return refused(400, "too many alerts", "filter" if body.filter else "alerts", str(exc))
+    except BadSelection as exc:
+        return refused(400, "invalid selection", "filter" if body.filter else "alerts",
+                       str(exc))
     url = f"/api/alerts/bulk/{job.job_id}"
     return json_response(BulkAccepted(job_id=job.job_id, status_url=url, total=job.total,
                                       tenants=job.tenants), 202, {"Location": url})

@@ -59,8 +59,9 @@ LEASE = timedelta(seconds=150)  # a sender's hold on its chunk: > connect 10 s +
 PAGE = 100  # alerts per page of a job's status
 
 
-class TooMany(ValueError):
-    """A selection over MAX_ALERTS (or a filter that reaches too far to count)."""
+class BadSelection(ValueError):
+    """A selection that cannot make a job: empty, over MAX_ALERTS, or a filter that
+    reaches too far to count or names a value the alerts list does not know."""
 
 
 class Writes(Protocol):
@@ -164,16 +165,16 @@ class BulkTriage:
     # a job is asked for ---------------------------------------------------------------------
     def submit(self, actor: Actor, change: Change, targets: Sequence[Target], *,
                job_id: str | None = None, source: str = "selection") -> BulkJob:
-        """Make the job and queue its tenants. InvalidChange or TooMany before anything
+        """Make the job and queue its tenants. InvalidChange or BadSelection before anything
         is written. With the `job_id` of a job that exists (a form or request sent
         twice), that job, its tenants queued again (a redelivered message is harmless)."""
         change.validate()
         unique = list({(t.tenant_id, t.alert_id): t for t in targets}.values())
         if len(unique) > MAX_ALERTS:
-            raise TooMany(f"{len(unique):,} alerts selected; a bulk action takes at most "
+            raise BadSelection(f"{len(unique):,} alerts selected; a bulk action takes at most "
                           f"{MAX_ALERTS:,}: narrow the selection or the filter")
         if not unique:
-            raise TooMany("no alerts selected")
+            raise BadSelection("no alerts selected")
         job_id = job_id or new_job_id()
         by_tenant: dict[str, list[Target]] = {}
         for target in unique:

@@ -14,7 +14,7 @@ from shared.portal import queries
 from shared.storage.alert_index import AlertIndex
 from shared.storage.bulk_jobs import BulkItem, TenantWork
 from shared.storage.tenants import TenantName
-from shared.triage.bulk import MAX_ALERTS, JobStatus, Target, TooMany
+from shared.triage.bulk import MAX_ALERTS, BadSelection, JobStatus, Target
 from shared.triage.model import Change
 from shared.validation import (
     Label,
@@ -172,13 +172,19 @@ class BulkJobView(Reply):
 def matching(index: AlertIndex, tenants: list[TenantName], params: dict[str, str],
              now: datetime | None = None) -> tuple[list[Target], str]:
     """Every alert the alerts page shows for these filter parameters (its first page on),
-    up to MAX_ALERTS, and the filter in words; TooMany above, or when the index read
+    up to MAX_ALERTS, and the filter in words; BadSelection above, or when the index read
     stopped before it could count them all."""
     flt = queries.AlertFilter.parse({k: v for k, v in params.items() if k != "before"},
                                     {t.tenant_id for t in tenants})
+    kept = flt.params()
+    ignored = sorted(k for k, v in params.items()
+                     if k != "before" and v and kept.get(k) != v.strip()[:200])
+    if ignored:  # the list reads an unknown value as "any": here it would widen the job
+        raise BadSelection(f"the filter's {', '.join(ignored)} is not one the alerts list "
+                           "knows (a registered tenant, a severity, a status, a range)")
     page = queries.search_alerts(index, tenants, flt, now, page_size=MAX_ALERTS + 1)
     if len(page.rows) > MAX_ALERTS or page.partial:
-        raise TooMany(f"more than {MAX_ALERTS:,} alerts match this filter; a bulk action "
+        raise BadSelection(f"more than {MAX_ALERTS:,} alerts match this filter; a bulk action "
                       "takes at most that many: narrow the filter (tenant, status, time "
                       "range)")
     words = ", ".join(f"{k}={v}" for k, v in flt.params().items())

@@ -8,7 +8,7 @@ from typing import Any
 
 from shared.model import parse_tenant_id
 from shared.storage.bulk_jobs import BulkJob
-from shared.triage.bulk import MAX_ALERTS, BulkTriage, Target, TooMany, new_job_id
+from shared.triage.bulk import MAX_ALERTS, BadSelection, BulkTriage, Target, new_job_id
 from shared.triage.bulk_api import matching
 from shared.triage.model import DETERMINATIONS, STATUSES, Actor, Change, InvalidChange
 
@@ -62,7 +62,7 @@ def submit(service: BulkTriage, form: dict[str, str], lists: dict[str, list[str]
                               job_id=job_id if JOB_ID.fullmatch(job_id) else None)
     except InvalidChange as exc:
         raise Refused(f"The change is not valid: {exc.field} {exc.message}.") from None
-    except TooMany as exc:
+    except BadSelection as exc:
         raise Refused(f"{exc}.") from None
     except ValueError:  # a tenant id that is not a GUID
         raise Refused("A selected alert names no tenant.") from None

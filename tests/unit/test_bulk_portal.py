@@ -10,14 +10,18 @@ from datetime import UTC, datetime
 
 import pytest
 
+from shared import timefmt
 from shared.model import Tenant
 from shared.portal.queries import AlertFilter, AlertPage, AlertRow
+from shared.storage.alert_index import entry_of
+from shared.storage.alert_rows import alert_rows
 from shared.storage.bulk_jobs import BulkItem, BulkJob, TenantWork
+from shared.storage.memory.alert_index import MemoryAlertIndex
 from shared.storage.memory.tenants import MemoryTenants
 from shared.storage.memory.triage import MemoryBulkJobs, MemoryCallBudget
 from shared.storage.queues import BulkQueue
 from shared.storage.tenants import TenantName
-from shared.triage import bulk_form
+from shared.triage import bulk_api, bulk_form
 from shared.triage.bulk import BulkStores, BulkTriage, Hooks, JobStatus, Target
 from shared.triage.model import Actor, Change
 from shared.web.pages import render
@@ -134,3 +138,29 @@ def test_a_form_that_cannot_start_a_job_says_why(service, form, lists, reason):
     with pytest.raises(bulk_form.Refused, match=reason):
         bulk_form.submit(service, form, lists, ANN, _no_filter)
     assert service.jobs.headers == {}
+
+
+def _indexed(n: int, **fields):
+    index = MemoryAlertIndex()
+    now = datetime.now(UTC).replace(microsecond=0)
+    stamp = timefmt.from_datetime(now)
+    index.put([entry_of(alert_rows(TENANT, {
+        "id": f"da{i:04d}", "title": f"Alert {i}", "severity": "High" if i % 2 else "Low",
+        "status": "New", "category": "Execution", "alertCreationTime": stamp,
+        "lastUpdateTime": stamp, **fields})[0]) for i in range(n)])
+    return index
+
+
+def test_every_alert_matching_the_filter_up_to_the_cap(monkeypatch):
+    index, names = _indexed(9), [TenantName(TENANT, "Contoso")]
+    targets, source = bulk_api.matching(index, names, {"severity": "High", "range": "24h"})
+    assert sorted(t.alert_id for t in targets) == [f"da{i:04d}" for i in (1, 3, 5, 7)]
+    assert targets[0].before == {"status": "New"} and targets[0].title.startswith("Alert")
+    assert source == "filter: severity=High, range=24h"
+    monkeypatch.setattr(bulk_api, "MAX_ALERTS", 8)
+    with pytest.raises(bulk_api.BadSelection, match="more than 8 alerts match"):
+        bulk_api.matching(index, names, {})
+    for wrong in ({"severity": "Severe"}, {"tenant": str(uuid.UUID(int=99))},
+                  {"range": "1y"}):  # the list would read these as "any": never here
+        with pytest.raises(bulk_api.BadSelection, match="not one the alerts list knows"):
+            bulk_api.matching(index, names, wrong)

@@ -19,7 +19,7 @@ from shared.storage.memory.tenants import MemoryTenants
 from shared.storage.memory.triage import MemoryBulkJobs, MemoryCallBudget
 from shared.storage.queues import BulkQueue
 from shared.triage import bulk
-from shared.triage.bulk import BulkStores, BulkTriage, Hooks, Target, TooMany
+from shared.triage.bulk import BadSelection, BulkStores, BulkTriage, Hooks, Target
 from shared.triage.model import Actor, Change, InvalidChange
 from tests.triage_fakes import Audit, Clock, FakeDefender, Killed, Queue
 
@@ -87,7 +87,7 @@ def test_an_invalid_change_or_too_many_alerts_write_nothing(world):
     with pytest.raises(InvalidChange):
         world.service.submit(ACTOR, Change(classification="FalsePositive",
                                            determination="Malware"), targets)
-    with pytest.raises(TooMany, match="at most 5,000"):
+    with pytest.raises(BadSelection, match="at most 5,000"):
         world.service.submit(ACTOR, RESOLVE, [Target(A, f"x{i}") for i in range(5_001)])
     assert world.jobs.headers == {} and world.queue.sent == [] and world.defender.calls == []
 
