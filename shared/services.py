@@ -216,7 +216,7 @@ def _audit_log(entries: list[AuditEntry]) -> None:
 
 def bulk_triage_on(settings: Settings, tokens: Tokens, client: DefenderClient,
                    hooks: Hooks) -> BulkTriage:
-    """Bulk triage on the real tables and queue (tests and the benchmark give `client`)."""
+    """Bulk triage on the real tables and queue, with `client` and `hooks` as given."""
     storage = settings.storage
     return BulkTriage(
         BulkStores(jobs=BulkJobs(tables.table(storage, tables.BULK_JOBS)),

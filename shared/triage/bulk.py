@@ -199,7 +199,7 @@ class BulkTriage:
             job, works = existing, self.jobs.works(job_id)
             items = [i for w in works if w.finished and w.refused == w.total
                      for i in self.jobs.items(job_id, w.tenant_id)]
-        self._audit(job, [i for i in items if i.outcome == "refused"])
+        self.audit(job, [i for i in items if i.outcome == "refused"])
         for work in works:
             if not work.finished:
                 self.queue.request(BulkTriageRequest(job_id, work.tenant_id))
@@ -240,7 +240,7 @@ class BulkTriage:
         run._settle(run._mark(run.pending, "failed", why))
         run._finish(why)
 
-    def _audit(self, job: BulkJob, items: Iterable[BulkItem],
+    def audit(self, job: BulkJob, items: Iterable[BulkItem],
                after: dict[str, Any] | None = None) -> None:
         entries = [AuditEntry(
             action_id=f"{job.job_id}:{i.tenant_id}:{i.alert_id}", at=i.at or self.clock(),
@@ -292,7 +292,7 @@ class _TenantRun:
         now = self.s.clock()
         for item in items:
             item.at = now
-        self.s._audit(self.job, items, after)
+        self.s.audit(self.job, items, after)
         self.jobs.settle(self.job.job_id, items)
         counts = Counter(i.outcome for i in self.items.values())
         self.work.done, self.work.refused, self.work.failed = (
