@@ -6,7 +6,17 @@ setting shows up as a clear error naming it rather than as an app with no functi
 
 import azure.functions as func
 
-from functions import admin, health, ingest, notify, onboarding, portal, siem, triage
+from functions import (
+    admin,
+    bulk_triage,
+    health,
+    ingest,
+    notify,
+    onboarding,
+    portal,
+    siem,
+    triage,
+)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -18,3 +28,4 @@ app.register_functions(notify.bp)
 app.register_functions(siem.bp)
 app.register_functions(portal.bp)
 app.register_functions(triage.bp)
+app.register_functions(bulk_triage.bp)

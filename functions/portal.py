@@ -17,11 +17,15 @@ MAX_FORM = 64_000
 
 def _serve(req: func.HttpRequest, view: Callable[[Request], Response]) -> func.HttpResponse:
     body = req.get_body() or b""
-    form: dict[str, str] = {}
+    pairs: list[tuple[str, str]] = []
     if req.method == "POST" and len(body) <= MAX_FORM:
-        form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    lists: dict[str, list[str]] = {}
+    for name, value in pairs:
+        lists.setdefault(name, []).append(value)
     request = Request(method=req.method, headers={k.lower(): v for k, v in req.headers.items()},
-                      params=dict(req.params), route=dict(req.route_params), form=form)
+                      params=dict(req.params), route=dict(req.route_params), form=dict(pairs),
+                      form_lists=lists)
     response = view(request)
     return func.HttpResponse(response.body, status_code=response.status,
                              headers=response.headers)
@@ -37,6 +41,18 @@ def portal_overview(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="portal/alerts", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def portal_alerts(req: func.HttpRequest) -> func.HttpResponse:
     return _serve(req, services.portal().alerts)
+
+
+@bp.function_name("portal_bulk")
+@bp.route(route="portal/bulk", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def portal_bulk(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, services.portal().bulk_action)
+
+
+@bp.function_name("portal_bulk_job")
+@bp.route(route="portal/bulk/{job_id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def portal_bulk_job(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, services.portal().bulk_job)
 
 
 @bp.function_name("portal_tenant")

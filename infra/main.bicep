@@ -86,6 +86,8 @@ var queueNames = [
   'siem-events-poison'
   'siem-deliveries'
   'siem-deliveries-poison'
+  'bulk-triage'
+  'bulk-triage-poison'
 ]
 var tableNames = [
   'Tenants'
@@ -105,6 +107,8 @@ var tableNames = [
   'SiemDelivery'
   'FanoutLedger'
   'TenantSummaries'
+  'BulkJobs'
+  'CallBudget'
 ]
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {

@@ -17,6 +17,7 @@ with reasons a poison record can show.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -316,6 +317,37 @@ class DeliverRequest:
         return cls(_field(_load(body, cls.TYPE), "output", str))
 
 
-Message = FetchRequest | RelayRequest | AlertEvent | AlertBatch | DeliverRequest
+# bulk-triage ------------------------------------------------------------------------------
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass(frozen=True, slots=True)
+class BulkTriageRequest:
+    """Work on one tenant's part of a bulk triage job (shared/triage/bulk.py): what to
+    change and which alerts are in the job's rows, so the message stays this small and a
+    copy delivered twice finds the same rows."""
+
+    TYPE: ClassVar[str] = "bulk-triage"
+    job_id: str  # 32 lower-case hex digits
+    tenant_id: str
+
+    def dump(self) -> dict[str, Any]:
+        return {"v": VERSION, "type": self.TYPE, "job": self.job_id,
+                "tenant": self.tenant_id}
+
+    def to_message(self) -> str:
+        return json.dumps(self.dump())
+
+    @classmethod
+    def parse(cls, body: bytes | str) -> BulkTriageRequest:
+        data = _load(body, cls.TYPE)
+        job = _field(data, "job", str)
+        if not _JOB_ID.fullmatch(job):
+            raise BadMessage("job is not a job id (32 hex digits)")
+        return cls(job, _tenant(data))
+
+
+Message = (FetchRequest | RelayRequest | AlertEvent | AlertBatch | DeliverRequest
+           | BulkTriageRequest)
 MESSAGE_TYPES: tuple[type[Message], ...] = (FetchRequest, RelayRequest, AlertEvent,
-                                            AlertBatch, DeliverRequest)
+                                            AlertBatch, DeliverRequest, BulkTriageRequest)

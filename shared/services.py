@@ -26,6 +26,8 @@ from shared.storage.alert_index import AlertIndex
 from shared.storage.alerts import AlertRepository
 from shared.storage.app_health import AppHealth
 from shared.storage.audit import AuditTrail
+from shared.storage.bulk_jobs import BulkJobs
+from shared.storage.call_budget import CallBudget
 from shared.storage.connection import StorageConnection
 from shared.storage.digests import DigestRepository
 from shared.storage.fanout_ledger import FanoutLedger
@@ -36,7 +38,7 @@ from shared.storage.notify_ledger import NotifyLedger
 from shared.storage.own_marks import OwnMarks
 from shared.storage.poison_log import PoisonLogRepository
 from shared.storage.queue_sender import sender
-from shared.storage.queues import EventQueue, FetchQueue, RelayQueue
+from shared.storage.queues import BulkQueue, EventQueue, FetchQueue, RelayQueue
 from shared.storage.rules import RuleRepository
 from shared.storage.runs import RunHistory
 from shared.storage.siem_delivery import DeliverQueue, SiemDeliveryRepository
@@ -47,7 +49,8 @@ from shared.storage.tenants import TenantRepository
 from shared.tenants.admin import TenantAdmin
 from shared.tenants.onboarding import Onboarding
 from shared.tenants.ops_notices import OpsNotices
-from shared.triage.model import Actor, Change
+from shared.triage.bulk import CALL_TIMEOUT, BulkStores, BulkTriage, Hooks
+from shared.triage.model import Actor, AuditEntry, Change
 from shared.triage.service import TriageService
 
 
@@ -141,6 +144,11 @@ def poison_log() -> PoisonLog:
 
 
 @functools.cache
+def alert_index() -> AlertIndex:
+    return AlertIndex(tables.table(get_settings().storage, tables.ALERT_INDEX))
+
+
+@functools.cache
 def tenants() -> TenantRepository:
     return TenantRepository(tables.table(get_settings().storage, tables.TENANTS))
 
@@ -227,7 +235,8 @@ def portal() -> Portal:
                   siem_status=lambda: delivery().status(),
                   summaries=TenantSummaries(tables.table(storage, tables.TENANT_SUMMARIES)),
                   feed=SiemFeedRepository(tables.table(storage, tables.SIEM_FEED)),
-                  triage=triage(), audit=AuditTrail(tables.table(storage, tables.AUDIT_TRAIL)))
+                  triage=triage(), audit=AuditTrail(tables.table(storage, tables.AUDIT_TRAIL)),
+                  bulk=bulk_triage())
 
 
 def triage_on(settings: Settings, tokens: Tokens, client: DefenderClient) -> TriageService:
@@ -245,3 +254,38 @@ def triage() -> TriageService:
     settings = get_settings()
     return triage_on(settings, tokens_for(settings.identity), DefenderClient(
         settings.fetch.timeout_seconds, settings.identity.ca_bundle))
+
+
+def bulk_hooks(storage: StorageConnection) -> Hooks:
+    """What a bulk job does around its calls: the audit trail, own-change marks and
+    copies, and a 403 making the tenant read-only."""
+    audit = AuditTrail(tables.table(storage, tables.AUDIT_TRAIL))
+    own = own_changes_on(storage)
+    tenants = TenantRepository(tables.table(storage, tables.TENANTS))
+
+    def record(entries: list[AuditEntry]) -> None:
+        for entry in entries:
+            audit.record(entry)
+
+    return Hooks(record=record, expect=own.expect, store=own.store,
+                 forbidden=lambda tenant_id, why: tenants.set_access(tenant_id, "read", why))
+
+
+def bulk_triage_on(settings: Settings, tokens: Tokens, client: DefenderClient,
+                   hooks: Hooks) -> BulkTriage:
+    """Bulk triage on the real tables and queue, with `client` and `hooks` as given."""
+    storage = settings.storage
+    return BulkTriage(
+        BulkStores(jobs=BulkJobs(tables.table(storage, tables.BULK_JOBS)),
+                   budget=CallBudget(tables.table(storage, tables.CALL_BUDGET)),
+                   tenants=TenantRepository(tables.table(storage, tables.TENANTS)),
+                   queue=BulkQueue(tables.queue(storage, tables.BULK_QUEUE))),
+        client, hooks, token=lambda t: tokens.token(t.tenant_id),
+        base=lambda t: settings.identity.api_base(t.region))
+
+
+@functools.cache
+def bulk_triage() -> BulkTriage:
+    settings = get_settings()
+    return bulk_triage_on(settings, tokens_for(settings.identity), DefenderClient(
+        CALL_TIMEOUT, settings.identity.ca_bundle), bulk_hooks(settings.storage))

@@ -13,6 +13,7 @@ class Request:
     params: dict[str, str] = field(default_factory=dict)  # query string
     route: dict[str, str] = field(default_factory=dict)
     form: dict[str, str] = field(default_factory=dict)  # POSTed fields
+    form_lists: dict[str, list[str]] = field(default_factory=dict)  # every value of each
 
 
 @dataclass

@@ -40,6 +40,9 @@ from shared.tenants.admin import Conflict, TenantAdmin
 from shared.tenants.invitations import parse_invitation, parse_reconsent
 from shared.tenants.onboarding import Onboarding
 from shared.tenants.ops_notices import OpsNotices
+from shared.triage import bulk_form
+from shared.triage.bulk import BulkTriage
+from shared.triage.model import Actor
 from shared.validation import ValidationError
 from shared.web.pages import SECURITY_HEADERS, csp, render
 
@@ -66,8 +69,9 @@ class Portal:
                  siem_status: Callable[[], list[dict[str, Any]]] = list,
                  summaries: TenantSummaries | None = None,
                  feed: SiemFeedRepository | None = None, triage: Triage | None = None,
-                 audit: AuditReader | None = None) -> None:
+                 audit: AuditReader | None = None, bulk: BulkTriage | None = None) -> None:
         self.settings, self.cfg = settings, settings.portal
+        self.bulk = bulk
         self.summaries = summaries
         self.siem_status = siem_status
         self.admin, self.rules, self.outbox, self.onboarding = admin, rules, outbox, onboarding
@@ -182,7 +186,37 @@ class Portal:
                           flt=flt, page=page, next_url=next_url,
                           first_url=f"{BASE}/alerts?{urlencode(flt.params())}",
                           severities=queries.SEVERITIES, statuses=queries.STATUSES,
-                          ranges=list(queries.RANGES))
+                          ranges=list(queries.RANGES), bulk=bulk_form.choices(self.bulk))
+
+    # bulk actions: the alerts list's form, and the job's page ---------------------------
+    def bulk_action(self, request: Request) -> Response:
+        return self._guard(request, self._bulk_action)
+
+    def _bulk_action(self, request: Request, principal: auth.Principal) -> Response:
+        if self.bulk is None:
+            return self._not_found(principal, "bulk action here")
+        try:
+            job = bulk_form.submit(self.bulk, request.form, request.form_lists,
+                                   Actor(principal.id, principal.name, principal.via),
+                                   lambda params: bulk_form.matching(
+                                       self.alert_index, self.admin.tenants.names(), params))
+        except bulk_form.Refused as exc:
+            return self._page("portal/message.html", 400, principal=principal,
+                              heading="The bulk action was not started", message=str(exc))
+        return _redirect(f"{BASE}/bulk/{job.job_id}")
+
+    def bulk_job(self, request: Request) -> Response:
+        return self._guard(request, self._bulk_job)
+
+    def _bulk_job(self, request: Request, principal: auth.Principal) -> Response:
+        job_id = request.route.get("job_id", "")
+        status = self.bulk.status(job_id, request.params.get("after", "")[:2048]) \
+            if self.bulk is not None and bulk_form.JOB_ID.fullmatch(job_id) else None
+        if status is None:
+            return self._not_found(principal, "bulk job")
+        return self._page("portal/bulk_job.html", principal=principal, job_status=status,
+                          counts=status.counts,
+                          names={w.tenant_id: w.tenant_name for w in status.works})
 
     def tenant(self, request: Request) -> Response:
         return self._guard(request, self._tenant)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from shared.messages import FetchRequest, RelayRequest
+from shared.messages import BulkTriageRequest, FetchRequest, RelayRequest
 
 
 class Sender(Protocol):
@@ -54,3 +54,17 @@ class EventQueue:
         """One event's queue text, `messages.relay_text` of an outbox event (made once by
         the relay for both queues)."""
         self.sender.send_message(text)
+
+
+class BulkQueue:
+    """bulk-triage: one message asks a worker to go on with one tenant's part of a job."""
+
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
+
+    def request(self, request: BulkTriageRequest, delay: int | None = None) -> None:
+        """Queue the tenant's work; with `delay`, invisible for that many seconds."""
+        if delay is None:
+            self.sender.send_message(request.to_message())
+        else:
+            self.sender.send_message(request.to_message(), visibility_timeout=delay)

@@ -41,12 +41,17 @@ TENANT_SUMMARIES = "TenantSummaries"
 OWN_CHANGE_MARKS = "OwnChangeMarks"
 # Triage: every action on a customer's alert, once, append-only (storage/audit.py)
 AUDIT_TRAIL = "AuditTrail"
+# Triage bulk actions: jobs with their per-tenant work and per-alert outcomes
+# (storage/bulk_jobs.py), each tenant's Defender call budget (storage/call_budget.py)
+BULK_JOBS = "BulkJobs"
+CALL_BUDGET = "CallBudget"
 
 FETCH_QUEUE = "fetch-requests"
 RELAY_QUEUE = "alert-relay"
 NOTIFY_QUEUE = "notify-events"
 SIEM_QUEUE = "siem-events"
 SIEM_DELIVERY_QUEUE = "siem-deliveries"
+BULK_QUEUE = "bulk-triage"  # one tenant's part of a bulk job
 
 _created: set[tuple[str, ...]] = set()
 _lock = threading.Lock()

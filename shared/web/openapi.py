@@ -25,6 +25,8 @@ from shared.siem.pull import AlertVersion, PullPage
 from shared.tenants.admin import Offboard, TenantPatch, TenantView
 from shared.tenants.invitations import InvitationView, NewInvitation, Reconsent
 from shared.triage.api import AlertChange, AuditPage, TriageResult
+from shared.triage.bulk import MAX_ALERTS
+from shared.triage.bulk_api import BulkAccepted, BulkJobView, BulkRequest
 from shared.validation import MAX_BODY, ErrorBody, NoBody, Reply
 
 _REF = "#/components/schemas/{model}"
@@ -54,7 +56,7 @@ class ApiDocument(Reply):
 REPLIES: tuple[type[BaseModel], ...] = (
     ErrorBody, TenantView, InvitationView, RuleView, RuleDeleted, RuleTestSent,
     RuleTestRefused, RuleTestFailed, AlertVersion, PullPage, OutputsReport, HealthReport,
-    TriageResult, AuditPage, ApiDocument)
+    TriageResult, AuditPage, ApiDocument, BulkAccepted, BulkJobView)
 
 
 def _reply_schema(model: type[BaseModel]) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -117,7 +119,7 @@ def _model_schemas() -> dict[str, Any]:
     the handlers write them with."""
     out: dict[str, Any] = {}
     for model in (NewInvitation, Reconsent, RuleBody, TenantPatch, Offboard, NoBody,
-                  AlertChange):
+                  AlertChange, BulkRequest):
         schema = model.model_json_schema(mode="validation", ref_template=_REF)
         out.update(schema.pop("$defs", {}))
         out[model.__name__] = schema
@@ -261,6 +263,33 @@ def _triage_paths() -> dict[str, Any]:
     }
 
 
+def _bulk_paths() -> dict[str, Any]:
+    """Bulk triage: one change to many alerts across tenants, as a job."""
+    job_id = {"name": "job_id", "in": "path", "required": True,
+              "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
+    return {
+        "/api/alerts/bulk": {"post": {
+            "summary": f"Apply one change to the listed alerts, or to every alert matching "
+                       f"the alerts page's filter (at most {MAX_ALERTS:,}); each tenant's "
+                       f"part runs within its Defender budget", "security": _KEY,
+            "requestBody": _body(BulkRequest),
+            "responses": {"202": _json(BulkAccepted, "queued; progress at `status_url`"),
+                          **_errors(400, 401, 413)}}},
+        "/api/alerts/bulk/{job_id}": {
+            "parameters": [job_id],
+            "get": {"summary": "A bulk job's progress, each tenant's part and one page of "
+                               "per-alert outcomes", "security": _KEY,
+                    "parameters": [{"name": "after", "in": "query",
+                                    "schema": {"type": "string"},
+                                    "description": "the `next` of the previous page"},
+                                   {"name": "limit", "in": "query", "schema": {
+                                       "type": "integer", "minimum": 1, "maximum": 1000,
+                                       "default": 100}}],
+                    "responses": {"200": _json(BulkJobView, "the job"),
+                                  **_errors(400, 401, 404)}}},
+    }
+
+
 def _portal_paths() -> dict[str, Any]:
     """The portal's HTML pages; forms post urlencoded fields with a `csrf` token."""
     refused = {"401": _html("nobody signed in"), "403": _html("not an allowed group or "
@@ -289,6 +318,21 @@ def _portal_paths() -> dict[str, Any]:
         "/api/portal": {"get": page("Overview: every tenant's health and open alerts")},
         "/api/portal/alerts": {"get": page("Alerts across tenants, filtered, newest first",
                                            parameters=query)},
+        "/api/portal/bulk": {"post": {
+            **change(f"Start a bulk action: the checked alerts (`sel`: tenant|alert) or every "
+                     f"alert matching the filter (`scope=filter`, `f_*`; at most "
+                     f"{MAX_ALERTS:,}), with status, classify, assigned_to, comment"),
+            "responses": {"303": {"description": "started; to the job's page"}, **refused,
+                          "400": _html("the change is not valid, nothing is selected, or "
+                                       "too many alerts; the page says which")}}},
+        "/api/portal/bulk/{job_id}": {
+            "parameters": [{"name": "job_id", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "get": {**page("A bulk action's progress and each alert's outcome",
+                           parameters=[{"name": "after", "in": "query",
+                                        "schema": {"type": "string"}}]),
+                    "responses": {"200": _html("the job"), **refused,
+                                  "404": _html("no such job")}}},
         "/api/portal/tenants/{tenant_id}": {"parameters": [_TENANT_ID], "get": {**page(
             "A tenant: details, runs, rules, notifications, invitations"), "responses": {
             "200": _html("the tenant"), **refused, "404": _html("no such tenant")}}},
@@ -461,6 +505,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
             **_rule_paths("/api/rules", []),
             **_rule_paths("/api/tenants/{tenant_id}/rules", [_TENANT_ID]),
             **_siem_paths(),
+            **_bulk_paths(),
             **_portal_paths(),
             **_triage_paths(),
         },

@@ -28,7 +28,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 CACHED = ("ingestor", "fanout", "relay", "poison_log", "onboarding", "tenant_admin",
-          "notifier", "feed", "delivery", "portal", "tenants", "ops_notices", "triage")
+          "notifier", "feed", "delivery", "portal", "tenants", "ops_notices", "triage",
+          "bulk_triage", "alert_index")
 
 
 def _clear_caches() -> None:

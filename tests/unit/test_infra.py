@@ -89,7 +89,8 @@ def _code_names(monkeypatch) -> tuple[set[str], set[str]]:
                    onboarding.STATES, notices.OPS_NOTICES, tables.NOTIFY_RULES,
                    tables.NOTIFY_LEDGER, tables.MAIL_OUTBOX, tables.NOTIFY_DIGESTS,
                    tables.FANOUT_LEDGER, tables.TENANT_SUMMARIES,
-                   tables.SIEM_FEED, tables.SIEM_DELIVERY}
+                   tables.SIEM_FEED, tables.SIEM_DELIVERY, tables.BULK_JOBS,
+                   tables.CALL_BUDGET}
     return queues | poison | triggered, table_names
 
 

@@ -17,6 +17,7 @@ from shared.messages import (
     AlertBatch,
     AlertEvent,
     BadMessage,
+    BulkTriageRequest,
     DeliverRequest,
     FetchRequest,
     RelayRequest,
@@ -39,7 +40,8 @@ SAMPLES = [FetchRequest(TENANT), FetchRequest(TENANT, True, "budget"), RelayRequ
            FetchRequest(TENANT, seen=TenantSeen("Contoso Café ✓", "eu", 2, 'W/"etag"')),
            DeliverRequest("soc-syslog"), EVENT,
            replace(EVENT, by={"id": "oid-1", "name": "Ann ✓", "via": "entra"}),
-           AlertBatch(TENANT, (EVENT, replace(EVENT, alert_id="b", event_id="")))]
+           AlertBatch(TENANT, (EVENT, replace(EVENT, alert_id="b", event_id=""))),
+           BulkTriageRequest("0123456789abcdef0123456789abcdef", TENANT)]
 
 # What the producers wrote before the contracts moved here (messages queued by an older
 # deployment): each must still parse, and is still what the producer writes.
@@ -75,8 +77,8 @@ def test_every_message_type_round_trips(message):
 
 
 def test_every_message_type_has_its_own_tag():
-    assert sorted(t.TYPE for t in MESSAGE_TYPES) == ["alert", "alerts", "deliver", "fetch",
-                                                     "relay"]
+    assert sorted(t.TYPE for t in MESSAGE_TYPES) == ["alert", "alerts", "bulk-triage",
+                                                     "deliver", "fetch", "relay"]
 
 
 @pytest.mark.parametrize(("body", "message"), GOLDEN, ids=lambda g: str(g)[:20])
@@ -151,6 +153,11 @@ MALFORMED = [
     (RelayRequest, FetchRequest(TENANT).to_message(), "expected 'relay'"),
     (AlertEvent, DeliverRequest("x").to_message(), "expected 'alert'"),
     (DeliverRequest, EVENT.to_message(), "expected 'deliver'"),
+    (BulkTriageRequest, FetchRequest(TENANT).to_message(), "expected 'bulk-triage'"),
+    (BulkTriageRequest, json.dumps({"v": 1, "type": "bulk-triage", "job": "../x",
+                                    "tenant": TENANT}), "job is not a job id"),
+    (BulkTriageRequest, json.dumps({"v": 1, "type": "bulk-triage", "job": "a" * 32}),
+     "tenant is not a GUID"),
     # fields
     (FetchRequest, _fetch(tenant="nope"), "tenant is not a GUID"),
     (FetchRequest, _fetch(tenant=_DROP), "tenant is not a GUID"),

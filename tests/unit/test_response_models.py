@@ -25,10 +25,13 @@ from shared.notify.rules import (
 from shared.ops.health import HealthReport
 from shared.siem.outputs import OutputsReport
 from shared.siem.pull import PullPage, item
+from shared.storage.bulk_jobs import BulkItem, BulkJob, TenantWork
 from shared.tenants.admin import TenantView
 from shared.tenants.invitations import Invitation, InvitationView
 from shared.triage.api import AuditEntryView, AuditPage, TriageResult
-from shared.triage.model import Actor, AuditEntry
+from shared.triage.bulk import JobStatus
+from shared.triage.bulk_api import BulkAccepted, BulkJobView
+from shared.triage.model import Actor, AuditEntry, Change
 from shared.validation import ErrorBody
 from shared.web import openapi
 
@@ -66,6 +69,12 @@ def _instances() -> list[BaseModel]:
                                                  "retry_at")}],
         "mail": {"transport": "smtp", "failing_since": None},
         "reasons": [{"code": "tenants_failing", "message": "1 active tenant(s) failed"}]}
+    job = BulkJob("a" * 32, Actor("oid", "Ann", "entra"), Change(status="Resolved"), 3, 1,
+                  "selection", NOW)
+    work = TenantWork(job.job_id, TENANT, "Contoso", 3, done=1, failed=1, calls=2,
+                      note="throttled by Defender: next call at 10:31:00 UTC")
+    items = [BulkItem(TENANT, "da1", "done", at=NOW), BulkItem(TENANT, "da2", "failed", "404"),
+             BulkItem(TENANT, "da3")]
     unhealthy = {"status": "unhealthy", "versions": {"mssp-hub": "1.0"},
                  "checks": {"settings": {"ok": False, "error": "app setting X: bad"}}}
     return [
@@ -98,6 +107,10 @@ def _instances() -> list[BaseModel]:
             {"status": "Resolved"}, "done", "200 OK"))], continuation="0123~a1"),
         AuditPage(entries=[]),
         openapi.ApiDocument.model_validate(openapi.document()),
+        BulkAccepted(job_id=job.job_id, status_url=f"/api/alerts/bulk/{job.job_id}",
+                     total=3, tenants=1),
+        BulkJobView.of(JobStatus(job, [work], items, "a~next")),
+        BulkJobView.of(JobStatus(job, [], [], "")),
     ]
 
 
