@@ -111,7 +111,13 @@ class AlertViews:
         entries: list[Any] = []
         following = None
         if self.audit is not None:
-            found, following = self.audit.page(**flt.query())
+            try:
+                found, following = self.audit.page(**flt.query())
+            except ValueError:  # a continuation this page never gave
+                return portal._page("portal/message.html", 400, principal=principal,
+                                    heading="That page of the audit trail does not exist",
+                                    message="The link's continuation is not one this portal "
+                                            "gave. Start again from the first page.")
             entries = list(found)
         next_url = (f"{self.base}/audit?{urlencode(flt.params(continuation=following))}"
                     if following else "")

@@ -186,7 +186,9 @@ class Portal:
                           flt=flt, page=page, next_url=next_url,
                           first_url=f"{BASE}/alerts?{urlencode(flt.params())}",
                           severities=queries.SEVERITIES, statuses=queries.STATUSES,
-                          ranges=list(queries.RANGES), bulk=bulk_form.choices(self.bulk))
+                          ranges=list(queries.RANGES),
+                          bulk=bulk_form.choices(self.bulk) if principal.may_act(self.cfg)
+                          else None)
 
     # bulk actions: the alerts list's form, and the job's page ---------------------------
     def bulk_action(self, request: Request) -> Response:
@@ -195,6 +197,9 @@ class Portal:
     def _bulk_action(self, request: Request, principal: auth.Principal) -> Response:
         if self.bulk is None:
             return self._not_found(principal, "bulk action here")
+        if not principal.may_act(self.cfg):
+            return self._page("portal/denied.html", 403, principal=principal,
+                              signed_in=True, reason=auth.READ_ONLY_ANALYST)
         try:
             job = bulk_form.submit(self.bulk, request.form, request.form_lists,
                                    Actor(principal.id, principal.name, principal.via),

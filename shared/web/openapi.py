@@ -290,6 +290,10 @@ def _bulk_paths() -> dict[str, Any]:
     }
 
 
+def _with_responses(operation: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    return {**operation, "responses": {**operation["responses"], **more}}
+
+
 def _portal_paths() -> dict[str, Any]:
     """The portal's HTML pages; forms post urlencoded fields with a `csrf` token."""
     refused = {"401": _html("nobody signed in"), "403": _html("not an allowed group or "
@@ -366,10 +370,11 @@ def _portal_paths() -> dict[str, Any]:
                 "429": _html("the tenant's Defender budget is spent: retry later"),
                 "502": _html("Defender failed"),
                 "503": _html("acting is not available in this deployment")}}},
-        "/api/portal/audit": {"get": page(
+        "/api/portal/audit": {"get": _with_responses(page(
             "The audit trail of actions on alerts, filtered, a page at a time",
             parameters=[{"name": n, "in": "query", "schema": {"type": "string"}} for n in (
-                "tenant", "analyst", "outcome", "since", "until", "continuation")])},
+                "tenant", "analyst", "outcome", "since", "until", "continuation")]),
+            {"400": _html("a continuation this portal never gave")})},
         "/api/portal/rules/{scope}/{rule_id}/{action}": {
             "parameters": [{"name": "scope", "in": "path", "required": True,
                             "schema": {"type": "string"},

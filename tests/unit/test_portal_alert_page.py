@@ -436,3 +436,16 @@ def test_the_tenant_page_and_the_alerts_list_link_to_the_alert_page():
     assert page in listed.body and "<script>" not in listed.body
     tenant = desk.portal.tenant(Request("GET", desk.headers(), route={"tenant_id": TENANT}))
     assert page in tenant.body and "<script>" not in tenant.body
+
+
+def test_a_read_only_analyst_gets_no_bulk_form_and_a_bulk_post_is_403():
+    desk = Desk(PORTAL_ACTION_GROUPS=ACTORS)
+    desk.portal.bulk = object()  # wired: the form shows only to those who may act
+    looker = desk.portal.alerts(Request("GET", desk.headers("looker"))).body
+    assert 'id="bulk"' not in looker
+    assert 'id="bulk"' in desk.portal.alerts(Request("GET", desk.headers("actor"))).body
+    csrf = auth.csrf_token(desk.settings.portal, auth.Principal(
+        "oid-looker", "looker@mssp.example", "entra"))
+    denied = desk.portal.bulk_action(Request("POST", desk.headers("looker", **{
+        "origin": PUBLIC}), form={"csrf": csrf, "scope": "selected", "status": "Resolved"}))
+    assert denied.status == 403 and "read-only analyst" in denied.body
