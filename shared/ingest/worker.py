@@ -209,8 +209,11 @@ class Ingestor:
     """Runs fetches; built once per process (credentials and sessions are reused)."""
 
     def __init__(self, settings: Settings, tokens: Tokens, client: DefenderClient,
-                 stores: IngestStores, clock: Callable[[], float] = time.time) -> None:
+                 stores: IngestStores, clock: Callable[[], float] = time.time,
+                 triage_tokens: Tokens | None = None) -> None:
+        """`triage_tokens`: the triage app's, for tenants that consented to it."""
         self.settings, self.tokens, self.client, self.clock = settings, tokens, client, clock
+        self.triage_tokens = triage_tokens
         self.tenants, self.alerts, self.states = stores.tenants, stores.alerts, stores.states
         self.runs, self.app_health = stores.runs, stores.app_health
         self.fetch_queue, self.relay_queue = stores.fetch_queue, stores.relay_queue
@@ -357,7 +360,8 @@ class Ingestor:
         else:
             position = Cursor(timefmt.shift(committed.watermark, -fetch.overlap_seconds), 0)
         base = self.settings.identity.api_base(tenant.region)
-        token = self.tokens.token(tenant.tenant_id)
+        tokens = self._tokens(tenant)
+        token = tokens.token(tenant.tenant_id)
         retried_auth = False
         more = False
         relay = RelayTrigger(lambda: self.relay_queue.request(tenant.tenant_id))
@@ -399,8 +403,8 @@ class Ingestor:
                                          TenantStatus.CONSENT_REVOKED, "api_unauthorized"
                                          ) from None
                     retried_auth = True
-                    self.tokens.forget(tenant.tenant_id)
-                    token = self.tokens.token(tenant.tenant_id)
+                    tokens.forget(tenant.tenant_id)
+                    token = tokens.token(tenant.tenant_id)
                     continue
                 if received < fetch.page_size:
                     break
@@ -410,6 +414,13 @@ class Ingestor:
                           0)
         hold.fetched_ok(more)
         record.outcome = "partial" if more else "success"
+
+    def _tokens(self, tenant: Tenant) -> Tokens:
+        """The Tokens of the app the tenant consented to (a triage tenant may never have
+        consented to the read app)."""
+        if tenant.consent_app == "triage" and self.triage_tokens is not None:
+            return self.triage_tokens
+        return self.tokens
 
     # one page ---------------------------------------------------------------------------
     def _store_page(self, tenant: Tenant, alerts: Iterator[alert_stream.Document],
