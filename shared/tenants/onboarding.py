@@ -28,11 +28,12 @@ from shared.storage.invitations import (
     InvitationRepository,
 )
 from shared.storage.tenants import TenantRepository
-from shared.tenants.access import PERMISSIONS, granted, token_roles, why_not_triage
+from shared.tenants.access import PERMISSIONS, Permission, granted, token_roles, why_not_triage
 from shared.tenants.consent_decision import Decision, decide
 from shared.tenants.invitations import Invitation
 from shared.tenants.oidc import OpenIdClient, SignInError, digest, new_secret
 from shared.tenants.ops_notices import OpsNotices
+from shared.validation import ValidationError
 
 INVITATIONS, STATES = tables.INVITATIONS, tables.CONSENT_STATES  # named in storage/tables.py
 # what the callback reads; anything else (`tenant`, `admin_consent`...) is ignored
@@ -105,9 +106,11 @@ class Onboarding:
         """Why an invitation cannot ask for triage access ("" when it can)."""
         return "" if "triage" in self.apps else why_not_triage(self.settings.identity)
 
-    def client_id(self, access: str) -> str:
-        """The client id of the app consented to for `access` (the consent page names it)."""
-        return self.settings.identity.app(access).client_id
+    def terms(self, invitation: Invitation) -> tuple[Permission, str]:
+        """What the consent page says is granted: the permission, and the client id of the
+        app it is granted to (the one the sign-in then uses)."""
+        access = invitation.access if invitation.access in self.apps else "read"
+        return PERMISSIONS[access], self.settings.identity.app(access).client_id
 
     @staticmethod
     def now() -> datetime:
@@ -118,10 +121,10 @@ class Onboarding:
         return f"{self.cfg.public_base_url}/api/onboard/{invitation_id}"
 
     def create_invitation(self, values: dict[str, Any]) -> Invitation:
-        """Raises ValueError for triage access without a triage app."""
+        """Raises ValidationError (on `access`) for triage without a triage app."""
         access = values.get("access", "read")
         if access == "triage" and self.why_not_triage():
-            raise ValueError(self.why_not_triage())
+            raise ValidationError([{"field": "access", "message": self.why_not_triage()}])
         now = datetime.now(UTC)
         invitation = Invitation(id=secrets.token_urlsafe(24), created_at=now,
                                 display_name=values["display_name"],
@@ -136,7 +139,7 @@ class Onboarding:
         """An invitation only `tenant` can use: how a known tenant (paused, offboarded,
         revoked, unavailable) comes back by consent, or an active one changes its access
         (read to triage, or back). Raises ValueError if it is active with that access
-        already, or for triage without a triage app."""
+        already, ValidationError for triage without a triage app."""
         access = values.get("access", "read")
         if tenant.status == TenantStatus.ACTIVE and access == tenant.access:
             raise ValueError(f"the tenant is active: it needs no new consent for {access} "
