@@ -312,12 +312,20 @@ class Ingestor:
         if isinstance(exc, ConflictError):
             record.outcome, record.error = "conflict", str(exc)
             return None
+        used = hold.tenant.consent_app  # the app whose token this run took
         tenant = hold.current()
         if isinstance(exc, TenantLeft) or tenant is None \
                 or tenant.status != TenantStatus.ACTIVE:
             record.outcome = "skipped"
             record.error = str(exc) if isinstance(exc, TenantLeft) else (
                 "unknown tenant" if tenant is None else f"tenant is {tenant.status}")
+            return None
+        if isinstance(exc, (TokenError, Forbidden)) and tenant.consent_app != used:
+            # consented to another app since the fan-out: the next fan-out's run takes
+            # that app's token (nothing queued now, so it queues one)
+            record.outcome = "skipped"
+            record.error = f"the tenant now trusts the {tenant.consent_app} app"
+            self.tenants.clear_fetch_queued(tenant.tenant_id)
             return None
         if isinstance(exc, Throttled):
             record.outcome, record.error = "throttled", str(exc)

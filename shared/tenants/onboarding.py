@@ -390,6 +390,8 @@ class Onboarding:
             except AlreadyExists:  # another invitation registered it just now
                 self.invitations.abandon_admission(invitation)
                 return self._already_connected(self.tenants.get(tenant_id))
+        elif existing.status == TenantStatus.ACTIVE:  # a change of access
+            self.tenants.record_grant(tenant_id, grant.access, grant.reason, grant.app)
         else:
             self.tenants.reactivate(tenant_id, "consent granted again", access=grant.access,
                                     access_reason=grant.reason, consent_app=grant.app)

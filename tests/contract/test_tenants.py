@@ -184,6 +184,12 @@ def test_what_a_consent_granted_is_kept_and_changed_by_a_new_consent(registry):
     assert (back.access, back.access_reason, back.consent_app) == (
         "read", "read-only, asked", "read")
     assert registry.get(registry.add(_tenant()).tenant_id).consent_app == "read"
+    registry.mark_requeued(tenant.tenant_id)
+    queued = registry.get(tenant.tenant_id).fetch_queued_at
+    registry.record_grant(tenant.tenant_id, "triage", "", "triage")  # an upgrade
+    after = registry.get(tenant.tenant_id)
+    assert (after.access, after.consent_app, after.fetch_queued_at) == (
+        "triage", "triage", queued)  # the fetch in flight is not forgotten
 
 
 def test_health_writes_of_a_fetch(registry):

@@ -15,6 +15,8 @@ from shared.model import Tenant, TenantStatus
 from shared.tenants.onboarding import Onboarding
 from tests.e2e.conftest import FUNCTION_KEY
 from tests.e2e.test_onboarding import Flow, _alerts
+from tests.e2e.test_portal_browser import principal
+from tests.e2e.test_portal_http import _session, _token
 from tests.integration.devhost_fixtures import wait_for
 
 KEY = {"x-functions-key": FUNCTION_KEY}
@@ -75,11 +77,13 @@ def test_a_triage_invitation_through_the_host_and_an_upgrade_by_reconsent(
     assert again.status_code == 200 and "You are connected" in again.text
     assert _tenant(flow, reader)["access"] == "triage"
     assert repo.get(reader).consent_app == "triage"
-    # the customer removes the read app: the worker fetches with the triage app's tokens
+    # the customer removes the read app at once: a fetch queued before the upgrade (the
+    # read app's token) is skipped, not taken for a revoked consent; the next one takes
+    # the triage app's
     sim.revoke(reader, simulator.config.client_id)
     sim.generate(reader, 2, age_seconds=30)
     wait_for(lambda: _alerts(storage_env, reader) == 2, timeout=30)
-    assert repo.get(reader).status == TenantStatus.ACTIVE
+    assert repo.get(reader).status == TenantStatus.ACTIVE, repo.get(reader)
 
 
 @pytest.mark.parametrize("extra_settings", [{
@@ -94,3 +98,30 @@ def test_without_a_triage_app_invitations_are_read_only_and_the_api_says_why(
     (error,) = r.json()["errors"]
     assert error["field"] == "access" and "MSSP_TRIAGE_CLIENT_ID" in error["message"]
     assert flow.invite()["access"] == "read"
+
+
+def test_the_portal_offers_triage_invitations_and_an_upgrade_link(app_host, sim, simulator):
+    host, repo = app_host
+    base = f"{host.http.base_url}/api/portal"
+    own = {"Origin": host.http.base_url, "Sec-Fetch-Site": "same-origin"}
+    ana = _session(principal(name="ana@mssp.example"))
+    token = _token(ana, f"{base}/invitations")
+    made = ana.post(f"{base}/invitations", headers=own, allow_redirects=False, timeout=10,
+                    data={"csrf": token, "display_name": "Portal Triage Co",
+                          "contact_email": "it@portaltriage.example", "access": "triage"})
+    assert made.status_code == 303
+    listed = ana.get(f"{base}/invitations", timeout=10).text
+    assert 'id="i-access"' in listed and "Portal Triage Co</td><td>it@portaltriage.example" \
+        "</td><td>triage</td>" in listed
+    # a read-only tenant's page: its access, and the upgrade by a re-consent link
+    created = sim.add_tenant("Portal Upgrade Co", consent=[simulator.config.client_id])
+    tenant = repo.add(Tenant(created["id"], "Portal Upgrade Co"))
+    page_url = f"{base}/tenants/{tenant.tenant_id}"
+    page = ana.get(page_url, timeout=10).text
+    assert 'id="tenant-access">read-only<' in page and "Upgrade to triage access" in page
+    done = ana.post(f"{page_url}/reconsent", headers=own, allow_redirects=False, timeout=10,
+                    data={"csrf": _token(ana, page_url), "access": "triage"})
+    assert done.status_code == 303
+    shown = ana.get(f"{host.http.base_url}{done.headers['Location']}", timeout=10).text
+    assert "(re-consent)</span></td><td></td><td>triage</td><td>open</td>" in shown
+    assert repo.get(tenant.tenant_id).access == "read"  # until the customer consents

@@ -15,6 +15,7 @@ from shared.config import SettingsError
 from shared.ingest.fanout import seen
 from shared.ingest.hold import seen_tenant
 from shared.messages import FetchRequest, TenantSeen
+from shared.microsoft.identity import TokenError
 from shared.model import Tenant, TenantStatus
 from shared.tenants import access
 from shared.tenants.consent_decision import Decision, decide
@@ -282,3 +283,36 @@ def test_a_triage_tenant_is_fetched_with_the_triage_apps_tokens_without_a_read(m
     world.tenants.merge(world.tenant.tenant_id, consent_app="read")
     world.ingestor.run(FetchRequest(world.tenant.tenant_id))
     assert read.asked == [world.tenant.tenant_id]
+
+
+def test_a_run_with_the_app_the_tenant_left_is_skipped_not_a_revoked_consent():
+    world = IngestWorld()
+    world.add_alerts(1)
+    request = FetchRequest(world.tenant.tenant_id,
+                           seen=seen(world.tenants.get(world.tenant.tenant_id)))  # read app
+    world.tenants.record_grant(world.tenant.tenant_id, "triage", "", "triage")  # upgraded
+    world.tokens.refuse.append(TokenError("AADSTS700016", 700016,
+                                          TenantStatus.CONSENT_REVOKED, "app_not_found"))
+    run = world.ingestor.run(request)
+    assert (run.outcome, run.error) == ("skipped", "the tenant now trusts the triage app")
+    tenant = world.tenants.get(world.tenant.tenant_id)
+    assert tenant.status == TenantStatus.ACTIVE and tenant.consecutive_failures == 0
+    assert tenant.fetch_queued_at is None  # the next fan-out queues it again
+    # the same refusal for the app the tenant does trust still stops it
+    world.tokens.refuse.append(TokenError("AADSTS700016", 700016,
+                                          TenantStatus.CONSENT_REVOKED, "app_not_found"))
+    world.tenants.record_grant(world.tenant.tenant_id, "read", "asked", "read")
+    world.ingestor.run(FetchRequest(world.tenant.tenant_id))
+    assert world.tenants.get(world.tenant.tenant_id).status == TenantStatus.CONSENT_REVOKED
+
+
+def test_an_access_change_of_an_active_tenant_keeps_its_fetch_state(world):
+    tenant_id = _new()
+    world.onboard(tenant_id)
+    world.tenants.mark_requeued(tenant_id)  # a fetch in flight
+    queued = world.tenants.get(tenant_id).fetch_queued_at
+    upgrade = world.service.create_reconsent(world.tenants.get(tenant_id), {
+        "contact_email": "", "expires_in_days": 7, "access": "triage"})
+    assert world.onboard(tenant_id, upgrade)[1].kind == "connected"
+    after = world.tenants.get(tenant_id)
+    assert after.access == "triage" and after.fetch_queued_at == queued
