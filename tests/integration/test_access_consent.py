@@ -14,10 +14,11 @@ import requests
 
 from shared.config import Settings
 from shared.microsoft.defender import DefenderClient
-from shared.microsoft.identity import Tokens
+from shared.microsoft.identity import TokenError, Tokens
 from shared.model import Tenant
 from shared.storage import tables
 from shared.storage.invitations import ConsentStateRepository, InvitationRepository
+from shared.tenants.access import token_roles
 from shared.tenants.oidc import OpenIdClient
 from shared.tenants.onboarding import ConsentApp, Onboarding
 from shared.tenants.ops_notices import OpsNotices
@@ -144,3 +145,20 @@ def test_a_reconsent_link_upgrades_a_read_tenant_and_keeps_its_alerts(
     assert pipeline.ingestor.run(pipeline.fanned_out(created["id"])).new == 1
     # an already-used link changes nothing more
     assert consent.service.invitation(upgrade.id).status == "used"
+
+
+def test_the_simulators_triage_app_tokens_carry_the_roles_granted(consent, simulator, sim):
+    created = sim.add_tenant("Access Roles Co", consent=[simulator.config.triage_client_id])
+    apps = {a["client_id"]: a for a in requests.get(
+        f"{simulator.base_url}/_sim/apps", verify=consent.ca, timeout=10).json()}
+    assert apps[simulator.config.triage_client_id]["name"] == "MSSP Hub triage (simulated)"
+    triage = consent.service.apps["triage"].tokens
+    assert token_roles(triage.token(created["id"])) == ["Alert.ReadWrite.All"]
+    sim.grant(created["id"], simulator.config.triage_client_id,
+              {DEFENDER: ["Alert.Read.All"]})
+    triage.forget(created["id"])
+    assert token_roles(triage.token(created["id"])) == ["Alert.Read.All"]
+    read = consent.service.apps["read"].tokens  # never consented in this tenant
+    with pytest.raises(TokenError) as refused:
+        read.token(created["id"])
+    assert refused.value.code == 700016
