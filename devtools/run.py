@@ -51,7 +51,10 @@ def seed_registry(storage: StorageConnection, simulator: Simulator) -> list[str]
         if tenant.id == simulator.config.mssp_tenant_id or not tenant.consents:
             continue
         if repo.get(tenant.id) is None:
-            repo.add(Tenant(tenant.id, tenant.name))
+            triage = simulator.config.triage_client_id in tenant.consents
+            repo.add(Tenant(tenant.id, tenant.name, access="triage" if triage else "read",
+                            consent_app="triage" if triage else "read",
+                            access_reason="" if triage else "a read-only demo tenant"))
             added.append(tenant.name)
     return added
 
@@ -156,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
             "AzureWebJobsStorage": azurite.connection_string,
             "MSSP_CLIENT_ID": simulator.config.client_id,
             "MSSP_CLIENT_SECRET": simulator.config.client_secret,
+            # the triage app (Alert.ReadWrite.All): invitations may ask for triage access
+            "MSSP_TRIAGE_CLIENT_ID": simulator.config.triage_client_id,
+            "MSSP_TRIAGE_CLIENT_SECRET": simulator.config.triage_client_secret,
             "MSSP_AUTHORITY_HOST": simulator.base_url,
             "MSSP_DEFENDER_API_BASE": simulator.base_url,
             "MSSP_CA_BUNDLE": str(simulator.config.ca_path),

@@ -43,12 +43,11 @@ def _with_tenant(req: func.HttpRequest, action: Callable[[Tenant], func.HttpResp
 @bp.function_name("invitations_create")
 @bp.route(route="invitations", methods=["POST"])
 def invitations_create(req: func.HttpRequest) -> func.HttpResponse:
-    try:
-        values = parse_invitation(_body(req))
-    except ValidationError as exc:
-        return invalid(exc)
     service = services.onboarding()
-    invitation = service.create_invitation(values)
+    try:
+        invitation = service.create_invitation(parse_invitation(_body(req)))
+    except ValidationError as exc:  # triage access without a triage app, too
+        return invalid(exc)
     return json_response(InvitationView.of(invitation, service.link(invitation.id)), 201)
 
 
@@ -97,13 +96,16 @@ def tenants_update(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("tenants_reconsent")
 @bp.route(route="tenants/{tenant_id}/invitations", methods=["POST"])
 def tenants_reconsent(req: func.HttpRequest) -> func.HttpResponse:
-    """A re-consent invitation: how a known tenant that is not active comes back."""
+    """A re-consent invitation: how a known tenant that is not active comes back, or an
+    active one changes its access (read-only or triage)."""
     service = services.onboarding()
 
     def make(tenant: Tenant) -> func.HttpResponse:
         values = parse_reconsent(_body(req))
         try:
             invitation = service.create_reconsent(tenant, values)
+        except ValidationError:
+            raise
         except ValueError as exc:
             raise Conflict(str(exc)) from None
         return json_response(InvitationView.of(invitation, service.link(invitation.id)), 201)

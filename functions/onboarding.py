@@ -43,8 +43,9 @@ def onboard_page(req: func.HttpRequest) -> func.HttpResponse:
     invitation = _open_invitation(req)
     if invitation is None:
         return _gone()
-    return _page("invitation.html", invitation=invitation,
-                 client_id=service.settings.identity.client_id,
+    permission, client_id = service.terms(invitation)
+    return _page("invitation.html", invitation=invitation, permission=permission,
+                 client_id=client_id,
                  action=f"/api/onboard/{invitation.id}",
                  # the form's redirect goes on to Entra: CSP form-action covers redirects
                  form_targets=f"'self' {service.settings.identity.browser_authority}")

@@ -12,7 +12,7 @@ import functools
 import os
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from shared.addresses import parse_address
 from shared.netloc import authority, is_loopback
@@ -85,6 +85,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "MSSP_CLIENT_CERTIFICATE_PATH",
         "PEM file with the app's certificate and private key, used instead of a secret.",
+        default="",
+    ),
+    # issue 20: the optional triage app (Alert.ReadWrite.All), a second registration
+    Setting(
+        "MSSP_TRIAGE_CLIENT_ID",
+        "Application (client) id of the MSSP's optional triage app (a GUID): a second "
+        "multi-tenant app asking for `Alert.ReadWrite.All`, which a customer consents to "
+        "through a triage invitation. Empty: invitations can only be read-only.",
+        default="",
+    ),
+    Setting(
+        "MSSP_TRIAGE_CLIENT_SECRET",
+        "The triage app's client secret; with MSSP_TRIAGE_CLIENT_ID, this or "
+        "MSSP_TRIAGE_CLIENT_CERTIFICATE_PATH is required.",
+        default="",
+        secret=True,
+    ),
+    Setting(
+        "MSSP_TRIAGE_CLIENT_CERTIFICATE_PATH",
+        "PEM file with the triage app's certificate and private key, used instead of a "
+        "secret.",
         default="",
     ),
     Setting(
@@ -272,6 +293,33 @@ def _https(env: Mapping[str, str], name: str) -> str:
     return value
 
 
+def _triage_app(env: Mapping[str, str], main_client_id: str) -> dict[str, str | None]:
+    """The optional triage app's credentials, validated like the main app's."""
+    client_id = _get(env, "MSSP_TRIAGE_CLIENT_ID")
+    secret = _get(env, "MSSP_TRIAGE_CLIENT_SECRET") or None
+    cert = _get(env, "MSSP_TRIAGE_CLIENT_CERTIFICATE_PATH") or None
+    if not client_id:
+        if secret or cert:
+            raise SettingsError("MSSP_TRIAGE_CLIENT_ID", "is not set, but the triage app's "
+                                "secret or certificate is")
+        return {}
+    try:
+        client_id = str(uuid.UUID(client_id))
+    except ValueError:
+        raise SettingsError("MSSP_TRIAGE_CLIENT_ID", "must be the triage app's client id "
+                            "(a GUID)") from None
+    if client_id == main_client_id:
+        raise SettingsError("MSSP_TRIAGE_CLIENT_ID", "must be a second app registration, "
+                            "not MSSP_CLIENT_ID: consent grants all an app declares")
+    if not secret and not cert:
+        raise SettingsError("MSSP_TRIAGE_CLIENT_SECRET",
+                            "is not set (nor MSSP_TRIAGE_CLIENT_CERTIFICATE_PATH)")
+    if cert and not os.path.isfile(cert):
+        raise SettingsError("MSSP_TRIAGE_CLIENT_CERTIFICATE_PATH", "is not a readable file")
+    return {"triage_client_id": client_id, "triage_client_secret": secret,
+            "triage_certificate_path": cert}
+
+
 def _sign_in_host(env: Mapping[str, str]) -> str:
     value = _get(env, "MSSP_SIGN_IN_HOST").rstrip("/")
     if value and not (value.startswith("https://") or (
@@ -293,6 +341,28 @@ class IdentitySettings:
     api_base_override: str | None = None
     ca_bundle: str | None = None
     sign_in_host: str = ""  # the browser's way to the authorize page; "" = authority_host
+    # the optional triage app (Alert.ReadWrite.All): "" when none is registered
+    triage_client_id: str = ""
+    triage_client_secret: str | None = field(default=None, repr=False)
+    triage_certificate_path: str | None = None
+
+    @property
+    def triage_enabled(self) -> bool:
+        return bool(self.triage_client_id)
+
+    def app(self, access: str) -> IdentitySettings:
+        """The settings of the app a tenant consents to for `access` ("read" or
+        "triage"): the triage app's credentials in place of the main app's, so Tokens and
+        OpenIdClient work the same for both. ValueError for triage without a triage app."""
+        if access == "read":
+            return self
+        if access != "triage" or not self.triage_enabled:
+            raise ValueError(f"no app for {access!r} access (MSSP_TRIAGE_CLIENT_ID is unset)")
+        return replace(self, client_id=self.triage_client_id,
+                       client_secret=self.triage_client_secret,
+                       certificate_path=self.triage_certificate_path,
+                       triage_client_id="", triage_client_secret=None,
+                       triage_certificate_path=None)
 
     @property
     def browser_authority(self) -> str:
@@ -332,8 +402,9 @@ class IdentitySettings:
         ca = _get(env, "MSSP_CA_BUNDLE") or None
         if ca and not os.path.isfile(ca):
             raise SettingsError("MSSP_CA_BUNDLE", "is not a readable file")
+        triage = _triage_app(env, client_id)
         return cls(client_id=client_id, client_secret=secret, certificate_path=cert,
-                   cloud=cloud,
+                   cloud=cloud, **triage,
                    authority_host=_https(env, "MSSP_AUTHORITY_HOST") or CLOUDS[cloud][0],
                    api_base_override=_https(env, "MSSP_DEFENDER_API_BASE") or None,
                    ca_bundle=ca, sign_in_host=_sign_in_host(env))

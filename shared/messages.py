@@ -93,18 +93,25 @@ class TenantSeen:
     region: str
     failures: int
     etag: str
+    consent_app: str = "read"  # whose token the fetch takes (Tenant.consent_app)
 
     def dump(self) -> dict[str, Any]:
-        return {"name": self.display_name, "region": self.region,
+        data = {"name": self.display_name, "region": self.region,
                 "failures": self.failures, "etag": self.etag}
+        if self.consent_app != "read":  # older messages carry none: "read"
+            data["app"] = self.consent_app
+        return data
 
     @classmethod
     def parse(cls, data: dict[str, Any]) -> TenantSeen:
         failures = data.get("failures", 0)
         if not isinstance(failures, int) or isinstance(failures, bool):
             raise BadMessage("seen.failures is not a number")
+        app = _field(data, "app", str, "read")
+        if app not in ("read", "triage"):
+            raise BadMessage("seen.app is neither read nor triage")
         return cls(_field(data, "name", str), _field(data, "region", str, ""), failures,
-                   _field(data, "etag", str))
+                   _field(data, "etag", str), app)
 
 
 @dataclass(frozen=True, slots=True)

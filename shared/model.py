@@ -48,6 +48,11 @@ class Tenant:
     throttled_until: datetime | None = None
     access: str = "read"  # "read" or "triage": what the tenant granted (token's roles)
     access_reason: str = ""  # why triage is not possible, when it is not
+    # the app registration the tenant consented to, "read" (MSSP_CLIENT_ID) or "triage"
+    # (MSSP_TRIAGE_CLIENT_ID): the worker's tokens come from it. Not `access`: a triage
+    # app granted read roles only, or a 403 on a write, makes access "read" while the
+    # tenant still trusts only the triage app.
+    consent_app: str = "read"
     etag: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:

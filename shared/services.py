@@ -47,7 +47,8 @@ from shared.storage.tenant_data import TenantData
 from shared.storage.tenant_summaries import TenantSummaries
 from shared.storage.tenants import TenantRepository
 from shared.tenants.admin import TenantAdmin
-from shared.tenants.onboarding import Onboarding
+from shared.tenants.oidc import OpenIdClient
+from shared.tenants.onboarding import ConsentApp, Onboarding
 from shared.tenants.ops_notices import OpsNotices
 from shared.triage.bulk import CALL_TIMEOUT, BulkStores, BulkTriage, Hooks
 from shared.triage.model import Actor, AuditEntry, Change
@@ -70,8 +71,11 @@ def ingest_stores(settings: Settings) -> IngestStores:
 
 
 def ingestor_for(settings: Settings, tokens: Tokens, client: DefenderClient) -> Ingestor:
-    """An Ingestor on the real tables (a new one: its own writer threads)."""
-    return Ingestor(settings, tokens, client, ingest_stores(settings))
+    """An Ingestor on the real tables (a new one: its own writer threads); a tenant that
+    consented to the triage app is fetched with its tokens."""
+    identity = settings.identity
+    triage = tokens_for(identity.app("triage")) if identity.triage_enabled else None
+    return Ingestor(settings, tokens, client, ingest_stores(settings), triage_tokens=triage)
 
 
 @functools.cache
@@ -163,11 +167,15 @@ def ops_notices() -> OpsNotices:
 def onboarding() -> Onboarding:
     settings = get_settings()
     storage = settings.storage
+    identity = settings.identity
+    triage = ConsentApp(tokens_for(identity.app("triage")), OpenIdClient(
+        identity.app("triage"), settings.onboarding.redirect_uri)
+    ) if identity.triage_enabled else None
     return Onboarding(settings, tokens_for(settings.identity),
                       DefenderClient(settings.fetch.timeout_seconds, settings.identity.ca_bundle),
                       tenants(), InvitationRepository(tables.table(storage, tables.INVITATIONS)),
                       ConsentStateRepository(tables.table(storage, tables.CONSENT_STATES)),
-                      ops_notices())
+                      ops_notices(), triage=triage)
 
 
 @functools.cache

@@ -2,9 +2,11 @@
 
     export MSSP_HUB_URL=https://<app>.azurewebsites.net MSSP_HUB_KEY=<function key>
     python -m tools.mssp invite "Northwind Traders" it@northwind.example [--tenant ...]
+        [--access read|triage]
     python -m tools.mssp invitations | tenants | pause ID | resume ID
     python -m tools.mssp offboard ID [--delete-alerts]
     python -m tools.mssp reconsent ID [--email it@northwind.example] [--days 7]
+        [--access read|triage]
 
 Prints the API's JSON; exits 1 with the API's error (naming the bad field) otherwise.
 """
@@ -45,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     invite.add_argument("contact_email")
     invite.add_argument("--tenant", default="", help="expected tenant id or domain")
     invite.add_argument("--days", type=int, default=7, help="days until it expires")
+    invite.add_argument("--access", choices=("read", "triage"), default="read",
+                        help="read-only (Alert.Read.All) or triage (Alert.ReadWrite.All, "
+                             "through the triage app)")
     sub.add_parser("invitations", help="list invitations")
     sub.add_parser("tenants", help="list tenants with status and health")
     for name in ("pause", "resume", "offboard"):
@@ -53,22 +58,25 @@ def main(argv: list[str] | None = None) -> int:
         if name == "offboard":
             action.add_argument("--delete-alerts", action="store_true")
     again = sub.add_parser("reconsent", help="a re-consent invitation for a known tenant "
-                           "(paused, offboarded, revoked, unavailable); prints its link")
+                           "(paused, offboarded, revoked, unavailable), or to change an "
+                           "active one's access; prints its link")
     again.add_argument("tenant_id")
     again.add_argument("--email", default="", help="the customer's contact email")
     again.add_argument("--days", type=int, default=7, help="days until it expires")
+    again.add_argument("--access", choices=("read", "triage"), default="read",
+                       help="the access the new consent is for")
     args = parser.parse_args(argv)
     if not args.key:
         parser.error("give --key or set MSSP_HUB_KEY")
     if args.command == "invite":
         body = {"display_name": args.display_name, "contact_email": args.contact_email,
-                "expires_in_days": args.days}
+                "expires_in_days": args.days, "access": args.access}
         if args.tenant:
             body["expected_tenant"] = args.tenant
         return _call(args, "POST", "invitations", body)
     if args.command == "reconsent":
-        body = {"expires_in_days": args.days, **({"contact_email": args.email}
-                                                 if args.email else {})}
+        body = {"expires_in_days": args.days, "access": args.access,
+                **({"contact_email": args.email} if args.email else {})}
         return _call(args, "POST", f"tenants/{args.tenant_id}/invitations", body)
     if args.command in ("invitations", "tenants"):
         return _call(args, "GET", args.command)

@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     info = {"base_url": sim.base_url, "browser_base_url": sim.browser_base_url,
             "ca_path": str(config.ca_path),
             "client_id": config.client_id, "client_secret": config.client_secret,
+            "triage_client_id": config.triage_client_id,
+            "triage_client_secret": config.triage_client_secret,
             "certificate_path": str(config.certificate_path),
             "mssp_tenant_id": config.mssp_tenant_id,
             "tenants": [{"id": t.id, "name": t.name, "consented": bool(t.consents),

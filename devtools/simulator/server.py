@@ -24,11 +24,13 @@ from devtools.simulator import snapshot
 from devtools.simulator.control import Control
 from devtools.simulator.defender import Defender, Graph
 from devtools.simulator.entra import Entra
-from devtools.simulator.world import App, Tenant, World
+from devtools.simulator.tokens import DEFENDER_AUDIENCES
+from devtools.simulator.world import TRIAGE_ROLES, App, Tenant, World
 
 log = logging.getLogger("simulator")
 
 DEFAULT_CLIENT_ID = "5a1c3b0e-6f0d-4e1a-9a52-3c0f5d9b7e21"
+DEFAULT_TRIAGE_CLIENT_ID = "7c2e4d1f-8a3b-4c5d-9e6f-1a2b3c4d5e6f"  # Alert.ReadWrite.All
 DEFAULT_MSSP_TENANT = "0b7e3f3a-2d4c-4b8e-9f61-8d2c1a5e4f90"
 DEMO_TENANTS = (  # name, alerts at start, consented, defender
     ("Contoso Ltd", 120, True, "enabled"),
@@ -37,6 +39,7 @@ DEMO_TENANTS = (  # name, alerts at start, consented, defender
     ("Tailspin Toys", 10, False, "enabled"),
     ("Woodgrove Bank", 0, True, "none"),
 )
+DEMO_TRIAGE = ("Contoso Ltd",)  # also consented to the triage app: actions allowed
 
 
 def demo_tenant_id(name: str) -> str:
@@ -51,6 +54,8 @@ class SimulatorConfig:
     port: int = 0
     client_id: str = DEFAULT_CLIENT_ID
     client_secret: str = field(default_factory=lambda: uuid.uuid4().hex + "~Sim")
+    triage_client_id: str = DEFAULT_TRIAGE_CLIENT_ID
+    triage_client_secret: str = field(default_factory=lambda: uuid.uuid4().hex + "~Tri")
     mssp_tenant_id: str = DEFAULT_MSSP_TENANT
     redirect_uris: list[str] = field(default_factory=list)
     certificate_path: Path | None = None  # where to write the app's certificate + key
@@ -80,6 +85,11 @@ class Simulator:
             client_id=config.client_id.lower(), name="MSSP Hub (simulated)",
             home_tenant=config.mssp_tenant_id, secrets={config.client_secret},
             redirect_uris=list(config.redirect_uris)))
+        self.triage_app = self.world.add_app(App(
+            client_id=config.triage_client_id.lower(), name="MSSP Hub triage (simulated)",
+            home_tenant=config.mssp_tenant_id, secrets={config.triage_client_secret},
+            redirect_uris=list(config.redirect_uris),
+            permissions={DEFENDER_AUDIENCES[0]: list(TRIAGE_ROLES)}))
         self.world.add_tenant("MSSP Operations", "mssp.onmicrosoft.com", config.mssp_tenant_id)
         self.restored = bool(config.state_path) and snapshot.load(self.world, config.state_path)
         self.keeper: snapshot.Keeper | None = None
@@ -172,6 +182,7 @@ class Simulator:
             self.config.certificate_path.write_bytes(
                 client.private_key_pem.bytes() + client.cert_chain_pems[0].bytes())
             self.app.add_certificate(client.cert_chain_pems[0].bytes())
+            self.triage_app.add_certificate(client.cert_chain_pems[0].bytes())
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         server_cert.configure_cert(context)
         self.server = make_server(self.config.host, self.config.port, self.wsgi, threaded=True,
@@ -214,6 +225,8 @@ class Simulator:
                 continue
             if consented:
                 self.world.grant(tenant, self.app.client_id)
+            if consented and name in DEMO_TRIAGE:
+                self.world.grant(tenant, self.triage_app.client_id)
             if alerts and defender == "enabled":
                 self.world.generate(tenant, alerts, age_seconds=3600)
         return made

@@ -16,6 +16,7 @@ from devtools.simulator.ratelimit import Limits, SlidingLimiter
 from devtools.simulator.tokens import DEFENDER_AUDIENCES, Signer, thumbprints
 
 DEFENDER_ROLES = ["Alert.Read.All"]
+TRIAGE_ROLES = ["Alert.ReadWrite.All"]  # the MSSP's second app: triage (issue 20)
 
 
 @dataclass

@@ -33,7 +33,8 @@ def seen_tenant(request: FetchRequest) -> Tenant | None:
     if seen is None:
         return None
     tenant = Tenant(request.tenant_id, seen.display_name, TenantStatus.ACTIVE,
-                    region=seen.region, consecutive_failures=seen.failures)
+                    region=seen.region, consecutive_failures=seen.failures,
+                    consent_app=seen.consent_app)
     tenant.etag = seen.etag
     return tenant
 

@@ -223,8 +223,11 @@ class Ingestor:
     """Runs fetches; built once per process (credentials and sessions are reused)."""
 
     def __init__(self, settings: Settings, tokens: Tokens, client: DefenderClient,
-                 stores: IngestStores, clock: Callable[[], float] = time.time) -> None:
+                 stores: IngestStores, clock: Callable[[], float] = time.time,
+                 triage_tokens: Tokens | None = None) -> None:
+        """`triage_tokens`: the triage app's, for tenants that consented to it."""
         self.settings, self.tokens, self.client, self.clock = settings, tokens, client, clock
+        self.triage_tokens = triage_tokens
         self.tenants, self.alerts, self.states = stores.tenants, stores.alerts, stores.states
         self.runs, self.app_health = stores.runs, stores.app_health
         self.fetch_queue, self.relay_queue = stores.fetch_queue, stores.relay_queue
@@ -324,12 +327,20 @@ class Ingestor:
         if isinstance(exc, ConflictError):
             record.outcome, record.error = "conflict", str(exc)
             return None
+        used = hold.tenant.consent_app  # the app whose token this run took
         tenant = hold.current()
         if isinstance(exc, TenantLeft) or tenant is None \
                 or tenant.status != TenantStatus.ACTIVE:
             record.outcome = "skipped"
             record.error = str(exc) if isinstance(exc, TenantLeft) else (
                 "unknown tenant" if tenant is None else f"tenant is {tenant.status}")
+            return None
+        if isinstance(exc, (TokenError, Forbidden)) and tenant.consent_app != used:
+            # consented to another app since the fan-out: the next fan-out's run takes
+            # that app's token (nothing queued now, so it queues one)
+            record.outcome = "skipped"
+            record.error = f"the tenant now trusts the {tenant.consent_app} app"
+            self.tenants.clear_fetch_queued(tenant.tenant_id)
             return None
         if isinstance(exc, Throttled):
             record.outcome, record.error = "throttled", str(exc)
@@ -372,7 +383,8 @@ class Ingestor:
         else:
             position = Cursor(timefmt.shift(committed.watermark, -fetch.overlap_seconds), 0)
         base = self.settings.identity.api_base(tenant.region)
-        token = self.tokens.token(tenant.tenant_id)
+        tokens = self._tokens(tenant)
+        token = tokens.token(tenant.tenant_id)
         retried_auth = False
         more = False
         relay = RelayTrigger(lambda: self.relay_queue.request(tenant.tenant_id))
@@ -414,8 +426,8 @@ class Ingestor:
                                          TenantStatus.CONSENT_REVOKED, "api_unauthorized"
                                          ) from None
                     retried_auth = True
-                    self.tokens.forget(tenant.tenant_id)
-                    token = self.tokens.token(tenant.tenant_id)
+                    tokens.forget(tenant.tenant_id)
+                    token = tokens.token(tenant.tenant_id)
                     continue
                 if received < fetch.page_size:
                     break
@@ -425,6 +437,13 @@ class Ingestor:
                           0)
         hold.fetched_ok(more)
         record.outcome = "partial" if more else "success"
+
+    def _tokens(self, tenant: Tenant) -> Tokens:
+        """The Tokens of the app the tenant consented to (a triage tenant may never have
+        consented to the read app)."""
+        if tenant.consent_app == "triage" and self.triage_tokens is not None:
+            return self.triage_tokens
+        return self.tokens
 
     # one page ---------------------------------------------------------------------------
     def _store_page(self, tenant: Tenant, alerts: Iterator[alert_stream.Document],

@@ -259,6 +259,7 @@ class Portal:
                           now=datetime.now(UTC), lag=_lag(tenant.last_success_at),
                           runs=self.runs.recent(tid, 20), own_rules=self.rules.list(tid),
                           global_rules=applying, invitations=invitations,
+                          why_not_triage=self.onboarding.why_not_triage(),
                           link=self.onboarding.link,
                           emails=self.outbox.recent(tid, limit=20),
                           recent_alerts=queries.search_alerts(
@@ -295,7 +296,8 @@ class Portal:
                 self.rules.save(rule)
             elif action == "reconsent":
                 self.onboarding.create_reconsent(tenant, parse_reconsent(
-                    {k: v for k, v in request.form.items() if k == "contact_email" and v}))
+                    {k: v for k, v in request.form.items()
+                     if k in ("contact_email", "access") and v}))
             else:
                 return self._not_found(principal, "action")
         except ValidationError as exc:
@@ -368,6 +370,7 @@ class Portal:
         if request.method == "POST":
             body: dict[str, Any] = {k: request.form.get(k, "") for k in (
                 "display_name", "contact_email", "expected_tenant")}
+            body["access"] = request.form.get("access") or "read"
             try:
                 self.onboarding.create_invitation(parse_invitation(body))
             except ValidationError as exc:
@@ -377,6 +380,7 @@ class Portal:
         return self._page("portal/invitations.html", status, principal=principal,
                           invitations=self.onboarding.list_invitations(),
                           link=self.onboarding.link, errors=errors, form=request.form,
+                          why_not_triage=self.onboarding.why_not_triage(),
                           done=DONE.get(request.params.get("done", ""), ""),
                           now=datetime.now(UTC))
 

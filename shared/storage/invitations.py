@@ -17,14 +17,15 @@ from shared.tenants.invitations import Invitation
 PARTITION = "inv"
 _ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")  # what create() makes; anything else is none
 _STORED = ("display_name", "contact_email", "expected_tenant", "created_at", "expires_at",
-           "status", "tenant_id", "used_at", "reconsent_for")
+           "status", "tenant_id", "used_at", "reconsent_for", "access")
+_OPTIONAL = {"reconsent_for": "", "access": "read"}  # rows from before these columns
 
 
 def _from_entity(row: Any) -> Invitation:
-    return Invitation(id=row["RowKey"], reconsent_for=row.get("reconsent_for") or "",
-                      admitting=row.get("admitting") or "",
+    return Invitation(id=row["RowKey"], admitting=row.get("admitting") or "",
                       notice_key=row.get("notice_key") or "",
-                      **{k: row.get(k) for k in _STORED if k != "reconsent_for"})
+                      **{k: row.get(k) for k in _STORED if k not in _OPTIONAL},
+                      **{k: row.get(k) or default for k, default in _OPTIONAL.items()})
 
 
 class InvitationRepository:

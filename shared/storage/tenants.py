@@ -139,10 +139,23 @@ class TenantRepository:
     def offboard(self, tenant_id: str, reason: str) -> None:
         self._change(tenant_id, TenantStatus.OFFBOARDED, reason)
 
-    def reactivate(self, tenant_id: str, reason: str) -> None:
-        """Consent granted again: active, with a clean health record."""
+    def reactivate(self, tenant_id: str, reason: str, *, access: str | None = None,
+                   access_reason: str = "", consent_app: str | None = None) -> None:
+        """Consent granted again: active, with a clean health record; with `access`, what
+        this consent granted (its level, why not triage, and the app consented to)."""
+        granted: dict[str, Any] = {} if access is None else {
+            "access": access, "access_reason": access_reason,
+            "consent_app": consent_app or "read"}
         self._change(tenant_id, TenantStatus.ACTIVE, reason, consecutive_failures=0,
-                     last_error="")
+                     last_error="", **granted)
+
+    def record_grant(self, tenant_id: str, access: str, access_reason: str,
+                     consent_app: str) -> None:
+        """An active tenant consented again (to change its access): what it granted now.
+        Its status and fetch state stay as they are: a fetch in flight is not forgotten,
+        so the fan-out does not queue a second one."""
+        self.merge(tenant_id, access=access, access_reason=access_reason,
+                   consent_app=consent_app)
 
     def stop(self, tenant_id: str, status: TenantStatus, reason: str, error: str) -> None:
         """A fetch found consent revoked, the tenant gone or no Defender: not fetched

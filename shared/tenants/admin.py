@@ -6,11 +6,12 @@ import time
 import uuid
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import ConfigDict, WithJsonSchema
+from pydantic import ConfigDict, Field, WithJsonSchema
 
 from shared.model import Tenant, TenantStatus
 from shared.storage.tenant_data import TenantData
 from shared.storage.tenants import TenantRepository
+from shared.tenants.invitations import Access
 from shared.validation import Name, Reply, Strict, Timestamp, absent, check
 
 LEASE_WAIT_SECONDS = 60
@@ -41,6 +42,9 @@ class TenantView(Reply):
     region: Region
     created_at: Timestamp | None
     health: TenantHealth
+    access: Access = Field(description="what the tenant granted, from its token's roles: "
+                           "read (Alert.Read.All) or triage (Alert.ReadWrite.All)")
+    access_reason: str | None = Field(description="why not triage, when not")
     alerts_deleted: int | None = absent("offboard only")
 
     @classmethod
@@ -49,6 +53,8 @@ class TenantView(Reply):
                    status=tenant.status, status_reason=tenant.status_reason,
                    status_changed_at=tenant.status_changed_at, region=tenant.region,
                    created_at=tenant.created_at, alerts_deleted=alerts_deleted,
+                   access=tenant.access,  # type: ignore[arg-type]
+                   access_reason=tenant.access_reason or None,
                    health=TenantHealth(last_success_at=tenant.last_success_at,
                                        last_error=tenant.last_error or None,
                                        last_error_at=tenant.last_error_at,

@@ -14,6 +14,11 @@ from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
 from shared import validation
 from shared.validation import Address, Name, Reply, Strict, Timestamp
 
+Access = Literal["read", "triage"]
+ACCESS_HELP = ("read: the main app, Alert.Read.All (read alerts); triage: the triage app, "
+               "Alert.ReadWrite.All (also update status, assignment, classification and "
+               "comments), only when MSSP_TRIAGE_CLIENT_ID is set")
+
 
 @dataclass
 class Invitation:
@@ -27,6 +32,7 @@ class Invitation:
     tenant_id: str = ""
     used_at: datetime | None = None
     reconsent_for: str = ""  # a re-consent invitation: only this registered tenant
+    access: str = "read"  # read | triage: which app (and permission) the consent is for
     # set just before the tenant is registered: a retry after a crash finishes the job
     admitting: str = ""
     notice_key: str = ""
@@ -53,6 +59,7 @@ class InvitationView(Reply):
     status: Literal["open", "used", "revoked"]
     tenant_id: str | None
     reconsent_for: str | None = Field(description="the tenant a re-consent invitation is for")
+    access: Access = Field(description=ACCESS_HELP)
     link: str
 
     @classmethod
@@ -63,7 +70,9 @@ class InvitationView(Reply):
                    created_at=invitation.created_at, expires_at=invitation.expires_at,
                    status=invitation.status,  # type: ignore[arg-type]
                    tenant_id=invitation.tenant_id or None,
-                   reconsent_for=invitation.reconsent_for or None, link=link)
+                   reconsent_for=invitation.reconsent_for or None,
+                   access=invitation.access,  # type: ignore[arg-type]
+                   link=link)
 
 
 _DOMAIN = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -90,6 +99,7 @@ class NewInvitation(Strict):
                                AfterValidator(_tenant_or_domain)] = Field(
         default="", description="a tenant id (GUID) or a verified domain; empty: any")
     expires_in_days: Annotated[int, Field(ge=1, le=90)] = 7
+    access: Access = Field(default="read", description=ACCESS_HELP)
 
 
 def parse_invitation(body: Any) -> dict[str, Any]:
@@ -106,6 +116,8 @@ class Reconsent(Strict):
 
     contact_email: Address | None = None
     expires_in_days: Annotated[int, Field(ge=1, le=90)] = 7
+    access: Access = Field(default="read", description=ACCESS_HELP + "; another level than "
+                           "an active tenant's own upgrades or downgrades it")
 
 
 def parse_reconsent(body: Any) -> dict[str, Any]:

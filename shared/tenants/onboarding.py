@@ -11,7 +11,7 @@ import json
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,10 +28,12 @@ from shared.storage.invitations import (
     InvitationRepository,
 )
 from shared.storage.tenants import TenantRepository
+from shared.tenants.access import PERMISSIONS, Permission, granted, token_roles, why_not_triage
 from shared.tenants.consent_decision import Decision, decide
 from shared.tenants.invitations import Invitation
 from shared.tenants.oidc import OpenIdClient, SignInError, digest, new_secret
 from shared.tenants.ops_notices import OpsNotices
+from shared.validation import ValidationError
 
 INVITATIONS, STATES = tables.INVITATIONS, tables.CONSENT_STATES  # named in storage/tables.py
 # what the callback reads; anything else (`tenant`, `admin_consent`...) is ignored
@@ -68,6 +70,15 @@ def token_claims(token: str) -> dict[str, Any]:
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
+@dataclass
+class ConsentApp:
+    """An app registration a customer consents to: the sign-in with its client id, and
+    the tokens it gets for the tenant afterwards."""
+
+    tokens: Tokens
+    oidc: OpenIdClient
+
+
 class Onboarding:
     VERIFY_ATTEMPTS = 4  # a new service principal can take seconds to replicate
     VERIFY_PAUSE = 2.0
@@ -75,12 +86,31 @@ class Onboarding:
     def __init__(self, settings: Settings, tokens: Tokens, client: DefenderClient,
                  tenants: TenantRepository, invitations: InvitationRepository,
                  states: ConsentStateRepository, notices: OpsNotices,
-                 oidc: OpenIdClient | None = None) -> None:
+                 oidc: OpenIdClient | None = None, triage: ConsentApp | None = None) -> None:
+        """`tokens` and `oidc` are the main (read) app's; `triage` the triage app's, when
+        one is configured (built from the settings if not given)."""
         self.settings, self.tokens, self.client = settings, tokens, client
         self.cfg = settings.onboarding
         self.tenants, self.invitations, self.states = tenants, invitations, states
         self.notices = notices
         self.oidc = oidc or OpenIdClient(settings.identity, self.cfg.redirect_uri)
+        self.apps = {"read": ConsentApp(tokens, self.oidc)}
+        identity = settings.identity
+        if triage is None and identity.triage_enabled:
+            app = identity.app("triage")
+            triage = ConsentApp(Tokens(app), OpenIdClient(app, self.cfg.redirect_uri))
+        if triage is not None:
+            self.apps["triage"] = triage
+
+    def why_not_triage(self) -> str:
+        """Why an invitation cannot ask for triage access ("" when it can)."""
+        return "" if "triage" in self.apps else why_not_triage(self.settings.identity)
+
+    def terms(self, invitation: Invitation) -> tuple[Permission, str]:
+        """What the consent page says is granted: the permission, and the client id of the
+        app it is granted to (the one the sign-in then uses)."""
+        access = invitation.access if invitation.access in self.apps else "read"
+        return PERMISSIONS[access], self.settings.identity.app(access).client_id
 
     @staticmethod
     def now() -> datetime:
@@ -91,25 +121,33 @@ class Onboarding:
         return f"{self.cfg.public_base_url}/api/onboard/{invitation_id}"
 
     def create_invitation(self, values: dict[str, Any]) -> Invitation:
+        """Raises ValidationError (on `access`) for triage without a triage app."""
+        access = values.get("access", "read")
+        if access == "triage" and self.why_not_triage():
+            raise ValidationError([{"field": "access", "message": self.why_not_triage()}])
         now = datetime.now(UTC)
         invitation = Invitation(id=secrets.token_urlsafe(24), created_at=now,
                                 display_name=values["display_name"],
                                 contact_email=values["contact_email"],
                                 expected_tenant=values["expected_tenant"],
-                                reconsent_for=values.get("reconsent_for", ""),
+                                reconsent_for=values.get("reconsent_for", ""), access=access,
                                 expires_at=now + timedelta(days=values["expires_in_days"]))
         self.invitations.create(invitation)
         return invitation
 
     def create_reconsent(self, tenant: Tenant, values: dict[str, Any]) -> Invitation:
         """An invitation only `tenant` can use: how a known tenant (paused, offboarded,
-        revoked, unavailable) comes back by consent. Raises ValueError if it is active."""
-        if tenant.status == TenantStatus.ACTIVE:
-            raise ValueError("the tenant is active: it needs no new consent")
+        revoked, unavailable) comes back by consent, or an active one changes its access
+        (read to triage, or back). Raises ValueError if it is active with that access
+        already, ValidationError for triage without a triage app."""
+        access = values.get("access", "read")
+        if tenant.status == TenantStatus.ACTIVE and access == tenant.access:
+            raise ValueError(f"the tenant is active: it needs no new consent for {access} "
+                             "access")
         return self.create_invitation({
             "display_name": tenant.display_name, "contact_email": values["contact_email"],
             "expected_tenant": tenant.tenant_id, "reconsent_for": tenant.tenant_id,
-            "expires_in_days": values["expires_in_days"]})
+            "expires_in_days": values["expires_in_days"], "access": access})
 
     def invitation(self, invitation_id: str) -> Invitation | None:
         return self.invitations.get(invitation_id)
@@ -138,8 +176,13 @@ class Onboarding:
                                           digest(nonce)))
         payload = f"{invitation.id}.{attempt}.{expires}"
         state = f"{payload}.{self._sign(payload)}"
-        return self.oidc.authorize_url(self._authority_tenant(invitation), state, nonce,
-                                       verifier)
+        return self._app(invitation).oidc.authorize_url(
+            self._authority_tenant(invitation), state, nonce, verifier)
+
+    def _app(self, invitation: Invitation) -> ConsentApp:
+        """The app the invitation asks consent for (a triage invitation made while a
+        triage app was configured, now gone: the read app, and access "read")."""
+        return self.apps.get(invitation.access) or self.apps["read"]
 
     def _check_state(self, state: str) -> tuple[Invitation, ConsentAttempt] | Outcome:
         """(invitation, its attempt) for a valid, unused state."""
@@ -210,9 +253,10 @@ class Onboarding:
             return self._refuse(400, "bad_request", "The sign-in response has no "
                                 "authorization code.", "Start again from your invitation link.")
         try:
-            tokens = self.oidc.exchange(self._authority_tenant(invitation), one["code"],
-                                        row.code_verifier)
-            claims = self.oidc.validate(tokens["id_token"], row.nonce_digest)
+            oidc = self._app(invitation).oidc  # the ID token's `aud`: that app's client id
+            tokens = oidc.exchange(self._authority_tenant(invitation), one["code"],
+                                   row.code_verifier)
+            claims = oidc.validate(tokens["id_token"], row.nonce_digest)
         except SignInError as exc:
             return self._sign_in_failed(exc)
         return self._admit(invitation, claims["tid"])
@@ -248,7 +292,9 @@ class Onboarding:
                           reconsent_for=invitation.reconsent_for,
                           registered=existing.status if existing else None,
                           home_tenant=self.cfg.home_tenant,
-                          allow_home_tenant=self.cfg.allow_home_tenant)
+                          allow_home_tenant=self.cfg.allow_home_tenant,
+                          changes_access=existing is not None
+                          and existing.access != invitation.access)
         if decision == Decision.HOME_TENANT:
             return self._refuse(403, "home_tenant", f"This is {self.cfg.mssp_name}'s own "
                                 "organization, which is not connected as a customer.",
@@ -266,7 +312,7 @@ class Onboarding:
             return self._already_connected(existing)
         expected = invitation.expected_tenant
         if expected and "." in expected:  # a domain: it must resolve to the same tenant
-            named = self._token_for(expected)
+            named = self._token_for(expected, self._app(invitation))
             if isinstance(named, TokenError) or token_claims(named).get("tid") != tenant_id:
                 return wrong
         return self._verify_and_register(invitation, tenant_id, existing)
@@ -289,16 +335,16 @@ class Onboarding:
                             "Global Administrator of your organization.",
                             f"{error}: {one.get('error_description', '')}")
 
-    def _token_for(self, tenant: str) -> str | TokenError:
+    def _token_for(self, tenant: str, app: ConsentApp) -> str | TokenError:
         last: TokenError | None = None
         for attempt in range(self.VERIFY_ATTEMPTS):
             try:
-                return self.tokens.token(tenant)
+                return app.tokens.token(tenant)
             except TokenError as exc:
                 last = exc
                 if exc.code not in (700016, 7000229, 65001):
                     break
-                self.tokens.forget(tenant)
+                app.tokens.forget(tenant)
                 if attempt + 1 < self.VERIFY_ATTEMPTS:
                     time.sleep(self.VERIFY_PAUSE)
         assert last is not None
@@ -311,7 +357,8 @@ class Onboarding:
         Writes in the order intent (on the invitation), registry, notice, invitation used:
         never a notice without a tenant, and a worker dying in between leaves an open
         invitation whose next use, by the same tenant, finishes the job (_finish)."""
-        token = self._token_for(tenant_id)
+        app = self._app(invitation)
+        token = self._token_for(tenant_id, app)
         if isinstance(token, TokenError):
             if token.reason == "no_defender":
                 return self._no_defender(token)
@@ -332,16 +379,24 @@ class Onboarding:
             return self._refuse(503, "unavailable", "Microsoft Defender did not answer our "
                                 "check.", "Open your invitation link again in a few minutes.",
                                 str(exc))
+        asked = invitation.access if app is self.apps.get(invitation.access) else "read"
+        grant = granted(asked, token_roles(token))
         self.invitations.begin_admission(invitation, tenant_id, OpsNotices.new_key())
         if existing is None:
             try:
-                existing = self.tenants.add(Tenant(tenant_id, invitation.display_name,
-                                                   status_reason="consent granted"))
+                existing = self.tenants.add(Tenant(
+                    tenant_id, invitation.display_name, status_reason="consent granted",
+                    access=grant.access, access_reason=grant.reason, consent_app=grant.app))
             except AlreadyExists:  # another invitation registered it just now
                 self.invitations.abandon_admission(invitation)
                 return self._already_connected(self.tenants.get(tenant_id))
+        elif existing.status == TenantStatus.ACTIVE:  # a change of access
+            self.tenants.record_grant(tenant_id, grant.access, grant.reason, grant.app)
         else:
-            self.tenants.reactivate(tenant_id, "consent granted again")
+            self.tenants.reactivate(tenant_id, "consent granted again", access=grant.access,
+                                    access_reason=grant.reason, consent_app=grant.app)
+            existing = replace(existing, access=grant.access, access_reason=grant.reason,
+                               consent_app=grant.app)
         return self._finish(invitation, existing)
 
     def _finish(self, invitation: Invitation, tenant: Tenant) -> Outcome:
@@ -350,14 +405,21 @@ class Onboarding:
         any two writes comes back here and completes what is missing."""
         name, again = tenant.display_name, " again" if invitation.reconsent_for else ""
         contact = f" Contact: {invitation.contact_email}." if invitation.contact_email else ""
+        level = (f"triage access ({PERMISSIONS['triage'].role})"
+                 if tenant.access == "triage" else "read-only access"
+                 + (f": {tenant.access_reason}" if invitation.access == "triage" else ""))
         self.notices.add("tenant_onboarded", tenant.tenant_id, f"Tenant onboarded: {name}",
                          f"{name} ({tenant.tenant_id}) granted consent through invitation "
-                         f"{invitation.id[:8]}… and is now active{again}.{contact}",
-                         row_key=invitation.notice_key)
+                         f"{invitation.id[:8]}… and is now active{again}, with {level}."
+                         f"{contact}", row_key=invitation.notice_key)
         self.invitations.mark_used(invitation, tenant.tenant_id)
+        can = PERMISSIONS[tenant.access].meaning
+        short = "" if tenant.access == invitation.access else (
+            f" The application was granted {PERMISSIONS['read'].role} only, not "
+            f"{PERMISSIONS['triage'].role}, so {self.cfg.mssp_name} cannot update alerts.")
         return Outcome(200, "connected", "You are connected",
-                       f"Thank you. {self.cfg.mssp_name} can now read the Microsoft Defender "
-                       f"for Endpoint alerts of {name}.",
+                       f"Thank you. {self.cfg.mssp_name} can now {can} in Microsoft "
+                       f"Defender for Endpoint for {name}.{short}",
                        "You can close this page. To end the access later, remove the "
                        "application under Microsoft Entra ID › Enterprise applications.",
                        tenant_id=tenant.tenant_id)

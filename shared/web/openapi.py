@@ -492,7 +492,9 @@ def document(server_url: str = "/") -> dict[str, Any]:
                 "parameters": [_TENANT_ID],
                 "post": {"summary": "A re-consent invitation only this tenant can use "
                                     "(how a paused, offboarded, revoked or unavailable "
-                                    "tenant comes back by consent)", "security": _KEY,
+                                    "tenant comes back by consent, or an active one "
+                                    "changes its `access`: read-only or triage)",
+                         "security": _KEY,
                          "requestBody": _body(Reconsent, required=False),
                          "responses": {"201": _json(invitation, "created, with its link"),
                                        **_errors(400, 401, 404, 409, 413)}}},

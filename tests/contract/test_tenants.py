@@ -15,6 +15,7 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 
+from shared.ingest.fanout import DUE_FIELDS
 from shared.model import Tenant, TenantStatus
 from shared.storage.alert_index import AlertIndex, key_of
 from shared.storage.errors import AlreadyExists
@@ -167,6 +168,30 @@ def test_reactivation_by_consent_clears_the_health_record(registry):
     assert (back.consecutive_failures, back.last_error) == (0, "")
 
 
+def test_what_a_consent_granted_is_kept_and_changed_by_a_new_consent(registry):
+    tenant = registry.add(Tenant(str(uuid.uuid4()), "Triage Co", access="triage",
+                                 consent_app="triage"))
+    got = registry.get(tenant.tenant_id)
+    assert (got.access, got.access_reason, got.consent_app) == ("triage", "", "triage")
+    (due,) = [t for t in registry.with_status(TenantStatus.ACTIVE, DUE_FIELDS)
+              if t.tenant_id == tenant.tenant_id]
+    assert due.consent_app == "triage"  # the fan-out tells the worker whose token to take
+    registry.reactivate(tenant.tenant_id, "consent granted again")  # no grant: unchanged
+    assert registry.get(tenant.tenant_id).access == "triage"
+    registry.reactivate(tenant.tenant_id, "consent granted again", access="read",
+                        access_reason="read-only, asked", consent_app="read")
+    back = registry.get(tenant.tenant_id)
+    assert (back.access, back.access_reason, back.consent_app) == (
+        "read", "read-only, asked", "read")
+    assert registry.get(registry.add(_tenant()).tenant_id).consent_app == "read"
+    registry.mark_requeued(tenant.tenant_id)
+    queued = registry.get(tenant.tenant_id).fetch_queued_at
+    registry.record_grant(tenant.tenant_id, "triage", "", "triage")  # an upgrade
+    after = registry.get(tenant.tenant_id)
+    assert (after.access, after.consent_app, after.fetch_queued_at) == (
+        "triage", "triage", queued)  # the fetch in flight is not forgotten
+
+
 def test_health_writes_of_a_fetch(registry):
     tenant = registry.add(_tenant())
     registry.mark_failing(tenant.tenant_id, "DefenderError: 500", 1)
@@ -273,7 +298,7 @@ def _invitation(days: int = 7, **values) -> Invitation:
 def test_an_invitation_is_created_read_listed_newest_first(invitations):
     older = _invitation(expected_tenant="northwind.example",
                         created_at=datetime.now(UTC) - timedelta(hours=1))
-    newer = _invitation(reconsent_for=str(uuid.uuid4()))
+    newer = _invitation(reconsent_for=str(uuid.uuid4()), access="triage")
     invitations.create(older)
     invitations.create(newer)
     got = invitations.get(older.id)
@@ -282,6 +307,7 @@ def test_an_invitation_is_created_read_listed_newest_first(invitations):
     assert got.expires_at == older.expires_at and got.usable(datetime.now(UTC))
     assert got.reconsent_for == "" and got.admitting == "" and got.tenant_id == ""
     assert invitations.get(newer.id).reconsent_for == newer.reconsent_for
+    assert (got.access, invitations.get(newer.id).access) == ("read", "triage")
     assert [i.id for i in invitations.all()] == [newer.id, older.id]
     with pytest.raises(ResourceExistsError):
         invitations.create(older)

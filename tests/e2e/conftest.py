@@ -70,8 +70,8 @@ def app_host(simulator, sim, storage_env, monkeypatch, extra_settings):
                 config=config)
     base = host.http.base_url
     monkeypatch.setenv("PUBLIC_BASE_URL", base)
-    sim.add_app(client_id=simulator.config.client_id,
-                redirect_uris=[f"{base}/api/consent/callback"])
+    for client_id in (simulator.config.client_id, simulator.config.triage_client_id):
+        sim.add_app(client_id=client_id, redirect_uris=[f"{base}/api/consent/callback"])
     host.start()
     yield host, repo
     host.stop()

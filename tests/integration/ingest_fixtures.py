@@ -33,6 +33,8 @@ def ingest_env(simulator: Simulator, storage: StorageConnection, **overrides: st
     values = {"AzureWebJobsStorage": storage.connection_string or "",
               "MSSP_CLIENT_ID": simulator.config.client_id,
               "MSSP_CLIENT_SECRET": simulator.config.client_secret,
+              "MSSP_TRIAGE_CLIENT_ID": simulator.config.triage_client_id,
+              "MSSP_TRIAGE_CLIENT_SECRET": simulator.config.triage_client_secret,
               "MSSP_AUTHORITY_HOST": simulator.base_url,
               "MSSP_DEFENDER_API_BASE": simulator.base_url,
               "MSSP_CA_BUNDLE": str(simulator.config.ca_path)}
