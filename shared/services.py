@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from shared.config import Settings, get_settings
@@ -14,6 +14,7 @@ from shared.ingest.relay import Relay
 from shared.ingest.worker import Ingestor, IngestStores
 from shared.microsoft.defender import DefenderClient
 from shared.microsoft.identity import Tokens, tokens_for
+from shared.model import Tenant
 from shared.notify.service import Notifier, NotifyStores, transport_for
 from shared.notify.transport import Transport
 from shared.ops.poison import PoisonLog
@@ -247,6 +248,18 @@ def portal() -> Portal:
                   bulk=bulk_triage())
 
 
+def consented_app_token(settings: Settings, tokens: Tokens) -> Callable[[Tenant], str]:
+    """A tenant's token from the app it consented to: a write needs the triage app's
+    Alert.ReadWrite.All when the tenant trusts that app (`tokens`: the main app's)."""
+    identity = settings.identity
+    triage = tokens_for(identity.app("triage")) if identity.triage_enabled else None
+
+    def token(tenant: Tenant) -> str:
+        chosen = triage if tenant.consent_app == "triage" and triage is not None else tokens
+        return chosen.token(tenant.tenant_id)
+    return token
+
+
 def triage_on(settings: Settings, tokens: Tokens, client: DefenderClient) -> TriageService:
     """Triage on the real tables (tests build theirs with their own tokens and client)."""
     storage = settings.storage
@@ -254,7 +267,8 @@ def triage_on(settings: Settings, tokens: Tokens, client: DefenderClient) -> Tri
     return TriageService(settings, TenantRepository(tables.table(storage, tables.TENANTS)),
                          AlertRepository(tables.table(storage, tables.ALERTS)),
                          AuditTrail(tables.table(storage, tables.AUDIT_TRAIL)), client, tokens,
-                         expect_own=own.expect, store_own=own.store)
+                         expect_own=own.expect, store_own=own.store,
+                         token_for=consented_app_token(settings, tokens))
 
 
 @functools.cache
@@ -288,7 +302,7 @@ def bulk_triage_on(settings: Settings, tokens: Tokens, client: DefenderClient,
                    budget=CallBudget(tables.table(storage, tables.CALL_BUDGET)),
                    tenants=TenantRepository(tables.table(storage, tables.TENANTS)),
                    queue=BulkQueue(tables.queue(storage, tables.BULK_QUEUE))),
-        client, hooks, token=lambda t: tokens.token(t.tenant_id),
+        client, hooks, token=consented_app_token(settings, tokens),
         base=lambda t: settings.identity.api_base(t.region))
 
 
