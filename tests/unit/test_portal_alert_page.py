@@ -140,7 +140,8 @@ class Desk:
         self.audit = audit
         self.portal = Portal(self.settings, TenantAdmin(self.tenants, MemoryTenantData()),
                              MemoryRules(), self.outbox,
-                             SimpleNamespace(list_invitations=list, link=str), None,
+                             SimpleNamespace(list_invitations=list, link=str,
+                                             why_not_triage=lambda: ""), None,
                              self.alerts, MemoryRuns(),
                              alert_index=MemoryAlertIndex(), feed=self.feed,
                              triage=self.triage, audit=audit)
