@@ -2,8 +2,10 @@
 opened from the alerts list, everything shown (hostile text as text), a read-only
 tenant's forms disabled; then triage through its forms — assign to me, resolve as
 FalsePositive/NotMalicious with a comment, the new state shown at once, the simulator
-changed, the audit trail's entries shown — and a conflict (the alert changed in the
-simulator between render and submit) shown, not overwritten.
+changed, the audit trail's entries shown, the next fetches adding nothing, the SIEM feed
+holding each change once with who made it, and no email to a rule that ignores the
+MSSP's own changes — and a conflict (the alert changed in the simulator between render
+and submit) shown, not overwritten.
 
 Screenshots go to test-artifacts/alert-page/.
 """
@@ -13,11 +15,17 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from datetime import UTC, datetime
+
+import requests
 
 from shared.model import Tenant
 from shared.storage import tables
+from shared.storage.mail_outbox import MailOutbox
+from shared.storage.siem_feed import SiemFeedRepository
 from tests.conftest import ROOT
 from tests.e2e import test_portal_browser as portal_tests
+from tests.e2e.conftest import FUNCTION_KEY
 from tests.integration.devhost_fixtures import wait_for
 
 ARTIFACTS = ROOT / "test-artifacts" / "alert-page"
@@ -81,7 +89,7 @@ def test_an_alert_opened_from_the_list_shows_what_the_analyst_reads(portal, seed
 
 def test_triage_from_the_alert_page_and_a_conflict_is_shown_not_overwritten(
         app_host, portal, sim, simulator, storage_env):
-    _, repo = app_host
+    host, repo = app_host
     base, page, _ = portal
     name = f"Triage Co {uuid.uuid4().hex[:6]}"
     tenant_id = sim.add_tenant(name, consent=[simulator.config.client_id])["id"]
@@ -89,6 +97,11 @@ def test_triage_from_the_alert_page_and_a_conflict_is_shown_not_overwritten(
               {"https://api.securitycenter.microsoft.com": ["Alert.ReadWrite.All"]})
     repo.add(Tenant(tenant_id, name))
     repo.merge(tenant_id, access="triage", access_reason="")  # as ACCESS records a grant
+    rule = requests.post(f"{host.http.base_url}/api/tenants/{tenant_id}/rules", timeout=10,
+                         headers={"x-functions-key": FUNCTION_KEY},
+                         json={"name": "Every change", "recipients": ["soc@mssp.example"],
+                               "on_update": True})  # ignore_own_changes: on by default
+    assert rule.status_code == 201, rule.text
     ids = sim.generate(tenant_id, 2)["ids"]
     for alert_id in ids:
         sim.update_alert(tenant_id, alert_id, {"status": "New", "assignedTo": None})
@@ -133,6 +146,25 @@ def test_triage_from_the_alert_page_and_a_conflict_is_shown_not_overwritten(
     assert rows.count() == 2 and "analyst@mssp.example" in rows.first.inner_text()
     rows.first.locator("a.audit-alert").click()
     p.wait_for_url(re.compile(rf"/alerts/{ids[0]}$"))
+
+    # the SIEM feed has each version once (new, assigned, resolved), the MSSP's changes
+    # saying who made them; fetches every 2 s since add nothing; no email about them
+    feed = SiemFeedRepository(tables.table(storage_env, tables.SIEM_FEED))
+    today = [datetime.now(UTC).strftime("%Y%m%d")]
+
+    def versions() -> list[dict]:
+        return feed.of_alert(tenant_id, ids[0], today, 20)
+    wait_for(lambda: len(versions()) >= 3, timeout=60)
+    time.sleep(6)  # three more fetch ticks
+    entries = versions()
+    assert len(entries) == 3 and len({e["event_id"] for e in entries}) == 3, entries
+    assert [e["change"] for e in entries] == ["updated", "updated", "new"]
+    assert all((e.get("by") or {}).get("name") == "analyst@mssp.example"
+               for e in entries[:2]), entries
+    assert entries[0]["version"] == in_sim["lastUpdateTime"]
+    emails = MailOutbox(tables.table(storage_env, tables.MAIL_OUTBOX)).for_alert(
+        tenant_id, ids[0])
+    assert len(emails) == 1, emails  # the new alert's, none for the MSSP's own changes
 
     # a conflict: the alert changes in Defender between render and submit
     p.goto(f"{base}/tenants/{tenant_id}/alerts/{ids[1]}")
