@@ -17,6 +17,16 @@ param msspClientId string
 @description('The app\'s client secret; stored in Key Vault, referenced from app settings.')
 param msspClientSecret string
 
+@description('Optional: the triage app registration (Alert.ReadWrite.All) that triage invitations ask customers to trust; empty: every invitation is read-only.')
+param msspTriageClientId string = ''
+
+@secure()
+@description('The triage app\'s client secret (with msspTriageClientId); stored in Key Vault.')
+param msspTriageClientSecret string = ''
+
+@description('Named automation keys for the triage API (MSSP_API_KEYS): name:sha256hex of the key, comma-separated; empty: no automation may act on alerts.')
+param apiKeys string = ''
+
 @secure()
 @minLength(32)
 @description('Secret that signs the consent state (32+ characters); stored in Key Vault.')
@@ -107,8 +117,11 @@ var tableNames = [
   'SiemDelivery'
   'FanoutLedger'
   'TenantSummaries'
+  'AlertIndex'
   'BulkJobs'
   'CallBudget'
+  'OwnChangeMarks'
+  'AuditTrail'
 ]
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
@@ -146,6 +159,7 @@ module vault 'app/keyvault.bicep' = {
     tags: tags
     name: '${abbrs.keyVault}${resourceToken}'
     msspClientSecret: msspClientSecret
+    msspTriageClientSecret: msspTriageClientSecret
     onboardingStateKey: onboardingStateKey
   }
 }
@@ -170,7 +184,7 @@ module function 'app/function.bicep' = {
     identityId: identity.id
     deploymentContainerUrl: '${storage.outputs.blobEndpoint}${deploymentContainer}'
     maximumInstanceCount: maximumInstanceCount
-    appSettings: {
+    appSettings: union({
       AzureWebJobsStorage__credential: 'managedidentity'
       AzureWebJobsStorage__clientId: identity.properties.clientId
       AzureWebJobsStorage__blobServiceUri: storage.outputs.blobEndpoint
@@ -198,7 +212,11 @@ module function 'app/function.bicep' = {
       PORTAL_ALLOWED_ROLES: portalAllowedRoles
       PORTAL_ACTION_GROUPS: portalActionGroups
       PORTAL_ACTION_ROLES: portalActionRoles
-    }
+      MSSP_API_KEYS: apiKeys
+    }, empty(msspTriageClientId) ? {} : {
+      MSSP_TRIAGE_CLIENT_ID: msspTriageClientId
+      MSSP_TRIAGE_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${vault.outputs.uri}secrets/mssp-triage-client-secret/)'
+    })
     portalLoginClientId: portalLoginClientId
   }
   dependsOn: [ rbac ]

@@ -1,9 +1,11 @@
-// Key Vault (RBAC mode) holding the app's client secret and the consent-state key.
+// Key Vault (RBAC mode) holding the apps' client secrets and the consent-state key.
 param location string
 param tags object
 param name string
 @secure()
 param msspClientSecret string
+@secure()
+param msspTriageClientSecret string = ''
 @secure()
 param onboardingStateKey string
 
@@ -24,6 +26,12 @@ resource clientSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   parent: vault
   name: 'mssp-client-secret'
   properties: { value: msspClientSecret }
+}
+
+resource triageSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(msspTriageClientSecret)) {
+  parent: vault
+  name: 'mssp-triage-client-secret'
+  properties: { value: msspTriageClientSecret }
 }
 
 resource stateKey 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {

@@ -2,8 +2,9 @@
 at the edge that enforces its per-tenant limits: 300 alerts across 3 tenants resolved,
 one tenant throttling, every alert resolved or with its reason, calls within budget.
 
-Defender is tests/triage_fakes.FakeDefender (in process, virtual clock) until the
-simulator has batchUpdate; the queue is a list delivered in virtual time, so waiting out
+Defender is tests/triage_fakes.FakeDefender (in process, virtual clock, its limits per
+tenant; test_bulk_triage_simulator.py runs the same against the simulator); the queue is
+a list delivered in virtual time, so waiting out
 a minute's budget takes no wall time."""
 
 from __future__ import annotations
