@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from devtools.webhook_schemas import slack_problems, teams_problems
 from shared.logsafe import clean
@@ -84,6 +84,11 @@ def teams_reply(status: int, message: str = "", retry_after: int = 1) -> Reply:
     body = json.dumps({"error": {"code": code, "message": message or code}}).encode()
     extra = (("Retry-After", str(retry_after)),) if status == 429 else ()
     return Reply(status, body, "application/json; charset=utf-8", extra)
+
+
+def _parts(path: str) -> list[str]:
+    """The path's segments, each percent-decoded (a hook's name may be any text)."""
+    return [unquote(part) for part in urlsplit(path).path.strip("/").split("/")]
 
 
 def texts(value: Any, limit: int = 6) -> list[str]:
@@ -137,8 +142,11 @@ class WebhookReceiver:
 
             def _body(self) -> bytes | None:
                 length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
+                if length > MAX_BODY:  # read (up to a point) so the sender sees the 413
                     self.close_connection = True
+                    left = min(length, 16 * MAX_BODY)
+                    while left > 0 and (chunk := self.rfile.read(min(left, 65536))):
+                        left -= len(chunk)
                     return None
                 return self.rfile.read(length)
 
@@ -159,7 +167,7 @@ class WebhookReceiver:
 
             def do_POST(self) -> None:
                 raw = self._body()
-                parts = urlsplit(self.path).path.strip("/").split("/")
+                parts = _parts(self.path)
                 if raw is None:
                     self._send(Reply(413, b"too large"))
                 elif len(parts) == 2 and parts[0] in PLATFORMS and parts[1]:
@@ -180,7 +188,7 @@ class WebhookReceiver:
                     self._send(Reply(404, b"not found"))
 
             def do_DELETE(self) -> None:
-                parts = urlsplit(self.path).path.strip("/").split("/")
+                parts = _parts(self.path)
                 if parts[:2] == ["_control", "answer"] and len(parts) == 4:
                     receiver.answer(parts[2], parts[3], None)
                     self._send(Reply(204))
@@ -193,7 +201,8 @@ class WebhookReceiver:
         self.base_url = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> WebhookReceiver:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
         return self
 
     def stop(self) -> None:
