@@ -8,7 +8,9 @@ rules are encoded here. Sources:
   the schema version that introduced it: Media 1.1; ActionSet, RichTextBlock,
   Action.ToggleVisibility 1.2; Action.Execute 1.4; Table 1.5);
 * Teams' card reference (learn.microsoft.com, "Cards reference"): Teams renders schema
-  versions up to 1.5;
+  versions up to 1.5 (this project's target), and "for Adaptive Cards in Incoming
+  Webhooks, all native Adaptive Card schema elements, except Action.Submit, are fully
+  supported";
 * the Microsoft Teams connector's known limits (learn.microsoft.com/connectors/teams): a
   posted message is limited to about 28 KB, beyond which the action fails with "Request
   Entity too large";
@@ -53,6 +55,7 @@ ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "Action.ToggleVisibility": ("1.2", ("targetElements",)),
     "Action.Execute": ("1.4", ()),
 }
+NOT_FROM_A_WEBHOOK = {"Action.Submit"}  # nothing would receive what it submits
 TEXT_ONLY = {"TextRun"}  # inside RichTextBlock.inlines (a plain string is allowed too)
 
 
@@ -107,6 +110,8 @@ class _Check:
         for i, action in enumerate(actions):
             where = f"{path}[{i}]"
             kind = self.typed(where, action, ACTIONS, "action")
+            if kind in NOT_FROM_A_WEBHOOK:
+                self.fail(where, f"{kind} is not supported in a card posted by a webhook")
             if kind == "Action.ShowCard" and isinstance(action.get("card"), dict):
                 self.card(f"{where}.card", action["card"], nested=True)
             if kind == "Action.OpenUrl" and not isinstance(action.get("url"), str):

@@ -97,7 +97,10 @@ def test_a_rich_card_of_every_version_passes():
     (card(body=[{"type": "TextBlock"}]), "card.body[0]: TextBlock requires 'text'"),
     (card(body=[{"type": "Image"}]), "card.body[0]: Image requires 'url'"),
     (card(version="1.0", body=[{"type": "ActionSet", "actions": [
-        {"type": "Action.Submit"}]}]), "card.body[0]: ActionSet needs schema version 1.2"),
+        {"type": "Action.OpenUrl", "url": "https://x"}]}]),
+     "card.body[0]: ActionSet needs schema version 1.2"),
+    (card(actions=[{"type": "Action.Submit", "title": "Close"}]),
+     "card.actions[0]: Action.Submit is not supported in a card posted by a webhook"),
     (card(version="1.4", body=[{"type": "Table"}]), "card.body[0]: Table needs schema version 1.5"),
     (card(body=[{"type": "FactSet", "facts": [{"title": "t"}]}]),
      "card.body[0].facts[0]: a Fact requires title and value"),
