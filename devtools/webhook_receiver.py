@@ -13,6 +13,8 @@ shows it on a page. Nothing is relayed anywhere.
                           otherwise); DELETE there makes it answer normally again
     POST /_control/reset  forget every post and every such answer
 
+`python -m devtools.webhook_receiver [--port N] [--keep FILE]` runs it alone.
+
 The answers follow what each platform documents:
 
 * Slack, api.slack.com changelog 2016-05-17 "Improving error conditions for Incoming
@@ -32,8 +34,10 @@ The answers follow what each platform documents:
 
 from __future__ import annotations
 
+import argparse
 import html
 import json
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -318,10 +322,34 @@ class WebhookReceiver:
                 f"<pre>{html.escape(shown)}</pre></details></section>")
         return ("<!doctype html><html><head><meta charset=utf-8>"
                 "<title>Webhook receiver</title><style>"
-                "body{font-family:sans-serif;margin:1em 2em}section{border-left:4px solid "
-                "#2a2;padding:0 1em;margin:1em 0}section.refused{border-color:#c22}"
+                "body{font-family:sans-serif;margin:1em 2em;overflow-wrap:anywhere}"
+                "section{border-left:4px solid #2a2;padding:0 1em;margin:1em 0}"
+                "section.refused{border-color:#c22}"
                 ".reasons{color:#c22}pre{white-space:pre-wrap;word-break:break-all}"
                 "</style></head><body><h1>Webhook receiver</h1>"
                 f"<p>{len(rows)} posts. Teams: POST {self.base_url}/teams/&lt;name&gt;; "
                 f"Slack: POST {self.base_url}/slack/&lt;name&gt;.</p>"
                 + ("".join(rows) or "<p>Nothing posted yet.</p>") + "</body></html>")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="webhook_receiver", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=0, help="0: a free port")
+    parser.add_argument("--keep", type=Path, help="append each post to this JSON-lines file")
+    args = parser.parse_args(argv)
+    receiver = WebhookReceiver(args.keep, port=args.port).start()
+    print(f"webhook receiver on {receiver.base_url}/", flush=True)
+    for name, url in receiver.settings().items():
+        print(f"  {name}={url}", flush=True)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass
+    receiver.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -5,12 +5,16 @@ told to answer 404/410/429/500, and show what was posted on a page where nothing
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from html.parser import HTMLParser
 
 import pytest
 import requests
 
 from devtools.webhook_receiver import WebhookReceiver
+from tests.conftest import ROOT
 from tests.unit.test_webhook_schemas import SLACK_EXAMPLE, TEAMS_EXAMPLE
 
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)> <!channel> <at>all</at>"
@@ -181,3 +185,18 @@ def test_unknown_paths_and_oversized_bodies_are_refused(receiver):
     assert requests.get(f"{receiver.base_url}/slack/soc", timeout=5).status_code == 404
     too_big = post(receiver, "slack", "soc", b"x" * (1024 * 1024 + 1))
     assert too_big.status_code == 413 and receiver.posts() == []
+
+
+def test_it_runs_alone_and_stops_on_sigterm(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "devtools.webhook_receiver", "--keep",
+                             str(tmp_path / "posts.jsonl")], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        first = proc.stdout.readline()
+        base = first.split(" on ", 1)[1].strip().rstrip("/")
+        answer = requests.post(f"{base}/slack/ops", json={"text": "hi"}, timeout=5)
+        assert (answer.status_code, answer.text) == (200, "ok")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    assert json.loads((tmp_path / "posts.jsonl").read_text())["body"] == {"text": "hi"}
