@@ -227,6 +227,8 @@ class WebhookReceiver:
         answer normally again."""
         if platform not in PLATFORMS:
             raise ValueError(f"platform must be one of {PLATFORMS}")
+        if times is not None and times < 1:
+            raise ValueError("times must be 1 or more (or absent: until told otherwise)")
         with self.lock:
             if status is None:
                 self.answers.pop((platform, name), None)
@@ -279,7 +281,9 @@ class WebhookReceiver:
                ) -> tuple[int, str, list[str]]:
         """(status, error string or code, reasons) for one post."""
         if told:
-            return told.status, "", [f"this hook was told to answer {told.status}"]
+            errors = SLACK_ERRORS if platform == "slack" else TEAMS_ERRORS
+            error = "" if told.status < 300 else errors.get(told.status, errors[500])
+            return told.status, error, [f"this hook was told to answer {told.status}"]
         if body is None:
             error = "invalid_payload" if platform == "slack" else "InvalidRequestContent"
             return 400, error, ["the body is not JSON"]

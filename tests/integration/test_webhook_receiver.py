@@ -123,7 +123,11 @@ def test_a_hook_told_to_fail_answers_so_until_told_otherwise(receiver, status, s
     assert post(receiver, "slack", "soc", SLACK_EXAMPLE).status_code == 200
     requests.delete(f"{receiver.base_url}/_control/answer/slack/gone", timeout=5)
     assert post(receiver, "slack", "gone", SLACK_EXAMPLE).status_code == 200
-    assert not any(p["accepted"] for p in receiver.posts(hook="gone")[:-1])
+    refused = receiver.posts(hook="gone")[:-1]
+    assert {(p["platform"], p["error"], p["accepted"]) for p in refused} == {
+        ("slack", slack_text, False), ("teams", teams_code, False)}
+    assert requests.post(f"{receiver.base_url}/_control/answer/slack/x", json={
+        "status": 429, "times": 0}, timeout=5).status_code == 400
 
 
 @pytest.mark.parametrize("platform, ok, body", [("slack", 200, SLACK_EXAMPLE),
