@@ -124,6 +124,7 @@ class WebhookReceiver:
         if path:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
+        self.arrived = threading.Condition(self.lock)
         self.posted: list[dict[str, Any]] = []
         self.answers: dict[tuple[str, str], Answer] = {}
         receiver = self
@@ -247,6 +248,20 @@ class WebhookReceiver:
             return [dict(p) for p in self.posted
                     if platform in (None, p["platform"]) and hook in (None, p["hook"])]
 
+    def wait_for(self, count: int, platform: str | None = None, hook: str | None = None,
+                 timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The posts (as posts() lists them) once there are at least `count`; posts from
+        an app arrive when its queue gets to them. TimeoutError if they do not."""
+        def enough() -> bool:
+            return sum(1 for p in self.posted if platform in (None, p["platform"])
+                       and hook in (None, p["hook"])) >= count
+
+        with self.arrived:
+            if not self.arrived.wait_for(enough, timeout):
+                raise TimeoutError(f"fewer than {count} posts to {platform or 'any'}/"
+                                   f"{hook or 'any'} within {timeout} s")
+        return self.posts(platform, hook)
+
     def _told(self, platform: str, name: str) -> Answer | None:
         with self.lock:
             told = self.answers.get((platform, name))
@@ -300,6 +315,7 @@ class WebhookReceiver:
             post = {"seq": len(self.posted) + 1,
                     "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **post}
             self.posted.append(post)
+            self.arrived.notify_all()
             if self.path:
                 with open(self.path, "a", encoding="utf-8") as out:
                     out.write(json.dumps(post) + "\n")

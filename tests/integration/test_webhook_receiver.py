@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 from html.parser import HTMLParser
 
 import pytest
@@ -204,3 +205,11 @@ def test_it_runs_alone_and_stops_on_sigterm(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     assert json.loads((tmp_path / "posts.jsonl").read_text())["body"] == {"text": "hi"}
+
+
+def test_wait_for_returns_when_posts_arrive_and_names_a_shortfall(receiver):
+    later = threading.Timer(0.2, post, (receiver, "slack", "soc", SLACK_EXAMPLE))
+    later.start()
+    assert [p["status"] for p in receiver.wait_for(1, "slack", "soc", timeout=10)] == [200]
+    with pytest.raises(TimeoutError, match="fewer than 2 posts to slack/soc"):
+        receiver.wait_for(2, "slack", "soc", timeout=0.2)
