@@ -6,7 +6,7 @@ setting shows up as a clear error naming it rather than as an app with no functi
 
 import azure.functions as func
 
-from functions import admin, health, ingest, notify, onboarding, portal, siem
+from functions import admin, health, ingest, notify, onboarding, ops, portal, siem
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -17,3 +17,4 @@ app.register_functions(admin.bp)
 app.register_functions(notify.bp)
 app.register_functions(siem.bp)
 app.register_functions(portal.bp)
+app.register_functions(ops.bp)

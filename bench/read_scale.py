@@ -121,7 +121,7 @@ def app_settings(env: Env) -> dict[str, str]:
         FETCH_PAGE_SIZE="1000", FETCH_OVERLAP_SECONDS="0",
         # no fan-out, digest or push during the measurement
         FETCH_SCHEDULE="0 0 0 1 1 *", DIGEST_SCHEDULE="0 0 0 1 1 *",
-        SIEM_PUSH_SCHEDULE="0 0 0 1 1 *",
+        SIEM_PUSH_SCHEDULE="0 0 0 1 1 *", POISON_DRAIN_SCHEDULE="0 0 0 1 1 *",
         DEVHOST_FUNCTION_KEY=FUNCTION_KEY, DEVHOST_MASTER_KEY="bench-master-key",
         MSSP_NAME="Bench MSSP", OPS_EMAIL="ops@mssp.example",
         PORTAL_ALLOWED_GROUPS=PORTAL_GROUP, PORTAL_KEY="bench-portal-key-0123456")

@@ -43,6 +43,11 @@ NOTIFY_QUEUE = "notify-events"
 SIEM_QUEUE = "siem-events"
 SIEM_DELIVERY_QUEUE = "siem-deliveries"
 
+
+# Poison queues: the host moves a message there after maxDequeueCount; a timer drains them
+def poison_queue(queue_name: str) -> str:
+    return f"{queue_name}-poison"
+
 _created: set[tuple[str, ...]] = set()
 _lock = threading.Lock()
 

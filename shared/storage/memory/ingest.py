@@ -445,9 +445,9 @@ class MemoryPoisonLog(poison_log.PoisonLogRepository):
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
 
     def add(self, queue_name: str, body: str, reason: str, tenant_id: str,
-            at: datetime | None = None) -> str:
+            at: datetime | None = None, message_id: str | None = None) -> str:
         now = at or datetime.now(UTC)
-        row_key = f"{poison_log._ticks_key(now)}:{next_number():08x}"
+        row_key = poison_log.row_key_of(now, message_id or f"{next_number():08x}")
         self.rows[(queue_name, row_key)] = {
             "PartitionKey": queue_name, "RowKey": row_key,
             "Body": poison_log.clip_text(body), "Reason": reason, "Tenant": tenant_id,
