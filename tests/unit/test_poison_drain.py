@@ -93,3 +93,18 @@ def test_one_queue_failing_does_not_stop_the_others():
 def test_message_text_decodes_base64_and_keeps_anything_else():
     assert message_text("eyJhIjogMX0=") == '{"a": 1}'
     assert message_text("this is not base64 !!") == "this is not base64 !!"
+
+
+def test_the_app_drains_poison_queues_from_a_timer_not_queue_triggers(monkeypatch):
+    import importlib
+    import sys
+
+    for name in [m for m in sys.modules if m == "function_app" or m.startswith("functions")]:
+        monkeypatch.delitem(sys.modules, name)  # a fresh app: get_functions() runs once
+    app = importlib.import_module("function_app").app
+    bindings = {f.get_function_name(): f.get_bindings() for f in app.get_functions()}
+    triggered = {b.queue_name for bs in bindings.values() for b in bs
+                 if b.type == "queueTrigger"}
+    assert triggered and not any(q.endswith("-poison") for q in triggered)
+    (timer,) = bindings["poison_drain"]
+    assert timer.type == "timerTrigger" and timer.schedule == "%POISON_DRAIN_SCHEDULE%"
