@@ -34,7 +34,7 @@ NAMES_END = "~names;"
 BUILT = NAMES + "~"
 ATTENTION = "~attention:"
 ATTENTION_END = "~attention;"
-CHUNK = 30_000  # characters a property holds (64 KiB of UTF-16), with room
+CHUNK = 30_000  # characters of a property (64 KiB of UTF-16: 32,768), with room
 NEEDS_ATTENTION = {TenantStatus.CONSENT_REVOKED, TenantStatus.UNAVAILABLE}
 Entries = dict[str, list[str]]  # tenant id -> [display name, status]
 
@@ -62,7 +62,7 @@ def _chunks(row: Mapping[str, Any]) -> int:
 
 
 def page_entity(partition: str, row_key: str, entries: Entries) -> dict[str, Any]:
-    text = json.dumps(entries, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(entries, sort_keys=True, separators=(",", ":"))  # ASCII: a char a unit
     parts = [text[i:i + CHUNK] for i in range(0, len(text), CHUNK)] or [""]
     return {"PartitionKey": partition, "RowKey": row_key, "Chunks": len(parts),
             **{f"Names{n}": part for n, part in enumerate(parts)}}

@@ -95,3 +95,12 @@ def test_tenants_are_paged_in_id_order_each_once(registry):
         seen += [t.tenant_id for t in page]
         after = page[-1].tenant_id if page else after
     assert seen == added
+
+
+def test_a_name_page_larger_than_a_property_is_split_and_read_back(registry):
+    names = {}
+    for n in range(40):  # one page: ~44,000 characters of names, over two properties
+        tid = "c" + str(uuid.uuid4())[1:]
+        names[tid] = f"{n:02d} " + "\u00e9\U0001f512x" * 350
+        registry.add(Tenant(tid, names[tid]))
+    assert {t.tenant_id: t.display_name for t in registry.directory()} == names
