@@ -202,9 +202,11 @@ def summarize(tenants: TenantRepository, poison: PoisonLogRepository, app: AppHe
     by_status: dict[str, int] = {}
     failing = 0
     last_success = None
-    scanned: Iterable[Tenant] = tenants.all() if known is None else known
+    scanned: Iterable[Tenant] = ()
     if counted is not None:  # counted already: the registry is not read
-        by_status, failing, scanned = dict(counted.by_status), counted.failing, ()
+        by_status, failing = dict(counted.by_status), counted.failing
+    else:
+        scanned = tenants.all() if known is None else known
     for tenant in scanned:
         by_status[str(tenant.status)] = by_status.get(str(tenant.status), 0) + 1
         if tenant.status == TenantStatus.ACTIVE and tenant.consecutive_failures:
