@@ -223,6 +223,8 @@ def start_host(env: Env) -> Host:
 
 def measure(meter: Meter, session: requests.Session, url: str, repeat: int
             ) -> dict[str, Any]:
+    """Latency (median), and the requests and rows of the first view and of the last
+    (they differ where a page keeps something for later views: the chart's totals)."""
     times = []
     counted: tuple[int, int] = (0, 0)
     for i in range(repeat):
@@ -235,7 +237,8 @@ def measure(meter: Meter, session: requests.Session, url: str, repeat: int
         if i == 0:
             counted = (meter.requests, meter.rows)
     return {"ms": round(statistics.median(times) * 1000, 1), "requests": counted[0],
-            "rows": counted[1], "body": response.text}
+            "rows": counted[1], "requests_last": meter.requests, "rows_last": meter.rows,
+            "body": response.text}
 
 
 def raw_reference(env: Env, tenant_id: str, repeat: int) -> float:
@@ -333,6 +336,7 @@ def run_step(env: Env, meter: Meter, base: str, tenants: list[str], repeat: int
     for name, url in pages(base, tenant_id, since):
         found = measure(meter, session, url, repeat)
         results.append({"page": name, **{k: v for k, v in found.items() if k != "body"}})
+        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
         if name.startswith("SIEM"):
             results[-1]["shown"] = len(json.loads(found["body"])["items"])
         if name == "portal overview":
@@ -357,7 +361,7 @@ def run_step(env: Env, meter: Meter, base: str, tenants: list[str], repeat: int
         item["x_raw"] = round(item["ms"] / raw, 1)
         same = same_rows_reference(env, item["rows"], max(repeat, 3))
         item["same_rows_ms"] = same
-        item["x_same_rows"] = round(item["ms"] / same, 1)
+        item["x_same_rows"] = round(item["ms"] / same, 1) if same else None
     return results
 
 
