@@ -14,11 +14,13 @@ import uuid
 
 import pytest
 
+from shared.config import get_settings
 from shared.model import Tenant, TenantStatus
 from shared.storage import batch, tables
 from shared.storage import tenants as registry_module
 from shared.storage.tenant_directory import needs_attention
 from shared.storage.tenants import PARTITION, TenantRepository, attention
+from tests.helpers import app_env
 
 
 class Crash(Exception):
@@ -185,3 +187,25 @@ def test_the_backfill_builds_the_directory_of_a_store_from_before_it(registry, m
     rows = list(registry.client.query_entities("PartitionKey eq @pk",
                                                parameters={"pk": PARTITION}))
     assert len([r for r in rows if not r["RowKey"].startswith("~")]) == 21
+
+
+def test_the_backfill_command_builds_the_directory_first(storage_env, monkeypatch, capsys):
+    from shared.ops import backfill as backfill_job
+    from tools import backfill
+
+    registry = TenantRepository(tables.table(storage_env, tables.TENANTS))
+    tenant = Tenant(str(uuid.uuid4()), "Before the directory")
+    registry.client.upsert_entity(registry_module._to_entity(tenant))  # as the old version
+    with contextlib.suppress(Exception):
+        registry.client.delete_entity(PARTITION, "~names:~")
+    for key, value in app_env(AzureWebJobsStorage=storage_env.connection_string).items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    monkeypatch.setattr(backfill, "index_tenants", lambda storage: None)  # tested elsewhere
+    monkeypatch.setattr(backfill_job.Backfill, "run",
+                        lambda self, restart=False: backfill_job.Report())
+    assert backfill.main([]) == 0
+    get_settings.cache_clear()
+    assert "tenants listed" in capsys.readouterr().out
+    assert tenant.tenant_id in {t.tenant_id for t in registry.directory()}
+    assert _listed(registry) == _recount(registry)
