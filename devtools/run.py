@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         ensure_local_settings(root)
         load_local_settings(root)
         os.environ.setdefault("FETCH_SCHEDULE", "*/20 * * * * *")
+        # a local.settings.json from before the poison drain timer
+        os.environ.setdefault("POISON_DRAIN_SCHEDULE", "0 */5 * * * *")
         if not os.environ.get("PORTAL_KEY"):  # a local.settings.json from before the portal
             os.environ["PORTAL_KEY"] = secrets.token_urlsafe(24)
         if args.smtp_catcher:

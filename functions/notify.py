@@ -5,7 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.http import invalid, json_response, refused
-from functions.queue_messages import parse_or_record, record_poison
+from functions.queue_messages import parse_or_record
 from shared import services, validation
 from shared.messages import alert_events
 from shared.model import parse_tenant_id
@@ -43,13 +43,6 @@ def digests(timer: func.TimerRequest) -> None:
         notifier.send_digests()
     finally:
         notifier.send_ops_notices()
-
-
-@bp.function_name("notify_poison")
-@bp.queue_trigger(arg_name="msg", queue_name=f"{NOTIFY_QUEUE}-poison",
-                  connection="AzureWebJobsStorage")
-def notify_poison(msg: func.QueueMessage) -> None:
-    record_poison(msg, NOTIFY_QUEUE, services.notifier().poison_reason())
 
 
 def _scope(req: func.HttpRequest) -> str | func.HttpResponse:

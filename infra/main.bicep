@@ -200,6 +200,7 @@ module function 'app/function.bicep' = {
       OPS_EMAIL: opsEmail
       FETCH_SCHEDULE: fetchSchedule
       DIGEST_SCHEDULE: '0 * * * * *'
+      POISON_DRAIN_SCHEDULE: '0 */5 * * * *'
       MAIL_TRANSPORT: mailTransport
       MAIL_FROM: empty(mailFrom) ? 'mssp-hub@localhost.localdomain' : mailFrom
       MSSP_TENANT_ID: tenant().tenantId

@@ -12,12 +12,13 @@ from shared.ingest.index_feed import IndexFeed
 from shared.ingest.own_changes import OwnChanges, Stored
 from shared.ingest.relay import Relay
 from shared.ingest.worker import Ingestor, IngestStores
+from shared.messages import BadMessage, BulkTriageRequest
 from shared.microsoft.defender import DefenderClient
 from shared.microsoft.identity import Tokens, tokens_for
 from shared.model import Tenant
 from shared.notify.service import Notifier, NotifyStores, transport_for
 from shared.notify.transport import Transport
-from shared.ops.poison import PoisonLog
+from shared.ops.poison import PoisonDrain, PoisonLog, PoisonSource
 from shared.portal.pages import Portal
 from shared.siem.delivery import SiemDelivery
 from shared.siem.feed import Feed
@@ -38,6 +39,7 @@ from shared.storage.mail_outbox import MailOutbox
 from shared.storage.notify_ledger import NotifyLedger
 from shared.storage.own_marks import OwnMarks
 from shared.storage.poison_log import PoisonLogRepository
+from shared.storage.poison_queue import PoisonQueue
 from shared.storage.queue_sender import sender
 from shared.storage.queues import BulkQueue, EventQueue, FetchQueue, RelayQueue
 from shared.storage.rules import RuleRepository
@@ -146,6 +148,43 @@ def poison_log_on(storage: StorageConnection) -> PoisonLog:
 @functools.cache
 def poison_log() -> PoisonLog:
     return poison_log_on(get_settings().storage)
+
+
+def poison_drain_on(storage: StorageConnection, notify_reason: Callable[[], str]
+                    ) -> PoisonDrain:
+    """The poison queues of every queue-triggered function, each with its reason."""
+    def source(queue_name: str, reason: Callable[[], str],
+               settle: Callable[[str, str], None] | None = None) -> PoisonSource:
+        name = tables.poison_queue(queue_name)
+        tables.queue(storage, name)  # created here: the host creates it only to give up
+        return PoisonSource(queue_name, PoisonQueue(storage.queue(name, base64=False)), reason,
+                            settle)
+
+    def bulk_given_up(body: str, reason: str) -> None:
+        """The tenant's part of a bulk job is over: its pending alerts fail with why."""
+        try:
+            request = BulkTriageRequest.parse(body)
+        except BadMessage:
+            return
+        bulk_triage().give_up(request, reason)
+
+    return PoisonDrain(poison_log_on(storage), [
+        source(tables.FETCH_QUEUE,
+               lambda: "fetch failed on every attempt (maxDequeueCount)"),
+        # the outbox rows stay; the tenant's next fetch re-enqueues their relay
+        source(tables.RELAY_QUEUE, lambda: "relay failed on every attempt"),
+        source(tables.NOTIFY_QUEUE, notify_reason),
+        source(tables.SIEM_QUEUE,
+               lambda: "could not be added to the SIEM feed on any attempt"),
+        source(tables.SIEM_DELIVERY_QUEUE,
+               lambda: "delivery run failed on every attempt (storage?)"),
+        source(tables.BULK_QUEUE, lambda: "bulk triage failed on every attempt",
+               bulk_given_up)])
+
+
+@functools.cache
+def poison_drain() -> PoisonDrain:
+    return poison_drain_on(get_settings().storage, lambda: notifier().poison_reason())
 
 
 @functools.cache

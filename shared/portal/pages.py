@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -35,7 +35,9 @@ from shared.storage.mail_outbox import MailOutbox
 from shared.storage.rules import RULE_ID, RuleRepository
 from shared.storage.runs import RunHistory
 from shared.storage.siem_feed import SiemFeedRepository
-from shared.storage.tenant_summaries import TenantSummaries
+from shared.storage.tenant_directory import by_status
+from shared.storage.tenant_summaries import Counts, TenantSummaries
+from shared.storage.tenants import attention as attention_order
 from shared.tenants.admin import Conflict, TenantAdmin
 from shared.tenants.invitations import parse_invitation, parse_reconsent
 from shared.tenants.onboarding import Onboarding
@@ -48,6 +50,8 @@ from shared.web.pages import SECURITY_HEADERS, csp, render
 
 BASE = "/api/portal"
 TENANT_ALERTS = 10  # the tenant page's newest alerts (of 7 days; the list has the rest)
+OVERVIEW_PAGE = 100  # tenants a page of the overview shows (after those needing attention)
+CHART_MAX_AGE = timedelta(minutes=5)  # how old the chart's totals over every tenant may be
 DONE = {"pause": "Fetching is paused.", "resume": "Fetching resumes with the next run.",
         "offboard": "The tenant is offboarded.", "enable": "The rule is enabled.",
         "disable": "The rule is disabled.", "delete": "The rule is deleted.",
@@ -139,6 +143,42 @@ class Portal:
 
     def _overview(self, request: Request, principal: auth.Principal) -> Response:
         now = datetime.now(UTC)
+        listed = self.admin.tenants.directory()
+        if listed is None or self.summaries is None:  # not backfilled yet: as before
+            return self._whole_overview(principal, now)
+        after = request.params.get("after", "")
+        try:
+            after = parse_tenant_id(after) if after else ""
+        except ValueError:
+            after = ""
+        attention = self.admin.tenants.needing_attention()
+        page, more = self.admin.tenants.page(after, OVERVIEW_PAGE)
+        first = {t.tenant_id for t in attention}
+        tenants = attention + sorted((t for t in page if t.tenant_id not in first),
+                                     key=attention_order)
+        found = self.summaries.of(first)
+        if page:
+            found.update(self.summaries.between(page[0].tenant_id, page[-1].tenant_id))
+        rows = [{"tenant": t, "counts": queries.from_summary(found.get(t.tenant_id), now),
+                 "lag": _lag(t.last_success_at, now)} for t in tenants]
+        raised = self.summaries.raised_totals(CHART_MAX_AGE)
+        per_day = queries.from_summary(Counts(raised=raised), now).per_day
+        failing = sum(1 for t in attention if t.status == "active")
+        counted = health.Counted(by_status(listed), failing)
+        return self._page("portal/overview.html", principal=principal, rows=rows,
+                          severities=queries.SEVERITIES, now=now, outputs=self.siem_status(),
+                          chart=daily_chart(per_day, now.date(), queries.CHART_DAYS),
+                          health=self._health(counted=counted),
+                          notices=self.notices.recent(10),
+                          mail_on=self.settings.mail.transport != "none",
+                          paging={"total": len(listed), "attention": len(attention),
+                                  "shown": len(page), "after": after,
+                                  "next": f"{BASE}?after={page[-1].tenant_id}"
+                                  if more else ""})
+
+    def _whole_overview(self, principal: auth.Principal, now: datetime) -> Response:
+        """Every tenant on one page, from the whole registry (a store whose tenant
+        directory is not built yet: `python -m tools.backfill`)."""
         tenants = self._tenants()
         counted = self._counts(tenants, now)
         per_day: dict[tuple[str, str], int] = {}
@@ -151,7 +191,7 @@ class Portal:
                           severities=queries.SEVERITIES, now=now, outputs=self.siem_status(),
                           chart=daily_chart(per_day, now.date(), queries.CHART_DAYS),
                           health=self._health(tenants), notices=self.notices.recent(10),
-                          mail_on=self.settings.mail.transport != "none")
+                          mail_on=self.settings.mail.transport != "none", paging=None)
 
     def _counts(self, tenants: list[Tenant], now: datetime
                 ) -> list[tuple[Tenant, queries.TenantAlerts]]:
@@ -163,10 +203,12 @@ class Portal:
         found = self.summaries.all()
         return [(t, queries.from_summary(found.get(t.tenant_id), now)) for t in tenants]
 
-    def _health(self, tenants: list[Tenant] | None = None) -> dict[str, Any]:
+    def _health(self, tenants: list[Tenant] | None = None,
+                counted: health.Counted | None = None) -> dict[str, Any]:
         """What /api/health says, with the detail only signed-in staff may read
-        (`tenants`: the registry as the page read it, not read again)."""
-        _, report = health.report(lambda: self.settings, tenants)
+        (`tenants`: the registry as the page read it, or `counted`, its counts: not read
+        again)."""
+        _, report = health.report(lambda: self.settings, tenants, counted)
         failure = report.get("mail", {}).get("failing_since")
         for reason in report.get("reasons", []):
             if reason["code"] == "mail_failing" and failure:

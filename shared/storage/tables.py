@@ -53,6 +53,11 @@ SIEM_QUEUE = "siem-events"
 SIEM_DELIVERY_QUEUE = "siem-deliveries"
 BULK_QUEUE = "bulk-triage"  # one tenant's part of a bulk job
 
+
+# Poison queues: the host moves a message there after maxDequeueCount; a timer drains them
+def poison_queue(queue_name: str) -> str:
+    return f"{queue_name}-poison"
+
 _created: set[tuple[str, ...]] = set()
 _lock = threading.Lock()
 

@@ -504,6 +504,23 @@ def test_a_chunk_is_recorded_sent_and_counted_in_one_transaction(state):
         state.save_tally(tally)  # read before the last save
 
 
+def test_summaries_of_a_range_of_a_few_and_the_raised_totals(summaries):
+    for n, tid in enumerate(("a1", "b2", "c3", "d4")):
+        summaries.publish(tid, Counts({"High": n}, {f"2026-01-0{n + 1}": {"Low": 1},
+                                                     "2026-01-09": {"High": n}}, 1))
+    assert set(summaries.between("b2", "c3")) == {"b2", "c3"}
+    assert summaries.between("b2", "c3")["c3"].open == {"High": 2}
+    assert set(summaries.of(["a1", "d4", "zz"])) == {"a1", "d4"}
+    assert summaries.of([]) == {}
+    totals = summaries.raised_totals(timedelta(minutes=5))
+    assert totals == {"2026-01-01": {"Low": 1}, "2026-01-02": {"Low": 1},
+                      "2026-01-03": {"Low": 1}, "2026-01-04": {"Low": 1},
+                      "2026-01-09": {"High": 6}}
+    summaries.publish("e5", Counts({}, {"2026-01-09": {"High": 4}}, 1))
+    assert summaries.raised_totals(timedelta(minutes=5)) == totals  # kept: young enough
+    assert summaries.raised_totals(timedelta(0))["2026-01-09"] == {"High": 10}  # recounted
+
+
 def test_a_summary_copy_never_goes_back_and_all_come_in_one_read(summaries):
     assert summaries.all() == {}
     assert summaries.publish("t1", Counts({"High": 2}, {"2026-01-01": {"Low": 1}}, 3))
