@@ -58,15 +58,21 @@ _DETECTION_SOURCE = {"WindowsDefenderAtp": "microsoftDefenderForEndpoint",
 _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES[:5])}
 
 
-def camel(value: str | None, default: str | None = "unknown") -> str | None:
-    """Defender's PascalCase enum member to Graph's lower camel case."""
+def camel(value: Any, default: str | None = "unknown") -> Any:
+    """Defender's PascalCase enum member to Graph's lower camel case (anything else, as
+    a captured alert may carry, as it is)."""
     if not value:
         return default
-    return value[0].lower() + value[1:]
+    return value[0].lower() + value[1:] if isinstance(value, str) else value
 
 
-def highest(severities: list[str]) -> str:
-    return max(severities, key=lambda s: _SEVERITY_RANK.get(s, 0), default="unknown")
+def highest(severities: list[Any]) -> str:
+    known = [s for s in severities if isinstance(s, str) and s in _SEVERITY_RANK]
+    return max(known, key=_SEVERITY_RANK.__getitem__, default="unknown")
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def alert_url(alert_id: str, tenant_id: str) -> str:
@@ -163,7 +169,7 @@ def from_mde(raw: dict[str, Any]) -> dict[str, Any]:
             "rbacGroupId": None, "rbacGroupName": raw.get("rbacGroupName"),
             "onboardingStatus": "onboarded", "defenderAvStatus": "unknown",
             "ipInterfaces": [], "loggedOnUsers": [], "vmMetadata": None})
-    for item in raw.get("evidence") or []:
+    for item in _listed(raw.get("evidence")):
         typed = _mde_evidence(item, device_id) if isinstance(item, dict) else None
         if typed is not None:
             evidence.append(typed)
@@ -175,9 +181,10 @@ def from_mde(raw: dict[str, Any]) -> dict[str, Any]:
         "severity": "unknown" if raw.get("severity") in (None, "UnSpecified")
         else camel(raw.get("severity")),
         "classification": camel(raw.get("classification")),
-        "determination": _DETERMINATION.get(determination or "", camel(determination)),
+        "determination": _DETERMINATION.get(determination, camel(determination))
+        if isinstance(determination, str) else camel(determination),
         "serviceSource": MDE,
-        "detectionSource": _DETECTION_SOURCE.get(raw.get("detectionSource") or "",
+        "detectionSource": _DETECTION_SOURCE.get(str(raw.get("detectionSource")),
                                                  camel(raw.get("detectionSource"))),
         "productName": "Microsoft Defender for Endpoint",
         "detectorId": raw.get("detectorId"), "tenantId": tenant_id,
@@ -189,14 +196,14 @@ def from_mde(raw: dict[str, Any]) -> dict[str, Any]:
         "incidentWebUrl": incident_url(incident_id, tenant_id) if incident_id else None,
         "actorDisplayName": None, "threatDisplayName": raw.get("threatName"),
         "threatFamilyName": raw.get("threatFamilyName"),
-        "mitreTechniques": list(raw.get("mitreTechniques") or []),
+        "mitreTechniques": list(_listed(raw.get("mitreTechniques"))),
         "createdDateTime": created, "lastUpdateDateTime": raw.get("lastUpdateTime"),
         "resolvedDateTime": raw.get("resolvedTime"),
         "firstActivityDateTime": raw.get("firstEventTime"),
         "lastActivityDateTime": raw.get("lastEventTime"),
         "comments": [{"comment": c.get("comment"), "createdByDisplayName": c.get("createdBy"),
                       "createdDateTime": c.get("createdTime")}
-                     for c in raw.get("comments") or [] if isinstance(c, dict)],
+                     for c in _listed(raw.get("comments")) if isinstance(c, dict)],
         "evidence": evidence, "systemTags": [],
         "alertPolicyId": None, "additionalData": {},
     }

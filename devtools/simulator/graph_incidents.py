@@ -54,14 +54,15 @@ def view(incident: dict[str, Any], alerts: list[dict[str, Any]]) -> dict[str, An
     of its own and its alerts'. Times compare as text: both are UTC with 'Z'."""
     served = dict(incident)
     if alerts:
-        served["severity"] = highest([incident.get("severity") or "unknown",
-                                      *(a.get("severity") or "unknown" for a in alerts)])
+        served["severity"] = highest([incident.get("severity"),
+                                      *(a.get("severity") for a in alerts)])
         if incident.get("status") != "redirected" and all(
                 a.get("status") == "resolved" for a in alerts):
             served["status"] = "resolved"
-        served["lastUpdateDateTime"] = max(
-            [incident.get("lastUpdateDateTime") or "", *(
-                a.get("lastUpdateDateTime") or "" for a in alerts)], key=_sortable)
+        times = [t for t in (incident.get("lastUpdateDateTime"),
+                             *(a.get("lastUpdateDateTime") for a in alerts))
+                 if isinstance(t, str)]
+        served["lastUpdateDateTime"] = max(times, key=_sortable, default=None)
     return served
 
 

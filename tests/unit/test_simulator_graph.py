@@ -131,3 +131,13 @@ def test_the_v2_filter_schema_refuses_what_graph_refuses():
         StoredGraphAlert({"status": "redirected"}, 1))
     with pytest.raises(ODataError):
         parse_filter("serviceSource eq 'microsoftDefenderForEndpoint'", incident)
+
+
+def test_a_captured_alert_of_any_shape_still_has_a_v2_view():
+    odd = {"id": "da1", "status": 5, "severity": ["x"], "evidence": "text", "comments": 3,
+           "mitreTechniques": None, "determination": 7, "lastUpdateTime": None}
+    v2 = graph_alerts.from_mde(odd)
+    assert v2["id"] == "da1" and v2["status"] == 5 and v2["evidence"] == []
+    assert v2["comments"] == [] and v2["mitreTechniques"] == []
+    incident = graph_incidents.view({"id": "1", "severity": None}, [v2])
+    assert incident["severity"] == "unknown" and incident["lastUpdateDateTime"] is None
