@@ -21,6 +21,7 @@ updated while a client pages are neither skipped nor served twice by the paging 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
 import jwt
@@ -209,14 +210,14 @@ class GraphSecurity:
             return graph_error(400, "BadRequest", f"Invalid request: {exc}")
         items = (self.alerts(tenant) if listing == "alerts"
                  else self.incidents(tenant, state.expand))
-        selected = [i for i in items if matches(i)]
-        after = [i for i in selected if i.seq < state.after_seq][skip:]
+        wanted = (i for i in items if i.seq < state.after_seq and matches(i))
+        after = list(islice(wanted, skip, skip + state.top + 1))  # one more: is there more?
         page, more = after[:state.top], len(after) > state.top
         path = "alerts_v2" if listing == "alerts" else "incidents"
         head: dict[str, Any] = {
             "@odata.context": f"{request.host_url}v1.0/$metadata#security/{path}"}
         if state.count:
-            head["@odata.count"] = len(selected)
+            head["@odata.count"] = sum(1 for i in items if matches(i))
         if more and page:
             token = graph_paging.encode(graph_paging.PageState(
                 listing, tenant.id, app, state.filter, state.top, state.count,
