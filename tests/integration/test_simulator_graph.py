@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import requests
 
 from devtools.simulator.server import Simulator, SimulatorConfig
 from tests.integration.sim_helpers import get_alerts, get_graph, graph_token, token
@@ -110,6 +111,25 @@ def test_endpoint_alerts_are_one_alert_in_both_apis(simulator, sim, tenant):
     incident = get_graph(simulator, graph, f"{INCIDENTS}/{after['incidentId']}").json()
     assert incident["status"] == "resolved"  # its only alert is
     assert incident["lastUpdateDateTime"] == changed["lastUpdateTime"]
+
+
+def test_a_patch_through_defenders_api_is_what_graph_serves_next(simulator, sim):
+    app = simulator.config.client_id
+    tenant = sim.add_tenant("Graph Triage Co")
+    sim.grant(tenant["id"], app, {"https://api.securitycenter.microsoft.com": [
+        "Alert.ReadWrite.All"], "https://graph.microsoft.com": ["SecurityAlert.Read.All"]})
+    (alert_id,) = sim.generate_graph(tenant["id"], 1, PRODUCTS[:1])["ids"]
+    patched = requests.patch(
+        f"{simulator.base_url}/api/alerts/{alert_id}", timeout=30, json={
+            "status": "InProgress", "assignedTo": "soc@mssp.test", "comment": "on it"},
+        headers={"Authorization": f"Bearer {token(simulator, tenant['id'])}"},
+        verify=str(simulator.config.ca_path))
+    assert patched.status_code == 200, patched.text
+    v2 = get_graph(simulator, graph_token(simulator, tenant["id"]), **{
+        "$filter": "status eq 'inProgress' and assignedTo eq 'soc@mssp.test'"}).json()["value"]
+    assert [a["id"] for a in v2] == [alert_id]
+    assert v2[0]["lastUpdateDateTime"] == patched.json()["lastUpdateTime"]
+    assert v2[0]["comments"][-1]["comment"] == "on it"
 
 
 def test_filters_as_graph_accepts_them(simulator, sim, tenant):
