@@ -12,6 +12,7 @@ from werkzeug.wrappers import Request, Response
 
 from devtools.simulator import graph_alerts, graph_incidents
 from devtools.simulator.http import json_response
+from devtools.simulator.ratelimit import Limits
 from devtools.simulator.world import App, Fault, Tenant, World
 
 
@@ -34,6 +35,11 @@ def _int(body: dict[str, Any], name: str, default: int, low: int = 0, high: int 
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise BadRequest(f"{name} must be an integer from {low} to {high}")
     return value
+
+
+def _set_limits(limits: Limits, given: dict[str, Any]) -> None:
+    limits.per_minute = _int(given, "per_minute", limits.per_minute, 1)
+    limits.per_hour = _int(given, "per_hour", limits.per_hour, 1)
 
 
 class Control:
@@ -271,19 +277,12 @@ class Control:
         limits, batch = self.world.limits, self.world.batch_limits
         if request.method == "PUT":
             body = _body(request)
-            limits.per_minute = _int(body, "per_minute", limits.per_minute, 1)
-            limits.per_hour = _int(body, "per_hour", limits.per_hour, 1)
-            given = body.get("batch") or {}
-            if not isinstance(given, dict):
-                raise BadRequest("batch must be an object")
-            batch.per_minute = _int(given, "per_minute", batch.per_minute, 1)
-            batch.per_hour = _int(given, "per_hour", batch.per_hour, 1)
-            graph = self.world.graph_limits
-            given = body.get("graph") or {}
-            if not isinstance(given, dict):
-                raise BadRequest("graph must be an object")
-            graph.per_minute = _int(given, "per_minute", graph.per_minute, 1)
-            graph.per_hour = _int(given, "per_hour", graph.per_hour, 1)
+            _set_limits(limits, body)
+            for name, kept in (("batch", batch), ("graph", self.world.graph_limits)):
+                given = body.get(name) or {}
+                if not isinstance(given, dict):
+                    raise BadRequest(f"{name} must be an object")
+                _set_limits(kept, given)
         graph = self.world.graph_limits
         return json_response({"per_minute": limits.per_minute, "per_hour": limits.per_hour,
                               "batch": {"per_minute": batch.per_minute,

@@ -20,18 +20,15 @@ updated while a client pages are neither skipped nor served twice by the paging 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from itertools import islice
 from typing import Any
 
 import jwt
-import orjson
 from werkzeug.wrappers import Request, Response
 
-from devtools.simulator import graph_alerts, graph_incidents, graph_paging
-from devtools.simulator.defender import _gzipped
-from devtools.simulator.http import graph_error, json_response
-from devtools.simulator.odata import ODataError, Predicate, parse_filter
+from devtools.simulator import faults, graph_alerts, graph_incidents, graph_paging
+from devtools.simulator.http import graph_error, gzipped, json_response, streamed
+from devtools.simulator.odata import ODataError, Predicate, integer_option, parse_filter
 from devtools.simulator.tokens import GRAPH_AUDIENCE
 from devtools.simulator.world import Fault, StoredAlert, StoredGraphAlert, Tenant, World
 
@@ -41,8 +38,6 @@ ALERT_ROLES = ("SecurityAlert.Read.All", "SecurityAlert.ReadWrite.All")
 INCIDENT_ROLES = ("SecurityIncident.Read.All", "SecurityIncident.ReadWrite.All")
 AUDIENCES = (GRAPH_AUDIENCE, "https://graph.microsoft.us")
 _OPTIONS = ("$filter", "$top", "$skip", "$count", "$expand", "$skiptoken")
-_FAULT_CODES = {500: "InternalServerError", 502: "BadGateway", 503: "ServiceUnavailable",
-                504: "GatewayTimeout"}
 
 
 class GraphSecurity:
@@ -91,34 +86,15 @@ class GraphSecurity:
             return caller
         tenant, app = caller
         world.count_call(tenant.id)
-        with world.lock:
-            fault = tenant.faults.popleft() if tenant.faults else None
-        if fault is not None and fault.kind != "cut":
-            if fault.kind == "hang":
-                world.stopping.wait(fault.seconds)
-            elif fault.kind == "malformed":
-                return Response('{"@odata.context": "x", "value": [{"id": "da6',
-                                content_type="application/json")
-            elif fault.kind == "body":
-                return Response(fault.body, content_type="application/json")
-            elif fault.status == 429:
-                self._count_throttled(tenant)
-                return _throttled(fault.retry_after or 30)
-            else:
-                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else None
-                return graph_error(fault.status, _FAULT_CODES.get(fault.status, "BadRequest"),
-                                   "An error occurred (simulated fault).", headers)
+        fault = faults.take(world, tenant, graph_error, _throttled)
+        if isinstance(fault, Response):
+            return fault
         with world.lock:
             wait = tenant.limiters[f"graph#{app}"].admit(world.clock.now(), world.graph_limits)
         if wait:
-            self._count_throttled(tenant)
+            world.count_throttled(tenant.id)
             return _throttled(wait)
-        return tenant, app, fault if fault is not None and fault.kind == "cut" else None
-
-    def _count_throttled(self, tenant: Tenant) -> None:
-        with self.world.lock:
-            self.world.counters["throttled"] += 1
-            self.world.throttled_by_tenant[tenant.id] += 1
+        return tenant, app, fault
 
     # what a tenant has, in the v2 schema -------------------------------------------------
     def _view(self, tenant: Tenant, stored: StoredAlert) -> StoredGraphAlert:
@@ -225,10 +201,10 @@ class GraphSecurity:
                 world.clock.now() + world.graph.next_link_seconds), world.page_key)
             head["@odata.nextLink"] = (f"{request.host_url}v1.0/security/{path}"
                                        f"?$skiptoken={token}")
-        body = _streamed(head, [i.raw for i in page], cut.after if cut is not None else None)
+        body = streamed(head, [i.raw for i in page], cut.after if cut is not None else None)
         headers = {"Vary": "Accept-Encoding"}
         if "gzip" in request.headers.get("Accept-Encoding", ""):
-            body, headers["Content-Encoding"] = _gzipped(body), "gzip"
+            body, headers["Content-Encoding"] = gzipped(body), "gzip"
         return Response(body, content_type="application/json; charset=utf-8",
                         headers=headers)
 
@@ -250,11 +226,11 @@ class GraphSecurity:
             if (state.listing, state.tenant, state.app) != (listing, tenant_id, app):
                 raise graph_paging.Invalid("The $skiptoken belongs to another listing.")
             return state, 0
-        top = _integer(args.get("$top"), "$top", world.graph.page_size)
+        top = integer_option(args.get("$top"), "$top", world.graph.page_size)
         if top > MAX_TOP:
             raise ODataError(f"The limit of '{MAX_TOP}' for Top query has been exceeded. "
                              f"The value from the incoming request is '{top}'.")
-        skip = _integer(args.get("$skip"), "$skip", 0)
+        skip = integer_option(args.get("$skip"), "$skip", 0)
         if skip > MAX_SKIP:
             raise ODataError(f"The limit of '{MAX_SKIP}' for Skip query has been exceeded. "
                              f"The value from the incoming request is '{skip}'.")
@@ -278,31 +254,6 @@ def _matcher(text: str | None, listing: str) -> Predicate:
                         else graph_incidents.INCIDENT_SCHEMA)
 
 
-def _integer(text: str | None, name: str, default: int) -> int:
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise ODataError(f"Invalid value '{text}' for {name} query option.") from None
-    if value < 0:
-        raise ODataError(f"Invalid value '{text}' for {name}: it must be >= 0.")
-    return value
-
-
 def _throttled(seconds: int) -> Response:
     return graph_error(429, "TooManyRequests", "Too many requests; retry after "
                        f"{seconds} seconds.", {"Retry-After": str(seconds)})
-
-
-def _streamed(head: dict[str, Any], page: list[dict[str, Any]], cut_after: int | None,
-              per_write: int = 100) -> Iterator[bytes]:
-    """The page written while it is serialized (the head's fields first, then `value`);
-    with `cut_after` the body breaks off after that many items (a dead connection)."""
-    yield orjson.dumps(head)[:-1] + b',"value":['
-    end = len(page) if cut_after is None else min(cut_after, len(page))
-    for start in range(0, end, per_write):
-        data = b",".join(orjson.dumps(a) for a in page[start:min(start + per_write, end)])
-        yield b"," + data if start else data
-    if end == len(page):
-        yield b"]}"

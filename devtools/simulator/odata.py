@@ -229,3 +229,15 @@ def parse_orderby(text: str) -> list[tuple[str, bool]]:
                              f"one of {', '.join(TIME_FIELDS)}, asc or desc.")
         keys.append((words[0], len(words) == 2 and words[1] == "desc"))
     return keys
+
+
+def integer_option(text: str | None, name: str, default: int) -> int:
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ODataError(f"Invalid value '{text}' for {name} query option.") from None
+    if value < 0:
+        raise ODataError(f"Invalid value '{text}' for {name}: it must be >= 0.")
+    return value

@@ -431,6 +431,11 @@ class World:
             self.calls_by_tenant[tenant_id] += 1
             self.calls_by_minute[tenant_id][int(self.clock.now() // 60) * 60] += 1
 
+    def count_throttled(self, tenant_id: str) -> None:
+        with self.lock:
+            self.counters["throttled"] += 1
+            self.throttled_by_tenant[tenant_id] += 1
+
     def count_write(self, tenant_id: str, batch: bool) -> None:
         with self.lock:
             (self.batches_by_tenant if batch else self.writes_by_tenant)[tenant_id] += 1
