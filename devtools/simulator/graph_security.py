@@ -29,14 +29,14 @@ from werkzeug.wrappers import Request, Response
 from devtools.simulator import faults, graph_alerts, graph_incidents, graph_paging
 from devtools.simulator.http import graph_error, gzipped, json_response, streamed
 from devtools.simulator.odata import ODataError, Predicate, integer_option, parse_filter
-from devtools.simulator.tokens import GRAPH_AUDIENCE
+from devtools.simulator.tokens import GRAPH_AUDIENCE, US_GRAPH_AUDIENCE
 from devtools.simulator.world import Fault, StoredAlert, StoredGraphAlert, Tenant, World
 
 MAX_TOP = 1000
 MAX_SKIP = 500
 ALERT_ROLES = ("SecurityAlert.Read.All", "SecurityAlert.ReadWrite.All")
 INCIDENT_ROLES = ("SecurityIncident.Read.All", "SecurityIncident.ReadWrite.All")
-AUDIENCES = (GRAPH_AUDIENCE, "https://graph.microsoft.us")
+AUDIENCES = (GRAPH_AUDIENCE, US_GRAPH_AUDIENCE)
 _OPTIONS = ("$filter", "$top", "$skip", "$count", "$expand", "$skiptoken")
 
 

@@ -10,7 +10,13 @@ import pytest
 import requests
 
 from devtools.simulator.server import Simulator, SimulatorConfig
-from tests.integration.sim_helpers import get_alerts, get_graph, graph_token, token
+from tests.integration.sim_helpers import (
+    get_alerts,
+    get_graph,
+    graph_token,
+    secret_credential,
+    token,
+)
 
 PRODUCTS = ["microsoftDefenderForEndpoint", "microsoftDefenderForOffice365",
             "microsoftDefenderForIdentity", "microsoftDefenderForCloudApps",
@@ -271,6 +277,9 @@ def test_403_without_the_security_roles_and_401_for_a_defender_token(simulator, 
     bearer = graph_token(simulator, tenant["id"])
     assert get_graph(simulator, bearer).status_code == 200
     assert get_graph(simulator, bearer, INCIDENTS).status_code == 403
+    us_cloud = secret_credential(simulator, tenant["id"]).get_token(
+        "https://graph.microsoft.us/.default").token  # a US Government cloud's host
+    assert get_graph(simulator, us_cloud).status_code == 200
     defender = get_graph(simulator, token(simulator, tenant["id"]))
     assert defender.status_code == 401
     assert defender.json()["error"]["code"] == "InvalidAuthenticationToken"
