@@ -378,3 +378,16 @@ def test_graph_alerts_and_incidents_survive_a_restart(tmp_path):
         assert len(get_graph(second, bearer).json()["value"]) == 15
     finally:
         second.stop()
+
+
+def test_the_control_api_refuses_what_it_cannot_make(sim, tenant):
+    with pytest.raises(RuntimeError, match="service_sources"):
+        sim.generate_graph(tenant["id"], 2, ["microsoftDefenderForToasters"])
+    with pytest.raises(RuntimeError, match="endpoint alert"):
+        endpoint = sim.generate(tenant["id"], 1)["ids"][0]
+        sim.add_alerts(tenant["id"], [{"id": endpoint, "serviceSource": "x"}])
+    with pytest.raises(RuntimeError, match="404"):
+        sim.update_incident(tenant["id"], "404404")
+    with pytest.raises(RuntimeError, match="next_link_seconds"):
+        sim.graph_settings(next_link_seconds=-1)
+    assert sim.tenant(tenant["id"])["graph_alerts"] == 0
