@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             "MSSP_TRIAGE_CLIENT_SECRET": simulator.config.triage_client_secret,
             "MSSP_AUTHORITY_HOST": simulator.base_url,
             "MSSP_DEFENDER_API_BASE": simulator.base_url,
+            "GRAPH_BASE_URL": simulator.base_url,  # sendMail and the security API (issue 21)
             "MSSP_CA_BUNDLE": str(simulator.config.ca_path),
             "MSSP_SIGN_IN_HOST": simulator.browser_base_url,  # a browser's way in, plain HTTP
             "MSSP_TENANT_ID": simulator.config.mssp_tenant_id,  # never onboarded as a customer
@@ -210,7 +211,7 @@ mssp-hub is running
   portal      {base}/api/portal/login?key={os.environ["PORTAL_KEY"]}
               (signs this browser in once; the key is PORTAL_KEY, local use only)
   health      {base}/api/health
-  simulator   {simulator.base_url}  (Entra ID + Defender API, demo tenants; the
+  simulator   {simulator.base_url}  (Entra ID, Defender and Graph APIs, demo tenants; the
               consent pages a browser opens on {simulator.browser_base_url})
   storage     Azurite on queue {azurite.ports['Queue']}, table {azurite.ports['Table']}
   fan-out     {"every 20 s" if os.environ["FETCH_SCHEDULE"] == "*/20 * * * * *"
