@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared import codec, timefmt
-from shared.alerts.view import MDE, AlertView
+from shared.alerts.view import MDE, MDE_SOURCE, AlertView
 from shared.storage.keys import encode_key
 from shared.storage.limits import (  # noqa: F401 (the packing limits, re-exported)
     MAX_TRANSACTION_OPS,
@@ -107,7 +107,9 @@ def alert_rows(tenant_id: str, alert: dict[str, Any], ingested_at: datetime | No
         "IncidentId": incident if isinstance(incident, int) else None,
         "MitreTechniques": _clip(codec.dumps_text(fields.get("mitreTechniques") or [])),
         "Schema": schema,
-        **({"Product": _clip(view.product)} if view else {}),  # mde: Defender for Endpoint
+        # another product's (Defender for Endpoint's alerts' rows stay as they were)
+        **({"Product": _clip(view.product)} if view and view.service_source != MDE_SOURCE
+           else {}),
         "BodyEncoding": codec.ENCODING, "BodyBytes": 0, "BodyRows": 0,
         "EvidenceTruncated": False,
     })
