@@ -49,6 +49,8 @@ class Rule:
     categories: list[str] = field(default_factory=list)
     detection_sources: list[str] = field(default_factory=list)
     statuses: list[str] = field(default_factory=list)
+    # Graph serviceSource values (microsoftDefenderForEndpoint...); empty: every product
+    products: list[str] = field(default_factory=list)
     on_new: bool = True
     on_update: bool = False
     include_org_name: bool = True
@@ -131,6 +133,12 @@ class RuleBody(Strict):
     detection_sources: Labels = Field(default_factory=list)
     statuses: Annotated[list[Literal["New", "InProgress", "Resolved"]],
                         Field(max_length=3)] = Field(default_factory=list)
+    products: Labels = Field(
+        default_factory=list,
+        description="products, as Graph's serviceSource names them (e.g. "
+                    "microsoftDefenderForEndpoint, microsoftDefenderForOffice365); "
+                    "empty: every product. An alert read from Defender for Endpoint's "
+                    "API is microsoftDefenderForEndpoint")
     on_new: bool = True
     on_update: bool = False
     include_org_name: bool = True
@@ -161,7 +169,7 @@ def parse_rule(body: Any, scope: str, existing: Rule | None = None) -> Rule:
     if errors:
         raise ValidationError(errors)
     for key in ("severities", "device_groups", "categories", "detection_sources",
-                "statuses", "tenants", "exclude_tenants", "recipients"):
+                "statuses", "products", "tenants", "exclude_tenants", "recipients"):
         values[key] = list(dict.fromkeys(values[key]))
     # a recipient keeps the time it was first added: it only gets alerts raised after it
     before = {r["address"].lower(): r["added_at"] for r in (existing.recipients

@@ -10,6 +10,7 @@ import re
 from dataclasses import asdict
 from typing import Any
 
+from shared.alerts.view import PRODUCT_CHOICES
 from shared.notify.rules import GLOBAL, Rule, parse_rule
 
 SEVERITIES = ("High", "Medium", "Low", "Informational")
@@ -32,6 +33,10 @@ def form_body(form: dict[str, str], existing: Rule | None = None) -> dict[str, A
         "enabled": form.get("enabled") == "yes",
         "delivery": form.get("delivery", "each"),
     })
+    if form.get("products_shown") == "yes":  # the boxes; products the API set stay
+        offered = [source for source, _ in PRODUCT_CHOICES]
+        kept = [p for p in body.get("products") or [] if p not in offered]
+        body["products"] = [p for p in offered if form.get(f"product_{p}") == "yes"] + kept
     if form.get("own_shown") == "yes":  # a form from before the option leaves it as is
         body["ignore_own_changes"] = form.get("ignore_own_changes") == "yes"
     if body["severities"]:

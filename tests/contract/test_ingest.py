@@ -39,6 +39,7 @@ from shared.storage.poison_log import PoisonLogRepository
 from shared.storage.queues import EventQueue, FetchQueue, RelayQueue
 from shared.storage.runs import RunHistory, RunRecord
 from shared.storage.tenant_summaries import Counts, TenantSummaries
+from tests.alert_docs import graph_alert
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -590,3 +591,20 @@ def test_a_whole_alert_is_read_back_by_id_with_its_overflow_rows(alerts):
     assert alerts.alert(tenant, "da000002") == big
     assert alerts.alert(tenant, "da000404") is None
     assert alerts.alert(str(uuid.uuid4()), "da/odd#1?") is None
+
+
+def test_a_stored_alert_is_read_back_with_its_schema(alerts):
+    """A Graph alert is stored as received, its schema on the row; a row written before
+    the schema was kept (no Schema column) reads as an mde one."""
+    tenant = str(uuid.uuid4())
+    graph = graph_alert(id="da-graph/1")
+    alerts.store(alert_rows(tenant, graph, schema="graph"))
+    old = alert_rows(tenant, _alert(3))
+    del old[0]["Schema"]
+    alerts.store(old)
+    alerts.store(alert_rows(tenant, _alert(4)))
+    assert alerts.alert_and_schema(tenant, "da-graph/1") == (graph, "graph")
+    assert alerts.alert(tenant, "da-graph/1") == graph
+    assert alerts.alert_and_schema(tenant, "da000003") == (_alert(3), "mde")
+    assert alerts.alert_and_schema(tenant, "da000004") == (_alert(4), "mde")
+    assert alerts.alert_and_schema(tenant, "da000404") is None
