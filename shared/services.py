@@ -15,6 +15,9 @@ from shared.ingest.worker import Ingestor, IngestStores
 from shared.microsoft.defender import DefenderClient
 from shared.microsoft.identity import Tokens, tokens_for
 from shared.model import Tenant
+from shared.notify.channels.delivery import ChannelDelivery, ChannelStores
+from shared.notify.channels.transport import Poster, WebhookPoster
+from shared.notify.channels.webhooks import Webhooks
 from shared.notify.service import Notifier, NotifyStores, transport_for
 from shared.notify.transport import Transport
 from shared.ops.poison import PoisonLog
@@ -29,6 +32,7 @@ from shared.storage.app_health import AppHealth
 from shared.storage.audit import AuditTrail
 from shared.storage.bulk_jobs import BulkJobs
 from shared.storage.call_budget import CallBudget
+from shared.storage.channel_status import ChannelStatusRepository
 from shared.storage.connection import StorageConnection
 from shared.storage.digests import DigestRepository
 from shared.storage.fanout_ledger import FanoutLedger
@@ -39,7 +43,7 @@ from shared.storage.notify_ledger import NotifyLedger
 from shared.storage.own_marks import OwnMarks
 from shared.storage.poison_log import PoisonLogRepository
 from shared.storage.queue_sender import sender
-from shared.storage.queues import BulkQueue, EventQueue, FetchQueue, RelayQueue
+from shared.storage.queues import BulkQueue, ChannelQueue, EventQueue, FetchQueue, RelayQueue
 from shared.storage.rules import RuleRepository
 from shared.storage.runs import RunHistory
 from shared.storage.siem_delivery import DeliverQueue, SiemDeliveryRepository
@@ -197,13 +201,38 @@ def notifier_for(settings: Settings, transport: Transport) -> Notifier:
         digests=DigestRepository(tables.table(storage, tables.NOTIFY_DIGESTS)),
         outbox=MailOutbox(tables.table(storage, tables.MAIL_OUTBOX)),
         health=AppHealth(tables.table(storage, tables.APP_HEALTH)),
-        notices=OpsNotices.on(storage, settings.onboarding.ops_email)))
+        notices=OpsNotices.on(storage, settings.onboarding.ops_email),
+        channel_queue=ChannelQueue(tables.queue(storage, tables.CHANNEL_QUEUE)),
+        channel_status=ChannelStatusRepository(tables.table(storage, tables.NOTIFY_CHANNELS))))
 
 
 @functools.cache
 def notifier() -> Notifier:
     settings = get_settings()
     return notifier_for(settings, transport_for(settings))
+
+
+def channel_delivery_for(settings: Settings, poster: Poster) -> ChannelDelivery:
+    """Teams and Slack posts on the real tables and queue, through `poster`."""
+    storage, base = settings.storage, settings.onboarding.public_base_url
+    return ChannelDelivery(ChannelStores(
+        rules=RuleRepository(tables.table(storage, tables.NOTIFY_RULES)),
+        ledger=NotifyLedger(tables.table(storage, tables.NOTIFY_LEDGER)),
+        status=ChannelStatusRepository(tables.table(storage, tables.NOTIFY_CHANNELS)),
+        queue=ChannelQueue(tables.queue(storage, tables.CHANNEL_QUEUE))),
+        Webhooks.from_environ(base), poster, settings.onboarding.mssp_name,
+        f"{base}/api/portal")
+
+
+@functools.cache
+def channel_delivery() -> ChannelDelivery:
+    settings = get_settings()
+    return channel_delivery_for(settings, WebhookPoster(settings.identity.ca_bundle))
+
+
+def webhooks() -> Webhooks:
+    """What checks a rule's channels when it is saved (the API, the portal)."""
+    return Webhooks.from_environ(get_settings().onboarding.public_base_url)
 
 
 def feed_on(storage: StorageConnection, settle_seconds: int, retention_days: int) -> Feed:
