@@ -31,8 +31,8 @@ def escape(text: str) -> str:
 
 
 def plain(text: str, limit: int) -> dict[str, Any]:
-    """A plain_text object (no mrkdwn at all); mentions made inert all the same."""
-    text = _BROADCAST.sub(lambda m: "@\u2060" + m.group(1), text)
+    """A plain_text object (no mrkdwn at all); mention syntax broken up all the same."""
+    text = _BROADCAST.sub(lambda m: "@\u2060" + m.group(1), text).replace("<", "<\u200b")
     return {"type": "plain_text", "text": cut(text, limit), "emoji": False}
 
 

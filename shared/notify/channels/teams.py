@@ -16,7 +16,7 @@ PAYLOAD_BYTES = 28_000
 SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 VERSION = "1.5"
 CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
-_MARKDOWN = re.compile(r"([\\*_~`#\[\]()>|!])")
+_MARKDOWN = re.compile(r"([\\*_~`#\[\]>|])")  # "(" and "!" need a "[" to mean anything
 _LIST_START = re.compile(r"^(\s*)([-+]|\d+\.)(\s)")
 
 
@@ -72,32 +72,37 @@ def digest_card(groups: list[tuple[str, list[tuple[str, list[AlertFacts]]]]], co
     body: list[dict[str, Any]] = [
         {"type": "TextBlock", "text": escape(f"Digest: {count} alerts for rule {rule_name}"),
          "weight": "Bolder", "size": "Medium", "wrap": True}]
-    shown, full, size = 0, False, _size(body)
+    shown, size = 0, _size(body)
+
+    def add(block: dict[str, Any]) -> bool:
+        """Append `block` if the card stays under the limit (room kept for the note)."""
+        nonlocal size
+        grown = size + len(json.dumps(block).encode()) + 2
+        if grown > PAYLOAD_BYTES - 1500:
+            return False
+        body.append(block)
+        size = grown
+        return True
+
     for tenant, severities in groups:
-        if full:
+        if not add({"type": "TextBlock", "text": escape(tenant), "weight": "Bolder",
+                    "separator": True, "wrap": True}):
             break
-        body.append({"type": "TextBlock", "text": escape(tenant), "weight": "Bolder",
-                     "separator": True, "wrap": True})
         for severity, items in severities:
-            body.append({"type": "TextBlock", "text": escape(f"{severity} ({len(items)})"),
-                         "color": SEVERITY_COLOUR.get(severity, "default"), "wrap": True})
+            if not add({"type": "TextBlock", "text": escape(f"{severity} ({len(items)})"),
+                        "color": SEVERITY_COLOUR.get(severity, "default"), "wrap": True}):
+                break
             for item in items:
                 url = item.hub_url or item.defender_url
                 title = escape(cut(item.title, 200))
-                line = {"type": "TextBlock", "wrap": True, "spacing": "None",
-                        "text": f"• [{title}]({url})" if url else f"• {title}"}
-                size += len(json.dumps(line).encode()) + 2
-                if size > PAYLOAD_BYTES - 1500:
-                    full = True
+                if not add({"type": "TextBlock", "wrap": True, "spacing": "None",
+                            "text": f"• [{title}]({url})" if url else f"• {title}"}):
                     break
-                body.append(line)
                 shown += 1
-            if full:
-                break
-    note = f"Rule {rule_name} · {mssp_name}"
+    note = escape(f"Rule {cut(rule_name, 200)} · {cut(mssp_name, 200)}")
     if shown < count:
         note = f"{count - shown} of {count} alerts not listed here (cut) · " + note
-    body.append({"type": "TextBlock", "text": escape(note), "isSubtle": True,
+    body.append({"type": "TextBlock", "text": note, "isSubtle": True,
                  "size": "Small", "wrap": True})
     return envelope(body, [])
 

@@ -23,6 +23,11 @@ def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:max(0, limit - len(CUT))] + CUT
 
 
+def _line(value: object, limit: int) -> str:
+    """One line (no control characters), cut with CUT past `limit`."""
+    return cut(one_line(value, limit * 4), limit)
+
+
 @dataclass(frozen=True)
 class AlertFacts:
     """An alert as a channel shows it: plain text, not yet escaped for any platform."""
@@ -54,11 +59,11 @@ def facts(event: AlertEvent, rule: Rule, portal: str) -> AlertFacts:
     severity = str(alert.get("severity") or "UnSpecified")
     device = str(alert.get("computerDnsName") or "") if rule.include_device else ""
     return AlertFacts(
-        severity=one_line(severity, 40), title=one_line(alert.get("title") or "(no title)", 500),
-        tenant=one_line(event.tenant_name or event.tenant_id, 200)
-        if rule.include_org_name else "", device=one_line(device, 200),
-        user=one_line(_user(alert), 200), category=one_line(alert.get("category") or "", 100),
-        time=one_line(alert.get("lastUpdateTime") or alert.get("alertCreationTime") or "", 40),
+        severity=_line(severity, 40), title=_line(alert.get("title") or "(no title)", 1000),
+        tenant=_line(event.tenant_name or event.tenant_id, 200)
+        if rule.include_org_name else "", device=_line(device, 200),
+        user=_line(_user(alert), 200), category=_line(alert.get("category") or "", 100),
+        time=_line(alert.get("lastUpdateTime") or alert.get("alertCreationTime") or "", 40),
         change=event.change,
         hub_url=hub_link(portal, alert_id, event.tenant_id)
         if portal and rule.include_portal_link else "",
@@ -73,7 +78,7 @@ def digest_facts(rows: list[dict[str, Any]], rule: Rule, portal: str
     names: dict[str, str] = {}
     for row in rows:
         tenant = str(row.get("tenant", ""))
-        names[tenant] = one_line(row.get("tenant_name") or tenant, 200)
+        names[tenant] = _line(row.get("tenant_name") or tenant, 200)
         event = AlertEvent(tenant_id=tenant, tenant_name=names[tenant],
                            alert_id=str(row.get("alert", {}).get("id", "")), version="",
                            change=str(row.get("change") or "new"), changed={},
