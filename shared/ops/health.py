@@ -147,7 +147,8 @@ def report(settings_loader: Callable[[], Settings] = get_settings,
 def failing_channels(storage: StorageConnection) -> list[str]:
     """Teams/Slack channels whose webhook refused posts: "<channel> (<status code>)" each
     (the platform's full answer stays in the portal's tenant page)."""
-    states = ChannelStatusRepository(tables.table(storage, tables.NOTIFY_CHANNELS)).failing()
+    states = ChannelStatusRepository(tables.table(storage, tables.NOTIFY_CHANNELS)).failing(
+        **PROBE)
     return [f"{s.name} ({s.reason.split(' ', 1)[0] or 'setting'})" if s.reason[:3].isdigit()
             else f"{s.name} (webhook setting)" for s in states]
 

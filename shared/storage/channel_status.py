@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from azure.data.tables import TableClient, UpdateMode
 
@@ -66,8 +67,10 @@ class ChannelStatusRepository:
                 self._put(ChannelState(rule_id, state.name, state.scope, state.result,
                                        state.at, False))
 
-    def failing(self, limit: int = HEALTH_ROWS) -> list[ChannelState]:
-        rows = self.client.query_entities("Failing eq true", results_per_page=limit)
+    def failing(self, limit: int = HEALTH_ROWS, **probe: Any) -> list[ChannelState]:
+        """The failing channels (at most `limit`); `probe`: the health check's request
+        options (no retries, short timeouts)."""
+        rows = self.client.query_entities("Failing eq true", results_per_page=limit, **probe)
         found = []
         for row in rows:
             if len(found) >= limit:

@@ -275,3 +275,14 @@ def test_the_api_refuses_a_channel_whose_setting_is_no_webhook_naming_the_field(
             {"type": "teams", "name": "b", "webhook_setting": "https://x"}]}, TENANT,
             webhooks=hooks)
     assert {e["field"] for e in refused.value.errors} == {"channels.0.webhook_setting"}
+
+
+def test_health_is_degraded_naming_the_failing_channels():
+    from shared.ops.health import reasons
+
+    ingestion = {"failing_tenants": 0, "app_credential_error": None, "poisoned_last_day": {}}
+    assert reasons(ingestion, [], False, []) == []
+    [reason] = reasons(ingestion, [], False, ["soc-teams (404)", "ops (webhook setting)"])
+    assert reason["code"] == "channels_failing"
+    assert "2 notification channel(s)" in reason["message"]
+    assert "soc-teams (404)" in reason["message"]

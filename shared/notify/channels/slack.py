@@ -68,8 +68,9 @@ def alert_message(item: AlertFacts, mssp_name: str, rule_name: str) -> dict[str,
     buttons = _buttons(item, mssp_name)
     if buttons:
         blocks.append({"type": "actions", "elements": buttons})
-    return {"text": cut(f"{emoji} [{item.severity}] {escape(item.tenant)}: "
-                        f"{escape(item.title)}", SECTION_MAX), "blocks": blocks}
+    tenant = f"{escape(item.tenant)}: " if item.tenant else ""
+    return {"text": cut(f"{emoji} [{item.severity}] {tenant}{escape(item.title)}", SECTION_MAX),
+            "blocks": blocks}
 
 
 def digest_message(groups: list[tuple[str, list[tuple[str, list[AlertFacts]]]]], count: int,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from datetime import UTC, datetime
+from typing import Any
 
 from shared.storage.channel_status import HEALTH_ROWS, ChannelState
 
@@ -42,7 +43,7 @@ class MemoryChannelStatus:
                     self.rows[key] = dataclasses.replace(state, failing=False, reason="",
                                                          fingerprint="")
 
-    def failing(self, limit: int = HEALTH_ROWS) -> list[ChannelState]:
+    def failing(self, limit: int = HEALTH_ROWS, **probe: Any) -> list[ChannelState]:
         with self._lock:
             found = [s for s in self.rows.values() if s.failing]
         return sorted(found, key=lambda s: (s.rule_id, s.name))[:limit]
