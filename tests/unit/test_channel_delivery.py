@@ -286,3 +286,19 @@ def test_health_is_degraded_naming_the_failing_channels():
     assert reason["code"] == "channels_failing"
     assert "2 notification channel(s)" in reason["message"]
     assert "soc-teams (404)" in reason["message"]
+
+
+def test_retry_after_is_seconds_within_bounds_and_errors_never_carry_the_url():
+    import socket
+
+    from shared.notify.channels.transport import WebhookPoster, retry_after
+
+    assert [retry_after(v) for v in ("7", " 12 ", "0", "99999", None,
+                                     "Wed, 21 Oct 2026 07:28:00 GMT")] == [7, 12, 1, 3600,
+                                                                            30, 30]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nobody listens
+    with pytest.raises(Unreachable) as caught:
+        WebhookPoster().post(Webhook(f"http://127.0.0.1:{port}/hook?sig=SECRET3"), {})
+    assert "SECRET3" not in str(caught.value) and "…/****" in str(caught.value)
