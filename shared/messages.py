@@ -374,9 +374,12 @@ class ChannelPost:
     deferrals: int = 0
 
     def dump(self) -> dict[str, Any]:
-        return {"v": VERSION, "type": self.TYPE, "scope": self.scope, "rule": self.rule_id,
+        data = {"v": VERSION, "type": self.TYPE, "scope": self.scope, "rule": self.rule_id,
                 "channel": self.channel, "key": self.key, "payload": self.payload,
                 "deferrals": self.deferrals}
+        if self.scope != "*":  # a poisoned post is charged to its tenant (tenant_of)
+            data["tenant"] = self.scope
+        return data
 
     def to_message(self) -> str:
         return json.dumps(self.dump())

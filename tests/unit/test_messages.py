@@ -124,6 +124,12 @@ def test_event_id_is_derived_unless_the_message_carries_one():
     assert AlertEvent.parse(test.to_message()).event_id == "test:1"
 
 
+def test_a_channel_post_names_its_tenant_unless_its_rule_is_mssp_wide():
+    post = ChannelPost(TENANT, "a" * 32, "soc", "k", {})
+    assert tenant_of(post.to_message()) == TENANT
+    assert tenant_of(replace(post, scope="*").to_message()) is None
+
+
 def test_a_tenant_is_normalized_as_entra_writes_it():
     body = RelayRequest(TENANT.upper()).to_message()
     assert RelayRequest.parse(body).tenant_id == TENANT
