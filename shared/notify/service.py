@@ -1,4 +1,5 @@
-"""One notify event in: for every matching rule, at most one email per alert version."""
+"""One notify event in: for every matching rule, at most one email per alert version, and
+one queued post per Teams or Slack channel (posted once by notify/channels/delivery.py)."""
 
 from __future__ import annotations
 
