@@ -98,6 +98,8 @@ var queueNames = [
   'siem-deliveries-poison'
   'bulk-triage'
   'bulk-triage-poison'
+  'notify-channels'
+  'notify-channels-poison'
 ]
 var tableNames = [
   'Tenants'
@@ -122,6 +124,7 @@ var tableNames = [
   'CallBudget'
   'OwnChangeMarks'
   'AuditTrail'
+  'NotifyChannels'
 ]
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {

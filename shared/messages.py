@@ -354,7 +354,51 @@ class BulkTriageRequest:
         return cls(job, _tenant(data))
 
 
+# notify-channels --------------------------------------------------------------------------
+_RULE_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelPost:
+    """One post to one channel of a rule (shared/notify/channels/delivery.py): the payload
+    rendered already (Teams' card or Slack's blocks, under 28 KB), and the ledger key it
+    goes once under. The webhook URL is not in it: it is read from the channel's app
+    setting when posting. `deferrals`: how often a 429 put it back."""
+
+    TYPE: ClassVar[str] = "channel-post"
+    scope: str  # the rule's partition: a tenant id, or "*"
+    rule_id: str  # 32 lower-case hex digits
+    channel: str  # the channel's name on the rule
+    key: str  # the ledger key: "<event id>|channel:<name>", "digest:<batch>|channel:<name>"
+    payload: dict[str, Any]
+    deferrals: int = 0
+
+    def dump(self) -> dict[str, Any]:
+        data = {"v": VERSION, "type": self.TYPE, "scope": self.scope, "rule": self.rule_id,
+                "channel": self.channel, "key": self.key, "payload": self.payload,
+                "deferrals": self.deferrals}
+        if self.scope != "*":  # a poisoned post is charged to its tenant (tenant_of)
+            data["tenant"] = self.scope
+        return data
+
+    def to_message(self) -> str:
+        return json.dumps(self.dump())
+
+    @classmethod
+    def parse(cls, body: bytes | str) -> ChannelPost:
+        data = _load(body, cls.TYPE)
+        rule = _field(data, "rule", str)
+        if not _RULE_ID.fullmatch(rule):
+            raise BadMessage("rule is not a rule id (32 hex digits)")
+        deferrals = data.get("deferrals", 0)
+        if not isinstance(deferrals, int) or isinstance(deferrals, bool) or deferrals < 0:
+            raise BadMessage("deferrals is not a count")
+        return cls(_field(data, "scope", str), rule, _field(data, "channel", str),
+                   _field(data, "key", str), _field(data, "payload", dict), deferrals)
+
+
 Message = (FetchRequest | RelayRequest | AlertEvent | AlertBatch | DeliverRequest
-           | BulkTriageRequest)
+           | BulkTriageRequest | ChannelPost)
 MESSAGE_TYPES: tuple[type[Message], ...] = (FetchRequest, RelayRequest, AlertEvent,
-                                            AlertBatch, DeliverRequest, BulkTriageRequest)
+                                            AlertBatch, DeliverRequest, BulkTriageRequest,
+                                            ChannelPost)

@@ -20,6 +20,7 @@ from shared.notify.mail_health import mail_failure
 from shared.siem.delivery import output_status
 from shared.storage import tables
 from shared.storage.app_health import AppHealth
+from shared.storage.channel_status import ChannelStatusRepository
 from shared.storage.connection import StorageConnection
 from shared.storage.poison_log import PoisonLogRepository
 from shared.storage.siem_delivery import SiemDeliveryRepository
@@ -149,13 +150,23 @@ def report(settings_loader: Callable[[], Settings] = get_settings,
     failure = mail_failure(AppHealth(tables.table(storage, tables.APP_HEALTH)), **PROBE)
     body["mail"] = {"transport": settings.mail.transport,
                     "failing_since": failure["at"].isoformat() if failure else None}
-    body["reasons"] = reasons(body["ingestion"], body["siem_outputs"], failure is not None)
+    body["reasons"] = reasons(body["ingestion"], body["siem_outputs"], failure is not None,
+                              failing_channels(storage))
     body["status"] = "degraded" if body["reasons"] else "healthy"
     return True, body
 
 
-def reasons(ingestion: dict[str, Any], outputs: list[dict[str, Any]], mail_failing: bool
-            ) -> list[dict[str, str]]:
+def failing_channels(storage: StorageConnection) -> list[str]:
+    """Teams/Slack channels whose webhook refused posts: "<channel> (<status code>)" each
+    (the platform's full answer stays in the portal's tenant page)."""
+    states = ChannelStatusRepository(tables.table(storage, tables.NOTIFY_CHANNELS)).failing(
+        **PROBE)
+    return [f"{s.name} ({s.reason.split(' ', 1)[0] or 'setting'})" if s.reason[:3].isdigit()
+            else f"{s.name} (webhook setting)" for s in states]
+
+
+def reasons(ingestion: dict[str, Any], outputs: list[dict[str, Any]], mail_failing: bool,
+            channels_failing: list[str] | None = None) -> list[dict[str, str]]:
     """What keeps work from getting done: a short code and a sentence each (counts and
     names of outputs only; tenants' names and error texts stay in the portal)."""
     found = []
@@ -174,6 +185,10 @@ def reasons(ingestion: dict[str, Any], outputs: list[dict[str, Any]], mail_faili
     if mail_failing:
         found.append({"code": "mail_failing", "message":
                       "emails could not be sent in the last 15 minutes; they are retried"})
+    if channels_failing:
+        found.append({"code": "channels_failing", "message":
+                      f"{len(channels_failing)} notification channel(s) refuse posts and "
+                      f"are held back until fixed: {', '.join(channels_failing[:20])}"})
     failing = [o["name"] for o in outputs if o["failures"]]
     if failing:
         found.append({"code": "siem_output_failing", "message":

@@ -57,7 +57,7 @@ class PoisonSource:
 
     queue_name: str  # the work queue (the PoisonLog partition)
     poisoned: PoisonQueue
-    reason: Callable[[], str]
+    reason: Callable[[str], str]  # of the message's body
     # what else giving up on a message means (a bulk job's alerts fail with the reason);
     # called after the record and before the delete, so it must be idempotent
     settle: Callable[[str, str], None] | None = None
@@ -92,7 +92,7 @@ class PoisonDrain:
     def _drain(self, source: PoisonSource) -> int:
         taken = source.poisoned.take(self.per_queue, self.hide_seconds)
         for message in taken:
-            reason = source.reason()
+            reason = source.reason(message.body)
             self.log.record(source.queue_name, message.body, reason,
                             message_id=message.message_id, at=message.poisoned_at)
             if source.settle is not None:

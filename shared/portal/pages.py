@@ -20,6 +20,8 @@ from urllib.parse import urlencode, urlsplit
 from shared import netloc
 from shared.config import Settings
 from shared.model import Tenant, parse_tenant_id
+from shared.notify.channels.delivery import ChannelDelivery
+from shared.notify.channels.webhooks import Webhooks
 from shared.notify.rules import GLOBAL, Rule
 from shared.ops import health
 from shared.portal import auth, queries
@@ -59,6 +61,7 @@ DONE = {"pause": "Fetching is paused.", "resume": "Fetching resumes with the nex
         "reconsent": "The re-consent invitation is ready: send its link (below) to the "
                      "customer's administrator.",
         "rules": "The rule is created.", "save": "The rule is saved.",
+        "test": "The test post went to the channel.",
         "revoke": "The invitation is revoked: its link no longer works."}
 
 
@@ -73,8 +76,10 @@ class Portal:
                  siem_status: Callable[[], list[dict[str, Any]]] = list,
                  summaries: TenantSummaries | None = None,
                  feed: SiemFeedRepository | None = None, triage: Triage | None = None,
-                 audit: AuditReader | None = None, bulk: BulkTriage | None = None) -> None:
+                 audit: AuditReader | None = None, bulk: BulkTriage | None = None,
+                 channels: ChannelDelivery | None = None) -> None:
         self.settings, self.cfg = settings, settings.portal
+        self.channels = channels  # Teams/Slack: each channel's last result, test posts
         self.bulk = bulk
         self.summaries = summaries
         self.siem_status = siem_status
@@ -297,10 +302,12 @@ class Portal:
                        if tid in (i.tenant_id, i.expected_tenant)]
         applying = [r for r in self.rules.list(GLOBAL)
                     if (not r.tenants or tid in r.tenants) and tid not in r.exclude_tenants]
+        own_rules = self.rules.list(tid)
         return self._page("portal/tenant.html", status, principal=principal, tenant=tenant,
                           now=datetime.now(UTC), lag=_lag(tenant.last_success_at),
-                          runs=self.runs.recent(tid, 20), own_rules=self.rules.list(tid),
+                          runs=self.runs.recent(tid, 20), own_rules=own_rules,
                           global_rules=applying, invitations=invitations,
+                          channel_states=self._channel_states(own_rules + applying),
                           why_not_triage=self.onboarding.why_not_triage(),
                           link=self.onboarding.link,
                           emails=self.outbox.recent(tid, limit=20),
@@ -310,6 +317,22 @@ class Portal:
                           done=DONE.get(request.params.get("done", ""), ""), error=error,
                           rule_severities=SEVERITIES, form=request.form,
                           new_rule_id=uuid.uuid4().hex)
+
+    def _channel_states(self, rules: list[Rule]) -> dict[str, dict[str, Any]]:
+        """{rule id: {channel name: its last result}}, for the rules with channels."""
+        if self.channels is None:
+            return {}
+        return {r.id: {s.name: s for s in self.channels.status.for_rule(r.id)}
+                for r in rules if r.channels}
+
+    def _save_rule(self, rule: Rule) -> None:
+        """Saved, and its failing channels tried again (the MSSP may have fixed them)."""
+        self.rules.save(rule)
+        if self.channels is not None:
+            self.channels.status.reset(rule.id)
+
+    def _webhooks(self) -> Webhooks | None:
+        return self.channels.webhooks if self.channels is not None else None
 
     def tenant_action(self, request: Request) -> Response:
         return self._guard(request, self._tenant_action)
@@ -327,7 +350,8 @@ class Portal:
             elif action == "offboard":
                 self.admin.offboard(tenant, request.form.get("delete_alerts") == "yes")
             elif action == "rules":  # a new rule of this tenant, from the form
-                rule = rule_from_form(request.form, tenant.tenant_id)
+                rule = rule_from_form(request.form, tenant.tenant_id,
+                                      webhooks=self._webhooks())
                 # the id the form was rendered with: a form sent twice saves one rule
                 form_id = request.form.get("rule_id", "")
                 if RULE_ID.fullmatch(form_id) and self.rules.get(tenant.tenant_id,
@@ -335,7 +359,7 @@ class Portal:
                     rule.id = form_id
                 elif RULE_ID.fullmatch(form_id):
                     return _redirect(f"{BASE}/tenants/{tenant.tenant_id}?done=rules")
-                self.rules.save(rule)
+                self._save_rule(rule)
             elif action == "reconsent":
                 self.onboarding.create_reconsent(tenant, parse_reconsent(
                     {k: v for k, v in request.form.items()
@@ -361,13 +385,23 @@ class Portal:
         rule: Rule | None = self.rules.get(GLOBAL if scope == "global" else scope,
                                            request.route.get("rule_id", ""))
         action = request.route.get("action", "")
-        if rule is None or action not in ("enable", "disable", "delete", "save"):
+        if rule is None or action not in ("enable", "disable", "delete", "save", "test"):
             return self._not_found(principal, "rule or action")
         if action == "save":  # the edit form: what it shows, over what the rule holds
             try:
-                self.rules.save(rule_from_form(request.form, rule.scope, existing=rule))
+                self._save_rule(rule_from_form(request.form, rule.scope, existing=rule,
+                                               webhooks=self._webhooks()))
             except ValidationError as exc:
                 return self._rule_refused(request, principal, str(exc))
+        elif action == "test":  # a test post to one of its channels
+            result = self.channels.test(rule, request.form.get("channel", "")) \
+                if self.channels is not None else None
+            if result is None:
+                return self._not_found(principal, "channel")
+            if not result.sent:
+                return self._rule_refused(request, principal,
+                                          f"{result.channel}: {result.error}",
+                                          heading="The test post failed")
         elif action == "delete":
             self.rules.delete(rule.scope, rule.id)
         else:
@@ -380,15 +414,16 @@ class Portal:
             target = BASE
         return _redirect(f"{target}?done={action}")
 
-    def _rule_refused(self, request: Request, principal: auth.Principal, error: str
-                      ) -> Response:
-        """A rule form with a bad field: the tenant page it came from, saying which."""
+    def _rule_refused(self, request: Request, principal: auth.Principal, error: str,
+                      heading: str = "The rule was not saved") -> Response:
+        """A rule form with a bad field (or a failed test post): the tenant page it came
+        from, saying which."""
         back = self._find(request.form.get("back", ""))
         if back is None:
             return self._page("portal/message.html", 400, principal=principal,
-                              heading="The rule was not saved", message=error)
+                              heading=heading, message=error)
         request.route["tenant_id"] = back.tenant_id
-        return self._tenant(request, principal, 400, error=f"The rule was not saved: {error}")
+        return self._tenant(request, principal, 400, error=f"{heading}: {error}")
 
     def invitation_action(self, request: Request) -> Response:
         return self._guard(request, self._invitation_action)

@@ -29,7 +29,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-component-update", "--disable-sync"]
 CACHED = ("ingestor", "fanout", "relay", "poison_log", "poison_drain", "onboarding",
           "tenant_admin", "notifier", "feed", "delivery", "portal", "tenants", "ops_notices",
-          "triage", "bulk_triage", "alert_index")
+          "triage", "bulk_triage", "alert_index", "channel_delivery")
 
 
 def _clear_caches() -> None:

@@ -29,7 +29,7 @@ class DiesBeforeRemove(MemoryPoisonQueue):
 
 def _drain(**queues: MemoryPoisonQueue) -> tuple[PoisonDrain, MemoryPoisonLog, MemoryTenants]:
     rows, tenants = MemoryPoisonLog(), MemoryTenants()
-    sources = [PoisonSource(name, q, lambda name=name: f"{name} gave up") for name, q in
+    sources = [PoisonSource(name, q, lambda _body, name=name: f"{name} gave up") for name, q in
                queues.items()]
     return PoisonDrain(PoisonLog(rows, tenants), sources, per_queue=3, hide_seconds=0), \
         rows, tenants
@@ -74,7 +74,7 @@ def test_a_run_that_dies_between_record_and_remove_records_the_same_row_again():
     # the message comes back (hidden 0 s here) and the next run, alive, removes it
     healthy = MemoryPoisonQueue()
     healthy.messages = dying.messages
-    drain.sources = [PoisonSource("fetch", healthy, lambda: "fetch gave up")]
+    drain.sources = [PoisonSource("fetch", healthy, lambda _body: "fetch gave up")]
     assert drain.run() == {"fetch": 1}
     assert rows.recent("fetch") == first  # one record, the same, reason included
     assert healthy.messages == []
@@ -123,7 +123,7 @@ def test_a_settling_source_settles_each_message_after_its_record_and_again_after
             raise Crash()
 
     drain = PoisonDrain(PoisonLog(rows, tenants), [PoisonSource(
-        "bulk", bulk, lambda: "bulk gave up", settle)], per_queue=3, hide_seconds=0)
+        "bulk", bulk, lambda _body: "bulk gave up", settle)], per_queue=3, hide_seconds=0)
     bulk.put("part of job 1")
     with pytest.raises(Crash):
         drain.run()
