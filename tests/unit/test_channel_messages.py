@@ -177,3 +177,24 @@ def test_a_large_digest_stays_within_limits_and_says_how_many_are_left_out(count
 def test_facts_pick_the_user_from_evidence_or_the_assignee():
     assert facts(_event(), RULE, PORTAL).user == "NW\\ann"
     assert facts(_event(evidence=[], assignedTo="bob@x"), RULE, PORTAL).user == "bob@x"
+
+
+def _platform_problems(channel: str, payload: dict[str, Any]) -> list[str]:
+    """What the platform (as devtools/webhook_schemas encodes its documented rules)
+    would refuse in this payload."""
+    from devtools.webhook_schemas import adaptive_card, block_kit
+    if channel == "soc-teams":
+        return adaptive_card.message_problems(payload, len(json.dumps(payload).encode()))
+    return block_kit.message_problems(payload)[1]
+
+
+@pytest.mark.parametrize("title", ["Suspicious PowerShell", HOSTILE, "x" * 20_000])
+def test_alert_posts_are_valid_for_each_platform(title):
+    for post in alert_posts(RULE, _event(title), PORTAL, "MSSP <b>"):
+        assert _platform_problems(post.channel, post.payload) == [], post.channel
+
+
+@pytest.mark.parametrize("count", [1, 6, 5000])
+def test_digest_posts_are_valid_for_each_platform(count):
+    for post in digest_posts(RULE, _held(count, 30), "b", PORTAL, "C"):
+        assert _platform_problems(post.channel, post.payload) == [], post.channel
