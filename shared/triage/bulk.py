@@ -348,7 +348,8 @@ class _TenantRun:
         """Send the next chunk; False when this delivery stops (re-queued)."""
         pending = self.pending
         via = "patch" if len(pending) <= PATCH_UP_TO else "batch"
-        ids = pending[:CHUNK]
+        # one budget unit is one call: a PATCH carries one alert, a batch up to CHUNK
+        ids = pending[:1] if via == "patch" else pending[:CHUNK]
         limits = call_budget.PATCH if via == "patch" else call_budget.BATCH
         wait = self.s.budget.take(tenant.tenant_id, via, limits, self.s.clock())
         if wait > 0:

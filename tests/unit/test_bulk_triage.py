@@ -345,3 +345,16 @@ def test_a_message_given_up_on_fails_what_is_left_and_finishes_the_job(world, mo
     details = {i.detail for i in status.items if i.outcome == "failed"}
     assert details == {"bulk triage failed on every attempt; Defender may have applied it "
                        "(the call's answer was not recorded)"}
+
+
+def test_every_patch_is_charged_to_the_budget_so_defender_never_throttles(world, monkeypatch):
+    """Sent by PATCH (a forced baseline here), 150 alerts of one tenant take 150 units of
+    its 100-a-minute PATCH budget: the job waits out the minute itself, Defender never
+    answers 429."""
+    monkeypatch.setattr(bulk, "PATCH_UP_TO", 10_000)
+    world.defender.limited = True
+    job = world.service.submit(ACTOR, RESOLVE, world.tenant(A, 150))
+    world.drain(max_rounds=5000)
+    assert world.status(job.job_id).counts["done"] == 150
+    assert world.defender.refused == 0
+    assert len(world.budget.spent(A, "patch")) == 150
