@@ -34,7 +34,7 @@ def seen_tenant(request: FetchRequest) -> Tenant | None:
         return None
     tenant = Tenant(request.tenant_id, seen.display_name, TenantStatus.ACTIVE,
                     region=seen.region, consecutive_failures=seen.failures,
-                    consent_app=seen.consent_app)
+                    consent_app=seen.consent_app, source=seen.source)
     tenant.etag = seen.etag
     return tenant
 

@@ -88,14 +88,18 @@ def _binary_wire(name: str, data: bytes) -> int:
 
 
 def alert_rows(tenant_id: str, alert: dict[str, Any], ingested_at: datetime | None = None,
-               data: bytes | None = None) -> Rows:
+               data: bytes | None = None, *, key: str | None = None,
+               version: str | None = None, schema: str = "mde") -> Rows:
     """The main row and any overflow rows for one alert (all one transaction's worth).
     `data`: the alert's JSON as received, stored as it is (else the alert is serialized).
-    The rows are `Checked`: within Azure's limits by the checks and bounds here."""
-    row_key = encode_key(str(alert["id"]))
-    version = timefmt.normalize(alert["lastUpdateTime"])
+    `key` (else its `id`) and `version` (else its lastUpdateTime): a Graph alert's, whose
+    `schema` the row names. The rows are `Checked`: within Azure's limits by the checks
+    and bounds here."""
+    alert_id = key or str(alert["id"])
+    row_key = encode_key(alert_id)
+    version = version or timefmt.normalize(alert["lastUpdateTime"])
     main = Checked({
-        "PartitionKey": tenant_id, "RowKey": row_key, "AlertId": _clip(str(alert["id"])),
+        "PartitionKey": tenant_id, "RowKey": row_key, "AlertId": _clip(alert_id),
         "Version": version, "LastUpdated": timefmt.to_datetime(version),
         "IngestedAt": ingested_at or datetime.now(UTC),
         "IncidentId": alert.get("incidentId") if isinstance(alert.get("incidentId"), int)
@@ -104,6 +108,8 @@ def alert_rows(tenant_id: str, alert: dict[str, Any], ingested_at: datetime | No
         "BodyEncoding": codec.ENCODING, "BodyBytes": 0, "BodyRows": 0,
         "EvidenceTruncated": False,
     })
+    if schema != "mde":  # TODO(VIEW): indexed copies below are the raw fields of its schema
+        main["Schema"] = schema
     for prop, name in INDEXED.items():  # _clip(str(value)) inline: 15 fields an alert
         value = alert.get(name)
         if value is not None:
