@@ -13,6 +13,7 @@ from shared.ingest.own_changes import OwnChanges, Stored
 from shared.ingest.relay import Relay
 from shared.ingest.worker import Ingestor, IngestStores
 from shared.microsoft.defender import DefenderClient
+from shared.microsoft.graph_security import GraphSecurityClient
 from shared.microsoft.identity import Tokens, tokens_for
 from shared.model import Tenant
 from shared.notify.service import Notifier, NotifyStores, transport_for
@@ -76,7 +77,10 @@ def ingestor_for(settings: Settings, tokens: Tokens, client: DefenderClient) -> 
     consented to the triage app is fetched with its tokens."""
     identity = settings.identity
     triage = tokens_for(identity.app("triage")) if identity.triage_enabled else None
-    return Ingestor(settings, tokens, client, ingest_stores(settings), triage_tokens=triage)
+    graph = GraphSecurityClient(settings.fetch.graph_base_url,
+                                settings.fetch.timeout_seconds, identity.ca_bundle)
+    return Ingestor(settings, tokens, client, ingest_stores(settings), triage_tokens=triage,
+                    graph=graph)
 
 
 @functools.cache
