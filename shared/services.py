@@ -52,6 +52,7 @@ from shared.tenants.admin import TenantAdmin
 from shared.tenants.oidc import OpenIdClient
 from shared.tenants.onboarding import ConsentApp, Onboarding
 from shared.tenants.ops_notices import OpsNotices
+from shared.tenants.source_move import SourceMove
 from shared.triage.bulk import CALL_TIMEOUT, BulkStores, BulkTriage, Hooks
 from shared.triage.model import Actor, AuditEntry, Change
 from shared.triage.service import TriageService
@@ -77,10 +78,8 @@ def ingestor_for(settings: Settings, tokens: Tokens, client: DefenderClient) -> 
     consented to the triage app is fetched with its tokens."""
     identity = settings.identity
     triage = tokens_for(identity.app("triage")) if identity.triage_enabled else None
-    graph = GraphSecurityClient(settings.fetch.graph_base_url,
-                                settings.fetch.timeout_seconds, identity.ca_bundle)
     return Ingestor(settings, tokens, client, ingest_stores(settings), triage_tokens=triage,
-                    graph=graph)
+                    graph=graph_security(settings))
 
 
 @functools.cache
@@ -180,7 +179,26 @@ def onboarding() -> Onboarding:
                       DefenderClient(settings.fetch.timeout_seconds, settings.identity.ca_bundle),
                       tenants(), InvitationRepository(tables.table(storage, tables.INVITATIONS)),
                       ConsentStateRepository(tables.table(storage, tables.CONSENT_STATES)),
-                      ops_notices(), triage=triage)
+                      ops_notices(), triage=triage, graph=graph_security(settings))
+
+
+def graph_security(settings: Settings) -> GraphSecurityClient:
+    return GraphSecurityClient(settings.fetch.graph_base_url, settings.fetch.timeout_seconds,
+                               settings.identity.ca_bundle)
+
+
+@functools.cache
+def source_move() -> SourceMove:
+    """Moves tenants from mde to graph, probing with the app each consented to."""
+    settings = get_settings()
+    identity = settings.identity
+    triage = tokens_for(identity.app("triage")) if identity.triage_enabled else None
+
+    def tokens_of(tenant: Tenant) -> Tokens:
+        if tenant.consent_app == "triage" and triage is not None:
+            return triage
+        return tokens_for(identity)
+    return SourceMove(tenants(), tokens_of, graph_security(settings))
 
 
 @functools.cache
