@@ -267,7 +267,7 @@ def portal() -> Portal:
                   summaries=TenantSummaries(tables.table(storage, tables.TENANT_SUMMARIES)),
                   feed=SiemFeedRepository(tables.table(storage, tables.SIEM_FEED)),
                   triage=triage(), audit=AuditTrail(tables.table(storage, tables.AUDIT_TRAIL)),
-                  bulk=bulk_triage())
+                  bulk=bulk_triage(), source_move=source_move())
 
 
 def consented_app_token(settings: Settings, tokens: Tokens) -> Callable[[Tenant], str]:

@@ -342,7 +342,8 @@ def _portal_paths() -> dict[str, Any]:
             "200": _html("the tenant"), **refused, "404": _html("no such tenant")}}},
         "/api/portal/tenants/{tenant_id}/{action}": {
             "parameters": [_TENANT_ID, {**action, "schema": {
-                "enum": ["pause", "resume", "offboard", "reconsent", "rules"]}}],
+                "enum": ["pause", "resume", "offboard", "reconsent", "rules",
+                         "move-to-graph"]}}],
             "post": {**change("Pause, resume, offboard, make a re-consent invitation, or "
                               "create a notification rule (`rules`: the rule form's fields)"),
                      "responses": {
