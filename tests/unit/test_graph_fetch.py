@@ -377,3 +377,75 @@ def test_the_tenant_snapshot_carries_the_source():
     assert seen_tenant(parsed).source == "graph"
     plain = FetchRequest(tenant.tenant_id, seen=seen(Tenant(tenant.tenant_id, "C")))
     assert "source" not in plain.to_message()
+
+
+def test_a_spent_budget_mid_chain_defers_at_the_next_page(monkeypatch):
+    from shared.ingest import worker
+    monkeypatch.setattr(worker, "BUDGET_PER_MINUTE", 2)
+    world = GraphWorld(FETCH_PAGE_SIZE="3")
+    world.add_graph(9)
+    first = world.fetch()
+    assert (first.outcome, first.api_calls, first.new) == ("deferred", 2, 6)
+    checkpoint = world.cursor()
+    assert checkpoint.link.endswith("/6")  # the page it had not read yet
+    monkeypatch.setattr(worker, "BUDGET_PER_MINUTE", 90)
+    assert world.fetch_queue.take()
+    rest = world.fetch(continuation=True)
+    assert (rest.outcome, rest.new) == ("success", 3)
+    assert world.graph.calls[-1] == checkpoint.link
+    world.relay_requested()
+    assert len(world.events()) == len({e.event_id for e in world.events()}) == 9
+
+
+# the cursor's rules, one by one ----------------------------------------------------------
+T0 = "2026-03-01T10:00:00.0000000Z"
+
+
+def test_a_new_tenant_starts_at_the_lookback_and_an_mde_cursor_is_handed_over():
+    fresh = graph_cursor.start(None, T0, 7, 300)
+    assert (fresh.watermark, fresh.source, fresh.started) == (
+        "2026-02-22T10:00:00.0000000Z", "graph", T0)
+    handed = graph_cursor.start(Cursor(T0, 4), "2026-03-01T11:00:00.0000000Z", 7, 300)
+    assert (handed.watermark, handed.skip, handed.source) == (
+        timefmt.shift(T0, -graph_cursor.HANDOVER_SECONDS), 0, "graph")
+    assert graph_cursor.since(handed, 300) == timefmt.shift(handed.watermark, -300)
+
+
+def test_a_checkpoint_is_resumed_as_it_is_and_a_chain_at_rest_starts_anew():
+    checkpoint = Cursor(T0, source="graph", link=f"{BASE}/next/c/6", high=T0, started=T0)
+    assert graph_cursor.start(checkpoint, "2026-03-02T00:00:00.0000000Z", 7, 300) \
+        == checkpoint
+    assert graph_cursor.since(checkpoint, 300) == ""  # the link is followed instead
+    rest = graph_cursor.start(Cursor(T0, source="graph"), "2026-03-02T00:00:00.0000000Z",
+                              7, 300)
+    assert (rest.link, rest.high, rest.started) == ("", "", "2026-03-02T00:00:00.0000000Z")
+    assert graph_cursor.restarted(checkpoint) == Cursor(T0, source="graph", high=T0,
+                                                        started=T0)
+
+
+@pytest.mark.parametrize("high,started,expected", [
+    ("", T0, "2026-03-01T09:00:00.0000000Z"),  # nothing met: where it was
+    ("2026-03-01T09:30:00.0000000Z", T0, "2026-03-01T09:30:00.0000000Z"),
+    ("2026-03-01T12:00:00.0000000Z", T0, T0),  # never past the chain's start
+    ("2026-03-01T08:00:00.0000000Z", T0, "2026-03-01T09:00:00.0000000Z"),  # never back
+])
+def test_the_watermark_at_the_chains_end(high, started, expected):
+    position = Cursor("2026-03-01T09:00:00.0000000Z", source="graph", link="", high=high,
+                      started=started)
+    assert graph_cursor.ended(position) == Cursor(expected, source="graph")
+
+
+def test_an_events_schema_is_said_only_for_graph_and_checked():
+    from shared.ingest.events import build_event
+    from shared.messages import AlertEvent, BadMessage
+    alert = graph_alert(1, _stamp(timefmt.to_datetime(T0)))
+    event = build_event(str(uuid.uuid4()), "C", alert, T0, None, ["x"], alert_id="k1",
+                        schema="graph")
+    data = event.dump()
+    assert (data["schema"], data["alert_id"], data["alert"]["serviceSource"]) == (
+        "graph", "k1", "microsoftDefenderForOffice365")
+    assert AlertEvent.parse(event.to_message()) == event
+    plain = build_event(event.tenant_id, "C", {"id": "da1"}, T0, None, ["x"])
+    assert "schema" not in plain.dump() and AlertEvent.parse(plain.to_message()) == plain
+    with pytest.raises(BadMessage):
+        AlertEvent.from_data({**data, "schema": "other"})
