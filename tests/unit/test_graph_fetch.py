@@ -438,7 +438,7 @@ def test_the_watermark_at_the_chains_end(high, started, expected):
 def test_an_events_schema_is_said_only_for_graph_and_checked():
     from shared.ingest.events import build_event
     from shared.messages import AlertEvent, BadMessage
-    alert = graph_alert(1, _stamp(timefmt.to_datetime(T0)))
+    alert = graph_alert(1, timefmt.to_datetime(T0))
     event = build_event(str(uuid.uuid4()), "C", alert, T0, None, ["x"], alert_id="k1",
                         schema="graph")
     data = event.dump()
