@@ -27,7 +27,13 @@ from shared.ingest import gc_pause, graph_cursor
 from shared.ingest.attribution import changed_by, span
 from shared.ingest.chunk_commits import ChunkCommits
 from shared.ingest.events import TRACKED, changes, event_message, same
-from shared.ingest.hold import IDLE_LEASE_SECONDS, RunHold, TenantLeft, seen_tenant
+from shared.ingest.hold import (
+    IDLE_LEASE_SECONDS,
+    RunHold,
+    SourceChanged,
+    TenantLeft,
+    seen_tenant,
+)
 from shared.ingest.schemas import GraphSchema, MdeSchema, Schema, advance, later
 from shared.logsafe import clean
 from shared.messages import FetchRequest
@@ -329,6 +335,8 @@ class Ingestor:
             record.outcome = "skipped"
             record.error = str(exc) if isinstance(exc, TenantLeft) else (
                 "unknown tenant" if tenant is None else f"tenant is {tenant.status}")
+            if isinstance(exc, SourceChanged):  # nothing queued now: the fan-out queues
+                self.tenants.clear_fetch_queued(tenant.tenant_id)
             return None
         if isinstance(exc, (TokenError, Forbidden)) and tenant.consent_app != used:
             # consented to another app since the fan-out: the next fan-out's run takes

@@ -131,4 +131,7 @@ def _refusal(response: requests.Response, followed_link: bool) -> DefenderError:
     if isinstance(error, Forbidden):
         return GraphConsentMissing(str(error) or "Graph refused: SecurityAlert.Read.All "
                                    "is not granted", 403, error.code, transient=False)
+    if type(error) is DefenderError:  # say whose answer it was
+        return DefenderError(str(error).replace("Defender API", "Graph API", 1),
+                             error.status, error.code, error.transient)
     return error

@@ -449,3 +449,20 @@ def test_an_events_schema_is_said_only_for_graph_and_checked():
     assert "schema" not in plain.dump() and AlertEvent.parse(plain.to_message()) == plain
     with pytest.raises(BadMessage):
         AlertEvent.from_data({**data, "schema": "other"})
+
+
+def test_a_message_sent_before_the_move_writes_nothing_with_the_old_source():
+    """The fan-out saw the tenant on mde; it moved to graph before the run wrote: the run
+    stops at its first write, and the next one reads Graph."""
+    from shared.ingest.fanout import seen
+    world = GraphWorld(source="mde", FETCH_PAGE_SIZE="3")
+    world.defender.put(world.tenant.tenant_id, _alert(1, world.now))
+    stale = FetchRequest(world.tenant.tenant_id,
+                         seen=seen(world.tenants.get(world.tenant.tenant_id)))
+    world.tenants.move_source(world.tenant.tenant_id, "graph")
+    run = world.ingestor.run(stale)
+    assert (run.outcome, run.error) == ("skipped", "the tenant moved to graph")
+    assert world.stored() == {} and world.cursor() is None
+    assert world.tenants.get(world.tenant.tenant_id).fetch_queued_at is None
+    world.add_graph(1)
+    assert world.fetch().new == 1
