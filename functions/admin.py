@@ -120,9 +120,12 @@ def tenants_action(req: func.HttpRequest) -> func.HttpResponse:
     action = req.route_params.get("action", "")
 
     def run(tenant: Tenant) -> func.HttpResponse:
-        if action not in ("pause", "resume", "offboard"):
-            raise ValidationError([{"field": "action",
-                                    "message": "one of pause, resume, offboard"}])
+        if action not in ("pause", "resume", "offboard", "move-to-graph"):
+            raise ValidationError([{"field": "action", "message": "one of pause, resume, "
+                                    "offboard, move-to-graph"}])
+        if action == "move-to-graph":  # probed first; 409 says to re-consent if needed
+            validation.check(NoBody, _body(req))
+            return json_response(TenantView.of(services.source_move().to_graph(tenant)))
         if action == "offboard":
             delete = validation.check(Offboard, _body(req)).delete_alerts
             tenant, deleted = admin.offboard(tenant, delete)

@@ -152,6 +152,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FETCH_MAX_PAGES_PER_RUN",
             "Pages one run reads before handing over to a follow-up message.",
             default="10"),
+    Setting("DEFAULT_ALERT_SOURCE",
+            "Where new invitations' tenants are fetched from: `mde` (the Defender for "
+            "Endpoint API, endpoint alerts) or `graph` (Microsoft Graph's security alerts_v2, "
+            "every Defender XDR product; the consent asks for SecurityAlert.Read.All and "
+            "SecurityIncident.Read.All). An invitation may name another.",
+            default="mde"),
     Setting("FETCH_TIMEOUT_SECONDS", "Read timeout of a Defender call (connect: 10 s).",
             default="120"),
     Setting("RUN_HISTORY_DAYS", "Days of fetch run history kept.", default="30"),
@@ -422,10 +428,16 @@ class FetchSettings:
     max_pages_per_run: int = 10
     timeout_seconds: int = 120
     run_history_days: int = 30
+    default_source: str = "mde"  # of new invitations (Tenant.source)
+    graph_base_url: str = "https://graph.microsoft.com"  # graph tenants' alerts_v2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> FetchSettings:
+        source = _get(env, "DEFAULT_ALERT_SOURCE").lower()
+        if source not in ("mde", "graph"):
+            raise SettingsError("DEFAULT_ALERT_SOURCE", "must be mde or graph")
         return cls(
+            default_source=source, graph_base_url=_https(env, "GRAPH_BASE_URL"),
             schedule=_get(env, "FETCH_SCHEDULE"),
             page_size=_int(env, "FETCH_PAGE_SIZE", 1, 10_000),
             overlap_seconds=_int(env, "FETCH_OVERLAP_SECONDS", 0, 86_400),

@@ -94,12 +94,15 @@ class TenantSeen:
     failures: int
     etag: str
     consent_app: str = "read"  # whose token the fetch takes (Tenant.consent_app)
+    source: str = "mde"  # which API the fetch reads (Tenant.source)
 
     def dump(self) -> dict[str, Any]:
         data = {"name": self.display_name, "region": self.region,
                 "failures": self.failures, "etag": self.etag}
         if self.consent_app != "read":  # older messages carry none: "read"
             data["app"] = self.consent_app
+        if self.source != "mde":  # older messages carry none: "mde"
+            data["source"] = self.source
         return data
 
     @classmethod
@@ -110,8 +113,11 @@ class TenantSeen:
         app = _field(data, "app", str, "read")
         if app not in ("read", "triage"):
             raise BadMessage("seen.app is neither read nor triage")
+        source = _field(data, "source", str, "mde")
+        if source not in ("mde", "graph"):
+            raise BadMessage("seen.source is neither mde nor graph")
         return cls(_field(data, "name", str), _field(data, "region", str, ""), failures,
-                   _field(data, "etag", str), app)
+                   _field(data, "etag", str), app, source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +186,8 @@ class AlertEvent:
     # who made the change, when the MSSP made it itself ({"id", "name", "via"}); absent
     # (None) for the customer's changes and in messages written before it existed
     by: dict[str, str] | None = None
+    # which API's schema `alert` is in: "mde" (Defender for Endpoint) or "graph" (alerts_v2)
+    schema: str = "mde"
 
     def __post_init__(self) -> None:
         if not self.event_id:
@@ -193,6 +201,8 @@ class AlertEvent:
                 "changed": self.changed, "alert": self.alert}
         if self.by is not None:  # only when set: other events stay as they were
             data["by"] = self.by
+        if self.schema != "mde":  # likewise: an event without one is Defender's
+            data["schema"] = self.schema
         return data
 
     def to_bytes(self) -> bytes:
@@ -214,7 +224,14 @@ class AlertEvent:
                    alert_id=_field(data, "alert_id", str), version=_field(data, "version", str),
                    change=_field(data, "change", str), changed=_field(data, "changed", dict),
                    alert=_field(data, "alert", dict), event_id=_field(data, "event_id", str),
-                   by=_by(data))
+                   by=_by(data), schema=_schema(data))
+
+
+def _schema(data: dict[str, Any]) -> str:
+    schema = _field(data, "schema", str, "mde")
+    if schema not in ("mde", "graph"):
+        raise BadMessage("schema is neither mde nor graph")
+    return schema
 
 
 def _by(data: dict[str, Any]) -> dict[str, str] | None:

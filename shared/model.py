@@ -9,6 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 
 SEVERITIES = ("Informational", "Low", "Medium", "High")  # Defender's, lowest first
+SOURCES = ("mde", "graph")  # where a tenant's alerts are fetched from (Tenant.source)
 
 
 class TenantStatus(StrEnum):
@@ -53,6 +54,9 @@ class Tenant:
     # app granted read roles only, or a 403 on a write, makes access "read" while the
     # tenant still trusts only the triage app.
     consent_app: str = "read"
+    # where the tenant's alerts come from: "mde" (Defender for Endpoint's /api/alerts) or
+    # "graph" (Microsoft Graph's security/alerts_v2, every Defender XDR product)
+    source: str = "mde"
     etag: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -67,3 +71,10 @@ class Cursor:
 
     watermark: str  # Defender's own timestamp text, up to 7 fractional digits
     skip: int = 0
+    # a graph tenant's cursor (docs/ingest.md, "Graph fetch"): "graph", the nextLink of
+    # the page a chain is at ("" at rest), the latest version the chain has met, and when
+    # the chain started; an mde cursor leaves them empty
+    source: str = ""
+    link: str = ""
+    high: str = ""
+    started: str = ""

@@ -14,6 +14,7 @@ from shared.ingest.relay import Relay
 from shared.ingest.worker import Ingestor, IngestStores
 from shared.messages import BadMessage, BulkTriageRequest
 from shared.microsoft.defender import DefenderClient
+from shared.microsoft.graph_security import GraphSecurityClient
 from shared.microsoft.identity import Tokens, tokens_for
 from shared.model import Tenant
 from shared.notify.channels.delivery import ChannelDelivery, ChannelStores
@@ -57,6 +58,7 @@ from shared.tenants.admin import TenantAdmin
 from shared.tenants.oidc import OpenIdClient
 from shared.tenants.onboarding import ConsentApp, Onboarding
 from shared.tenants.ops_notices import OpsNotices
+from shared.tenants.source_move import SourceMove
 from shared.triage.bulk import CALL_TIMEOUT, BulkStores, BulkTriage, Hooks
 from shared.triage.model import Actor, AuditEntry, Change
 from shared.triage.service import TriageService
@@ -82,7 +84,8 @@ def ingestor_for(settings: Settings, tokens: Tokens, client: DefenderClient) -> 
     consented to the triage app is fetched with its tokens."""
     identity = settings.identity
     triage = tokens_for(identity.app("triage")) if identity.triage_enabled else None
-    return Ingestor(settings, tokens, client, ingest_stores(settings), triage_tokens=triage)
+    return Ingestor(settings, tokens, client, ingest_stores(settings), triage_tokens=triage,
+                    graph=graph_security(settings))
 
 
 @functools.cache
@@ -220,7 +223,26 @@ def onboarding() -> Onboarding:
                       DefenderClient(settings.fetch.timeout_seconds, settings.identity.ca_bundle),
                       tenants(), InvitationRepository(tables.table(storage, tables.INVITATIONS)),
                       ConsentStateRepository(tables.table(storage, tables.CONSENT_STATES)),
-                      ops_notices(), triage=triage)
+                      ops_notices(), triage=triage, graph=graph_security(settings))
+
+
+def graph_security(settings: Settings) -> GraphSecurityClient:
+    return GraphSecurityClient(settings.fetch.graph_base_url, settings.fetch.timeout_seconds,
+                               settings.identity.ca_bundle)
+
+
+@functools.cache
+def source_move() -> SourceMove:
+    """Moves tenants from mde to graph, probing with the app each consented to."""
+    settings = get_settings()
+    identity = settings.identity
+    triage = tokens_for(identity.app("triage")) if identity.triage_enabled else None
+
+    def tokens_of(tenant: Tenant) -> Tokens:
+        if tenant.consent_app == "triage" and triage is not None:
+            return triage
+        return tokens_for(identity)
+    return SourceMove(tenants(), tokens_of, graph_security(settings))
 
 
 @functools.cache
@@ -314,7 +336,8 @@ def portal() -> Portal:
                   summaries=TenantSummaries(tables.table(storage, tables.TENANT_SUMMARIES)),
                   feed=SiemFeedRepository(tables.table(storage, tables.SIEM_FEED)),
                   triage=triage(), audit=AuditTrail(tables.table(storage, tables.AUDIT_TRAIL)),
-                  bulk=bulk_triage(), channels=channel_delivery())
+                  bulk=bulk_triage(), channels=channel_delivery(),
+                  source_move=source_move())
 
 
 def consented_app_token(settings: Settings, tokens: Tokens) -> Callable[[Tenant], str]:

@@ -2,11 +2,11 @@
 
     export MSSP_HUB_URL=https://<app>.azurewebsites.net MSSP_HUB_KEY=<function key>
     python -m tools.mssp invite "Northwind Traders" it@northwind.example [--tenant ...]
-        [--access read|triage]
-    python -m tools.mssp invitations | tenants | pause ID | resume ID
+        [--access read|triage] [--source mde|graph]
+    python -m tools.mssp invitations | tenants | pause ID | resume ID | move-to-graph ID
     python -m tools.mssp offboard ID [--delete-alerts]
     python -m tools.mssp reconsent ID [--email it@northwind.example] [--days 7]
-        [--access read|triage]
+        [--access read|triage] [--source mde|graph]
 
 Prints the API's JSON; exits 1 with the API's error (naming the bad field) otherwise.
 """
@@ -50,9 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     invite.add_argument("--access", choices=("read", "triage"), default="read",
                         help="read-only (Alert.Read.All) or triage (Alert.ReadWrite.All, "
                              "through the triage app)")
+    invite.add_argument("--source", choices=("mde", "graph"), default=None,
+                        help="Defender for Endpoint or Microsoft Graph (every Defender XDR "
+                             "product); default: the hub's DEFAULT_ALERT_SOURCE")
     sub.add_parser("invitations", help="list invitations")
     sub.add_parser("tenants", help="list tenants with status and health")
-    for name in ("pause", "resume", "offboard"):
+    for name in ("pause", "resume", "offboard", "move-to-graph"):
         action = sub.add_parser(name, help=f"{name} a tenant")
         action.add_argument("tenant_id")
         if name == "offboard":
@@ -65,18 +68,23 @@ def main(argv: list[str] | None = None) -> int:
     again.add_argument("--days", type=int, default=7, help="days until it expires")
     again.add_argument("--access", choices=("read", "triage"), default="read",
                        help="the access the new consent is for")
+    again.add_argument("--source", choices=("mde", "graph"), default=None,
+                       help="graph: an active mde tenant moves to Graph once consented")
     args = parser.parse_args(argv)
     if not args.key:
         parser.error("give --key or set MSSP_HUB_KEY")
     if args.command == "invite":
         body = {"display_name": args.display_name, "contact_email": args.contact_email,
                 "expires_in_days": args.days, "access": args.access}
+        if args.source:
+            body["source"] = args.source
         if args.tenant:
             body["expected_tenant"] = args.tenant
         return _call(args, "POST", "invitations", body)
     if args.command == "reconsent":
         body = {"expires_in_days": args.days, "access": args.access,
-                **({"contact_email": args.email} if args.email else {})}
+                **({"contact_email": args.email} if args.email else {}),
+                **({"source": args.source} if args.source else {})}
         return _call(args, "POST", f"tenants/{args.tenant_id}/invitations", body)
     if args.command in ("invitations", "tenants"):
         return _call(args, "GET", args.command)

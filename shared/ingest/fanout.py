@@ -22,7 +22,7 @@ SENDERS = 8  # concurrent puts; more did not help (bench/fanout.py)
 LEDGER_EVERY = 2_500  # enqueued tenants between ledger writes during a run
 # what `due` decides on, and what the worker takes from the message (`TenantSeen`)
 DUE_FIELDS = ("fetch_queued_at", "fetch_cleared_at", "throttled_until", "region",
-              "consecutive_failures", "consent_app")
+              "consecutive_failures", "consent_app", "source")
 
 
 @dataclass
@@ -56,7 +56,7 @@ def seen(tenant: Tenant) -> TenantSeen | None:
     if not tenant.etag:
         return None
     return TenantSeen(tenant.display_name, tenant.region, tenant.consecutive_failures,
-                      tenant.etag, tenant.consent_app)
+                      tenant.etag, tenant.consent_app, tenant.source)
 
 
 class Fanout:

@@ -27,6 +27,11 @@ class TenantLeft(RuntimeError):
     """The tenant is no longer active (paused, offboarded or gone since it was queued)."""
 
 
+class SourceChanged(TenantLeft):
+    """The tenant moved to another source (mde -> graph) since the run's message was sent:
+    the run stops before its first write, and the next fan-out queues the right one."""
+
+
 def seen_tenant(request: FetchRequest) -> Tenant | None:
     """The tenant as the fan-out's message carries it (None: the message carries none)."""
     seen = request.seen
@@ -34,7 +39,7 @@ def seen_tenant(request: FetchRequest) -> Tenant | None:
         return None
     tenant = Tenant(request.tenant_id, seen.display_name, TenantStatus.ACTIVE,
                     region=seen.region, consecutive_failures=seen.failures,
-                    consent_app=seen.consent_app)
+                    consent_app=seen.consent_app, source=seen.source)
     tenant.etag = seen.etag
     return tenant
 
@@ -47,6 +52,7 @@ class RunHold:
         """`read`: `tenant` was read from the registry after the lease was taken."""
         self.state, self.owner, self.lease_etag = state, owner, lease_etag
         self.tenant, self.read, self.tenants = tenant, read, tenants
+        self.source = tenant.source  # the API this run reads
         self.extended = False
 
     def current(self) -> Tenant | None:
@@ -79,7 +85,8 @@ class RunHold:
         if etag is None:
             raise ConflictError("the run's lease lapsed and another worker took it")
         self.lease_etag, self.extended = etag, True
-        self.active()
+        if self.active().source != self.source:
+            raise SourceChanged(f"the tenant moved to {self.tenant.source}")
 
     def fetched_ok(self, more: bool) -> None:
         """The tenant's health after a successful run: one write, guarded by the etag the

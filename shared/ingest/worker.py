@@ -23,11 +23,18 @@ from typing import Any
 
 from shared import timefmt
 from shared.config import Settings
-from shared.ingest import gc_pause
+from shared.ingest import gc_pause, graph_cursor
 from shared.ingest.attribution import changed_by, span
 from shared.ingest.chunk_commits import ChunkCommits
-from shared.ingest.events import TRACKED, changes, event_message, same, tracked
-from shared.ingest.hold import IDLE_LEASE_SECONDS, RunHold, TenantLeft, seen_tenant
+from shared.ingest.events import TRACKED, changes, event_message, same
+from shared.ingest.hold import (
+    IDLE_LEASE_SECONDS,
+    RunHold,
+    SourceChanged,
+    TenantLeft,
+    seen_tenant,
+)
+from shared.ingest.schemas import GraphSchema, MdeSchema, Schema, advance, later
 from shared.logsafe import clean
 from shared.messages import FetchRequest
 from shared.microsoft import alert_stream
@@ -37,6 +44,11 @@ from shared.microsoft.defender import (
     Forbidden,
     Throttled,
     Unauthorized,
+)
+from shared.microsoft.graph_security import (
+    ExpiredLink,
+    GraphConsentMissing,
+    GraphSecurityClient,
 )
 from shared.microsoft.identity import TokenError, Tokens
 from shared.model import Cursor, Tenant, TenantStatus
@@ -85,6 +97,7 @@ class Progress:
     known: dict[str, IndexEntry] | None  # None: not known
     covers: bool  # `seen` holds every version since the run's start, the overlap included
     seen: dict[str, IndexEntry] = field(default_factory=dict)
+    schema: Schema = MdeSchema  # the source's: keys, versions, entries, cursor moves
 
     def recent_at(self, cursor: Cursor) -> dict[str, IndexEntry] | None:
         """What the cursor row keeps with `cursor`: every version committed within the
@@ -110,10 +123,7 @@ def _version(item: Item) -> str:
 
 def index_day(alert: dict[str, Any], version: str) -> str:
     """The index day of an alert: its creation day (UTC), else its version's."""
-    try:
-        return timefmt.utc_day(alert.get("alertCreationTime"))
-    except ValueError:  # none, or not a time
-        return timefmt.utc_day(version)
+    return MdeSchema.day(alert, version)
 
 
 def _own(marks: list[Mark] | None, version: str, old: IndexEntry, new: IndexEntry
@@ -125,20 +135,7 @@ def _own(marks: list[Mark] | None, version: str, old: IndexEntry, new: IndexEntr
                       dict(zip(TRACKED[1:], new[1:len(TRACKED)], strict=True)))
 
 
-def advance(position: Cursor, versions: list[str]) -> Cursor:
-    """The query position after consuming `versions` (ascending) from `position`."""
-    if not versions or versions[-1] < position.watermark:
-        return position
-    last = versions[-1]
-    at_last = sum(1 for v in versions if v == last)
-    return Cursor(last, at_last + (position.skip if last == position.watermark else 0))
-
-
-def later(a: Cursor | None, b: Cursor) -> Cursor:
-    """The cursor never moves back."""
-    if a is None:
-        return b
-    return max(a, b, key=lambda c: (c.watermark, c.skip))
+__all__ = ["IngestStores", "Ingestor", "advance", "index_day", "later"]
 
 
 class Budget:
@@ -224,9 +221,12 @@ class Ingestor:
 
     def __init__(self, settings: Settings, tokens: Tokens, client: DefenderClient,
                  stores: IngestStores, clock: Callable[[], float] = time.time,
-                 triage_tokens: Tokens | None = None) -> None:
-        """`triage_tokens`: the triage app's, for tenants that consented to it."""
+                 triage_tokens: Tokens | None = None,
+                 graph: GraphSecurityClient | None = None) -> None:
+        """`triage_tokens`: the triage app's, for tenants that consented to it; `graph`:
+        Microsoft Graph's alerts_v2, for tenants whose source is graph."""
         self.settings, self.tokens, self.client, self.clock = settings, tokens, client, clock
+        self.graph = graph
         self.triage_tokens = triage_tokens
         self.tenants, self.alerts, self.states = stores.tenants, stores.alerts, stores.states
         self.runs, self.app_health = stores.runs, stores.app_health
@@ -328,12 +328,15 @@ class Ingestor:
             record.outcome, record.error = "conflict", str(exc)
             return None
         used = hold.tenant.consent_app  # the app whose token this run took
+        used_graph = hold.tenant.source == "graph"
         tenant = hold.current()
         if isinstance(exc, TenantLeft) or tenant is None \
                 or tenant.status != TenantStatus.ACTIVE:
             record.outcome = "skipped"
             record.error = str(exc) if isinstance(exc, TenantLeft) else (
                 "unknown tenant" if tenant is None else f"tenant is {tenant.status}")
+            if isinstance(exc, SourceChanged):  # nothing queued now: the fan-out queues
+                self.tenants.clear_fetch_queued(tenant.tenant_id)
             return None
         if isinstance(exc, (TokenError, Forbidden)) and tenant.consent_app != used:
             # consented to another app since the fan-out: the next fan-out's run takes
@@ -349,7 +352,12 @@ class Ingestor:
             if exc.status is None and not exc.app_wide:
                 self._record_failure(tenant, exc, record)  # unknown token trouble:
                 return exc  # retried like any transient failure
+            if used_graph and exc.reason == "consent_missing":
+                exc.reason = "graph_consent_missing"
             self._token_failure(tenant, exc, record)
+        elif isinstance(exc, GraphConsentMissing):
+            self._stop_tenant(tenant, TenantStatus.CONSENT_REVOKED, "graph_consent_missing",
+                              str(exc), record)
         elif isinstance(exc, Forbidden):
             reason = "no_defender" if exc.code == "DisabledFeature" else "permission_missing"
             self._stop_tenant(tenant, TenantStatus.UNAVAILABLE, reason, str(exc), record)
@@ -372,6 +380,9 @@ class Ingestor:
 
     def _fetch(self, hold: RunHold, request: FetchRequest, record: RunRecord,
                opening: Opening, budget: Budget) -> None:
+        if hold.tenant.source == "graph":
+            self._fetch_graph(hold, record, opening, budget)
+            return
         fetch = self.settings.fetch
         tenant, state = hold.tenant, hold.state
         committed, etag = opening.cursor, opening.cursor_etag
@@ -438,6 +449,102 @@ class Ingestor:
         hold.fetched_ok(more)
         record.outcome = "partial" if more else "success"
 
+    def _fetch_graph(self, hold: RunHold, record: RunRecord, opening: Opening,
+                     budget: Budget) -> None:
+        """A graph tenant's run: follow the chain of nextLinks of one query to its end,
+        then move the watermark (graph_cursor.py; docs/ingest.md, "Graph fetch")."""
+        if self.graph is None:
+            raise RuntimeError("no Graph client: this worker cannot fetch graph tenants")
+        fetch = self.settings.fetch
+        tenant, state = hold.tenant, hold.state
+        committed = opening.cursor
+        now = timefmt.from_datetime(datetime.now(UTC))
+        position = graph_cursor.start(committed, now, fetch.initial_lookback_days,
+                                      fetch.overlap_seconds)
+        tokens = self._tokens(tenant)
+        token = tokens.token(tenant.tenant_id, graph_cursor.SCOPE)
+        retried_auth = False
+        more = False
+        relay = RelayTrigger(lambda: self.relay_queue.request(tenant.tenant_id))
+        fresh = not position.link  # this run reads the chain (and the overlap) from its start
+        progress = Progress(position, committed, Index(), ChunkCommits(
+            self.committer, state, opening.cursor_etag, relay), hold, fetch.overlap_seconds,
+            opening.recent if fetch.overlap_seconds else None,
+            covers=fetch.overlap_seconds > 0 and fresh, schema=GraphSchema)
+        top = min(fetch.page_size, graph_cursor.MAX_TOP)
+        with contextlib.ExitStack() as closing:
+            closing.callback(relay.flush)
+            closing.callback(progress.commits.finish)
+            while True:
+                if record.pages >= fetch.max_pages_per_run:
+                    more = True
+                    break
+                wait = budget.wait_seconds()
+                if wait:
+                    record.error = f"own call budget spent; continuing in {wait}s"
+                    hold.secure()
+                    self._checkpoint(progress)
+                    self._requeue(tenant.tenant_id,
+                                  FetchRequest(tenant.tenant_id, True, "budget"), wait)
+                    record.outcome = "deferred"
+                    return
+                budget.spend()
+                record.api_calls += 1
+                link = progress.position.link
+                try:
+                    with self.graph.alerts(
+                            token, since=graph_cursor.since(progress.position,
+                                                            fetch.overlap_seconds),
+                            top=top, link=link) as page:
+                        record.pages += 1
+                        self._store_page(tenant, page.documents, progress, record)
+                    gc_pause.tidy()
+                except Unauthorized:
+                    if retried_auth:
+                        raise TokenError("Graph refused fresh tokens", None,
+                                         TenantStatus.CONSENT_REVOKED, "api_unauthorized"
+                                         ) from None
+                    retried_auth = True
+                    tokens.forget(tenant.tenant_id)
+                    token = tokens.token(tenant.tenant_id, graph_cursor.SCOPE)
+                    continue
+                except ExpiredLink:
+                    log.warning("tenant %s: Graph's nextLink expired; the chain is read "
+                                "again from %s", tenant.tenant_id,
+                                progress.position.watermark)
+                    progress.position = graph_cursor.restarted(progress.position)
+                    progress.covers = False  # `seen` misses what the dead chain read
+                    continue
+                if page.next_link:
+                    progress.position = graph_cursor.at_link(progress.position,
+                                                             page.next_link)
+                    continue
+                ended = graph_cursor.ended(progress.position)
+                if ended != progress.committed:
+                    hold.secure()
+                    progress.commits.submit([], [], [], ended, stamp=ended.watermark,
+                                            recent=progress.recent_at(ended))
+                progress.position = progress.committed = ended
+                break
+            if more:
+                hold.secure()
+                self._checkpoint(progress)
+        if more:
+            self._requeue(tenant.tenant_id, FetchRequest(tenant.tenant_id, True, "continue"),
+                          0)
+        hold.fetched_ok(more)
+        record.outcome = "partial" if more else "success"
+
+    @staticmethod
+    def _checkpoint(progress: Progress) -> None:
+        """A chain left unfinished: its position committed, so the next run follows the
+        nextLink it stopped at instead of the one of its last commit."""
+        if progress.position != progress.committed:
+            progress.commits.submit([], [], [], progress.position,
+                                    stamp=progress.position.watermark,
+                                    recent=progress.recent_at(progress.position))
+            progress.committed = progress.position
+
     def _tokens(self, tenant: Tenant) -> Tokens:
         """The Tokens of the app the tenant consented to (a triage tenant may never have
         consented to the read app)."""
@@ -453,20 +560,26 @@ class Ingestor:
         the commits in flight and the one being built).
         Returns the number of alerts received."""
         received = 0
+        schema = progress.schema
+        field_name = schema.version_field
 
         def items() -> Iterator[Item]:
             nonlocal received
             for alert, data in alerts:
                 if not isinstance(alert, dict) or not alert.get("id") or not alert.get(
-                        "lastUpdateTime"):
-                    raise DefenderError("an alert without id or lastUpdateTime", 200,
+                        field_name):
+                    raise DefenderError(f"an alert without id or {field_name}", 200,
                                         "MalformedResponse")
                 received += 1
-                version = timefmt.normalize(alert["lastUpdateTime"])
-                yield version, index_day(alert, version), alert, data
+                try:
+                    version = timefmt.normalize(alert[field_name])
+                except (ValueError, TypeError):
+                    raise DefenderError(f"an alert whose {field_name} is not a time", 200,
+                                        "MalformedResponse") from None
+                yield version, schema.day(alert, version), alert, data
 
         for chunk in self._chunks(items()):
-            if chunk[0][0] < progress.position.watermark:
+            if schema is MdeSchema and chunk[0][0] < progress.position.watermark:
                 log.warning("tenant %s: Defender answered alerts out of lastUpdateTime "
                             "order (%s after %s)", tenant.tenant_id, chunk[0][0],
                             progress.position.watermark)
@@ -507,13 +620,15 @@ class Ingestor:
         index = progress.commits.state.load_index(days, into=progress.index)
         events: list[bytes] = []  # serialized messages
         now = datetime.now(UTC)
-        marks = self._marks(tenant.tenant_id, chunk, index)
+        schema = progress.schema
+        graph = schema is GraphSchema
+        marks = self._marks(tenant.tenant_id, chunk, index, schema)
 
         def rows_to_write() -> Iterator[list[dict[str, Any]]]:
             for version, day, alert, data in chunk:
-                alert_id = str(alert["id"])
+                alert_id = schema.key(alert)
                 old = index.get(alert_id)
-                new = tracked(alert, version)
+                new = schema.entry(alert, version)
                 if old is not None and (old[0] > version or same(old, new)):
                     record.unchanged += 1  # re-read from the overlap, or an older copy
                     progress.seen[alert_id] = old
@@ -526,10 +641,18 @@ class Ingestor:
                     record.changed += 1
                 by = _own(marks.get(alert_id), version, old, new) if old is not None \
                     else None
-                events.append(event_message(tenant.tenant_id, progress.hold.tenant.display_name,
-                                            alert, version, old, new, by))
+                if graph:
+                    events.append(event_message(
+                        tenant.tenant_id, progress.hold.tenant.display_name, alert, version,
+                        old, new, by, alert_id=alert_id, schema=schema.name))
+                else:
+                    events.append(event_message(
+                        tenant.tenant_id, progress.hold.tenant.display_name, alert, version,
+                        old, new, by))
                 index.put(alert_id, day, new)
-                yield alert_rows(tenant.tenant_id, alert, now, data)
+                yield alert_rows(tenant.tenant_id, alert, now, data, key=alert_id,
+                                 version=version, schema=schema.name) if graph \
+                    else alert_rows(tenant.tenant_id, alert, now, data)
 
         # each transaction is sent as soon as it is packed, while the next is built; they
         # are independent and idempotent
@@ -537,8 +660,8 @@ class Ingestor:
         try:
             for rows in transactions(rows_to_write()):
                 pending.append(self.writers.submit(self.alerts.store, rows))
-            position = advance(progress.position, [item[0] for item in chunk])
-            committed = later(progress.committed, position)
+            position, committed = schema.moved(progress.position, progress.committed,
+                                               [item[0] for item in chunk])
             shards = index.snapshot()
             if shards or events or pending or committed != progress.committed:
                 progress.hold.secure()
@@ -551,8 +674,8 @@ class Ingestor:
             raise
         progress.position, progress.committed = position, committed
 
-    def _marks(self, tenant_id: str, chunk: list[Item], index: Index
-               ) -> dict[str, list[Mark]]:
+    def _marks(self, tenant_id: str, chunk: list[Item], index: Index,
+               schema: Schema = MdeSchema) -> dict[str, list[Mark]]:
         """The own-change marks of the chunk's updated alerts, by alert id: one bounded
         read, made only when the chunk updates an alert the index knows."""
         if self.own_marks is None:
@@ -560,10 +683,10 @@ class Ingestor:
         updated: set[str] = set()
         versions: list[str] = []
         for version, _, alert, _ in chunk:
-            alert_id = str(alert["id"])
+            alert_id = schema.key(alert)
             old = index.get(alert_id)
-            if old is not None and not (old[0] > version or same(old, tracked(alert,
-                                                                              version))):
+            if old is not None and not (old[0] > version or same(old, schema.entry(
+                    alert, version))):
                 updated.add(alert_id)
                 versions.append(version)
         if not updated:
@@ -582,16 +705,18 @@ class Ingestor:
         known = progress.known
         if known is None and not progress.seen:
             return False
+        schema = progress.schema
         entries = []
         for version, _, alert, _ in chunk:
-            alert_id = str(alert["id"])
+            alert_id = schema.key(alert)
             entry = progress.seen.get(alert_id) or (known or {}).get(alert_id)
-            if entry is None or entry != tracked(alert, version):
+            if entry is None or entry != schema.entry(alert, version):
                 return False
             entries.append((alert_id, entry))
-        position = advance(progress.position, [item[0] for item in chunk])
-        if later(progress.committed, position) != progress.committed:
-            return False
+        position, committed = schema.moved(progress.position, progress.committed,
+                                           [item[0] for item in chunk])
+        if schema is MdeSchema and committed != progress.committed:
+            return False  # (a graph chain's cursor moves at its end: _fetch_graph)
         progress.seen.update(entries)
         record.unchanged += len(chunk)
         progress.position = position

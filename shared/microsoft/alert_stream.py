@@ -17,6 +17,9 @@ Defender writes them) is tried: usually one search and one parse an alert.
 
 An alert cut this way comes with its bytes (`documents`): the worker stores them as they
 arrived instead of serializing the alert again.
+
+The page's other members (Graph's `@odata.nextLink`, which may come before or after the
+list) are handed to the caller's `envelope` once the body is read to its end.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import ijson
+from ijson.common import ObjectBuilder
 
 from shared import codec
 
@@ -116,10 +120,13 @@ class _Replay:
         return data
 
 
-def _by_ijson(first: bytes, stream: _Stream) -> Iterator[Any]:
+def _by_ijson(first: bytes, stream: _Stream, envelope: dict[str, Any] | None = None
+              ) -> Iterator[Any]:
     replay = _Replay(first, stream.read)
     try:
-        for alert in ijson.items(replay, "value.item", use_float=True):
+        found = ijson.items(replay, "value.item", use_float=True) if envelope is None \
+            else _items(ijson.parse(replay, use_float=True), envelope)
+        for alert in found:
             replay.kept = None
             yield alert
     except ijson.JSONError as exc:
@@ -133,6 +140,39 @@ def _by_ijson(first: bytes, stream: _Stream) -> Iterator[Any]:
             raise Malformed("no alert list")
 
 
+def _items(events: Iterator[tuple[str, str, Any]], envelope: dict[str, Any]
+           ) -> Iterator[Any]:
+    """`ijson.items(..., "value.item")`, and the root object's scalar members put in
+    `envelope` (by depth, not prefix: a member's name may hold dots)."""
+    depth = 0
+    builder: ObjectBuilder | None = None
+    for prefix, event, value in events:
+        if builder is not None:  # inside an item of the list
+            builder.event(event, value)
+            if event in ("start_map", "start_array"):
+                depth += 1
+            elif event in ("end_map", "end_array"):
+                depth -= 1
+                if depth == 2:
+                    yield builder.value
+                    builder = None
+            continue
+        if depth == 2 and prefix == "value.item":  # an item of the list
+            if event in ("start_map", "start_array"):
+                builder = ObjectBuilder()
+                builder.event(event, value)
+                depth += 1
+            else:
+                yield value
+            continue
+        if event in ("start_map", "start_array"):
+            depth += 1
+        elif event in ("end_map", "end_array"):
+            depth -= 1
+        elif depth == 1 and event != "map_key":
+            envelope[prefix] = value
+
+
 def alerts(read: Callable[[int], bytes]) -> Iterator[Any]:
     """Each item of the page's `value` array, in order, as soon as its bytes are in.
 
@@ -142,9 +182,11 @@ def alerts(read: Callable[[int], bytes]) -> Iterator[Any]:
     return (item for item, _ in documents(read))
 
 
-def documents(read: Callable[[int], bytes]) -> Iterator[Document]:
+def documents(read: Callable[[int], bytes], envelope: dict[str, Any] | None = None
+              ) -> Iterator[Document]:
     """As `alerts`, each item with the JSON it was parsed from: exactly its bytes in the
-    body, or None where ijson parsed it (those bytes were never held whole)."""
+    body, or None where ijson parsed it (those bytes were never held whole). With
+    `envelope`, the page's other scalar members are put in it once the body has ended."""
     stream = _Stream(read)
     # the head: everything before the list, which must be the start of an object
     searched = 0
@@ -160,7 +202,8 @@ def documents(read: Callable[[int], bytes]) -> Iterator[Document]:
         candidate = stream.buf.rfind(b'"value"', searched)
         searched = candidate if candidate >= 0 else max(searched, len(stream.buf) - 6)
         if len(stream.buf) > MAX_HEAD or not stream.more():
-            yield from ((item, None) for item in _by_ijson(stream.unread(), stream))
+            yield from ((item, None) for item in _by_ijson(stream.unread(), stream,
+                                                           envelope))
             return
     stream.consume(match.end())
     restart = head + b'"value":['
@@ -178,15 +221,19 @@ def documents(read: Callable[[int], bytes]) -> Iterator[Document]:
         found = _cut(stream, start) if first == b"{" else None
         if found is None:  # not an object, or past the shortcut: ijson says what it is
             yield from ((item, None) for item in _by_ijson(restart + stream.unread(),
-                                                           stream))
+                                                           stream, envelope))
             return
         alert, data, after, last = found
         yield alert, data
         stream.consume(after)
         if last:
             break
-    if not _parses(head + b'"value":[]' + stream.rest()):
+    rest = _parsed(head + b'"value":[]' + stream.rest())
+    if rest is _FAILED:
         raise Malformed("malformed JSON")
+    if envelope is not None and isinstance(rest, dict):
+        envelope.update((k, v) for k, v in rest.items()
+                        if k != "value" and not isinstance(v, dict | list))
 
 
 def _cut(stream: _Stream, start: int) -> tuple[Any, bytes, int, bool] | None:

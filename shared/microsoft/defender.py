@@ -67,12 +67,7 @@ class DefenderClient:
     def session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
-            retry = Retry(total=3, connect=3, read=2, status=3, backoff_factor=0.5,
-                          status_forcelist=(500, 502, 503, 504), allowed_methods={"GET"},
-                          respect_retry_after_header=False, raise_on_status=False)
-            session.mount("https://", HTTPAdapter(max_retries=retry, pool_maxsize=4))
-            self._local.session = session
+            session = self._local.session = retrying_session()
         return session
 
     def list_alerts(self, base: str, token: str, *, filter_: str | None, top: int,
@@ -155,6 +150,16 @@ class DefenderClient:
                                 "MalformedResponse") from exc
 
 
+def retrying_session() -> requests.Session:
+    """A pooled session that retries GETs on 5xx and connection errors, never on 429."""
+    session = requests.Session()
+    retry = Retry(total=3, connect=3, read=2, status=3, backoff_factor=0.5,
+                  status_forcelist=(500, 502, 503, 504), allowed_methods={"GET"},
+                  respect_retry_after_header=False, raise_on_status=False)
+    session.mount("https://", HTTPAdapter(max_retries=retry, pool_maxsize=4))
+    return session
+
+
 def _segment(alert_id: str) -> str:
     """An alert id as one path segment, whatever it holds."""
     return quote(alert_id, safe="")
@@ -169,6 +174,11 @@ def _documents(response: requests.Response) -> Iterator[alert_stream.Document]:
                             ) from exc
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         raise DefenderError(f"Defender API unreachable: {type(exc).__name__}") from exc
+
+
+def refusal(response: requests.Response) -> DefenderError:
+    """A non-200 answer as the error that says what to do (also Graph's, same shape)."""
+    return _refusal(response)
 
 
 def _refusal(response: requests.Response) -> DefenderError:

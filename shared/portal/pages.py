@@ -44,6 +44,7 @@ from shared.tenants.admin import Conflict, TenantAdmin
 from shared.tenants.invitations import parse_invitation, parse_reconsent
 from shared.tenants.onboarding import Onboarding
 from shared.tenants.ops_notices import OpsNotices
+from shared.tenants.source_move import SourceMove
 from shared.triage import bulk_form
 from shared.triage.bulk import BulkTriage
 from shared.triage.model import Actor
@@ -62,7 +63,8 @@ DONE = {"pause": "Fetching is paused.", "resume": "Fetching resumes with the nex
                      "customer's administrator.",
         "rules": "The rule is created.", "save": "The rule is saved.",
         "test": "The test post went to the channel.",
-        "revoke": "The invitation is revoked: its link no longer works."}
+        "revoke": "The invitation is revoked: its link no longer works.",
+        "move-to-graph": "The tenant is fetched from Microsoft Graph from its next run."}
 
 
 def _redirect(location: str, **extra: str) -> Response:
@@ -77,9 +79,12 @@ class Portal:
                  summaries: TenantSummaries | None = None,
                  feed: SiemFeedRepository | None = None, triage: Triage | None = None,
                  audit: AuditReader | None = None, bulk: BulkTriage | None = None,
-                 channels: ChannelDelivery | None = None) -> None:
+                 channels: ChannelDelivery | None = None,
+                 source_move: SourceMove | None = None) -> None:
+        """`source_move`: moves tenants from mde to graph (None: not offered)."""
         self.settings, self.cfg = settings, settings.portal
         self.channels = channels  # Teams/Slack: each channel's last result, test posts
+        self.source_move = source_move
         self.bulk = bulk
         self.summaries = summaries
         self.siem_status = siem_status
@@ -363,7 +368,9 @@ class Portal:
             elif action == "reconsent":
                 self.onboarding.create_reconsent(tenant, parse_reconsent(
                     {k: v for k, v in request.form.items()
-                     if k in ("contact_email", "access") and v}))
+                     if k in ("contact_email", "access", "source") and v}))
+            elif action == "move-to-graph" and self.source_move is not None:
+                self.source_move.to_graph(tenant)  # 409 (re-consent needed) as a Conflict
             else:
                 return self._not_found(principal, "action")
         except ValidationError as exc:
@@ -448,6 +455,8 @@ class Portal:
             body: dict[str, Any] = {k: request.form.get(k, "") for k in (
                 "display_name", "contact_email", "expected_tenant")}
             body["access"] = request.form.get("access") or "read"
+            if request.form.get("source"):
+                body["source"] = request.form.get("source")
             try:
                 self.onboarding.create_invitation(parse_invitation(body))
             except ValidationError as exc:
@@ -459,6 +468,7 @@ class Portal:
                           link=self.onboarding.link, errors=errors, form=request.form,
                           why_not_triage=self.onboarding.why_not_triage(),
                           done=DONE.get(request.params.get("done", ""), ""),
+                          default_source=self.settings.fetch.default_source,
                           now=datetime.now(UTC))
 
     def outbox_page(self, request: Request) -> Response:

@@ -89,19 +89,22 @@ def _binary_wire(name: str, data: bytes) -> int:
 
 
 def alert_rows(tenant_id: str, alert: dict[str, Any], ingested_at: datetime | None = None,
-               data: bytes | None = None, schema: str = MDE) -> Rows:
+               data: bytes | None = None, schema: str = MDE, *, key: str | None = None,
+               version: str | None = None) -> Rows:
     """The main row and any overflow rows for one alert (all one transaction's worth).
     `data`: the alert's JSON as received, stored as it is (else the alert is serialized).
     `schema`: the API the alert came from ("mde" or "graph"), kept on the row; the
-    indexed columns are the same for both (taken through shared/alerts/view.py).
+    indexed columns are the same for both (taken through shared/alerts/view.py). `key`
+    (else its `id`) and `version` (else its lastUpdateTime): a Graph alert's.
     The rows are `Checked`: within Azure's limits by the checks and bounds here."""
     view = AlertView.of(alert, schema) if schema != MDE else None
     fields = view.fields() if view else alert  # an mde alert is in these names already
-    row_key = encode_key(str(alert["id"]))
-    version = timefmt.normalize(fields["lastUpdateTime"])
+    alert_id = key or str(alert["id"])
+    row_key = encode_key(alert_id)
+    version = version or timefmt.normalize(fields["lastUpdateTime"])
     incident = fields.get("incidentId")
     main = Checked({
-        "PartitionKey": tenant_id, "RowKey": row_key, "AlertId": _clip(str(alert["id"])),
+        "PartitionKey": tenant_id, "RowKey": row_key, "AlertId": _clip(alert_id),
         "Version": version, "LastUpdated": timefmt.to_datetime(version),
         "IngestedAt": ingested_at or datetime.now(UTC),
         "IncidentId": incident if isinstance(incident, int) else None,

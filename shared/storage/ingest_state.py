@@ -260,6 +260,25 @@ def _recent_packed(recent: dict[str, IndexEntry] | None) -> bytes:
     return data if len(data) <= RECENT_BYTES else b""
 
 
+# a graph cursor's chain (model.Cursor), as cursor row properties; an mde cursor has none
+_CHAIN = {"Source": "source", "Link": "link", "High": "high", "Started": "started"}
+
+
+def cursor_properties(cursor: Cursor) -> dict[str, Any]:
+    """The cursor row's properties for `cursor` (the chain's only where set)."""
+    props: dict[str, Any] = {"Watermark": cursor.watermark, "Skip": cursor.skip}
+    for prop, name in _CHAIN.items():
+        if getattr(cursor, name):
+            props[prop] = getattr(cursor, name)
+    return props
+
+
+def cursor_of(row: Any) -> Cursor:
+    """The cursor a cursor row holds."""
+    return Cursor(row["Watermark"], int(row["Skip"]),
+                  **{name: row.get(prop) or "" for prop, name in _CHAIN.items()})
+
+
 _OPENING = ("PartitionKey eq @pk and (RowKey eq 'cursor' or RowKey eq 'lease' or "
             "RowKey eq 'budget' or (RowKey ge 'out:' and RowKey lt 'out;'))")
 
@@ -282,7 +301,7 @@ class IngestState:
         for row in self.client.query_entities(
                 _OPENING, parameters={"pk": self.tenant_id},
                 select=["RowKey", "Watermark", "Skip", "Owner", "Until", "Minutes",
-                        "Recent"]):
+                        "Recent", *_CHAIN]):
             if row["RowKey"].startswith("out:"):
                 outbox.append(row["RowKey"])
             else:
@@ -290,7 +309,7 @@ class IngestState:
         cursor_row, budget_row = rows.get(CURSOR), rows.get(BUDGET)
         opening = Opening(
             False, None,
-            Cursor(cursor_row["Watermark"], int(cursor_row["Skip"])) if cursor_row else None,
+            cursor_of(cursor_row) if cursor_row else None,
             cursor_row.metadata["etag"] if cursor_row else None,
             {int(k): v for k, v in json.loads(budget_row["Minutes"]).items()}
             if budget_row else {}, outbox,
@@ -337,7 +356,7 @@ class IngestState:
         row = self._get(CURSOR)
         if row is None:
             return None, None
-        return Cursor(row["Watermark"], int(row["Skip"])), row.metadata["etag"]
+        return cursor_of(row), row.metadata["etag"]
 
     # lease ------------------------------------------------------------------------------
     def acquire_lease(self, owner: str, seconds: int) -> tuple[bool, datetime | None]:
@@ -523,8 +542,8 @@ class IngestState:
                 "PartitionKey": self.tenant_id, "RowKey": f"out:{stamp}:{uuid.uuid4().hex}",
                 "Count": len(part), "Sent": 0, **_chunked(data)}))
         cursor_row = {"PartitionKey": self.tenant_id, "RowKey": CURSOR,
-                      "Watermark": cursor.watermark, "Skip": cursor.skip,
-                      "UpdatedAt": datetime.now(UTC), "Recent": _recent_packed(recent)}
+                      **cursor_properties(cursor), "UpdatedAt": datetime.now(UTC),
+                      "Recent": _recent_packed(recent)}
         if cursor_etag:
             cursor_op: Any = ("update", cursor_row, {
                 "mode": UpdateMode.REPLACE, "etag": cursor_etag,

@@ -17,8 +17,9 @@ from shared.tenants.invitations import Invitation
 PARTITION = "inv"
 _ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")  # what create() makes; anything else is none
 _STORED = ("display_name", "contact_email", "expected_tenant", "created_at", "expires_at",
-           "status", "tenant_id", "used_at", "reconsent_for", "access")
-_OPTIONAL = {"reconsent_for": "", "access": "read"}  # rows from before these columns
+           "status", "tenant_id", "used_at", "reconsent_for", "access", "source")
+# rows from before these columns
+_OPTIONAL = {"reconsent_for": "", "access": "read", "source": "mde"}
 
 
 def _from_entity(row: Any) -> Invitation:

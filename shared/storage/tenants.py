@@ -22,7 +22,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from shared.model import Tenant, TenantStatus, parse_tenant_id
+from shared.model import SOURCES, Tenant, TenantStatus, parse_tenant_id
 from shared.storage import batch
 from shared.storage import tenant_directory as directory
 from shared.storage.errors import AlreadyExists, StateChanged
@@ -251,6 +251,13 @@ class TenantRepository:
         so the fan-out does not queue a second one."""
         self.merge(tenant_id, access=access, access_reason=access_reason,
                    consent_app=consent_app)
+
+    def move_source(self, tenant_id: str, source: str) -> None:
+        """Fetch the tenant's alerts from `source` ("mde" or "graph") from its next run
+        on; the worker hands its cursor over (shared/ingest/graph_cursor.py)."""
+        if source not in SOURCES:
+            raise ValueError("source must be mde or graph")
+        self.merge(tenant_id, source=source)
 
     def stop(self, tenant_id: str, status: TenantStatus, reason: str, error: str) -> None:
         """A fetch found consent revoked, the tenant gone or no Defender: not fetched

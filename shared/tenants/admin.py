@@ -11,7 +11,7 @@ from pydantic import ConfigDict, Field, WithJsonSchema
 from shared.model import Tenant, TenantStatus
 from shared.storage.tenant_data import TenantData
 from shared.storage.tenants import TenantRepository
-from shared.tenants.invitations import Access
+from shared.tenants.invitations import Access, Source
 from shared.validation import Name, Reply, Strict, Timestamp, absent, check
 
 LEASE_WAIT_SECONDS = 60
@@ -45,6 +45,8 @@ class TenantView(Reply):
     access: Access = Field(description="what the tenant granted, from its token's roles: "
                            "read (Alert.Read.All) or triage (Alert.ReadWrite.All)")
     access_reason: str | None = Field(description="why not triage, when not")
+    source: Source = Field(description="where its alerts are fetched from: mde (Defender "
+                           "for Endpoint) or graph (Microsoft Graph security alerts_v2)")
     alerts_deleted: int | None = absent("offboard only")
 
     @classmethod
@@ -55,6 +57,7 @@ class TenantView(Reply):
                    created_at=tenant.created_at, alerts_deleted=alerts_deleted,
                    access=tenant.access,  # type: ignore[arg-type]
                    access_reason=tenant.access_reason or None,
+                   source=tenant.source,  # type: ignore[arg-type]
                    health=TenantHealth(last_success_at=tenant.last_success_at,
                                        last_error=tenant.last_error or None,
                                        last_error_at=tenant.last_error_at,

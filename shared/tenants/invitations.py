@@ -15,6 +15,11 @@ from shared import validation
 from shared.validation import Address, Name, Reply, Strict, Timestamp
 
 Access = Literal["read", "triage"]
+Source = Literal["mde", "graph"]
+SOURCE_HELP = ("where the tenant's alerts are fetched from: mde (Defender for Endpoint's "
+               "API, Alert.Read.All) or graph (Microsoft Graph's security alerts_v2, every "
+               "Defender XDR product: SecurityAlert.Read.All and SecurityIncident.Read.All); "
+               "absent: DEFAULT_ALERT_SOURCE")
 ACCESS_HELP = ("read: the main app, Alert.Read.All (read alerts); triage: the triage app, "
                "Alert.ReadWrite.All (also update status, assignment, classification and "
                "comments), only when MSSP_TRIAGE_CLIENT_ID is set")
@@ -33,6 +38,7 @@ class Invitation:
     used_at: datetime | None = None
     reconsent_for: str = ""  # a re-consent invitation: only this registered tenant
     access: str = "read"  # read | triage: which app (and permission) the consent is for
+    source: str = "mde"  # mde | graph: the API the tenant is fetched from once connected
     # set just before the tenant is registered: a retry after a crash finishes the job
     admitting: str = ""
     notice_key: str = ""
@@ -60,6 +66,7 @@ class InvitationView(Reply):
     tenant_id: str | None
     reconsent_for: str | None = Field(description="the tenant a re-consent invitation is for")
     access: Access = Field(description=ACCESS_HELP)
+    source: Source = Field(description=SOURCE_HELP)
     link: str
 
     @classmethod
@@ -72,6 +79,7 @@ class InvitationView(Reply):
                    tenant_id=invitation.tenant_id or None,
                    reconsent_for=invitation.reconsent_for or None,
                    access=invitation.access,  # type: ignore[arg-type]
+                   source=invitation.source,  # type: ignore[arg-type]
                    link=link)
 
 
@@ -100,6 +108,7 @@ class NewInvitation(Strict):
         default="", description="a tenant id (GUID) or a verified domain; empty: any")
     expires_in_days: Annotated[int, Field(ge=1, le=90)] = 7
     access: Access = Field(default="read", description=ACCESS_HELP)
+    source: Source | None = Field(default=None, description=SOURCE_HELP)
 
 
 def parse_invitation(body: Any) -> dict[str, Any]:
@@ -118,6 +127,8 @@ class Reconsent(Strict):
     expires_in_days: Annotated[int, Field(ge=1, le=90)] = 7
     access: Access = Field(default="read", description=ACCESS_HELP + "; another level than "
                            "an active tenant's own upgrades or downgrades it")
+    source: Source | None = Field(default=None, description=SOURCE_HELP + "; graph for an "
+                                  "active mde tenant moves it to Graph once consented")
 
 
 def parse_reconsent(body: Any) -> dict[str, Any]:

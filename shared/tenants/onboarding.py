@@ -18,6 +18,12 @@ from typing import Any
 from shared.config import Settings
 from shared.logsafe import clean
 from shared.microsoft.defender import DefenderClient, DefenderError, Forbidden
+from shared.microsoft.graph_security import (
+    GRAPH_PERMISSIONS,
+    GRAPH_SCOPE,
+    GraphConsentMissing,
+    GraphSecurityClient,
+)
 from shared.microsoft.identity import TokenError, Tokens
 from shared.model import Tenant, TenantStatus
 from shared.storage import tables
@@ -28,7 +34,14 @@ from shared.storage.invitations import (
     InvitationRepository,
 )
 from shared.storage.tenants import TenantRepository
-from shared.tenants.access import PERMISSIONS, Permission, granted, token_roles, why_not_triage
+from shared.tenants.access import (
+    PERMISSIONS,
+    Granted,
+    Permission,
+    granted,
+    token_roles,
+    why_not_triage,
+)
 from shared.tenants.consent_decision import Decision, decide
 from shared.tenants.invitations import Invitation
 from shared.tenants.oidc import OpenIdClient, SignInError, digest, new_secret
@@ -86,10 +99,13 @@ class Onboarding:
     def __init__(self, settings: Settings, tokens: Tokens, client: DefenderClient,
                  tenants: TenantRepository, invitations: InvitationRepository,
                  states: ConsentStateRepository, notices: OpsNotices,
-                 oidc: OpenIdClient | None = None, triage: ConsentApp | None = None) -> None:
+                 oidc: OpenIdClient | None = None, triage: ConsentApp | None = None,
+                 graph: GraphSecurityClient | None = None) -> None:
         """`tokens` and `oidc` are the main (read) app's; `triage` the triage app's, when
-        one is configured (built from the settings if not given)."""
+        one is configured (built from the settings if not given); `graph`: Microsoft
+        Graph's alerts_v2, to check a graph invitation's consent (None: not checked)."""
         self.settings, self.tokens, self.client = settings, tokens, client
+        self.graph = graph
         self.cfg = settings.onboarding
         self.tenants, self.invitations, self.states = tenants, invitations, states
         self.notices = notices
@@ -125,12 +141,14 @@ class Onboarding:
         access = values.get("access", "read")
         if access == "triage" and self.why_not_triage():
             raise ValidationError([{"field": "access", "message": self.why_not_triage()}])
+        source = values.get("source") or self.settings.fetch.default_source
         now = datetime.now(UTC)
         invitation = Invitation(id=secrets.token_urlsafe(24), created_at=now,
                                 display_name=values["display_name"],
                                 contact_email=values["contact_email"],
                                 expected_tenant=values["expected_tenant"],
                                 reconsent_for=values.get("reconsent_for", ""), access=access,
+                                source=source,
                                 expires_at=now + timedelta(days=values["expires_in_days"]))
         self.invitations.create(invitation)
         return invitation
@@ -141,13 +159,18 @@ class Onboarding:
         (read to triage, or back). Raises ValueError if it is active with that access
         already, ValidationError for triage without a triage app."""
         access = values.get("access", "read")
-        if tenant.status == TenantStatus.ACTIVE and access == tenant.access:
+        source = values.get("source") or tenant.source
+        if tenant.status == TenantStatus.ACTIVE and access == tenant.access \
+                and source == tenant.source:
             raise ValueError(f"the tenant is active: it needs no new consent for {access} "
-                             "access")
+                             f"access from {source}")
+        if source == "mde" and tenant.source == "graph":
+            raise ValueError("a graph tenant does not move back to mde")
         return self.create_invitation({
             "display_name": tenant.display_name, "contact_email": values["contact_email"],
             "expected_tenant": tenant.tenant_id, "reconsent_for": tenant.tenant_id,
-            "expires_in_days": values["expires_in_days"], "access": access})
+            "expires_in_days": values["expires_in_days"], "access": access,
+            "source": source})
 
     def invitation(self, invitation_id: str) -> Invitation | None:
         return self.invitations.get(invitation_id)
@@ -294,7 +317,8 @@ class Onboarding:
                           home_tenant=self.cfg.home_tenant,
                           allow_home_tenant=self.cfg.allow_home_tenant,
                           changes_access=existing is not None
-                          and existing.access != invitation.access)
+                          and (existing.access != invitation.access
+                               or existing.source != invitation.source))
         if decision == Decision.HOME_TENANT:
             return self._refuse(403, "home_tenant", f"This is {self.cfg.mssp_name}'s own "
                                 "organization, which is not connected as a customer.",
@@ -335,11 +359,12 @@ class Onboarding:
                             "Global Administrator of your organization.",
                             f"{error}: {one.get('error_description', '')}")
 
-    def _token_for(self, tenant: str, app: ConsentApp) -> str | TokenError:
+    def _token_for(self, tenant: str, app: ConsentApp, scope: str | None = None
+                   ) -> str | TokenError:
         last: TokenError | None = None
         for attempt in range(self.VERIFY_ATTEMPTS):
             try:
-                return app.tokens.token(tenant)
+                return app.tokens.token(tenant, scope) if scope else app.tokens.token(tenant)
             except TokenError as exc:
                 last = exc
                 if exc.code not in (700016, 7000229, 65001):
@@ -358,8 +383,15 @@ class Onboarding:
         never a notice without a tenant, and a worker dying in between leaves an open
         invitation whose next use, by the same tenant, finishes the job (_finish)."""
         app = self._app(invitation)
-        token = self._token_for(tenant_id, app)
+        graph = invitation.source == "graph"
+        token = self._token_for(tenant_id, app, GRAPH_SCOPE if graph else None)
         if isinstance(token, TokenError):
+            if graph and token.reason == "consent_missing":
+                return self._refuse(400, "not_verified", "Your organization has not granted "
+                                    "the Microsoft Graph permissions "
+                                    f"{' and '.join(GRAPH_PERMISSIONS)}.",
+                                    "Open your invitation link again and accept them with a "
+                                    "Global Administrator.", "graph_consent_missing")
             if token.reason == "no_defender":
                 return self._no_defender(token)
             return self._refuse(400, "not_verified", "We could not confirm that your "
@@ -371,8 +403,16 @@ class Onboarding:
                                 "not match the tenant that signed in.")
         region = existing.region if existing else ""
         try:
-            self.client.list_alerts(self.settings.identity.api_base(region), token,
-                                    filter_=None, top=1, expand_evidence=False)
+            if graph:
+                self._probe_graph(token)
+            else:
+                self.client.list_alerts(self.settings.identity.api_base(region), token,
+                                        filter_=None, top=1, expand_evidence=False)
+        except GraphConsentMissing as exc:
+            return self._refuse(400, "not_verified", "Microsoft Graph refused to show your "
+                                f"organization's alerts: {GRAPH_PERMISSIONS[0]} is not "
+                                "granted.", "Open your invitation link again and accept the "
+                                "permissions with a Global Administrator.", str(exc)[:200])
         except Forbidden as exc:
             return self._no_defender(exc)
         except DefenderError as exc:
@@ -380,23 +420,29 @@ class Onboarding:
                                 "check.", "Open your invitation link again in a few minutes.",
                                 str(exc))
         asked = invitation.access if app is self.apps.get(invitation.access) else "read"
-        grant = granted(asked, token_roles(token))
+        grant = granted(asked, token_roles(token)) if not graph else Granted(
+            "read", f"consented to read-only access ({', '.join(GRAPH_PERMISSIONS)})",
+            next(name for name, known in self.apps.items() if known is app))
         self.invitations.begin_admission(invitation, tenant_id, OpsNotices.new_key())
         if existing is None:
             try:
                 existing = self.tenants.add(Tenant(
                     tenant_id, invitation.display_name, status_reason="consent granted",
-                    access=grant.access, access_reason=grant.reason, consent_app=grant.app))
+                    access=grant.access, access_reason=grant.reason, consent_app=grant.app,
+                    source=invitation.source))
             except AlreadyExists:  # another invitation registered it just now
                 self.invitations.abandon_admission(invitation)
                 return self._already_connected(self.tenants.get(tenant_id))
-        elif existing.status == TenantStatus.ACTIVE:  # a change of access
+        elif existing.status == TenantStatus.ACTIVE:  # a change of access (or source)
             self.tenants.record_grant(tenant_id, grant.access, grant.reason, grant.app)
         else:
             self.tenants.reactivate(tenant_id, "consent granted again", access=grant.access,
                                     access_reason=grant.reason, consent_app=grant.app)
             existing = replace(existing, access=grant.access, access_reason=grant.reason,
                                consent_app=grant.app)
+        if graph and existing.source != "graph":  # consented to Graph: moved (handover)
+            self.tenants.move_source(tenant_id, "graph")
+            existing = replace(existing, source="graph")
         return self._finish(invitation, existing)
 
     def _finish(self, invitation: Invitation, tenant: Tenant) -> Outcome:
@@ -414,15 +460,25 @@ class Onboarding:
                          f"{contact}", row_key=invitation.notice_key)
         self.invitations.mark_used(invitation, tenant.tenant_id)
         can = PERMISSIONS[tenant.access].meaning
+        product = "Defender XDR (through Microsoft Graph)" if tenant.source == "graph" \
+            else "Defender for Endpoint"
         short = "" if tenant.access == invitation.access else (
             f" The application was granted {PERMISSIONS['read'].role} only, not "
             f"{PERMISSIONS['triage'].role}, so {self.cfg.mssp_name} cannot update alerts.")
         return Outcome(200, "connected", "You are connected",
                        f"Thank you. {self.cfg.mssp_name} can now {can} in Microsoft "
-                       f"Defender for Endpoint for {name}.{short}",
+                       f"{product} for {name}.{short}",
                        "You can close this page. To end the access later, remove the "
                        "application under Microsoft Entra ID › Enterprise applications.",
                        tenant_id=tenant.tenant_id)
+
+    def _probe_graph(self, token: str) -> None:
+        """One alerts_v2 call: the Graph permission works (GraphConsentMissing if not)."""
+        if self.graph is None:
+            return
+        with self.graph.alerts(token, top=1) as page:
+            for _ in page.documents:
+                pass
 
     def _no_defender(self, error: Exception) -> Outcome:
         return self._refuse(422, "no_defender", "Your organization granted the access, but "

@@ -355,7 +355,8 @@ def _portal_paths() -> dict[str, Any]:
             "200": _html("the tenant"), **refused, "404": _html("no such tenant")}}},
         "/api/portal/tenants/{tenant_id}/{action}": {
             "parameters": [_TENANT_ID, {**action, "schema": {
-                "enum": ["pause", "resume", "offboard", "reconsent", "rules"]}}],
+                "enum": ["pause", "resume", "offboard", "reconsent", "rules",
+                         "move-to-graph"]}}],
             "post": {**change("Pause, resume, offboard, make a re-consent invitation, or "
                               "create a notification rule (`rules`: the rule form's fields)"),
                      "responses": {
@@ -514,11 +515,19 @@ def document(server_url: str = "/") -> dict[str, Any]:
             "/api/tenants/{tenant_id}/{action}": {
                 "parameters": [_TENANT_ID, {"name": "action", "in": "path", "required": True,
                                             "schema": {"enum": ["pause", "resume",
-                                                                "offboard"]}}],
-                "post": {"summary": "Pause, resume or offboard", "security": _KEY,
+                                                                "offboard",
+                                                                "move-to-graph"]}}],
+                "post": {"summary": "Pause, resume, offboard, or move to graph",
+                         "description": "move-to-graph: an active mde tenant is fetched "
+                                        "from Microsoft Graph's alerts_v2 from its next run "
+                                        "(no alert lost or repeated), once a Graph token "
+                                        "and one alerts_v2 call show the permissions are "
+                                        "granted; else 409: send a re-consent invitation "
+                                        "with `source` graph",
+                         "security": _KEY,
                          "requestBody": {**_body(Offboard, required=False),
-                                         "description": "offboard only; pause and resume "
-                                                        "take none, or `{}`"},
+                                         "description": "offboard only; the others take "
+                                                        "none, or `{}`"},
                          "responses": {"200": _json(tenant, "the tenant after the change "
                                                             "(offboard: with alerts_deleted)"),
                                        **_errors(400, 401, 404, 409, 413)}}},

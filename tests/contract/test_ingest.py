@@ -112,6 +112,23 @@ def test_the_cursor_is_none_until_a_commit_saves_it_under_an_etag(state):
                                                 etag2)
 
 
+def test_a_graph_cursor_keeps_its_chain_and_the_opening_reads_it(state):
+    """A graph chain's checkpoint (nextLink, latest version met, start) is kept and read
+    back by `open`; at rest it drops them, and an mde cursor never had them."""
+    chain = Cursor("2026-01-01T00:00:00.0000000Z", 0, source="graph",
+                   link="https://graph.example/v1.0/security/alerts_v2?$skiptoken=" + "x" * 900,
+                   high="2026-01-01T00:05:00.0000000Z", started="2026-01-01T01:00:00.0000000Z")
+    _, etag = state.commit([], [], chain, None, "s1")
+    assert state.cursor() == (chain, etag)
+    opening = state.open("worker-a", 60)
+    assert opening.cursor == chain and opening.cursor_etag == etag
+    state.close("worker-a", opening.lease_etag, None)
+    rest = Cursor("2026-01-01T00:05:00.0000000Z", 0, source="graph")
+    _, etag = state.commit([], [], rest, etag, "s2")
+    assert state.cursor() == (rest, etag)
+    assert state.cursor()[0].link == ""
+
+
 def test_a_commit_with_a_stale_cursor_etag_changes_nothing(state):
     _, first = state.commit([], [], Cursor("2026-01-01T00:00:00.0000000Z", 0), None, "s1")
     state.commit([], [], Cursor("2026-01-02T00:00:00.0000000Z", 0), first, "s2")

@@ -192,6 +192,19 @@ def test_what_a_consent_granted_is_kept_and_changed_by_a_new_consent(registry):
         "triage", "triage", queued)  # the fetch in flight is not forgotten
 
 
+def test_a_tenants_source_is_kept_carried_to_the_fanout_and_moved(registry):
+    plain = registry.add(_tenant())
+    assert registry.get(plain.tenant_id).source == "mde"  # rows from before: mde
+    graph = registry.add(Tenant(str(uuid.uuid4()), "Graph Co", source="graph"))
+    assert registry.get(graph.tenant_id).source == "graph"
+    registry.move_source(plain.tenant_id, "graph")
+    due = {t.tenant_id: t.source for t in registry.with_status(TenantStatus.ACTIVE,
+                                                                DUE_FIELDS)}
+    assert (due[plain.tenant_id], due[graph.tenant_id]) == ("graph", "graph")
+    with pytest.raises(ValueError):
+        registry.move_source(plain.tenant_id, "elsewhere")
+
+
 def test_health_writes_of_a_fetch(registry):
     tenant = registry.add(_tenant())
     registry.mark_failing(tenant.tenant_id, "DefenderError: 500", 1)
@@ -295,6 +308,12 @@ def _invitation(days: int = 7, **values) -> Invitation:
                       expires_at=now + timedelta(days=days), **values)
 
 
+def test_an_invitation_keeps_the_source_it_was_made_for(invitations):
+    graph = _invitation(source="graph")
+    invitations.create(graph)
+    assert invitations.get(graph.id).source == "graph"
+
+
 def test_an_invitation_is_created_read_listed_newest_first(invitations):
     older = _invitation(expected_tenant="northwind.example",
                         created_at=datetime.now(UTC) - timedelta(hours=1))
@@ -308,6 +327,7 @@ def test_an_invitation_is_created_read_listed_newest_first(invitations):
     assert got.reconsent_for == "" and got.admitting == "" and got.tenant_id == ""
     assert invitations.get(newer.id).reconsent_for == newer.reconsent_for
     assert (got.access, invitations.get(newer.id).access) == ("read", "triage")
+    assert got.source == "mde"
     assert [i.id for i in invitations.all()] == [newer.id, older.id]
     with pytest.raises(ResourceExistsError):
         invitations.create(older)

@@ -89,7 +89,7 @@ class MemoryIngestState(ingest_state.IngestState):
         found = self._value(CURSOR)
         if found is None:
             return None, None
-        return Cursor(found[0]["Watermark"], int(found[0]["Skip"])), found[1]
+        return ingest_state.cursor_of(found[0]), found[1]
 
     # lease ----------------------------------------------------------------------------
     def acquire_lease(self, owner: str, seconds: int) -> tuple[bool, datetime | None]:
@@ -222,7 +222,7 @@ class MemoryIngestState(ingest_state.IngestState):
                 entries = codec.unpack(b"".join(data[k] for k in sorted(data)))
                 shard.etag = self._put(shard.row_key, {"Entries": entries})
             packed = ingest_state._recent_packed(recent)  # kept as the real row keeps it
-            etag = self._put(CURSOR, {"Watermark": cursor.watermark, "Skip": cursor.skip,
+            etag = self._put(CURSOR, {**ingest_state.cursor_properties(cursor),
                                       "UpdatedAt": datetime.now(UTC),
                                       "Recent": codec.unpack(packed) if packed else None})
         return outbox, etag

@@ -1,0 +1,137 @@
+"""Microsoft Graph's security alerts (`GET /v1.0/security/alerts_v2`): one call per page,
+alerts parsed as they arrive, errors as the Defender client's exceptions (the worker
+treats both sources' failures alike).
+
+Paging is only by `@odata.nextLink` (opaque; Graph documents no `$orderby` for alerts_v2,
+so the service's order is all there is). A link is followed only on the Graph host the
+client was given: the token goes wherever the link points.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+import urllib3
+
+from shared.microsoft import alert_stream
+from shared.microsoft.defender import (
+    CONNECT_TIMEOUT,
+    DefenderError,
+    Forbidden,
+    refusal,
+    retrying_session,
+)
+
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+ALERTS_PATH = "/v1.0/security/alerts_v2"
+MAX_TOP = 1_000  # the reported cap of `$top` on alerts_v2
+# the application permissions a graph tenant grants (the consent page names them)
+GRAPH_PERMISSIONS = ("SecurityAlert.Read.All", "SecurityIncident.Read.All")
+
+
+class ExpiredLink(DefenderError):
+    """A nextLink Graph no longer answers (410 Gone, or 400 naming the skip token or its
+    expiry): the chain is read again from its start."""
+
+
+class GraphConsentMissing(Forbidden):
+    """403 on alerts_v2: the app lacks SecurityAlert.Read.All in the tenant (consented
+    before the tenant moved to Graph, or the permission was removed)."""
+
+
+@dataclass
+class Page:
+    """One page: its alerts as they arrive, then (once they are all read) its nextLink."""
+
+    documents: Iterator[alert_stream.Document]
+    envelope: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def next_link(self) -> str:
+        link = self.envelope.get("@odata.nextLink")
+        return link if isinstance(link, str) else ""
+
+
+class GraphSecurityClient:
+    """requests on one pooled session per thread, explicit timeouts, retries of 5xx and
+    connection errors (never of 429, which the caller schedules around)."""
+
+    def __init__(self, base: str, timeout: float, ca_bundle: str | None = None) -> None:
+        self.base = base.rstrip("/")
+        self.timeout = (CONNECT_TIMEOUT, timeout)
+        self.verify: str | bool = ca_bundle or True
+        self._local = threading.local()
+
+    @property
+    def session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = retrying_session()
+        return session
+
+    @contextlib.contextmanager
+    def alerts(self, token: str, *, since: str | None = None, top: int = MAX_TOP,
+               link: str = "") -> Iterator[Page]:
+        """The first page of `lastUpdateDateTime ge since` (`link` empty), or the page a
+        nextLink names. Refusals raise here; a body that breaks off raises from the
+        iteration of `Page.documents`."""
+        if link:
+            if not link.startswith(self.base + "/"):
+                raise DefenderError("Graph answered a nextLink to another host", 200,
+                                    "MalformedResponse", transient=False)
+            url, params = link, None
+        else:
+            if not 1 <= top <= MAX_TOP:
+                raise ValueError(f"top must be 1..{MAX_TOP}")
+            url = self.base + ALERTS_PATH
+            params = {"$top": top}
+            if since:
+                params["$filter"] = f"lastUpdateDateTime ge {since}"
+        try:
+            response = self.session.get(url, params=params,
+                                        headers={"Authorization": f"Bearer {token}",
+                                                 "Accept": "application/json"},
+                                        timeout=self.timeout, verify=self.verify, stream=True)
+        except requests.RequestException as exc:
+            raise DefenderError(f"Graph API unreachable: {type(exc).__name__}") from exc
+        try:
+            if response.status_code != 200:
+                raise _refusal(response, bool(link))
+            page = Page(iter(()))
+            page.documents = _documents(response, page.envelope)
+            yield page
+        finally:
+            response.close()
+
+
+def _documents(response: requests.Response, envelope: dict[str, Any]
+               ) -> Iterator[alert_stream.Document]:
+    response.raw.decode_content = True
+    try:
+        yield from alert_stream.documents(response.raw.read, envelope)
+    except alert_stream.Malformed as exc:
+        raise DefenderError(f"Graph API answered {exc}", 200, "MalformedResponse") from exc
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise DefenderError(f"Graph API unreachable: {type(exc).__name__}") from exc
+
+
+def _refusal(response: requests.Response, followed_link: bool) -> DefenderError:
+    error = refusal(response)
+    text = f"{error.code} {error}".lower()
+    if followed_link and (response.status_code == 410 or (
+            response.status_code == 400 and ("skiptoken" in text or "expired" in text))):
+        return ExpiredLink(f"Graph refused the nextLink ({response.status_code} "
+                           f"{error.code})", response.status_code, error.code,
+                           transient=False)
+    if isinstance(error, Forbidden):
+        return GraphConsentMissing(str(error) or "Graph refused: SecurityAlert.Read.All "
+                                   "is not granted", 403, error.code, transient=False)
+    if type(error) is DefenderError:  # say whose answer it was
+        return DefenderError(str(error).replace("Defender API", "Graph API", 1),
+                             error.status, error.code, error.transient)
+    return error
