@@ -13,6 +13,7 @@ from functions import (
     ingest,
     notify,
     onboarding,
+    ops,
     portal,
     siem,
     triage,
@@ -29,3 +30,4 @@ app.register_functions(siem.bp)
 app.register_functions(portal.bp)
 app.register_functions(triage.bp)
 app.register_functions(bulk_triage.bp)
+app.register_functions(ops.bp)

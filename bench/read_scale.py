@@ -56,7 +56,9 @@ from shared.services import ingestor_for
 from shared.storage import tables
 from shared.storage.alert_index import AlertIndex
 from shared.storage.siem_feed import entry_entity, view_entity
+from shared.storage.tenant_directory import BUILT
 from shared.storage.tenant_summaries import TenantSummaries
+from shared.storage.tenants import PARTITION, TenantRepository
 
 FUNCTION_KEY = "bench-function-key"
 PORTAL_GROUP = "6f1f8a52-0c4e-4a43-9b1e-5d2b7c9e0a11"
@@ -121,7 +123,7 @@ def app_settings(env: Env) -> dict[str, str]:
         FETCH_PAGE_SIZE="1000", FETCH_OVERLAP_SECONDS="0",
         # no fan-out, digest or push during the measurement
         FETCH_SCHEDULE="0 0 0 1 1 *", DIGEST_SCHEDULE="0 0 0 1 1 *",
-        SIEM_PUSH_SCHEDULE="0 0 0 1 1 *",
+        SIEM_PUSH_SCHEDULE="0 0 0 1 1 *", POISON_DRAIN_SCHEDULE="0 0 0 1 1 *",
         DEVHOST_FUNCTION_KEY=FUNCTION_KEY, DEVHOST_MASTER_KEY="bench-master-key",
         MSSP_NAME="Bench MSSP", OPS_EMAIL="ops@mssp.example",
         PORTAL_ALLOWED_GROUPS=PORTAL_GROUP, PORTAL_KEY="bench-portal-key-0123456")
@@ -221,6 +223,8 @@ def start_host(env: Env) -> Host:
 
 def measure(meter: Meter, session: requests.Session, url: str, repeat: int
             ) -> dict[str, Any]:
+    """Latency (median), and the requests and rows of the first view and of the last
+    (they differ where a page keeps something for later views: the chart's totals)."""
     times = []
     counted: tuple[int, int] = (0, 0)
     for i in range(repeat):
@@ -233,7 +237,8 @@ def measure(meter: Meter, session: requests.Session, url: str, repeat: int
         if i == 0:
             counted = (meter.requests, meter.rows)
     return {"ms": round(statistics.median(times) * 1000, 1), "requests": counted[0],
-            "rows": counted[1], "body": response.text}
+            "rows": counted[1], "requests_last": meter.requests, "rows_last": meter.rows,
+            "body": response.text}
 
 
 def raw_reference(env: Env, tenant_id: str, repeat: int) -> float:
@@ -300,6 +305,25 @@ def pages(base: str, tenant_id: str, since: str) -> list[tuple[str, str]]:
              f"{base}/siem/alerts?since={since}&limit=50&tenant={tenant_id}")]
 
 
+def without_directory(env: Env, meter: Meter, session: requests.Session, base: str,
+                      repeat: int) -> list[dict[str, Any]]:
+    """The overview and the alerts page as the previous version read them (the whole
+    registry, every summary): the tenant directory's "complete" row removed, so the pages
+    fall back; then put back (`rebuild_directory`, what `tools.backfill` does)."""
+    registry = TenantRepository(tables.table(env.storage, tables.TENANTS))
+    registry.client.delete_entity(PARTITION, BUILT)
+    try:
+        results = []
+        for name, url in (("portal overview", f"{base}/portal"),
+                          ("alerts, first page", f"{base}/portal/alerts")):
+            found = measure(meter, session, url, repeat)
+            results.append({"page": f"{name}, without the directory (before)",
+                            **{k: v for k, v in found.items() if k != "body"}})
+        return results
+    finally:
+        registry.rebuild_directory()
+
+
 def run_step(env: Env, meter: Meter, base: str, tenants: list[str], repeat: int
              ) -> list[dict[str, Any]]:
     session = requests.Session()
@@ -312,8 +336,16 @@ def run_step(env: Env, meter: Meter, base: str, tenants: list[str], repeat: int
     for name, url in pages(base, tenant_id, since):
         found = measure(meter, session, url, repeat)
         results.append({"page": name, **{k: v for k, v in found.items() if k != "body"}})
+        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
         if name.startswith("SIEM"):
             results[-1]["shown"] = len(json.loads(found["body"])["items"])
+        if name == "portal overview":
+            following = re.search(r'id="next-tenants" href="([^"]*)"', found["body"])
+            if following:
+                link = base.rsplit("/api", 1)[0] + unescape(following.group(1))
+                found = measure(meter, session, link, repeat)
+                results.append({"page": "portal overview, next tenants",
+                                **{k: v for k, v in found.items() if k != "body"}})
         if name == "alerts, first page":
             older = re.search(r'href="([^"]*before=[^"]*)"', found["body"])
             if older:
@@ -323,12 +355,13 @@ def run_step(env: Env, meter: Meter, base: str, tenants: list[str], repeat: int
                 results.append({"page": 'alerts, "Older alerts"',
                                 **{k: v for k, v in found.items() if k != "body"}})
     results += feed_references(env, tenant_id, repeat)
+    results += without_directory(env, meter, session, base, repeat)
     for item in results:
         item["raw_ms"] = raw
         item["x_raw"] = round(item["ms"] / raw, 1)
         same = same_rows_reference(env, item["rows"], max(repeat, 3))
         item["same_rows_ms"] = same
-        item["x_same_rows"] = round(item["ms"] / same, 1)
+        item["x_same_rows"] = round(item["ms"] / same, 1) if same else None
     return results
 
 

@@ -31,6 +31,7 @@ from devtools.runlock import RunLock, RunLocked
 from devtools.simulator.server import Simulator, SimulatorConfig
 from devtools.smtp_catcher import SmtpCatcher
 from devtools.syslog_receiver import SyslogReceiver
+from devtools.webhook_receiver import WebhookReceiver
 from shared.config import Settings
 from shared.model import Tenant
 from shared.notify.rules import GLOBAL, parse_rule
@@ -97,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smtp-catcher", action="store_true",
                         help="send emails over SMTP to a local catcher that keeps each as "
                              ".local/mail/*.eml (instead of keeping them in the outbox only)")
+    parser.add_argument("--webhook-receiver", action="store_true",
+                        help="take Teams and Slack webhook posts locally, checked against "
+                             "each platform's schema (TEAMS_WEBHOOK_SOC, SLACK_WEBHOOK_SOC)")
     parser.add_argument("--verbose", action="store_true",
                         help="log every invocation, not only errors and fetch runs")
     args = parser.parse_args(argv)
@@ -109,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 3
     stop = threading.Event()
-    azurite = simulator = host = syslog = catcher = None
+    azurite = simulator = host = syslog = catcher = webhooks = None
 
     def on_signal(signum: int, _frame: object) -> None:
         if stop.is_set():  # a second Ctrl-C: no more waiting
@@ -127,11 +131,16 @@ def main(argv: list[str] | None = None) -> int:
         ensure_local_settings(root)
         load_local_settings(root)
         os.environ.setdefault("FETCH_SCHEDULE", "*/20 * * * * *")
+        # a local.settings.json from before the poison drain timer
+        os.environ.setdefault("POISON_DRAIN_SCHEDULE", "0 */5 * * * *")
         if not os.environ.get("PORTAL_KEY"):  # a local.settings.json from before the portal
             os.environ["PORTAL_KEY"] = secrets.token_urlsafe(24)
         if args.smtp_catcher:
             catcher = SmtpCatcher(local / "mail").start()
             os.environ.update(catcher.settings())
+        if args.webhook_receiver:
+            webhooks = WebhookReceiver(local / "webhooks.jsonl").start()
+            os.environ.update(webhooks.settings())  # a rule's channels can name these
         if args.syslog:
             syslog = SyslogReceiver(local / "syslog.log").start()
             os.environ.update({
@@ -164,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             "MSSP_TRIAGE_CLIENT_SECRET": simulator.config.triage_client_secret,
             "MSSP_AUTHORITY_HOST": simulator.base_url,
             "MSSP_DEFENDER_API_BASE": simulator.base_url,
+            "GRAPH_BASE_URL": simulator.base_url,  # sendMail and the security API (issue 21)
             "MSSP_CA_BUNDLE": str(simulator.config.ca_path),
             "MSSP_SIGN_IN_HOST": simulator.browser_base_url,  # a browser's way in, plain HTTP
             "MSSP_TENANT_ID": simulator.config.mssp_tenant_id,  # never onboarded as a customer
@@ -179,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         # SettingsError and SettingsFileError are ValueErrors naming a setting or a file
         log.error("%s", exc)
         log.error("mssp-hub did not start")
-        for part in (host, simulator, azurite, syslog, catcher):
+        for part in (host, simulator, azurite, syslog, catcher, webhooks):
             if part:
                 part.stop()
         lock.release()
@@ -188,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     state = {"http": base, "simulator": simulator.base_url, "azurite": azurite.ports,
              "azurite_pid": azurite.process.pid if azurite.process else None,
              "pid": os.getpid(), "tenants_seeded": seeded, "portal": f"{base}/api/portal"}
+    hooks = "make run ARGS=--webhook-receiver takes Teams and Slack posts locally"
+    if webhooks:
+        state["webhooks"] = webhooks.base_url
+        hooks = f"Teams and Slack posts checked and kept, shown on {webhooks.base_url}/" + \
+            "".join(f"\n              {name}={url}" for name, url in webhooks.settings().items())
     partial = local / "run.json.tmp"
     partial.write_text(json.dumps(state, indent=2))
     partial.replace(local / "run.json")  # appears whole: readers poll for it
@@ -196,7 +211,7 @@ mssp-hub is running
   portal      {base}/api/portal/login?key={os.environ["PORTAL_KEY"]}
               (signs this browser in once; the key is PORTAL_KEY, local use only)
   health      {base}/api/health
-  simulator   {simulator.base_url}  (Entra ID + Defender API, demo tenants; the
+  simulator   {simulator.base_url}  (Entra ID, Defender and Graph APIs, demo tenants; the
               consent pages a browser opens on {simulator.browser_base_url})
   storage     Azurite on queue {azurite.ports['Queue']}, table {azurite.ports['Table']}
   fan-out     {"every 20 s" if os.environ["FETCH_SCHEDULE"] == "*/20 * * * * *"
@@ -212,6 +227,7 @@ mssp-hub is running
                 "ARGS=--smtp-catcher sends them over SMTP to a local catcher"}
   syslog      {f"CEF lines on 127.0.0.1:{syslog.port}, kept in .local/syslog.log"
                 if syslog else "make run ARGS=--syslog shows CEF lines arriving"}
+  webhooks    {hooks}
 Ctrl-C stops everything.
 """, flush=True)
     while not stop.wait(0.5):  # timed: a signal caught by another thread must wake us
@@ -225,6 +241,8 @@ Ctrl-C stops everything.
         syslog.stop()
     if catcher:
         catcher.stop()
+    if webhooks:
+        webhooks.stop()
     azurite.stop()
     (local / "run.json").unlink(missing_ok=True)
     lock.release()

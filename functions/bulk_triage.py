@@ -1,14 +1,15 @@
-"""Bulk triage triggers: the tenant worker (bulk-triage queue), its poison handler, and
-the keyed API to start a job and follow it."""
+"""Bulk triage triggers: the tenant worker (bulk-triage queue) and the keyed API to start
+a job and follow it. Its poison queue is drained by functions/ops.py's timer, which also
+fails what the tenant's part left pending (shared/services.py poison_drain_on)."""
 
 from __future__ import annotations
 
 import azure.functions as func
 
 from functions.http import invalid, json_response, refused
-from functions.queue_messages import parse_or_record, record_poison
+from functions.queue_messages import parse_or_record
 from shared import services, validation
-from shared.messages import BadMessage, BulkTriageRequest
+from shared.messages import BulkTriageRequest
 from shared.storage.tables import BULK_QUEUE
 from shared.triage import api
 from shared.triage.bulk import BadSelection
@@ -26,19 +27,6 @@ def bulk_triage(msg: func.QueueMessage) -> None:
     request = parse_or_record(msg, BULK_QUEUE, BulkTriageRequest.parse)
     if request:
         services.bulk_triage().run(request)  # raises on a transient failure: retried
-
-
-@bp.function_name("bulk_triage_poison")
-@bp.queue_trigger(arg_name="msg", queue_name=f"{BULK_QUEUE}-poison",
-                  connection="AzureWebJobsStorage")
-def bulk_triage_poison(msg: func.QueueMessage) -> None:
-    reason = "bulk triage failed on every attempt"
-    record_poison(msg, BULK_QUEUE, reason)
-    try:
-        request = BulkTriageRequest.parse(msg.get_body())
-    except BadMessage:
-        return
-    services.bulk_triage().give_up(request, reason)  # the job says so, and finishes
 
 
 @bp.function_name("alerts_bulk")

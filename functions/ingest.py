@@ -1,4 +1,4 @@
-"""Ingestion triggers: the fan-out timer, the fetch worker, the relay, the poison handler."""
+"""Ingestion triggers: the fan-out timer, the fetch worker, the relay."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 
 import azure.functions as func
 
-from functions.queue_messages import parse_or_record, record_poison
+from functions.queue_messages import parse_or_record
 from shared import services
 from shared.messages import FetchRequest, RelayRequest
 from shared.storage.tables import FETCH_QUEUE, RELAY_QUEUE
@@ -29,24 +29,9 @@ def fetch(msg: func.QueueMessage) -> None:
         services.ingestor().run(request)  # raises on transient failure: the host retries
 
 
-@bp.function_name("fetch_poison")
-@bp.queue_trigger(arg_name="msg", queue_name=f"{FETCH_QUEUE}-poison",
-                  connection="AzureWebJobsStorage")
-def fetch_poison(msg: func.QueueMessage) -> None:
-    record_poison(msg, FETCH_QUEUE, "fetch failed on every attempt (maxDequeueCount)")
-
-
 @bp.function_name("relay")
 @bp.queue_trigger(arg_name="msg", queue_name=RELAY_QUEUE, connection="AzureWebJobsStorage")
 def relay(msg: func.QueueMessage) -> None:
     request = parse_or_record(msg, RELAY_QUEUE, RelayRequest.parse)
     if request:
         services.relay().relay(request.tenant_id)
-
-
-@bp.function_name("relay_poison")
-@bp.queue_trigger(arg_name="msg", queue_name=f"{RELAY_QUEUE}-poison",
-                  connection="AzureWebJobsStorage")
-def relay_poison(msg: func.QueueMessage) -> None:
-    # the outbox rows stay; the tenant's next fetch re-enqueues their relay
-    record_poison(msg, RELAY_QUEUE, "relay failed on every attempt")

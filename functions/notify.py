@@ -1,16 +1,18 @@
-"""Notification triggers: notify events in, emails out; the rules API (function key)."""
+"""Notification triggers: notify events in, emails and channel posts out; the rules API
+(function key)."""
 
 from __future__ import annotations
 
 import azure.functions as func
 
 from functions.http import invalid, json_response, refused
-from functions.queue_messages import parse_or_record, record_poison
+from functions.queue_messages import parse_or_record
 from shared import services, validation
-from shared.messages import alert_events
+from shared.messages import ChannelPost, alert_events
 from shared.model import parse_tenant_id
 from shared.notify.rules import (
     GLOBAL,
+    ChannelTestResult,
     Rule,
     RuleDeleted,
     RuleTestFailed,
@@ -20,7 +22,7 @@ from shared.notify.rules import (
     parse_rule,
 )
 from shared.notify.transport import Permanent, Transient
-from shared.storage.tables import NOTIFY_QUEUE
+from shared.storage.tables import CHANNEL_QUEUE, NOTIFY_QUEUE
 from shared.validation import NoBody, ValidationError
 
 bp = func.Blueprint()
@@ -45,11 +47,13 @@ def digests(timer: func.TimerRequest) -> None:
         notifier.send_ops_notices()
 
 
-@bp.function_name("notify_poison")
-@bp.queue_trigger(arg_name="msg", queue_name=f"{NOTIFY_QUEUE}-poison",
-                  connection="AzureWebJobsStorage")
-def notify_poison(msg: func.QueueMessage) -> None:
-    record_poison(msg, NOTIFY_QUEUE, services.notifier().poison_reason())
+@bp.function_name("notify_channel")
+@bp.queue_trigger(arg_name="msg", queue_name=CHANNEL_QUEUE, connection="AzureWebJobsStorage")
+def notify_channel(msg: func.QueueMessage) -> None:
+    """One post to one Teams or Slack channel (Unreachable/Busy raise: the host retries)."""
+    post = parse_or_record(msg, CHANNEL_QUEUE, ChannelPost.parse)
+    if post is not None:
+        services.channel_delivery().post(post)
 
 
 def _scope(req: func.HttpRequest) -> str | func.HttpResponse:
@@ -69,10 +73,11 @@ def _saved(req: func.HttpRequest, scope: str, existing: Rule | None = None
            ) -> Rule | func.HttpResponse:
     """Validate the body as a rule and save it, or the 400 naming each bad field."""
     try:
-        rule = parse_rule(validation.decode_json(req.get_body()), scope, existing=existing)
+        rule = parse_rule(validation.decode_json(req.get_body()), scope, existing=existing,
+                          webhooks=services.webhooks())
     except ValidationError as exc:
         return invalid(exc, "invalid rule")
-    return services.notifier().rules.save(rule)
+    return services.notifier().save_rule(rule)
 
 
 def _no_body(req: func.HttpRequest) -> func.HttpResponse | None:
@@ -143,6 +148,36 @@ def _rule_test(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(RuleTestSent.model_validate(
         {"sent": True, "to": outcome.to, "refused": outcome.refused,
          "kept_locally": outcome.state == "kept"}))
+
+
+def _channel_test(req: func.HttpRequest) -> func.HttpResponse:
+    scope = _scope(req)
+    if isinstance(scope, func.HttpResponse):
+        return scope
+    rule = services.notifier().rules.get(scope, req.route_params.get("rule_id", ""))
+    if rule is None:
+        return refused(404, "no such rule", "rule_id", "not found in this scope")
+    wrong = _no_body(req)
+    if wrong is not None:
+        return wrong
+    result = services.channel_delivery().test(rule, req.route_params.get("channel", ""))
+    if result is None:
+        return refused(404, "no such channel", "channel", "not a channel of this rule")
+    status = 200 if result.sent else 422 if not result.webhook else 502
+    return json_response(ChannelTestResult.model_validate(vars(result)), status)
+
+
+@bp.function_name("rules_global_channel_test")
+@bp.route(route="rules/{rule_id}/channels/{channel}/test", methods=["POST"])
+def rules_global_channel_test(req: func.HttpRequest) -> func.HttpResponse:
+    return _channel_test(req)
+
+
+@bp.function_name("rules_tenant_channel_test")
+@bp.route(route="tenants/{tenant_id}/rules/{rule_id}/channels/{channel}/test",
+          methods=["POST"])
+def rules_tenant_channel_test(req: func.HttpRequest) -> func.HttpResponse:
+    return _channel_test(req)
 
 
 @bp.function_name("rules_global_test")

@@ -25,8 +25,3 @@ def parse_or_record(msg: func.QueueMessage, queue: str, parse: Callable[[str], T
     except BadMessage as exc:  # no retry can fix it: keep it with the reason
         services.poison_log().record(queue, body, f"bad message: {exc}")
         return None
-
-
-def record_poison(msg: func.QueueMessage, queue: str, reason: str) -> None:
-    """A message the host gave up on (`<queue>-poison`): kept, and charged to its tenant."""
-    services.poison_log().record(queue, text(msg), reason)

@@ -8,7 +8,7 @@ import logging
 import azure.functions as func
 
 from functions.http import data_response, invalid, json_response
-from functions.queue_messages import parse_or_record, record_poison
+from functions.queue_messages import parse_or_record
 from shared import services
 from shared.logsafe import clean
 from shared.messages import DeliverRequest, alert_events
@@ -29,13 +29,6 @@ def siem_feed(msg: func.QueueMessage) -> None:
         services.feed().append_all(events)
 
 
-@bp.function_name("siem_feed_poison")
-@bp.queue_trigger(arg_name="msg", queue_name=f"{SIEM_QUEUE}-poison",
-                  connection="AzureWebJobsStorage")
-def siem_feed_poison(msg: func.QueueMessage) -> None:
-    record_poison(msg, SIEM_QUEUE, "could not be added to the SIEM feed on any attempt")
-
-
 @bp.function_name("siem_push")
 @bp.timer_trigger(arg_name="timer", schedule="%SIEM_PUSH_SCHEDULE%", use_monitor=False)
 def siem_push(timer: func.TimerRequest) -> None:
@@ -53,13 +46,6 @@ def siem_deliver(msg: func.QueueMessage) -> None:
     outcome = services.delivery().deliver(request.output)
     log.info("siem output %s: %s, %d events in %d batches", clean(request.output), outcome.status,
              outcome.delivered, outcome.batches)
-
-
-@bp.function_name("siem_deliver_poison")
-@bp.queue_trigger(arg_name="msg", queue_name=f"{SIEM_DELIVERY_QUEUE}-poison",
-                  connection="AzureWebJobsStorage")
-def siem_deliver_poison(msg: func.QueueMessage) -> None:
-    record_poison(msg, SIEM_DELIVERY_QUEUE, "delivery run failed on every attempt (storage?)")
 
 
 @bp.route(route="siem/alerts", methods=["GET"])

@@ -98,6 +98,8 @@ var queueNames = [
   'siem-deliveries-poison'
   'bulk-triage'
   'bulk-triage-poison'
+  'notify-channels'
+  'notify-channels-poison'
 ]
 var tableNames = [
   'Tenants'
@@ -122,6 +124,7 @@ var tableNames = [
   'CallBudget'
   'OwnChangeMarks'
   'AuditTrail'
+  'NotifyChannels'
 ]
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
@@ -200,6 +203,7 @@ module function 'app/function.bicep' = {
       OPS_EMAIL: opsEmail
       FETCH_SCHEDULE: fetchSchedule
       DIGEST_SCHEDULE: '0 * * * * *'
+      POISON_DRAIN_SCHEDULE: '0 */5 * * * *'
       MAIL_TRANSPORT: mailTransport
       MAIL_FROM: empty(mailFrom) ? 'mssp-hub@localhost.localdomain' : mailFrom
       MSSP_TENANT_ID: tenant().tenantId

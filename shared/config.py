@@ -204,6 +204,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SIEM_OUTPUTS", "JSON list of push outputs (syslog CEF/ECS, Splunk HEC, "
             "webhook), each with its own filter; see docs/siem.md.",
             default="[]"),
+    Setting("POISON_DRAIN_SCHEDULE", "NCRONTAB schedule of the timer that records the "
+            "messages the host gave up on (the `-poison` queues) in PoisonLog (seconds "
+            "first).", default="0 */5 * * * *"),
     Setting("SIEM_PUSH_SCHEDULE", "NCRONTAB schedule that starts deliveries to the outputs "
             "(seconds first).", default="*/15 * * * * *"),
     Setting("SIEM_SETTLE_SECONDS", "How far behind now the feed is read, so an alert "

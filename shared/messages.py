@@ -186,8 +186,6 @@ class AlertEvent:
     # who made the change, when the MSSP made it itself ({"id", "name", "via"}); absent
     # (None) for the customer's changes and in messages written before it existed
     by: dict[str, str] | None = None
-    # which API's schema `alert` is in: "mde" (Defender for Endpoint) or "graph" (alerts_v2)
-    schema: str = "mde"
 
     def __post_init__(self) -> None:
         if not self.event_id:
@@ -201,8 +199,6 @@ class AlertEvent:
                 "changed": self.changed, "alert": self.alert}
         if self.by is not None:  # only when set: other events stay as they were
             data["by"] = self.by
-        if self.schema != "mde":  # likewise: an event without one is Defender's
-            data["schema"] = self.schema
         return data
 
     def to_bytes(self) -> bytes:
@@ -224,14 +220,7 @@ class AlertEvent:
                    alert_id=_field(data, "alert_id", str), version=_field(data, "version", str),
                    change=_field(data, "change", str), changed=_field(data, "changed", dict),
                    alert=_field(data, "alert", dict), event_id=_field(data, "event_id", str),
-                   by=_by(data), schema=_schema(data))
-
-
-def _schema(data: dict[str, Any]) -> str:
-    schema = _field(data, "schema", str, "mde")
-    if schema not in ("mde", "graph"):
-        raise BadMessage("schema is neither mde nor graph")
-    return schema
+                   by=_by(data))
 
 
 def _by(data: dict[str, Any]) -> dict[str, str] | None:
@@ -371,7 +360,51 @@ class BulkTriageRequest:
         return cls(job, _tenant(data))
 
 
+# notify-channels --------------------------------------------------------------------------
+_RULE_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelPost:
+    """One post to one channel of a rule (shared/notify/channels/delivery.py): the payload
+    rendered already (Teams' card or Slack's blocks, under 28 KB), and the ledger key it
+    goes once under. The webhook URL is not in it: it is read from the channel's app
+    setting when posting. `deferrals`: how often a 429 put it back."""
+
+    TYPE: ClassVar[str] = "channel-post"
+    scope: str  # the rule's partition: a tenant id, or "*"
+    rule_id: str  # 32 lower-case hex digits
+    channel: str  # the channel's name on the rule
+    key: str  # the ledger key: "<event id>|channel:<name>", "digest:<batch>|channel:<name>"
+    payload: dict[str, Any]
+    deferrals: int = 0
+
+    def dump(self) -> dict[str, Any]:
+        data = {"v": VERSION, "type": self.TYPE, "scope": self.scope, "rule": self.rule_id,
+                "channel": self.channel, "key": self.key, "payload": self.payload,
+                "deferrals": self.deferrals}
+        if self.scope != "*":  # a poisoned post is charged to its tenant (tenant_of)
+            data["tenant"] = self.scope
+        return data
+
+    def to_message(self) -> str:
+        return json.dumps(self.dump())
+
+    @classmethod
+    def parse(cls, body: bytes | str) -> ChannelPost:
+        data = _load(body, cls.TYPE)
+        rule = _field(data, "rule", str)
+        if not _RULE_ID.fullmatch(rule):
+            raise BadMessage("rule is not a rule id (32 hex digits)")
+        deferrals = data.get("deferrals", 0)
+        if not isinstance(deferrals, int) or isinstance(deferrals, bool) or deferrals < 0:
+            raise BadMessage("deferrals is not a count")
+        return cls(_field(data, "scope", str), rule, _field(data, "channel", str),
+                   _field(data, "key", str), _field(data, "payload", dict), deferrals)
+
+
 Message = (FetchRequest | RelayRequest | AlertEvent | AlertBatch | DeliverRequest
-           | BulkTriageRequest)
+           | BulkTriageRequest | ChannelPost)
 MESSAGE_TYPES: tuple[type[Message], ...] = (FetchRequest, RelayRequest, AlertEvent,
-                                            AlertBatch, DeliverRequest, BulkTriageRequest)
+                                            AlertBatch, DeliverRequest, BulkTriageRequest,
+                                            ChannelPost)

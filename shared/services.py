@@ -12,13 +12,17 @@ from shared.ingest.index_feed import IndexFeed
 from shared.ingest.own_changes import OwnChanges, Stored
 from shared.ingest.relay import Relay
 from shared.ingest.worker import Ingestor, IngestStores
+from shared.messages import BadMessage, BulkTriageRequest
 from shared.microsoft.defender import DefenderClient
 from shared.microsoft.graph_security import GraphSecurityClient
 from shared.microsoft.identity import Tokens, tokens_for
 from shared.model import Tenant
+from shared.notify.channels.delivery import ChannelDelivery, ChannelStores
+from shared.notify.channels.transport import Poster, WebhookPoster
+from shared.notify.channels.webhooks import Webhooks
 from shared.notify.service import Notifier, NotifyStores, transport_for
 from shared.notify.transport import Transport
-from shared.ops.poison import PoisonLog
+from shared.ops.poison import PoisonDrain, PoisonLog, PoisonSource
 from shared.portal.pages import Portal
 from shared.siem.delivery import SiemDelivery
 from shared.siem.feed import Feed
@@ -30,6 +34,7 @@ from shared.storage.app_health import AppHealth
 from shared.storage.audit import AuditTrail
 from shared.storage.bulk_jobs import BulkJobs
 from shared.storage.call_budget import CallBudget
+from shared.storage.channel_status import ChannelStatusRepository
 from shared.storage.connection import StorageConnection
 from shared.storage.digests import DigestRepository
 from shared.storage.fanout_ledger import FanoutLedger
@@ -39,8 +44,9 @@ from shared.storage.mail_outbox import MailOutbox
 from shared.storage.notify_ledger import NotifyLedger
 from shared.storage.own_marks import OwnMarks
 from shared.storage.poison_log import PoisonLogRepository
+from shared.storage.poison_queue import PoisonQueue
 from shared.storage.queue_sender import sender
-from shared.storage.queues import BulkQueue, EventQueue, FetchQueue, RelayQueue
+from shared.storage.queues import BulkQueue, ChannelQueue, EventQueue, FetchQueue, RelayQueue
 from shared.storage.rules import RuleRepository
 from shared.storage.runs import RunHistory
 from shared.storage.siem_delivery import DeliverQueue, SiemDeliveryRepository
@@ -151,6 +157,44 @@ def poison_log() -> PoisonLog:
     return poison_log_on(get_settings().storage)
 
 
+def poison_drain_on(storage: StorageConnection, notify_reason: Callable[[], str]
+                    ) -> PoisonDrain:
+    """The poison queues of every queue-triggered function, each with its reason."""
+    def source(queue_name: str, reason: Callable[[str], str],
+               settle: Callable[[str, str], None] | None = None) -> PoisonSource:
+        name = tables.poison_queue(queue_name)
+        tables.queue(storage, name)  # created here: the host creates it only to give up
+        return PoisonSource(queue_name, PoisonQueue(storage.queue(name, base64=False)), reason,
+                            settle)
+
+    def bulk_given_up(body: str, reason: str) -> None:
+        """The tenant's part of a bulk job is over: its pending alerts fail with why."""
+        try:
+            request = BulkTriageRequest.parse(body)
+        except BadMessage:
+            return
+        bulk_triage().give_up(request, reason)
+
+    return PoisonDrain(poison_log_on(storage), [
+        source(tables.FETCH_QUEUE,
+               lambda _: "fetch failed on every attempt (maxDequeueCount)"),
+        # the outbox rows stay; the tenant's next fetch re-enqueues their relay
+        source(tables.RELAY_QUEUE, lambda _: "relay failed on every attempt"),
+        source(tables.NOTIFY_QUEUE, lambda _: notify_reason()),
+        source(tables.SIEM_QUEUE,
+               lambda _: "could not be added to the SIEM feed on any attempt"),
+        source(tables.SIEM_DELIVERY_QUEUE,
+               lambda _: "delivery run failed on every attempt (storage?)"),
+        source(tables.BULK_QUEUE, lambda _: "bulk triage failed on every attempt",
+               bulk_given_up),
+        source(tables.CHANNEL_QUEUE, lambda body: channel_delivery().poison_reason(body))])
+
+
+@functools.cache
+def poison_drain() -> PoisonDrain:
+    return poison_drain_on(get_settings().storage, lambda: notifier().poison_reason())
+
+
 @functools.cache
 def alert_index() -> AlertIndex:
     return AlertIndex(tables.table(get_settings().storage, tables.ALERT_INDEX))
@@ -219,13 +263,38 @@ def notifier_for(settings: Settings, transport: Transport) -> Notifier:
         digests=DigestRepository(tables.table(storage, tables.NOTIFY_DIGESTS)),
         outbox=MailOutbox(tables.table(storage, tables.MAIL_OUTBOX)),
         health=AppHealth(tables.table(storage, tables.APP_HEALTH)),
-        notices=OpsNotices.on(storage, settings.onboarding.ops_email)))
+        notices=OpsNotices.on(storage, settings.onboarding.ops_email),
+        channel_queue=ChannelQueue(tables.queue(storage, tables.CHANNEL_QUEUE)),
+        channel_status=ChannelStatusRepository(tables.table(storage, tables.NOTIFY_CHANNELS))))
 
 
 @functools.cache
 def notifier() -> Notifier:
     settings = get_settings()
     return notifier_for(settings, transport_for(settings))
+
+
+def channel_delivery_for(settings: Settings, poster: Poster) -> ChannelDelivery:
+    """Teams and Slack posts on the real tables and queue, through `poster`."""
+    storage, base = settings.storage, settings.onboarding.public_base_url
+    return ChannelDelivery(ChannelStores(
+        rules=RuleRepository(tables.table(storage, tables.NOTIFY_RULES)),
+        ledger=NotifyLedger(tables.table(storage, tables.NOTIFY_LEDGER)),
+        status=ChannelStatusRepository(tables.table(storage, tables.NOTIFY_CHANNELS)),
+        queue=ChannelQueue(tables.queue(storage, tables.CHANNEL_QUEUE))),
+        Webhooks.from_environ(base), poster, settings.onboarding.mssp_name,
+        f"{base}/api/portal")
+
+
+@functools.cache
+def channel_delivery() -> ChannelDelivery:
+    settings = get_settings()
+    return channel_delivery_for(settings, WebhookPoster(settings.identity.ca_bundle))
+
+
+def webhooks() -> Webhooks:
+    """What checks a rule's channels when it is saved (the API, the portal)."""
+    return Webhooks.from_environ(get_settings().onboarding.public_base_url)
 
 
 def feed_on(storage: StorageConnection, settle_seconds: int, retention_days: int) -> Feed:
@@ -267,7 +336,8 @@ def portal() -> Portal:
                   summaries=TenantSummaries(tables.table(storage, tables.TENANT_SUMMARIES)),
                   feed=SiemFeedRepository(tables.table(storage, tables.SIEM_FEED)),
                   triage=triage(), audit=AuditTrail(tables.table(storage, tables.AUDIT_TRAIL)),
-                  bulk=bulk_triage(), source_move=source_move())
+                  bulk=bulk_triage(), channels=channel_delivery(),
+                  source_move=source_move())
 
 
 def consented_app_token(settings: Settings, tokens: Tokens) -> Callable[[Tenant], str]:

@@ -56,7 +56,10 @@ def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
 
 @pytest.fixture
 def sim(simulator: Simulator) -> Iterator[SimulatorClient]:
-    """A control-API client; the default rate limits are restored after each test."""
+    """A control-API client; the default rate limits and Graph's listing settings are
+    restored after each test."""
     client = SimulatorClient(simulator.base_url, str(simulator.config.ca_path))
     yield client
-    client.limits(per_minute=100, per_hour=1500, batch={"per_minute": 10, "per_hour": 500})
+    client.limits(per_minute=100, per_hour=1500, batch={"per_minute": 10, "per_hour": 500},
+                  graph={"per_minute": 150, "per_hour": 9000})
+    client.graph_settings(page_size=100, next_link_seconds=600)

@@ -1,6 +1,7 @@
-"""`python -m tools.backfill`: build the portal's AlertIndex, the tenant summaries and the
-SIEM feed's tenant views of a store written before they existed, in place
-(tools/backfill_index.py, then shared/ops/backfill.py).
+"""`python -m tools.backfill`: build the tenant directory (the portal's tenant names and
+attention marks), the portal's AlertIndex, the tenant summaries and the SIEM feed's tenant
+views of a store written before they existed, in place (TenantRepository.rebuild_directory,
+tools/backfill_index.py, then shared/ops/backfill.py).
 
     # with the app's settings in the environment (AzureWebJobsStorage, ...), after the
     # new version is deployed:
@@ -34,13 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = get_settings()
     storage = settings.storage
-    job = Backfill(TenantRepository(tables.table(storage, tables.TENANTS)),
+    registry = TenantRepository(tables.table(storage, tables.TENANTS))
+    job = Backfill(registry,
                    IngestStates(tables.table(storage, tables.INGEST_STATE)),
                    AlertRepository(tables.table(storage, tables.ALERTS)),
                    TenantSummaries(tables.table(storage, tables.TENANT_SUMMARIES)),
                    SiemFeedRepository(tables.table(storage, tables.SIEM_FEED)),
                    settings.siem.retention_days, log=lambda line: print(line, flush=True))
     try:
+        print(f"tenant directory: {registry.rebuild_directory()} tenants listed", flush=True)
         index_tenants(storage)  # resumes by itself: its place is kept in the index table
         report = job.run(restart=args.restart)
     except Exception as exc:  # a tool: say what failed; a rerun resumes

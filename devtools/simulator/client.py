@@ -72,14 +72,48 @@ class SimulatorClient:
         return self._call("DELETE", f"/tenants/{tenant_id}/faults")
 
     def limits(self, per_minute: int | None = None, per_hour: int | None = None,
-               batch: dict[str, int] | None = None) -> dict[str, Any]:
+               batch: dict[str, int] | None = None, graph: dict[str, int] | None = None
+               ) -> dict[str, Any]:
         """Set (or read) the alerts API's limits; `batch`: batchUpdate's per_minute and
-        per_hour."""
+        per_hour; `graph`: Graph security API's."""
         body: dict[str, Any] = {k: v for k, v in (("per_minute", per_minute),
                                                   ("per_hour", per_hour)) if v}
         if batch:
             body["batch"] = batch
+        if graph:
+            body["graph"] = graph
         return self._call("PUT" if body else "GET", "/limits", body or None)
+
+    # Graph security (alerts_v2, incidents) ----------------------------------------------
+    def generate_graph(self, tenant_id: str, count: int, service_sources: list[str],
+                       alerts_per_incident: int = 1, **options: Any) -> dict[str, Any]:
+        """v2 alerts of these products in turn, `alerts_per_incident` to an incident."""
+        return self.generate(tenant_id, count, service_sources=service_sources,
+                             alerts_per_incident=alerts_per_incident, **options)
+
+    def graph_alerts(self, tenant_id: str) -> list[dict[str, Any]]:
+        """Every alert of the tenant as Graph serves it."""
+        return self._call("GET", f"/tenants/{tenant_id}/alerts?schema=graph")
+
+    def touch_alerts(self, tenant_id: str, ids: list[str] | None = None) -> dict[str, Any]:
+        """One shared lastUpdateDateTime for these alerts (all if None)."""
+        return self._call("POST", f"/tenants/{tenant_id}/alerts/touch",
+                          {"ids": ids} if ids is not None else {})
+
+    def incidents(self, tenant_id: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"/tenants/{tenant_id}/incidents")
+
+    def add_incidents(self, tenant_id: str, incidents: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._call("POST", f"/tenants/{tenant_id}/incidents", incidents)
+
+    def update_incident(self, tenant_id: str, incident_id: str,
+                        changes: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self._call("PATCH", f"/tenants/{tenant_id}/incidents/{incident_id}",
+                          changes if changes is not None else {"progress": True})
+
+    def graph_settings(self, **settings: Any) -> dict[str, Any]:
+        """Set (or read) `page_size` and `next_link_seconds`."""
+        return self._call("PUT" if settings else "GET", "/graph", settings or None)
 
     def advance_clock(self, seconds: float) -> dict[str, Any]:
         return self._call("POST", "/clock", {"advance": seconds})

@@ -10,7 +10,9 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from devtools.simulator import graph_alerts, graph_incidents
 from devtools.simulator.http import json_response
+from devtools.simulator.ratelimit import Limits
 from devtools.simulator.world import App, Fault, Tenant, World
 
 
@@ -33,6 +35,11 @@ def _int(body: dict[str, Any], name: str, default: int, low: int = 0, high: int 
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise BadRequest(f"{name} must be an integer from {low} to {high}")
     return value
+
+
+def _set_limits(limits: Limits, given: dict[str, Any]) -> None:
+    limits.per_minute = _int(given, "per_minute", limits.per_minute, 1)
+    limits.per_hour = _int(given, "per_hour", limits.per_hour, 1)
 
 
 class Control:
@@ -120,20 +127,46 @@ class Control:
 
     # alerts -----------------------------------------------------------------------------
     def alerts(self, request: Request, tenant_id: str) -> Response:
+        """GET: the Defender alerts (`?schema=graph`: every alert as Graph serves it).
+        POST: alerts as given; one with a `serviceSource` is a v2 alert."""
         tenant = self._tenant(tenant_id)
         if request.method == "GET":
+            if request.args.get("schema") == "graph":
+                with self.world.lock:
+                    ids = [a.raw["id"] for a in sorted(
+                        [*tenant.alerts.values(), *tenant.graph_alerts.values()],
+                        key=lambda a: a.seq)]
+                return json_response([self.world.v2_alert(tenant, i) for i in ids])
             with self.world.lock:
                 raws = [a.raw for a in sorted(tenant.alerts.values(), key=lambda a: a.seq)]
             return json_response(raws)
         body = _body(request)
         items = body if isinstance(body, list) else [body]
         for raw in items:
-            self.world.put_alert(tenant, raw)
+            if isinstance(raw, dict) and "serviceSource" in raw:
+                self.world.put_graph_alert(tenant, raw)
+            else:
+                self.world.put_alert(tenant, raw)
         return json_response({"added": len(items)}, 201)
 
     def generate(self, request: Request, tenant_id: str) -> Response:
+        """New alerts. With `service_sources` (Graph's product names), v2 alerts of those
+        products in turn, `alerts_per_incident` (default 1) to an incident."""
         tenant = self._tenant(tenant_id)
         body = _body(request)
+        if "service_sources" in body or "alerts_per_incident" in body:
+            sources = body.get("service_sources", [graph_alerts.MDE])
+            if not isinstance(sources, list):
+                raise BadRequest("service_sources must be a list")
+            alerts, incidents = self.world.generate_graph(
+                tenant, _int(body, "count", 1, 1, 200_000), sources,
+                _int(body, "alerts_per_incident", 1, 1, 1000),
+                same_time=bool(body.get("same_last_update_time")),
+                age_seconds=float(body.get("age_seconds", 0)))
+            return json_response({
+                "ids": [a["id"] for a in alerts], "incident_ids": incidents,
+                "lastUpdateDateTimes": sorted({a["lastUpdateDateTime"] for a in alerts})},
+                201)
         made = self.world.generate(
             tenant, _int(body, "count", 1, 1, 200_000),
             same_time=bool(body.get("same_last_update_time")),
@@ -144,10 +177,53 @@ class Control:
                              201)
 
     def alert(self, request: Request, tenant_id: str, alert_id: str) -> Response:
+        """An update in the alert's own schema (Defender's for an endpoint alert, which
+        Graph then shows too; v2 for another product's), or `progress`."""
         tenant = self._tenant(tenant_id)
         body = _body(request)
         changes = None if body.get("progress") else body
+        if alert_id not in tenant.alerts and alert_id in tenant.graph_alerts:
+            return json_response(self.world.update_graph_alert(tenant, alert_id, changes))
         return json_response(self.world.update_alert(tenant, alert_id, changes))
+
+    def touch(self, request: Request, tenant_id: str) -> Response:
+        """Move these alerts' (`ids`; all the tenant's if absent) last update to one time."""
+        tenant = self._tenant(tenant_id)
+        ids = _body(request).get("ids")
+        if ids is not None and not isinstance(ids, list):
+            raise BadRequest("ids must be a list")
+        when, touched = self.world.touch(tenant, ids)
+        return json_response({"lastUpdateDateTime": when, "ids": touched})
+
+    # incidents (Graph) ------------------------------------------------------------------
+    def incidents(self, request: Request, tenant_id: str) -> Response:
+        """GET: the incidents as Graph serves them, with their alerts. POST: incidents as
+        given, each naming its alerts in `alertIds`."""
+        tenant = self._tenant(tenant_id)
+        world = self.world
+        if request.method == "GET":
+            with world.lock:
+                stored = sorted(tenant.incidents.values(), key=lambda i: i.seq)
+            served = []
+            for incident in stored:
+                alerts = [a for a in (world.v2_alert(tenant, i) for i in incident.alert_ids)
+                          if a]
+                served.append({**graph_incidents.view(incident.raw, alerts),
+                               "alerts": alerts})
+            return json_response(served)
+        body = _body(request)
+        for raw in body if isinstance(body, list) else [body]:
+            if not isinstance(raw, dict):
+                raise BadRequest("an incident is an object")
+            raw = dict(raw)
+            world.put_incident(tenant, raw, raw.pop("alertIds", []))
+        return json_response(tenant.summary(), 201)
+
+    def incident(self, request: Request, tenant_id: str, incident_id: str) -> Response:
+        tenant = self._tenant(tenant_id)
+        body = _body(request)
+        changes = None if body.get("progress") else body
+        return json_response(self.world.update_incident(tenant, incident_id, changes))
 
     # faults, limits, clock, counters ----------------------------------------------------
     def faults(self, request: Request, tenant_id: str) -> Response:
@@ -196,20 +272,37 @@ class Control:
         return json_response(body)
 
     def limits(self, request: Request) -> Response:
-        """The alerts API's limits (GET and PATCH), and under `batch` batchUpdate's."""
+        """The alerts API's limits (GET and PATCH), under `batch` batchUpdate's, under
+        `graph` Graph's security API's."""
         limits, batch = self.world.limits, self.world.batch_limits
         if request.method == "PUT":
             body = _body(request)
-            limits.per_minute = _int(body, "per_minute", limits.per_minute, 1)
-            limits.per_hour = _int(body, "per_hour", limits.per_hour, 1)
-            given = body.get("batch") or {}
-            if not isinstance(given, dict):
-                raise BadRequest("batch must be an object")
-            batch.per_minute = _int(given, "per_minute", batch.per_minute, 1)
-            batch.per_hour = _int(given, "per_hour", batch.per_hour, 1)
+            _set_limits(limits, body)
+            for name, kept in (("batch", batch), ("graph", self.world.graph_limits)):
+                given = body.get(name) or {}
+                if not isinstance(given, dict):
+                    raise BadRequest(f"{name} must be an object")
+                _set_limits(kept, given)
+        graph = self.world.graph_limits
         return json_response({"per_minute": limits.per_minute, "per_hour": limits.per_hour,
                               "batch": {"per_minute": batch.per_minute,
-                                        "per_hour": batch.per_hour}})
+                                        "per_hour": batch.per_hour},
+                              "graph": {"per_minute": graph.per_minute,
+                                        "per_hour": graph.per_hour}})
+
+    def graph(self, request: Request) -> Response:
+        """Graph's listing settings: `page_size` (without $top) and `next_link_seconds`
+        (how long a nextLink works; 0: it has expired by the time it is followed)."""
+        settings = self.world.graph
+        if request.method == "PUT":
+            body = _body(request)
+            settings.page_size = _int(body, "page_size", settings.page_size, 1, 1000)
+            seconds = body.get("next_link_seconds", settings.next_link_seconds)
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+                raise BadRequest("next_link_seconds must be a number >= 0")
+            settings.next_link_seconds = float(seconds)
+        return json_response({"page_size": settings.page_size,
+                              "next_link_seconds": settings.next_link_seconds})
 
     def clock(self, request: Request) -> Response:
         if request.method == "POST":

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Iterator
 from typing import Any
 
 import jwt
 import orjson
 from werkzeug.wrappers import Request, Response
 
-from devtools.simulator import alert_updates
-from devtools.simulator.http import defender_error, graph_error, json_response
-from devtools.simulator.odata import ODataError, parse_filter, parse_orderby
+from devtools.simulator import alert_updates, faults
+from devtools.simulator.http import (
+    defender_error,
+    graph_error,
+    gzipped,
+    json_response,
+    streamed,
+)
+from devtools.simulator.odata import ODataError, integer_option, parse_filter, parse_orderby
 from devtools.simulator.tokens import DEFENDER_AUDIENCES, GRAPH_AUDIENCE
 from devtools.simulator.world import Fault, StoredAlert, Tenant, World
 
@@ -74,35 +78,17 @@ class Defender:
         world.count_call(tenant.id)
         if write:
             world.count_write(tenant.id, batch)
-        with world.lock:
-            fault = tenant.faults.popleft() if tenant.faults else None
-        if fault is not None and fault.kind != "cut":
-            if fault.kind == "hang":
-                world.stopping.wait(fault.seconds)
-            elif fault.kind == "malformed":
-                return Response('{"@odata.context": "x", "value": [{"id": "da6',
-                                content_type="application/json")
-            elif fault.kind == "body":
-                return Response(fault.body, content_type="application/json")
-            elif fault.status == 429:
-                with world.lock:
-                    world.counters["throttled"] += 1
-                    world.throttled_by_tenant[tenant.id] += 1
-                return self._throttled(fault.retry_after or 30)
-            else:
-                return defender_error(fault.status, {500: "InternalServerError",
-                                                     503: "ServiceUnavailable"}.get(
-                    fault.status, "Error"), "An error occurred (simulated fault).")
+        fault = faults.take(world, tenant, defender_error, self._throttled)
+        if isinstance(fault, Response):
+            return fault
         with world.lock:
             limiter = tenant.limiters[f"{app}#batch" if batch else app]
             wait = limiter.admit(world.clock.now(),
                                  world.batch_limits if batch else world.limits)
-            if wait:
-                world.counters["throttled"] += 1
-                world.throttled_by_tenant[tenant.id] += 1
         if wait:
+            world.count_throttled(tenant.id)
             return self._throttled(wait)
-        return tenant, app, fault if fault is not None and fault.kind == "cut" else None
+        return tenant, app, fault
 
     @staticmethod
     def _throttled(seconds: int) -> Response:
@@ -127,11 +113,11 @@ class Defender:
             alerts.sort(key=lambda a, n=name: a.ticks.get(n) or 0, reverse=descending)
         page = [_shape(a, query["expand"])  # taken now: an update replaces `raw`
                 for a in alerts[query["skip"]: query["skip"] + query["top"]]]
-        body = _streamed(f"{request.host_url}api/$metadata#Alerts", page,
-                         cut.after if cut is not None else None)
+        body = streamed({"@odata.context": f"{request.host_url}api/$metadata#Alerts"}, page,
+                        cut.after if cut is not None else None)
         headers = {"Vary": "Accept-Encoding"}
         if "gzip" in request.headers.get("Accept-Encoding", ""):  # as Azure's front ends do
-            body, headers["Content-Encoding"] = _gzipped(body), "gzip"
+            body, headers["Content-Encoding"] = gzipped(body), "gzip"
         return Response(body, content_type="application/json; charset=utf-8",
                         headers=headers)
 
@@ -198,28 +184,6 @@ def _json(request: Request) -> object:
                                     ) from None
 
 
-def _streamed(context: str, page: list[dict[str, Any]], cut_after: int | None = None,
-              per_write: int = 100) -> Iterator[bytes]:
-    """The page as chunked JSON written while it is serialized, as a large API answer
-    arrives: the client can work on the first alerts before the last are sent. With
-    `cut_after`, the body breaks off after that many alerts (a connection that died)."""
-    yield b'{"@odata.context":' + orjson.dumps(context) + b',"value":['
-    end = len(page) if cut_after is None else min(cut_after, len(page))
-    for start in range(0, end, per_write):  # orjson: the simulator's CPU is not Defender's
-        data = b",".join(orjson.dumps(a) for a in page[start:min(start + per_write, end)])
-        yield b"," + data if start else data
-    if end == len(page):
-        yield b"]}"
-
-
-def _gzipped(parts: Iterator[bytes]) -> Iterator[bytes]:
-    """A gzip stream of `parts`, each part flushed as it comes."""
-    gzip = zlib.compressobj(1, zlib.DEFLATED, 31)
-    for part in parts:
-        yield gzip.compress(part) + gzip.flush(zlib.Z_SYNC_FLUSH)
-    yield gzip.flush()
-
-
 def _shape(alert: StoredAlert, expand: bool) -> dict[str, Any]:
     if expand:
         return alert.raw
@@ -231,7 +195,7 @@ def _query(request: Request) -> dict[str, Any]:
     for name in ("$filter", "$top", "$skip", "$orderby", "$expand"):
         if len(args.getlist(name)) > 1:
             raise ODataError(f"Query option '{name}' was specified more than once.")
-    top = _integer(args.get("$top"), "$top", MAX_TOP)
+    top = integer_option(args.get("$top"), "$top", MAX_TOP)
     if top > MAX_TOP:
         raise ODataError(f"The limit of '{MAX_TOP}' for Top query has been exceeded. The "
                          f"value from the incoming request is '{top}'.")
@@ -241,20 +205,8 @@ def _query(request: Request) -> dict[str, Any]:
     filter_text = args.get("$filter")
     return {"filter": parse_filter(filter_text) if filter_text is not None else None,
             "orderby": parse_orderby(args["$orderby"]) if args.get("$orderby") else [],
-            "top": top, "skip": _integer(args.get("$skip"), "$skip", 0),
+            "top": top, "skip": integer_option(args.get("$skip"), "$skip", 0),
             "expand": expand is not None}
-
-
-def _integer(text: str | None, name: str, default: int) -> int:
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise ODataError(f"Invalid value '{text}' for {name} query option.") from None
-    if value < 0:
-        raise ODataError(f"Invalid value '{text}' for {name}: it must be >= 0.")
-    return value
 
 
 class Graph:

@@ -20,6 +20,8 @@ from werkzeug.wrappers import Request, Response
 from devtools.simulator.http import entra_error, json_response
 from devtools.simulator.tokens import (
     DEFENDER_AUDIENCES,
+    GRAPH_AUDIENCE,
+    US_GRAPH_AUDIENCE,
     AssertionRejected,
     Signer,
     resource_of,
@@ -187,6 +189,8 @@ class Entra:
         if granted is None:  # the app's home tenant: its own permissions, admin-approved
             granted = permissions
         key = DEFENDER_AUDIENCES[0] if audience in DEFENDER_AUDIENCES else audience
+        if audience == US_GRAPH_AUDIENCE:  # one app permission, whichever cloud's host
+            key = GRAPH_AUDIENCE
         return list(granted.get(key, []))
 
     # OpenID Connect sign-in: authorization code + PKCE --------------------------------

@@ -1,4 +1,6 @@
-"""The subset of OData the Defender alerts API accepts: `$filter` and `$orderby`.
+"""The subset of OData the Defender alerts API accepts: `$filter` and `$orderby`; the same
+`$filter` grammar over another entity's properties (Graph's alerts_v2 and incidents) by a
+`Schema`.
 
 Grammar (keywords case-sensitive, as in OData):
     expr    := and ('or' and)*
@@ -27,6 +29,26 @@ ENUM_FIELDS = ("status", "severity", "classification", "determination")
 TEXT_FIELDS = ("category", "detectionSource", "assignedTo", "id")
 NUMBER_FIELDS = ("incidentId", "investigationId")
 OPERATORS = ("eq", "ne", "gt", "ge", "lt", "le")
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What an entity lets `$filter` name: times, enums (with their members, or None for
+    any value), strings and numbers."""
+
+    entity: str
+    times: tuple[str, ...]
+    enums: dict[str, tuple[str, ...] | None]
+    texts: tuple[str, ...] = ()
+    numbers: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.times + tuple(self.enums) + self.texts + self.numbers
+
+
+DEFENDER = Schema("microsoft.windowsDefenderATP.api.PublicAlert", TIME_FIELDS,
+                  dict.fromkeys(ENUM_FIELDS), TEXT_FIELDS, NUMBER_FIELDS)
 
 _TOKEN = re.compile(r"""
     (?P<ws>\s+)
@@ -66,8 +88,9 @@ def _tokens(text: str) -> list[Token]:
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, schema: Schema) -> None:
         self.text, self.tokens, self.i = text, _tokens(text), 0
+        self.schema = schema
 
     def _peek(self) -> Token | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -122,22 +145,24 @@ class _Parser:
         return self._compare(token)
 
     def _compare(self, prop: Token) -> Predicate:
-        name = prop.text
-        known = TIME_FIELDS + ENUM_FIELDS + TEXT_FIELDS + NUMBER_FIELDS
-        if name not in known:
+        name, schema = prop.text, self.schema
+        if name not in schema.names:
             raise ODataError(f"Could not find a property named '{name}' on type "
-                             "'microsoft.windowsDefenderATP.api.PublicAlert', or it cannot "
-                             "be used in $filter.")
+                             f"'{schema.entity}', or it cannot be used in $filter.")
         op = self._next("a comparison operator")
         if op.kind != "word" or op.text not in OPERATORS:
             raise self._fail(op, f"operator expected after '{name}', found '{op.text}'.")
         literal = self._next("a value")
-        if name in TIME_FIELDS:
+        if name in schema.times:
             return self._time_compare(name, op.text, literal)
         if op.text not in ("eq", "ne"):
             raise self._fail(op, f"'{op.text}' cannot be applied to '{name}'.")
         value = self._scalar(name, literal)
-        if name in ENUM_FIELDS and isinstance(value, str):
+        if name in schema.enums and isinstance(value, str):
+            members = schema.enums[name]
+            if members is not None and value.lower() not in {m.lower() for m in members}:
+                raise self._fail(literal, f"the string '{value}' is not a valid enumeration "
+                                          f"type constant for '{name}'.")
             value = value.lower()
 
             def get(a: Any, n: str = name) -> Any:
@@ -153,7 +178,7 @@ class _Parser:
     def _scalar(self, name: str, literal: Token) -> Any:
         if literal.kind == "word" and literal.text == "null":
             return None
-        if name in NUMBER_FIELDS:
+        if name in self.schema.numbers:
             if literal.kind != "number":
                 raise self._fail(literal, f"'{name}' takes a number.")
             return int(float(literal.text))
@@ -188,9 +213,9 @@ class _Parser:
         return lambda a: (v := a.ticks.get(name)) is not None and compare(v)
 
 
-def parse_filter(text: str) -> Predicate:
-    """`$filter` text to a predicate over stored alerts (`.raw` dict, `.ticks` per time)."""
-    return _Parser(text).parse()
+def parse_filter(text: str, schema: Schema = DEFENDER) -> Predicate:
+    """`$filter` text to a predicate over stored records (`.raw` dict, `.ticks` per time)."""
+    return _Parser(text, schema).parse()
 
 
 def parse_orderby(text: str) -> list[tuple[str, bool]]:
@@ -204,3 +229,15 @@ def parse_orderby(text: str) -> list[tuple[str, bool]]:
                              f"one of {', '.join(TIME_FIELDS)}, asc or desc.")
         keys.append((words[0], len(words) == 2 and words[1] == "desc"))
     return keys
+
+
+def integer_option(text: str | None, name: str, default: int) -> int:
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ODataError(f"Invalid value '{text}' for {name} query option.") from None
+    if value < 0:
+        raise ODataError(f"Invalid value '{text}' for {name}: it must be >= 0.")
+    return value

@@ -24,6 +24,7 @@ from devtools.simulator import snapshot
 from devtools.simulator.control import Control
 from devtools.simulator.defender import Defender, Graph
 from devtools.simulator.entra import Entra
+from devtools.simulator.graph_security import GraphSecurity
 from devtools.simulator.tokens import DEFENDER_AUDIENCES
 from devtools.simulator.world import TRIAGE_ROLES, App, Tenant, World
 
@@ -75,6 +76,7 @@ class Simulator:
         self.entra, self.defender = Entra(self.world), Defender(self.world)
         self.control = Control(self.world)
         self.graph = Graph(self.world)
+        self.security = GraphSecurity(self.world)
         self.url_map = Map(self._rules(), strict_slashes=False)
         self.server: BaseWSGIServer | None = None
         self.browser_server: BaseWSGIServer | None = None
@@ -95,7 +97,7 @@ class Simulator:
         self.keeper: snapshot.Keeper | None = None
 
     def _rules(self) -> Iterable[Rule]:
-        e, d, c = self.entra, self.defender, self.control
+        e, d, c, g = self.entra, self.defender, self.control, self.security
 
         def ctl(handler: Callable[..., Response]) -> Callable[..., Response]:
             return lambda request, **kw: c.dispatch(handler, request, **kw)
@@ -117,6 +119,12 @@ class Simulator:
             Rule("/api/v1.0/alerts/<alert_id>", endpoint=d.update_alert, methods=["PATCH"]),
             Rule("/v1.0/users/<user>/sendMail", endpoint=self.graph.send_mail,
                  methods=["POST"]),
+            Rule("/v1.0/security/alerts_v2", endpoint=g.list_alerts, methods=["GET"]),
+            Rule("/v1.0/security/alerts_v2/<alert_id>", endpoint=g.get_alert,
+                 methods=["GET"]),
+            Rule("/v1.0/security/incidents", endpoint=g.list_incidents, methods=["GET"]),
+            Rule("/v1.0/security/incidents/<incident_id>", endpoint=g.get_incident,
+                 methods=["GET"]),
             Rule("/_sim/mail", endpoint=ctl(c.mail), methods=["GET", "DELETE"]),
             Rule("/_sim/apps", endpoint=ctl(c.apps), methods=["GET", "POST"]),
             Rule("/_sim/tenants", endpoint=ctl(c.tenants), methods=["GET", "POST"]),
@@ -127,13 +135,20 @@ class Simulator:
                  methods=["GET", "POST"]),
             Rule("/_sim/tenants/<tenant_id>/alerts/generate", endpoint=ctl(c.generate),
                  methods=["POST"]),
+            Rule("/_sim/tenants/<tenant_id>/alerts/touch", endpoint=ctl(c.touch),
+                 methods=["POST"]),
             Rule("/_sim/tenants/<tenant_id>/alerts/<alert_id>", endpoint=ctl(c.alert),
                  methods=["PATCH"]),
+            Rule("/_sim/tenants/<tenant_id>/incidents", endpoint=ctl(c.incidents),
+                 methods=["GET", "POST"]),
+            Rule("/_sim/tenants/<tenant_id>/incidents/<incident_id>",
+                 endpoint=ctl(c.incident), methods=["PATCH"]),
             Rule("/_sim/tenants/<tenant_id>/faults", endpoint=ctl(c.faults),
                  methods=["POST", "DELETE"]),
             Rule("/_sim/keys/rotate", endpoint=ctl(c.rotate_keys), methods=["POST"]),
             Rule("/_sim/id-token", endpoint=ctl(c.id_token), methods=["PUT", "DELETE"]),
             Rule("/_sim/limits", endpoint=ctl(c.limits), methods=["GET", "PUT"]),
+            Rule("/_sim/graph", endpoint=ctl(c.graph), methods=["GET", "PUT"]),
             Rule("/_sim/clock", endpoint=ctl(c.clock), methods=["GET", "POST"]),
             Rule("/_sim/counters", endpoint=ctl(c.counters), methods=["GET", "DELETE"]),
         ]

@@ -1,9 +1,10 @@
 """The simulator's world on disk, so `make run` can be restarted without forgetting it.
 
 What a customer's tenant would remember is kept: tenants, their consents and revocations,
-their alerts, and the simulated clock (its offset, and the last tick handed out, so a
-restarted simulator never issues a time the app has already seen). What a restart
-may forget is not: faults, rate limiters, counters, unredeemed codes, signing keys.
+their alerts (Defender's, and Graph's other products'), their incidents, and the simulated
+clock (its offset, and the last tick handed out, so a restarted simulator never issues a
+time the app has already seen). What a restart may forget is not: faults, rate limiters,
+counters, unredeemed codes, signing keys (so Graph's nextLinks expire).
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from devtools.simulator.alerts import AlertFactory
-from devtools.simulator.world import StoredAlert, Tenant, World
+from devtools.simulator.world import (
+    StoredAlert,
+    StoredGraphAlert,
+    StoredIncident,
+    Tenant,
+    World,
+)
 
 log = logging.getLogger("simulator")
 VERSION = 1
@@ -33,7 +40,10 @@ def dump(world: World) -> dict[str, Any]:
                 "tenants": [{"id": t.id, "name": t.name, "domain": t.domain,
                              "defender": t.defender, "consents": t.consents,
                              "revoked_at": t.revoked_at,
-                             "alerts": [[a.seq, a.raw] for a in t.alerts.values()]}
+                             "alerts": [[a.seq, a.raw] for a in t.alerts.values()],
+                             "graph_alerts": [[a.seq, a.raw] for a in t.graph_alerts.values()],
+                             "incidents": [[i.seq, i.raw, list(i.alert_ids)]
+                                           for i in t.incidents.values()]}
                             for t in world.tenants.values()]}
 
 
@@ -52,6 +62,11 @@ def restore(world: World, data: dict[str, Any]) -> None:
             tenant.consents = {app: dict(roles) for app, roles in row["consents"].items()}
             tenant.revoked_at = {app: float(at) for app, at in row["revoked_at"].items()}
             tenant.alerts = {raw["id"]: StoredAlert(raw, seq) for seq, raw in row["alerts"]}
+            tenant.graph_alerts = {raw["id"]: StoredGraphAlert(raw, seq)
+                                   for seq, raw in row.get("graph_alerts", [])}
+            tenant.incidents = {raw["id"]: StoredIncident(raw, seq, ids)
+                                for seq, raw, ids in row.get("incidents", [])}
+            tenant.graph_factory = None  # made afresh, seeded by what the tenant has
             world.tenants[tenant.id] = tenant
         world.seq = max(world.seq, int(data["seq"]))
 

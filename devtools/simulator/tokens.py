@@ -15,6 +15,7 @@ from jwt.algorithms import RSAAlgorithm
 DEFENDER_AUDIENCES = ("https://api.securitycenter.microsoft.com",
                       "https://api.security.microsoft.com")
 GRAPH_AUDIENCE = "https://graph.microsoft.com"
+US_GRAPH_AUDIENCE = "https://graph.microsoft.us"  # US Government clouds' Graph host
 # WindowsDefenderATP's appId: a scope may name the resource by it too
 DEFENDER_APP_ID = "fc780465-2017-40d4-a0c5-307022471b92"
 
@@ -34,7 +35,7 @@ def resource_of(scope: str) -> str | None:
     resource = scope[: -len("/.default")].rstrip("/")
     if resource in DEFENDER_AUDIENCES or resource == DEFENDER_APP_ID:
         return DEFENDER_AUDIENCES[0] if resource == DEFENDER_APP_ID else resource
-    if resource in (GRAPH_AUDIENCE, "https://graph.microsoft.us"):
+    if resource in (GRAPH_AUDIENCE, US_GRAPH_AUDIENCE):
         return resource
     if resource == "https://securitycenter.onmicrosoft.com/windowsatpservice":
         return DEFENDER_AUDIENCES[0]

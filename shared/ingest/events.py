@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.alerts.view import MDE, MDE_SOURCE, PRODUCTS, AlertView, mde_shaped
 from shared.messages import AlertEvent
 
 TRACKED = ("lastUpdateTime", "status", "classification", "determination", "assignedTo")
@@ -19,10 +20,12 @@ EVIDENCE_FIELDS = ("entityType", "fileName", "filePath", "sha1", "sha256",
 MAX_MESSAGE_BYTES = 40_000  # base64 makes it ~53 KB of the 64 KB queue limit
 
 
-def tracked(alert: dict[str, Any], version: str) -> list[Any]:
+def tracked(alert: dict[str, Any], version: str, schema: str = MDE) -> list[Any]:
     """The index entry: normalized version and the fields whose change matters, then the
-    severity (so an update's event says what it was: the tenant summaries move it)."""
-    return [version] + [alert.get(name) for name in TRACKED[1:]] + [alert.get("severity")]
+    severity (so an update's event says what it was: the tenant summaries move it).
+    In the canonical spelling (`schema`: the API the alert came from)."""
+    fields = mde_shaped(alert, schema)
+    return [version] + [fields.get(name) for name in TRACKED[1:]] + [fields.get("severity")]
 
 
 def same(old: list[Any], new: list[Any]) -> bool:
@@ -59,11 +62,20 @@ def _clipped(values: dict[str, Any], fields: tuple[str, ...], limit: int,
     return out
 
 
-def summary(alert: dict[str, Any], string_limit: int = 2_000, evidence_items: int = 20
-            ) -> dict[str, Any]:
-    """The alert's fields a notification or SIEM line needs, with evidence in brief."""
-    out = _clipped(alert, SUMMARY_FIELDS, string_limit, keep_none=True)
-    evidence = alert.get("evidence") or []
+def summary(alert: dict[str, Any], string_limit: int = 2_000, evidence_items: int = 20,
+            schema: str = MDE) -> dict[str, Any]:
+    """The alert's fields a notification or SIEM line needs, with evidence in brief: under
+    Defender for Endpoint's names and spellings whichever API the alert came from
+    (`schema`), with the schema and the product (display name and Graph serviceSource)."""
+    if schema == MDE:
+        fields: dict[str, Any] = alert
+        product, source = PRODUCTS[MDE_SOURCE], MDE_SOURCE
+    else:
+        view = AlertView.of(alert, schema)
+        fields, product, source = view.fields(), view.product, view.service_source
+    out = _clipped(fields, SUMMARY_FIELDS, string_limit, keep_none=True)
+    out["schema"], out["product"], out["serviceSource"] = schema, product, source
+    evidence = fields.get("evidence") or []
     out["evidenceCount"] = len(evidence)
     limit = min(string_limit, 512)
     out["evidence"] = [_clipped(item, EVIDENCE_FIELDS, limit)
@@ -71,39 +83,32 @@ def summary(alert: dict[str, Any], string_limit: int = 2_000, evidence_items: in
     return out
 
 
-# Graph alerts_v2 fields the summary keeps besides the common ones
-# TODO(VIEW): the summary of a graph alert from AlertView.of(alert, "graph") when it lands
-GRAPH_SUMMARY_FIELDS = ("serviceSource", "providerAlertId", "createdDateTime",
-                        "lastUpdateDateTime", "resolvedDateTime", "firstActivityDateTime",
-                        "lastActivityDateTime", "alertWebUrl", "incidentWebUrl", "tenantId")
-
-
 def build_event(tenant_id: str, tenant_name: str, alert: dict[str, Any], version: str,
                 old: list[Any] | None, new: list[Any], by: dict[str, str] | None = None,
-                *, alert_id: str | None = None, schema: str = "mde") -> AlertEvent:
+                schema: str = MDE, *, alert_id: str | None = None) -> AlertEvent:
     """An event whose message stays under the queue's size limit, however big the alert.
-    `by`: who made the change, when the MSSP made it itself. `alert_id`: its key (else
-    its `id`); `schema`: the API `alert` came from."""
-    return _fitted(tenant_id, tenant_name, alert, version, old, new, by, alert_id, schema)[0]
+    `by`: who made the change, when the MSSP made it itself; `schema`: the API the alert
+    came from ("mde" or "graph"); `alert_id`: its key (else its `id`: a Graph endpoint
+    alert's is its Defender for Endpoint id, shared/ingest/schemas.py)."""
+    return _fitted(tenant_id, tenant_name, alert, version, old, new, by, schema,
+                   alert_id)[0]
 
 
 def event_message(tenant_id: str, tenant_name: str, alert: dict[str, Any], version: str,
                   old: list[Any] | None, new: list[Any], by: dict[str, str] | None = None,
-                  *, alert_id: str | None = None, schema: str = "mde") -> bytes:
+                  schema: str = MDE, *, alert_id: str | None = None) -> bytes:
     """`build_event`'s message as the JSON it was measured in (serialized once)."""
-    return _fitted(tenant_id, tenant_name, alert, version, old, new, by, alert_id, schema)[1]
+    return _fitted(tenant_id, tenant_name, alert, version, old, new, by, schema,
+                   alert_id)[1]
 
 
 def _fitted(tenant_id: str, tenant_name: str, alert: dict[str, Any], version: str,
             old: list[Any] | None, new: list[Any], by: dict[str, str] | None,
-            alert_id: str | None = None, schema: str = "mde") -> tuple[AlertEvent, bytes]:
+            schema: str = MDE, alert_id: str | None = None) -> tuple[AlertEvent, bytes]:
     for limit, items in ((2_000, 20), (500, 10), (200, 3), (100, 0)):
-        brief = summary(alert, limit, items)
-        if schema != "mde":
-            brief.update(_clipped(alert, GRAPH_SUMMARY_FIELDS, limit))
         event = AlertEvent(tenant_id, tenant_name, alert_id or str(alert["id"]), version,
                            "new" if old is None else "updated", changes(old, new),
-                           brief, by=by, schema=schema)
+                           summary(alert, limit, items, schema), by=by)
         data = event.to_bytes()
         if len(data) <= MAX_MESSAGE_BYTES:
             break

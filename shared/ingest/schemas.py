@@ -14,11 +14,9 @@ from dataclasses import replace
 from typing import Any
 
 from shared import timefmt
+from shared.alerts.view import GRAPH, MDE_SOURCE
 from shared.ingest.events import tracked
 from shared.model import Cursor
-
-MDE_SERVICE = "microsoftDefenderForEndpoint"  # Graph's serviceSource of endpoint alerts
-_UNKNOWN = (None, "", "unknown", "unknownFutureValue")
 
 
 def advance(position: Cursor, versions: list[str]) -> Cursor:
@@ -71,13 +69,6 @@ class MdeSchema:
         return position, later(committed, position)
 
 
-def _pascal(value: Any) -> Any:
-    """Graph's "inProgress" as Defender spells it ("InProgress"); unknown as None."""
-    if value in _UNKNOWN:
-        return None
-    return value[:1].upper() + value[1:] if isinstance(value, str) else value
-
-
 class GraphSchema:
     """Graph's alerts_v2: no documented order, paging by nextLink (docs/ingest.md)."""
 
@@ -89,7 +80,7 @@ class GraphSchema:
         """An endpoint alert's Defender for Endpoint id (`providerAlertId`), so it is the
         same alert it was under `mde`; any other alert's Graph id."""
         provider = alert.get("providerAlertId")
-        if alert.get("serviceSource") == MDE_SERVICE and isinstance(provider, str) \
+        if alert.get("serviceSource") == MDE_SOURCE and isinstance(provider, str) \
                 and provider:
             return provider
         return str(alert["id"])
@@ -100,10 +91,8 @@ class GraphSchema:
 
     @staticmethod
     def entry(alert: dict[str, Any], version: str) -> list[Any]:
-        # TODO(VIEW): take these from AlertView.of(alert, "graph") when it lands
-        return [version, _pascal(alert.get("status")), _pascal(alert.get("classification")),
-                _pascal(alert.get("determination")), alert.get("assignedTo") or None,
-                _pascal(alert.get("severity"))]
+        """In the hub's canonical (Defender's) spelling, through the alert view."""
+        return tracked(alert, version, GRAPH)
 
     @staticmethod
     def moved(position: Cursor, committed: Cursor | None, versions: list[str]

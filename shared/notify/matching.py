@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from shared import timefmt
+from shared.alerts.view import MDE_SOURCE
 from shared.messages import AlertEvent
 from shared.notify.rules import SEVERITIES, Rule
 
@@ -21,7 +22,9 @@ def matches(rule: Rule, event: AlertEvent) -> bool:
               (rule.device_groups, alert.get("rbacGroupName")),
               (rule.categories, alert.get("category")),
               (rule.detection_sources, alert.get("detectionSource")),
-              (rule.statuses, alert.get("status")))
+              (rule.statuses, alert.get("status")),
+              # a summary from before the product was kept is an endpoint alert's
+              (rule.products, alert.get("serviceSource") or MDE_SOURCE))
     if rule.min_severity and (alert.get("severity") not in SEVERITIES or SEVERITIES.index(
             alert["severity"]) < SEVERITIES.index(rule.min_severity)):
         return False

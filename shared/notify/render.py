@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import jinja2
 
+from shared.alerts.view import MDE_SOURCE, PRODUCTS
 from shared.messages import AlertEvent
 from shared.notify.rules import Rule
 
@@ -84,8 +85,11 @@ def render(event: AlertEvent, rule: Rule, recipients: list[str], sender: str,
         if rule.include_portal_link else ""
     hub = hub_link(portal, str(alert.get("id", "")), event.tenant_id) \
         if rule.include_portal_link and portal else ""
+    # named when not Defender for Endpoint's (whose emails stay as they always were)
+    product = str(alert.get("product") or "")
+    product = "" if product == PRODUCTS[MDE_SOURCE] else product
     context = {"event": event, "alert": alert, "rule": rule, "org": org, "link": link,
-               "hub": hub, "mssp_name": mssp_name}
+               "hub": hub, "mssp_name": mssp_name, "product": product}
     prefix = f"[{alert.get('severity', 'Alert')}]"
     if org:
         prefix += f" {org}:"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import AfterValidator, ConfigDict, Field, RootModel
+from pydantic import AfterValidator, ConfigDict, Field, RootModel, StringConstraints
 
 from shared import validation
 from shared.model import SEVERITIES, parse_tenant_id  # noqa: F401  (matching imports it here)
@@ -49,6 +49,8 @@ class Rule:
     categories: list[str] = field(default_factory=list)
     detection_sources: list[str] = field(default_factory=list)
     statuses: list[str] = field(default_factory=list)
+    # Graph serviceSource values (microsoftDefenderForEndpoint...); empty: every product
+    products: list[str] = field(default_factory=list)
     on_new: bool = True
     on_update: bool = False
     include_org_name: bool = True
@@ -62,6 +64,9 @@ class Rule:
     # nothing for a change the MSSP made itself (an event with `by`); rules stored before
     # this option existed read as True, the default
     ignore_own_changes: bool = True
+    # Teams and Slack: [{"type": "teams"|"slack", "name", "webhook_setting"}], the setting
+    # naming the app setting that holds the webhook URL (never the URL itself)
+    channels: list[dict[str, str]] = field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,6 +116,31 @@ class RuleTestFailed(Reply):
     error: str
 
 
+class ChannelBody(Strict):
+    """A Teams or Slack channel: the app setting holding its webhook URL (a Key Vault
+    reference in Azure), never the URL itself."""
+
+    type: Literal["teams", "slack"]
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                           max_length=60, pattern=r"^[\w .-]+$")]
+    webhook_setting: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+                               ] = Field(description="the app setting holding the webhook "
+                                                     "URL (https on the platform's host)")
+
+
+class ChannelTestResult(Reply):
+    """POST .../rules/{rule_id}/channels/{channel}/test: a sample alert posted to one
+    channel (200), or why not (502: the platform refused or did not answer, 422: the
+    channel's setting is missing or not a webhook of its platform). `webhook` is shown
+    masked (`https://hooks.slack.com/…/****`), never whole."""
+
+    sent: bool
+    channel: str
+    webhook: str
+    error: str = ""
+    retry_after: int | None = None
+
+
 RuleName = name(120)
 Severity = Literal["Informational", "Low", "Medium", "High"]
 Labels = Annotated[list[Label], Field(max_length=100)]
@@ -122,7 +152,7 @@ class RuleBody(Strict):
     was added are ours)."""
 
     name: RuleName
-    recipients: Annotated[list[Address], Field(min_length=1, max_length=50)]
+    recipients: Annotated[list[Address], Field(max_length=50)]
     enabled: bool = True
     severities: Annotated[list[Severity], Field(max_length=4)] = Field(default_factory=list)
     min_severity: Severity | None = None
@@ -131,6 +161,12 @@ class RuleBody(Strict):
     detection_sources: Labels = Field(default_factory=list)
     statuses: Annotated[list[Literal["New", "InProgress", "Resolved"]],
                         Field(max_length=3)] = Field(default_factory=list)
+    products: Labels = Field(
+        default_factory=list,
+        description="products, as Graph's serviceSource names them (e.g. "
+                    "microsoftDefenderForEndpoint, microsoftDefenderForOffice365); "
+                    "empty: every product. An alert read from Defender for Endpoint's "
+                    "API is microsoftDefenderForEndpoint")
     on_new: bool = True
     on_update: bool = False
     include_org_name: bool = True
@@ -146,12 +182,34 @@ class RuleBody(Strict):
     ignore_own_changes: bool = Field(
         default=True, description="send nothing for a change the MSSP made itself "
                                   "(an analyst's or the API's action written to Defender)")
+    channels: Annotated[list[ChannelBody], Field(max_length=10)] = Field(
+        default_factory=list, description="Teams and Slack channels posted to besides the "
+                                          "recipients")
 
 
-def parse_rule(body: Any, scope: str, existing: Rule | None = None) -> Rule:
-    """Validate a rule's JSON; every bad field is named. Keeps recipients' added_at."""
+class Webhooks(Protocol):
+    """Resolves a channel's webhook setting (shared/notify/channels/webhooks.py)."""
+
+    def resolve(self, kind: str, setting: str) -> Any: ...
+
+
+def parse_rule(body: Any, scope: str, existing: Rule | None = None,
+               webhooks: Webhooks | None = None) -> Rule:
+    """Validate a rule's JSON; every bad field is named. Keeps recipients' added_at.
+    `webhooks`: where channels' settings are checked (the API and the portal pass it)."""
     values = validation.check(RuleBody, body).model_dump()
     errors = []
+    if not values["recipients"] and not values["channels"]:
+        errors.append({"field": "recipients", "message": "a rule needs recipients or channels"})
+    names = [c["name"].lower() for c in values["channels"]]
+    for i, channel in enumerate(values["channels"]):
+        if names.index(channel["name"].lower()) != i:
+            errors.append({"field": f"channels.{i}.name", "message": "used twice"})
+        if webhooks is not None:
+            try:
+                webhooks.resolve(channel["type"], channel["webhook_setting"])
+            except ValueError as exc:
+                errors.append({"field": f"channels.{i}.webhook_setting", "message": str(exc)})
     if values["min_severity"] and values["severities"]:
         errors.append({"field": "min_severity", "message": "give severities or min_severity"})
     if scope != GLOBAL and (values["tenants"] or values["exclude_tenants"]):
@@ -161,7 +219,7 @@ def parse_rule(body: Any, scope: str, existing: Rule | None = None) -> Rule:
     if errors:
         raise ValidationError(errors)
     for key in ("severities", "device_groups", "categories", "detection_sources",
-                "statuses", "tenants", "exclude_tenants", "recipients"):
+                "statuses", "products", "tenants", "exclude_tenants", "recipients"):
         values[key] = list(dict.fromkeys(values[key]))
     # a recipient keeps the time it was first added: it only gets alerts raised after it
     before = {r["address"].lower(): r["added_at"] for r in (existing.recipients

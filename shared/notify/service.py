@@ -1,4 +1,5 @@
-"""One notify event in: for every matching rule, at most one email per alert version."""
+"""One notify event in: for every matching rule, at most one email per alert version, and
+one queued post per Teams or Slack channel (posted once by notify/channels/delivery.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from typing import Any, Protocol
 
 from shared.config import Settings
 from shared.logsafe import clean
-from shared.messages import AlertEvent
+from shared.messages import AlertEvent, ChannelPost
 from shared.microsoft.identity import tokens_for
+from shared.notify.channels.compose import alert_posts, digest_posts
+from shared.notify.channels.delivery import ChannelStatusStore
 from shared.notify.digest import (
     brief,
     digest_recipients,
@@ -38,6 +41,7 @@ from shared.notify.transport import (
 from shared.storage.digests import DigestRepository
 from shared.storage.mail_outbox import KeptEmail, MailOutbox
 from shared.storage.notify_ledger import Busy, Claim, NotifyLedger, delivery_key
+from shared.storage.queues import ChannelQueue
 from shared.storage.rules import RuleRepository
 
 OPS = "ops"  # the ledger owner and MailOutbox partition of ops notices
@@ -101,6 +105,9 @@ class NotifyStores:
     outbox: MailOutbox
     health: MailHealthStore
     notices: Notices
+    # Teams and Slack: where each channel post is queued, and each channel's status
+    channel_queue: ChannelQueue | None = None
+    channel_status: ChannelStatusStore | None = None
 
 
 class Notifier:
@@ -110,6 +117,24 @@ class Notifier:
         self.rules, self.ledger, self.digests = stores.rules, stores.ledger, stores.digests
         self.outbox, self.notices = stores.outbox, stores.notices
         self.mail_health = MailHealth(stores.health)
+        self.channel_queue, self.channel_status = stores.channel_queue, stores.channel_status
+
+    @property
+    def portal(self) -> str:
+        return f"{self.settings.onboarding.public_base_url}/api/portal"
+
+    def save_rule(self, rule: Rule) -> Rule:
+        """Save a rule (API or portal); its failing channels are tried again."""
+        saved = self.rules.save(rule)
+        if self.channel_status is not None:
+            self.channel_status.reset(rule.id)
+        return saved
+
+    def _queue_posts(self, posts: list[ChannelPost]) -> None:
+        """One queue message per channel post; the channel worker posts it once."""
+        if self.channel_queue is not None:
+            for post in posts:
+                self.channel_queue.post(post)
 
     def _keep(self, partition: str, owner: str, key: str, message: EmailMessage | None,
               outcome: Outcome, alerts: Alerts = ()) -> None:
@@ -136,7 +161,7 @@ class Notifier:
         return render(event, rule, recipients, mail.sender, mail.reply_to,
                       self.settings.onboarding.mssp_name, date or datetime.now(UTC),
                       msgid or message_id(rule.id, event.event_id, mail.sender),
-                      portal=f"{self.settings.onboarding.public_base_url}/api/portal")
+                      portal=self.portal)
 
     def handle(self, event: AlertEvent) -> HandleResult:
         """Every matching rule gets its outcome, whatever another rule's: a bad address or
@@ -148,10 +173,14 @@ class Notifier:
         for rule in self.rules.for_tenant(event.tenant_id):
             if not matches(rule, event):
                 continue
+            digest_channels = bool(rule.channels) and rule.delivery == "digest"
+            if rule.channels and not digest_channels:  # queued again on a retry: posted once
+                self._queue_posts(alert_posts(rule, event, self.portal,
+                                              self.settings.onboarding.mssp_name))
             if isinstance(pending, Transient) and rule.delivery != "digest":
                 continue  # the mail server is down: the retry sends these (no timeout each)
             recipients = recipients_for(rule, event)
-            if not recipients:
+            if not recipients and not digest_channels:
                 continue
             try:
                 claim = self.ledger.claim(rule.id, event.event_id, {"Tenant": event.tenant_id})
@@ -260,6 +289,14 @@ class Notifier:
             batch, rows, new = pick_batch(rows)
             if new:
                 self.digests.assign(rule.id, rows, batch)
+            if rule.channels and rule.delivery == "digest":
+                self._queue_posts(digest_posts(rule, [r.event for r in rows], batch,
+                                               self.portal,
+                                               self.settings.onboarding.mssp_name))
+            if not digest_recipients(rows):  # a rule with channels only
+                self.digests.drain(rule.id, rows)
+                sent[rule.id] = len(rows)
+                continue
             key = f"digest:{batch}"
             try:
                 claim = self.ledger.claim(rule.id, key, {"Tenant": rule.scope})

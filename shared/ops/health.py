@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from shared.notify.mail_health import mail_failure
 from shared.siem.delivery import output_status
 from shared.storage import tables
 from shared.storage.app_health import AppHealth
+from shared.storage.channel_status import ChannelStatusRepository
 from shared.storage.connection import StorageConnection
 from shared.storage.poison_log import PoisonLogRepository
 from shared.storage.siem_delivery import SiemDeliveryRepository
@@ -107,12 +109,23 @@ def _probe(check: Callable[[], Any]) -> dict[str, Any]:
     return result
 
 
+@dataclass(frozen=True)
+class Counted:
+    """Tenants by status and how many are failing, as the portal's overview counted them
+    (the tenant directory and the attention marks), so the registry is not read whole:
+    the last success is then read only when the app's credential was refused."""
+
+    by_status: dict[str, int]
+    failing: int
+
+
 def report(settings_loader: Callable[[], Settings] = get_settings,
-           tenants: list[Tenant] | None = None) -> tuple[bool, dict[str, Any]]:
+           tenants: list[Tenant] | None = None, counted: Counted | None = None
+           ) -> tuple[bool, dict[str, Any]]:
     """(up, report): status unhealthy (storage or settings broken: not up), degraded (up,
     with `reasons`) or healthy. Never includes a setting's value or an error's text.
-    `tenants`: the registry as the caller just read it (the portal's overview), so that
-    it is not read twice for one page."""
+    `tenants`: the registry as the caller just read it, or `counted`, its counts (the
+    portal's overview), so that it is not read again for one page."""
     body: dict[str, Any] = {"versions": _versions(), "checks": {}}
     try:
         settings = settings_loader()
@@ -129,7 +142,7 @@ def report(settings_loader: Callable[[], Settings] = get_settings,
     if not healthy:
         body["status"] = "unhealthy"
         return False, body
-    body["ingestion"] = ingestion_summary(storage, tenants)
+    body["ingestion"] = ingestion_summary(storage, tenants, counted)
     outputs = SiemDeliveryRepository(tables.table(storage, tables.SIEM_DELIVERY))
     body["siem_outputs"] = [
         {k: o[k] for k in ("name", "type", "lag_seconds", "failures", "retry_at")}
@@ -137,13 +150,23 @@ def report(settings_loader: Callable[[], Settings] = get_settings,
     failure = mail_failure(AppHealth(tables.table(storage, tables.APP_HEALTH)), **PROBE)
     body["mail"] = {"transport": settings.mail.transport,
                     "failing_since": failure["at"].isoformat() if failure else None}
-    body["reasons"] = reasons(body["ingestion"], body["siem_outputs"], failure is not None)
+    body["reasons"] = reasons(body["ingestion"], body["siem_outputs"], failure is not None,
+                              failing_channels(storage))
     body["status"] = "degraded" if body["reasons"] else "healthy"
     return True, body
 
 
-def reasons(ingestion: dict[str, Any], outputs: list[dict[str, Any]], mail_failing: bool
-            ) -> list[dict[str, str]]:
+def failing_channels(storage: StorageConnection) -> list[str]:
+    """Teams/Slack channels whose webhook refused posts: "<channel> (<status code>)" each
+    (the platform's full answer stays in the portal's tenant page)."""
+    states = ChannelStatusRepository(tables.table(storage, tables.NOTIFY_CHANNELS)).failing(
+        **PROBE)
+    return [f"{s.name} ({s.reason.split(' ', 1)[0] or 'setting'})" if s.reason[:3].isdigit()
+            else f"{s.name} (webhook setting)" for s in states]
+
+
+def reasons(ingestion: dict[str, Any], outputs: list[dict[str, Any]], mail_failing: bool,
+            channels_failing: list[str] | None = None) -> list[dict[str, str]]:
     """What keeps work from getting done: a short code and a sentence each (counts and
     names of outputs only; tenants' names and error texts stay in the portal)."""
     found = []
@@ -162,6 +185,10 @@ def reasons(ingestion: dict[str, Any], outputs: list[dict[str, Any]], mail_faili
     if mail_failing:
         found.append({"code": "mail_failing", "message":
                       "emails could not be sent in the last 15 minutes; they are retried"})
+    if channels_failing:
+        found.append({"code": "channels_failing", "message":
+                      f"{len(channels_failing)} notification channel(s) refuse posts and "
+                      f"are held back until fixed: {', '.join(channels_failing[:20])}"})
     failing = [o["name"] for o in outputs if o["failures"]]
     if failing:
         found.append({"code": "siem_output_failing", "message":
@@ -169,8 +196,8 @@ def reasons(ingestion: dict[str, Any], outputs: list[dict[str, Any]], mail_faili
     return found
 
 
-def ingestion_summary(storage: StorageConnection, known: list[Tenant] | None = None
-                      ) -> dict[str, Any]:
+def ingestion_summary(storage: StorageConnection, known: list[Tenant] | None = None,
+                      counted: Counted | None = None) -> dict[str, Any]:
     """Tenants by status, the ones failing, and whether the MSSP app's credential works
     (the repositories are built here: the health check runs before, and without, the
     wiring's services).
@@ -179,17 +206,23 @@ def ingestion_summary(storage: StorageConnection, known: list[Tenant] | None = N
     """
     return summarize(TenantRepository(tables.table(storage, tables.TENANTS)),
                      PoisonLogRepository(tables.table(storage, tables.POISON_LOG)),
-                     AppHealth(tables.table(storage, tables.APP_HEALTH)), known)
+                     AppHealth(tables.table(storage, tables.APP_HEALTH)), known, counted)
 
 
 def summarize(tenants: TenantRepository, poison: PoisonLogRepository, app: AppHealth,
-              known: list[Tenant] | None = None) -> dict[str, Any]:
+              known: list[Tenant] | None = None, counted: Counted | None = None
+              ) -> dict[str, Any]:
     """`ingestion_summary` from the repositories. Messages given up on are counted for
     the last 24 hours, per queue, at most POISON_COUNT_LIMIT rows read."""
     by_status: dict[str, int] = {}
     failing = 0
     last_success = None
-    for tenant in tenants.all() if known is None else known:
+    scanned: Iterable[Tenant] = ()
+    if counted is not None:  # counted already: the registry is not read
+        by_status, failing = dict(counted.by_status), counted.failing
+    else:
+        scanned = tenants.all() if known is None else known
+    for tenant in scanned:
         by_status[str(tenant.status)] = by_status.get(str(tenant.status), 0) + 1
         if tenant.status == TenantStatus.ACTIVE and tenant.consecutive_failures:
             failing += 1
@@ -205,6 +238,10 @@ def summarize(tenants: TenantRepository, poison: PoisonLogRepository, app: AppHe
     refused = app.identity_failure(**PROBE)
     if refused is None:
         return summary
+    if counted is not None:  # the last success matters now: read it
+        last_success = max((t.last_success_at for t in tenants.all() if t.last_success_at),
+                           default=None)
+        summary["last_success_at"] = last_success.isoformat() if last_success else None
     if last_success is None or refused["at"] > last_success:  # not fixed since
         summary["app_credential_error"] = {"reason": refused["reason"],
                                            "at": refused["at"].isoformat()}

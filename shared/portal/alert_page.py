@@ -10,12 +10,14 @@ rendered as text by autoescaped templates; nothing from an alert becomes a link.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 from shared import timefmt
+from shared.alerts.view import AlertView
 from shared.netloc import is_loopback
 from shared.portal.queries import PORTAL
 
@@ -49,50 +51,43 @@ SHOWN = ("id", "title", "description", "recommendedAction", "severity", "status"
          "alertCreationTime", "lastUpdateTime", "resolvedTime", "incidentId")
 
 
-def shown(alert: dict[str, Any]) -> dict[str, str]:
-    """The alert's fields the page shows, each as text ("" when absent)."""
-    return {name: _text(alert.get(name)) for name in SHOWN}
+def shown(view: AlertView) -> dict[str, str]:
+    """The alert's fields the page shows, each as text ("" when absent), under Defender
+    for Endpoint's names whichever API stored it, with its product."""
+    fields = view.fields()
+    found = {name: _text(fields.get(name)) for name in SHOWN}
+    found["product"] = view.product
+    return found
 
 
-def evidence_rows(alert: dict[str, Any]) -> list[EvidenceRow]:
+def evidence_rows(view: AlertView) -> list[EvidenceRow]:
     rows = []
-    for item in (alert.get("evidence") or [])[:MAX_EVIDENCE]:
-        if not isinstance(item, dict):
-            continue
-        path, name = _text(item.get("filePath")), _text(item.get("fileName"))
-        user = _text(item.get("userPrincipalName")) or "\\".join(
-            p for p in (_text(item.get("domainName")), _text(item.get("accountName"))) if p)
+    for item in view.evidence[:MAX_EVIDENCE]:
+        path, name = _text(item.file_path), _text(item.file_name)
         rows.append(EvidenceRow(
-            entity_type=_text(item.get("entityType")),
+            entity_type=item.entity_type,
             file="\\".join(p for p in (path.rstrip("\\"), name) if p),
-            sha1=_text(item.get("sha1")), sha256=_text(item.get("sha256")),
-            command_line=_text(item.get("processCommandLine")),
-            ip=_text(item.get("ipAddress")), url=_text(item.get("url")), user=user,
-            verdict=_text(item.get("verdict") or item.get("detectionStatus"))))
+            sha1=_text(item.sha1), sha256=_text(item.sha256),
+            command_line=_text(item.command_line), ip=_text(item.ip), url=_text(item.url),
+            user=item.user, verdict=_text(item.verdict or item.detection_status)))
     return rows
 
 
-def comments(alert: dict[str, Any]) -> list[dict[str, str]]:
-    """Defender's comments, oldest first, as text."""
-    found = [{"comment": _text(c.get("comment")), "by": _text(c.get("createdBy")),
-              "at": _text(c.get("createdTime"))}
-             for c in alert.get("comments") or [] if isinstance(c, dict)]
+def comments(view: AlertView) -> list[dict[str, str]]:
+    """The alert's comments, oldest first, as text."""
+    found = [{"comment": c.text, "by": c.by, "at": c.at} for c in view.comments]
     return sorted(found, key=lambda c: c["at"])
 
 
-def related_user(alert: dict[str, Any]) -> str:
-    user = alert.get("relatedUser")
-    if not isinstance(user, dict):
-        return ""
-    return "\\".join(p for p in (_text(user.get("domainName")), _text(user.get("userName")))
-                     if p)
+def related_user(view: AlertView) -> str:
+    return view.user
 
 
-def techniques(alert: dict[str, Any]) -> list[str]:
-    return [_text(t) for t in alert.get("mitreTechniques") or []]
+def techniques(view: AlertView) -> list[str]:
+    return list(view.mitre_techniques)
 
 
-def version_days(alert: dict[str, Any], retention_days: int, now: datetime | None = None
+def version_days(alert: Mapping[str, Any], retention_days: int, now: datetime | None = None
                  ) -> list[str]:
     """The days (YYYYMMDD) whose feed ledger may hold a version of this alert, newest
     first: from its version's day back to its creation day, no further back than the

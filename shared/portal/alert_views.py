@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from shared.alerts.view import MDE, AlertView
 from shared.portal import alert_page, auth, triage_forms
 from shared.portal.audit_page import AuditFilter, AuditReader
 from shared.portal.exchange import Request, Response
@@ -36,12 +37,15 @@ class AlertViews:
         if tenant is None:
             return portal._not_found(principal, "tenant")
         tid, alert_id = tenant.tenant_id, request.route.get("alert_id", "")
-        alert = shown or (portal.alert_rows.alert(tid, alert_id) if alert_id else None)
-        if alert is None:
+        # `shown`: what Defender answered a triage action (its own schema)
+        found = (shown, MDE) if shown else (
+            portal.alert_rows.alert_and_schema(tid, alert_id) if alert_id else None)
+        if found is None:
             return portal._not_found(principal, "alert stored for this tenant")
+        view = AlertView.of(*found)
         retention = portal.settings.siem.retention_days
         versions = self.feed.of_alert(tid, alert_id, alert_page.version_days(
-            alert, retention), alert_page.MAX_VERSIONS) if self.feed else []
+            view.fields(), retention), alert_page.MAX_VERSIONS) if self.feed else []
         may_act = principal.may_act(portal.cfg)
         writable = getattr(tenant, "access", "read") == "triage"
         if not may_act:
@@ -56,12 +60,11 @@ class AlertViews:
             blocked = ""
         return portal._page(
             "portal/alert.html", status, principal=principal, tenant=tenant,
-            alert=alert_page.shown(alert),
-            alert_id=alert_id, version=str(alert.get("lastUpdateTime") or ""),
-            evidence=alert_page.evidence_rows(alert),
-            evidence_total=len(alert.get("evidence") or []),
-            comments=alert_page.comments(alert), user=alert_page.related_user(alert),
-            techniques=alert_page.techniques(alert), versions=versions,
+            alert=alert_page.shown(view),
+            alert_id=alert_id, version=view.last_update or "",
+            evidence=alert_page.evidence_rows(view), evidence_total=view.evidence_count,
+            comments=alert_page.comments(view), user=alert_page.related_user(view),
+            techniques=alert_page.techniques(view), versions=versions,
             changes=alert_page.changes, emails=portal.outbox.for_alert(
                 tid, alert_id, alert_page.MAX_EMAILS),
             audit=list(self.audit.for_alert(tid, alert_id)) if self.audit else [],

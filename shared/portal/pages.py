@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from shared import netloc
 from shared.config import Settings
 from shared.model import Tenant, parse_tenant_id
+from shared.notify.channels.delivery import ChannelDelivery
+from shared.notify.channels.webhooks import Webhooks
 from shared.notify.rules import GLOBAL, Rule
 from shared.ops import health
 from shared.portal import auth, queries
@@ -35,7 +37,9 @@ from shared.storage.mail_outbox import MailOutbox
 from shared.storage.rules import RULE_ID, RuleRepository
 from shared.storage.runs import RunHistory
 from shared.storage.siem_feed import SiemFeedRepository
-from shared.storage.tenant_summaries import TenantSummaries
+from shared.storage.tenant_directory import by_status
+from shared.storage.tenant_summaries import Counts, TenantSummaries
+from shared.storage.tenants import attention as attention_order
 from shared.tenants.admin import Conflict, TenantAdmin
 from shared.tenants.invitations import parse_invitation, parse_reconsent
 from shared.tenants.onboarding import Onboarding
@@ -49,6 +53,8 @@ from shared.web.pages import SECURITY_HEADERS, csp, render
 
 BASE = "/api/portal"
 TENANT_ALERTS = 10  # the tenant page's newest alerts (of 7 days; the list has the rest)
+OVERVIEW_PAGE = 100  # tenants a page of the overview shows (after those needing attention)
+CHART_MAX_AGE = timedelta(minutes=5)  # how old the chart's totals over every tenant may be
 DONE = {"pause": "Fetching is paused.", "resume": "Fetching resumes with the next run.",
         "offboard": "The tenant is offboarded.", "enable": "The rule is enabled.",
         "disable": "The rule is disabled.", "delete": "The rule is deleted.",
@@ -56,6 +62,7 @@ DONE = {"pause": "Fetching is paused.", "resume": "Fetching resumes with the nex
         "reconsent": "The re-consent invitation is ready: send its link (below) to the "
                      "customer's administrator.",
         "rules": "The rule is created.", "save": "The rule is saved.",
+        "test": "The test post went to the channel.",
         "revoke": "The invitation is revoked: its link no longer works.",
         "move-to-graph": "The tenant is fetched from Microsoft Graph from its next run."}
 
@@ -72,9 +79,11 @@ class Portal:
                  summaries: TenantSummaries | None = None,
                  feed: SiemFeedRepository | None = None, triage: Triage | None = None,
                  audit: AuditReader | None = None, bulk: BulkTriage | None = None,
+                 channels: ChannelDelivery | None = None,
                  source_move: SourceMove | None = None) -> None:
         """`source_move`: moves tenants from mde to graph (None: not offered)."""
         self.settings, self.cfg = settings, settings.portal
+        self.channels = channels  # Teams/Slack: each channel's last result, test posts
         self.source_move = source_move
         self.bulk = bulk
         self.summaries = summaries
@@ -144,6 +153,42 @@ class Portal:
 
     def _overview(self, request: Request, principal: auth.Principal) -> Response:
         now = datetime.now(UTC)
+        listed = self.admin.tenants.directory()
+        if listed is None or self.summaries is None:  # not backfilled yet: as before
+            return self._whole_overview(principal, now)
+        after = request.params.get("after", "")
+        try:
+            after = parse_tenant_id(after) if after else ""
+        except ValueError:
+            after = ""
+        attention = self.admin.tenants.needing_attention()
+        page, more = self.admin.tenants.page(after, OVERVIEW_PAGE)
+        first = {t.tenant_id for t in attention}
+        tenants = attention + sorted((t for t in page if t.tenant_id not in first),
+                                     key=attention_order)
+        found = self.summaries.of(first)
+        if page:
+            found.update(self.summaries.between(page[0].tenant_id, page[-1].tenant_id))
+        rows = [{"tenant": t, "counts": queries.from_summary(found.get(t.tenant_id), now),
+                 "lag": _lag(t.last_success_at, now)} for t in tenants]
+        raised = self.summaries.raised_totals(CHART_MAX_AGE)
+        per_day = queries.from_summary(Counts(raised=raised), now).per_day
+        failing = sum(1 for t in attention if t.status == "active")
+        counted = health.Counted(by_status(listed), failing)
+        return self._page("portal/overview.html", principal=principal, rows=rows,
+                          severities=queries.SEVERITIES, now=now, outputs=self.siem_status(),
+                          chart=daily_chart(per_day, now.date(), queries.CHART_DAYS),
+                          health=self._health(counted=counted),
+                          notices=self.notices.recent(10),
+                          mail_on=self.settings.mail.transport != "none",
+                          paging={"total": len(listed), "attention": len(attention),
+                                  "shown": len(page), "after": after,
+                                  "next": f"{BASE}?after={page[-1].tenant_id}"
+                                  if more else ""})
+
+    def _whole_overview(self, principal: auth.Principal, now: datetime) -> Response:
+        """Every tenant on one page, from the whole registry (a store whose tenant
+        directory is not built yet: `python -m tools.backfill`)."""
         tenants = self._tenants()
         counted = self._counts(tenants, now)
         per_day: dict[tuple[str, str], int] = {}
@@ -156,7 +201,7 @@ class Portal:
                           severities=queries.SEVERITIES, now=now, outputs=self.siem_status(),
                           chart=daily_chart(per_day, now.date(), queries.CHART_DAYS),
                           health=self._health(tenants), notices=self.notices.recent(10),
-                          mail_on=self.settings.mail.transport != "none")
+                          mail_on=self.settings.mail.transport != "none", paging=None)
 
     def _counts(self, tenants: list[Tenant], now: datetime
                 ) -> list[tuple[Tenant, queries.TenantAlerts]]:
@@ -168,10 +213,12 @@ class Portal:
         found = self.summaries.all()
         return [(t, queries.from_summary(found.get(t.tenant_id), now)) for t in tenants]
 
-    def _health(self, tenants: list[Tenant] | None = None) -> dict[str, Any]:
+    def _health(self, tenants: list[Tenant] | None = None,
+                counted: health.Counted | None = None) -> dict[str, Any]:
         """What /api/health says, with the detail only signed-in staff may read
-        (`tenants`: the registry as the page read it, not read again)."""
-        _, report = health.report(lambda: self.settings, tenants)
+        (`tenants`: the registry as the page read it, or `counted`, its counts: not read
+        again)."""
+        _, report = health.report(lambda: self.settings, tenants, counted)
         failure = report.get("mail", {}).get("failing_since")
         for reason in report.get("reasons", []):
             if reason["code"] == "mail_failing" and failure:
@@ -260,10 +307,12 @@ class Portal:
                        if tid in (i.tenant_id, i.expected_tenant)]
         applying = [r for r in self.rules.list(GLOBAL)
                     if (not r.tenants or tid in r.tenants) and tid not in r.exclude_tenants]
+        own_rules = self.rules.list(tid)
         return self._page("portal/tenant.html", status, principal=principal, tenant=tenant,
                           now=datetime.now(UTC), lag=_lag(tenant.last_success_at),
-                          runs=self.runs.recent(tid, 20), own_rules=self.rules.list(tid),
+                          runs=self.runs.recent(tid, 20), own_rules=own_rules,
                           global_rules=applying, invitations=invitations,
+                          channel_states=self._channel_states(own_rules + applying),
                           why_not_triage=self.onboarding.why_not_triage(),
                           link=self.onboarding.link,
                           emails=self.outbox.recent(tid, limit=20),
@@ -273,6 +322,22 @@ class Portal:
                           done=DONE.get(request.params.get("done", ""), ""), error=error,
                           rule_severities=SEVERITIES, form=request.form,
                           new_rule_id=uuid.uuid4().hex)
+
+    def _channel_states(self, rules: list[Rule]) -> dict[str, dict[str, Any]]:
+        """{rule id: {channel name: its last result}}, for the rules with channels."""
+        if self.channels is None:
+            return {}
+        return {r.id: {s.name: s for s in self.channels.status.for_rule(r.id)}
+                for r in rules if r.channels}
+
+    def _save_rule(self, rule: Rule) -> None:
+        """Saved, and its failing channels tried again (the MSSP may have fixed them)."""
+        self.rules.save(rule)
+        if self.channels is not None:
+            self.channels.status.reset(rule.id)
+
+    def _webhooks(self) -> Webhooks | None:
+        return self.channels.webhooks if self.channels is not None else None
 
     def tenant_action(self, request: Request) -> Response:
         return self._guard(request, self._tenant_action)
@@ -290,7 +355,8 @@ class Portal:
             elif action == "offboard":
                 self.admin.offboard(tenant, request.form.get("delete_alerts") == "yes")
             elif action == "rules":  # a new rule of this tenant, from the form
-                rule = rule_from_form(request.form, tenant.tenant_id)
+                rule = rule_from_form(request.form, tenant.tenant_id,
+                                      webhooks=self._webhooks())
                 # the id the form was rendered with: a form sent twice saves one rule
                 form_id = request.form.get("rule_id", "")
                 if RULE_ID.fullmatch(form_id) and self.rules.get(tenant.tenant_id,
@@ -298,7 +364,7 @@ class Portal:
                     rule.id = form_id
                 elif RULE_ID.fullmatch(form_id):
                     return _redirect(f"{BASE}/tenants/{tenant.tenant_id}?done=rules")
-                self.rules.save(rule)
+                self._save_rule(rule)
             elif action == "reconsent":
                 self.onboarding.create_reconsent(tenant, parse_reconsent(
                     {k: v for k, v in request.form.items()
@@ -326,13 +392,23 @@ class Portal:
         rule: Rule | None = self.rules.get(GLOBAL if scope == "global" else scope,
                                            request.route.get("rule_id", ""))
         action = request.route.get("action", "")
-        if rule is None or action not in ("enable", "disable", "delete", "save"):
+        if rule is None or action not in ("enable", "disable", "delete", "save", "test"):
             return self._not_found(principal, "rule or action")
         if action == "save":  # the edit form: what it shows, over what the rule holds
             try:
-                self.rules.save(rule_from_form(request.form, rule.scope, existing=rule))
+                self._save_rule(rule_from_form(request.form, rule.scope, existing=rule,
+                                               webhooks=self._webhooks()))
             except ValidationError as exc:
                 return self._rule_refused(request, principal, str(exc))
+        elif action == "test":  # a test post to one of its channels
+            result = self.channels.test(rule, request.form.get("channel", "")) \
+                if self.channels is not None else None
+            if result is None:
+                return self._not_found(principal, "channel")
+            if not result.sent:
+                return self._rule_refused(request, principal,
+                                          f"{result.channel}: {result.error}",
+                                          heading="The test post failed")
         elif action == "delete":
             self.rules.delete(rule.scope, rule.id)
         else:
@@ -345,15 +421,16 @@ class Portal:
             target = BASE
         return _redirect(f"{target}?done={action}")
 
-    def _rule_refused(self, request: Request, principal: auth.Principal, error: str
-                      ) -> Response:
-        """A rule form with a bad field: the tenant page it came from, saying which."""
+    def _rule_refused(self, request: Request, principal: auth.Principal, error: str,
+                      heading: str = "The rule was not saved") -> Response:
+        """A rule form with a bad field (or a failed test post): the tenant page it came
+        from, saying which."""
         back = self._find(request.form.get("back", ""))
         if back is None:
             return self._page("portal/message.html", 400, principal=principal,
-                              heading="The rule was not saved", message=error)
+                              heading=heading, message=error)
         request.route["tenant_id"] = back.tenant_id
-        return self._tenant(request, principal, 400, error=f"The rule was not saved: {error}")
+        return self._tenant(request, principal, 400, error=f"{heading}: {error}")
 
     def invitation_action(self, request: Request) -> Response:
         return self._guard(request, self._invitation_action)

@@ -127,6 +127,7 @@ class AlertRow:
     created: str
     updated: datetime
     key: str = ""  # its index row key
+    product: str = ""  # "" for an alert read from Defender for Endpoint's API
 
     @property
     def link(self) -> str:
@@ -161,7 +162,7 @@ def _row(tenant_name: str, entry: Any) -> AlertRow:
         category=entry.get("Category", ""), device_group=entry.get("RbacGroupName", ""),
         device=listed["ComputerDnsName"], source=listed["DetectionSource"],
         created=listed["AlertCreationTime"], updated=timefmt.to_datetime(version),
-        key=entry["RowKey"])
+        key=entry["RowKey"], product=listed["Product"])
 
 
 class _Scan:

@@ -1,5 +1,5 @@
 """A notification rule from the portal's form: the fields a form can show (name,
-recipients, severities, when, delivery, on/off) over what the rule already holds, so
+recipients, channels, severities, when, delivery, on/off) over what the rule already holds, so
 editing in the portal never drops what the API set (device groups, tenants, caps...).
 The result goes through parse_rule, as the API's JSON does: the same checks, every bad
 field named."""
@@ -10,11 +10,28 @@ import re
 from dataclasses import asdict
 from typing import Any
 
-from shared.notify.rules import GLOBAL, Rule, parse_rule
+from shared.alerts.view import PRODUCT_CHOICES
+from shared.notify.rules import GLOBAL, Rule, Webhooks, parse_rule
 
 SEVERITIES = ("High", "Medium", "Low", "Informational")
 _SPLIT = re.compile(r"[\s,;]+")
 _OURS = ("id", "scope")  # never a field of the body
+
+
+def parse_channels(text: str) -> list[dict[str, str] | str]:
+    """The form's channel lines; a line that is not `type name SETTING` is kept as it is
+    (parse_rule then names it: channels.N)."""
+    found: list[dict[str, str] | str] = []
+    for line in text.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if len(words) == 3:
+            found.append({"type": words[0].lower(), "name": words[1],
+                          "webhook_setting": words[2]})
+        else:
+            found.append(line.strip())
+    return found
 
 
 def form_body(form: dict[str, str], existing: Rule | None = None) -> dict[str, Any]:
@@ -32,6 +49,12 @@ def form_body(form: dict[str, str], existing: Rule | None = None) -> dict[str, A
         "enabled": form.get("enabled") == "yes",
         "delivery": form.get("delivery", "each"),
     })
+    if form.get("products_shown") == "yes":  # the boxes; products the API set stay
+        offered = [source for source, _ in PRODUCT_CHOICES]
+        kept = [p for p in body.get("products") or [] if p not in offered]
+        body["products"] = [p for p in offered if form.get(f"product_{p}") == "yes"] + kept
+    if form.get("channels_shown") == "yes":  # a form from before channels leaves them
+        body["channels"] = parse_channels(form.get("channels", ""))
     if form.get("own_shown") == "yes":  # a form from before the option leaves it as is
         body["ignore_own_changes"] = form.get("ignore_own_changes") == "yes"
     if body["severities"]:
@@ -39,6 +62,7 @@ def form_body(form: dict[str, str], existing: Rule | None = None) -> dict[str, A
     return body
 
 
-def rule_from_form(form: dict[str, str], scope: str, existing: Rule | None = None) -> Rule:
+def rule_from_form(form: dict[str, str], scope: str, existing: Rule | None = None,
+                   webhooks: Webhooks | None = None) -> Rule:
     """The rule to save (raises ValidationError naming each bad field)."""
-    return parse_rule(form_body(form, existing), scope or GLOBAL, existing)
+    return parse_rule(form_body(form, existing), scope or GLOBAL, existing, webhooks)

@@ -1,4 +1,5 @@
-"""ArcSight CEF lines for Defender alerts, escaped as the CEF specification requires.
+"""ArcSight CEF lines for Defender alerts, escaped as the CEF specification requires; the
+device product names the alert's product (any Defender XDR product's, through the view).
 
 Header fields escape `\\` and `|`; a header cannot carry a line break, so one becomes a
 space there. Extension values escape `\\`, `=` and line breaks (`\\n`, `\\r`), so a value
@@ -12,16 +13,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared import timefmt
+from shared.alerts.view import event_alert, short_product
 
 VENDOR, PRODUCT, PRODUCT_VERSION = "Microsoft", "Defender for Endpoint", "1.0"
 SEVERITY = {"UnSpecified": 0, "Informational": 2, "Low": 3, "Medium": 5, "High": 8}
-CUSTOM = (  # (key, label, how to get it)
-    ("cs1", "TenantId", lambda e: e["tenant"]),
-    ("cs2", "TenantName", lambda e: e.get("tenant_name")),
-    ("cs3", "DeviceGroup", lambda e: e["alert"].get("rbacGroupName")),
-    ("cs4", "MitreTechniques", lambda e: ",".join(e["alert"].get("mitreTechniques") or [])),
-    ("cs5", "Classification", lambda e: e["alert"].get("classification")),
-    ("cs6", "DedupeKey", lambda e: e["event_id"]),
+CUSTOM = (  # (key, label, how to get it from the event and its alert's canonical fields)
+    ("cs1", "TenantId", lambda e, a: e["tenant"]),
+    ("cs2", "TenantName", lambda e, a: e.get("tenant_name")),
+    ("cs3", "DeviceGroup", lambda e, a: a.get("rbacGroupName")),
+    ("cs4", "MitreTechniques", lambda e, a: ",".join(a.get("mitreTechniques") or [])),
+    ("cs5", "Classification", lambda e, a: a.get("classification")),
+    ("cs6", "DedupeKey", lambda e, a: e["event_id"]),
 )
 _MAX_VALUE = 4_000
 
@@ -49,9 +51,12 @@ def _first(evidence: list[dict[str, Any]], key: str) -> Any:
     return next((item[key] for item in evidence if item.get(key)), None)
 
 
-def extensions(event: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """Standard CEF keys where one fits, labelled custom strings for the rest."""
-    alert = event["alert"]
+def extensions(event: Mapping[str, Any], alert: Mapping[str, Any] | None = None
+               ) -> list[tuple[str, Any]]:
+    """Standard CEF keys where one fits, labelled custom strings for the rest. `alert`:
+    the alert's canonical fields (else taken from the event through the alert view)."""
+    if alert is None:
+        alert = event_alert(event)[0]
     evidence = [e for e in alert.get("evidence") or [] if isinstance(e, dict)]
     user = alert.get("relatedUser") if isinstance(alert.get("relatedUser"), dict) else {}
     by = event.get("by") if isinstance(event.get("by"), dict) else {}
@@ -79,19 +84,20 @@ def extensions(event: Mapping[str, Any]) -> list[tuple[str, Any]]:
         ("suser", by.get("name")), ("suid", by.get("id")),
     ]
     for key, label, get in CUSTOM:
-        pairs += [(key, get(event)), (f"{key}Label", label)]
+        pairs += [(key, get(event, alert)), (f"{key}Label", label)]
     return [(k, v) for k, v in pairs if v not in (None, "")]
 
 
 def format_cef(event: Mapping[str, Any]) -> str:
-    """One CEF line (no line break) for an alert event."""
-    alert = event["alert"]
+    """One CEF line (no line break) for an alert event; the device product is the
+    alert's product (PRODUCT for Defender for Endpoint's, whichever API it came from)."""
+    alert, product, _ = event_alert(event)
     sev = SEVERITY.get(str(alert.get("severity")), 0)
-    header = [VENDOR, PRODUCT, PRODUCT_VERSION,
+    header = [VENDOR, short_product(product), PRODUCT_VERSION,
               alert.get("detectorId") or alert.get("category") or "alert",
               str(alert.get("title") or "")[:512], sev]
     ext = " ".join(f"{k}={escape_extension(str(v)[:_MAX_VALUE])}"
-                   for k, v in extensions(event))
+                   for k, v in extensions(event, alert))
     return "CEF:0|" + "|".join(escape_header(h) for h in header) + "|" + ext
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared import timefmt
+from shared.alerts.view import MDE, event_alert, short_product
 
 SEVERITY = {"UnSpecified": 0, "Informational": 21, "Low": 47, "Medium": 73, "High": 99}
 
@@ -29,8 +30,12 @@ def _drop_empty(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_ecs(event: Mapping[str, Any]) -> dict[str, Any]:
-    """An ECS document; the original alert is kept under `microsoft.defender_endpoint`."""
-    alert = event["alert"]
+    """An ECS document; the original alert is kept under `microsoft.defender_endpoint`
+    (a Graph alerts_v2 one under `microsoft.graph_security_alert`); `observer.product`
+    names the alert's product."""
+    alert, product, schema = event_alert(event)
+    original = event["alert"] if isinstance(event.get("alert"), dict) else {}
+    kept = "defender_endpoint" if schema == MDE else "graph_security_alert"
     evidence = [e for e in alert.get("evidence") or [] if isinstance(e, dict)]
     files = [e for e in evidence if e.get("fileName")]
     techniques = list(alert.get("mitreTechniques") or [])
@@ -54,7 +59,7 @@ def to_ecs(event: Mapping[str, Any]) -> dict[str, Any]:
         "organization": {"id": event.get("tenant"), "name": event.get("tenant_name")},
         "host": {"hostname": alert.get("computerDnsName"), "id": alert.get("machineId")},
         "observer": {"name": alert.get("detectionSource"), "vendor": "Microsoft",
-                     "product": "Defender for Endpoint"},
+                     "product": short_product(product)},
         "rule": {"name": alert.get("title"), "id": alert.get("detectorId"),
                  "category": alert.get("category")},
         "threat": {"technique": {"id": techniques}, "software": {"name": alert.get("threatName")}},
@@ -66,6 +71,6 @@ def to_ecs(event: Mapping[str, Any]) -> dict[str, Any]:
                    # who changed it, when the MSSP did (`user` is the alert's own user)
                    "changed_by": by.get("name"), "changed_by_id": by.get("id"),
                    "changed_via": by.get("via")},
-        "microsoft": {"defender_endpoint": {**alert, "status": alert.get("status"),
-                                            "tenant_name": event.get("tenant_name")}},
+        "microsoft": {kept: {**original, "status": original.get("status"),
+                             "tenant_name": event.get("tenant_name")}},
     })

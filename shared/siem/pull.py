@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import Field, StringConstraints, WithJsonSchema
+from pydantic import ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from shared import timefmt, validation
+from shared.alerts.view import event_alert
 from shared.model import SEVERITIES, parse_tenant_id
 from shared.siem.feed import HOUR, Feed, Filters, Page, Position
 from shared.validation import Reply, Strict, Text, ValidationError
@@ -148,7 +149,10 @@ def decode_token(token: str, fingerprint: str, errors: list[dict[str, str]]
 
 
 class AlertVersion(Reply):
-    """One alert version as the pull API returns it: the Defender alert plus its tenant."""
+    """One alert version as the pull API returns it: the alert plus its tenant."""
+
+    model_config = ConfigDict(frozen=True, serialize_by_alias=True, validate_by_name=True,
+                              validate_by_alias=True)
 
     event_id: str = Field(description="dedupe key: tenant, alert id and version")
     tenant_id: Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})]
@@ -160,9 +164,17 @@ class AlertVersion(Reply):
         default=None, description="who made this change when the MSSP made it itself "
                                   "(id, name, via: entra, key or api); null otherwise")
     feed_time: str | None
+    # `schema` in JSON (the attribute name would shadow BaseModel.schema)
+    alert_schema: str = Field(
+        default="mde", alias="schema", description="the API the alert came from: mde (Defender for "
+                                   "Endpoint's /api/alerts) or graph (Microsoft Graph "
+                                   "security alerts_v2); `alert` is in its field names "
+                                   "when complete")
+    product: str = Field(default="Microsoft Defender for Endpoint",
+                         description="the product that raised the alert")
     alert_complete: bool = Field(description="false: `alert` is the summary (the alert "
                                              "changed again, or is too large to copy)")
-    alert: dict[str, Any] = Field(description="the Defender alert as the API returned it, "
+    alert: dict[str, Any] = Field(description="the alert as its API (`schema`) returned it, "
                                               "evidence included")
 
 
@@ -176,13 +188,14 @@ class PullPage(Reply):
 
 def item(event: Mapping[str, Any]) -> AlertVersion:
     """One alert version as the API returns it."""
+    _, product, schema = event_alert(event)
     return AlertVersion(
         event_id=event["event_id"], tenant_id=event["tenant"],
         tenant_name=event.get("tenant_name"), change=event.get("change"),
         changed=event.get("changed") or {}, version=event.get("version"),
         by=event.get("by"), feed_time=event.get("feed_time"),
         alert_complete=event.get("alert_complete", False),
-        alert=event["alert"])
+        schema=schema, product=product, alert=event["alert"])
 
 
 def pull(feed: Feed, query: PullQuery) -> tuple[list[AlertVersion], str, bool]:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import requests
 
 from shared import timefmt
+from shared.alerts.view import event_alert
 from shared.siem.cef import format_cef
 from shared.siem.ecs import to_ecs
 from shared.siem.outputs import Output
@@ -41,17 +42,19 @@ def document(output: Output, event: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON shape of one event for HEC and webhooks."""
     if output.format == "ecs":
         return to_ecs(event)
+    _, product, schema = event_alert(event)
     return {"event_id": event["event_id"], "tenant_id": event["tenant"],
             "tenant_name": event.get("tenant_name"), "change": event.get("change"),
             "changed": event.get("changed") or {}, "version": event.get("version"),
-            "by": event.get("by"), "alert": event["alert"]}
+            "by": event.get("by"), "schema": schema, "product": product,
+            "alert": event["alert"]}
 
 
 # syslog --------------------------------------------------------------------------------
 
 def syslog_frame(output: Output, event: Mapping[str, Any], hostname: str) -> bytes:
     """One RFC 5424 message; the caller adds octet counting for TCP."""
-    severity = SYSLOG_SEVERITY.get(str(event["alert"].get("severity")), 5)
+    severity = SYSLOG_SEVERITY.get(str(event_alert(event)[0].get("severity")), 5)
     stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     body = format_cef(event) if output.format == "cef" else json.dumps(
         to_ecs(event), separators=(",", ":"), ensure_ascii=True)

@@ -41,6 +41,7 @@ from shared.storage.limits import packed
 
 FILTERED = ("Severity", "Status", "Category", "RbacGroupName")  # own columns: filters
 SHOWN = ("Title", "ComputerDnsName", "DetectionSource", "AlertCreationTime")  # one column
+PRODUCT = "Product"  # shown after them, for an alert not read from Defender for Endpoint's API
 MAX_CHARS = 400  # per listed string: 100 entries stay far under 4 MiB a transaction
 FILTERABLE = ("Tenant", "Severity", "Status", "Category", "RbacGroupName")
 _INVERT = str.maketrans("0123456789", "9876543210")
@@ -90,7 +91,10 @@ def entry_of(main: Mapping[str, Any]) -> dict[str, Any]:
         value = main.get(column)
         if value is not None:
             entry[column] = _clip(value)
-    entry["Shown"] = codec.dumps_text([_clip(main.get(c) or "") for c in SHOWN])
+    listed = [_clip(main.get(c) or "") for c in SHOWN]
+    if main.get(PRODUCT):  # Graph's alerts: an mde alert's entry stays as it always was
+        listed.append(_clip(main[PRODUCT]))
+    entry["Shown"] = codec.dumps_text(listed)
     return entry
 
 
@@ -103,12 +107,16 @@ def parts(row_key: str) -> tuple[str, str, str]:
 
 
 def shown(entry: Mapping[str, Any]) -> dict[str, str]:
-    """The listed columns of an entry, by their Alerts column names."""
+    """The listed columns of an entry, by their Alerts column names ("Product" is ""
+    for an alert read from Defender for Endpoint's API)."""
     try:
         values = codec.loads(str(entry.get("Shown") or "[]"))
     except ValueError:
         values = []
-    return dict(zip(SHOWN, [*values, *[""] * len(SHOWN)][:len(SHOWN)], strict=True))
+    if not isinstance(values, list):
+        values = []
+    names = (*SHOWN, PRODUCT)
+    return dict(zip(names, [*values, *[""] * len(names)][:len(names)], strict=True))
 
 
 def mains(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared import codec, timefmt
+from shared.alerts.view import MDE, MDE_SOURCE, AlertView
 from shared.storage.keys import encode_key
 from shared.storage.limits import (  # noqa: F401 (the packing limits, re-exported)
     MAX_TRANSACTION_OPS,
@@ -88,30 +89,34 @@ def _binary_wire(name: str, data: bytes) -> int:
 
 
 def alert_rows(tenant_id: str, alert: dict[str, Any], ingested_at: datetime | None = None,
-               data: bytes | None = None, *, key: str | None = None,
-               version: str | None = None, schema: str = "mde") -> Rows:
+               data: bytes | None = None, schema: str = MDE, *, key: str | None = None
+               ) -> Rows:
     """The main row and any overflow rows for one alert (all one transaction's worth).
     `data`: the alert's JSON as received, stored as it is (else the alert is serialized).
-    `key` (else its `id`) and `version` (else its lastUpdateTime): a Graph alert's, whose
-    `schema` the row names. The rows are `Checked`: within Azure's limits by the checks
-    and bounds here."""
-    alert_id = key or str(alert["id"])
+    `schema`: the API the alert came from ("mde" or "graph"), kept on the row; the
+    indexed columns are the same for both (taken through shared/alerts/view.py).
+    The rows are `Checked`: within Azure's limits by the checks and bounds here."""
+    view = AlertView.of(alert, schema) if schema != MDE else None
+    fields = view.fields() if view else alert  # an mde alert is in these names already
+    alert_id = key or str(alert["id"])  # `key`: a Graph endpoint alert's mde id
     row_key = encode_key(alert_id)
-    version = version or timefmt.normalize(alert["lastUpdateTime"])
+    version = timefmt.normalize(fields["lastUpdateTime"])
+    incident = fields.get("incidentId")
     main = Checked({
         "PartitionKey": tenant_id, "RowKey": row_key, "AlertId": _clip(alert_id),
         "Version": version, "LastUpdated": timefmt.to_datetime(version),
         "IngestedAt": ingested_at or datetime.now(UTC),
-        "IncidentId": alert.get("incidentId") if isinstance(alert.get("incidentId"), int)
-        else None,
-        "MitreTechniques": _clip(codec.dumps_text(alert.get("mitreTechniques") or [])),
+        "IncidentId": incident if isinstance(incident, int) else None,
+        "MitreTechniques": _clip(codec.dumps_text(fields.get("mitreTechniques") or [])),
+        "Schema": schema,
+        # another product's (Defender for Endpoint's alerts' rows stay as they were)
+        **({"Product": _clip(view.product)} if view and view.service_source != MDE_SOURCE
+           else {}),
         "BodyEncoding": codec.ENCODING, "BodyBytes": 0, "BodyRows": 0,
         "EvidenceTruncated": False,
     })
-    if schema != "mde":  # TODO(VIEW): indexed copies below are the raw fields of its schema
-        main["Schema"] = schema
     for prop, name in INDEXED.items():  # _clip(str(value)) inline: 15 fields an alert
-        value = alert.get(name)
+        value = fields.get(name)
         if value is not None:
             if type(value) is not str:
                 value = str(value)

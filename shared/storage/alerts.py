@@ -82,7 +82,14 @@ class AlertRepository:
             return None
 
     def alert(self, tenant_id: str, alert_id: str) -> dict[str, Any] | None:
-        """The whole stored alert (Defender's JSON), None when it is not stored: point
+        """The whole stored alert (the JSON as received), None when it is not stored."""
+        found = self.alert_and_schema(tenant_id, alert_id)
+        return found[0] if found else None
+
+    def alert_and_schema(self, tenant_id: str, alert_id: str
+                         ) -> tuple[dict[str, Any], str] | None:
+        """The whole stored alert and the schema of the API it came from ("mde" for
+        rows written before the schema was kept), None when it is not stored: point
         reads of its main row and of its overflow rows (at most 3). Rows met mid-rewrite
         (of two versions) are read again once; still torn, the alert reads as not there."""
         key = encode_key(alert_id)
@@ -93,7 +100,8 @@ class AlertRepository:
             extra = [self._entity(tenant_id, f"{key}{OVERFLOW_MARK}{n}")
                      for n in range(1, int(main.get("BodyRows") or 1))]
             try:
-                return read_alert(main, [row for row in extra if row is not None])
+                return (read_alert(main, [row for row in extra if row is not None]),
+                        str(main.get("Schema") or "mde"))
             except ValueError:
                 continue
         return None

@@ -18,16 +18,22 @@ def _ticks_key(when: datetime) -> str:
     return f"{_MAX_TICKS - int(when.timestamp() * 10**7):019d}"
 
 
+def row_key_of(at: datetime, message_id: str | None) -> str:
+    """Newest first by `at`; the message's id when known, else a random suffix."""
+    return f"{_ticks_key(at)}:{message_id or uuid.uuid4().hex[:8]}"
+
+
 class PoisonLogRepository:
     def __init__(self, client: TableClient) -> None:
         self.client = client
 
     def add(self, queue_name: str, body: str, reason: str, tenant_id: str,
-            at: datetime | None = None) -> str:
+            at: datetime | None = None, message_id: str | None = None) -> str:
         """Keep one given-up message (its body clipped to what a row holds); returns its
-        row key."""
+        row key. With `message_id` (and `at`, when it was given up on) the row key is the
+        message's own, so keeping the same message again replaces its row."""
         now = at or datetime.now(UTC)
-        row_key = f"{_ticks_key(now)}:{uuid.uuid4().hex[:8]}"
+        row_key = row_key_of(now, message_id)
         self.client.upsert_entity({"PartitionKey": queue_name, "RowKey": row_key,
                                    "Body": clip_text(body), "Reason": reason,
                                    "Tenant": tenant_id, "At": now})

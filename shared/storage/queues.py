@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from shared.messages import BulkTriageRequest, FetchRequest, RelayRequest
+from shared.messages import BulkTriageRequest, ChannelPost, FetchRequest, RelayRequest
 
 
 class Sender(Protocol):
@@ -64,6 +64,20 @@ class BulkQueue:
 
     def request(self, request: BulkTriageRequest, delay: int | None = None) -> None:
         """Queue the tenant's work; with `delay`, invisible for that many seconds."""
+        if delay is None:
+            self.sender.send_message(request.to_message())
+        else:
+            self.sender.send_message(request.to_message(), visibility_timeout=delay)
+
+
+class ChannelQueue:
+    """notify-channels: one message per post to one Teams or Slack channel."""
+
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
+
+    def post(self, request: ChannelPost, delay: int | None = None) -> None:
+        """Queue the post; with `delay` (a 429's Retry-After), invisible that long."""
         if delay is None:
             self.sender.send_message(request.to_message())
         else:

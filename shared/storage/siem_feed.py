@@ -54,6 +54,13 @@ def entry_key(event: AlertEvent, stamp: int) -> str:
     return f"{stamp:016d}|{encode_key(event.event_id)}"
 
 
+def _schema(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The schema of the alert an entry copies (whose names it is in), from its summary;
+    nothing for an mde alert (its entries stay as they were; a reader's default)."""
+    schema = summary.get("schema")
+    return {"schema": schema} if schema and schema != "mde" else {}
+
+
 def entry_entity(event: AlertEvent, stamp: int,
                  raw: Mapping[str, bytes] | None = None) -> dict[str, Any]:
     """The entry: filterable columns, the event, and the stored alert (else its summary)."""
@@ -62,7 +69,8 @@ def entry_entity(event: AlertEvent, stamp: int,
         "PartitionKey": bucket_of(stamp), "RowKey": entry_key(event, stamp),
         "Tenant": event.tenant_id, "LastUpdateTime": event.version,
         "Severity": str(alert.get("severity") or ""), "Status": str(alert.get("status") or ""),
-        "Event": codec.pack({k: v for k, v in event.dump().items() if k != "alert"})}
+        "Event": codec.pack({**{k: v for k, v in event.dump().items() if k != "alert"},
+                             **_schema(alert)})}
     if raw:
         entity.update(raw)
     else:

@@ -33,6 +33,9 @@ NOTIFY_RULES = "NotifyRules"
 NOTIFY_LEDGER = "NotifyLedger"
 NOTIFY_DIGESTS = "NotifyDigest"
 MAIL_OUTBOX = "MailOutbox"
+# Notification channels (Teams, Slack): each channel's last result and failing mark
+# (storage/channel_status.py); one queue message per post (notify/channels/delivery.py)
+NOTIFY_CHANNELS = "NotifyChannels"
 
 # Tenant summaries: each tenant's alert counts, copied by the relay for the portal overview
 TENANT_SUMMARIES = "TenantSummaries"
@@ -52,6 +55,12 @@ NOTIFY_QUEUE = "notify-events"
 SIEM_QUEUE = "siem-events"
 SIEM_DELIVERY_QUEUE = "siem-deliveries"
 BULK_QUEUE = "bulk-triage"  # one tenant's part of a bulk job
+CHANNEL_QUEUE = "notify-channels"  # one post to one Teams or Slack channel
+
+
+# Poison queues: the host moves a message there after maxDequeueCount; a timer drains them
+def poison_queue(queue_name: str) -> str:
+    return f"{queue_name}-poison"
 
 _created: set[tuple[str, ...]] = set()
 _lock = threading.Lock()

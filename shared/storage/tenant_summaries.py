@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
@@ -23,6 +24,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.data.tables import TableClient, UpdateMode
 
 PARTITION = "summary"
+TOTALS = "totals"  # PartitionKey of the chart's totals over every tenant (row "raised")
 PROGRESS = "backfill"  # PartitionKey of the backfill's progress rows (tools/backfill.py)
 KEEP_DAYS = 30  # days of "raised" kept per tenant (the chart shows the last 14)
 OPEN_STATUSES = ("New", "InProgress")
@@ -137,6 +139,47 @@ class TenantSummaries:
         """Every tenant's summary, in one query."""
         return {row["RowKey"]: Counts.of(row) for row in self.client.query_entities(
             "PartitionKey eq @pk", parameters={"pk": PARTITION})}
+
+    def between(self, first: str, last: str) -> dict[str, Counts]:
+        """The summaries of the tenant ids from `first` to `last` (a page of the
+        overview, in id order): one query, a row per tenant of the range."""
+        return {row["RowKey"]: Counts.of(row) for row in self.client.query_entities(
+            "PartitionKey eq @pk and RowKey ge @first and RowKey le @last",
+            parameters={"pk": PARTITION, "first": first, "last": last})}
+
+    def of(self, tenant_ids: Iterable[str]) -> dict[str, Counts]:
+        """The summaries of a few tenants (those needing attention): a read each."""
+        def read(tenant_id: str) -> tuple[str, Counts | None]:
+            try:
+                return tenant_id, Counts.of(self.client.get_entity(PARTITION, tenant_id))
+            except ResourceNotFoundError:
+                return tenant_id, None
+
+        ids = list(tenant_ids)
+        if not ids:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(8, len(ids))) as pool:
+            return {t: c for t, c in pool.map(read, ids) if c is not None}
+
+    def raised_totals(self, max_age: timedelta) -> dict[str, dict[str, int]]:
+        """Alerts raised per day and severity over every tenant, for the chart: one row,
+        recounted from every summary (one query) when older than `max_age`, so a chart
+        view reads one row and the recount is paid once per `max_age` at most."""
+        now = datetime.now(UTC)
+        try:
+            row = self.client.get_entity(TOTALS, "raised")
+            if row["At"] > now - max_age:
+                return json.loads(row.get("Raised") or "{}")
+        except ResourceNotFoundError:
+            pass
+        totals = Counts()
+        for counts in self.all().values():
+            for (day, severity), n in counts.per_day().items():
+                totals.add(severity, day, 0, n)
+        self.client.upsert_entity({"PartitionKey": TOTALS, "RowKey": "raised", "At": now,
+                                   "Raised": json.dumps(totals.raised, sort_keys=True)},
+                                  mode=UpdateMode.REPLACE)
+        return totals.raised
 
     # the backfill's progress ----------------------------------------------------------------
     def progress(self, part: str) -> str:

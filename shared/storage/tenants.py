@@ -2,11 +2,14 @@
 
 Every change of a tenant's status or health has a method named for what happened
 (`pause`, `mark_failing`, `stop`...), so each is written the same way wherever it happens;
-`merge` stays for seeding and tests."""
+`merge` stays for seeding and tests. A change of a name or a status, or a failure, also
+writes the tenant directory (storage/tenant_directory.py) in the same transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -17,13 +20,18 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.model import SOURCES, Tenant, TenantStatus, parse_tenant_id
 from shared.storage import batch
+from shared.storage import tenant_directory as directory
 from shared.storage.errors import AlreadyExists, StateChanged
+from shared.storage.tenant_directory import Listed
 
 PARTITION = "tenant"
+REGISTRY = "PartitionKey eq @pk and RowKey lt @end"  # the tenant rows, not the directory
+TRIES = 20  # a directory page changed by another writer meanwhile: read it again
+PARALLEL = 8
 _FIELDS = [f.name for f in fields(Tenant) if f.name not in ("tenant_id", "etag")]
 _TIMES = {"status_changed_at", "created_at", "last_success_at", "last_error_at",
           "fetch_queued_at", "fetch_cleared_at", "throttled_until"}
@@ -75,6 +83,17 @@ def _to_entity(tenant: Tenant) -> dict[str, Any]:
     return entity
 
 
+def _registry_error(exc: TableTransactionError) -> Exception:
+    """The error the single write would have raised, for the registry row's operation."""
+    kinds = {404: ResourceNotFoundError, 409: ResourceExistsError, 412: ResourceModifiedError}
+    kind = kinds.get(exc.status_code or 0)
+    return kind(str(exc)) if kind else exc
+
+
+def _guarded(etag: str | None) -> dict[str, Any]:
+    return {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
+
+
 def _from_entity(entity: Any) -> Tenant:
     values = {name: entity.get(name) for name in _FIELDS
               if entity.get(name) is not None and entity.get(name) != NEVER}
@@ -98,25 +117,101 @@ class TenantRepository:
         tenant.created_at = tenant.created_at or datetime.now(UTC)
         tenant.status_changed_at = tenant.status_changed_at or tenant.created_at
         try:
-            self.client.create_entity(_to_entity(tenant))
+            self._commit(("create", _to_entity(tenant)), tenant.tenant_id,
+                         lambda _: [tenant.display_name, str(tenant.status)],
+                         directory.needs_attention(tenant.status, tenant.consecutive_failures),
+                         first=True)
         except ResourceExistsError as exc:
             raise AlreadyExists(f"tenant {tenant.tenant_id} is registered") from exc
         return tenant
 
     def save(self, tenant: Tenant) -> None:
         """Replace the whole row (registry edits)."""
-        self.client.upsert_entity(_to_entity(tenant), mode=UpdateMode.REPLACE)
+        self._commit(("upsert", _to_entity(tenant), {"mode": UpdateMode.REPLACE}),
+                     tenant.tenant_id, lambda _: [tenant.display_name, str(tenant.status)],
+                     directory.needs_attention(tenant.status, tenant.consecutive_failures))
 
     def merge(self, tenant_id: str, etag: str | None = None, **values: Any) -> None:
         """Change some fields; with `etag`, only if nobody changed the row since."""
-        entity = {"PartitionKey": PARTITION, "RowKey": parse_tenant_id(tenant_id)}
+        tenant_id = parse_tenant_id(tenant_id)
+        entity = {"PartitionKey": PARTITION, "RowKey": tenant_id}
         for key, value in _cleared(values).items():
             entity[key] = _value(key, value)
-        if etag:
-            self.client.update_entity(entity, mode=UpdateMode.MERGE, etag=etag,
-                                      match_condition=MatchConditions.IfNotModified)
-        else:
-            self.client.update_entity(entity, mode=UpdateMode.MERGE)
+        listed = "display_name" in values or "status" in values
+        mark = directory.may_need_attention(values)
+        if not listed and not mark:  # health only (a fetch's): one MERGE, as ever
+            self.client.update_entity(entity, mode=UpdateMode.MERGE, **_guarded(etag))
+            return
+
+        def listing(current: list[str] | None) -> list[str] | None:
+            current = current or self._listing(tenant_id)
+            if current is None:
+                return None  # no such tenant: the MERGE fails
+            return [str(values.get("display_name", current[0])),
+                    str(values.get("status", current[1]))]
+
+        self._commit(("update", entity, {"mode": UpdateMode.MERGE, **_guarded(etag)}),
+                     tenant_id, listing if listed else None, mark)
+
+    def _listing(self, tenant_id: str) -> list[str] | None:
+        """[name, status] from the tenant's row (its directory entry is missing)."""
+        try:
+            row = self.client.get_entity(PARTITION, tenant_id,
+                                         select=["display_name", "status"])
+        except ResourceNotFoundError:
+            return None
+        return [str(row.get("display_name") or ""), str(row.get("status") or "active")]
+
+    def _commit(self, change: batch.Operation, tenant_id: str,
+                listing: Callable[[list[str] | None], list[str] | None] | None,
+                mark: bool, first: bool = False) -> None:
+        """The registry row's `change` and, in the same transaction, the tenant's entry
+        of its name page (`listing` makes it from the current one), its attention mark
+        (`mark`), and on the first tenant of a store, the directory's "complete" row."""
+        for _ in range(TRIES):
+            ops: list[batch.Operation] = [change]
+            page_op = None
+            if listing is not None:
+                key = directory.page_key(tenant_id)
+                try:
+                    row = self.client.get_entity(PARTITION, key)
+                    entries, etag = directory.entries_of(row), row.metadata["etag"]
+                except ResourceNotFoundError:
+                    entries, etag = {}, None
+                entry = listing(entries.get(tenant_id))
+                if entry is not None and entries.get(tenant_id) != entry:
+                    entries[tenant_id] = entry
+                    page = directory.page_entity(PARTITION, key, entries)
+                    page_op = len(ops)
+                    ops.append(("update", page, {"mode": UpdateMode.REPLACE,
+                                                 **_guarded(etag)}) if etag
+                               else ("create", page))
+            if mark:
+                ops.append(("upsert", directory.attention_entity(PARTITION, tenant_id),
+                            {"mode": UpdateMode.REPLACE}))
+            if first and self._empty_without_directory():
+                ops.append(("upsert", directory.built_entity(PARTITION),
+                            {"mode": UpdateMode.REPLACE}))
+            try:
+                batch.submit_transaction(self.client, ops)
+                return
+            except TableTransactionError as exc:
+                if page_op is not None and exc.index == page_op \
+                        and exc.status_code in (409, 412):
+                    continue  # another tenant's change of the same page came first
+                raise _registry_error(exc) from exc
+        raise RuntimeError(f"the directory page of {tenant_id} kept changing")
+
+    def _empty_without_directory(self) -> bool:
+        """No tenant yet and the directory not marked complete: this is the first."""
+        try:
+            self.client.get_entity(PARTITION, directory.BUILT)
+            return False
+        except ResourceNotFoundError:
+            pass
+        rows = self.client.query_entities(REGISTRY, parameters={
+            "pk": PARTITION, "end": directory.BOUNDARY}, select=["RowKey"], results_per_page=1)
+        return next(iter(rows), None) is None
 
     def set_status(self, tenant_id: str, status: TenantStatus, reason: str) -> None:
         """Only the status (seeding and tests); the app's changes use the methods below."""
@@ -226,17 +321,125 @@ class TenantRepository:
         return sorted(self.all(), key=attention)
 
     def all(self) -> Iterator[Tenant]:
-        for entity in self.client.query_entities("PartitionKey eq @pk",
-                                                 parameters={"pk": PARTITION}):
+        for entity in self.client.query_entities(REGISTRY, parameters={
+                "pk": PARTITION, "end": directory.BOUNDARY}):
             yield _from_entity(entity)
 
     def names(self) -> list[TenantName]:
         """Every tenant's id and name, by name: what a tenant picker or a list of alerts
-        shows of the registry, two columns a row rather than every health field."""
-        rows = self.client.query_entities("PartitionKey eq @pk", parameters={"pk": PARTITION},
-                                          select=["RowKey", "display_name"])
+        shows of the registry; from the directory's 16 name pages (the registry's rows,
+        two columns each, while the directory is not complete)."""
+        listed = self.directory()
+        if listed is not None:
+            return by_name(TenantName(t.tenant_id, t.display_name or t.tenant_id)
+                           for t in listed)
+        rows = self.client.query_entities(REGISTRY, parameters={
+            "pk": PARTITION, "end": directory.BOUNDARY}, select=["RowKey", "display_name"])
         return by_name(TenantName(r["RowKey"], r.get("display_name") or r["RowKey"])
                        for r in rows)
+
+    def directory(self) -> list[Listed] | None:
+        """Every tenant's id, name and status from the name pages (one query, 17 rows
+        at most); None while the directory is not complete (a store from before it, not
+        backfilled yet)."""
+        entries: directory.Entries = {}
+        built = False
+        for row in self.client.query_entities(
+                "PartitionKey eq @pk and RowKey ge @first and RowKey lt @end",
+                parameters={"pk": PARTITION, "first": directory.NAMES,
+                            "end": directory.NAMES_END}):
+            if row["RowKey"] == directory.BUILT:
+                built = True
+            else:
+                entries.update(directory.entries_of(row))
+        return directory.listed(entries) if built else None
+
+    def page(self, after: str, limit: int) -> tuple[list[Tenant], bool]:
+        """Up to `limit` tenants after the tenant id `after` ("" for the first), in id
+        order, and whether there are more: one query, `limit` + 1 rows at most."""
+        rows = self.client.query_entities(
+            "PartitionKey eq @pk and RowKey gt @after and RowKey lt @end",
+            parameters={"pk": PARTITION, "after": after, "end": directory.BOUNDARY},
+            results_per_page=limit + 1)
+        found: list[Tenant] = []
+        for row in rows:
+            if len(found) == limit:
+                return found, True
+            found.append(_from_entity(row))
+        return found, False
+
+    def needing_attention(self) -> list[Tenant]:
+        """The tenants that need someone to act (revoked, unavailable, failing), failing
+        first: each attention mark checked against the tenant's row; the marks of tenants
+        that recovered are removed (unless the row changed since it was read)."""
+        marked = [row["RowKey"][len(directory.ATTENTION):] for row in self.client.query_entities(
+            "PartitionKey eq @pk and RowKey ge @first and RowKey lt @end",
+            parameters={"pk": PARTITION, "first": directory.ATTENTION,
+                        "end": directory.ATTENTION_END}, select=["RowKey"])]
+        with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+            rows = list(pool.map(self.get, marked)) if marked else []
+        found = []
+        for tenant_id, tenant in zip(marked, rows, strict=True):
+            if tenant is not None and directory.needs_attention(
+                    tenant.status, tenant.consecutive_failures):
+                found.append(tenant)
+            else:
+                self._unmark(tenant_id, tenant)
+        return sorted(found, key=attention)
+
+    def _unmark(self, tenant_id: str, tenant: Tenant | None) -> None:
+        """Remove a mark, with the row as read: unchanged (or still gone), or nothing."""
+        ops: list[batch.Operation] = [("delete", {"PartitionKey": PARTITION,
+                                                  "RowKey": directory.ATTENTION + tenant_id})]
+        if tenant is not None:
+            ops.insert(0, ("update", {"PartitionKey": PARTITION, "RowKey": tenant_id},
+                           {"mode": UpdateMode.MERGE, **_guarded(tenant.etag)}))
+        with contextlib.suppress(TableTransactionError):  # changed meanwhile: the next
+            batch.submit_transaction(self.client, ops)  # reader checks it again
+
+    def rebuild_directory(self) -> int:
+        """Write the directory from the registry (`tools.backfill`): each name page
+        replaced guarded by its ETag (a change meanwhile: that page again), a mark on
+        every tenant needing attention, then the directory marked complete. Returns the
+        tenants listed. Idempotent; the writes of the app keep it in step meanwhile."""
+        listed = 0
+        for first in "0123456789abcdef":
+            key = directory.NAMES + first
+            for _ in range(TRIES):
+                try:
+                    etag = self.client.get_entity(PARTITION, key).metadata["etag"]
+                except ResourceNotFoundError:
+                    etag = None
+                tenants = list(self._rows_from(first))
+                entries = {t.tenant_id: [t.display_name, str(t.status)] for t in tenants}
+                page = directory.page_entity(PARTITION, key, entries)
+                try:
+                    if etag:
+                        self.client.update_entity(page, mode=UpdateMode.REPLACE,
+                                                  **_guarded(etag))
+                    else:
+                        self.client.create_entity(page)
+                except (ResourceModifiedError, ResourceExistsError):
+                    continue
+                break
+            else:
+                raise RuntimeError(f"the directory page {key} kept changing")
+            marks = [("upsert", directory.attention_entity(PARTITION, t.tenant_id),
+                      {"mode": UpdateMode.REPLACE}) for t in tenants
+                     if directory.needs_attention(t.status, t.consecutive_failures)]
+            for n in range(0, len(marks), 100):
+                batch.submit_transaction(self.client, marks[n:n + 100])
+            listed += len(entries)
+        self.client.upsert_entity(directory.built_entity(PARTITION), mode=UpdateMode.REPLACE)
+        return listed
+
+    def _rows_from(self, first: str) -> Iterator[Tenant]:
+        """The tenants whose id starts with `first` (a hex digit)."""
+        end = chr(ord(first) + 1)
+        for entity in self.client.query_entities(
+                "PartitionKey eq @pk and RowKey ge @first and RowKey lt @end",
+                parameters={"pk": PARTITION, "first": first, "end": end}):
+            yield _from_entity(entity)
 
     def with_status(self, status: TenantStatus, fields: Iterable[str] | None = None
                     ) -> Iterator[Tenant]:
@@ -249,9 +452,15 @@ class TenantRepository:
             yield _from_entity(entity)
 
     def merge_many(self, changes: Iterable[dict[str, Any]]) -> None:
-        """MERGE many rows, 100 per transaction (one partition)."""
+        """MERGE many rows, 100 per transaction (one partition); a change the directory
+        follows (a name, a status, a failure) is written on its own, with it."""
         ops: list[Any] = []
         for values in changes:
+            if {"display_name", "status"} & values.keys() or \
+                    directory.may_need_attention(values):
+                values = dict(values)
+                self.merge(values.pop("RowKey"), **values)
+                continue
             entity = {"PartitionKey": PARTITION,
                       **{k: v if k == "RowKey" else _value(k, v)
                          for k, v in _cleared(values).items()}}

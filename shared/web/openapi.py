@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from shared import __version__
 from shared.notify.rules import (
+    ChannelTestResult,
     RuleBody,
     RuleDeleted,
     RuleTestFailed,
@@ -56,7 +57,7 @@ class ApiDocument(Reply):
 REPLIES: tuple[type[BaseModel], ...] = (
     ErrorBody, TenantView, InvitationView, RuleView, RuleDeleted, RuleTestSent,
     RuleTestRefused, RuleTestFailed, AlertVersion, PullPage, OutputsReport, HealthReport,
-    TriageResult, AuditPage, ApiDocument, BulkAccepted, BulkJobView)
+    TriageResult, AuditPage, ApiDocument, BulkAccepted, BulkJobView, ChannelTestResult)
 
 
 def _reply_schema(model: type[BaseModel]) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -167,6 +168,18 @@ def _rule_paths(base: str, params: list[dict[str, Any]]) -> dict[str, Any]:
                                    "422": _json(RuleTestRefused,
                                                 "no recipient is a valid address"),
                                    "502": _json(RuleTestFailed, "the mail server refused"),
+                                   **_errors(400, 401, 404, 413)}}},
+        f"{base}/{{rule_id}}/channels/{{channel}}/test": {
+            "parameters": [*params, rule_id, {"name": "channel", "in": "path",
+                                              "required": True, "schema": {"type": "string"}}],
+            "post": {"summary": "Post a sample alert to one of the rule's Teams or Slack "
+                                "channels (a success clears its failing mark)",
+                     "security": _KEY, "requestBody": _NO_BODY,
+                     "responses": {"200": _json(ChannelTestResult, "posted"),
+                                   "422": _json(ChannelTestResult, "the channel's app setting "
+                                                "is missing or not a webhook of its platform"),
+                                   "502": _json(ChannelTestResult, "the platform refused, "
+                                                "rate-limited or did not answer"),
                                    **_errors(400, 401, 404, 413)}}},
     }
 

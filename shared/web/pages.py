@@ -9,6 +9,7 @@ from typing import Any
 
 import jinja2
 
+from shared.alerts.view import PRODUCT_CHOICES
 from shared.web import error_text
 
 _ENV = jinja2.Environment(
@@ -22,6 +23,7 @@ def _when(value: datetime | None) -> str:
 
 _ENV.filters["when"] = _when
 _ENV.filters["plain_error"] = error_text.summary
+_ENV.globals["alert_products"] = PRODUCT_CHOICES  # a rule form's product boxes
 
 # an email shown in the outbox runs nothing and fetches nothing, whatever it carries (the
 # frame is sandboxed without allow-scripts too; a srcdoc also inherits the page's CSP)

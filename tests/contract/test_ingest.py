@@ -39,6 +39,7 @@ from shared.storage.poison_log import PoisonLogRepository
 from shared.storage.queues import EventQueue, FetchQueue, RelayQueue
 from shared.storage.runs import RunHistory, RunRecord
 from shared.storage.tenant_summaries import Counts, TenantSummaries
+from tests.alert_docs import graph_alert
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -521,6 +522,23 @@ def test_a_chunk_is_recorded_sent_and_counted_in_one_transaction(state):
         state.save_tally(tally)  # read before the last save
 
 
+def test_summaries_of_a_range_of_a_few_and_the_raised_totals(summaries):
+    for n, tid in enumerate(("a1", "b2", "c3", "d4")):
+        summaries.publish(tid, Counts({"High": n}, {f"2026-01-0{n + 1}": {"Low": 1},
+                                                     "2026-01-09": {"High": n}}, 1))
+    assert set(summaries.between("b2", "c3")) == {"b2", "c3"}
+    assert summaries.between("b2", "c3")["c3"].open == {"High": 2}
+    assert set(summaries.of(["a1", "d4", "zz"])) == {"a1", "d4"}
+    assert summaries.of([]) == {}
+    totals = summaries.raised_totals(timedelta(minutes=5))
+    assert totals == {"2026-01-01": {"Low": 1}, "2026-01-02": {"Low": 1},
+                      "2026-01-03": {"Low": 1}, "2026-01-04": {"Low": 1},
+                      "2026-01-09": {"High": 6}}
+    summaries.publish("e5", Counts({}, {"2026-01-09": {"High": 4}}, 1))
+    assert summaries.raised_totals(timedelta(minutes=5)) == totals  # kept: young enough
+    assert summaries.raised_totals(timedelta(0))["2026-01-09"] == {"High": 10}  # recounted
+
+
 def test_a_summary_copy_never_goes_back_and_all_come_in_one_read(summaries):
     assert summaries.all() == {}
     assert summaries.publish("t1", Counts({"High": 2}, {"2026-01-01": {"Low": 1}}, 3))
@@ -590,3 +608,20 @@ def test_a_whole_alert_is_read_back_by_id_with_its_overflow_rows(alerts):
     assert alerts.alert(tenant, "da000002") == big
     assert alerts.alert(tenant, "da000404") is None
     assert alerts.alert(str(uuid.uuid4()), "da/odd#1?") is None
+
+
+def test_a_stored_alert_is_read_back_with_its_schema(alerts):
+    """A Graph alert is stored as received, its schema on the row; a row written before
+    the schema was kept (no Schema column) reads as an mde one."""
+    tenant = str(uuid.uuid4())
+    graph = graph_alert(id="da-graph/1")
+    alerts.store(alert_rows(tenant, graph, schema="graph"))
+    old = alert_rows(tenant, _alert(3))
+    del old[0]["Schema"]
+    alerts.store(old)
+    alerts.store(alert_rows(tenant, _alert(4)))
+    assert alerts.alert_and_schema(tenant, "da-graph/1") == (graph, "graph")
+    assert alerts.alert(tenant, "da-graph/1") == graph
+    assert alerts.alert_and_schema(tenant, "da000003") == (_alert(3), "mde")
+    assert alerts.alert_and_schema(tenant, "da000004") == (_alert(4), "mde")
+    assert alerts.alert_and_schema(tenant, "da000404") is None

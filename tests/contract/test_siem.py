@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared.ingest.events import build_event, tracked
 from shared.messages import AlertEvent, DeliverRequest
 from shared.siem.delivery import output_status
 from shared.siem.feed import Feed, Filters, Position, bucket_of
@@ -25,6 +26,7 @@ from shared.storage.memory.ingest import MemoryAlerts
 from shared.storage.memory.siem import MemoryDeliverQueue, MemorySiemDelivery, MemorySiemFeed
 from shared.storage.siem_delivery import DeliverQueue, SiemDeliveryRepository, StateChanged
 from shared.storage.siem_feed import SiemFeedRepository, entry_key
+from tests.alert_docs import graph_alert, office_alert
 
 T0 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC).timestamp()
 SETTLE = 5
@@ -167,6 +169,31 @@ def test_a_batch_appends_each_event_once_even_redelivered(feed, alerts, clock):
     assert sorted(i["event_id"] for i in items) == sorted(e.event_id for e in events)
     complete = {i["alert_id"] for i in items if i["alert_complete"]}
     assert complete == {e.alert_id for e in events[:10]}
+
+
+def test_an_entry_names_the_schema_of_the_alert_it_copies(feed, alerts, clock):
+    """A Graph alert's entry copies the alert as received and says so (`schema`), in the
+    canonical spelling where it filters; its summary stands in when not copied."""
+    tenant = str(uuid.uuid4())
+    stored, brief = graph_alert(id="da-g1"), office_alert()
+    alerts.store(alert_rows(tenant, stored, schema="graph"))
+    events = []
+    for doc in (stored, brief):
+        version = alert_rows(tenant, doc, schema="graph")[0]["Version"]
+        events.append(build_event(tenant, "Tenant", doc, version, None,
+                                  tracked(doc, version, "graph"), schema="graph"))
+    mde = _event(tenant, 1)
+    assert feed.append_all([*events, mde]) == [True] * 3
+    clock.at += SETTLE + 1
+    items = {i["alert_id"]: i for i in _all(feed, Filters(tenants=(tenant,)))}
+    assert items["da-g1"]["schema"] == "graph" and items["da-g1"]["alert"] == stored
+    assert items["da-g1"]["alert_complete"] is True
+    office = items[brief["id"]]
+    assert office["schema"] == "graph" and office["alert_complete"] is False
+    assert office["alert"]["product"] == "Microsoft Defender for Office 365"
+    assert "schema" not in items["da000001"]  # an mde entry stays as it was
+    medium = _all(feed, Filters(tenants=(tenant,), severities=("Medium",)))
+    assert {i["alert_id"] for i in medium} == {brief["id"], "da000001"}
 
 
 def test_a_batch_stopped_between_its_ledger_and_its_entries_is_taken_over(feed, clock):

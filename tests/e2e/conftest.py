@@ -27,9 +27,9 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-CACHED = ("ingestor", "fanout", "relay", "poison_log", "onboarding", "tenant_admin",
-          "notifier", "feed", "delivery", "portal", "tenants", "ops_notices", "triage",
-          "bulk_triage", "alert_index")
+CACHED = ("ingestor", "fanout", "relay", "poison_log", "poison_drain", "onboarding",
+          "tenant_admin", "notifier", "feed", "delivery", "portal", "tenants", "ops_notices",
+          "triage", "bulk_triage", "alert_index", "channel_delivery")
 
 
 def _clear_caches() -> None:
@@ -49,7 +49,7 @@ def app_host(simulator, sim, storage_env, monkeypatch, extra_settings):
     """function_app.app on the local host: fan-out every 2 s, quick retries; yields
     (host, registry). Other tests' tenants are paused so each test sees its own."""
     env = ingest_env(simulator, storage_env, FETCH_SCHEDULE="*/2 * * * * *",
-                     DIGEST_SCHEDULE="*/2 * * * * *",
+                     DIGEST_SCHEDULE="*/2 * * * * *", POISON_DRAIN_SCHEDULE="*/2 * * * * *",
                      FETCH_PAGE_SIZE="50", DEVHOST_FUNCTION_KEY=FUNCTION_KEY,
                      DEVHOST_MASTER_KEY="e2e-master-key", MSSP_NAME="Contoso MSSP <Test>",
                      OPS_EMAIL="ops@mssp.example", PORTAL_ALLOWED_GROUPS=PORTAL_GROUP,

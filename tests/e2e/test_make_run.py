@@ -1,4 +1,5 @@
-"""What `make run` starts: within a minute the demo tenants' alerts are in Table storage."""
+"""What `make run` starts: within a minute the demo tenants' alerts are in Table storage;
+with --webhook-receiver, local Teams and Slack webhooks the app's settings point at."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import threading
 import time
 
+import pytest
 import requests
 
 from shared.siem.cef import labelled, parse_cef
@@ -28,7 +30,8 @@ def test_make_run_brings_up_everything_and_alerts_arrive(tmp_path):
     env["FETCH_SCHEDULE"] = "*/2 * * * * *"
     proc = subprocess.Popen(
         [sys.executable, "-m", "devtools.run", "--script-root", str(tmp_path), "--port",
-         str(port), "--azurite-data", "-", "--rate", "2", "--syslog"],
+         str(port), "--azurite-data", "-", "--rate", "2", "--syslog",
+         "--webhook-receiver"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     # read the output as it comes: a full pipe would block every thread that logs
     logged: list[str] = []
@@ -41,6 +44,10 @@ def test_make_run_brings_up_everything_and_alerts_arrive(tmp_path):
             time.sleep(0.2)
         state = json.loads(run_json.read_text())
         assert len(state["tenants_seeded"]) >= 3
+        hooks = state["webhooks"]
+        posted = requests.post(f"{hooks}/slack/soc", json={"text": "hello"}, timeout=10)
+        assert (posted.status_code, posted.text) == (200, "ok")
+        assert "hello" in requests.get(f"{hooks}/", timeout=10).text
         health = requests.get(f"http://127.0.0.1:{port}/api/health", timeout=10)
         assert health.status_code == 200, health.text
         storage = StorageConnection.from_env({"AzureWebJobsStorage": azurite_connection_string(
@@ -103,3 +110,7 @@ def test_make_run_brings_up_everything_and_alerts_arrive(tmp_path):
     assert "mssp-hub is running" in output
     assert f"/api/portal/login?key={key}" in output
     assert not _alive(azurite_pid)
+    assert f"SLACK_WEBHOOK_SOC={hooks}/slack/soc" in output
+    assert f"TEAMS_WEBHOOK_SOC={hooks}/teams/soc" in output
+    with pytest.raises(requests.ConnectionError):  # stopped with the rest
+        requests.get(f"{hooks}/", timeout=5)

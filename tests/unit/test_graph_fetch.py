@@ -145,7 +145,7 @@ def test_a_chain_of_pages_in_no_order_with_one_time_stores_each_alert_once(world
     world.relay_requested()
     events = world.events()
     assert _ids(events) == sorted(f"ga{n:06d}-o" for n in range(10))
-    assert {(e.change, e.schema) for e in events} == {("new", "graph")}
+    assert {(e.change, e.alert["schema"]) for e in events} == {("new", "graph")}
     assert {r.get("Schema") for r in world.stored().values()} == {"graph"}
     assert world.cursor() == Cursor(_stamp(same_time), source="graph")
     again = world.fetch()
@@ -435,20 +435,17 @@ def test_the_watermark_at_the_chains_end(high, started, expected):
     assert graph_cursor.ended(position) == Cursor(expected, source="graph")
 
 
-def test_an_events_schema_is_said_only_for_graph_and_checked():
+def test_a_graph_event_is_keyed_as_the_index_and_says_its_schema():
     from shared.ingest.events import build_event
-    from shared.messages import AlertEvent, BadMessage
-    alert = graph_alert(1, timefmt.to_datetime(T0))
-    event = build_event(str(uuid.uuid4()), "C", alert, T0, None, ["x"], alert_id="k1",
-                        schema="graph")
+    from shared.messages import AlertEvent
+    alert = graph_alert(1, timefmt.to_datetime(T0), endpoint=True)
+    event = build_event(str(uuid.uuid4()), "C", alert, T0, None, ["x"], None, "graph",
+                        alert_id="da000001")
     data = event.dump()
-    assert (data["schema"], data["alert_id"], data["alert"]["serviceSource"]) == (
-        "graph", "k1", "microsoftDefenderForOffice365")
+    assert (data["alert_id"], data["event_id"].split(":")[1]) == ("da000001", "da000001")
+    assert (data["alert"]["schema"], data["alert"]["serviceSource"]) == (
+        "graph", "microsoftDefenderForEndpoint")
     assert AlertEvent.parse(event.to_message()) == event
-    plain = build_event(event.tenant_id, "C", {"id": "da1"}, T0, None, ["x"])
-    assert "schema" not in plain.dump() and AlertEvent.parse(plain.to_message()) == plain
-    with pytest.raises(BadMessage):
-        AlertEvent.from_data({**data, "schema": "other"})
 
 
 def test_a_message_sent_before_the_move_writes_nothing_with_the_old_source():

@@ -32,7 +32,7 @@ CORE = frozenset({
     "shared.messages",
 })
 WIRING = "shared.services"
-FEATURES = ("shared.ingest", "shared.microsoft", "shared.tenants", "shared.notify",
+FEATURES = ("shared.alerts", "shared.ingest", "shared.microsoft", "shared.tenants", "shared.notify",
             "shared.siem", "shared.portal", "shared.ops", "shared.storage", "shared.web",
             "shared.triage")
 # What the core may import besides itself: the storage connection the settings resolve,

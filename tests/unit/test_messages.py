@@ -18,6 +18,7 @@ from shared.messages import (
     AlertEvent,
     BadMessage,
     BulkTriageRequest,
+    ChannelPost,
     DeliverRequest,
     FetchRequest,
     RelayRequest,
@@ -41,7 +42,9 @@ SAMPLES = [FetchRequest(TENANT), FetchRequest(TENANT, True, "budget"), RelayRequ
            DeliverRequest("soc-syslog"), EVENT,
            replace(EVENT, by={"id": "oid-1", "name": "Ann ✓", "via": "entra"}),
            AlertBatch(TENANT, (EVENT, replace(EVENT, alert_id="b", event_id=""))),
-           BulkTriageRequest("0123456789abcdef0123456789abcdef", TENANT)]
+           BulkTriageRequest("0123456789abcdef0123456789abcdef", TENANT),
+           ChannelPost(TENANT, "0123456789abcdef0123456789abcdef", "soc ✓",
+                       f"{EVENT.event_id}|channel:soc ✓", {"text": "<!channel> ✓"}, 2)]
 
 # What the producers wrote before the contracts moved here (messages queued by an older
 # deployment): each must still parse, and is still what the producer writes.
@@ -78,7 +81,8 @@ def test_every_message_type_round_trips(message):
 
 def test_every_message_type_has_its_own_tag():
     assert sorted(t.TYPE for t in MESSAGE_TYPES) == ["alert", "alerts", "bulk-triage",
-                                                     "deliver", "fetch", "relay"]
+                                                     "channel-post", "deliver", "fetch",
+                                                     "relay"]
 
 
 @pytest.mark.parametrize(("body", "message"), GOLDEN, ids=lambda g: str(g)[:20])
@@ -120,6 +124,12 @@ def test_event_id_is_derived_unless_the_message_carries_one():
     assert AlertEvent.parse(test.to_message()).event_id == "test:1"
 
 
+def test_a_channel_post_names_its_tenant_unless_its_rule_is_mssp_wide():
+    post = ChannelPost(TENANT, "a" * 32, "soc", "k", {})
+    assert tenant_of(post.to_message()) == TENANT
+    assert tenant_of(replace(post, scope="*").to_message()) is None
+
+
 def test_a_tenant_is_normalized_as_entra_writes_it():
     body = RelayRequest(TENANT.upper()).to_message()
     assert RelayRequest.parse(body).tenant_id == TENANT
@@ -158,6 +168,16 @@ MALFORMED = [
                                     "tenant": TENANT}), "job is not a job id"),
     (BulkTriageRequest, json.dumps({"v": 1, "type": "bulk-triage", "job": "a" * 32}),
      "tenant is not a GUID"),
+    (ChannelPost, EVENT.to_message(), "expected 'channel-post'"),
+    (ChannelPost, json.dumps({"v": 1, "type": "channel-post", "scope": "*", "rule": "../x",
+                              "channel": "c", "key": "k", "payload": {}}),
+     "rule is not a rule id"),
+    (ChannelPost, json.dumps({"v": 1, "type": "channel-post", "scope": "*", "rule": "a" * 32,
+                              "channel": "c", "key": "k", "payload": []}),
+     "payload is not a JSON object"),
+    (ChannelPost, json.dumps({"v": 1, "type": "channel-post", "scope": "*", "rule": "a" * 32,
+                              "channel": "c", "key": "k", "payload": {}, "deferrals": -1}),
+     "deferrals is not a count"),
     # fields
     (FetchRequest, _fetch(tenant="nope"), "tenant is not a GUID"),
     (FetchRequest, _fetch(tenant=_DROP), "tenant is not a GUID"),

@@ -71,3 +71,26 @@ def test_the_summary_of_tenants_the_page_already_read_does_not_read_them_again()
     summary = health.summarize(Unread(), poison, app, known=read)
     assert summary == health.summarize(tenants, poison, app)
     assert summary["failing_tenants"] == 1
+
+
+def test_the_summary_of_tenants_counted_by_the_directory_reads_no_registry_row():
+    tenants, poison, app = MemoryTenants(), MemoryPoisonLog(), MemoryAppHealth()
+    failing = tenants.add(Tenant(str(uuid.uuid4()), "Failing"))
+    tenants.mark_fetched_ok(failing.tenant_id)
+    tenants.mark_failing(failing.tenant_id, "boom", 1)
+    tenants.add(Tenant(str(uuid.uuid4()), "Paused", TenantStatus.PAUSED))
+    counted = health.Counted({"active": 1, "paused": 1}, 1)
+
+    class Unread(MemoryTenants):
+        def all(self):
+            raise AssertionError("the registry was read")
+
+    summary = health.summarize(Unread(), poison, app, counted=counted)
+    whole = health.summarize(tenants, poison, app)
+    assert {k: summary[k] for k in ("tenants", "failing_tenants")} == \
+        {k: whole[k] for k in ("tenants", "failing_tenants")}
+    # the credential refused: the last success decides, and is read then
+    app.identity_failed("bad_client_secret", "AADSTS7000215",
+                        at=datetime.now(UTC) - timedelta(days=1))
+    assert health.summarize(tenants, poison, app, counted=counted) == whole | {
+        "app_credential_error": None}

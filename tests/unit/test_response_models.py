@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from shared.model import Tenant, TenantStatus
 from shared.notify.rules import (
     GLOBAL,
+    ChannelTestResult,
     RuleDeleted,
     RuleTestFailed,
     RuleTestRefused,
@@ -92,6 +93,9 @@ def _instances() -> list[BaseModel]:
             "sent": False, "error": "no valid recipient", "to": [], "refused": [refusal],
             "errors": [{"field": "recipients", "message": "bad@: not an address"}]}),
         RuleTestFailed(sent=False, error="550 mailbox unavailable"),
+        ChannelTestResult(sent=True, channel="soc", webhook="https://hooks.slack.com/…/****"),
+        ChannelTestResult(sent=False, channel="soc", webhook="https://hooks.slack.com/…/****",
+                          error="429 rate limited: retry after 30 s", retry_after=30),
         item(event), item({"event_id": "e", "tenant": TENANT, "alert": {}}),
         PullPage(items=[item(event)], continuation="eyJ2IjoxfQ", more=False),
         OutputsReport.model_validate({"outputs": [output]}),

@@ -324,6 +324,7 @@ class MemoryTenantSummaries(TenantSummaries):
         self.lock = threading.Lock()
         self.faults = Faults()
         self.reads = 0
+        self.totals: tuple[datetime, dict[str, dict[str, int]]] | None = None
 
     def publish(self, tenant_id: str, counts: Counts) -> bool:
         self.faults.check("publish")
@@ -338,6 +339,24 @@ class MemoryTenantSummaries(TenantSummaries):
         with self.lock:
             self.reads += 1
             return copy.deepcopy(self.rows)
+
+    def between(self, first: str, last: str) -> dict[str, Counts]:
+        return {t: c for t, c in self.all().items() if first <= t <= last}
+
+    def of(self, tenant_ids: Iterable[str]) -> dict[str, Counts]:
+        rows = self.all()
+        return {t: rows[t] for t in tenant_ids if t in rows}
+
+    def raised_totals(self, max_age: timedelta) -> dict[str, dict[str, int]]:
+        now = datetime.now(UTC)
+        if self.totals is not None and self.totals[0] > now - max_age:
+            return copy.deepcopy(self.totals[1])
+        totals = Counts()
+        for counts in self.all().values():
+            for (day, severity), n in counts.per_day().items():
+                totals.add(severity, day, 0, n)
+        self.totals = (now, totals.raised)
+        return copy.deepcopy(totals.raised)
 
     def progress(self, part: str) -> str:
         return self.marks.get(part, "")
@@ -483,9 +502,9 @@ class MemoryPoisonLog(poison_log.PoisonLogRepository):
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
 
     def add(self, queue_name: str, body: str, reason: str, tenant_id: str,
-            at: datetime | None = None) -> str:
+            at: datetime | None = None, message_id: str | None = None) -> str:
         now = at or datetime.now(UTC)
-        row_key = f"{poison_log._ticks_key(now)}:{next_number():08x}"
+        row_key = poison_log.row_key_of(now, message_id or f"{next_number():08x}")
         self.rows[(queue_name, row_key)] = {
             "PartitionKey": queue_name, "RowKey": row_key,
             "Body": poison_log.clip_text(body), "Reason": reason, "Tenant": tenant_id,

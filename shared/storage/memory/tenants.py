@@ -18,7 +18,7 @@ from azure.core.exceptions import (
 )
 
 from shared.model import Tenant, TenantStatus, parse_tenant_id
-from shared.storage import invitations, notices, tenant_data, tenants
+from shared.storage import invitations, notices, tenant_data, tenant_directory, tenants
 from shared.storage.alert_index import AlertIndex, key_of
 from shared.storage.errors import AlreadyExists
 from shared.storage.ingest_state import CURSOR, LEASE
@@ -71,6 +71,24 @@ class MemoryTenants(tenants.TenantRepository):
     def names(self) -> list[tenants.TenantName]:
         return tenants.by_name(tenants.TenantName(t.tenant_id, t.display_name or t.tenant_id)
                                for t in self.all())
+
+    def directory(self) -> list[tenant_directory.Listed] | None:
+        """Always in step (one dict); None for an empty store, as a fresh table."""
+        if not self.rows:
+            return None
+        return [tenant_directory.Listed(t.tenant_id, t.display_name, t.status)
+                for t in self.all()]
+
+    def page(self, after: str, limit: int) -> tuple[list[Tenant], bool]:
+        found = [t for t in self.all() if t.tenant_id > after]
+        return found[:limit], len(found) > limit
+
+    def needing_attention(self) -> list[Tenant]:
+        return sorted((t for t in self.all() if tenant_directory.needs_attention(
+            t.status, t.consecutive_failures)), key=tenants.attention)
+
+    def rebuild_directory(self) -> int:
+        return len(self.rows)
 
     def merge_many(self, changes: Iterable[dict[str, Any]]) -> None:
         for values in changes:

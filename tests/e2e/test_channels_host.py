@@ -1,0 +1,69 @@
+"""Teams and Slack channels through the real function_app on the local host: the rules
+API takes channels by app-setting name (never a URL back), a test post goes, and an alert
+from the simulator reaches both channels once each through notify-events and
+notify-channels (the local receiver: tests/integration/test_notify_channels.Receiver)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from shared.model import Tenant
+from tests.integration.devhost_fixtures import wait_for
+from tests.integration.test_notify_channels import Receiver
+
+
+@pytest.fixture
+def receiver():
+    found = Receiver()
+    yield found
+    found.server.shutdown()
+
+
+@pytest.fixture
+def extra_settings(receiver) -> dict[str, str]:
+    return {"TEAMS_E2E_HOOK": f"{receiver.url}/teams", "SLACK_E2E_HOOK": f"{receiver.url}/slack",
+            "SLACK_ELSEWHERE": "https://example.com/services/x"}
+
+
+CHANNELS = [{"type": "teams", "name": "soc-teams", "webhook_setting": "TEAMS_E2E_HOOK"},
+            {"type": "slack", "name": "soc-slack", "webhook_setting": "SLACK_E2E_HOOK"}]
+
+
+def test_channels_through_the_api_and_an_alert_posted_once_on_each(simulator, sim, api,
+                                                                  receiver):
+    base, session, repo = api
+    customer = sim.add_tenant("Channel Co", consent=[simulator.config.client_id])
+    tenant_id = customer["id"]
+    repo.add(Tenant(tenant_id, "Channel Co"))
+    bad = session.post(f"{base}/tenants/{tenant_id}/rules", timeout=10, json={
+        "name": "x", "recipients": [], "channels": [
+            {"type": "slack", "name": "s", "webhook_setting": "SLACK_ELSEWHERE"},
+            {"type": "slack", "name": "t", "webhook_setting": "NOT_SET_ANYWHERE"}]})
+    assert bad.status_code == 400
+    assert {e["field"] for e in bad.json()["errors"]} == {"channels.0.webhook_setting",
+                                                         "channels.1.webhook_setting"}
+    assert "example.com" not in bad.text
+    r = session.post(f"{base}/tenants/{tenant_id}/rules", timeout=10,
+                     json={"name": "channels", "recipients": [], "channels": CHANNELS})
+    assert r.status_code == 201 and r.json()["channels"] == CHANNELS
+    assert receiver.url not in r.text
+    rule_id = r.json()["id"]
+    test = session.post(f"{base}/tenants/{tenant_id}/rules/{rule_id}/channels/soc-slack/test",
+                        timeout=30)
+    assert test.status_code == 200
+    assert test.json() == {"sent": True, "channel": "soc-slack",
+                           "webhook": "http://127.0.0.1/…/****", "error": "",
+                           "retry_after": None}
+    assert session.post(f"{base}/tenants/{tenant_id}/rules/{rule_id}/channels/nope/test",
+                        timeout=10).status_code == 404
+    made = sim.generate(tenant_id, 2)
+    wait_for(lambda: len(receiver.posts.get("/teams", [])) == 2
+             and len(receiver.posts.get("/slack", [])) == 3, timeout=60)
+    shown = json.dumps(receiver.posts["/teams"])
+    assert all(alert_id in shown for alert_id in made["ids"])
+    assert "Channel Co" in shown
+    time.sleep(3)  # nothing more comes (no second post per alert version)
+    assert len(receiver.posts["/teams"]) == 2 and len(receiver.posts["/slack"]) == 3
