@@ -463,3 +463,45 @@ def test_a_message_sent_before_the_move_writes_nothing_with_the_old_source():
     assert world.tenants.get(world.tenant.tenant_id).fetch_queued_at is None
     world.add_graph(1)
     assert world.fetch().new == 1
+
+
+@pytest.mark.parametrize("step", ["commit", "store"])
+def test_a_kill_at_any_write_of_a_long_chain_loses_and_repeats_nothing(monkeypatch, step):
+    """A chain of 6 pages with one time for all and an update met mid-chain, killed at
+    its 1st, 2nd... write of `step` in turn, then run to the end: every alert stored, one
+    event per version, whichever write died."""
+    from shared.storage.memory.ingest import MemoryAlerts, MemoryIngestState
+    target = MemoryIngestState if step == "commit" else MemoryAlerts
+    real = getattr(target, step)
+    for kill_at in range(1, 9):
+        world = GraphWorld(FETCH_PAGE_SIZE="3")
+        world.add_graph(17, at=world.now)
+        calls = {"n": 0}
+
+        def dying(self, *args, _real=real, _at=kill_at, _calls=calls, **kwargs):
+            _calls["n"] += 1
+            if _calls["n"] == _at:
+                raise SystemExit(f"killed at {step} {_at}")
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(target, step, dying)
+        with contextlib.suppress(SystemExit):
+            world.fetch()
+        monkeypatch.setattr(target, step, real)
+        world.graph.put(world.tenant.tenant_id, graph_alert(
+            3, world.now + timedelta(minutes=1), status="inProgress"))
+        runs = world.run_all()
+        assert runs[-1].outcome == "success", (kill_at, runs[-1].error)
+        events = world.events()
+        versions = [(e.alert_id, e.version) for e in events]
+        assert len(versions) == len(set(versions)), kill_at
+        assert _ids(e for e in events if e.change == "new") == sorted(
+            f"ga{n:06d}-o" for n in range(17)), kill_at
+        # its first version committed before the kill: then updated; else new at once
+        ga3 = [(e.change, e.alert["status"]) for e in events if e.alert_id == "ga000003-o"]
+        assert ga3 in ([("new", "New"), ("updated", "InProgress")],
+                       [("new", "InProgress")]), (kill_at, ga3)
+        assert [e.alert_id for e in events if e.change == "updated"] in (
+            [], ["ga000003-o"])
+        assert world.stored()["ga000003-o"]["Status"] == "InProgress"
+        assert world.cursor().link == ""
