@@ -105,4 +105,3 @@ class GraphSchema:
 
 
 Schema = type[MdeSchema] | type[GraphSchema]
-SCHEMAS: dict[str, Schema] = {"mde": MdeSchema, "graph": GraphSchema}
