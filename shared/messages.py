@@ -186,8 +186,6 @@ class AlertEvent:
     # who made the change, when the MSSP made it itself ({"id", "name", "via"}); absent
     # (None) for the customer's changes and in messages written before it existed
     by: dict[str, str] | None = None
-    # which API's schema `alert` is in: "mde" (Defender for Endpoint) or "graph" (alerts_v2)
-    schema: str = "mde"
 
     def __post_init__(self) -> None:
         if not self.event_id:
@@ -201,8 +199,6 @@ class AlertEvent:
                 "changed": self.changed, "alert": self.alert}
         if self.by is not None:  # only when set: other events stay as they were
             data["by"] = self.by
-        if self.schema != "mde":  # likewise: an event without one is Defender's
-            data["schema"] = self.schema
         return data
 
     def to_bytes(self) -> bytes:
@@ -224,14 +220,7 @@ class AlertEvent:
                    alert_id=_field(data, "alert_id", str), version=_field(data, "version", str),
                    change=_field(data, "change", str), changed=_field(data, "changed", dict),
                    alert=_field(data, "alert", dict), event_id=_field(data, "event_id", str),
-                   by=_by(data), schema=_schema(data))
-
-
-def _schema(data: dict[str, Any]) -> str:
-    schema = _field(data, "schema", str, "mde")
-    if schema not in ("mde", "graph"):
-        raise BadMessage("schema is neither mde nor graph")
-    return schema
+                   by=_by(data))
 
 
 def _by(data: dict[str, Any]) -> dict[str, str] | None:

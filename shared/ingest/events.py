@@ -88,15 +88,18 @@ def build_event(tenant_id: str, tenant_name: str, alert: dict[str, Any], version
                 schema: str = MDE, *, alert_id: str | None = None) -> AlertEvent:
     """An event whose message stays under the queue's size limit, however big the alert.
     `by`: who made the change, when the MSSP made it itself; `schema`: the API the alert
-    came from ("mde" or "graph"); `alert_id`: its key (else its `id`)."""
-    return _fitted(tenant_id, tenant_name, alert, version, old, new, by, schema, alert_id)[0]
+    came from ("mde" or "graph"); `alert_id`: its key (else its `id`: a Graph endpoint
+    alert's is its Defender for Endpoint id, shared/ingest/schemas.py)."""
+    return _fitted(tenant_id, tenant_name, alert, version, old, new, by, schema,
+                   alert_id)[0]
 
 
 def event_message(tenant_id: str, tenant_name: str, alert: dict[str, Any], version: str,
                   old: list[Any] | None, new: list[Any], by: dict[str, str] | None = None,
                   schema: str = MDE, *, alert_id: str | None = None) -> bytes:
     """`build_event`'s message as the JSON it was measured in (serialized once)."""
-    return _fitted(tenant_id, tenant_name, alert, version, old, new, by, schema, alert_id)[1]
+    return _fitted(tenant_id, tenant_name, alert, version, old, new, by, schema,
+                   alert_id)[1]
 
 
 def _fitted(tenant_id: str, tenant_name: str, alert: dict[str, Any], version: str,
@@ -105,7 +108,7 @@ def _fitted(tenant_id: str, tenant_name: str, alert: dict[str, Any], version: st
     for limit, items in ((2_000, 20), (500, 10), (200, 3), (100, 0)):
         event = AlertEvent(tenant_id, tenant_name, alert_id or str(alert["id"]), version,
                            "new" if old is None else "updated", changes(old, new),
-                           summary(alert, limit, items, schema), by=by, schema=schema)
+                           summary(alert, limit, items, schema), by=by)
         data = event.to_bytes()
         if len(data) <= MAX_MESSAGE_BYTES:
             break

@@ -14,10 +14,9 @@ from dataclasses import replace
 from typing import Any
 
 from shared import timefmt
+from shared.alerts.view import GRAPH, MDE_SOURCE
 from shared.ingest.events import tracked
 from shared.model import Cursor
-
-MDE_SERVICE = "microsoftDefenderForEndpoint"  # Graph's serviceSource of endpoint alerts
 
 
 def advance(position: Cursor, versions: list[str]) -> Cursor:
@@ -70,7 +69,6 @@ class MdeSchema:
         return position, later(committed, position)
 
 
-
 class GraphSchema:
     """Graph's alerts_v2: no documented order, paging by nextLink (docs/ingest.md)."""
 
@@ -82,7 +80,7 @@ class GraphSchema:
         """An endpoint alert's Defender for Endpoint id (`providerAlertId`), so it is the
         same alert it was under `mde`; any other alert's Graph id."""
         provider = alert.get("providerAlertId")
-        if alert.get("serviceSource") == MDE_SERVICE and isinstance(provider, str) \
+        if alert.get("serviceSource") == MDE_SOURCE and isinstance(provider, str) \
                 and provider:
             return provider
         return str(alert["id"])
@@ -93,9 +91,8 @@ class GraphSchema:
 
     @staticmethod
     def entry(alert: dict[str, Any], version: str) -> list[Any]:
-        """Through the alert view: Defender's spelling, as the mde entry of the same
-        endpoint alert has it."""
-        return tracked(alert, version, "graph")
+        """In the hub's canonical (Defender's) spelling, through the alert view."""
+        return tracked(alert, version, GRAPH)
 
     @staticmethod
     def moved(position: Cursor, committed: Cursor | None, versions: list[str]
@@ -108,4 +105,3 @@ class GraphSchema:
 
 
 Schema = type[MdeSchema] | type[GraphSchema]
-SCHEMAS: dict[str, Schema] = {"mde": MdeSchema, "graph": GraphSchema}

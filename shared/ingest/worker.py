@@ -641,18 +641,12 @@ class Ingestor:
                     record.changed += 1
                 by = _own(marks.get(alert_id), version, old, new) if old is not None \
                     else None
-                if graph:
-                    events.append(event_message(
-                        tenant.tenant_id, progress.hold.tenant.display_name, alert, version,
-                        old, new, by, alert_id=alert_id, schema=schema.name))
-                else:
-                    events.append(event_message(
-                        tenant.tenant_id, progress.hold.tenant.display_name, alert, version,
-                        old, new, by))
+                events.append(event_message(
+                    tenant.tenant_id, progress.hold.tenant.display_name, alert, version, old,
+                    new, by, schema.name, alert_id=alert_id if graph else None))
                 index.put(alert_id, day, new)
-                yield alert_rows(tenant.tenant_id, alert, now, data, key=alert_id,
-                                 version=version, schema=schema.name) if graph \
-                    else alert_rows(tenant.tenant_id, alert, now, data)
+                yield alert_rows(tenant.tenant_id, alert, now, data, schema.name,
+                                 key=alert_id if graph else None)
 
         # each transaction is sent as soon as it is packed, while the next is built; they
         # are independent and idempotent

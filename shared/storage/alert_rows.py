@@ -89,8 +89,8 @@ def _binary_wire(name: str, data: bytes) -> int:
 
 
 def alert_rows(tenant_id: str, alert: dict[str, Any], ingested_at: datetime | None = None,
-               data: bytes | None = None, schema: str = MDE, *, key: str | None = None,
-               version: str | None = None) -> Rows:
+               data: bytes | None = None, schema: str = MDE, *, key: str | None = None
+               ) -> Rows:
     """The main row and any overflow rows for one alert (all one transaction's worth).
     `data`: the alert's JSON as received, stored as it is (else the alert is serialized).
     `schema`: the API the alert came from ("mde" or "graph"), kept on the row; the
@@ -99,9 +99,9 @@ def alert_rows(tenant_id: str, alert: dict[str, Any], ingested_at: datetime | No
     The rows are `Checked`: within Azure's limits by the checks and bounds here."""
     view = AlertView.of(alert, schema) if schema != MDE else None
     fields = view.fields() if view else alert  # an mde alert is in these names already
-    alert_id = key or str(alert["id"])
+    alert_id = key or str(alert["id"])  # `key`: a Graph endpoint alert's mde id
     row_key = encode_key(alert_id)
-    version = version or timefmt.normalize(fields["lastUpdateTime"])
+    version = timefmt.normalize(fields["lastUpdateTime"])
     incident = fields.get("incidentId")
     main = Checked({
         "PartitionKey": tenant_id, "RowKey": row_key, "AlertId": _clip(alert_id),

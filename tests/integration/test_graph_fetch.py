@@ -140,7 +140,7 @@ def test_an_idle_graph_fetch_is_one_call_and_three_storage_requests(pipeline, gr
     assert (run.outcome, run.new, run.pages) == ("success", 20, 3)
     events = pipeline.events(tenant.tenant_id)
     assert len(events) == len({e["event_id"] for e in events}) == 20
-    assert {e.get("schema") for e in events} == {"graph"}
+    assert {e["alert"]["schema"] for e in events} == {"graph"}
     idle_pipeline = _graph_pipeline(pipeline, graph)
     idle_pipeline.fetch(tenant)  # this worker's first idle run is kept in the history
     for _ in range(2):

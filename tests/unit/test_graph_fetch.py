@@ -145,7 +145,7 @@ def test_a_chain_of_pages_in_no_order_with_one_time_stores_each_alert_once(world
     world.relay_requested()
     events = world.events()
     assert _ids(events) == sorted(f"ga{n:06d}-o" for n in range(10))
-    assert {(e.change, e.schema) for e in events} == {("new", "graph")}
+    assert {(e.change, e.alert["schema"]) for e in events} == {("new", "graph")}
     assert {r.get("Schema") for r in world.stored().values()} == {"graph"}
     assert world.cursor() == Cursor(_stamp(same_time), source="graph")
     again = world.fetch()
@@ -435,20 +435,17 @@ def test_the_watermark_at_the_chains_end(high, started, expected):
     assert graph_cursor.ended(position) == Cursor(expected, source="graph")
 
 
-def test_an_events_schema_is_said_only_for_graph_and_checked():
+def test_a_graph_event_is_keyed_as_the_index_and_says_its_schema():
     from shared.ingest.events import build_event
-    from shared.messages import AlertEvent, BadMessage
-    alert = graph_alert(1, timefmt.to_datetime(T0))
-    event = build_event(str(uuid.uuid4()), "C", alert, T0, None, ["x"], alert_id="k1",
-                        schema="graph")
+    from shared.messages import AlertEvent
+    alert = graph_alert(1, timefmt.to_datetime(T0), endpoint=True)
+    event = build_event(str(uuid.uuid4()), "C", alert, T0, None, ["x"], None, "graph",
+                        alert_id="da000001")
     data = event.dump()
-    assert (data["schema"], data["alert_id"], data["alert"]["serviceSource"]) == (
-        "graph", "k1", "microsoftDefenderForOffice365")
+    assert (data["alert_id"], data["event_id"].split(":")[1]) == ("da000001", "da000001")
+    assert (data["alert"]["schema"], data["alert"]["serviceSource"]) == (
+        "graph", "microsoftDefenderForEndpoint")
     assert AlertEvent.parse(event.to_message()) == event
-    plain = build_event(event.tenant_id, "C", {"id": "da1"}, T0, None, ["x"])
-    assert "schema" not in plain.dump() and AlertEvent.parse(plain.to_message()) == plain
-    with pytest.raises(BadMessage):
-        AlertEvent.from_data({**data, "schema": "other"})
 
 
 def test_a_message_sent_before_the_move_writes_nothing_with_the_old_source():
@@ -466,3 +463,45 @@ def test_a_message_sent_before_the_move_writes_nothing_with_the_old_source():
     assert world.tenants.get(world.tenant.tenant_id).fetch_queued_at is None
     world.add_graph(1)
     assert world.fetch().new == 1
+
+
+@pytest.mark.parametrize("step", ["commit", "store"])
+def test_a_kill_at_any_write_of_a_long_chain_loses_and_repeats_nothing(monkeypatch, step):
+    """A chain of 6 pages with one time for all and an update met mid-chain, killed at
+    its 1st, 2nd... write of `step` in turn, then run to the end: every alert stored, one
+    event per version, whichever write died."""
+    from shared.storage.memory.ingest import MemoryAlerts, MemoryIngestState
+    target = MemoryIngestState if step == "commit" else MemoryAlerts
+    real = getattr(target, step)
+    for kill_at in range(1, 9):
+        world = GraphWorld(FETCH_PAGE_SIZE="3")
+        world.add_graph(17, at=world.now)
+        calls = {"n": 0}
+
+        def dying(self, *args, _real=real, _at=kill_at, _calls=calls, **kwargs):
+            _calls["n"] += 1
+            if _calls["n"] == _at:
+                raise SystemExit(f"killed at {step} {_at}")
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(target, step, dying)
+        with contextlib.suppress(SystemExit):
+            world.fetch()
+        monkeypatch.setattr(target, step, real)
+        world.graph.put(world.tenant.tenant_id, graph_alert(
+            3, world.now + timedelta(minutes=1), status="inProgress"))
+        runs = world.run_all()
+        assert runs[-1].outcome == "success", (kill_at, runs[-1].error)
+        events = world.events()
+        versions = [(e.alert_id, e.version) for e in events]
+        assert len(versions) == len(set(versions)), kill_at
+        assert _ids(e for e in events if e.change == "new") == sorted(
+            f"ga{n:06d}-o" for n in range(17)), kill_at
+        # its first version committed before the kill: then updated; else new at once
+        ga3 = [(e.change, e.alert["status"]) for e in events if e.alert_id == "ga000003-o"]
+        assert ga3 in ([("new", "New"), ("updated", "InProgress")],
+                       [("new", "InProgress")]), (kill_at, ga3)
+        assert [e.alert_id for e in events if e.change == "updated"] in (
+            [], ["ga000003-o"])
+        assert world.stored()["ga000003-o"]["Status"] == "InProgress"
+        assert world.cursor().link == ""
