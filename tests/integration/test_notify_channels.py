@@ -7,6 +7,7 @@ post it refuses fails the test (tests/integration/channel_fixtures.py)."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import uuid
@@ -17,7 +18,8 @@ import pytest
 
 from shared.messages import AlertEvent, ChannelPost
 from shared.notify.channels.delivery import ChannelDelivery
-from shared.notify.channels.transport import WebhookPoster
+from shared.notify.channels.transport import Rejected, WebhookPoster
+from shared.notify.channels.webhooks import Webhook
 from shared.notify.rules import parse_rule
 from shared.notify.service import Notifier
 from shared.notify.transport import SmtpTransport
@@ -207,3 +209,18 @@ def _mrkdwn(node: Any) -> list[str]:
     if isinstance(node, list):
         return [t for v in node for t in _mrkdwn(v)]
     return []
+
+
+def test_a_webhook_url_is_never_logged_not_even_by_urllib3_at_debug(receiver, caplog):
+    """Slack's path is its token, Teams' query its signature: logs show neither."""
+    caplog.set_level(logging.DEBUG)
+    hook = Webhook(receiver.url("slack", "SECRET7") + "?sig=SECRET8")
+    WebhookPoster().post(hook, {"text": "hello"})
+    receiver.answer("slack", "SECRET7", 404, times=1)
+    with pytest.raises(Rejected) as refused:
+        WebhookPoster().post(hook, {"text": "hello"})
+    assert str(refused.value) == "404 no_service"
+    requests_logged = [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]
+    assert any("POST /…/**** HTTP" in line for line in requests_logged), requests_logged
+    assert "SECRET" not in caplog.text
+    assert len(taken(receiver, "slack", "SECRET7")) == 1
