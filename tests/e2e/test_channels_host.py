@@ -69,3 +69,31 @@ def test_channels_through_the_api_and_an_alert_posted_once_on_each(simulator, si
     time.sleep(3)  # nothing more comes (no second post per alert version)
     assert len(receiver.posts("teams", "e2e")) == 2
     assert len(receiver.posts("slack", "e2e")) == 3
+
+
+def test_a_refusing_webhook_through_the_api_and_health(simulator, sim, api, receiver):
+    """A test post the platform refuses is a 502 naming its answer (never the URL); the
+    channel is then failing, which /api/health says, until a test post goes again."""
+    base, session, repo = api
+    customer = sim.add_tenant("Refusing Co", consent=[simulator.config.client_id])
+    repo.add(Tenant(customer["id"], "Refusing Co"))
+    r = session.post(f"{base}/tenants/{customer['id']}/rules", timeout=10,
+                     json={"name": "refused", "recipients": [], "channels": CHANNELS})
+    assert r.status_code == 201
+    test_url = f"{base}/tenants/{customer['id']}/rules/{r.json()['id']}/channels/soc-teams/test"
+    receiver.answer("teams", "e2e", 404)  # the flow was deleted
+    test = session.post(test_url, timeout=30)
+    assert test.status_code == 502, test.text
+    assert test.json()["webhook"] == "http://127.0.0.1/…/****"
+    assert test.json()["error"].startswith('404 {"error": {"code": "WorkflowNotFound"')
+    assert receiver.base_url not in test.text
+
+    def failing() -> list[str]:
+        health = session.get(f"{base}/health", timeout=30).json()
+        return [x["message"] for x in health["reasons"] if x["code"] == "channels_failing"]
+
+    [reason] = failing()
+    assert "soc-teams (404)" in reason and receiver.base_url not in reason
+    receiver.answer("teams", "e2e", None)  # fixed
+    assert session.post(test_url, timeout=30).json()["sent"] is True
+    assert not any("soc-teams" in m for m in failing())
