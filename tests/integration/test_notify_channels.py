@@ -18,7 +18,7 @@ import pytest
 
 from shared.messages import AlertEvent, ChannelPost
 from shared.notify.channels.delivery import ChannelDelivery
-from shared.notify.channels.transport import Rejected, WebhookPoster
+from shared.notify.channels.transport import Rejected, Unreachable, WebhookPoster
 from shared.notify.channels.webhooks import Webhook
 from shared.notify.rules import parse_rule
 from shared.notify.service import Notifier
@@ -75,12 +75,20 @@ class World:
         return self.notifier.save_rule(rule)
 
     def work(self) -> list[str]:
-        """The channel worker: take every visible message, post it, delete it (a raise
-        leaves it for the host's retry, as the queue trigger does)."""
-        done = []
+        """The channel worker: take every visible message, post it, delete it; an
+        Unreachable leaves it for the host's retry (visible again at once here), as the
+        queue trigger does."""
+        done, retry = [], []
         for message in self.queue.receive_messages(messages_per_page=32, visibility_timeout=30):
-            done.append(self.delivery.post(ChannelPost.parse(message.content)))
+            try:
+                done.append(self.delivery.post(ChannelPost.parse(message.content)))
+            except Unreachable:
+                retry.append(message)
+                done.append("unreachable")
+                continue
             self.queue.delete_message(message)
+        for message in retry:  # after the loop, which would take it again at once
+            self.queue.update_message(message, visibility_timeout=0)
         return done
 
     def posts(self, platform: str) -> list[dict[str, Any]]:
@@ -151,6 +159,24 @@ def test_a_404_webhook_is_marked_failing_without_blocking_the_email(world):
     assert "teams (404)" not in failing_channels(world.storage)
     world.notifier.handle(_event(world.tenant, "2026-12-03T09:00:00.0000000Z"))
     assert world.work() == ["sent", "sent"]
+
+
+def test_a_5xx_is_retried_through_the_queue_posting_once_and_poison_would_say_why(world):
+    rule = world.rule()
+    world.receiver.answer("teams", "test", 500, times=2)
+    world.notifier.handle(_event(world.tenant, "2026-12-03T07:00:00.0000000Z"))
+    assert sorted(world.work()) == ["sent", "unreachable"]
+    [message] = world.queue.receive_messages(visibility_timeout=1)
+    assert "error: 500" in world.delivery.poison_reason(message.content)
+    assert world.receiver.base_url not in world.delivery.poison_reason(message.content)
+    world.queue.update_message(message, visibility_timeout=0)
+    assert world.work() == ["unreachable"]
+    assert world.work() == ["sent"]
+    assert world.work() == []
+    assert len(world.posts("teams")) == 1 and len(world.posts("slack")) == 1
+    assert [p["status"] for p in world.receiver.posts("teams", "test")] == [500, 500, 202]
+    state = world.delivery.status.get(rule.id, "teams")
+    assert state.result == "sent" and not state.failing
 
 
 def test_a_digest_is_one_card_per_channel_grouped_by_tenant_and_severity(world):
