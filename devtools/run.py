@@ -11,6 +11,7 @@ outlives it (lifeline.py). Bad settings stop the start, named (never their value
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -60,15 +61,36 @@ def seed_registry(storage: StorageConnection, simulator: Simulator) -> list[str]
     return added
 
 
-def seed_rule(storage: StorageConnection) -> bool:
+DEMO_RULE = "Demo: High and Medium alerts to the SOC"
+# with --webhook-receiver: the demo rule posts to its Teams and Slack hooks, naming the
+# app settings WebhookReceiver.settings() exports (never a URL)
+DEMO_CHANNELS = [{"type": "teams", "name": "soc-teams", "webhook_setting": "TEAMS_WEBHOOK_SOC"},
+                 {"type": "slack", "name": "soc-slack", "webhook_setting": "SLACK_WEBHOOK_SOC"}]
+
+
+def seed_rule(rules: RuleRepository, channels: bool = False) -> bool:
     """An MSSP-wide demo rule, so emails land in MailOutbox (the portal's Outbox) within a
-    minute: recipients only get alerts raised after they were added."""
-    rules = RuleRepository(tables.table(storage, tables.NOTIFY_RULES))
-    if rules.list(GLOBAL):
+    minute: recipients only get alerts raised after they were added. `channels`: the
+    webhook receiver runs, so the rule also posts to it; without it (a later run on the
+    same storage) the demo channels are taken off again, as nothing would take their
+    posts. Channels and rules the MSSP added itself are left alone. True if it wrote."""
+    wanted = DEMO_CHANNELS if channels else []
+    found = rules.list(GLOBAL)
+    if not found:
+        rules.save(parse_rule({"name": DEMO_RULE, "recipients": ["soc@mssp.example"],
+                               "severities": ["High", "Medium"], "channels": wanted}, GLOBAL))
+        return True
+    demo = next((r for r in found if r.name == DEMO_RULE), None)
+    if demo is None:
         return False
-    rules.save(parse_rule({"name": "Demo: High and Medium alerts to the SOC",
-                           "recipients": ["soc@mssp.example"],
-                           "severities": ["High", "Medium"]}, GLOBAL))
+    demo_settings = {c["webhook_setting"] for c in DEMO_CHANNELS}
+    kept = [c for c in demo.channels if c["webhook_setting"] not in demo_settings
+            or c in wanted]
+    names = {c["name"].lower() for c in kept}
+    after = kept + [c for c in wanted if c["name"].lower() not in names]
+    if after == demo.channels or not (after or demo.recipients):
+        return False
+    rules.save(dataclasses.replace(demo, channels=after))
     return True
 
 
@@ -182,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         Settings.from_env(os.environ)  # every setting checked before "running" is said
         storage = StorageConnection.from_env(os.environ, "AzureWebJobsStorage")
         seeded = seed_registry(storage, simulator)
-        seed_rule(storage)
+        seed_rule(RuleRepository(tables.table(storage, tables.NOTIFY_RULES)),
+                  channels=webhooks is not None)
         host = Host(root, "function_app:app", http_port=args.port)
         host.start()
     except (AzuriteError, HostError, ValueError, OSError) as exc:
@@ -202,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     if webhooks:
         state["webhooks"] = webhooks.base_url
         hooks = f"Teams and Slack posts checked and kept, shown on {webhooks.base_url}/" + \
-            "".join(f"\n              {name}={url}" for name, url in webhooks.settings().items())
+            "".join(f"\n              {name}={url}" for name, url in webhooks.settings().items()) \
+            + "\n              (the demo rule posts there: channels " + \
+            ", ".join(c["name"] for c in DEMO_CHANNELS) + ")"
     partial = local / "run.json.tmp"
     partial.write_text(json.dumps(state, indent=2))
     partial.replace(local / "run.json")  # appears whole: readers poll for it

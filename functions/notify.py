@@ -114,7 +114,7 @@ def _rule_item(req: func.HttpRequest) -> func.HttpResponse:
         wrong = _no_body(req)
         if wrong is not None:
             return wrong
-        notifier.rules.delete(scope, rule.id)
+        notifier.delete_rule(rule)
         return json_response(RuleDeleted(deleted=rule.id))
     if req.method == "PUT":
         saved = _saved(req, scope, existing=rule)

@@ -124,11 +124,20 @@ class Notifier:
         return f"{self.settings.onboarding.public_base_url}/api/portal"
 
     def save_rule(self, rule: Rule) -> Rule:
-        """Save a rule (API or portal); its failing channels are tried again."""
+        """Save a rule (API or portal); its failing channels are tried again, and the
+        results of channels taken off it go."""
         saved = self.rules.save(rule)
         if self.channel_status is not None:
             self.channel_status.reset(rule.id)
+            self.channel_status.forget(rule.id, keep=[c["name"] for c in rule.channels])
         return saved
+
+    def delete_rule(self, rule: Rule) -> None:
+        """Its channels' results first: a worker dying in between leaves a rule that
+        posts on (and records anew), never a failing row no rule owns."""
+        if self.channel_status is not None:
+            self.channel_status.forget(rule.id)
+        self.rules.delete(rule.scope, rule.id)
 
     def _queue_posts(self, posts: list[ChannelPost]) -> None:
         """One queue message per channel post; the channel worker posts it once."""

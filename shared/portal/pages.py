@@ -335,6 +335,7 @@ class Portal:
         self.rules.save(rule)
         if self.channels is not None:
             self.channels.status.reset(rule.id)
+            self.channels.status.forget(rule.id, keep=[c["name"] for c in rule.channels])
 
     def _webhooks(self) -> Webhooks | None:
         return self.channels.webhooks if self.channels is not None else None
@@ -410,6 +411,8 @@ class Portal:
                                           f"{result.channel}: {result.error}",
                                           heading="The test post failed")
         elif action == "delete":
+            if self.channels is not None:  # first, as Notifier.delete_rule does
+                self.channels.status.forget(rule.id)
             self.rules.delete(rule.scope, rule.id)
         else:
             rule.enabled = action == "enable"

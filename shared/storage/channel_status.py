@@ -6,6 +6,7 @@ health check read; never the URL itself."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -66,6 +67,15 @@ class ChannelStatusRepository:
             if state.failing:
                 self._put(ChannelState(rule_id, state.name, state.scope, state.result,
                                        state.at, False))
+
+    def forget(self, rule_id: str, keep: Collection[str] = ()) -> None:
+        """The rule was deleted, or channels taken off it: their rows go, but `keep`'s
+        (names, any case). A failing row left behind would keep the health check
+        degraded for a channel nothing posts to any more."""
+        kept = {name.lower() for name in keep}
+        for state in self.for_rule(rule_id):
+            if state.name.lower() not in kept:
+                self.client.delete_entity(rule_id, encode_key(state.name))  # gone: fine
 
     def failing(self, limit: int = HEALTH_ROWS, **probe: Any) -> list[ChannelState]:
         """The failing channels (at most `limit`); `probe`: the health check's request

@@ -48,3 +48,19 @@ def test_a_failing_mark_holds_until_the_rule_is_saved_or_a_post_succeeds(status)
     status.record(other, "x", "*", "sent (test post)")
     assert not status.get(other, "x").failing
     assert not [s for s in status.failing() if s.rule_id in (rule, other)]
+
+
+def test_a_deleted_rule_or_a_removed_channel_leaves_no_row_behind(status):
+    rule, other = uuid.uuid4().hex, uuid.uuid4().hex
+    status.mark_failing(rule, "Soc/Teams ✓", SCOPE, "404 no_service", "f1")
+    status.record(rule, "ops", SCOPE, "sent")
+    status.mark_failing(rule, "old", SCOPE, "410 channel_is_archived", "f2")
+    status.mark_failing(other, "x", "*", "403 action_prohibited", "f3")
+    status.forget(rule, keep=["soc/teams ✓", "ops"])  # "old" taken off the rule
+    status.forget(rule, keep=["soc/teams ✓", "ops"])  # twice (a redelivery): the same
+    assert [s.name for s in status.for_rule(rule)] == ["Soc/Teams ✓", "ops"]
+    assert status.get(rule, "old") is None
+    status.forget(rule)  # the rule deleted
+    assert status.for_rule(rule) == [] and status.get(rule, "Soc/Teams ✓") is None
+    assert [s.rule_id for s in status.failing() if s.rule_id in (rule, other)] == [other]
+    status.forget(uuid.uuid4().hex)  # a rule with no rows: nothing to do

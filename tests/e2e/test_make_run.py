@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,9 +18,12 @@ import requests
 from shared.siem.cef import labelled, parse_cef
 from shared.storage import tables
 from shared.storage.connection import StorageConnection, azurite_connection_string
+from shared.storage.tenants import TenantRepository
 from tests.conftest import ROOT
 from tests.e2e.app_copy import copy_app
 from tests.e2e.test_devhost_cli import _alive, _free_port
+
+DEMO_NAMES = ("soc-teams", "soc-slack")  # devtools/run.py DEMO_CHANNELS
 
 
 def test_make_run_brings_up_everything_and_alerts_arrive(tmp_path):
@@ -86,6 +90,35 @@ def test_make_run_brings_up_everything_and_alerts_arrive(tmp_path):
                 and time.monotonic() < deadline:
             time.sleep(1)
         assert "soc@mssp.example" in browser.get(f"{state['portal']}/outbox", timeout=30).text
+        # --webhook-receiver: the demo rule posts real alerts to Teams and Slack, each
+        # valid for its platform, and a tenant page shows each channel's last result
+        def alert_posts(platform: str) -> list[dict]:
+            found = requests.get(f"{hooks}/_control/posts", timeout=10,
+                                 params={"platform": platform, "hook": "soc"}).json()
+            assert all(p["accepted"] for p in found), [p["reasons"] for p in found]
+            return [p for p in found if p["body"] != {"text": "hello"}]
+
+        deadline = time.monotonic() + 60
+        while not (alert_posts("teams") and alert_posts("slack")) \
+                and time.monotonic() < deadline:
+            time.sleep(1)
+        card = alert_posts("teams")[0]["body"]["attachments"][0]
+        assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
+        assert any(name in json.dumps(alert_posts("slack")[0]["body"])
+                   for name in state["tenants_seeded"])
+        tenant = next(TenantRepository(tables.table(storage, tables.TENANTS)).all())
+        sent = [re.compile(rf'data-channel="{name}">[^<]*<span[^>]*>\(\w+\)</span>:'
+                           rf'\s*<span class="muted">sent</span>') for name in DEMO_NAMES]
+
+        deadline = time.monotonic() + 20  # the last result is written after the post
+        while True:
+            page = browser.get(f"{state['portal']}/tenants/{tenant.tenant_id}",
+                               timeout=30).text
+            if all(r.search(page) for r in sent) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert all(r.search(page) for r in sent), page[-3000:]
+        assert hooks not in page  # never the webhook's URL
         azurite_pid = state["azurite_pid"]
     except BaseException:
         proc.send_signal(signal.SIGTERM)  # it stops its Azurite; a kill would orphan it

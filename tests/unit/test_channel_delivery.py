@@ -173,6 +173,21 @@ def test_a_test_post_that_works_clears_the_failing_mark(world):
     assert world.delivery.test(rule, "nope") is None
 
 
+def test_a_channel_taken_off_or_a_rule_deleted_leaves_no_failing_row_behind(world):
+    """Else the health check would stay degraded for a channel nothing posts to."""
+    rule = world.rule()
+    for name in ("soc-teams", "soc-slack"):
+        world.status.mark_failing(rule.id, name, TENANT, "404 no_service", "x")
+    world.notifier.save_rule(parse_rule({"name": "SOC", "recipients": ["soc@mssp.example"],
+                                         "channels": CHANNELS[1:]}, TENANT, existing=rule))
+    assert [(s.name, s.failing) for s in world.status.for_rule(rule.id)] == [
+        ("soc-slack", False)]  # the one kept is tried again
+    world.status.mark_failing(rule.id, "soc-slack", TENANT, "404 no_service", "x")
+    world.notifier.delete_rule(rule)
+    assert world.status.for_rule(rule.id) == [] and not world.status.failing()
+    assert world.rules.get(TENANT, rule.id) is None
+
+
 def test_a_new_url_in_the_setting_is_tried_although_the_old_one_failed(world):
     rule = world.rule()
     world.poster.answers[SLACK_URL] = [Rejected("404 no_service")]

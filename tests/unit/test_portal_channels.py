@@ -79,3 +79,28 @@ def test_the_tenant_page_shows_each_channels_last_result_and_tests_it():
     assert went.status == 303 and went.headers["Location"].endswith("?done=test")
     assert not channels.status.get(rule.id, "soc-slack").failing
     assert len(poster.to(SLACK_URL)) == 1
+
+
+def test_a_channel_taken_off_in_the_form_or_its_rule_deleted_is_no_longer_failing():
+    desk, channels, _poster = _desk()
+    rule = desk.portal.rules.save(parse_rule({"name": "SOC", "recipients": [], "channels": [
+        {"type": "slack", "name": "soc-slack", "webhook_setting": "SLACK_SOC"},
+        {"type": "slack", "name": "old", "webhook_setting": "SLACK_SOC"}]}, TENANT))
+    for name in ("soc-slack", "old"):
+        channels.status.mark_failing(rule.id, name, TENANT, "404 no_service", "x")
+    principal = auth.authenticate(desk.settings.portal, desk.headers())
+    csrf = auth.csrf_token(desk.settings.portal, principal)
+
+    def action(verb: str, form: dict[str, str] | None = None) -> object:
+        return desk.portal.rule_action(Request(
+            "POST", desk.headers(origin=PUBLIC),
+            route={"scope": TENANT, "rule_id": rule.id, "action": verb},
+            form={"csrf": csrf, "back": TENANT, **(form or {})}))
+
+    saved = action("save", {**FORM, "channels": "slack soc-slack SLACK_SOC"})
+    assert saved.status == 303, saved.body
+    assert [(s.name, s.failing) for s in channels.status.for_rule(rule.id)] == [
+        ("soc-slack", False)]
+    channels.status.mark_failing(rule.id, "soc-slack", TENANT, "404 no_service", "x")
+    assert action("delete").status == 303
+    assert channels.status.for_rule(rule.id) == [] and not channels.status.failing()

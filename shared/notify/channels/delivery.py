@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,6 +46,7 @@ class ChannelStatusStore(Protocol):
     def get(self, rule_id: str, name: str) -> ChannelState | None: ...
     def for_rule(self, rule_id: str) -> list[ChannelState]: ...
     def reset(self, rule_id: str) -> None: ...
+    def forget(self, rule_id: str, keep: Collection[str] = ()) -> None: ...
 
 
 @dataclass

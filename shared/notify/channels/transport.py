@@ -1,9 +1,15 @@
 """Posting a message to a webhook, with explicit timeouts. Errors never carry the URL
-(requests' own exception texts do, so only their type is kept)."""
+(requests' own exception texts do, so only their type is kept), nor does urllib3's DEBUG
+line per request (`"POST /services/T/B/<token> HTTP/1.1" 200`): its path is masked."""
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import requests
 
@@ -43,6 +49,39 @@ def retry_after(value: str | None) -> int:
     return min(max(seconds, 1), RETRY_AFTER_MAX)
 
 
+_posting = threading.local()  # the webhook this thread is posting to, if any
+
+
+class _MaskWebhookPath(logging.Filter):
+    """On urllib3's logger: a line naming the webhook this thread posts to names it masked
+    (Slack's path is its token, Teams' query its signature)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        webhook: Webhook | None = getattr(_posting, "webhook", None)
+        if webhook is not None:
+            parts = urlsplit(webhook.url)
+            message = record.getMessage()
+            for secret in (f"{parts.path}?{parts.query}", parts.path, parts.query):
+                if len(secret) > 1 and secret in message:
+                    message = message.replace(secret, "/…/****")
+            record.msg, record.args = message, ()
+        return True
+
+
+_URLLIB3 = logging.getLogger("urllib3.connectionpool")
+if not any(isinstance(f, _MaskWebhookPath) for f in _URLLIB3.filters):
+    _URLLIB3.addFilter(_MaskWebhookPath())
+
+
+@contextmanager
+def _posting_to(webhook: Webhook) -> Iterator[None]:
+    _posting.webhook = webhook
+    try:
+        yield
+    finally:
+        _posting.webhook = None
+
+
 class WebhookPoster:
     def __init__(self, ca_bundle: str | None = None) -> None:
         self.session = requests.Session()
@@ -50,9 +89,10 @@ class WebhookPoster:
 
     def post(self, webhook: Webhook, payload: dict[str, Any]) -> None:
         try:
-            response = self.session.post(webhook.url, json=payload, verify=self.verify,
-                                         timeout=(CONNECT_SECONDS, READ_SECONDS),
-                                         allow_redirects=False)
+            with _posting_to(webhook):
+                response = self.session.post(webhook.url, json=payload, verify=self.verify,
+                                             timeout=(CONNECT_SECONDS, READ_SECONDS),
+                                             allow_redirects=False)
         except requests.RequestException as exc:
             raise Unreachable(f"{webhook.shown}: {type(exc).__name__}") from None
         status = response.status_code

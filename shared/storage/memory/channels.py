@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +43,12 @@ class MemoryChannelStatus:
                 if key[0] == rule_id and state.failing:
                     self.rows[key] = dataclasses.replace(state, failing=False, reason="",
                                                          fingerprint="")
+
+    def forget(self, rule_id: str, keep: Collection[str] = ()) -> None:
+        kept = {name.lower() for name in keep}
+        with self._lock:
+            for key in [k for k in self.rows if k[0] == rule_id and k[1].lower() not in kept]:
+                del self.rows[key]
 
     def failing(self, limit: int = HEALTH_ROWS, **probe: Any) -> list[ChannelState]:
         with self._lock:
