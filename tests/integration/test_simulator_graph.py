@@ -64,8 +64,10 @@ def test_alerts_of_five_products_correlate_into_incidents(simulator, sim, tenant
             "#microsoft.graph.security.") and "verdict" in e and "remediationStatus" in e
             for e in alert["evidence"])
     kinds = {e["@odata.type"].rsplit(".", 1)[1] for a in alerts for e in a["evidence"]}
-    assert kinds >= {"deviceEvidence", "userEvidence", "ipEvidence", "urlEvidence",
-                     "mailboxEvidence", "analyzedMessageEvidence"}
+    # what every alert of these products carries (an IP is in some of each product's
+    # alerts only, so eight alerts do not always show one)
+    assert kinds >= {"deviceEvidence", "userEvidence", "urlEvidence", "mailboxEvidence",
+                     "analyzedMessageEvidence"}
     files = [e for a in alerts for e in a["evidence"]
              if e["@odata.type"].endswith("fileEvidence")]
     assert all(len(f["fileDetails"]["sha256"]) == 64 for f in files)
