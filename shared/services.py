@@ -396,7 +396,7 @@ def bulk_triage_on(settings: Settings, tokens: Tokens, client: DefenderClient,
                    tenants=TenantRepository(tables.table(storage, tables.TENANTS)),
                    queue=BulkQueue(tables.queue(storage, tables.BULK_QUEUE))),
         client, hooks, token=consented_app_token(settings, tokens),
-        base=lambda t: settings.identity.api_base(t.region))
+        base=lambda t: settings.identity.api_base(t.region), graph=graph_security(settings))
 
 
 @functools.cache

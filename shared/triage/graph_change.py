@@ -66,6 +66,17 @@ def shaped(alert: dict[str, Any]) -> dict[str, Any]:
     return dict(mde_shaped(alert, GRAPH)) if alert else {}
 
 
+def shows(alert: dict[str, Any], change: Change) -> bool:
+    """Whether Graph's alert shows the change: its fields, and its comment among the
+    alert's comments (bulk's read-back, which has no time to compare)."""
+    body = patch_body(change)
+    if any(alert.get(name) != value for name, value in body.items()):
+        return False
+    return change.comment is None or any(
+        isinstance(c, dict) and c.get("comment") == change.comment
+        for c in alert.get("comments") or [])
+
+
 def reflected(alert: dict[str, Any], change: Change, since: datetime,
               skew: Any) -> bool:
     """Whether Graph's alert already shows the change (each field as asked, and the
