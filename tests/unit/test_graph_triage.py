@@ -149,6 +149,7 @@ def test_the_change_goes_to_graph_in_its_values_and_the_audit_keeps_defenders():
         "status": "Resolved", "classification": "FalsePositive",
         "determination": "NotMalicious", "comment": "benign forwarding rule"}, ALICE)]
     (tenant_id, document, actor, options), = world.stored_own
+    assert (tenant_id, actor) == (world.tenant_id, ALICE)
     assert document == world.graph.alerts["fa1"] and options == {"schema": "graph"}
 
 
