@@ -7,7 +7,8 @@ bulk as a PATCH per alert within Graph's budget."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -29,6 +30,7 @@ from tests.helpers import settings
 
 V1 = "2026-12-03T08:00:00.1234567Z"
 ALICE = Actor("oid-alice", "Alice", "entra")
+ACTOR_KEY = Actor("key-ci", "ci", "api")
 RESOLVE = Change(status="Resolved", classification="FalsePositive",
                  determination="Clean", comment="benign forwarding rule")
 
@@ -258,3 +260,93 @@ def test_bulk_counts_graph_calls_per_alert_and_graphs_budget():
     assert graph_calls(Change(comment="x")) == 1
     assert graph_calls(Change(status="Resolved")) == 1
     assert call_budget.GRAPH.per_minute == 150
+
+
+# bulk -------------------------------------------------------------------------------
+class TimedGraph(FakeGraph):
+    """FakeGraph that keeps when each call was made (the bulk clock's time)."""
+
+    def __init__(self, clock: Any) -> None:
+        super().__init__()
+        self.clock, self.times = clock, []
+
+    def _take(self, kind: str, alert_id: str, body: Any) -> None:
+        self.times.append(self.clock())
+        super()._take(kind, alert_id, body)
+
+
+def bulk_world(n_graph: int, n_mde: int):
+    from shared.storage.memory.triage import MemoryBulkJobs, MemoryCallBudget
+    from shared.storage.queues import BulkQueue
+    from shared.triage.bulk import BulkStores, BulkTriage, Hooks, Target
+    from tests.triage_fakes import Audit, Clock, FakeDefender, Queue
+
+    clock = Clock()
+    defender, graph, tenants = FakeDefender(clock), TimedGraph(clock), MemoryTenants()
+    jobs, budget, queue, audit = MemoryBulkJobs(), MemoryCallBudget(), Queue(), Audit()
+    stored: list[tuple[Any, ...]] = []
+    forbidden: list[tuple[str, str]] = []
+    service = BulkTriage(
+        BulkStores(jobs, budget, tenants, BulkQueue(queue)), defender,
+        Hooks(record=audit.record, store=lambda *a, **kw: stored.append((*a, kw)),
+              forbidden=lambda t, why: forbidden.append((t, why))),
+        token=lambda t, scope=None: f"token {scope}", base=lambda t: f"https://{t.tenant_id}",
+        clock=clock, graph=graph)  # type: ignore[arg-type]
+    g_id, m_id = str(uuid.UUID(int=7)), str(uuid.UUID(int=8))
+    tenants.add(Tenant(g_id, "Graph Co", access="triage", source="graph"))
+    tenants.add(Tenant(m_id, "Mde Co", access="triage"))
+    targets = []
+    for i in range(n_graph):
+        graph.alerts[f"g{i:04d}"] = office_alert(f"g{i:04d}")
+        targets.append(Target(g_id, f"g{i:04d}", {"status": "New"}))
+    targets += [Target(m_id, a, {"status": "New"}) for a in defender.seed(m_id, n_mde)]
+
+    def drain() -> None:
+        due: list[tuple[datetime, Any]] = []
+        for _ in range(10_000):
+            due += [(clock() + timedelta(seconds=d or 0), m) for m, d in queue.sent]
+            queue.sent.clear()
+            if not due:
+                return
+            due.sort(key=lambda x: x[0])
+            at, message = due.pop(0)
+            clock.now = max(clock.now, at)
+            service.run(message)
+        raise AssertionError("did not finish")
+
+    return service, graph, defender, audit, stored, forbidden, targets, drain, g_id
+
+
+def test_bulk_writes_a_graph_tenant_per_alert_within_150_calls_a_minute():
+    service, graph, defender, audit, _, _, targets, drain, g_id = bulk_world(200, 50)
+    job = service.submit(ACTOR_KEY, RESOLVE, targets)
+    drain()
+    status = service.status(job.job_id, limit=10_000)
+    assert status is not None and status.finished
+    assert Counter(i.outcome for i in status.items) == {"done": 250}
+    assert all(a["status"] == "resolved" and a["comments"] for a in graph.alerts.values())
+    assert Counter(c[0] for c in graph.calls) == {"PATCH": 200, "POST": 200}
+    times = sorted(graph.times)
+    for i, t in enumerate(times):  # no minute holds more than 150 Graph calls
+        assert sum(1 for u in times[i:] if (u - t).total_seconds() < 60) <= 150
+    assert [c[0] for c in defender.calls] == ["batch"]  # the mde tenant: one batch
+    work = next(w for w in status.works if w.tenant_id == g_id)
+    assert work.calls == 400
+    graph_entries = [e for e in audit.entries.values() if e.tenant_id == g_id]
+    assert len(graph_entries) == 200
+    assert graph_entries[0].after["determination"] == "NotMalicious"
+
+
+def test_bulk_on_a_graph_tenant_stores_the_patch_answer_as_graph_and_a_403_stops_it():
+    service, graph, _, _, stored, forbidden, targets, drain, g_id = bulk_world(3, 0)
+    job = service.submit(ACTOR_KEY, Change(status="InProgress"), targets)
+    drain()
+    assert [s[-1] for s in stored] == [{"schema": "graph"}] * 3
+    graph.refuse = [Forbidden("Missing application roles", 403, "Forbidden",
+                              transient=False)]
+    job = service.submit(ACTOR_KEY, Change(status="Resolved"), targets)
+    drain()
+    status = service.status(job.job_id, limit=100)
+    assert status is not None
+    assert Counter(i.outcome for i in status.items) == {"refused": 3}
+    assert forbidden and forbidden[0][0] == g_id and "Microsoft Graph" in forbidden[0][1]
