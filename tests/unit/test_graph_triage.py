@@ -350,3 +350,34 @@ def test_bulk_on_a_graph_tenant_stores_the_patch_answer_as_graph_and_a_403_stops
     assert status is not None
     assert Counter(i.outcome for i in status.items) == {"refused": 3}
     assert forbidden and forbidden[0][0] == g_id and "Microsoft Graph" in forbidden[0][1]
+
+
+# the alert page -----------------------------------------------------------------------
+def test_the_alert_pages_forms_act_on_a_graph_alert():
+    import re
+
+    from tests.unit.test_portal_alert_page import ALERT, TENANT, Desk
+
+    graph = FakeGraph()
+    graph.alerts[ALERT] = office_alert(ALERT)
+    audit, tokens = MemoryAuditTrail(), Tokens()
+    desk = Desk()
+    desk.tenants.move_source(TENANT, "graph")
+    desk.alerts.store(alert_rows(TENANT, office_alert(ALERT), schema="graph"))
+    service = TriageService(desk.settings, desk.tenants, desk.alerts, audit, None,  # type: ignore[arg-type]
+                            tokens, graph=graph)  # type: ignore[arg-type]
+    desk.portal.triage_views.triage = service
+    desk.triage = service  # type: ignore[assignment]
+    body = desk.get().body
+    assert "Email reported by user as malware or phish" in body
+    fields = desk.form(body, "classify-form")
+    assert fields["seen_version"] == V1  # Graph's lastUpdateDateTime
+    response = desk.post("classify", {**fields, "verdict": "FalsePositive/NotMalicious",
+                                      "resolve": "yes", "comment": "benign"})
+    assert response.status == 200, response.body
+    assert re.search(r'id="a-status">Resolved<', response.body)
+    assert graph.alerts[ALERT]["status"] == "resolved"
+    assert graph.alerts[ALERT]["comments"][-1]["comment"] == "benign"
+    assert [e.outcome for e in audit.for_alert(TENANT, ALERT)] == ["done"]
+    stale = desk.post("assign", {**desk.form(body, "assign-form"), "assign_to": "me"})
+    assert stale.status == 409  # the page's version is gone: shown, not overwritten
