@@ -381,3 +381,21 @@ def test_the_alert_pages_forms_act_on_a_graph_alert():
     assert [e.outcome for e in audit.for_alert(TENANT, ALERT)] == ["done"]
     stale = desk.post("assign", {**desk.form(body, "assign-form"), "assign_to": "me"})
     assert stale.status == 409  # the page's version is gone: shown, not overwritten
+
+
+def test_the_consent_page_names_graphs_readwrite_permissions_for_triage():
+    from types import SimpleNamespace
+
+    from shared.web.pages import render
+
+    invitation = SimpleNamespace(source="graph", display_name="Fabrikam", expected_tenant="",
+                                 expires_at=datetime(2026, 12, 10, tzinfo=UTC))
+    html = render("invitation.html", invitation=invitation,
+                  permission=permissions("graph")["triage"], client_id="triage-app",
+                  action="/x", mssp_name="Acme")
+    assert "SecurityAlert.ReadWrite.All" in html and "SecurityIncident.ReadWrite.All" in html
+    assert "Triage" in html and "triage application" in html
+    html = render("invitation.html", invitation=invitation,
+                  permission=permissions("graph")["read"], client_id="app", action="/x",
+                  mssp_name="Acme")
+    assert "ReadWrite" not in html and "SecurityAlert.Read.All" in html
