@@ -399,3 +399,39 @@ def test_the_consent_page_names_graphs_readwrite_permissions_for_triage():
                   permission=permissions("graph")["read"], client_id="app", action="/x",
                   mssp_name="Acme")
     assert "ReadWrite" not in html and "SecurityAlert.Read.All" in html
+
+
+def test_a_graph_triage_invitation_grants_triage_from_the_graph_roles(monkeypatch):
+    from shared.tenants.onboarding import ConsentApp
+    from tests.unit.test_access_levels import TRIAGE, TriageWorld
+    from tests.unit.test_graph_source import ProbedGraph, ScopedTokens
+
+    def world_with(roles: list[str]) -> TriageWorld:
+        world = TriageWorld(monkeypatch)
+        world.triage_tokens = ScopedTokens(roles)  # type: ignore[assignment]
+        world.service = type(world.service)(
+            settings(MSSP_NAME="Acme MSSP", **TRIAGE), ScopedTokens(),  # type: ignore[arg-type]
+            world.defender, world.tenants, world.invitations, world.states, world.notices,
+            world.sign_in, triage=ConsentApp(world.triage_tokens, world.triage_sign_in),
+            graph=ProbedGraph())  # type: ignore[arg-type]
+        return world
+
+    world = world_with(list(GRAPH_TRIAGE_ROLES))
+    tenant_id = str(uuid.uuid4())
+    invitation, outcome = world.onboard(tenant_id, world.invite(access="triage",
+                                                                source="graph"))
+    assert outcome.kind == "connected", outcome
+    tenant = world.tenants.get(tenant_id)
+    assert (tenant.source, tenant.access, tenant.consent_app) == ("graph", "triage", "triage")
+    permission, _ = world.service.terms(invitation)
+    assert "SecurityAlert.ReadWrite.All" in permission.role
+    (notice,) = world.notices_of(tenant_id)
+    assert "SecurityAlert.ReadWrite.All" in notice["Body"]
+
+    short = world_with(["SecurityAlert.Read.All"])
+    tenant_id = str(uuid.uuid4())
+    outcome = short.onboard(tenant_id, short.invite(access="triage", source="graph"))[1]
+    assert outcome.kind == "connected" and "cannot update alerts" in outcome.message
+    tenant = short.tenants.get(tenant_id)
+    assert tenant.access == "read" and "not SecurityAlert.ReadWrite.All" in \
+        tenant.access_reason
