@@ -240,3 +240,46 @@ def test_the_graph_clients_writes_and_refusals(graph_pipeline):
     reader = Tokens(pipeline.settings.identity).token(tenant.tenant_id, GRAPH_SCOPE)
     with pytest.raises(Forbidden):
         client.add_comment(reader, alert_id, "no")
+
+
+def test_bulk_on_a_graph_tenant_patches_each_alert_within_graphs_budget(graph_pipeline):
+    from shared.services import bulk_hooks
+    from shared.storage.bulk_jobs import BulkJobs
+    from shared.storage.call_budget import CallBudget
+    from shared.storage.queues import BulkQueue
+    from shared.triage.bulk import BulkStores, BulkTriage, Target
+    from tests.contract.conftest import fresh_table
+    from tests.integration.test_bulk_triage_simulator import SimulatedTime
+    from tests.triage_fakes import Queue, drain
+
+    pipeline = graph_pipeline
+    sim, settings = pipeline.sim, pipeline.settings
+    tenant, ids = _graph_tenant(pipeline, "Graph Bulk", [OFFICE] * 100)
+    tid = tenant.tenant_id
+    clock, queue = SimulatedTime(sim), Queue()
+    tokens = Tokens(settings.identity)
+    service = BulkTriage(
+        BulkStores(BulkJobs(fresh_table(pipeline.storage, "gbulk")),
+                   CallBudget(fresh_table(pipeline.storage, "gbudget")), pipeline.tenants,
+                   BulkQueue(queue)),
+        DefenderClient(10, settings.identity.ca_bundle), bulk_hooks(pipeline.storage),
+        token=lambda t, scope=None: tokens.token(t.tenant_id, scope),
+        base=lambda t: settings.identity.api_base(t.region), clock=clock,
+        graph=GraphSecurityClient(settings.fetch.graph_base_url, 10,
+                                  settings.identity.ca_bundle))
+    sim.fault(tid, "status", count=2, status=429, retry_after=40)
+    sim.counters(reset=True)
+    job = service.submit(ALICE, RESOLVE, [Target(tid, a) for a in ids])
+    drain(queue, service.run, clock)
+    status = service.status(job.job_id, limit=1000)
+    assert status is not None and status.finished
+    assert status.counts["done"] == 100, [i for i in status.items if i.outcome != "done"]
+    for alert in (a for a in sim.graph_alerts(tid) if a["id"] in set(ids)):
+        assert (alert["status"], alert["classification"]) == ("resolved", "falsePositive")
+        assert [c["comment"] for c in alert["comments"]] == [RESOLVE.comment]
+    assert sim.counters()["throttled"] == 2  # the two injected: never Graph's own limit
+    (work,) = status.works
+    assert work.calls >= 200  # a PATCH and a comment per alert
+    entries = AuditTrail(tables.table(pipeline.storage, tables.AUDIT_TRAIL)).for_alert(
+        tid, ids[-1])
+    assert [(e.outcome, e.after.get("status")) for e in entries] == [("done", "Resolved")]
