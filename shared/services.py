@@ -340,15 +340,15 @@ def portal() -> Portal:
                   source_move=source_move())
 
 
-def consented_app_token(settings: Settings, tokens: Tokens) -> Callable[[Tenant], str]:
+def consented_app_token(settings: Settings, tokens: Tokens) -> Callable[..., str]:
     """A tenant's token from the app it consented to: a write needs the triage app's
     Alert.ReadWrite.All when the tenant trusts that app (`tokens`: the main app's)."""
     identity = settings.identity
     triage = tokens_for(identity.app("triage")) if identity.triage_enabled else None
 
-    def token(tenant: Tenant) -> str:
+    def token(tenant: Tenant, scope: str | None = None) -> str:
         chosen = triage if tenant.consent_app == "triage" and triage is not None else tokens
-        return chosen.token(tenant.tenant_id)
+        return chosen.token(tenant.tenant_id, scope)
     return token
 
 
@@ -360,7 +360,8 @@ def triage_on(settings: Settings, tokens: Tokens, client: DefenderClient) -> Tri
                          AlertRepository(tables.table(storage, tables.ALERTS)),
                          AuditTrail(tables.table(storage, tables.AUDIT_TRAIL)), client, tokens,
                          expect_own=own.expect, store_own=own.store,
-                         token_for=consented_app_token(settings, tokens))
+                         token_for=consented_app_token(settings, tokens),
+                         graph=graph_security(settings))
 
 
 @functools.cache
@@ -395,7 +396,7 @@ def bulk_triage_on(settings: Settings, tokens: Tokens, client: DefenderClient,
                    tenants=TenantRepository(tables.table(storage, tables.TENANTS)),
                    queue=BulkQueue(tables.queue(storage, tables.BULK_QUEUE))),
         client, hooks, token=consented_app_token(settings, tokens),
-        base=lambda t: settings.identity.api_base(t.region))
+        base=lambda t: settings.identity.api_base(t.region), graph=graph_security(settings))
 
 
 @functools.cache

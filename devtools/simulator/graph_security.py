@@ -24,9 +24,17 @@ from itertools import islice
 from typing import Any
 
 import jwt
+import orjson
 from werkzeug.wrappers import Request, Response
 
-from devtools.simulator import faults, graph_alerts, graph_incidents, graph_paging
+from devtools.simulator import (
+    alert_updates,
+    faults,
+    graph_alerts,
+    graph_incidents,
+    graph_paging,
+    graph_updates,
+)
 from devtools.simulator.http import graph_error, gzipped, json_response, streamed
 from devtools.simulator.odata import ODataError, Predicate, integer_option, parse_filter
 from devtools.simulator.tokens import GRAPH_AUDIENCE, US_GRAPH_AUDIENCE
@@ -36,6 +44,8 @@ MAX_TOP = 1000
 MAX_SKIP = 500
 ALERT_ROLES = ("SecurityAlert.Read.All", "SecurityAlert.ReadWrite.All")
 INCIDENT_ROLES = ("SecurityIncident.Read.All", "SecurityIncident.ReadWrite.All")
+ALERT_WRITE_ROLES = ("SecurityAlert.ReadWrite.All",)
+INCIDENT_WRITE_ROLES = ("SecurityIncident.ReadWrite.All",)
 AUDIENCES = (GRAPH_AUDIENCE, US_GRAPH_AUDIENCE)
 _OPTIONS = ("$filter", "$top", "$skip", "$count", "$expand", "$skiptoken")
 
@@ -170,6 +180,61 @@ class GraphSecurity:
         return json_response({"@odata.context": f"{request.host_url}v1.0/$metadata#security/"
                                                 "incidents/$entity", **found[0].raw})
 
+    # updates (triage) -----------------------------------------------------------------
+    def update_alert(self, request: Request, alert_id: str) -> Response:
+        """PATCH: 200 with the updated alert; 400 naming the bad property or value; 404
+        unknown; 403 without SecurityAlert.ReadWrite.All."""
+        return self._write(request, alert_id, comment=False)
+
+    def add_comment(self, request: Request, alert_id: str) -> Response:
+        """POST comments: 200 with the alert's comments (the new one last)."""
+        return self._write(request, alert_id, comment=True)
+
+    def _write(self, request: Request, alert_id: str, comment: bool) -> Response:
+        gate = self._gate(request, ALERT_WRITE_ROLES)
+        if isinstance(gate, Response):
+            return gate
+        tenant, app, _ = gate
+        try:
+            body = _json(request)
+            fields, text = ({}, graph_updates.parse_comment(body)) if comment else (
+                graph_updates.parse_patch(body), None)
+            self.world.write_graph_alert(tenant, alert_id, fields, text, self._name(app))
+        except (graph_updates.Invalid, alert_updates.Invalid) as exc:
+            return graph_error(400, "BadRequest", str(exc))
+        except KeyError:
+            return graph_error(404, "NotFound", f"Alert {alert_id} was not found.")
+        with self.world.lock:
+            alert = self._alert(tenant, alert_id) or {}
+        if comment:
+            return json_response({"@odata.context": f"{request.host_url}v1.0/$metadata#"
+                                  "Collection(microsoft.graph.security.alertComment)",
+                                  "value": alert.get("comments") or []})
+        return json_response({"@odata.context": f"{request.host_url}v1.0/$metadata#security/"
+                                                "alerts_v2/$entity", **alert})
+
+    def update_incident(self, request: Request, incident_id: str) -> Response:
+        """PATCH an incident: 200 with it updated (its alerts' state folded in)."""
+        gate = self._gate(request, INCIDENT_WRITE_ROLES)
+        if isinstance(gate, Response):
+            return gate
+        tenant, app, _ = gate
+        try:
+            fields = graph_updates.parse_patch(_json(request), incident=True)
+            self.world.write_incident(tenant, incident_id, fields, self._name(app))
+        except graph_updates.Invalid as exc:
+            return graph_error(400, "BadRequest", str(exc))
+        except KeyError:
+            return graph_error(404, "NotFound", f"Incident {incident_id} was not found.")
+        found = [i for i in self.incidents(tenant, False) if i.raw["id"] == incident_id]
+        return json_response({"@odata.context": f"{request.host_url}v1.0/$metadata#security/"
+                                                "incidents/$entity", **found[0].raw})
+
+    def _name(self, app: str) -> str:
+        """How Graph shows who commented: the app's name."""
+        known = self.world.apps.get(app)
+        return known.name if known else app
+
     def _list(self, request: Request, listing: str) -> Response:
         world = self.world
         gate = self._gate(request, ALERT_ROLES if listing == "alerts" else INCIDENT_ROLES)
@@ -245,6 +310,15 @@ class GraphSecurity:
         _matcher(text, listing)  # refuse a bad filter on the first page
         return graph_paging.PageState(listing, tenant_id, app, text, top, count == "true",
                                       expand is not None, 2**62, 0.0), skip
+
+
+def _json(request: Request) -> object:
+    if not request.data:
+        return None
+    try:
+        return orjson.loads(request.data)
+    except orjson.JSONDecodeError:
+        raise graph_updates.Invalid("Unable to read JSON request payload.") from None
 
 
 def _matcher(text: str | None, listing: str) -> Predicate:

@@ -25,8 +25,8 @@ from devtools.simulator.control import Control
 from devtools.simulator.defender import Defender, Graph
 from devtools.simulator.entra import Entra
 from devtools.simulator.graph_security import GraphSecurity
-from devtools.simulator.tokens import DEFENDER_AUDIENCES
-from devtools.simulator.world import TRIAGE_ROLES, App, Tenant, World
+from devtools.simulator.tokens import DEFENDER_AUDIENCES, GRAPH_AUDIENCE
+from devtools.simulator.world import GRAPH_TRIAGE_ROLES, TRIAGE_ROLES, App, Tenant, World
 
 log = logging.getLogger("simulator")
 
@@ -91,7 +91,8 @@ class Simulator:
             client_id=config.triage_client_id.lower(), name="MSSP Hub triage (simulated)",
             home_tenant=config.mssp_tenant_id, secrets={config.triage_client_secret},
             redirect_uris=list(config.redirect_uris),
-            permissions={DEFENDER_AUDIENCES[0]: list(TRIAGE_ROLES)}))
+            permissions={DEFENDER_AUDIENCES[0]: list(TRIAGE_ROLES),
+                         GRAPH_AUDIENCE: list(GRAPH_TRIAGE_ROLES)}))
         self.world.add_tenant("MSSP Operations", "mssp.onmicrosoft.com", config.mssp_tenant_id)
         self.restored = bool(config.state_path) and snapshot.load(self.world, config.state_path)
         self.keeper: snapshot.Keeper | None = None
@@ -122,7 +123,13 @@ class Simulator:
             Rule("/v1.0/security/alerts_v2", endpoint=g.list_alerts, methods=["GET"]),
             Rule("/v1.0/security/alerts_v2/<alert_id>", endpoint=g.get_alert,
                  methods=["GET"]),
+            Rule("/v1.0/security/alerts_v2/<alert_id>", endpoint=g.update_alert,
+                 methods=["PATCH"]),
+            Rule("/v1.0/security/alerts_v2/<alert_id>/comments", endpoint=g.add_comment,
+                 methods=["POST"]),
             Rule("/v1.0/security/incidents", endpoint=g.list_incidents, methods=["GET"]),
+            Rule("/v1.0/security/incidents/<incident_id>", endpoint=g.update_incident,
+                 methods=["PATCH"]),
             Rule("/v1.0/security/incidents/<incident_id>", endpoint=g.get_incident,
                  methods=["GET"]),
             Rule("/_sim/mail", endpoint=ctl(c.mail), methods=["GET", "DELETE"]),

@@ -9,7 +9,7 @@ from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from devtools.simulator import alert_updates, graph_alerts, graph_incidents
+from devtools.simulator import alert_updates, graph_alerts, graph_incidents, graph_updates
 from devtools.simulator.alerts import AlertFactory
 from devtools.simulator.clock import Clock, format_ticks, parse_ticks
 from devtools.simulator.odata import TIME_FIELDS
@@ -20,6 +20,8 @@ DEFENDER_ROLES = ["Alert.Read.All"]
 TRIAGE_ROLES = ["Alert.ReadWrite.All"]  # the MSSP's second app: triage (issue 20)
 # Graph: sendMail in the MSSP's tenant; the security API in customers' (issue 21)
 GRAPH_ROLES = ["Mail.Send", "SecurityAlert.Read.All", "SecurityIncident.Read.All"]
+# Graph triage: the triage app's update permissions on the security API
+GRAPH_TRIAGE_ROLES = ["SecurityAlert.ReadWrite.All", "SecurityIncident.ReadWrite.All"]
 
 
 @dataclass
@@ -386,6 +388,41 @@ class World:
             stored.raw = raw
             stored.reindex()
             return raw
+
+    def write_graph_alert(self, tenant: Tenant, alert_id: str, fields: dict[str, Any],
+                          comment: str | None, by: str) -> None:
+        """An update through Graph (PATCH, or a comment). An endpoint alert is Defender's:
+        changed there, in Defender's spelling, so `/api/alerts` and Graph show one state
+        (KeyError unknown; alert_updates.Invalid for a pair Defender refuses)."""
+        with self.lock:
+            if alert_id in tenant.alerts:
+                mde = graph_updates.to_mde(fields)
+                if comment is not None:
+                    mde["comment"] = comment
+                alert_updates.check_pair(mde, tenant.alerts[alert_id].raw)
+                stored = tenant.alerts[alert_id]
+                stored.raw = alert_updates.applied(stored.raw, mde, by,
+                                                   format_ticks(self.clock.now_ticks()))
+                stored.reindex()
+                return
+            other = tenant.graph_alerts.get(alert_id)
+            if other is None:
+                raise KeyError(alert_id)
+            other.raw = graph_updates.applied(other.raw, fields, comment, by,
+                                              format_ticks(self.clock.now_ticks()))
+            other.reindex()
+
+    def write_incident(self, tenant: Tenant, incident_id: str, fields: dict[str, Any],
+                       by: str) -> None:
+        """A PATCH of an incident through Graph (KeyError unknown)."""
+        with self.lock:
+            stored = tenant.incidents.get(incident_id)
+            if stored is None:
+                raise KeyError(incident_id)
+            stored.raw = {**graph_updates.applied(stored.raw, fields, None, by,
+                                                  format_ticks(self.clock.now_ticks())),
+                          "lastModifiedBy": by}
+            stored.reindex()
 
     def update_incident(self, tenant: Tenant, incident_id: str,
                         changes: dict[str, Any] | None) -> dict[str, Any]:

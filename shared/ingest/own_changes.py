@@ -24,6 +24,7 @@ from shared import codec, timefmt
 from shared.ingest.attribution import SETTABLE, WINDOW_SECONDS
 from shared.ingest.events import event_message, same, tracked
 from shared.ingest.hold import IDLE_LEASE_SECONDS
+from shared.ingest.schemas import SCHEMAS, MdeSchema, Schema
 from shared.ingest.worker import index_day
 from shared.model import TenantStatus
 from shared.storage.alert_rows import alert_rows
@@ -94,12 +95,14 @@ class OwnChanges:
 
     # with Defender's answer -------------------------------------------------------------
     def store(self, tenant_id: str, document: dict[str, Any],
-              actor: Actor | Mapping[str, str]) -> Stored:
-        """Store the alert as Defender answered a PATCH, with its event (`by` = actor),
-        at once. Storage errors are raised: the change is then the next fetch's."""
-        alert_id = str(document.get("id") or "")
+              actor: Actor | Mapping[str, str], schema: str = "mde") -> Stored:
+        """Store the alert as Defender answered a PATCH (`schema` "graph": as Graph
+        has it after an update), with its event (`by` = actor), at once. Storage errors
+        are raised: the change is then the next fetch's."""
+        source = SCHEMAS[schema]
         try:
-            timefmt.normalize(str(document.get("lastUpdateTime") or ""))
+            alert_id = source.key(document) if document.get("id") else ""
+            timefmt.normalize(str(document.get(source.version_field) or ""))
         except ValueError:
             alert_id = ""
         if not alert_id:
@@ -116,17 +119,19 @@ class OwnChanges:
                                  "change too, as yours")
         try:
             return self._store(state, tenant.tenant_id, tenant.display_name, alert_id,
-                               document, actor_of(actor))
+                               document, actor_of(actor), source)
         finally:
             state.close(owner, lease, None)
 
     def _store(self, state: Any, tenant_id: str, tenant_name: str, alert_id: str,
-               document: dict[str, Any], by: dict[str, str]) -> Stored:
-        version = timefmt.normalize(document["lastUpdateTime"])
-        day = index_day(document, version)
+               document: dict[str, Any], by: dict[str, str],
+               source: Schema = MdeSchema) -> Stored:
+        version = timefmt.normalize(document[source.version_field])
+        graph = source is not MdeSchema
+        day = source.day(document, version) if graph else index_day(document, version)
         index = state.load_index([day])
         old = index.get(alert_id)
-        new = tracked(document, version)
+        new = source.entry(document, version) if graph else tracked(document, version)
         if old is None:  # its first version is the customer's news: the fetch tells it
             return Stored(False, "the hub has not stored this alert yet; the next fetch "
                                  "stores it")
@@ -137,8 +142,14 @@ class OwnChanges:
         if alert is None:
             return Stored(False, "the hub cannot add the evidence Defender's answer "
                                  "leaves out; the next fetch stores it")
-        self.alerts.store(alert_rows(tenant_id, alert, datetime.now(UTC)))
-        event = event_message(tenant_id, tenant_name, alert, version, old, new, by)
+        if graph:
+            self.alerts.store(alert_rows(tenant_id, alert, datetime.now(UTC), key=alert_id,
+                                         version=version, schema=source.name))
+            event = event_message(tenant_id, tenant_name, alert, version, old, new, by,
+                                  alert_id=alert_id, schema=source.name)
+        else:
+            self.alerts.store(alert_rows(tenant_id, alert, datetime.now(UTC)))
+            event = event_message(tenant_id, tenant_name, alert, version, old, new, by)
         index.put(alert_id, day, new)
         try:
             state.commit_alone(index.snapshot(), [event], stamp=version)

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import requests
 import urllib3
@@ -30,8 +31,12 @@ from shared.microsoft.defender import (
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 ALERTS_PATH = "/v1.0/security/alerts_v2"
 MAX_TOP = 1_000  # the reported cap of `$top` on alerts_v2
+INCIDENTS_PATH = "/v1.0/security/incidents"
 # the application permissions a graph tenant grants (the consent page names them)
 GRAPH_PERMISSIONS = ("SecurityAlert.Read.All", "SecurityIncident.Read.All")
+# and what triage of a graph tenant needs (Graph's "Update alert", "Update incident")
+GRAPH_WRITE_PERMISSIONS = ("SecurityAlert.ReadWrite.All", "SecurityIncident.ReadWrite.All")
+COMMENT_TYPE = "microsoft.graph.security.alertComment"
 
 
 class ExpiredLink(DefenderError):
@@ -74,6 +79,52 @@ class GraphSecurityClient:
             session = self._local.session = retrying_session()
         return session
 
+    # one alert, and writes (triage): never retried, as DefenderClient's ----------------
+    def get_alert(self, token: str, alert_id: str) -> dict[str, Any]:
+        """`GET /security/alerts_v2/{id}`: the alert as Graph has it now."""
+        return self._call("GET", f"{self.base}{ALERTS_PATH}/{_segment(alert_id)}",
+                          token) or {}
+
+    def update_alert(self, token: str, alert_id: str, body: dict[str, Any]
+                     ) -> dict[str, Any]:
+        """`PATCH /security/alerts_v2/{id}` (Graph's names and values): the alert as Graph
+        answers it, or {} when it answered 204 (read it to know the new state)."""
+        return self._call("PATCH", f"{self.base}{ALERTS_PATH}/{_segment(alert_id)}", token,
+                          json=body) or {}
+
+    def add_comment(self, token: str, alert_id: str, comment: str) -> list[dict[str, Any]]:
+        """`POST /security/alerts_v2/{id}/comments`: the alert's comments as answered."""
+        answer = self._call("POST", f"{self.base}{ALERTS_PATH}/{_segment(alert_id)}/comments",
+                            token, json={"@odata.type": COMMENT_TYPE, "comment": comment})
+        value = answer.get("value") if isinstance(answer, dict) else None
+        return [c for c in value if isinstance(c, dict)] if isinstance(value, list) else []
+
+    def update_incident(self, token: str, incident_id: str, body: dict[str, Any]
+                        ) -> dict[str, Any]:
+        """`PATCH /security/incidents/{id}`: the incident as answered ({} on a 204)."""
+        return self._call("PATCH", f"{self.base}{INCIDENTS_PATH}/{_segment(incident_id)}",
+                          token, json=body) or {}
+
+    def _call(self, method: str, url: str, token: str, **options: Any) -> Any:
+        """One request (a write is sent once: the session retries GETs only); the JSON
+        answered (None for 204 or an empty body), or the refusal as DefenderClient's."""
+        try:
+            response = self.session.request(
+                method, url, headers={"Authorization": f"Bearer {token}",
+                                      "Accept": "application/json"},
+                timeout=self.timeout, verify=self.verify, **options)
+        except requests.RequestException as exc:
+            raise DefenderError(f"Graph API unreachable: {type(exc).__name__}") from exc
+        if response.status_code not in (200, 201, 204):
+            raise _write_refusal(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise DefenderError("Graph API answered a body that is not JSON", 200,
+                                "MalformedResponse") from exc
+
     @contextlib.contextmanager
     def alerts(self, token: str, *, since: str | None = None, top: int = MAX_TOP,
                link: str = "") -> Iterator[Page]:
@@ -107,6 +158,19 @@ class GraphSecurityClient:
             yield page
         finally:
             response.close()
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _write_refusal(response: requests.Response) -> DefenderError:
+    """A refused write as DefenderClient's exceptions (Forbidden: no ReadWrite role)."""
+    error = refusal(response)
+    if type(error) is DefenderError:
+        return DefenderError(str(error).replace("Defender API", "Graph API", 1),
+                             error.status, error.code, error.transient)
+    return error
 
 
 def _documents(response: requests.Response, envelope: dict[str, Any]

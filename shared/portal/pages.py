@@ -271,9 +271,12 @@ class Portal:
             if self.bulk is not None and bulk_form.JOB_ID.fullmatch(job_id) else None
         if status is None:
             return self._not_found(principal, "bulk job")
+        found = {w.tenant_id: self._find(w.tenant_id) for w in status.works}
         return self._page("portal/bulk_job.html", principal=principal, job_status=status,
                           counts=status.counts,
-                          names={w.tenant_id: w.tenant_name for w in status.works})
+                          names={w.tenant_id: w.tenant_name for w in status.works},
+                          graph={tid for tid, t in found.items()
+                                 if getattr(t, "source", "mde") == "graph"})
 
     def tenant(self, request: Request) -> Response:
         return self._guard(request, self._tenant)

@@ -38,6 +38,9 @@ class Limits:
 
 
 BATCH = Limits(10, 500)  # POST /api/alerts/batchUpdate
+# Microsoft Graph's security API, per app per tenant: 150 requests a minute (the hour's
+# is the minute's times 60: Graph documents none)
+GRAPH = Limits(150, 9_000)
 PATCH = Limits(100, 1_500)  # PATCH /api/alerts/{id}
 
 

@@ -19,6 +19,9 @@ from shared.config import IdentitySettings
 READ, TRIAGE = "read", "triage"
 ACCESS_LEVELS = (READ, TRIAGE)
 READ_ROLE, TRIAGE_ROLE = "Alert.Read.All", "Alert.ReadWrite.All"
+# a `graph` tenant's: Microsoft Graph's security API (alerts_v2 and incidents)
+GRAPH_READ_ROLES = ("SecurityAlert.Read.All", "SecurityIncident.Read.All")
+GRAPH_TRIAGE_ROLES = ("SecurityAlert.ReadWrite.All", "SecurityIncident.ReadWrite.All")
 NO_TRIAGE_APP = ("triage access needs the MSSP's triage app, and none is configured "
                  "(MSSP_TRIAGE_CLIENT_ID)")
 
@@ -37,6 +40,19 @@ PERMISSIONS = {
     TRIAGE: Permission(TRIAGE, TRIAGE_ROLE, "read alerts and update their status, "
                        "assignment, classification and comments"),
 }
+
+
+GRAPH_PERMISSIONS = {
+    READ: Permission(READ, " and ".join(GRAPH_READ_ROLES), "read alerts and incidents"),
+    TRIAGE: Permission(TRIAGE, " and ".join(GRAPH_TRIAGE_ROLES),
+                       "read alerts and incidents and update their status, assignment, "
+                       "classification and comments"),
+}
+
+
+def permissions(source: str) -> dict[str, Permission]:
+    """The permissions a tenant of `source` ("mde" or "graph") is asked for, by access."""
+    return GRAPH_PERMISSIONS if source == "graph" else PERMISSIONS
 
 
 @dataclass(frozen=True)
@@ -67,15 +83,21 @@ def token_roles(access_token: str) -> list[str]:
     return [r for r in roles if isinstance(r, str)] if isinstance(roles, list) else []
 
 
-def granted(asked: str, roles: list[str]) -> Granted:
+def granted(asked: str, roles: list[str], source: str = "mde") -> Granted:
     """The tenant's access from the roles its token carries, consenting to the app of
     `asked`. Triage only through the triage app, and only with Alert.ReadWrite.All (the
     docs also spell it Alert.Readwrite.All: compared without case), so triage access
-    always means the triage app's tokens."""
+    always means the triage app's tokens. A `graph` tenant's roles are those of its
+    Graph token: triage needs SecurityAlert.ReadWrite.All (alerts; incidents' own
+    role is asked for too, but alerts are what the hub updates)."""
+    graph = source == "graph"
     if asked == READ:
-        return Granted(READ, f"consented to read-only access ({READ_ROLE})", READ)
-    if TRIAGE_ROLE.casefold() in {r.casefold() for r in roles}:
+        names = ", ".join(GRAPH_READ_ROLES) if graph else READ_ROLE
+        return Granted(READ, f"consented to read-only access ({names})", READ)
+    needed = GRAPH_TRIAGE_ROLES[0] if graph else TRIAGE_ROLE
+    if needed.casefold() in {r.casefold() for r in roles}:
         return Granted(TRIAGE, "", TRIAGE)
-    names = ", ".join(sorted(roles)) or "no Defender roles"
-    return Granted(READ, f"the triage app was granted {names}, not {TRIAGE_ROLE}: the "
+    names = ", ".join(sorted(roles)) or ("no Graph security roles" if graph
+                                         else "no Defender roles")
+    return Granted(READ, f"the triage app was granted {names}, not {needed}: the "
                    "customer's admin can grant it and accept a new re-consent link", TRIAGE)

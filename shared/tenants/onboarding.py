@@ -35,10 +35,9 @@ from shared.storage.invitations import (
 )
 from shared.storage.tenants import TenantRepository
 from shared.tenants.access import (
-    PERMISSIONS,
-    Granted,
     Permission,
     granted,
+    permissions,
     token_roles,
     why_not_triage,
 )
@@ -126,7 +125,8 @@ class Onboarding:
         """What the consent page says is granted: the permission, and the client id of the
         app it is granted to (the one the sign-in then uses)."""
         access = invitation.access if invitation.access in self.apps else "read"
-        return PERMISSIONS[access], self.settings.identity.app(access).client_id
+        return (permissions(invitation.source)[access],
+                self.settings.identity.app(access).client_id)
 
     @staticmethod
     def now() -> datetime:
@@ -420,9 +420,7 @@ class Onboarding:
                                 "check.", "Open your invitation link again in a few minutes.",
                                 str(exc))
         asked = invitation.access if app is self.apps.get(invitation.access) else "read"
-        grant = granted(asked, token_roles(token)) if not graph else Granted(
-            "read", f"consented to read-only access ({', '.join(GRAPH_PERMISSIONS)})",
-            next(name for name, known in self.apps.items() if known is app))
+        grant = granted(asked, token_roles(token), invitation.source)
         self.invitations.begin_admission(invitation, tenant_id, OpsNotices.new_key())
         if existing is None:
             try:
@@ -451,7 +449,8 @@ class Onboarding:
         any two writes comes back here and completes what is missing."""
         name, again = tenant.display_name, " again" if invitation.reconsent_for else ""
         contact = f" Contact: {invitation.contact_email}." if invitation.contact_email else ""
-        level = (f"triage access ({PERMISSIONS['triage'].role})"
+        named = permissions(tenant.source)
+        level = (f"triage access ({named['triage'].role})"
                  if tenant.access == "triage" else "read-only access"
                  + (f": {tenant.access_reason}" if invitation.access == "triage" else ""))
         self.notices.add("tenant_onboarded", tenant.tenant_id, f"Tenant onboarded: {name}",
@@ -459,12 +458,12 @@ class Onboarding:
                          f"{invitation.id[:8]}… and is now active{again}, with {level}."
                          f"{contact}", row_key=invitation.notice_key)
         self.invitations.mark_used(invitation, tenant.tenant_id)
-        can = PERMISSIONS[tenant.access].meaning
+        can = named[tenant.access].meaning
         product = "Defender XDR (through Microsoft Graph)" if tenant.source == "graph" \
             else "Defender for Endpoint"
         short = "" if tenant.access == invitation.access else (
-            f" The application was granted {PERMISSIONS['read'].role} only, not "
-            f"{PERMISSIONS['triage'].role}, so {self.cfg.mssp_name} cannot update alerts.")
+            f" The application was granted {named['read'].role} only, not "
+            f"{named['triage'].role}, so {self.cfg.mssp_name} cannot update alerts.")
         return Outcome(200, "connected", "You are connected",
                        f"Thank you. {self.cfg.mssp_name} can now {can} in Microsoft "
                        f"{product} for {name}.{short}",

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 from shared.messages import BulkTriageRequest
 from shared.microsoft.defender import DefenderError, Forbidden, NotFound, Throttled
+from shared.microsoft.graph_security import GRAPH_SCOPE, GraphSecurityClient
 from shared.microsoft.identity import TokenError
 from shared.model import Tenant, TenantStatus
 from shared.storage import call_budget
@@ -46,6 +47,7 @@ from shared.storage.call_budget import CallBudget
 from shared.storage.errors import AlreadyExists, StateChanged
 from shared.storage.queues import BulkQueue
 from shared.storage.tenants import TenantRepository
+from shared.triage import graph_change
 from shared.triage.model import Actor, AuditEntry, Change
 
 log = logging.getLogger("mssp_hub.triage")
@@ -103,7 +105,7 @@ class Hooks:
 
     record: Callable[[list[AuditEntry]], None]
     expect: Callable[[str, list[str], dict[str, Any], Actor], None] | None = None
-    store: Callable[[str, dict[str, Any], Actor], None] | None = None
+    store: Callable[..., Any] | None = None  # (tenant_id, alert, actor[, schema=])
     forbidden: Callable[[str, str], None] | None = None
 
 
@@ -149,14 +151,26 @@ def applied(alert: dict[str, Any], change: Change) -> bool:
     return any((c or {}).get("comment") == change.comment for c in alert.get("comments") or [])
 
 
+def _graph(tenant: Tenant) -> bool:
+    return tenant.source == graph_change.GRAPH
+
+
+def graph_calls(change: Change) -> int:
+    """Graph calls one alert's change takes: a PATCH for the fields, a POST for the
+    comment."""
+    return (1 if change.fields() else 0) + (1 if change.comment is not None else 0)
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
 class BulkTriage:
     def __init__(self, stores: BulkStores, defender: Writes, hooks: Hooks, *,
-                 token: Callable[[Tenant], str], base: Callable[[Tenant], str],
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 token: Callable[..., str], base: Callable[[Tenant], str],
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 graph: GraphSecurityClient | None = None) -> None:
+        self.graph = graph  # `graph` tenants' writes: a PATCH (and a POST) per alert
         self.jobs, self.budget = stores.jobs, stores.budget
         self.tenants, self.queue = stores.tenants, stores.queue
         self.defender, self.hooks = defender, hooks
@@ -323,13 +337,22 @@ class _TenantRun:
         shown: list[str] = []
         asked = False
         try:
-            base, token = self.s.base(tenant), self.s.token(tenant)
+            if _graph(tenant):
+                token = self.s.token(tenant, GRAPH_SCOPE)
+            else:
+                base, token = self.s.base(tenant), self.s.token(tenant)
             for alert_id in unknown:
                 try:
-                    alert = self.s.defender.get_alert(base, token, alert_id)
+                    if _graph(tenant):
+                        assert self.s.graph is not None
+                        shows = graph_change.shows(self.s.graph.get_alert(token, alert_id),
+                                                   self.job.change)
+                    else:
+                        alert = self.s.defender.get_alert(base, token, alert_id)
+                        shows = alert is not None and applied(alert, self.job.change)
                 except NotFound:
-                    alert = None
-                if alert is not None and applied(alert, self.job.change):
+                    shows = False
+                if shows:
                     shown.append(alert_id)
             asked = True
         except Exception as exc:  # any failure: decide without the answer
@@ -347,15 +370,21 @@ class _TenantRun:
     def _send_chunk(self, tenant: Tenant) -> bool:
         """Send the next chunk; False when this delivery stops (re-queued)."""
         pending = self.pending
-        via = "patch" if len(pending) <= PATCH_UP_TO else "batch"
-        # one budget unit is one call: a PATCH carries one alert, a batch up to CHUNK
-        ids = pending[:1] if via == "patch" else pending[:CHUNK]
-        limits = call_budget.PATCH if via == "patch" else call_budget.BATCH
-        wait = self.s.budget.take(tenant.tenant_id, via, limits, self.s.clock())
-        if wait > 0:
-            return self._pause(f"{via} budget spent", wait)
+        graph = _graph(tenant)
+        via = "graph" if graph else "patch" if len(pending) <= PATCH_UP_TO else "batch"
+        # one budget unit is one call: a PATCH carries one alert, a batch up to CHUNK;
+        # Graph has no batch endpoint: one alert, one call per part of the change
+        ids = pending[:CHUNK] if via == "batch" else pending[:1]
+        limits = {"patch": call_budget.PATCH, "batch": call_budget.BATCH,
+                  "graph": call_budget.GRAPH}[via]
+        calls = graph_calls(self.job.change) if graph else 1
+        for _ in range(calls):
+            wait = self.s.budget.take(tenant.tenant_id, via, limits, self.s.clock())
+            if wait > 0:
+                return self._pause(f"{via} budget spent", wait)
         try:  # before the chunk is marked: no token, nothing in flight
-            base, token = self.s.base(tenant), self.s.token(tenant)
+            base = "" if graph else self.s.base(tenant)
+            token = self.s.token(tenant, GRAPH_SCOPE) if graph else self.s.token(tenant)
         except TokenError as exc:
             if exc.status is None:
                 raise  # the app's credential or Entra: the host retries the message
@@ -363,14 +392,17 @@ class _TenantRun:
             return False
         self.work.inflight = Inflight(self.work.begun, ids, via, self.s.clock() + LEASE)
         self.work.begun += 1
-        self.work.calls += 1 if via == "batch" else len(ids)
+        self.work.calls += 1 if via == "batch" else calls * len(ids)
         self.work.note = ""
         self.jobs.checkpoint(self.work)  # StateChanged: another copy is on this tenant
         change, actor = self.job.change, self.job.actor
         if self.s.hooks.expect is not None:
-            self.s.hooks.expect(tenant.tenant_id, ids, change.fields(), actor)
+            self.s.hooks.expect(tenant.tenant_id, ids, graph_change.canonical(change)
+                                if graph else change.fields(), actor)
         try:
-            if via == "batch":
+            if graph:
+                self._graph_each(tenant, token, ids)
+            elif via == "batch":
                 self.s.defender.batch_update(base, token, ids, change.body())
                 self._settle(self._mark(ids, "done", ""))
             else:
@@ -378,9 +410,11 @@ class _TenantRun:
         except Throttled as exc:
             until = self.s.clock() + timedelta(seconds=exc.retry_after)
             self.s.budget.hold(tenant.tenant_id, via, until)
-            return self._pause("throttled by Defender", exc.retry_after)
+            return self._pause("throttled by " + ("Microsoft Graph" if graph else "Defender"),
+                               exc.retry_after)
         except Forbidden as exc:
-            why = f"Defender refused the write (403): {exc}"
+            why = (f"Microsoft Graph refused the write (403): {exc}" if graph
+                   else f"Defender refused the write (403): {exc}")
             self._settle(self._mark(self.pending, "refused", why))
             if self.s.hooks.forbidden is not None:
                 self.s.hooks.forbidden(tenant.tenant_id, why)
@@ -410,6 +444,35 @@ class _TenantRun:
                 self.s.hooks.store(tenant.tenant_id, alert, self.job.actor)
             self._settle(self._mark([alert_id], "done", ""),
                          {k: alert.get(k) for k in self.job.change.fields()})
+
+    def _graph_each(self, tenant: Tenant, token: str, ids: list[str]) -> None:
+        """Graph: PATCH the fields, POST the comment, per alert (no batch endpoint). A
+        comment refused after its PATCH is settled failed, saying the fields changed."""
+        graph, change = self.s.graph, self.job.change
+        if graph is None:
+            raise DefenderError("no Graph client is configured for bulk triage", None,
+                                transient=False)
+        body = graph_change.patch_body(change)
+        for alert_id in ids:
+            answer: dict[str, Any] = {}
+            try:
+                if body:
+                    answer = graph.update_alert(token, alert_id, body)
+                if change.comment is not None:
+                    graph.add_comment(token, alert_id, change.comment)
+            except DefenderError as exc:
+                if exc.transient or exc.status in (401, 403, 429):
+                    raise
+                half = "; the fields were changed, the comment was not added" \
+                    if answer else ""
+                self._settle(self._mark([alert_id], "failed", f"{exc}{half}"[:500]))
+                continue
+            if answer and change.comment is None and self.s.hooks.store is not None:
+                self.s.hooks.store(tenant.tenant_id, answer, self.job.actor,
+                                   schema=graph_change.GRAPH)
+            shaped = graph_change.shaped(answer)
+            self._settle(self._mark([alert_id], "done", ""),
+                         {k: shaped.get(k) for k in change.fields()} if answer else None)
 
     def _pause(self, why: str, seconds: float) -> bool:
         """Put the tenant's message back for `seconds`; the job's page says why."""

@@ -39,21 +39,31 @@ from shared.microsoft.defender import (
     Throttled,
     Unauthorized,
 )
+from shared.microsoft.graph_security import (
+    GRAPH_SCOPE,
+    GRAPH_WRITE_PERMISSIONS,
+    GraphSecurityClient,
+)
 from shared.microsoft.identity import TokenError, Tokens
 from shared.model import Tenant, TenantStatus
 from shared.storage.alerts import AlertRepository
 from shared.storage.audit import AuditTrail
 from shared.storage.tenants import TenantRepository
+from shared.triage import graph_change
 from shared.triage.model import Actor, AuditEntry, Change
 
 log = logging.getLogger(__name__)
 
 READ_ONLY = ("the tenant granted read-only access: acting on its alerts needs the "
              "Alert.ReadWrite.All permission (re-consent to upgrade)")
+GRAPH_READ_ONLY = ("the tenant granted read-only access: acting on its alerts through "
+                   f"Microsoft Graph needs {GRAPH_WRITE_PERMISSIONS[0]} (re-consent to "
+                   "upgrade)")
 FIELDS = ("status", "assignedTo", "classification", "determination", "lastUpdateTime")
 
 ExpectOwn = Callable[[str, list[str], dict[str, Any], Actor], None]
-StoreOwn = Callable[[str, dict[str, Any], Actor], None]
+StoreOwn = Callable[..., Any]  # (tenant_id, document, actor[, schema="graph"])
+Done = Callable[..., "Applied"]
 
 
 class UnknownTenant(LookupError):
@@ -139,9 +149,11 @@ class TriageService:
     client: DefenderClient
     tokens: Tokens
     expect_own: ExpectOwn = field(default=lambda tenant_id, alert_ids, fields, actor: None)
-    store_own: StoreOwn = field(default=lambda tenant_id, document, actor: None)
-    # the token a write is made with (ACCESS may give triage its own app registration)
-    token_for: Callable[[Tenant], str] | None = None
+    store_own: StoreOwn = field(default=lambda tenant_id, document, actor, **_: None)
+    # the token a write is made with (ACCESS may give triage its own app registration);
+    # for a graph tenant it is called with Graph's scope as a second argument
+    token_for: Callable[..., str] | None = None
+    graph: GraphSecurityClient | None = None  # writes for `graph` tenants
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def apply(self, actor: Actor, tenant_id: str, alert_id: str, change: Change, *,
@@ -174,6 +186,9 @@ class TriageService:
         refusal = self.refusal(tenant)
         if refusal:
             return done("refused", refusal)
+        if tenant.source == graph_change.GRAPH:
+            return self._apply_graph(tenant, actor, alert_id, change, seen_version,
+                                     action_id, before, done)
         base = self.settings.identity.api_base(tenant.region)
         try:
             token = self.token_for(tenant) if self.token_for else self.tokens.token(tenant_id)
@@ -216,6 +231,86 @@ class TriageService:
                         "or may not have been made: check the alert before repeating")
         return self._stored(done("done", "200 OK", answer), answer, actor)
 
+    def _apply_graph(self, tenant: Tenant, actor: Actor, alert_id: str, change: Change,
+                     seen_version: str | None, action_id: str,
+                     before: dict[str, Any] | None, done: Done) -> Applied:
+        """The same steps through Graph: PATCH for the fields, POST for the comment (two
+        calls when both: Graph has no comment property on an alert's PATCH), then the
+        alert read back when Graph's answers do not show it whole. The audit entry keeps
+        the fields in Defender's spelling, as for an mde tenant."""
+        tenant_id, graph = tenant.tenant_id, self.graph
+        if graph is None:
+            return done("failed", "no Graph client is configured for triage")
+        body = graph_change.patch_body(change)
+        patched = False
+        try:
+            token = self.token_for(tenant, GRAPH_SCOPE) if self.token_for \
+                else self.tokens.token(tenant_id, GRAPH_SCOPE)
+            current: dict[str, Any] | None = None
+            earlier = self.audit.intend(tenant_id, alert_id, action_id, self.now())
+            if earlier is not None:  # an attempt died after asking Graph, maybe
+                current = graph.get_alert(token, alert_id)
+                if graph_change.reflected(current, change, earlier, SKEW):
+                    return self._stored_graph(done(
+                        "done", "200 OK (sent by an earlier attempt of this action)",
+                        graph_change.shaped(current)), current, actor)
+            if seen_version is not None or before is None:
+                current = current or graph.get_alert(token, alert_id)
+                now_version = current.get(graph_change.VERSION)
+                if seen_version is not None and not same_version(now_version, seen_version):
+                    return done("conflict", "the alert changed in Microsoft Graph since "
+                                f"{seen_version}: now {now_version}",
+                                graph_change.shaped(current))
+                before = before or fields_of(graph_change.shaped(current))
+            self.expect_own(tenant_id, [alert_id], graph_change.canonical(change) | (
+                {"comment": change.comment} if change.comment else {}), actor)
+            answer: dict[str, Any] = {}
+            if body:
+                answer = graph.update_alert(token, alert_id, body)
+                patched = True
+            if change.comment is not None:
+                graph.add_comment(token, alert_id, change.comment)
+            if change.comment is not None or not answer:
+                try:
+                    answer = graph.get_alert(token, alert_id)
+                except DefenderError:  # written; the next fetch stores the new version
+                    log.warning("Triage: %s/%s written, not read back", tenant_id, alert_id)
+        except TokenError as exc:
+            return done("failed", f"no token for the tenant: {exc}")
+        except Throttled as exc:
+            return done("throttled", f"429: Microsoft Graph throttled the tenant{_half(patched)}"
+                        f"; retry after {exc.retry_after} s", retry_after=exc.retry_after)
+        except Forbidden as exc:
+            reason = (f"Microsoft Graph refused a write (403): {exc}; it needs "
+                      f"{GRAPH_WRITE_PERMISSIONS[0]}")[:500]
+            self.tenants.set_access(tenant_id, "read", reason)
+            return done("refused", reason + _half(patched))
+        except NotFound:
+            return done("failed", "404: not found in Microsoft Graph")
+        except Rejected as exc:
+            return done("failed", f"400: {exc}{_half(patched)}")
+        except Unauthorized as exc:
+            self.tokens.forget(tenant_id)
+            return done("failed", f"401: {exc}")
+        except DefenderError as exc:
+            return done("failed", f"{exc.status or 'no answer'}: {exc}; the change may "
+                        "or may not have been made: check the alert before repeating")
+        return self._stored_graph(done("done", "200 OK", graph_change.shaped(answer)),
+                                  answer, actor)
+
+    def _stored_graph(self, applied: Applied, document: dict[str, Any], actor: Actor
+                      ) -> Applied:
+        """The hub's copy of the Graph alert as answered, in Graph's schema."""
+        if not document:
+            return applied
+        try:
+            self.store_own(applied.entry.tenant_id, document, actor,
+                           schema=graph_change.GRAPH)
+        except Exception:  # the next fetch stores this version anyway
+            log.exception("Triage: the hub's copy of a Graph alert of tenant %s not "
+                          "stored", applied.entry.tenant_id)
+        return applied
+
     def _stored(self, applied: Applied, document: dict[str, Any], actor: Actor) -> Applied:
         """The hub's copy of the version Defender answered (OWN), after the audit entry."""
         try:
@@ -232,5 +327,11 @@ class TriageService:
             reason = f": {tenant.status_reason}" if tenant.status_reason else ""
             return f"the tenant is {tenant.status}{reason}"
         if tenant.access != "triage":
-            return tenant.access_reason or READ_ONLY
+            return tenant.access_reason or (
+                GRAPH_READ_ONLY if tenant.source == graph_change.GRAPH else READ_ONLY)
         return ""
+
+
+def _half(patched: bool) -> str:
+    """What a failure after the PATCH leaves: the fields changed, the comment not."""
+    return ("; the fields were changed, the comment was not added" if patched else "")

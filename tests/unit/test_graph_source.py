@@ -141,6 +141,7 @@ def test_the_consent_page_names_the_graph_permissions(monkeypatch):
     assert "SecurityAlert.Read.All" in html and "SecurityIncident.Read.All" in html
     assert "Microsoft Graph" in html and "Alert.Read.All</code> on the" not in html
     mde = world.invite()
+    permission, client_id = world.service.terms(mde)
     html = render("invitation.html", invitation=mde, permission=permission,
                   client_id=client_id, action="/x", mssp_name="Acme")
     assert "SecurityAlert.Read.All" not in html and "Alert.Read.All" in html
