@@ -143,8 +143,8 @@ class OwnChanges:
             return Stored(False, "the hub cannot add the evidence Defender's answer "
                                  "leaves out; the next fetch stores it")
         if graph:
-            self.alerts.store(alert_rows(tenant_id, alert, datetime.now(UTC), key=alert_id,
-                                         version=version, schema=source.name))
+            self.alerts.store(alert_rows(tenant_id, alert, datetime.now(UTC),
+                                         schema=source.name, key=alert_id))
             event = event_message(tenant_id, tenant_name, alert, version, old, new, by,
                                   alert_id=alert_id, schema=source.name)
         else:

@@ -105,3 +105,4 @@ class GraphSchema:
 
 
 Schema = type[MdeSchema] | type[GraphSchema]
+SCHEMAS: dict[str, Schema] = {"mde": MdeSchema, "graph": GraphSchema}  # by `Tenant.source`
