@@ -235,15 +235,17 @@ class IncidentRepository:
             return None, None
         return _cursor(found[0]), found[1]
 
-    def versions(self, tenant_id: str, ids: Iterable[str]) -> dict[str, str]:
-        """The stored version of each of these incidents that is stored."""
-        wanted = sorted(set(ids))
-        out: dict[str, str] = {}
+    def stored(self, tenant_id: str, ids: Iterable[str]) -> dict[str, Incident]:
+        """The stored version of each of these incidents that is stored (the version
+        index: a chunk's classification reads it once)."""
+        wanted = sorted(i for i in set(ids) if valid_id(i))
+        out: dict[str, Incident] = {}
         for start in range(0, len(wanted), 15):  # a short OR filter per query
             group = wanted[start:start + 15]
             for entity in self._range("incidents", tenant_id, ROW, ROW + "\uffff",
                                       {"RowKey": tuple(ROW + i for i in group)}):
-                out[entity["RowKey"][len(ROW):]] = entity.get("Version") or ""
+                incident = _incident(entity)
+                out[incident.incident_id] = incident
         return out
 
     def commit(self, tenant_id: str, changes: list[tuple[Incident, str]], cursor: Cursor,

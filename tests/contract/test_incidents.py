@@ -41,7 +41,7 @@ def test_commit_rows_events_and_cursor_together(repo):
     cursor, now = repo.cursor("t1")
     assert cursor == Cursor(V1, source="graph") and now
     assert repo.get("t1", "42") == inc
-    assert repo.versions("t1", ["42", "43"]) == {"42": V1}
+    assert repo.stored("t1", ["42", "43"]) == {"42": inc}
     assert repo.outbox("t1") == [(f"o~{V1}~42", '{"e":1}')]
     assert etag
     # a commit against an old ETag (another run moved the cursor) leaves nothing
@@ -60,7 +60,8 @@ def test_outbox_in_version_order_and_drop_idempotent(repo):
     etag = repo.cursor("t1")[1]
     repo.commit("t1", [(_inc("t1", "1", V3), "c")], Cursor(V3, source="graph"), etag)
     assert [e for _, e in repo.outbox("t1")] == ["a", "b", "c"]
-    assert repo.versions("t1", ["1", "2"]) == {"1": V3, "2": V1}
+    assert {k: v.version for k, v in repo.stored("t1", ["1", "2"]).items()} == {
+        "1": V3, "2": V1}
     first = repo.outbox("t1")[0][0]
     repo.drop_outbox("t1", first)
     repo.drop_outbox("t1", first)
@@ -75,7 +76,7 @@ def test_commit_size_and_keys_checked(repo):
     with pytest.raises(ValueError):
         repo.commit("t1", [(_inc("t1", "a/b", V1), "{}")], Cursor(V1, source="graph"), None)
     repo.commit("t1", many[:MAX_PER_COMMIT], Cursor(V1, source="graph"), None)
-    assert len(repo.versions("t1", [str(i) for i in range(60)])) == MAX_PER_COMMIT
+    assert len(repo.stored("t1", [str(i) for i in range(60)])) == MAX_PER_COMMIT
     assert repo.get("t1", "../x") is None
 
 
