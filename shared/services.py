@@ -349,7 +349,7 @@ def portal() -> Portal:
                   feed=SiemFeedRepository(tables.table(storage, tables.SIEM_FEED)),
                   triage=triage(), audit=AuditTrail(tables.table(storage, tables.AUDIT_TRAIL)),
                   bulk=bulk_triage(), channels=channel_delivery(),
-                  source_move=source_move())
+                  source_move=source_move(), incidents=incidents_repo(get_settings()))
 
 
 def consented_app_token(settings: Settings, tokens: Tokens) -> Callable[[Tenant], str]:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from shared import timefmt
 from shared.ingest import graph_cursor
+from shared.ingest.schemas import GraphSchema
 from shared.messages import IncidentEvent
 from shared.microsoft import alert_stream
 from shared.microsoft.defender import DefenderError, Unauthorized
@@ -67,7 +68,8 @@ def parse(tenant_id: str, doc: Any) -> Incident:
         assignee=_text(doc.get("assignedTo")),
         classification=_text(doc.get("classification")),
         determination=_text(doc.get("determination")), tags=tuple(dict.fromkeys(tags)),
-        alert_ids=tuple(dict.fromkeys(a["id"] for a in alerts
+        # each alert under its stored key (an endpoint alert's is its Defender id)
+        alert_ids=tuple(dict.fromkeys(GraphSchema.key(a) for a in alerts
                                       if isinstance(a, dict) and isinstance(a.get("id"), str))),
         created=_text(doc.get("createdDateTime")), web_url=_text(doc.get("incidentWebUrl")))
 
