@@ -109,3 +109,17 @@ def test_option_validated_and_an_incident_only_rule_is_allowed():
 def test_queue_events_reads_incident_and_alert_messages():
     event = _event("2026-12-01T10:00:00.0000000Z", "high")
     assert queue_events(event.to_message()) == [event]
+
+
+def test_the_portal_form_sets_and_keeps_the_option():
+    from shared.portal.rule_form import rule_from_form
+    form = {"name": "i", "recipients": "a@mssp.example", "incidents_shown": "yes",
+            "incidents": "new_or_severity_rise", "enabled": "yes"}
+    rule = rule_from_form(form, TENANT)
+    assert rule.incidents == "new_or_severity_rise" and not rule.on_new
+    older_form = {"name": "i", "recipients": "a@mssp.example", "on_new": "yes",
+                  "enabled": "yes"}
+    assert rule_from_form(older_form, TENANT, existing=rule).incidents == \
+        "new_or_severity_rise"
+    with pytest.raises(ValidationError):
+        rule_from_form({**form, "incidents": "<b>"}, TENANT)
