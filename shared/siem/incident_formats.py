@@ -43,15 +43,17 @@ def incident_cef(event: Mapping[str, Any]) -> str:
         ("externalId", event.get("incident_id")), ("msg", inc.get("name")),
         ("outcome", inc.get("status")), ("act", event.get("change")),
         ("suser", inc.get("assignee")), ("request", inc.get("webUrl")),
-        ("cs1", event.get("tenant")), ("cs1Label", "TenantId"),
-        ("cs2", event.get("tenant_name")), ("cs2Label", "TenantName"),
-        ("cs3", ",".join(str(a) for a in inc.get("alertIds") or [])),
-        ("cs3Label", "AlertIds"),
-        ("cs4", ",".join(str(t) for t in inc.get("tags") or [])), ("cs4Label", "Tags"),
-        ("cs5", inc.get("classification")), ("cs5Label", "Classification"),
-        ("cs6", event.get("event_id")), ("cs6Label", "DedupeKey"),
-        ("cn1", inc.get("alertCount")), ("cn1Label", "AlertCount"),
     ]
+    custom = [("cs1", "TenantId", event.get("tenant")),
+              ("cs2", "TenantName", event.get("tenant_name")),
+              ("cs3", "AlertIds", ",".join(str(a) for a in inc.get("alertIds") or [])),
+              ("cs4", "Tags", ",".join(str(t) for t in inc.get("tags") or [])),
+              ("cs5", "Classification", inc.get("classification")),
+              ("cs6", "DedupeKey", event.get("event_id")),
+              ("cn1", "AlertCount", inc.get("alertCount"))]
+    for key, label, value in custom:  # a label only with its value
+        if value not in (None, ""):
+            pairs += [(key, value), (f"{key}Label", label)]
     ext = " ".join(f"{k}={escape_extension(str(v)[:_MAX_VALUE])}"
                    for k, v in pairs if v not in (None, ""))
     return "CEF:0|" + "|".join(escape_header(h) for h in header) + "|" + ext
