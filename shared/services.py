@@ -79,7 +79,7 @@ def ingest_stores(settings: Settings) -> IngestStores:
         relay_queue=RelayQueue(tables.queue(storage, tables.RELAY_QUEUE)),
         notices=OpsNotices.on(storage, settings.onboarding.ops_email),
         own_marks=OwnMarks(tables.table(storage, tables.OWN_CHANGE_MARKS)),
-        incidents=incidents_repo(settings),
+        incidents=incidents_repo(settings) if settings.fetch.graph_incidents else None,
         incident_relay=IncidentRelay(incidents_repo(settings), [
             EventQueue(tables.queue(storage, tables.NOTIFY_QUEUE)),
             EventQueue(tables.queue(storage, tables.SIEM_QUEUE))]))

@@ -101,19 +101,22 @@ def event_of(tenant: Tenant, incident: Incident, old: Incident | None) -> Incide
 class IncidentFetch:
     """One tenant's incident chain within a run of the worker."""
 
-    def __init__(self, graph: GraphSecurityClient, incidents: IncidentRepository,
-                 lookback_days: int, overlap: int, max_pages: int) -> None:
-        self.graph, self.incidents = graph, incidents
+    def __init__(self, incidents: IncidentRepository, lookback_days: int, overlap: int,
+                 max_pages: int) -> None:
+        self.incidents = incidents
         self.lookback_days, self.overlap, self.max_pages = lookback_days, overlap, max_pages
 
-    def run(self, tenant: Tenant, token: Callable[[bool], str], budget: Budget,
-            counts: dict[str, int], before_write: Callable[[], None]) -> bool:
+    def run(self, graph: GraphSecurityClient, tenant: Tenant, token: Callable[[bool], str],
+            budget: Budget, counts: dict[str, int], before_write: Callable[[], None]
+            ) -> bool:
         """Read the chain (or the rest of it); True when it ended, False when the budget
         or the page limit stopped it (its place committed). `token(fresh)`; `counts`
-        gets calls, pages, new, changed, unchanged; `before_write` runs before each
+        gets calls, pages, new, changed, unchanged and `waiting` (events in the outbox
+        to drain: committed now or left by a dead run); `before_write` runs before each
         commit (the worker's lease check)."""
         tid = tenant.tenant_id
-        committed, etag = self.incidents.cursor(tid)
+        committed, etag, waiting = self.incidents.open(tid)
+        counts["waiting"] = counts.get("waiting", 0) + waiting
         now = timefmt.from_datetime(datetime.now(UTC))
         position = graph_cursor.start(committed, now, self.lookback_days, self.overlap)
         access = token(False)
@@ -137,7 +140,7 @@ class IncidentFetch:
             budget.spend()
             counts["calls"] = counts.get("calls", 0) + 1
             try:
-                with self.graph.incidents(access, since=graph_cursor.since(
+                with graph.incidents(access, since=graph_cursor.since(
                         position, self.overlap), top=INCIDENTS_TOP,
                         link=position.link) as page:
                     pages += 1
@@ -189,6 +192,7 @@ class IncidentFetch:
             changes.append((incident, event_of(tenant, incident, old).to_message()))
         if changes:
             commit(changes, position)
+            counts["waiting"] = counts.get("waiting", 0) + len(changes)
         return position
 
 

@@ -241,9 +241,9 @@ class Ingestor:
         self.notices = stores.notices
         self.own_marks = stores.own_marks
         self.incident_fetch = IncidentFetch(
-            graph, stores.incidents, settings.fetch.initial_lookback_days,
+            stores.incidents, settings.fetch.initial_lookback_days,
             settings.fetch.overlap_seconds, settings.fetch.max_pages_per_run
-        ) if graph is not None and stores.incidents is not None else None
+        ) if stores.incidents is not None else None
         self.incident_relay = stores.incident_relay
         self.writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="alert-writer")
         self.committer = ThreadPoolExecutor(1, thread_name_prefix="chunk-commit")
@@ -554,7 +554,7 @@ class Ingestor:
         """The tenant's incidents after its alerts, within the same budget, then their
         outbox drained; False when the chain stopped before its end (continued by the
         next run)."""
-        if self.incident_fetch is None:
+        if self.incident_fetch is None or self.graph is None:
             return True
         tenant = hold.tenant
 
@@ -565,10 +565,11 @@ class Ingestor:
 
         counts: dict[str, int] = {}
         try:
-            done = self.incident_fetch.run(tenant, token, budget, counts, hold.secure)
+            done = self.incident_fetch.run(self.graph, tenant, token, budget, counts,
+                                           hold.secure)
         finally:
             record.api_calls += counts.get("calls", 0)
-            if self.incident_relay is not None:
+            if self.incident_relay is not None and counts.get("waiting"):
                 self.incident_relay.drain(tenant.tenant_id)
         log.info("incidents tenant=%s new=%d changed=%d unchanged=%d calls=%d",
                  tenant.tenant_id, counts.get("new", 0), counts.get("changed", 0),

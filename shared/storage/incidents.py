@@ -195,6 +195,13 @@ class IncidentRepository:
                 return
             yield dict(entity)
 
+    def _cursor_and_outbox(self, pk: str) -> list[tuple[dict[str, Any], str]]:
+        """The cursor row and the outbox rows of a partition, in one query."""
+        found = self.table.query_entities(
+            "PartitionKey eq @pk and ( RowKey eq @c or ( RowKey gt @lo and RowKey lt @hi ) )",
+            parameters={"pk": pk, "c": CURSOR, "lo": OUTBOX, "hi": OUTBOX + "\uffff"})
+        return [(dict(e), e.metadata["etag"]) for e in found]
+
     def _transact(self, pk: str, ops: list[tuple[str, dict[str, Any], str | None]]) -> str:
         """One transaction of ("upsert" | "create" | "update", entity, etag) on the
         Incidents table; the ETag of the last operation. StateChanged if a guard fails."""
@@ -234,6 +241,19 @@ class IncidentRepository:
         if found is None:
             return None, None
         return _cursor(found[0]), found[1]
+
+    def open(self, tenant_id: str) -> tuple[Cursor | None, str | None, int]:
+        """A run's one read: the cursor, its ETag, and how many events wait in the
+        outbox (left by a run that died before draining it)."""
+        cursor: Cursor | None = None
+        etag: str | None = None
+        waiting = 0
+        for entity, row_etag in self._cursor_and_outbox(tenant_id):
+            if entity["RowKey"] == CURSOR:
+                cursor, etag = _cursor(entity), row_etag
+            else:
+                waiting += 1
+        return cursor, etag, waiting
 
     def stored(self, tenant_id: str, ids: Iterable[str]) -> dict[str, Incident]:
         """The stored version of each of these incidents that is stored (the version

@@ -54,6 +54,17 @@ def test_commit_rows_events_and_cursor_together(repo):
     assert repo.cursor("t1")[0].link == "https://g/next"
 
 
+def test_open_reads_cursor_and_waiting_events_together(repo):
+    assert repo.open("t1") == (None, None, 0)
+    repo.commit("t1", [(_inc("t1", "1", V1), "a"), (_inc("t1", "2", V2), "b")],
+                Cursor(V2, source="graph"), None)
+    cursor, etag, waiting = repo.open("t1")
+    assert (cursor, etag, waiting) == (*repo.cursor("t1"), 2)
+    for row_key, _ in repo.outbox("t1"):
+        repo.drop_outbox("t1", row_key)
+    assert repo.open("t1")[2] == 0
+
+
 def test_outbox_in_version_order_and_drop_idempotent(repo):
     repo.commit("t1", [(_inc("t1", "1", V2), "b"), (_inc("t1", "2", V1), "a")],
                 Cursor(V2, source="graph"), None)

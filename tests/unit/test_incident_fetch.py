@@ -77,7 +77,7 @@ class Queue:
 class World:
     def __init__(self, max_pages: int = 100) -> None:
         self.graph, self.repo, self.queue = IncidentGraph(), MemoryIncidents(), Queue()
-        self.fetch = IncidentFetch(self.graph, self.repo, 7, 300, max_pages)  # type: ignore[arg-type]
+        self.fetch = IncidentFetch(self.repo, 7, 300, max_pages)
         self.relay = IncidentRelay(self.repo, [self.queue])  # type: ignore[list-item]
         self.secured = 0
 
@@ -89,7 +89,8 @@ class World:
     def run(self, budget: Budget | None = None) -> tuple[bool, dict[str, int]]:
         counts: dict[str, int] = {}
         try:
-            return self.fetch.run(TENANT, lambda fresh: f"token-{TENANT.tenant_id}",
+            return self.fetch.run(self.graph, TENANT,  # type: ignore[arg-type]
+                                  lambda fresh: f"token-{TENANT.tenant_id}",
                                   budget or Budget(), counts, self._secure), counts
         finally:
             self.relay.drain(TENANT.tenant_id)

@@ -41,6 +41,12 @@ class MemoryIncidents(incidents.IncidentRepository):
                 count += 1
                 yield entity
 
+    def _cursor_and_outbox(self, pk: str) -> list[tuple[dict[str, Any], str]]:
+        with self.lock:
+            return [(dict(e), etag) for (p, rk), (e, etag) in sorted(
+                self.rows["incidents"].items())
+                if p == pk and (rk == incidents.CURSOR or rk.startswith(incidents.OUTBOX))]
+
     def _transact(self, pk: str, ops: list[tuple[str, dict[str, Any], str | None]]) -> str:
         self.faults.check("transact")
         with self.lock:
