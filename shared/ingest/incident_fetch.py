@@ -98,6 +98,25 @@ def event_of(tenant: Tenant, incident: Incident, old: Incident | None) -> Incide
                          summary(incident), previous=old.version if old else "")
 
 
+class Known:
+    """Committed incident versions within the overlap: the cursor row's and this run's."""
+
+    LIMIT = 1_000  # kept in the cursor row (a string property holds 64 KiB)
+
+    def __init__(self, recent: dict[str, str]) -> None:
+        self.recent = recent
+        self.seen: dict[str, str] = {}
+
+    def get(self, incident_id: str) -> str | None:
+        return self.seen.get(incident_id) or self.recent.get(incident_id)
+
+    def at(self, cursor: Cursor, overlap: int) -> dict[str, str]:
+        """What the cursor row keeps with `cursor` ({} when too many to keep)."""
+        floor = timefmt.shift(cursor.watermark, -overlap) if overlap else cursor.watermark
+        kept = {k: v for k, v in {**self.recent, **self.seen}.items() if v >= floor}
+        return kept if len(kept) <= self.LIMIT else {}
+
+
 class IncidentFetch:
     """One tenant's incident chain within a run of the worker."""
 
@@ -115,19 +134,26 @@ class IncidentFetch:
         to drain: committed now or left by a dead run); `before_write` runs before each
         commit (the worker's lease check)."""
         tid = tenant.tenant_id
-        committed, etag, waiting = self.incidents.open(tid)
-        counts["waiting"] = counts.get("waiting", 0) + waiting
+        opening = self.incidents.open(tid)
+        committed, etag = opening.cursor, opening.etag
+        counts["waiting"] = counts.get("waiting", 0) + opening.waiting
         now = timefmt.from_datetime(datetime.now(UTC))
         position = graph_cursor.start(committed, now, self.lookback_days, self.overlap)
         access = token(False)
         retried = False
         pages = 0
+        # committed versions within the overlap before the cursor: the cursor row's, and
+        # this run's (stored or found stored); an idle re-read is classified on them alone
+        known = Known(opening.recent)
 
         def commit(changes: list[tuple[Incident, str]], cursor: Cursor) -> None:
             nonlocal etag, committed
             before_write()
+            for incident, _ in changes:
+                known.seen[incident.incident_id] = incident.version
             try:
-                etag = self.incidents.commit(tid, changes, cursor, etag)
+                etag = self.incidents.commit(tid, changes, cursor, etag,
+                                             known.at(cursor, self.overlap))
             except StateChanged as exc:
                 raise ConflictError(f"incidents of {tid}: another run moved on") from exc
             committed = cursor
@@ -146,7 +172,7 @@ class IncidentFetch:
                     pages += 1
                     counts["pages"] = counts.get("pages", 0) + 1
                     for chunk in _chunks(tid, page.documents):
-                        position = self._store(tenant, chunk, position, committed, commit,
+                        position = self._store(tenant, chunk, position, known, commit,
                                                counts)
             except Unauthorized:
                 if retried:
@@ -163,19 +189,24 @@ class IncidentFetch:
                 commit([], position)  # a killed run resumes at this page
                 continue
             ended = graph_cursor.ended(position)
-            if ended != committed:
+            if ended != committed or known.at(ended, self.overlap) != opening.recent:
                 commit([], ended)
             return True
 
     def _store(self, tenant: Tenant, chunk: list[Incident], position: Cursor,
-               committed: Cursor | None, commit: Callable[[list[tuple[Incident, str]],
-                                                           Cursor], None],
+               known: Known, commit: Callable[[list[tuple[Incident, str]], Cursor], None],
                counts: dict[str, int]) -> Cursor:
-        """Classify a chunk against the stored rows; commit its new versions with their
-        events and the chain's place (the page being read: a kill re-reads it)."""
+        """Classify a chunk against the stored rows (not read when `known` has every
+        incident of it at its version); commit its new versions with their events and the
+        chain's place (the page being read: a kill re-reads it)."""
         high = max([position.high, *(i.version for i in chunk)])
         position = replace(position, high=high)
+        if all(known.get(i.incident_id) == i.version for i in chunk):
+            counts["unchanged"] = counts.get("unchanged", 0) + len(chunk)
+            known.seen.update((i.incident_id, i.version) for i in chunk)
+            return position
         stored = self.incidents.stored(tenant.tenant_id, [i.incident_id for i in chunk])
+        known.seen.update((k, v.version) for k, v in stored.items())
         changes: list[tuple[Incident, str]] = []
         latest: dict[str, Incident] = {}
         for incident in chunk:  # a page may hold one incident twice: its latest counts

@@ -76,6 +76,16 @@ class Listed:
 
 
 @dataclass
+class Opening:
+    """What a run reads first (`IncidentRepository.open`)."""
+
+    cursor: Cursor | None = None
+    etag: str | None = None
+    recent: dict[str, str] = field(default_factory=dict)
+    waiting: int = 0
+
+
+@dataclass
 class ListPage:
     items: list[Listed] = field(default_factory=list)
     after: str = ""  # the token of the next page ("" when there is none)
@@ -134,9 +144,21 @@ def _incident(entity: dict[str, Any]) -> Incident:
         web_url=entity.get("WebUrl") or "")
 
 
-def _cursor_entity(tenant_id: str, cursor: Cursor) -> dict[str, Any]:
+def _cursor_entity(tenant_id: str, cursor: Cursor, recent: dict[str, str] | None
+                   ) -> dict[str, Any]:
     return {"PartitionKey": tenant_id, "RowKey": CURSOR, "Watermark": cursor.watermark,
-            "Link": cursor.link, "High": cursor.high, "Started": cursor.started}
+            "Link": cursor.link, "High": cursor.high, "Started": cursor.started,
+            "Recent": codec.dumps_text(recent or {})}
+
+
+def _recent(entity: dict[str, Any]) -> dict[str, str]:
+    try:
+        value = codec.loads(str(entity.get("Recent") or "{}"))
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def _cursor(entity: dict[str, Any]) -> Cursor:
@@ -242,18 +264,18 @@ class IncidentRepository:
             return None, None
         return _cursor(found[0]), found[1]
 
-    def open(self, tenant_id: str) -> tuple[Cursor | None, str | None, int]:
-        """A run's one read: the cursor, its ETag, and how many events wait in the
-        outbox (left by a run that died before draining it)."""
-        cursor: Cursor | None = None
-        etag: str | None = None
-        waiting = 0
+    def open(self, tenant_id: str) -> Opening:
+        """A run's one read: the cursor, its ETag, the versions it keeps of the
+        incidents within the overlap before it, and how many events wait in the outbox
+        (left by a run that died before draining it)."""
+        opening = Opening()
         for entity, row_etag in self._cursor_and_outbox(tenant_id):
             if entity["RowKey"] == CURSOR:
-                cursor, etag = _cursor(entity), row_etag
+                opening.cursor, opening.etag = _cursor(entity), row_etag
+                opening.recent = _recent(entity)
             else:
-                waiting += 1
-        return cursor, etag, waiting
+                opening.waiting += 1
+        return opening
 
     def stored(self, tenant_id: str, ids: Iterable[str]) -> dict[str, Incident]:
         """The stored version of each of these incidents that is stored (the version
@@ -269,9 +291,10 @@ class IncidentRepository:
         return out
 
     def commit(self, tenant_id: str, changes: list[tuple[Incident, str]], cursor: Cursor,
-               etag: str | None) -> str:
-        """New incident versions with their events (`IncidentEvent` texts) and the cursor,
-        all or nothing; the cursor's new ETag. StateChanged when the cursor moved since
+               etag: str | None, recent: dict[str, str] | None = None) -> str:
+        """New incident versions with their events (`IncidentEvent` texts) and the cursor
+        (with `recent`: incident id -> version, those within the overlap before it), all
+        or nothing; the cursor's new ETag. StateChanged when the cursor moved since
         `etag` (None: no cursor yet) was read."""
         if len(changes) > MAX_PER_COMMIT:
             raise ValueError(f"at most {MAX_PER_COMMIT} incidents a commit")
@@ -285,7 +308,7 @@ class IncidentRepository:
                                              f"{incident.incident_id}",
                                    "Event": event}, None))
         ops.append(("create" if etag is None else "update",
-                    _cursor_entity(tenant_id, cursor), etag))
+                    _cursor_entity(tenant_id, cursor, recent), etag))
         return self._transact(tenant_id, ops)
 
     def outbox(self, tenant_id: str) -> list[tuple[str, str]]:

@@ -55,14 +55,16 @@ def test_commit_rows_events_and_cursor_together(repo):
 
 
 def test_open_reads_cursor_and_waiting_events_together(repo):
-    assert repo.open("t1") == (None, None, 0)
+    empty = repo.open("t1")
+    assert (empty.cursor, empty.etag, empty.recent, empty.waiting) == (None, None, {}, 0)
     repo.commit("t1", [(_inc("t1", "1", V1), "a"), (_inc("t1", "2", V2), "b")],
-                Cursor(V2, source="graph"), None)
-    cursor, etag, waiting = repo.open("t1")
-    assert (cursor, etag, waiting) == (*repo.cursor("t1"), 2)
+                Cursor(V2, source="graph"), None, recent={"2": V2})
+    opening = repo.open("t1")
+    assert (opening.cursor, opening.etag) == repo.cursor("t1")
+    assert opening.recent == {"2": V2} and opening.waiting == 2
     for row_key, _ in repo.outbox("t1"):
         repo.drop_outbox("t1", row_key)
-    assert repo.open("t1")[2] == 0
+    assert repo.open("t1").waiting == 0
 
 
 def test_outbox_in_version_order_and_drop_idempotent(repo):

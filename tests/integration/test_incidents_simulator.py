@@ -18,6 +18,7 @@ from shared.siem.pull import item
 from tests.helpers import settings as make_settings
 from tests.integration.ingest_fixtures import Pipeline, ingest_env
 from tests.integration.ingest_fixtures import pipeline as pipeline  # the fixture
+from tests.integration.test_ingest_idle import storage_requests
 
 PRODUCTS = ["microsoftDefenderForEndpoint", "microsoftDefenderForOffice365",
             "microsoftDefenderForIdentity", "microsoftDefenderForCloudApps"]
@@ -109,3 +110,24 @@ def test_incidents_stored_once_then_a_severity_rise_is_one_event_and_one_email(p
             break
     assert sorted(i.event_id for i in items) == sorted(e.event_id for e in events)
     assert {i.type for i in items} == {"incident"}
+
+
+def test_incidents_add_one_call_and_one_storage_request_to_an_idle_graph_fetch(
+        pipeline):
+    """docs/ingest.md: incidents add one Graph call and one storage query (the cursor,
+    the versions within the overlap and any waiting events together) to an idle graph
+    fetch; the alerts' own share is measured in test_graph_fetch.py."""
+    graph = _graph(pipeline).with_settings(GRAPH_BASE_URL=pipeline.simulator.base_url)
+    tenant = _tenant(pipeline, "Idle Incident Co")
+    pipeline.sim.generate_graph(tenant.tenant_id, 4, PRODUCTS, alerts_per_incident=2,
+                                age_seconds=900)
+    assert graph.fetch(tenant).outcome == "success"
+    graph.fetch(tenant)  # this worker's first idle run is kept in the history
+    for _ in range(2):
+        request = graph.fanned_out(tenant)
+        with storage_requests() as seen:
+            idle = graph.ingestor.run(request)
+        assert (idle.outcome, idle.new, idle.changed, idle.api_calls) == (
+            "success", 0, 0, 2)
+        incidents = [s for s in seen if "/Incidents" in s]
+        assert len(incidents) == 1, "\n".join(seen)
