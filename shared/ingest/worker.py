@@ -567,6 +567,11 @@ class Ingestor:
         try:
             done = self.incident_fetch.run(self.graph, tenant, token, budget, counts,
                                            hold.secure)
+        except GraphConsentMissing as exc:  # its alerts are fetched: the tenant stays
+            done = True
+            record.error = clean(f"incidents not read: SecurityIncident.Read.All is not "
+                                 f"granted ({exc})", 1000)
+            log.warning("tenant %s: %s", tenant.tenant_id, record.error)
         finally:
             record.api_calls += counts.get("calls", 0)
             if self.incident_relay is not None and counts.get("waiting"):

@@ -263,7 +263,7 @@ class IngestGraph(IncidentGraph):
             yield page
 
 
-def test_the_ingestor_fetches_incidents_after_alerts_within_its_budget():
+def _ingest_world() -> tuple[GraphWorld, IngestGraph, MemoryIncidents, Queue]:
     world = GraphWorld()
     graph = IngestGraph()
     repo, queue = MemoryIncidents(), Queue()
@@ -274,6 +274,11 @@ def test_the_ingestor_fetches_incidents_after_alerts_within_its_budget():
         relay_queue=RelayQueue(world.relay_queue), notices=world.ingestor.notices,
         incidents=repo, incident_relay=IncidentRelay(repo, [queue])),  # type: ignore[list-item]
         graph=graph)  # type: ignore[arg-type]
+    return world, graph, repo, queue
+
+
+def test_the_ingestor_fetches_incidents_after_alerts_within_its_budget():
+    world, graph, _repo, queue = _ingest_world()
     world.add_graph(3)
     tid = world.tenant.tenant_id
     for n in range(3):
@@ -285,3 +290,42 @@ def test_the_ingestor_fetches_incidents_after_alerts_within_its_budget():
     record = world.ingestor.run(FetchRequest(tid))
     assert record.api_calls == 2 and len(queue.texts) == 3  # idle: one call each
     assert json.loads(queue.texts[0])["type"] == "incident"
+
+
+def test_a_drain_killed_in_a_run_is_finished_by_the_next_run_of_the_tenant():
+    world, graph, repo, queue = _ingest_world()
+    tid = world.tenant.tenant_id
+    for n in range(3):
+        graph.incident_store.put(tid, incident(n, world.now + timedelta(seconds=n)))
+    real = queue.send
+    sent = {"n": 0}
+
+    def dying(text: str) -> None:
+        sent["n"] += 1
+        if sent["n"] == 2:
+            raise SystemExit("killed mid-drain")
+        real(text)
+
+    queue.send = dying  # type: ignore[method-assign]
+    with pytest.raises(SystemExit):
+        world.ingestor.run(FetchRequest(tid))
+    queue.send = real  # type: ignore[method-assign]
+    assert len(queue.texts) == 1 and len(repo.outbox(tid)) == 2
+    record = world.ingestor.run(FetchRequest(tid))
+    assert record.outcome == "success" and repo.outbox(tid) == []
+    assert len(queue.texts) == 3 == len({e.event_id for e in queue.events()})
+    assert len(repo.listed(limit=10).items) == 3
+
+
+def test_incidents_refused_leave_the_tenant_fetching_its_alerts():
+    from shared.microsoft.graph_security import GraphConsentMissing
+    world, graph, _repo, _queue = _ingest_world()
+    tid = world.tenant.tenant_id
+    world.add_graph(2)
+    graph.incident_store.refuse.append(GraphConsentMissing("no incidents", 403, "",
+                                                           False))
+    record = world.ingestor.run(FetchRequest(tid))
+    assert record.outcome == "success" and record.new == 2
+    assert "SecurityIncident.Read.All" in record.error
+    tenant = world.tenants.get(tid)
+    assert tenant is not None and tenant.status == "active"
