@@ -34,8 +34,8 @@ from shared.storage.ingest_state import ConflictError
 log = logging.getLogger("mssp_hub.ingest.incidents")
 
 TRACKED = ("severity", "status", "assignee", "classification", "determination", "name")
-EVENT_IDS = 50  # alert ids an event carries (the row keeps up to MAX_LIST)
-EVENT_TEXT = 1_000  # characters per string an event carries
+EVENT_IDS = 30  # alert ids (and tags) an event carries (the row keeps more)
+EVENT_TEXT = 1_000  # characters per string an event carries (ids and tags: 100)
 
 
 class Budget(Protocol):
@@ -76,13 +76,14 @@ def parse(tenant_id: str, doc: Any) -> Incident:
 
 def summary(incident: Incident) -> dict[str, Any]:
     """What an event carries of an incident (bounded: it must fit a queue message)."""
-    return {"name": incident.name[:EVENT_TEXT], "severity": incident.severity,
-            "status": incident.status, "assignee": incident.assignee[:EVENT_TEXT],
-            "classification": incident.classification,
-            "determination": incident.determination,
-            "tags": [t[:200] for t in incident.tags[:EVENT_IDS]],
-            "alertIds": [a[:200] for a in incident.alert_ids[:EVENT_IDS]],
-            "alertCount": len(incident.alert_ids), "createdDateTime": incident.created,
+    return {"name": incident.name[:EVENT_TEXT], "severity": incident.severity[:100],
+            "status": incident.status[:100], "assignee": incident.assignee[:EVENT_TEXT],
+            "classification": incident.classification[:100],
+            "determination": incident.determination[:100],
+            "tags": [t[:100] for t in incident.tags[:EVENT_IDS]],
+            "alertIds": [a[:100] for a in incident.alert_ids[:EVENT_IDS]],
+            "alertCount": len(incident.alert_ids),
+            "createdDateTime": incident.created[:100],
             "lastUpdateDateTime": incident.version, "webUrl": incident.web_url[:EVENT_TEXT]}
 
 

@@ -36,8 +36,10 @@ CURSOR = "c"
 ROW, OUTBOX = "i~", "o~"
 INDEX_PARTITION = "incidents"
 MAX_PER_COMMIT = 49  # two operations each (row, event) and the cursor: 99 of 100
-MAX_TEXT = 4_000  # per stored string (a name, an assignee)
-MAX_LIST = 500  # tags, alert ids kept per incident
+# sizes: a row stays under ~25 KB and an event under ~20 KB, so 49 of each fit a
+# transaction's 4 MiB and a string property's 32K characters
+MAX_TEXT = 1_000  # per stored string (a name, an assignee, one tag or alert id)
+MAX_LIST_CHARS = 8_000  # the JSON of tags, of alert ids: those that fit are kept
 _INVERT = str.maketrans("0123456789", "9876543210")
 _BAD_KEY = re.compile(r"[/\\#?\x00-\x1f\x7f~]")
 _TOKEN = re.compile(r"[0-9]{21}~[^~/\\#?]{1,200}~[^~/\\#?]{1,200}")
@@ -119,9 +121,21 @@ def _entity(incident: Incident) -> dict[str, Any]:
             "Assignee": _clip(incident.assignee),
             "Classification": _clip(incident.classification),
             "Determination": _clip(incident.determination),
-            "Tags": codec.dumps_text([_clip(t) for t in incident.tags[:MAX_LIST]]),
-            "AlertIds": codec.dumps_text([_clip(a) for a in incident.alert_ids[:MAX_LIST]]),
+            "Tags": _bounded(incident.tags), "AlertIds": _bounded(incident.alert_ids),
             "Created": _clip(incident.created), "WebUrl": _clip(incident.web_url)}
+
+
+def _bounded(values: tuple[str, ...]) -> str:
+    """The JSON list of as many of `values` (each clipped) as fit MAX_LIST_CHARS."""
+    kept: list[str] = []
+    size = 2
+    for value in values:
+        value = _clip(value)
+        size += len(codec.dumps_text(value)) + 1
+        if size > MAX_LIST_CHARS:
+            break
+        kept.append(value)
+    return codec.dumps_text(kept)
 
 
 def _strings(text: Any) -> tuple[str, ...]:

@@ -122,3 +122,14 @@ def test_list_newest_first_filtered_and_paged(repo):
     assert repo.listed(statuses=("resolved",)).items == [top[0]]
     with pytest.raises(ValueError):
         repo.listed(after="not a token")
+
+
+def test_a_chunk_of_huge_incidents_fits_one_commit(repo):
+    huge = [_inc("t1", str(i), V1, name="n" * 50_000, assignee="a" * 50_000,
+                 tags=tuple("t" * 5_000 for _ in range(100)),
+                 alert_ids=tuple(f"ga{j:06d}" for j in range(5_000)))
+            for i in range(MAX_PER_COMMIT)]
+    repo.commit("t1", [(i, "e" * 20_000) for i in huge], Cursor(V1, source="graph"), None)
+    back = repo.get("t1", "0")
+    assert back is not None and back.name == "n" * 1_000
+    assert 0 < len(back.alert_ids) < 5_000 and back.alert_ids[0] == "ga000000"
