@@ -8,7 +8,7 @@ import azure.functions as func
 from functions.http import invalid, json_response, refused
 from functions.queue_messages import parse_or_record
 from shared import services, validation
-from shared.messages import ChannelPost, alert_events
+from shared.messages import ChannelPost, queue_events
 from shared.model import parse_tenant_id
 from shared.notify.rules import (
     GLOBAL,
@@ -31,7 +31,7 @@ bp = func.Blueprint()
 @bp.function_name("notify")
 @bp.queue_trigger(arg_name="msg", queue_name=NOTIFY_QUEUE, connection="AzureWebJobsStorage")
 def notify(msg: func.QueueMessage) -> None:
-    events = parse_or_record(msg, NOTIFY_QUEUE, alert_events)
+    events = parse_or_record(msg, NOTIFY_QUEUE, queue_events)
     if events:
         services.notifier().handle_all(events)  # Transient/Busy raise: the host retries
 

@@ -43,6 +43,19 @@ def portal_alerts(req: func.HttpRequest) -> func.HttpResponse:
     return _serve(req, services.portal().alerts)
 
 
+@bp.function_name("portal_incidents")
+@bp.route(route="portal/incidents", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def portal_incidents(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, services.portal().incident_views.list_page)
+
+
+@bp.function_name("portal_incident")
+@bp.route(route="portal/incidents/{tenant_id}/{incident_id}", methods=["GET"],
+          auth_level=func.AuthLevel.ANONYMOUS)
+def portal_incident(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, services.portal().incident_views.incident_page)
+
+
 @bp.function_name("portal_bulk")
 @bp.route(route="portal/bulk", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def portal_bulk(req: func.HttpRequest) -> func.HttpResponse:

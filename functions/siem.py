@@ -11,7 +11,7 @@ from functions.http import data_response, invalid, json_response
 from functions.queue_messages import parse_or_record
 from shared import services
 from shared.logsafe import clean
-from shared.messages import DeliverRequest, alert_events
+from shared.messages import DeliverRequest, queue_events
 from shared.siem.outputs import OutputsReport
 from shared.siem.pull import PullPage, parse_query, pull
 from shared.storage.tables import SIEM_DELIVERY_QUEUE, SIEM_QUEUE
@@ -24,7 +24,7 @@ log = logging.getLogger("mssp_hub.siem")
 @bp.function_name("siem_feed")
 @bp.queue_trigger(arg_name="msg", queue_name=SIEM_QUEUE, connection="AzureWebJobsStorage")
 def siem_feed(msg: func.QueueMessage) -> None:
-    events = parse_or_record(msg, SIEM_QUEUE, alert_events)
+    events = parse_or_record(msg, SIEM_QUEUE, queue_events)
     if events:  # a redelivered batch: the events in already are no-ops
         services.feed().append_all(events)
 

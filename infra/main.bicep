@@ -125,6 +125,8 @@ var tableNames = [
   'OwnChangeMarks'
   'AuditTrail'
   'NotifyChannels'
+  'Incidents'
+  'IncidentIndex'
 ]
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {

@@ -311,6 +311,69 @@ def alert_events(body: bytes | str) -> list[AlertEvent]:
     return [AlertEvent.from_data(data)]
 
 
+# notify and SIEM queues: incident events ---------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class IncidentEvent:
+    """A new or changed version of a graph tenant's incident (one per version), for the
+    notify and SIEM consumers, which dedupe on `event_id` like alert events'."""
+
+    TYPE: ClassVar[str] = "incident"
+    tenant_id: str
+    tenant_name: str
+    incident_id: str
+    version: str  # the incident's lastUpdateDateTime (normalized)
+    change: str  # new | updated
+    changed: dict[str, list[Any]]  # field -> [old, new] for updates
+    incident: dict[str, Any]  # name, severity, status, ... (shared/ingest/incident_fetch.py)
+    previous: str = ""  # the version this one replaces ("" for a new incident)
+    event_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.event_id:
+            object.__setattr__(self, "event_id",
+                               f"{self.tenant_id}:incident:{self.incident_id}:{self.version}")
+
+    def dump(self) -> dict[str, Any]:
+        return {"v": VERSION, "type": self.TYPE, "event_id": self.event_id,
+                "tenant": self.tenant_id, "tenant_name": self.tenant_name,
+                "incident_id": self.incident_id, "version": self.version,
+                "change": self.change, "changed": self.changed, "incident": self.incident,
+                "previous": self.previous}
+
+    def to_message(self) -> str:
+        return codec.dumps_text(self.dump())
+
+    @classmethod
+    def parse(cls, body: bytes | str) -> IncidentEvent:
+        return cls.from_data(_load(body, cls.TYPE))
+
+    @classmethod
+    def from_data(cls, data: Any) -> IncidentEvent:
+        data = _checked(data, cls.TYPE)
+        change = _field(data, "change", str)
+        if change not in ("new", "updated"):
+            raise BadMessage("change is neither new nor updated")
+        return cls(tenant_id=_tenant(data), tenant_name=_field(data, "tenant_name", str),
+                   incident_id=_field(data, "incident_id", str),
+                   version=_field(data, "version", str), change=change,
+                   changed=_field(data, "changed", dict),
+                   incident=_field(data, "incident", dict),
+                   previous=_field(data, "previous", str, ""),
+                   event_id=_field(data, "event_id", str))
+
+
+def queue_events(body: bytes | str) -> list[AlertEvent | IncidentEvent]:
+    """The events of a notify or SIEM queue message: alert events (`alert_events`) or
+    one incident event."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadMessage("message is not JSON") from None
+    if isinstance(data, dict) and data.get("type") == IncidentEvent.TYPE:
+        return [IncidentEvent.from_data(data)]
+    return list(alert_events(body))
+
+
 # siem-deliver -----------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class DeliverRequest:

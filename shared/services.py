@@ -8,6 +8,7 @@ from typing import Any
 
 from shared.config import Settings, get_settings
 from shared.ingest.fanout import Fanout
+from shared.ingest.incident_relay import IncidentRelay
 from shared.ingest.index_feed import IndexFeed
 from shared.ingest.own_changes import OwnChanges, Stored
 from shared.ingest.relay import Relay
@@ -38,6 +39,7 @@ from shared.storage.channel_status import ChannelStatusRepository
 from shared.storage.connection import StorageConnection
 from shared.storage.digests import DigestRepository
 from shared.storage.fanout_ledger import FanoutLedger
+from shared.storage.incidents import IncidentRepository
 from shared.storage.ingest_state import IngestStates
 from shared.storage.invitations import ConsentStateRepository, InvitationRepository
 from shared.storage.mail_outbox import MailOutbox
@@ -76,7 +78,17 @@ def ingest_stores(settings: Settings) -> IngestStores:
         fetch_queue=FetchQueue(tables.queue(storage, tables.FETCH_QUEUE)),
         relay_queue=RelayQueue(tables.queue(storage, tables.RELAY_QUEUE)),
         notices=OpsNotices.on(storage, settings.onboarding.ops_email),
-        own_marks=OwnMarks(tables.table(storage, tables.OWN_CHANGE_MARKS)))
+        own_marks=OwnMarks(tables.table(storage, tables.OWN_CHANGE_MARKS)),
+        incidents=incidents_repo(settings) if settings.fetch.graph_incidents else None,
+        incident_relay=IncidentRelay(incidents_repo(settings), [
+            EventQueue(tables.queue(storage, tables.NOTIFY_QUEUE)),
+            EventQueue(tables.queue(storage, tables.SIEM_QUEUE))]))
+
+
+def incidents_repo(settings: Settings) -> IncidentRepository:
+    """Graph tenants' incidents and the portal's list of them."""
+    return IncidentRepository(tables.table(settings.storage, tables.INCIDENTS),
+                              tables.table(settings.storage, tables.INCIDENT_INDEX))
 
 
 def ingestor_for(settings: Settings, tokens: Tokens, client: DefenderClient) -> Ingestor:
@@ -337,7 +349,7 @@ def portal() -> Portal:
                   feed=SiemFeedRepository(tables.table(storage, tables.SIEM_FEED)),
                   triage=triage(), audit=AuditTrail(tables.table(storage, tables.AUDIT_TRAIL)),
                   bulk=bulk_triage(), channels=channel_delivery(),
-                  source_move=source_move())
+                  source_move=source_move(), incidents=incidents_repo(get_settings()))
 
 
 def consented_app_token(settings: Settings, tokens: Tokens) -> Callable[..., str]:

@@ -34,6 +34,8 @@ from shared.ingest.hold import (
     TenantLeft,
     seen_tenant,
 )
+from shared.ingest.incident_fetch import IncidentFetch
+from shared.ingest.incident_relay import IncidentRelay
 from shared.ingest.schemas import GraphSchema, MdeSchema, Schema, advance, later
 from shared.logsafe import clean
 from shared.messages import FetchRequest
@@ -55,6 +57,7 @@ from shared.model import Cursor, Tenant, TenantStatus
 from shared.storage.alert_rows import alert_rows, transactions
 from shared.storage.alerts import AlertRepository
 from shared.storage.app_health import AppHealth
+from shared.storage.incidents import IncidentRepository
 from shared.storage.ingest_state import (
     ConflictError,
     Index,
@@ -214,6 +217,10 @@ class IngestStores:
     # what the MSSP asked Defender to set (shared/ingest/own_changes.py): an update that
     # is exactly that carries `by`; None: not consulted
     own_marks: OwnMarks | None = None
+    # graph tenants' incidents (shared/ingest/incident_fetch.py) and their outbox's drain;
+    # None: incidents are not fetched
+    incidents: IncidentRepository | None = None
+    incident_relay: IncidentRelay | None = None
 
 
 class Ingestor:
@@ -233,6 +240,11 @@ class Ingestor:
         self.fetch_queue, self.relay_queue = stores.fetch_queue, stores.relay_queue
         self.notices = stores.notices
         self.own_marks = stores.own_marks
+        self.incident_fetch = IncidentFetch(
+            stores.incidents, settings.fetch.initial_lookback_days,
+            settings.fetch.overlap_seconds, settings.fetch.max_pages_per_run
+        ) if stores.incidents is not None else None
+        self.incident_relay = stores.incident_relay
         self.writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="alert-writer")
         self.committer = ThreadPoolExecutor(1, thread_name_prefix="chunk-commit")
         self.idle_recorded: dict[str, float] = {}  # tenant -> when an idle run was recorded
@@ -529,11 +541,45 @@ class Ingestor:
             if more:
                 hold.secure()
                 self._checkpoint(progress)
+        if not more:
+            more = not self._fetch_incidents(hold, record, budget, tokens)
         if more:
             self._requeue(tenant.tenant_id, FetchRequest(tenant.tenant_id, True, "continue"),
                           0)
         hold.fetched_ok(more)
         record.outcome = "partial" if more else "success"
+
+    def _fetch_incidents(self, hold: RunHold, record: RunRecord, budget: Budget,
+                         tokens: Tokens) -> bool:
+        """The tenant's incidents after its alerts, within the same budget, then their
+        outbox drained; False when the chain stopped before its end (continued by the
+        next run)."""
+        if self.incident_fetch is None or self.graph is None:
+            return True
+        tenant = hold.tenant
+
+        def token(fresh: bool) -> str:
+            if fresh:
+                tokens.forget(tenant.tenant_id)
+            return tokens.token(tenant.tenant_id, graph_cursor.SCOPE)
+
+        counts: dict[str, int] = {}
+        try:
+            done = self.incident_fetch.run(self.graph, tenant, token, budget, counts,
+                                           hold.secure)
+        except GraphConsentMissing as exc:  # its alerts are fetched: the tenant stays
+            done = True
+            record.error = clean(f"incidents not read: SecurityIncident.Read.All is not "
+                                 f"granted ({exc})", 1000)
+            log.warning("tenant %s: %s", tenant.tenant_id, record.error)
+        finally:
+            record.api_calls += counts.get("calls", 0)
+            if self.incident_relay is not None and counts.get("waiting"):
+                self.incident_relay.drain(tenant.tenant_id)
+        log.info("incidents tenant=%s new=%d changed=%d unchanged=%d calls=%d",
+                 tenant.tenant_id, counts.get("new", 0), counts.get("changed", 0),
+                 counts.get("unchanged", 0), counts.get("calls", 0))
+        return done
 
     @staticmethod
     def _checkpoint(progress: Progress) -> None:

@@ -67,6 +67,8 @@ class Rule:
     # Teams and Slack: [{"type": "teams"|"slack", "name", "webhook_setting"}], the setting
     # naming the app setting that holds the webhook URL (never the URL itself)
     channels: list[dict[str, str]] = field(default_factory=list)
+    # graph tenants' incidents: off | new | new_or_severity_rise (notify/incidents.py)
+    incidents: str = "off"
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
@@ -185,6 +187,10 @@ class RuleBody(Strict):
     channels: Annotated[list[ChannelBody], Field(max_length=10)] = Field(
         default_factory=list, description="Teams and Slack channels posted to besides the "
                                           "recipients")
+    incidents: Literal["off", "new", "new_or_severity_rise"] = Field(
+        default="off", description="graph tenants' incidents: email a new incident, or "
+                                   "also one whose severity rose (one email per incident "
+                                   "version; severities and min_severity apply)")
 
 
 class Webhooks(Protocol):
@@ -214,7 +220,7 @@ def parse_rule(body: Any, scope: str, existing: Rule | None = None,
         errors.append({"field": "min_severity", "message": "give severities or min_severity"})
     if scope != GLOBAL and (values["tenants"] or values["exclude_tenants"]):
         errors.append({"field": "tenants", "message": "only MSSP-wide rules choose tenants"})
-    if not values["on_new"] and not values["on_update"]:
+    if not values["on_new"] and not values["on_update"] and values["incidents"] == "off":
         errors.append({"field": "on_new", "message": "a rule needs on_new or on_update"})
     if errors:
         raise ValidationError(errors)

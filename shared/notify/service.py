@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from shared.config import Settings
 from shared.logsafe import clean
-from shared.messages import AlertEvent, ChannelPost
+from shared.messages import AlertEvent, ChannelPost, IncidentEvent
 from shared.microsoft.identity import tokens_for
 from shared.notify.channels.compose import alert_posts, digest_posts
 from shared.notify.channels.delivery import ChannelStatusStore
@@ -24,6 +24,7 @@ from shared.notify.digest import (
     pick_batch,
     render_digest,
 )
+from shared.notify.incidents import incident_matches, render_incident
 from shared.notify.mail_health import MailHealth, MailHealthStore, mail_failure
 from shared.notify.matching import matches, recipients_for
 from shared.notify.recipients import split_recipients
@@ -172,11 +173,13 @@ class Notifier:
                       msgid or message_id(rule.id, event.event_id, mail.sender),
                       portal=self.portal)
 
-    def handle(self, event: AlertEvent) -> HandleResult:
+    def handle(self, event: AlertEvent | IncidentEvent) -> HandleResult:
         """Every matching rule gets its outcome, whatever another rule's: a bad address or
         an email that cannot be built is recorded for that rule alone. Raises Transient
         (or ledger.Busy) after the other rules, to have the queue retry the event; the
         rules already done are in the ledger and are not sent again."""
+        if isinstance(event, IncidentEvent):
+            return self.handle_incident(event)
         result = HandleResult()
         pending: Exception | None = None
         for rule in self.rules.for_tenant(event.tenant_id):
@@ -219,7 +222,7 @@ class Notifier:
             raise pending
         return result
 
-    def handle_all(self, events: Iterable[AlertEvent]) -> list[HandleResult]:
+    def handle_all(self, events: Iterable[AlertEvent | IncidentEvent]) -> list[HandleResult]:
         """Each event of a queue message (a batch), whatever another's outcome; raises
         the first Transient or Busy after all of them, to have the queue retry the
         message (the events done are in the ledger and are not sent again)."""
@@ -233,6 +236,42 @@ class Notifier:
         if pending is not None:
             raise pending
         return results
+
+    def handle_incident(self, event: IncidentEvent) -> HandleResult:
+        """An incident version: one email per matching rule (notify/incidents.py), claimed
+        in the ledger under the event id like an alert's; no digest or channel post."""
+        result = HandleResult()
+        pending: Exception | None = None
+        for rule in self.rules.for_tenant(event.tenant_id):
+            if not incident_matches(rule, event) or not rule.recipients:
+                continue
+            if isinstance(pending, Transient):
+                continue  # the mail server is down: the retry sends these
+            try:
+                claim = self.ledger.claim(rule.id, event.event_id, {"Tenant": event.tenant_id})
+            except Busy as exc:
+                pending = pending or exc
+                continue
+            if claim is None:
+                result.skipped += 1
+                continue
+
+            def build(to: list[str], date: datetime, msgid: str, rule: Rule = rule
+                      ) -> EmailMessage:
+                mail = self.settings.mail
+                return render_incident(event, rule, to, mail.sender, mail.reply_to,
+                                       self.settings.onboarding.mssp_name, date, msgid,
+                                       portal=self.portal)
+            try:
+                outcome = self._deliver(build, [r["address"] for r in rule.recipients],
+                                        rule.id, event.tenant_id, event.event_id, claim)
+            except Transient as exc:
+                pending = exc
+                continue
+            setattr(result, outcome.state, getattr(result, outcome.state) + 1)
+        if pending is not None:
+            raise pending
+        return result
 
     def _slot(self, rule: Rule) -> bool:
         """One of the rule's emails this hour, if its cap allows."""

@@ -29,10 +29,12 @@ from shared.portal.alert_views import AlertViews
 from shared.portal.audit_page import AuditReader
 from shared.portal.chart import daily_chart
 from shared.portal.exchange import Request, Response
+from shared.portal.incident_pages import IncidentViews
 from shared.portal.rule_form import SEVERITIES, rule_from_form
 from shared.portal.triage_forms import Triage
 from shared.storage.alert_index import AlertIndex
 from shared.storage.alerts import AlertRepository
+from shared.storage.incidents import IncidentRepository
 from shared.storage.mail_outbox import MailOutbox
 from shared.storage.rules import RULE_ID, RuleRepository
 from shared.storage.runs import RunHistory
@@ -80,8 +82,10 @@ class Portal:
                  feed: SiemFeedRepository | None = None, triage: Triage | None = None,
                  audit: AuditReader | None = None, bulk: BulkTriage | None = None,
                  channels: ChannelDelivery | None = None,
-                 source_move: SourceMove | None = None) -> None:
-        """`source_move`: moves tenants from mde to graph (None: not offered)."""
+                 source_move: SourceMove | None = None,
+                 incidents: IncidentRepository | None = None) -> None:
+        """`source_move`: moves tenants from mde to graph (None: not offered);
+        `incidents`: graph tenants' incidents (None: no incident pages)."""
         self.settings, self.cfg = settings, settings.portal
         self.channels = channels  # Teams/Slack: each channel's last result, test posts
         self.source_move = source_move
@@ -97,6 +101,7 @@ class Portal:
         self.portal_url = f"{public}{BASE}"
         # the alert page, its actions and the audit page (alert_views.py)
         self.triage_views = AlertViews(self, BASE, feed, triage, audit)
+        self.incident_views = IncidentViews(self, BASE, incidents)
 
     # plumbing ---------------------------------------------------------------------------
     def _page(self, template: str, status: int = 200, principal: auth.Principal | None = None,

@@ -40,7 +40,7 @@ def escape_extension(value: Any) -> str:
             .replace("\n", "\\n").replace("\r", "\\r"))
 
 
-def _millis(value: Any) -> int | None:
+def millis(value: Any) -> int | None:
     try:
         return int(timefmt.to_datetime(str(value)).timestamp() * 1000)
     except (ValueError, TypeError):
@@ -61,9 +61,9 @@ def extensions(event: Mapping[str, Any], alert: Mapping[str, Any] | None = None
     user = alert.get("relatedUser") if isinstance(alert.get("relatedUser"), dict) else {}
     by = event.get("by") if isinstance(event.get("by"), dict) else {}
     pairs: list[tuple[str, Any]] = [
-        ("rt", _millis(alert.get("lastUpdateTime") or event.get("version"))),
-        ("start", _millis(alert.get("firstEventTime"))),
-        ("end", _millis(alert.get("lastEventTime"))),
+        ("rt", millis(alert.get("lastUpdateTime") or event.get("version"))),
+        ("start", millis(alert.get("firstEventTime"))),
+        ("end", millis(alert.get("lastEventTime"))),
         ("externalId", alert.get("id") or event.get("alert_id")),
         ("msg", alert.get("title")),
         ("cat", alert.get("category")),

@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
-from shared.messages import AlertEvent
+from shared.messages import AlertEvent, IncidentEvent
 from shared.siem.feed_model import END, HOUR, Filters, Page, Position, bucket_of
 from shared.storage.alerts import AlertRepository, StoredAlert
-from shared.storage.siem_feed import SiemFeedRepository, ledger_day
+from shared.storage.siem_feed import FeedEvent, SiemFeedRepository, ledger_day
 
 # the feed's shapes are re-exported: readers (pull.py, delivery) import them from here
 __all__ = ["END", "HOUR", "Feed", "Filters", "Page", "Position", "bucket_of"]
@@ -67,20 +67,25 @@ class Feed:
         return Position(when.strftime(HOUR))
 
     # writing -----------------------------------------------------------------------------
-    def append_all(self, events: list[AlertEvent]) -> list[bool]:
+    def append_all(self, events: list[FeedEvent]) -> list[bool]:
         """`append` for the events of a queue message (a batch), in three storage calls
         for the whole batch in the usual case instead of three per event: the stored
         alerts (one query per 14), the ledger rows (one transaction per day of versions:
         created together, so one of them there already means a redelivery, and those
         events go one at a time through `append`), the entries (one transaction).
         Crash-safe as `append` is: a batch stopped between its ledger rows and its
-        entries is an event stopped there, which `append` takes over on redelivery."""
-        if len(events) < 2:
-            return [self.append(event) for event in events]
-        raws = self._raws(events)
+        entries is an event stopped there, which `append` takes over on redelivery.
+        An incident event (one a message) has no stored alert to copy."""
+        if any(isinstance(e, IncidentEvent) for e in events):
+            return [self.append(e, {} if isinstance(e, IncidentEvent) else None)
+                    for e in events]
+        alerts = [e for e in events if isinstance(e, AlertEvent)]
+        if len(alerts) < 2:
+            return [self.append(event) for event in alerts]
+        raws = self._raws(alerts)
         done: dict[str, bool] = {}
         by_day: dict[str, list[AlertEvent]] = {}
-        for event in events:
+        for event in alerts:
             by_day.setdefault(ledger_day(event), []).append(event)
         for group in by_day.values():
             for start in range(0, len(group), 100):
@@ -97,7 +102,7 @@ class Feed:
                 done.update((e.event_id, True) for e in part)
         return [done[event.event_id] for event in events]
 
-    def _rekey(self, event: AlertEvent, stamp: int, raw: dict[str, bytes]) -> None:
+    def _rekey(self, event: FeedEvent, stamp: int, raw: dict[str, bytes]) -> None:
         """The entry rewritten under a fresh stamp, the old one dropped (a reader may be
         past the old one)."""
         fresh = self.now_us()
@@ -117,14 +122,14 @@ class Feed:
                 raws[event.event_id] = _copied(event, found.get(event.alert_id))
         return raws
 
-    def append(self, event: AlertEvent, raw: dict[str, bytes] | None = None) -> bool:
+    def append(self, event: FeedEvent, raw: dict[str, bytes] | None = None) -> bool:
         """Add the event once; False when it was already in the feed (a redelivery).
 
         Three storage calls in the usual case: the stored alert (unless given as `raw`),
         the ledger row (created: it fails for a redelivery), the entry.
         """
         if raw is None:  # read before stamping: its time is not in the window
-            raw = self._raw(event)
+            raw = self._raw(event) if isinstance(event, AlertEvent) else {}
         half = self.settle_us // 2
         for _ in range(5):
             stamp, stale = self.now_us(), None

@@ -175,7 +175,15 @@ class AlertVersion(Reply):
     alert_complete: bool = Field(description="false: `alert` is the summary (the alert "
                                              "changed again, or is too large to copy)")
     alert: dict[str, Any] = Field(description="the alert as its API (`schema`) returned it, "
-                                              "evidence included")
+                                              "evidence included ({} for an incident)")
+    type: Literal["alert", "incident"] = Field(
+        default="alert", description="incident: a graph tenant's incident version "
+                                     "(`incident`), not an alert's")
+    incident_id: str | None = Field(default=None, description="the incident's id")
+    incident: dict[str, Any] | None = Field(
+        default=None, description="the incident version: name, severity, status, assignee, "
+                                  "classification, determination, tags, alertIds, times, "
+                                  "webUrl")
 
 
 class PullPage(Reply):
@@ -187,7 +195,15 @@ class PullPage(Reply):
 
 
 def item(event: Mapping[str, Any]) -> AlertVersion:
-    """One alert version as the API returns it."""
+    """One alert (or incident) version as the API returns it."""
+    if event.get("type") == "incident":
+        return AlertVersion(
+            event_id=event["event_id"], tenant_id=event["tenant"],
+            tenant_name=event.get("tenant_name"), change=event.get("change"),
+            changed=event.get("changed") or {}, version=event.get("version"),
+            feed_time=event.get("feed_time"), alert_complete=False, schema="graph",
+            product="Microsoft Defender XDR", alert={}, type="incident",
+            incident_id=event.get("incident_id"), incident=event.get("incident") or {})
     _, product, schema = event_alert(event)
     return AlertVersion(
         event_id=event["event_id"], tenant_id=event["tenant"],

@@ -22,8 +22,13 @@ import requests
 
 from shared import timefmt
 from shared.alerts.view import event_alert
-from shared.siem.cef import format_cef
-from shared.siem.ecs import to_ecs
+from shared.siem.incident_formats import (
+    cef_of,
+    ecs_of,
+    incident_document,
+    incident_severity,
+    is_incident,
+)
 from shared.siem.outputs import Output
 
 SYSLOG_SEVERITY = {"High": 2, "Medium": 4, "Low": 5, "Informational": 6}  # crit..info
@@ -41,7 +46,9 @@ class Sender(Protocol):
 def document(output: Output, event: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON shape of one event for HEC and webhooks."""
     if output.format == "ecs":
-        return to_ecs(event)
+        return ecs_of(event)
+    if is_incident(event):
+        return incident_document(event)
     _, product, schema = event_alert(event)
     return {"event_id": event["event_id"], "tenant_id": event["tenant"],
             "tenant_name": event.get("tenant_name"), "change": event.get("change"),
@@ -54,10 +61,11 @@ def document(output: Output, event: Mapping[str, Any]) -> dict[str, Any]:
 
 def syslog_frame(output: Output, event: Mapping[str, Any], hostname: str) -> bytes:
     """One RFC 5424 message; the caller adds octet counting for TCP."""
-    severity = SYSLOG_SEVERITY.get(str(event_alert(event)[0].get("severity")), 5)
+    severity = SYSLOG_SEVERITY.get(str(incident_severity(event) if is_incident(event)
+                                       else event_alert(event)[0].get("severity")), 5)
     stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    body = format_cef(event) if output.format == "cef" else json.dumps(
-        to_ecs(event), separators=(",", ":"), ensure_ascii=True)
+    body = cef_of(event) if output.format == "cef" else json.dumps(
+        ecs_of(event), separators=(",", ":"), ensure_ascii=True)
     header = f"<{output.facility * 8 + severity}>1 {stamp} {hostname} {output.app_name} - alert -"
     return f"{header} {body}".encode()
 

@@ -23,13 +23,15 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared import codec
-from shared.messages import AlertEvent
+from shared.messages import AlertEvent, IncidentEvent
 from shared.siem.feed_model import Filters, bucket_of
 from shared.storage import batch, limits
 from shared.storage.keys import encode_key
 
 META = "meta"  # PartitionKey of the prune mark
 VERSION_START = re.compile(r"\d{4}-\d\d-\d\dT")
+# what the feed holds: alert versions and (graph tenants') incident versions, each its type
+FeedEvent = AlertEvent | IncidentEvent
 
 
 @dataclass(frozen=True)
@@ -40,17 +42,17 @@ class LedgerStamp:
     etag: str
 
 
-def ledger_key(event: AlertEvent) -> tuple[str, str]:
+def ledger_key(event: FeedEvent) -> tuple[str, str]:
     """(PartitionKey, RowKey) of an event's ledger row: one partition per day of versions."""
     return "L" + event.version[:10].replace("-", ""), encode_key(event.event_id)
 
 
-def ledger_day(event: AlertEvent) -> str:
+def ledger_day(event: FeedEvent) -> str:
     """The ledger partition of an event (events of one day go in one transaction)."""
     return ledger_key(event)[0]
 
 
-def entry_key(event: AlertEvent, stamp: int) -> str:
+def entry_key(event: FeedEvent, stamp: int) -> str:
     return f"{stamp:016d}|{encode_key(event.event_id)}"
 
 
@@ -61,9 +63,19 @@ def _schema(summary: Mapping[str, Any]) -> dict[str, Any]:
     return {"schema": schema} if schema and schema != "mde" else {}
 
 
-def entry_entity(event: AlertEvent, stamp: int,
+def entry_entity(event: FeedEvent, stamp: int,
                  raw: Mapping[str, bytes] | None = None) -> dict[str, Any]:
-    """The entry: filterable columns, the event, and the stored alert (else its summary)."""
+    """The entry: filterable columns, the event, and the stored alert (else its summary);
+    an incident's entry keeps the incident as its summary."""
+    if isinstance(event, IncidentEvent):
+        return {"PartitionKey": bucket_of(stamp), "RowKey": entry_key(event, stamp),
+                "Tenant": event.tenant_id, "LastUpdateTime": event.version,
+                # as the pull API's severity filter spells it (Defender's: "High")
+                "Severity": str(event.incident.get("severity") or "").capitalize(),
+                "Status": str(event.incident.get("status") or ""),
+                "Event": codec.pack({k: v for k, v in event.dump().items()
+                                     if k != "incident"}),
+                "Summary": codec.pack(event.incident)}
     alert = event.alert
     entity: dict[str, Any] = {
         "PartitionKey": bucket_of(stamp), "RowKey": entry_key(event, stamp),
@@ -99,7 +111,9 @@ def decode(entity: Mapping[str, Any]) -> dict[str, Any]:
     """A feed entry as an event: the stored Defender alert when it was copied, else the summary."""
     event = codec.unpack(bytes(entity["Event"]))
     chunks = sorted(k for k in entity if k.startswith("Body") and k[4:].isdigit())
-    if chunks:
+    if event.get("type") == IncidentEvent.TYPE:
+        event["incident"] = codec.unpack(bytes(entity["Summary"]))
+    elif chunks:
         event["alert"] = codec.unpack(b"".join(bytes(entity[k]) for k in chunks))
         event["alert_complete"] = True
     else:
@@ -161,7 +175,7 @@ class SiemFeedRepository:
         self.client = client
 
     # the ledger ---------------------------------------------------------------------------
-    def stamp_once(self, event: AlertEvent, stamp: int) -> LedgerStamp | None:
+    def stamp_once(self, event: FeedEvent, stamp: int) -> LedgerStamp | None:
         """Record `stamp` as when the event's entry is written; None when this call
         recorded it, else the stamp an earlier delivery recorded."""
         pk, rk = ledger_key(event)
@@ -172,7 +186,7 @@ class SiemFeedRepository:
             ledger = self.client.get_entity(pk, rk)
         return LedgerStamp(int(ledger["Stamp"]), ledger.metadata["etag"])
 
-    def stamp_all(self, events: Sequence[AlertEvent], stamp: int) -> bool:
+    def stamp_all(self, events: Sequence[FeedEvent], stamp: int) -> bool:
         """`stamp_once` for several events of one ledger partition (at most 100) in one
         transaction: True when this call recorded them all, False (nothing recorded) when
         any of them was stamped before (a redelivery: take them one at a time)."""
@@ -188,7 +202,7 @@ class SiemFeedRepository:
             raise
         return True
 
-    def restamp(self, event: AlertEvent, stamp: int, etag: str) -> bool:
+    def restamp(self, event: FeedEvent, stamp: int, etag: str) -> bool:
         """Take over an abandoned stamp; False when another delivery changed it first."""
         pk, rk = ledger_key(event)
         try:
@@ -201,21 +215,21 @@ class SiemFeedRepository:
             raise
         return True
 
-    def set_stamp(self, event: AlertEvent, stamp: int) -> None:
+    def set_stamp(self, event: FeedEvent, stamp: int) -> None:
         """The entry was rewritten under a later stamp (the first write was too slow)."""
         pk, rk = ledger_key(event)
         self.client.upsert_entity({"PartitionKey": pk, "RowKey": rk, "Stamp": str(stamp)},
                                   mode=UpdateMode.MERGE)
 
     # entries ------------------------------------------------------------------------------
-    def has_entry(self, event: AlertEvent, stamp: int) -> bool:
+    def has_entry(self, event: FeedEvent, stamp: int) -> bool:
         try:
             self.client.get_entity(bucket_of(stamp), entry_key(event, stamp), select=["RowKey"])
             return True
         except ResourceNotFoundError:
             return False
 
-    def put_entry(self, event: AlertEvent, stamp: int,
+    def put_entry(self, event: FeedEvent, stamp: int,
                   raw: Mapping[str, bytes] | None = None) -> None:
         """Write (or rewrite, the same) the event's entry under `stamp`: its tenant's view
         first, so that whenever the entry is there, so is its copy."""
@@ -223,7 +237,7 @@ class SiemFeedRepository:
         self.client.upsert_entity(view_entity(entity), mode=UpdateMode.REPLACE)
         self.client.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
-    def put_entries(self, items: Sequence[tuple[AlertEvent, Mapping[str, bytes] | None]],
+    def put_entries(self, items: Sequence[tuple[FeedEvent, Mapping[str, bytes] | None]],
                     stamp: int) -> None:
         """`put_entry` for several events under one `stamp` (one partition), as few
         transactions as Azure's limits allow: the tenants' views first, as `put_entry`."""
@@ -238,7 +252,7 @@ class SiemFeedRepository:
                                       lambda op: limits.wire_size(op[1])):
                 batch.submit_transaction(self.client, step)
 
-    def drop_entry(self, event: AlertEvent, stamp: int) -> None:
+    def drop_entry(self, event: FeedEvent, stamp: int) -> None:
         """The entry first, then its copy (a copy left alone is dropped again later)."""
         bucket, key = bucket_of(stamp), entry_key(event, stamp)
         for pk in (bucket, view_of(bucket, event.tenant_id)):

@@ -48,6 +48,10 @@ AUDIT_TRAIL = "AuditTrail"
 # (storage/bulk_jobs.py), each tenant's Defender call budget (storage/call_budget.py)
 BULK_JOBS = "BulkJobs"
 CALL_BUDGET = "CallBudget"
+# Incidents of graph tenants: rows, fetch cursor and event outbox per tenant, and the
+# portal's cross-tenant list (storage/incidents.py)
+INCIDENTS = "Incidents"
+INCIDENT_INDEX = "IncidentIndex"
 
 FETCH_QUEUE = "fetch-requests"
 RELAY_QUEUE = "alert-relay"

@@ -335,6 +335,15 @@ def _portal_paths() -> dict[str, Any]:
         "/api/portal": {"get": page("Overview: every tenant's health and open alerts")},
         "/api/portal/alerts": {"get": page("Alerts across tenants, filtered, newest first",
                                            parameters=query)},
+        "/api/portal/incidents": {"get": page(
+            "Incidents of graph tenants across tenants, newest update first",
+            parameters=[{"name": n, "in": "query", "schema": {"type": "string"}}
+                        for n in ("tenant", "severity", "status", "after")])},
+        "/api/portal/incidents/{tenant_id}/{incident_id}": {"get": page(
+            "An incident with links to its alerts' pages",
+            parameters=[{"name": n, "in": "path", "required": True,
+                         "schema": {"type": "string"}} for n in ("tenant_id",
+                                                                   "incident_id")])},
         "/api/portal/bulk": {"post": {
             **change(f"Start a bulk action: the checked alerts (`sel`: tenant|alert) or every "
                      f"alert matching the filter (`scope=filter`, `f_*`; at most "

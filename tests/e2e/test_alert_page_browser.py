@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 import requests
 
+from shared import timefmt
 from shared.model import Tenant
 from shared.storage import tables
 from shared.storage.mail_outbox import MailOutbox
@@ -161,7 +162,7 @@ def test_triage_from_the_alert_page_and_a_conflict_is_shown_not_overwritten(
     assert [e["change"] for e in entries] == ["updated", "updated", "new"]
     assert all((e.get("by") or {}).get("name") == "analyst@mssp.example"
                for e in entries[:2]), entries
-    assert entries[0]["version"] == in_sim["lastUpdateTime"]
+    assert entries[0]["version"] == timefmt.normalize(in_sim["lastUpdateTime"])
     emails = MailOutbox(tables.table(storage_env, tables.MAIL_OUTBOX)).for_alert(
         tenant_id, ids[0])
     assert len(emails) == 1, emails  # the new alert's, none for the MSSP's own changes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -15,7 +15,7 @@ from shared.config import Settings
 from shared.ingest.fanout import DUE_FIELDS, seen
 from shared.ingest.relay import Relay
 from shared.ingest.worker import Ingestor
-from shared.messages import FetchRequest, alert_events
+from shared.messages import AlertEvent, FetchRequest, queue_events
 from shared.microsoft.defender import DefenderClient
 from shared.microsoft.identity import Tokens
 from shared.model import Tenant, TenantStatus
@@ -54,6 +54,8 @@ class Pipeline:
     settings: Settings
     ingestor: Ingestor
     relay: Relay
+    # incident events met on the queues by `events` (graph tenants'), in order
+    incident_events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def tenants(self) -> TenantRepository:
@@ -101,25 +103,33 @@ class Pipeline:
         return self.ingestor.alerts.client.get_entity(tenant_id, encode_key(alert_id))
 
     def events(self, tenant_id: str) -> list[dict[str, Any]]:
-        """Relay, then take this tenant's events off both queues; they must agree."""
+        """Relay, then take this tenant's events off both queues; they must agree. Its
+        incident events (graph tenants') are kept apart, in `incident_events`."""
         self.relay.relay(tenant_id)
-        notify = self._take(tenant_id, tables.NOTIFY_QUEUE)
-        siem = self._take(tenant_id, tables.SIEM_QUEUE)
+        notify, notify_incidents = self._take(tenant_id, tables.NOTIFY_QUEUE)
+        siem, siem_incidents = self._take(tenant_id, tables.SIEM_QUEUE)
         assert sorted(e["event_id"] for e in notify) == sorted(e["event_id"] for e in siem)
+        assert sorted(e["event_id"] for e in notify_incidents) == sorted(
+            e["event_id"] for e in siem_incidents)
+        self.incident_events.extend(notify_incidents)
         return notify
 
-    def _take(self, tenant_id: str, queue: str) -> list[dict[str, Any]]:
+    def _take(self, tenant_id: str, queue: str
+              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         client = tables.queue(self.storage, queue)
-        found = []
+        found: list[dict[str, Any]] = []
+        incidents: list[dict[str, Any]] = []
         while True:
             batch = list(client.receive_messages(messages_per_page=32, max_messages=32,
                                                  visibility_timeout=30))
             if not batch:
-                return found
+                return found, incidents
             for message in batch:
-                for event in alert_events(message.content):  # an event or a batch
+                # an alert event, a batch of them, or an incident event
+                for event in queue_events(message.content):
                     if event.tenant_id == tenant_id:
-                        found.append(event.dump())
+                        (found if isinstance(event, AlertEvent) else incidents
+                         ).append(event.dump())
                 client.delete_message(message)
 
 

@@ -122,7 +122,9 @@ def test_an_expired_nextlink_is_recognised_and_a_foreign_one_not_followed(graph)
 
 # the worker on Azurite ----------------------------------------------------------------
 def _graph_pipeline(pipeline: Pipeline, graph: FakeGraph, **settings: str) -> Pipeline:
-    moved = pipeline.with_settings(**settings) if settings else pipeline
+    # the fake serves alerts_v2 only: incidents are fetched (and measured) against the
+    # simulator (test_incidents_simulator.py)
+    moved = pipeline.with_settings(GRAPH_INCIDENTS="false", **settings)
     moved.ingestor.graph = GraphSecurityClient(graph.base, 10)
     return moved
 

@@ -1,0 +1,95 @@
+"""Incident events in the SIEM feed, on Azurite and on the memory fake: each version one
+entry whatever the redeliveries, its own type beside alert events, filtered by tenant and
+severity like them, and out of the pull API, CEF and ECS as an incident (hostile text
+escaped)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from shared.messages import AlertEvent, IncidentEvent
+from shared.siem.cef import parse_cef
+from shared.siem.feed import Feed, Filters
+from shared.siem.incident_formats import cef_of, ecs_of
+from shared.siem.pull import item
+from shared.storage.alerts import AlertRepository
+from shared.storage.memory.ingest import MemoryAlerts
+from shared.storage.memory.siem import MemorySiemFeed
+from shared.storage.siem_feed import SiemFeedRepository
+
+T0 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC).timestamp()
+HOSTILE = "x|y=z\\w\r\nCEF:0|evil <script>"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.at = T0
+
+    def __call__(self) -> float:
+        return self.at
+
+
+@pytest.fixture
+def feed(backend):
+    clock = Clock()
+    entries = backend.repo(SiemFeedRepository, "IFeed", MemorySiemFeed)
+    alerts = backend.repo(AlertRepository, "IAlerts", MemoryAlerts)
+    made = Feed(entries, alerts, 5, 7, clock)
+    made.test_clock = clock  # type: ignore[attr-defined]
+    return made
+
+
+def _incident(tenant: str, version: str, severity: str = "high") -> IncidentEvent:
+    return IncidentEvent(tenant, "Contoso", "1042", version, "new", {},
+                         {"name": HOSTILE, "severity": severity, "status": "active",
+                          "alertIds": ["da1", "ga2"], "alertCount": 2, "tags": ["vip"],
+                          "createdDateTime": "2026-11-30T09:00:00Z",
+                          "lastUpdateDateTime": version,
+                          "webUrl": "https://security.microsoft.com/incidents/1042"})
+
+
+def _read(feed: Feed, filters: Filters | None = None) -> list[dict]:
+    feed.test_clock.at += 60  # type: ignore[attr-defined]
+    return feed.read(feed.start(), 100, filters or Filters()).events
+
+
+def test_incident_versions_enter_once_as_their_own_type(feed):
+    tenant, other = str(uuid.uuid4()), str(uuid.uuid4())
+    first = _incident(tenant, "2026-11-30T09:59:00.0000000Z")
+    alert = AlertEvent(tenant, "Contoso", "da1", "2026-11-30T09:59:00.0000000Z", "new", {},
+                       {"id": "da1", "title": "A", "severity": "High", "status": "New"})
+    assert feed.append_all([first]) == [True]
+    assert feed.append_all([first]) == [False]  # redelivered
+    assert feed.append_all([alert, _incident(other, "2026-11-30T09:59:30.0000000Z",
+                                             "low")]) == [True, True]
+    events = _read(feed)
+    incidents = [e for e in events if e.get("type") == "incident"]
+    assert len(incidents) == 2 and len(events) == 3
+    mine = next(e for e in incidents if e["tenant"] == tenant)
+    assert mine["incident"]["name"] == HOSTILE and "alert" not in mine
+    high = _read(feed, Filters(tenants=(tenant,), severities=("High",)))
+    assert {e.get("type", "alert") for e in high} == {"incident", "alert"}
+    reply = item(mine)
+    assert reply.type == "incident" and reply.incident_id == "1042"
+    assert reply.incident and reply.incident["alertIds"] == ["da1", "ga2"]
+    assert item(next(e for e in events if e.get("type") == "alert")).type == "alert"
+
+
+def test_incident_cef_and_ecs(feed):
+    tenant = str(uuid.uuid4())
+    feed.append_all([_incident(tenant, "2026-11-30T09:59:00.0000000Z")])
+    event = _read(feed)[0]
+    line = cef_of(event)
+    assert "\n" not in line and "\r" not in line
+    header, ext = parse_cef(line)
+    assert header[1:3] == ["Microsoft", "Defender XDR"] and header[4] == "incident"
+    assert header[5] == HOSTILE.replace("\r\n", " ")
+    assert ext["msg"] == HOSTILE and ext["externalId"] == "1042"
+    assert ext["cs1"] == tenant and ext["cs3"] == "da1,ga2"
+    doc = ecs_of(event)
+    assert doc["event"]["dataset"] == "mssp_hub.incident"
+    assert doc["observer"]["product"] == "Defender XDR" and doc["event"]["severity"] == 99
+    assert doc["microsoft"]["graph_security_incident"]["name"] == HOSTILE

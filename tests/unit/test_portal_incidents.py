@@ -1,0 +1,108 @@
+"""The portal's incident list and incident page on the in-memory fakes: newest update
+first across tenants, filters and keyset paging, each alert linked to its alert page,
+hostile incident text shown as text, bad links answered 404."""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+from urllib.parse import parse_qs, urlsplit
+
+from shared.model import Tenant
+from shared.portal.pages import Portal, Request
+from shared.storage.incidents import Incident
+from shared.storage.memory.alert_index import MemoryAlertIndex
+from shared.storage.memory.incidents import MemoryIncidents
+from shared.storage.memory.ingest import MemoryAlerts, MemoryRuns
+from shared.storage.memory.notify import MemoryMailOutbox, MemoryRules
+from shared.storage.memory.tenants import MemoryTenantData, MemoryTenants
+from shared.tenants.admin import TenantAdmin
+from tests.helpers import settings
+from tests.unit.test_portal_alert_page import HOST, HOSTILE, KEY, PUBLIC
+
+T1 = "3f2b6a10-8c1d-4e5f-9a7b-2c3d4e5f6a7b"
+T2 = "4f2b6a10-8c1d-4e5f-9a7b-2c3d4e5f6a7c"
+
+
+def _portal() -> tuple[Portal, MemoryIncidents]:
+    tenants = MemoryTenants()
+    tenants.add(Tenant(T1, "Contoso <b>"))
+    tenants.add(Tenant(T2, "Fabrikam"))
+    repo = MemoryIncidents()
+    portal = Portal(settings(PUBLIC_BASE_URL=PUBLIC, PORTAL_KEY=KEY),
+                    TenantAdmin(tenants, MemoryTenantData()), MemoryRules(),
+                    MemoryMailOutbox(), SimpleNamespace(list_invitations=list, link=str,
+                                                        why_not_triage=lambda: ""),
+                    None, MemoryAlerts(), MemoryRuns(), alert_index=MemoryAlertIndex(),
+                    incidents=repo)
+    return portal, repo
+
+
+def _get(portal: Portal, path: str = "", **params: str):
+    headers = {"host": HOST, "x-portal-key": KEY}
+    if path:
+        tenant_id, incident_id = path.split("/", 1)
+        return portal.incident_views.incident_page(Request("GET", headers, route={
+            "tenant_id": tenant_id, "incident_id": incident_id}))
+    return portal.incident_views.list_page(Request("GET", headers, params=params))
+
+
+def _add(repo: MemoryIncidents, n: int, tenant: str = T1, **fields) -> Incident:
+    incident = Incident(tenant, str(100 + n), f"2026-12-0{1 + n % 3}T10:{n:02d}:00.0000000Z",
+                        **{"name": f"Incident {n}", "severity": "high" if n % 2 else "low",
+                           "status": "active", **fields})
+    repo.record_listed(incident)
+    repo.commit(tenant, [(incident, "{}")], *_cursor(repo, tenant))
+    return incident
+
+
+def _cursor(repo: MemoryIncidents, tenant: str):
+    from shared.model import Cursor
+    return Cursor("2026-12-01T00:00:00Z", source="graph"), repo.cursor(tenant)[1]
+
+
+def _ids(body: str) -> list[str]:
+    return re.findall(r'data-incident="([^"]+)"', body)
+
+
+def test_list_is_newest_first_filtered_and_paged():
+    portal, repo = _portal()
+    made = [_add(repo, n, T1 if n % 3 else T2) for n in range(60)]
+    response = _get(portal)
+    assert response.status == 200
+    newest = sorted(made, key=lambda i: i.version, reverse=True)
+    assert _ids(response.body) == [i.incident_id for i in newest[:50]]
+    older = re.search(r'href="([^"]+)" id="older"', response.body)
+    assert older
+    after = parse_qs(urlsplit(older.group(1).replace("&amp;", "&")).query)["after"][0]
+    rest = _get(portal, after=after)
+    assert _ids(rest.body) == [i.incident_id for i in newest[50:]]
+    high_t2 = _get(portal, severity="high", tenant=T2)
+    assert set(_ids(high_t2.body)) == {i.incident_id for i in made
+                                       if i.severity == "high" and i.tenant_id == T2}
+    assert _get(portal, severity="<x>", after="junk").status == 200  # dropped, not 500
+
+
+def test_incident_page_links_its_alerts_and_escapes_hostile_text():
+    portal, repo = _portal()
+    _add(repo, 1, name=HOSTILE, assignee=HOSTILE, tags=(HOSTILE,),
+         alert_ids=("da638000000000000000_123", "ga/../x"),
+         web_url="https://security.microsoft.com/incidents/101?tid=" + T1)
+    body = _get(portal, f"{T1}/101").body
+    assert "<script>" not in body and "&lt;script&gt;" in body
+    assert f'href="/api/portal/tenants/{T1}/alerts/da638000000000000000_123"' in body
+    assert f'href="/api/portal/tenants/{T1}/alerts/ga%2F..%2Fx"' in body
+    assert 'id="in-defender"' in body
+    listed = _get(portal).body
+    assert "<script>" not in listed and "Contoso &lt;b&gt;" in listed
+    assert f'href="/api/portal/incidents/{T1}/101"' in listed
+
+
+def test_unknown_or_malformed_incident_is_404():
+    portal, repo = _portal()
+    _add(repo, 1, web_url="javascript:alert(1)")
+    assert _get(portal, f"{T1}/999").status == 404
+    assert _get(portal, "not-a-guid/101").status == 404
+    assert _get(portal, f"{T2}/101").status == 404
+    page = _get(portal, f"{T1}/101").body
+    assert "javascript:" not in page
