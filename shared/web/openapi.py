@@ -339,11 +339,12 @@ def _portal_paths() -> dict[str, Any]:
             "Incidents of graph tenants across tenants, newest update first",
             parameters=[{"name": n, "in": "query", "schema": {"type": "string"}}
                         for n in ("tenant", "severity", "status", "after")])},
-        "/api/portal/incidents/{tenant_id}/{incident_id}": {"get": page(
+        "/api/portal/incidents/{tenant_id}/{incident_id}": {"get": _with_responses(page(
             "An incident with links to its alerts' pages",
             parameters=[{"name": n, "in": "path", "required": True,
                          "schema": {"type": "string"}} for n in ("tenant_id",
-                                                                   "incident_id")])},
+                                                                   "incident_id")]),
+            {"404": _html("no such tenant or incident")})},
         "/api/portal/bulk": {"post": {
             **change(f"Start a bulk action: the checked alerts (`sel`: tenant|alert) or every "
                      f"alert matching the filter (`scope=filter`, `f_*`; at most "
