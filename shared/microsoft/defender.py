@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -132,22 +132,33 @@ class DefenderClient:
 
     def _call(self, method: str, url: str, token: str, **options: Any) -> Any:
         """One request; the JSON answered (None for an empty body), or the refusal."""
-        try:
-            response = self.session.request(
-                method, url, headers={"Authorization": f"Bearer {token}",
-                                      "Accept": "application/json"},
-                timeout=self.timeout, verify=self.verify, **options)
-        except requests.RequestException as exc:
-            raise DefenderError(f"Defender API unreachable: {type(exc).__name__}") from exc
-        if response.status_code != 200:
-            raise _refusal(response)
-        if not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise DefenderError("Defender API answered a body that is not JSON", 200,
-                                "MalformedResponse") from exc
+        return call_json(self.session, method, url, token, timeout=self.timeout,
+                         verify=self.verify, api="Defender", ok=(200,), refusal=_refusal,
+                         **options)
+
+
+def call_json(session: requests.Session, method: str, url: str, token: str, *,
+              timeout: tuple[float, float], verify: str | bool, api: str,
+              ok: tuple[int, ...], refusal: Callable[[requests.Response], DefenderError],
+              **options: Any) -> Any:
+    """One call to a Microsoft API (Defender's or Graph's): the JSON answered (None for
+    204 or an empty body), `refusal(response)` raised for any status not in `ok`. Only
+    the session's retries apply (GETs): a write is sent once."""
+    try:
+        response = session.request(method, url, headers={"Authorization": f"Bearer {token}",
+                                                         "Accept": "application/json"},
+                                   timeout=timeout, verify=verify, **options)
+    except requests.RequestException as exc:
+        raise DefenderError(f"{api} API unreachable: {type(exc).__name__}") from exc
+    if response.status_code not in ok:
+        raise refusal(response)
+    if response.status_code == 204 or not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise DefenderError(f"{api} API answered a body that is not JSON", 200,
+                            "MalformedResponse") from exc
 
 
 def retrying_session() -> requests.Session:

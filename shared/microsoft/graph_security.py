@@ -24,6 +24,7 @@ from shared.microsoft.defender import (
     CONNECT_TIMEOUT,
     DefenderError,
     Forbidden,
+    call_json,
     refusal,
     retrying_session,
 )
@@ -109,22 +110,9 @@ class GraphSecurityClient:
     def _call(self, method: str, url: str, token: str, **options: Any) -> Any:
         """One request (a write is sent once: the session retries GETs only); the JSON
         answered (None for 204 or an empty body), or the refusal as DefenderClient's."""
-        try:
-            response = self.session.request(
-                method, url, headers={"Authorization": f"Bearer {token}",
-                                      "Accept": "application/json"},
-                timeout=self.timeout, verify=self.verify, **options)
-        except requests.RequestException as exc:
-            raise DefenderError(f"Graph API unreachable: {type(exc).__name__}") from exc
-        if response.status_code not in (200, 201, 204):
-            raise _write_refusal(response)
-        if response.status_code == 204 or not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise DefenderError("Graph API answered a body that is not JSON", 200,
-                                "MalformedResponse") from exc
+        return call_json(self.session, method, url, token, timeout=self.timeout,
+                         verify=self.verify, api="Graph", ok=(200, 201, 204),
+                         refusal=_write_refusal, **options)
 
     @contextlib.contextmanager
     def alerts(self, token: str, *, since: str | None = None, top: int = MAX_TOP,
