@@ -27,6 +27,7 @@ OFFICE = "microsoftDefenderForOffice365"
 PRODUCTS = ["microsoftDefenderForEndpoint", OFFICE, "microsoftDefenderForIdentity",
             "microsoftDefenderForCloudApps"]
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)> Phish"
+HOSTILE_INCIDENT = "<img src=x onerror=alert(3)> & <b>Multi-stage</b>"
 OUTPUT = "graph-cef-" + uuid.uuid4().hex[:6]
 SOC = f"soc-{uuid.uuid4().hex[:6]}@mssp.example"  # this test's inbox only
 
@@ -71,7 +72,7 @@ def _html(message) -> str:
 
 
 def test_a_graph_tenant_end_to_end(app_host, api, simulator, sim, storage_env, rsyslog, inbox,
-                                   browser, global_rules_removed):
+                                   browser):
     base, session, repo = api
     tenant = sim.add_tenant("Graph E2E <Co>", consent=[simulator.config.client_id])["id"]
     # paused until its alerts are in final shape: each alert is fetched in one version
@@ -87,6 +88,7 @@ def test_a_graph_tenant_end_to_end(app_host, api, simulator, sim, storage_env, r
     hostile = ids[1]
     assert product_of[hostile] == OFFICE
     sim.update_alert(tenant, hostile, {"title": HOSTILE})
+    sim.update_incident(tenant, incident_ids[0], {"displayName": HOSTILE_INCIDENT})
     repo.set_status(tenant, TenantStatus.ACTIVE, "seeded by a test")
 
     # stored once: every alert a graph row, every incident a row, nothing more after ticks
@@ -101,9 +103,14 @@ def test_a_graph_tenant_end_to_end(app_host, api, simulator, sim, storage_env, r
 
     # the pull API: each alert once, with its real product; the hostile title as data
     def pulled():
-        items = [i for i in _pull_all(base, session, tenant=tenant)[0] if i["type"] == "alert"]
-        return items if len(items) >= 8 else None
-    items = wait_for(pulled, timeout=30)
+        got = _pull_all(base, session, tenant=tenant)[0]
+        return got if len(got) >= 12 else None
+    everything = wait_for(pulled, timeout=30)
+    items = [i for i in everything if i["type"] == "alert"]
+    incidents = {i["incident_id"]: i for i in everything if i["type"] == "incident"}
+    assert len(everything) == 12 and sorted(incidents) == sorted(incident_ids)
+    assert {i["product"] for i in incidents.values()} == {"Microsoft Defender XDR"}
+    assert incidents[incident_ids[0]]["incident"]["name"] == HOSTILE_INCIDENT
     assert sorted(i["alert"]["id"] for i in items) == sorted(ids)
     for i in items:
         assert i["schema"] == "graph"
@@ -115,14 +122,18 @@ def test_a_graph_tenant_end_to_end(app_host, api, simulator, sim, storage_env, r
 
     # CEF through rsyslog: the device product is the alert's product
     def cef():
-        got = {}
+        got: dict[str, list] = {}
         for line in rsyslog.lines():
             if tenant in line:
                 header, ext = parse_cef(line)
                 if ext.get("externalId") in product_of:
-                    got[ext["externalId"]] = (header, ext)
+                    got.setdefault(ext["externalId"], []).append((header, ext))
         return got if len(got) == 8 else None
-    lines = wait_for(cef, timeout=40)
+    wait_for(cef, timeout=40)
+    time.sleep(3)  # more push ticks: still one line per alert
+    lines = cef()
+    assert lines and {len(x) for x in lines.values()} == {1}
+    lines = {alert_id: x[0] for alert_id, x in lines.items()}
     for alert_id, (header, _ext) in lines.items():
         assert header[2] == short_product(PRODUCT_NAMES[product_of[alert_id]]), header
     assert lines[hostile][1]["msg"] == HOSTILE
@@ -131,9 +142,10 @@ def test_a_graph_tenant_end_to_end(app_host, api, simulator, sim, storage_env, r
     def mails():
         got = [m for m in inbox.messages if m["To"] == SOC and m["X-MSSP-Hub-Event"]]
         return got if len(got) >= len(office) else None
-    got = wait_for(mails, timeout=40)
-    time.sleep(3)
-    got = [m for m in inbox.messages if m["To"] == SOC and m["X-MSSP-Hub-Event"]]
+    wait_for(mails, timeout=40)
+    time.sleep(3)  # more digest ticks: nothing else reaches this rule's inbox
+    got = [m for m in inbox.messages if m["To"] == SOC]
+    assert all(m["X-MSSP-Hub-Event"] for m in got)
     assert sorted(m["X-MSSP-Hub-Event"].split(":")[1] for m in got) == sorted(office)
     [mail] = [m for m in got if m["X-MSSP-Hub-Event"].split(":")[1] == hostile]
     html = _html(mail)
@@ -153,10 +165,15 @@ def test_a_graph_tenant_end_to_end(app_host, api, simulator, sim, storage_env, r
         listed = page.locator("#incidents tbody tr[data-incident]").evaluate_all(
             "rows => rows.map(r => r.dataset.incident)")
         assert sorted(listed) == sorted(incident_ids)
+        row = page.locator(f"tr[data-incident='{incident_ids[0]}']")
+        assert row.locator("a.incident-link").inner_text() == HOSTILE_INCIDENT
+        assert row.locator("img, b").count() == 0
         first = incident_ids[0]  # the hostile alert's incident (alerts 0 and 1)
         page.locator(f"tr[data-incident='{first}'] a.incident-link").click()
         page.wait_for_load_state()
         assert urlsplit(page.url).path.endswith(f"/incidents/{tenant}/{first}")
+        assert page.locator("#incident-name").inner_text() == HOSTILE_INCIDENT
+        assert page.locator("#incident-name img, #incident-name b").count() == 0
         links = page.locator("#incident-alerts a.alert-link")
         hrefs = links.evaluate_all("as => as.map(a => a.getAttribute('href'))")
         assert sorted(urlsplit(h).path.rsplit("/", 1)[1] for h in hrefs) == sorted(ids[:2])
