@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 import pytest
@@ -66,7 +67,7 @@ def _incident_rows(storage, tenant_id: str) -> list[dict]:
             if e["RowKey"].startswith("i~")]
 
 
-def _html(message) -> str:
+def _html(message: EmailMessage) -> str:
     part = message.get_body(preferencelist=("html",))
     return part.get_content() if part else ""
 
