@@ -209,27 +209,34 @@ class TriageService:
                 before = before or fields_of(current)
             self.expect_own(tenant_id, [alert_id], change.fields(), actor)
             answer = self.client.update_alert(base, token, alert_id, change.body())
-        except TokenError as exc:
+        except (TokenError, DefenderError) as exc:
+            return self._refused_call(exc, tenant_id, done, "Defender")
+        return self._stored(done("done", "200 OK", answer), answer, actor)
+
+    def _refused_call(self, exc: TokenError | DefenderError, tenant_id: str,
+                      done: Done, api: str, needs: str = "",
+                      half: str = "") -> Applied:
+        """What a failed token or call means, for Defender's API and Graph alike (`needs`:
+        the permission a 403 names; `half`: what was written before the failure)."""
+        if isinstance(exc, TokenError):
             return done("failed", f"no token for the tenant: {exc}")
-        except Throttled as exc:
-            return done("throttled", f"429: Defender throttled the tenant; retry after "
+        if isinstance(exc, Throttled):
+            return done("throttled", f"429: {api} throttled the tenant{half}; retry after "
                         f"{exc.retry_after} s", retry_after=exc.retry_after)
-        except Forbidden as exc:
-            reason = f"Defender refused a write (403): {exc}"[:500]
+        if isinstance(exc, Forbidden):
+            reason = f"{api} refused a write (403): {exc}{needs}"[:500]
             self.tenants.set_access(tenant_id, "read", reason)
-            return done("refused", reason)
-        except NotFound:
-            return done("failed", "404: not found in Defender")
-        except Rejected as exc:
-            return done("failed", f"400: {exc}")
-        except Unauthorized as exc:
+            return done("refused", reason + half)
+        if isinstance(exc, NotFound):
+            return done("failed", f"404: not found in {api}")
+        if isinstance(exc, Rejected):
+            return done("failed", f"400: {exc}{half}")
+        if isinstance(exc, Unauthorized):
             self.tokens.forget(tenant_id)
             return done("failed", f"401: {exc}")
-        except DefenderError as exc:
-            # a 5xx or a broken connection after sending: Defender may have done it
-            return done("failed", f"{exc.status or 'no answer'}: {exc}; the change may "
-                        "or may not have been made: check the alert before repeating")
-        return self._stored(done("done", "200 OK", answer), answer, actor)
+        # a 5xx or a broken connection after sending: the change may have been made
+        return done("failed", f"{exc.status or 'no answer'}: {exc}; the change may "
+                    "or may not have been made: check the alert before repeating")
 
     def _apply_graph(self, tenant: Tenant, actor: Actor, alert_id: str, change: Change,
                      seen_version: str | None, action_id: str,
@@ -275,26 +282,10 @@ class TriageService:
                     answer = graph.get_alert(token, alert_id)
                 except DefenderError:  # written; the next fetch stores the new version
                     log.warning("Triage: %s/%s written, not read back", tenant_id, alert_id)
-        except TokenError as exc:
-            return done("failed", f"no token for the tenant: {exc}")
-        except Throttled as exc:
-            return done("throttled", f"429: Microsoft Graph throttled the tenant{_half(patched)}"
-                        f"; retry after {exc.retry_after} s", retry_after=exc.retry_after)
-        except Forbidden as exc:
-            reason = (f"Microsoft Graph refused a write (403): {exc}; it needs "
-                      f"{GRAPH_WRITE_PERMISSIONS[0]}")[:500]
-            self.tenants.set_access(tenant_id, "read", reason)
-            return done("refused", reason + _half(patched))
-        except NotFound:
-            return done("failed", "404: not found in Microsoft Graph")
-        except Rejected as exc:
-            return done("failed", f"400: {exc}{_half(patched)}")
-        except Unauthorized as exc:
-            self.tokens.forget(tenant_id)
-            return done("failed", f"401: {exc}")
-        except DefenderError as exc:
-            return done("failed", f"{exc.status or 'no answer'}: {exc}; the change may "
-                        "or may not have been made: check the alert before repeating")
+        except (TokenError, DefenderError) as exc:
+            return self._refused_call(exc, tenant_id, done, "Microsoft Graph",
+                                      f"; it needs {GRAPH_WRITE_PERMISSIONS[0]}",
+                                      _half(patched))
         return self._stored_graph(done("done", "200 OK", graph_change.shaped(answer)),
                                   answer, actor)
 
