@@ -362,15 +362,87 @@ class IncidentEvent:
                    event_id=_field(data, "event_id", str))
 
 
-def queue_events(body: bytes | str) -> list[AlertEvent | IncidentEvent]:
-    """The events of a notify or SIEM queue message: alert events (`alert_events`) or
-    one incident event."""
+# notify and SIEM queues: cross-tenant cluster events (shared/correlation/) -----------------
+@dataclass(frozen=True, slots=True)
+class ClusterEvent:
+    """An indicator became a cross-tenant cluster (`change="new"`, version 1) or a tenant
+    joined it (`"grew"`): one event per cluster version, deduped downstream on `event_id`.
+    MSSP-only: only MSSP-wide rules and the MSSP's SIEM see it."""
+
+    TYPE: ClassVar[str] = "cluster"
+    indicator_kind: str  # shared/correlation/model.py KINDS
+    indicator: str  # the normalised value (attacker-controlled text)
+    key: str  # Indicator.key
+    version: int
+    change: str  # new | grew
+    tenants: list[dict[str, str]]  # [{"id", "name"}], every tenant in the cluster
+    joined: list[dict[str, str]]  # the tenants this version added
+    first_seen: str
+    last_seen: str
+    alert_count: int
+    severities: dict[str, int]  # severity -> alerts
+    event_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.event_id:
+            object.__setattr__(self, "event_id", f"cluster:{self.key}:{self.version}")
+
+    def dump(self) -> dict[str, Any]:
+        return {"v": VERSION, "type": self.TYPE, "event_id": self.event_id,
+                "indicator_kind": self.indicator_kind, "indicator": self.indicator,
+                "key": self.key, "version": self.version, "change": self.change,
+                "tenants": self.tenants, "joined": self.joined,
+                "first_seen": self.first_seen, "last_seen": self.last_seen,
+                "alert_count": self.alert_count, "severities": self.severities}
+
+    def to_message(self) -> str:
+        return codec.dumps_text(self.dump())
+
+    @classmethod
+    def parse(cls, body: bytes | str) -> ClusterEvent:
+        return cls.from_data(_load(body, cls.TYPE))
+
+    @classmethod
+    def from_data(cls, data: Any) -> ClusterEvent:
+        data = _checked(data, cls.TYPE)
+        change = _field(data, "change", str)
+        if change not in ("new", "grew"):
+            raise BadMessage("change is neither new nor grew")
+        version = data.get("version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise BadMessage("version is not a positive integer")
+        count = data.get("alert_count")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise BadMessage("alert_count is not a count")
+        return cls(indicator_kind=_field(data, "indicator_kind", str),
+                   indicator=_field(data, "indicator", str), key=_field(data, "key", str),
+                   version=version, change=change,
+                   tenants=_tenant_list(data, "tenants"), joined=_tenant_list(data, "joined"),
+                   first_seen=_field(data, "first_seen", str),
+                   last_seen=_field(data, "last_seen", str), alert_count=count,
+                   severities=_field(data, "severities", dict),
+                   event_id=_field(data, "event_id", str))
+
+
+def _tenant_list(data: dict[str, Any], name: str) -> list[dict[str, str]]:
+    items = _field(data, name, list)
+    if not all(isinstance(i, dict) and isinstance(i.get("id"), str)
+               and isinstance(i.get("name", ""), str) for i in items):
+        raise BadMessage(f"{name} is not a list of tenants with an id")
+    return [{"id": i["id"], "name": i.get("name", "")} for i in items]
+
+
+def queue_events(body: bytes | str) -> list[AlertEvent | IncidentEvent | ClusterEvent]:
+    """The events of a notify or SIEM queue message: alert events (`alert_events`), one
+    incident event or one cluster event."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise BadMessage("message is not JSON") from None
     if isinstance(data, dict) and data.get("type") == IncidentEvent.TYPE:
         return [IncidentEvent.from_data(data)]
+    if isinstance(data, dict) and data.get("type") == ClusterEvent.TYPE:
+        return [ClusterEvent.from_data(data)]
     return list(alert_events(body))
 
 

@@ -60,6 +60,8 @@ SIEM_QUEUE = "siem-events"
 SIEM_DELIVERY_QUEUE = "siem-deliveries"
 BULK_QUEUE = "bulk-triage"  # one tenant's part of a bulk job
 CHANNEL_QUEUE = "notify-channels"  # one post to one Teams or Slack channel
+# alert events copied by the relay for cross-tenant indicator correlation (shared/correlation/)
+CORRELATE_QUEUE = "correlate-events"
 
 
 # Poison queues: the host moves a message there after maxDequeueCount; a timer drains them

@@ -34,7 +34,7 @@ CORE = frozenset({
 WIRING = "shared.services"
 FEATURES = ("shared.alerts", "shared.ingest", "shared.microsoft", "shared.tenants", "shared.notify",
             "shared.siem", "shared.portal", "shared.ops", "shared.storage", "shared.web",
-            "shared.triage")
+            "shared.triage", "shared.correlation")
 # What the core may import besides itself: the storage connection the settings resolve,
 # the Azure limits it checks every write against, and the STORAGE_FAST_PATHS switch the
 # settings validate. None imports a feature.
