@@ -9,6 +9,7 @@ import azure.functions as func
 from functions import (
     admin,
     bulk_triage,
+    clusters,
     health,
     ingest,
     notify,
@@ -30,4 +31,5 @@ app.register_functions(siem.bp)
 app.register_functions(portal.bp)
 app.register_functions(triage.bp)
 app.register_functions(bulk_triage.bp)
+app.register_functions(clusters.bp)
 app.register_functions(ops.bp)

@@ -56,6 +56,38 @@ def portal_incident(req: func.HttpRequest) -> func.HttpResponse:
     return _serve(req, services.portal().incident_views.incident_page)
 
 
+@bp.function_name("portal_clusters")
+@bp.route(route="portal/clusters", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def portal_clusters(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, services.portal().cluster_views.list_page)
+
+
+@bp.function_name("portal_cluster")
+@bp.route(route="portal/clusters/{kind}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def portal_cluster(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, services.portal().cluster_views.cluster_page)
+
+
+@bp.function_name("portal_lookup")
+@bp.route(route="portal/lookup", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def portal_lookup(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, services.portal().cluster_views.lookup_page)
+
+
+@bp.function_name("portal_suppressions")
+@bp.route(route="portal/suppressions", methods=["GET", "POST"],
+          auth_level=func.AuthLevel.ANONYMOUS)
+def portal_suppressions(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, services.portal().cluster_views.suppressions_page)
+
+
+@bp.function_name("portal_suppression_remove")
+@bp.route(route="portal/suppressions/remove", methods=["POST"],
+          auth_level=func.AuthLevel.ANONYMOUS)
+def portal_suppression_remove(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, services.portal().cluster_views.suppression_remove)
+
+
 @bp.function_name("portal_bulk")
 @bp.route(route="portal/bulk", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def portal_bulk(req: func.HttpRequest) -> func.HttpResponse:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from shared.config import Settings, get_settings
+from shared.correlation.reads import CorrelationReads
 from shared.ingest.fanout import Fanout
 from shared.ingest.incident_relay import IncidentRelay
 from shared.ingest.index_feed import IndexFeed
@@ -349,7 +350,13 @@ def portal() -> Portal:
                   feed=SiemFeedRepository(tables.table(storage, tables.SIEM_FEED)),
                   triage=triage(), audit=AuditTrail(tables.table(storage, tables.AUDIT_TRAIL)),
                   bulk=bulk_triage(), channels=channel_delivery(),
-                  source_move=source_move(), incidents=incidents_repo(get_settings()))
+                  source_move=source_move(), incidents=incidents_repo(get_settings()),
+                  correlation=correlation_reads())
+
+
+def correlation_reads() -> CorrelationReads | None:
+    """What the portal and the keyed API read of correlation (None: not wired)."""
+    return None
 
 
 def consented_app_token(settings: Settings, tokens: Tokens) -> Callable[..., str]:

@@ -74,7 +74,8 @@ class AlertViews:
             blocked=blocked, read_only_tenant=may_act and not writable,
             nonce=triage_forms.nonce(), verdicts=triage_forms.verdict_groups(),
             statuses=triage_forms.STATUS_CHOICES, said=said,
-            retention=retention, max_versions=alert_page.MAX_VERSIONS)
+            retention=retention, max_versions=alert_page.MAX_VERSIONS,
+            indicators=portal.cluster_views.for_alert(tid, alert_id))
 
     def act(self, request: Request, principal: auth.Principal) -> Response:
         portal = self.portal

@@ -19,6 +19,7 @@ from urllib.parse import urlencode, urlsplit
 
 from shared import netloc
 from shared.config import Settings
+from shared.correlation.reads import CorrelationReads
 from shared.model import Tenant, parse_tenant_id
 from shared.notify.channels.delivery import ChannelDelivery
 from shared.notify.channels.webhooks import Webhooks
@@ -28,6 +29,7 @@ from shared.portal import auth, queries
 from shared.portal.alert_views import AlertViews
 from shared.portal.audit_page import AuditReader
 from shared.portal.chart import daily_chart
+from shared.portal.cluster_pages import ClusterViews
 from shared.portal.exchange import Request, Response
 from shared.portal.incident_pages import IncidentViews
 from shared.portal.rule_form import SEVERITIES, rule_from_form
@@ -83,9 +85,11 @@ class Portal:
                  audit: AuditReader | None = None, bulk: BulkTriage | None = None,
                  channels: ChannelDelivery | None = None,
                  source_move: SourceMove | None = None,
-                 incidents: IncidentRepository | None = None) -> None:
+                 incidents: IncidentRepository | None = None,
+                 correlation: CorrelationReads | None = None) -> None:
         """`source_move`: moves tenants from mde to graph (None: not offered);
-        `incidents`: graph tenants' incidents (None: no incident pages)."""
+        `incidents`: graph tenants' incidents (None: no incident pages);
+        `correlation`: indicators seen at several customers (None: no such pages)."""
         self.settings, self.cfg = settings, settings.portal
         self.channels = channels  # Teams/Slack: each channel's last result, test posts
         self.source_move = source_move
@@ -102,6 +106,7 @@ class Portal:
         # the alert page, its actions and the audit page (alert_views.py)
         self.triage_views = AlertViews(self, BASE, feed, triage, audit)
         self.incident_views = IncidentViews(self, BASE, incidents)
+        self.cluster_views = ClusterViews(self, BASE, correlation)
 
     # plumbing ---------------------------------------------------------------------------
     def _page(self, template: str, status: int = 200, principal: auth.Principal | None = None,
@@ -109,7 +114,8 @@ class Portal:
         body = render(template, mssp_name=self.settings.onboarding.mssp_name,
                       principal=principal, local=self.cfg.local, base=BASE,
                       csrf=auth.csrf_token(self.cfg, principal) if principal else "",
-                      key_login=bool(self.cfg.key), **context)
+                      key_login=bool(self.cfg.key),
+                      correlation=self.cluster_views.reads is not None, **context)
         return Response(status, body, {**SECURITY_HEADERS, "Content-Security-Policy": csp(),
                                        "Content-Type": "text/html; charset=utf-8",
                                        # no-referrer would make a form's Origin "null"

@@ -11,6 +11,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from shared import __version__
+from shared.correlation.api import (
+    MAX_REASON,
+    ClusterPage,
+    ClusterView,
+    LookupPage,
+    NewSuppression,
+    SuppressionList,
+    SuppressionRemoved,
+    SuppressionView,
+)
+from shared.correlation.model import KINDS
 from shared.notify.rules import (
     ChannelTestResult,
     RuleBody,
@@ -57,7 +68,8 @@ class ApiDocument(Reply):
 REPLIES: tuple[type[BaseModel], ...] = (
     ErrorBody, TenantView, InvitationView, RuleView, RuleDeleted, RuleTestSent,
     RuleTestRefused, RuleTestFailed, AlertVersion, PullPage, OutputsReport, HealthReport,
-    TriageResult, AuditPage, ApiDocument, BulkAccepted, BulkJobView, ChannelTestResult)
+    TriageResult, AuditPage, ApiDocument, BulkAccepted, BulkJobView, ChannelTestResult,
+    ClusterPage, ClusterView, LookupPage, SuppressionView, SuppressionList, SuppressionRemoved)
 
 
 def _reply_schema(model: type[BaseModel]) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -120,7 +132,7 @@ def _model_schemas() -> dict[str, Any]:
     the handlers write them with."""
     out: dict[str, Any] = {}
     for model in (NewInvitation, Reconsent, RuleBody, TenantPatch, Offboard, NoBody,
-                  AlertChange, BulkRequest):
+                  AlertChange, BulkRequest, NewSuppression):
         schema = model.model_json_schema(mode="validation", ref_template=_REF)
         out.update(schema.pop("$defs", {}))
         out[model.__name__] = schema
@@ -303,6 +315,59 @@ def _bulk_paths() -> dict[str, Any]:
     }
 
 
+def _correlation_paths() -> dict[str, Any]:
+    """Indicators seen at several customers (MSSP-only): clusters, lookup, suppressions.
+    A change also takes a named automation key, the suppression's author."""
+    text = {"in": "query", "required": False, "schema": {"type": "string"}}
+    value = {**text, "name": "value", "required": True,
+             "description": "a hash, IP address, domain, URL or file name"}
+    kind = {**text, "name": "kind", "schema": {"enum": ["", *KINDS]},
+            "description": "detected when left out; file_name must be given"}
+    cursor = {**text, "name": "cursor", "description": "the previous answer's cursor"}
+    named = [{"functionKey": [], "automationKey": []}]
+    return {
+        "/api/clusters": {"get": {
+            "summary": "Indicators seen at several customers within the window, most recent "
+                       "or widest reach first, a page at a time", "security": _KEY,
+            "parameters": [{**text, "name": "order", "schema": {"enum": ["", "recent",
+                                                                          "reach"]}},
+                           cursor, {**text, "name": "limit", "description": "1 to 200"}],
+            "responses": {"200": _json(ClusterPage, "clusters"), **_errors(400, 401)}}},
+        "/api/clusters/{kind}": {
+            "parameters": [{"name": "kind", "in": "path", "required": True,
+                            "schema": {"type": "string"}, "description": ", ".join(KINDS)}],
+            "get": {"summary": "The cluster of one indicator, with every tenant's part",
+                    "security": _KEY, "parameters": [value],
+                    "responses": {"200": _json(ClusterView, "the cluster"),
+                                  **_errors(400, 401, 404)}}},
+        "/api/indicators/lookup": {"get": {
+            "summary": "Every tenant and alert that has an indicator, newest first",
+            "security": _KEY,
+            "parameters": [value, kind, {**text, "name": "since",
+                                         "description": "sightings at or after (ISO 8601)"},
+                           cursor, {**text, "name": "limit", "description": "1 to 500"}],
+            "responses": {"200": _json(LookupPage, "sightings"), **_errors(400, 401)}}},
+        "/api/suppressions": {
+            "get": {"summary": "Indicators declared benign: they form no cluster",
+                    "security": _KEY,
+                    "responses": {"200": _json(SuppressionList, "newest first"),
+                                  **_errors(401)}},
+            "post": {"summary": f"Suppress an indicator (a reason of up to {MAX_REASON} "
+                                "characters; the author is the key's name); again: the "
+                                "first record stays", "security": named,
+                     "requestBody": _body(NewSuppression),
+                     "responses": {"201": _json(SuppressionView, "suppressed"),
+                                   "200": _json(SuppressionView, "already suppressed"),
+                                   **_errors(400, 401, 413)}},
+            "delete": {"summary": "Remove a suppression", "security": named,
+                       "parameters": [value, kind], "requestBody": _NO_BODY,
+                       "responses": {"200": _json(SuppressionRemoved,
+                                                  "removed (or `removed: false`: it was "
+                                                  "not suppressed)"),
+                                     **_errors(400, 401, 413)}}},
+    }
+
+
 def _with_responses(operation: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
     return {**operation, "responses": {**operation["responses"], **more}}
 
@@ -345,6 +410,40 @@ def _portal_paths() -> dict[str, Any]:
                          "schema": {"type": "string"}} for n in ("tenant_id",
                                                                    "incident_id")]),
             {"404": _html("no such tenant or incident")})},
+        "/api/portal/clusters": {"get": _with_responses(page(
+            "Indicators seen at several customers, most recent or widest reach first",
+            parameters=[{"name": n, "in": "query", "schema": {"type": "string"}}
+                        for n in ("order", "cursor")]),
+            {"400": _html("a cursor this portal never gave"),
+             "404": _html("correlation is not wired in this deployment")})},
+        "/api/portal/clusters/{kind}": {
+            "parameters": [{"name": "kind", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "get": _with_responses(page(
+                "One indicator's cluster: every customer and its alerts",
+                parameters=[{"name": "value", "in": "query", "schema": {"type": "string"}}]),
+                {"400": _html("the value is not an indicator of that kind; the page says why"),
+                 "404": _html("not a cluster now, or no such kind")})},
+        "/api/portal/lookup": {"get": _with_responses(page(
+            "Find an indicator (a pasted hash, IP, domain, URL): every customer and alert "
+            "that has it", parameters=[{"name": n, "in": "query", "schema": {"type": "string"}}
+                                       for n in ("q", "kind", "cursor")]),
+            {"400": _html("not an indicator (the page says why), or a cursor this portal "
+                          "never gave"),
+             "404": _html("correlation is not wired in this deployment")})},
+        "/api/portal/suppressions": {
+            "get": _with_responses(page(
+                "Suppressed indicators, with a form to suppress one",
+                parameters=[{"name": n, "in": "query", "schema": {"type": "string"}}
+                            for n in ("value", "kind", "done")]),
+                {"404": _html("correlation is not wired in this deployment")}),
+            "post": {**change("Suppress an indicator (`value`, `kind`, `reason`; the author is "
+                              "the signed-in user)"), "responses": {
+                **moved, **refused, "400": _html("not an indicator, or no reason: the page "
+                                                 "says which"),
+                "404": _html("correlation is not wired in this deployment")}}},
+        "/api/portal/suppressions/remove": {
+            "post": change("Remove a suppression (`value`, `kind`)")},
         "/api/portal/bulk": {"post": {
             **change(f"Start a bulk action: the checked alerts (`sel`: tenant|alert) or every "
                      f"alert matching the filter (`scope=filter`, `f_*`; at most "
@@ -547,6 +646,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
             **_bulk_paths(),
             **_portal_paths(),
             **_triage_paths(),
+            **_correlation_paths(),
         },
         "components": {
             "securitySchemes": {

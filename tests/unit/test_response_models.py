@@ -12,6 +12,8 @@ import jsonschema_rs
 import pytest
 from pydantic import BaseModel
 
+from shared.correlation import api as correlation_api
+from shared.correlation.model import Cluster, Indicator, Sighting, Suppression, TenantReach
 from shared.model import Tenant, TenantStatus
 from shared.notify.rules import (
     GLOBAL,
@@ -115,7 +117,27 @@ def _instances() -> list[BaseModel]:
                      total=3, tenants=1),
         BulkJobView.of(JobStatus(job, [work], items, "a~next")),
         BulkJobView.of(JobStatus(job, [], [], "")),
+        *_correlation(),
     ]
+
+
+def _correlation() -> list[BaseModel]:
+    api = correlation_api
+    url = Indicator("url", "http://evil.example/<script>alert(1)</script>")
+    cluster = Cluster(url, 2, [TenantReach(TENANT, "Contoso", "2026-12-01T00:00:00Z",
+                                           "2026-12-02T00:00:00Z", ["da1"], 1, "High"),
+                               TenantReach(str(uuid.UUID(int=7)), "Fabrikam",
+                                           "2026-12-02T00:00:00Z", "2026-12-02T00:00:00Z")],
+                      "2026-12-01T00:00:00Z", "2026-12-02T00:00:00Z", 2, {"High": 2})
+    seen = Sighting(url, TENANT, "Contoso", "da1", "2026-12-01T00:00:00Z", "High", "<b>x</b>")
+    kept = api.SuppressionView.of(Suppression(url, "our own tool", "soar", NOW.isoformat()))
+    return [api.ClusterPage(clusters=[api.ClusterView.of(cluster)], cursor="c1"),
+            api.ClusterPage(clusters=[]), api.ClusterView.of(cluster),
+            api.LookupPage(indicator=api.IndicatorView.of(url), sightings=[
+                api.SightingView.of(seen), api.SightingView.of(Sighting(
+                    url, TENANT, "Contoso", "da2", "2026-12-01T00:00:00Z"))], cursor="c"),
+            kept, api.SuppressionList(suppressions=[kept]),
+            api.SuppressionRemoved(indicator=api.IndicatorView.of(url), removed=False)]
 
 
 def _component(model: type[BaseModel]) -> str:
