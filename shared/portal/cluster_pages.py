@@ -154,7 +154,8 @@ class ClusterViews:
                           reason: str) -> Response:
         return self.portal._page(
             "portal/lookup.html", 400, principal=principal, query=value, query_kind=kind,
-            error=f"This is not an indicator: {reason}.", indicator=None, sightings=[],
+            error=f"This is not an indicator (a hash, IP address, domain, URL, or a file "
+                  f"name with its kind): {reason}.", indicator=None, sightings=[],
             cluster=None, next_url="", first_url="", **self._links())
 
     def _lookup(self, request: Request, principal: auth.Principal) -> Response:

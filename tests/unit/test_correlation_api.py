@@ -15,6 +15,7 @@ from functions import clusters
 from shared import services
 from shared.correlation import api
 from shared.correlation.model import Indicator
+from shared.correlation.search import indicator_of
 from shared.validation import ValidationError
 from tests.correlation_fakes import FakeCorrelation
 from tests.helpers import settings
@@ -22,8 +23,8 @@ from tests.helpers import settings
 SOAR_KEY = "soar-key-0123456789"
 T1, T2, T3 = ("3f2b6a10-8c1d-4e5f-9a7b-2c3d4e5f6a7b", "9d0e1f2a-3b4c-4d5e-8f6a-7b8c9d0e1f2a",
               "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d")
-URL = Indicator("url", "http://evil.example/<script>alert(1)</script>")
-IP = Indicator("ip", "185.1.2.3")
+URL = indicator_of("http://evil.example/<script>alert(1)</script>")
+IP = indicator_of("185.1.2.3")
 
 
 @pytest.fixture
