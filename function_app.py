@@ -10,6 +10,7 @@ from functions import (
     admin,
     bulk_triage,
     clusters,
+    correlation,
     health,
     ingest,
     notify,
@@ -33,3 +34,4 @@ app.register_functions(triage.bp)
 app.register_functions(bulk_triage.bp)
 app.register_functions(clusters.bp)
 app.register_functions(ops.bp)
+app.register_functions(correlation.bp)

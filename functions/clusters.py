@@ -22,7 +22,7 @@ BAD_CURSOR = ("invalid request", "cursor", "not a cursor this API gave")
 
 
 def _reads() -> CorrelationReads | None:
-    return services.correlation_reads()
+    return services.correlation()
 
 
 def _off() -> func.HttpResponse:

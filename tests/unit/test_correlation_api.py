@@ -37,7 +37,7 @@ def reads(monkeypatch) -> FakeCorrelation:
         fake.see(IP, tid, f"Tenant {n}", f"ip{n}", f"2026-12-0{n + 3}T00:00:00.0000000Z")
     digest = hashlib.sha256(SOAR_KEY.encode()).hexdigest()
     configured = settings(MSSP_API_KEYS=f"soar:{digest}")
-    monkeypatch.setattr(services, "correlation_reads", lambda: fake)
+    monkeypatch.setattr(services, "correlation", lambda: fake)
     monkeypatch.setattr(services, "get_settings", lambda: configured)
     return fake
 
@@ -147,7 +147,7 @@ def test_a_delete_takes_no_body(reads):
 
 
 def test_not_wired_is_a_404_naming_it(monkeypatch):
-    monkeypatch.setattr(services, "correlation_reads", lambda: None)
+    monkeypatch.setattr(services, "correlation", lambda: None)
     for handler in (clusters.clusters_list, clusters.cluster_of_indicator,
                     clusters.indicator_lookup, clusters.suppressions):
         status, body = call(handler)
