@@ -10,6 +10,7 @@ parts, never from a value taken as a URL."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -26,6 +27,7 @@ LOOKUP_PAGE = 100
 MAX_CURSOR = 1100
 MAX_REASON = 500
 ORDERS = ("recent", "reach")
+_STAMP = re.compile(r"(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})")
 KIND_NAMES = {"sha256": "SHA256", "sha1": "SHA1", "ip": "IP address", "domain": "domain",
               "url": "URL", "file_name": "file name"}
 DONE = {"add": "The indicator is suppressed: it forms no cluster from now on.",
@@ -39,6 +41,12 @@ def severity_text(severities: dict[str, int]) -> str:
     ranked = sorted(severities.items(),
                     key=lambda p: (order.get(p[0].capitalize(), len(order)), p[0]))
     return " · ".join(f"{severity} {count}" for severity, count in ranked if count)
+
+
+def stamp(text: str | None) -> str:
+    """"2026-12-03T10:47:27.7433730Z" as "2026-12-03 10:47:27 UTC" (other text as is)."""
+    found = _STAMP.match(text or "")
+    return f"{found[1]} {found[2]} UTC" if found else (text or "")
 
 
 def _redirect(location: str) -> Response:
@@ -78,7 +86,7 @@ class ClusterViews:
     def _links(self) -> dict[str, Any]:
         return {"cluster_link": self.cluster_link, "lookup_link": self.lookup_link,
                 "tenant_link": self.tenant_link, "alert_link": self.alert_link,
-                "kind_names": KIND_NAMES, "kinds": KINDS}
+                "kind_names": KIND_NAMES, "kinds": KINDS, "stamp": stamp}
 
     # the alert page's part --------------------------------------------------------------
     def for_alert(self, tenant_id: str, alert_id: str) -> list[dict[str, Any]] | None:

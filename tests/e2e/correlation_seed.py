@@ -1,0 +1,88 @@
+"""Four customers whose alerts share indicators, through the whole pipeline: each tenant's
+alert is made in the simulator with evidence of our choosing, fetched by the host, relayed
+and indexed by the correlate function (nothing is written to the correlation tables from
+here). Values are new for each run (Azurite is shared by the session).
+
+  * a file's SHA256 at all 4 customers, its SHA1 at 3 (Alpha, Bravo, Charlie);
+  * a public IP at 3; a private one at all 4 (never an indicator);
+  * a URL with `<script>` in it (so its domain too) at 2 (Alpha, Bravo);
+  * a known-bad tool's file name at 2 (Bravo, Delta), CORRELATION_TOOL_NAMES naming it.
+
+Alpha's name and every alert's title carry markup."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+import requests
+
+from shared.correlation.search import indicator_of
+from shared.model import Tenant, TenantStatus
+from tests.e2e.conftest import FUNCTION_KEY
+from tests.integration.devhost_fixtures import wait_for
+
+SOAR_KEY = "e2e-soar-correlation-key"
+TOOL = "mimikatz.exe"
+SETTINGS = {"CORRELATION_TOOL_NAMES": TOOL,
+            "MSSP_API_KEYS": f"soar:{hashlib.sha256(SOAR_KEY.encode()).hexdigest()}"}
+NAMES = ("Alpha <b>Corp</b>", "Bravo", "Charlie", "Delta")
+TITLE = "Campaign <img src=x onerror=alert(1)> at {}"
+
+
+def values() -> dict[str, str]:
+    run = uuid.uuid4().hex
+    octet = int(run[:2], 16) % 250 + 1
+    return {"sha256": hashlib.sha256(run.encode()).hexdigest(),
+            "sha1": hashlib.sha1(run.encode()).hexdigest(),  # noqa: S324 - an indicator
+            "ip": f"185.220.{octet}.{int(run[2:4], 16) % 250 + 1}",
+            "private_ip": "10.20.30.40",
+            "url": f"http://campaign-{run[:8]}.example/dl?id=<script>alert(1)</script>",
+            "domain": f"campaign-{run[:8]}.example", "file_name": TOOL}
+
+
+def _evidence(n: int, v: dict[str, str]) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = [
+        {"entityType": "File", "fileName": "drop.exe", "filePath": "C:\\Users\\Public",
+         "sha256": v["sha256"], **({"sha1": v["sha1"]} if n < 3 else {}),
+         "detectionStatus": "Detected"},
+        {"entityType": "Ip", "ipAddress": v["private_ip"]}]
+    if n < 3:
+        items.append({"entityType": "Ip", "ipAddress": v["ip"]})
+    if n < 2:
+        items.append({"entityType": "Url", "url": v["url"]})
+    if n in (1, 3):
+        items.append({"entityType": "File", "fileName": TOOL.upper(), "filePath": "C:\\Temp"})
+    return items
+
+
+def seed(app_host, sim, simulator, base: str) -> dict[str, Any]:
+    """{"tenants": [ids], "names", "alerts": {tenant: alert id}, "values", "indicators"}."""
+    _, repo = app_host
+    client_id = simulator.config.client_id
+    v = values()
+    tenants = [sim.add_tenant(name, consent=[client_id])["id"] for name in NAMES]
+    alerts = {}
+    for n, (tenant_id, name) in enumerate(zip(tenants, NAMES, strict=True)):
+        repo.add(Tenant(tenant_id, name, status=TenantStatus.PAUSED))
+        (alert_id,) = sim.generate(tenant_id, 1)["ids"]
+        sim.update_alert(tenant_id, alert_id, {
+            "title": TITLE.format(name), "severity": ("High", "Medium", "Low", "High")[n],
+            "status": "New", "evidence": _evidence(n, v)})
+        alerts[tenant_id] = alert_id
+    for tenant_id in tenants:
+        repo.set_status(tenant_id, TenantStatus.ACTIVE, "seeded by a test")
+    keyed = {"x-functions-key": FUNCTION_KEY}
+    indicators = {kind: indicator_of(value, kind if kind == "file_name" else "")
+                  for kind, value in v.items() if kind != "private_ip"}
+
+    def reach(kind: str) -> int:
+        found = requests.get(f"{base}/clusters/{kind}", headers=keyed, timeout=10,
+                             params={"value": indicators[kind].value})
+        return found.json()["reach"] if found.status_code == 200 else 0
+
+    wait_for(lambda: reach("sha256") == 4 and reach("ip") == 3 and reach("url") == 2
+             and reach("file_name") == 2, timeout=120, every=1)
+    return {"tenants": tenants, "names": dict(zip(tenants, NAMES, strict=True)),
+            "alerts": alerts, "values": v, "indicators": indicators}
