@@ -6,7 +6,8 @@ here). Values are new for each run (Azurite is shared by the session).
   * a file's SHA256 at all 4 customers, its SHA1 at 3 (Alpha, Bravo, Charlie);
   * a public IP at 3; a private one at all 4 (never an indicator);
   * a URL with `<script>` in it (so its domain too) at 2 (Alpha, Bravo);
-  * a known-bad tool's file name at 2 (Bravo, Delta), CORRELATION_TOOL_NAMES naming it.
+  * a known-bad tool's file name at 2 (Bravo, Delta), CORRELATION_TOOL_NAMES naming it
+    (a name of the module's own: `new_tool`).
 
 Alpha's name and every alert's title carry markup."""
 
@@ -24,14 +25,22 @@ from tests.e2e.conftest import FUNCTION_KEY
 from tests.integration.devhost_fixtures import wait_for
 
 SOAR_KEY = "e2e-soar-correlation-key"
-TOOL = "mimikatz.exe"
-SETTINGS = {"CORRELATION_TOOL_NAMES": TOOL,
+
+
+def new_tool() -> str:
+    """A known-bad tool's file name of one test module's own (the setting is the host's,
+    and an earlier module's sightings of a shared name would join this one's)."""
+    return f"kit-{uuid.uuid4().hex[:8]}.exe"
+
+
+def settings(tool: str) -> dict[str, str]:
+    return {"CORRELATION_TOOL_NAMES": tool,
             "MSSP_API_KEYS": f"soar:{hashlib.sha256(SOAR_KEY.encode()).hexdigest()}"}
 NAMES = ("Alpha <b>Corp</b>", "Bravo", "Charlie", "Delta")
 TITLE = "Campaign <img src=x onerror=alert(1)> at {}"
 
 
-def values() -> dict[str, str]:
+def values(tool: str) -> dict[str, str]:
     run = uuid.uuid4().hex
     octet = int(run[:2], 16) % 250 + 1
     return {"sha256": hashlib.sha256(run.encode()).hexdigest(),
@@ -39,7 +48,7 @@ def values() -> dict[str, str]:
             "ip": f"185.220.{octet}.{int(run[2:4], 16) % 250 + 1}",
             "private_ip": "10.20.30.40",
             "url": f"http://campaign-{run[:8]}.example/dl?id=<script>alert(1)</script>",
-            "domain": f"campaign-{run[:8]}.example", "file_name": TOOL}
+            "domain": f"campaign-{run[:8]}.example", "file_name": tool}
 
 
 def _evidence(n: int, v: dict[str, str]) -> list[dict[str, Any]]:
@@ -53,15 +62,16 @@ def _evidence(n: int, v: dict[str, str]) -> list[dict[str, Any]]:
     if n < 2:
         items.append({"entityType": "Url", "url": v["url"]})
     if n in (1, 3):
-        items.append({"entityType": "File", "fileName": TOOL.upper(), "filePath": "C:\\Temp"})
+        items.append({"entityType": "File", "fileName": v["file_name"].upper(),
+                      "filePath": "C:\\Temp"})
     return items
 
 
-def seed(app_host, sim, simulator, base: str) -> dict[str, Any]:
+def seed(app_host, sim, simulator, base: str, tool: str) -> dict[str, Any]:
     """{"tenants": [ids], "names", "alerts": {tenant: alert id}, "values", "indicators"}."""
     _, repo = app_host
     client_id = simulator.config.client_id
-    v = values()
+    v = values(tool)
     tenants = [sim.add_tenant(name, consent=[client_id])["id"] for name in NAMES]
     alerts = {}
     for n, (tenant_id, name) in enumerate(zip(tenants, NAMES, strict=True)):

@@ -13,17 +13,18 @@ from tests.e2e import correlation_seed
 from tests.e2e.correlation_seed import SOAR_KEY
 
 SEEDED: dict = {}
+TOOL = correlation_seed.new_tool()
 
 
 @pytest.fixture
 def extra_settings() -> dict[str, str]:
-    return dict(correlation_seed.SETTINGS)
+    return correlation_seed.settings(TOOL)
 
 
 @pytest.fixture
 def correlated(app_host, api, sim, simulator):
     if not SEEDED:
-        SEEDED.update(correlation_seed.seed(app_host, sim, simulator, api[0]))
+        SEEDED.update(correlation_seed.seed(app_host, sim, simulator, api[0], TOOL))
     return SEEDED
 
 

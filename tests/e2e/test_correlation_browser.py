@@ -20,17 +20,18 @@ from tests.e2e import test_portal_browser as portal_tests
 
 ARTIFACTS = ROOT / "test-artifacts" / "correlation"
 SEEDED: dict = {}
+TOOL = correlation_seed.new_tool()
 
 
 @pytest.fixture
 def extra_settings() -> dict[str, str]:
-    return dict(correlation_seed.SETTINGS)
+    return correlation_seed.settings(TOOL)
 
 
 @pytest.fixture
 def correlated(app_host, api, sim, simulator):
     if not SEEDED:
-        SEEDED.update(correlation_seed.seed(app_host, sim, simulator, api[0]))
+        SEEDED.update(correlation_seed.seed(app_host, sim, simulator, api[0], TOOL))
     return SEEDED
 
 
@@ -100,7 +101,7 @@ def test_search_each_kind_and_a_value_that_is_none(browse, correlated):
               "sha1": f"  {correlated['values']['sha1']}  ",
               "ip": correlated["values"]["ip"],
               "domain": correlated["values"]["domain"].upper() + ".",
-              "url": correlated["values"]["url"], "file_name": "MimiKatz.EXE"}
+              "url": correlated["values"]["url"], "file_name": TOOL.upper()}
     counts = {"sha256": 4, "sha1": 3, "ip": 3, "domain": 2, "url": 2, "file_name": 2}
     page.goto(f"{base}/clusters")
     for kind, value in pasted.items():
