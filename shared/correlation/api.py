@@ -14,7 +14,14 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints
 
 from shared import timefmt
-from shared.correlation.model import Cluster, Indicator, Sighting, Suppression, TenantReach
+from shared.correlation.model import (
+    KINDS,
+    Cluster,
+    Indicator,
+    Sighting,
+    Suppression,
+    TenantReach,
+)
 from shared.correlation.search import indicator_of
 from shared.validation import Reply, Strict, Text, ValidationError, absent, check, name, params
 
@@ -227,7 +234,7 @@ def new_suppression(data: Any) -> tuple[Indicator, str]:
 
 def check_kind(kind: str) -> str:
     """A route's kind, or a ValidationError naming `kind`."""
-    if kind not in KIND.__args__[1:]:  # type: ignore[attr-defined]
-        raise ValidationError([{"field": "kind", "message": "must be one of sha256, sha1, "
-                                                            "ip, domain, url, file_name"}])
+    if kind not in KINDS:
+        raise ValidationError([{"field": "kind", "message": f"must be one of "
+                                                            f"{', '.join(KINDS)}"}])
     return kind

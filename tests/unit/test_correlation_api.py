@@ -14,7 +14,7 @@ import pytest
 from functions import clusters
 from shared import services
 from shared.correlation import api
-from shared.correlation.model import Indicator
+from shared.correlation.model import KINDS, Indicator
 from shared.correlation.search import indicator_of
 from shared.validation import ValidationError
 from tests.correlation_fakes import FakeCorrelation
@@ -160,3 +160,7 @@ def test_a_file_name_is_asked_for_by_kind():
     with pytest.raises(ValidationError) as refused:
         api.indicator_query({"value": "C:\\tools\\mimikatz.exe", "kind": "file_name"})
     assert refused.value.errors[0]["field"] == "value"
+
+
+def test_the_documented_kinds_are_the_model_s():
+    assert set(api.KIND.__args__) == {"", *KINDS}  # type: ignore[attr-defined]
