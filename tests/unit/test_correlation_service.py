@@ -165,6 +165,12 @@ def test_redelivered_events_index_nothing_twice():
     assert (again.sightings, again.versions, again.sent) == (0, 0, 0)
     assert again.repeated == 10
     assert w.snapshot() == before and len(w.notify.texts()) == sent
+    # in a fresh process (which writes unknown indicators blind): the same
+    fresh = Correlation(w.store, EventQueue(w.notify), EventQueue(w.siem),
+                        CorrelationSettings(), lambda: 4)
+    again = fresh.index(events)
+    assert (again.sightings, again.versions, again.repeated) == (0, 0, 8)
+    assert w.snapshot() == before and len(w.notify.texts()) == sent
     # another version of an alert is the same sighting
     later = w.event(1)
     later.alert["lastUpdateTime"] = "2026-12-09T00:00:00Z"
