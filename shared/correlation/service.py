@@ -70,6 +70,18 @@ class Indexed:
         self.sent += other.sent
 
 
+@dataclass
+class Seen:
+    """An alert to index: whose, which, its view, and its version (the time used when
+    the alert has no creation time)."""
+
+    tenant_id: str
+    tenant_name: str
+    alert_id: str
+    view: AlertView
+    version: str = ""
+
+
 class Correlation:
     """Implements shared/correlation/reads.py CorrelationReads, and indexes alert events."""
 
@@ -86,26 +98,35 @@ class Correlation:
 
     # indexing -----------------------------------------------------------------------------
     def index(self, events: Iterable[AlertEvent]) -> Indexed:
-        """Each event's indicators recorded; suppressions and the active tenants read once
-        for the batch. Indicators are independent partitions: each one's sightings are
-        recorded in order on one thread, indicators side by side."""
+        """Each event's indicators recorded (from its summary; from the stored alert when
+        the summary was cut)."""
         done = Indexed()
-        events = list(events)
-        if not events:
-            return done
-        suppressed = {s.indicator.key for s in self.store.suppressions()}
-        active = self.active_tenants()
-        groups: dict[Indicator, list[Sighting]] = {}
+        seen = []
         for event in events:
-            view = self._view(event, done)
-            seen_at = _time(view.created) or _time(event.version)
+            seen.append(Seen(event.tenant_id, event.tenant_name, event.alert_id,
+                             self._view(event, done), event.version))
+        return self.index_views(seen, done)
+
+    def index_views(self, alerts: Iterable[Seen], done: Indexed | None = None) -> Indexed:
+        """Each alert's indicators recorded; suppressions and the active tenants read
+        once for the batch. Indicators are independent partitions: each one's sightings
+        are recorded in order on one thread, indicators side by side."""
+        done = done or Indexed()
+        groups: dict[Indicator, list[Sighting]] = {}
+        for alert in alerts:
+            view = alert.view
+            seen_at = _time(view.created) or _time(alert.version)
             if not seen_at:
                 continue
             done.alerts += 1
             for indicator in indicators(view, self.options):
                 groups.setdefault(indicator, []).append(Sighting(
-                    indicator, event.tenant_id, event.tenant_name, event.alert_id, seen_at,
+                    indicator, alert.tenant_id, alert.tenant_name, alert.alert_id, seen_at,
                     view.severity, view.title, view.product))
+        if not groups:
+            return done
+        suppressed = {s.indicator.key for s in self.store.suppressions()}
+        active = self.active_tenants()
 
         def record(sightings: list[Sighting]) -> Indexed:
             part = Indexed()
