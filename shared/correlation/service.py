@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +44,8 @@ from shared.storage.errors import AlreadyExists, StateChanged
 from shared.storage.queues import EventQueue
 
 log = logging.getLogger("mssp_hub.correlation")
+WORKERS = 8  # indicators recorded side by side (each its own partition)
+KNOWN = 100_000  # indicator keys remembered as stored, per process
 TRIES = 8  # ETag races on one indicator before the message is retried by the queue
 MAX_EVENT_BYTES = 40_000  # base64 makes ~53 KB of the queue's 64 KB
 SEVERITY_ORDER = {"Informational": 1, "Low": 2, "Medium": 3, "High": 4}
@@ -60,6 +63,24 @@ class Indexed:
     sent: int = 0  # events sent (to each queue)
     read_stored: int = 0  # alerts read from the Alerts table (summary cut)
 
+    def add(self, other: Indexed) -> None:
+        self.sightings += other.sightings
+        self.repeated += other.repeated
+        self.versions += other.versions
+        self.sent += other.sent
+
+
+@dataclass
+class Seen:
+    """An alert to index: whose, which, its view, and its version (the time used when
+    the alert has no creation time)."""
+
+    tenant_id: str
+    tenant_name: str
+    alert_id: str
+    view: AlertView
+    version: str = ""
+
 
 class Correlation:
     """Implements shared/correlation/reads.py CorrelationReads, and indexes alert events."""
@@ -72,28 +93,49 @@ class Correlation:
         self.settings, self.active_tenants = settings, active_tenants
         self.read_alert, self.now = read_alert, now
         self.options = Options(settings.include_private_ips, settings.tool_names)
+        self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="correlate")
+        self._known: set[str] = set()  # indicators this process saw stored: read first
 
     # indexing -----------------------------------------------------------------------------
     def index(self, events: Iterable[AlertEvent]) -> Indexed:
-        """Each event's indicators recorded; suppressions and the active tenants read once
-        for the batch."""
+        """Each event's indicators recorded (from its summary; from the stored alert when
+        the summary was cut)."""
         done = Indexed()
-        events = list(events)
-        if not events:
-            return done
-        suppressed = {s.indicator.key for s in self.store.suppressions()}
-        active = self.active_tenants()
+        seen = []
         for event in events:
-            view = self._view(event, done)
-            seen_at = _time(view.created) or _time(event.version)
+            seen.append(Seen(event.tenant_id, event.tenant_name, event.alert_id,
+                             self._view(event, done), event.version))
+        return self.index_views(seen, done)
+
+    def index_views(self, alerts: Iterable[Seen], done: Indexed | None = None) -> Indexed:
+        """Each alert's indicators recorded; suppressions and the active tenants read
+        once for the batch. Indicators are independent partitions: each one's sightings
+        are recorded in order on one thread, indicators side by side."""
+        done = done or Indexed()
+        groups: dict[Indicator, list[Sighting]] = {}
+        for alert in alerts:
+            view = alert.view
+            seen_at = _time(view.created) or _time(alert.version)
             if not seen_at:
                 continue
             done.alerts += 1
             for indicator in indicators(view, self.options):
-                sighting = Sighting(indicator, event.tenant_id, event.tenant_name,
-                                    event.alert_id, seen_at, view.severity, view.title,
-                                    view.product)
-                self._sight(sighting, indicator.key in suppressed, active, done)
+                groups.setdefault(indicator, []).append(Sighting(
+                    indicator, alert.tenant_id, alert.tenant_name, alert.alert_id, seen_at,
+                    view.severity, view.title, view.product))
+        if not groups:
+            return done
+        suppressed = {s.indicator.key for s in self.store.suppressions()}
+        active = self.active_tenants()
+
+        def record(sightings: list[Sighting]) -> Indexed:
+            part = Indexed()
+            for sighting in sightings:
+                self._sight(sighting, sighting.indicator.key in suppressed, active, part)
+            return part
+
+        for part in self._pool.map(record, groups.values()):
+            done.add(part)
         return done
 
     def _view(self, event: AlertEvent, done: Indexed) -> AlertView:
@@ -109,28 +151,42 @@ class Correlation:
     def _sight(self, sighting: Sighting, suppressed: bool, active: int, done: Indexed
                ) -> None:
         indicator = sighting.indicator
-        for _ in range(TRIES):
-            state = self.store.state(indicator)
-            mine = state.reaches.get(sighting.tenant_id)
-            if mine is not None and sighting.alert_id in mine.alert_ids:
-                done.repeated += 1  # counted: its reach row went in with its sighting
-                self._publish(state, done)
-                return
+        for attempt in range(TRIES):
+            if attempt == 0 and indicator.key not in self._known:
+                # first seen here: most indicators are new, so write as if it were (one
+                # request); a head already there fails the write, and the loop reads
+                state = IndicatorState(None, None, {})
+            else:
+                state = self.store.state(indicator)
+                mine = state.reaches.get(sighting.tenant_id)
+                if mine is not None and sighting.alert_id in mine.alert_ids:
+                    done.repeated += 1  # counted: its reach row went in with its sighting
+                    self._remember(indicator)
+                    self._publish(state, done)
+                    return
             head, reaches, event = self._plan(state, sighting, suppressed, active)
             try:
                 etag = self.store.record(sighting, reaches[sighting.tenant_id], head,
                                          state.etag, event)
             except AlreadyExists:
                 done.repeated += 1
+                self._remember(indicator)
                 self._publish(self.store.state(indicator), done)
                 return
             except StateChanged:
+                self._remember(indicator)
                 continue  # another worker on this indicator: read again
+            self._remember(indicator)
             done.sightings += 1
             done.versions += event is not None
             self._publish(IndicatorState(head, etag, reaches), done)
             return
         raise StateChanged(f"indicator {indicator.key} kept changing")
+
+    def _remember(self, indicator: Indicator) -> None:
+        if len(self._known) >= KNOWN:
+            self._known.clear()
+        self._known.add(indicator.key)
 
     def _plan(self, state: IndicatorState, s: Sighting, suppressed: bool, active: int
               ) -> tuple[Head, dict[str, TenantReach], tuple[int, str] | None]:

@@ -52,6 +52,7 @@ from shared.storage.keys import encode_key
 
 HEAD, REACH, EVENT, SIGHTING = "a", "b~", "e~", "s~"
 SUPPRESSED, REMOVED = "~suppressed", "~removed"
+BACKFILL, DONE = "~backfill", "\uffff"  # the backfill's place per tenant; past every row
 RECENT, WIDEST = "recent", "reach"
 ORDERS = (RECENT, WIDEST)
 CHUNK = 30_000  # characters of one string property (64 KiB of UTF-16), with room
@@ -367,6 +368,16 @@ class CorrelationStore:
         rows = [e for e, _ in self._range("index", order, after or "", "\uffff", limit + 1)]
         page = [(entry_head(e), entry_tenants(e)) for e in rows[:limit]]
         return page, (rows[limit - 1]["RowKey"] if len(rows) > limit else None)
+
+    # the backfill's place, per tenant ------------------------------------------------------
+    def backfilled_to(self, tenant_id: str) -> str:
+        """The last Alerts row key the backfill indexed for the tenant ("" for none yet,
+        DONE when all)."""
+        found = self._get("table", BACKFILL, tenant_id)
+        return str(found[0].get("After") or "") if found else ""
+
+    def mark_backfilled(self, tenant_id: str, after: str) -> None:
+        self._put("table", {"PartitionKey": BACKFILL, "RowKey": tenant_id, "After": after})
 
     # suppressions ---------------------------------------------------------------------------
     def suppressions(self) -> list[Suppression]:

@@ -66,6 +66,8 @@ def test_one_transaction_sighting_counted_once_head_guarded(store):
     head2 = Head(HASH, reach=1, alert_count=2)
     with pytest.raises(AlreadyExists):
         store.record(s, _reach(T1, s.seen_at, ["x", "y"]), head2, etag)
+    with pytest.raises(AlreadyExists):  # written blind (as if new): the sighting decides
+        store.record(s, _reach(T1, s.seen_at, ["x", "y"]), head2, None)
     assert store.state(HASH).head.alert_count == 1
     assert store.state(HASH).reaches[T1].alert_count == 1
     # a second worker that read the head before: refused, its sighting not written

@@ -165,6 +165,12 @@ def test_redelivered_events_index_nothing_twice():
     assert (again.sightings, again.versions, again.sent) == (0, 0, 0)
     assert again.repeated == 10
     assert w.snapshot() == before and len(w.notify.texts()) == sent
+    # in a fresh process (which writes unknown indicators blind): the same
+    fresh = Correlation(w.store, EventQueue(w.notify), EventQueue(w.siem),
+                        CorrelationSettings(), lambda: 4)
+    again = fresh.index(events)
+    assert (again.sightings, again.versions, again.repeated) == (0, 0, 8)
+    assert w.snapshot() == before and len(w.notify.texts()) == sent
     # another version of an alert is the same sighting
     later = w.event(1)
     later.alert["lastUpdateTime"] = "2026-12-09T00:00:00Z"
@@ -319,3 +325,32 @@ def test_two_workers_on_one_indicator_lose_no_tenant():
     cluster = w.service.cluster(HASH)
     assert cluster is not None and {t.tenant_id for t in cluster.tenants} == set(TENANTS[:3])
     assert [e.version for e in w.events()] == [1, 2]
+
+
+def test_backfill_indexes_stored_alerts_resumably_and_silently():
+    from shared.correlation.backfill import backfill, silent
+    from shared.storage.alert_rows import alert_rows
+    from shared.storage.memory.ingest import MemoryAlerts
+
+    w = World()
+    alerts = MemoryAlerts()
+    for n in range(4):
+        for k in range(3):
+            w.event(n, alert_id=f"old{k}")
+            doc, schema = w.stored[(TENANTS[n], f"old{k}")]
+            alerts.store(list(alert_rows(TENANTS[n], doc, schema=schema)))
+    quiet = Correlation(w.store, silent(), silent(), CorrelationSettings(), lambda: 4,
+                        alerts.alert_and_schema)
+    tenants = [(t, f"Tenant {n}") for n, t in enumerate(TENANTS[:4])]
+    w.countdown.left = 20
+    with pytest.raises(Killed):
+        backfill(quiet, w.store, alerts, tenants, batch_rows=2)
+    backfill(quiet, w.store, alerts, tenants, batch_rows=2)  # resumed
+    again = backfill(quiet, w.store, alerts, tenants, batch_rows=2)
+    assert again.alerts == 0  # done: nothing read again
+    cluster = w.service.cluster(HASH)
+    assert cluster is not None and cluster.reach == 4 and cluster.alert_count == 12
+    assert len(w.service.lookup(HASH)[0]) == 12
+    assert w.events() == []  # nothing sent about history
+    w.service.index([w.event(4)])  # the next live alert: one event, version 4
+    assert [(e.version, e.change) for e in w.events()] == [(4, "grew")]
