@@ -195,12 +195,17 @@ class ClusterViews:
             first_url=first if request.params.get("cursor") else "", **self._links())
 
     # suppressions -----------------------------------------------------------------------
-    def _suppressions(self, request: Request, principal: auth.Principal, status: int = 200,
-                      error: str = "") -> Response:
+    def _suppressions(self, request: Request, principal: auth.Principal) -> Response:
         if self.reads is None:
             return self._off(principal)
-        if request.method == "POST" and not error:
+        if request.method == "POST":
             return self._add(request, principal)
+        return self._suppression_list(request, principal)
+
+    def _suppression_list(self, request: Request, principal: auth.Principal,
+                          status: int = 200, error: str = "") -> Response:
+        """The list and the form (after a refused POST: as sent, with what was wrong)."""
+        assert self.reads is not None
         form = request.form if request.method == "POST" else request.params
         return self.portal._page(
             "portal/suppressions.html", status, principal=principal,
@@ -217,19 +222,23 @@ class ClusterViews:
                                  signed_in=True, reason=auth.READ_ONLY_ANALYST)
 
     def _add(self, request: Request, principal: auth.Principal) -> Response:
+        """Suppress what the form names, the signed-in user its author; a refusal shows
+        the form again as sent, saying why."""
+        assert self.reads is not None
         if refused := self._may_not_act(principal):
             return refused
-        kind = request.form.get("kind", "")
         try:
-            indicator = indicator_of(request.form.get("value", ""), kind)
+            indicator = indicator_of(request.form.get("value", ""),
+                                     request.form.get("kind", ""))
         except ValueError as exc:
-            return self._suppressions(request, principal, 400,
-                                      f"Not suppressed: this is not an indicator: {exc}.")
+            return self._suppression_list(
+                request, principal, 400, f"Not suppressed: this is not an indicator: {exc}.")
         reason = " ".join(request.form.get("reason", "").split())
-        if not reason or len(reason) > MAX_REASON:
-            return self._suppressions(request, principal, 400, "Not suppressed: say why it "
-                                      f"is benign (a reason of 1 to {MAX_REASON} characters).")
-        self.reads.suppress(indicator, reason, principal.name)  # type: ignore[union-attr]
+        if not reason or len(reason) > MAX_REASON or not reason.isprintable():
+            return self._suppression_list(
+                request, principal, 400, f"Not suppressed: say why it is benign (a reason of "
+                                         f"1 to {MAX_REASON} printable characters).")
+        self.reads.suppress(indicator, reason, principal.name)
         return _redirect(f"{self.base}/suppressions?done=add")
 
     def _remove(self, request: Request, principal: auth.Principal) -> Response:

@@ -47,7 +47,7 @@ TOOL = indicator_of(f"{ONERROR}.exe", "file_name")  # a file name keeps < > " as
 
 
 class Hub:
-    def __init__(self, correlation: FakeCorrelation | None = None) -> None:
+    def __init__(self, wired: bool = True) -> None:
         self.settings = settings(PUBLIC_BASE_URL=PUBLIC, PORTAL_KEY=KEY,
                                  PORTAL_ALLOWED_GROUPS=f"{GROUP},{ACTORS}",
                                  PORTAL_ACTION_GROUPS=ACTORS)
@@ -56,13 +56,13 @@ class Hub:
             self.tenants.add(Tenant(tid, name))
         self.alerts = MemoryAlerts()
         self.alerts.store(alert_rows(T1, mde_alert(title=f"Hidden {XSS}")))
-        self.reads = correlation if correlation is not None else seeded()
+        self.reads = seeded()
         self.portal = Portal(self.settings, TenantAdmin(self.tenants, MemoryTenantData()),
                              MemoryRules(), MemoryMailOutbox(),
                              SimpleNamespace(list_invitations=list, link=str,
                                              why_not_triage=lambda: ""), None,
                              self.alerts, MemoryRuns(), alert_index=MemoryAlertIndex(),
-                             correlation=self.reads if correlation is not False else None)
+                             correlation=self.reads if wired else None)
 
     def headers(self, who: str = "key", **extra: str) -> dict[str, str]:
         headers = {"host": HOST, **extra}
@@ -189,7 +189,7 @@ def test_the_clusters_page_is_keyset_paged(monkeypatch):
 
 
 def test_nothing_of_correlation_shows_where_it_is_not_wired():
-    hub = Hub(correlation=False)  # type: ignore[arg-type]
+    hub = Hub(wired=False)
     for view in ("clusters", "lookup", "suppressions"):
         assert hub.get(view).status == 404
     alert = hub.get("alert", route={"tenant_id": T1, "alert_id": ALERT_ID})
@@ -358,6 +358,8 @@ def test_suppressing_needs_a_reason_an_indicator_csrf_and_the_action_role():
     hub = Hub()
     no_reason = hub.post("add", {"value": IP.value, "reason": "   "}, who="actor")
     assert no_reason.status == 400 and "say why it is benign" in no_reason.body
+    control = hub.post("add", {"value": IP.value, "reason": "a\x00b"}, who="actor")
+    assert control.status == 400
     no_indicator = hub.post("add", {"value": XSS, "reason": "x"}, who="actor")
     assert no_indicator.status == 400 and "not an indicator" in no_indicator.body
     assert_safe(no_indicator.body)
