@@ -11,7 +11,6 @@ import azure.functions as func
 from functions.http import invalid, json_response, refused
 from shared import services, validation
 from shared.correlation import api
-from shared.correlation.reads import CorrelationReads
 from shared.logsafe import clean
 from shared.triage.api import UNAUTHORIZED, api_actor
 from shared.validation import ValidationError
@@ -21,20 +20,10 @@ log = logging.getLogger("mssp_hub.correlation")
 BAD_CURSOR = ("invalid request", "cursor", "not a cursor this API gave")
 
 
-def _reads() -> CorrelationReads | None:
-    return services.correlation()
-
-
-def _off() -> func.HttpResponse:
-    return refused(404, "not available", "correlation", "not wired in this deployment")
-
-
 @bp.function_name("clusters_list")
 @bp.route(route="clusters", methods=["GET"])
 def clusters_list(req: func.HttpRequest) -> func.HttpResponse:
-    reads = _reads()
-    if reads is None:
-        return _off()
+    reads = services.correlation()
     try:
         found, cursor = reads.clusters(**api.clusters_query(req.params))
     except ValidationError as exc:
@@ -48,9 +37,7 @@ def clusters_list(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("cluster_of_indicator")
 @bp.route(route="clusters/{kind}", methods=["GET"])
 def cluster_of_indicator(req: func.HttpRequest) -> func.HttpResponse:
-    reads = _reads()
-    if reads is None:
-        return _off()
+    reads = services.correlation()
     try:
         kind = api.check_kind(req.route_params.get("kind", ""))
         indicator = api.indicator_query(req.params, kind)
@@ -66,9 +53,7 @@ def cluster_of_indicator(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("indicator_lookup")
 @bp.route(route="indicators/lookup", methods=["GET"])
 def indicator_lookup(req: func.HttpRequest) -> func.HttpResponse:
-    reads = _reads()
-    if reads is None:
-        return _off()
+    reads = services.correlation()
     try:
         indicator, query = api.lookup_query(req.params)
         found, cursor = reads.lookup(indicator, **query)
@@ -84,9 +69,7 @@ def indicator_lookup(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("suppressions")
 @bp.route(route="suppressions", methods=["GET", "POST", "DELETE"])
 def suppressions(req: func.HttpRequest) -> func.HttpResponse:
-    reads = _reads()
-    if reads is None:
-        return _off()
+    reads = services.correlation()
     if req.method == "GET":
         return json_response(api.SuppressionList(
             suppressions=[api.SuppressionView.of(s) for s in reads.suppressions()]))

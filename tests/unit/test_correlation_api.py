@@ -146,14 +146,6 @@ def test_a_delete_takes_no_body(reads):
     assert status == 400 and body["errors"][0]["field"] == "value"
 
 
-def test_not_wired_is_a_404_naming_it(monkeypatch):
-    monkeypatch.setattr(services, "correlation", lambda: None)
-    for handler in (clusters.clusters_list, clusters.cluster_of_indicator,
-                    clusters.indicator_lookup, clusters.suppressions):
-        status, body = call(handler)
-        assert status == 404 and body["errors"][0]["field"] == "correlation"
-
-
 def test_a_file_name_is_asked_for_by_kind():
     assert api.indicator_query({"value": "MimiKatz.EXE", "kind": "file_name"}) == \
         Indicator("file_name", "mimikatz.exe")
