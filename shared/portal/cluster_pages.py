@@ -94,7 +94,8 @@ class ClusterViews:
         correlation in this deployment)."""
         if self.reads is None:
             return None
-        return [{"indicator": i, "others": others, "lookup": self.lookup_link(i)}
+        return [{"indicator": i, "kind": KIND_NAMES.get(i.kind, i.kind), "others": others,
+                 "lookup": self.lookup_link(i)}
                 for i, others in self.reads.alert_indicators(tenant_id, alert_id)]
 
     # pages ------------------------------------------------------------------------------
