@@ -88,12 +88,13 @@ class Correlation:
     def __init__(self, store: CorrelationStore, notify: EventQueue, siem: EventQueue,
                  settings: CorrelationSettings, active_tenants: Callable[[], int],
                  read_alert: ReadAlert | None = None,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 workers: int = WORKERS) -> None:
         self.store, self.notify, self.siem = store, notify, siem
         self.settings, self.active_tenants = settings, active_tenants
         self.read_alert, self.now = read_alert, now
         self.options = Options(settings.include_private_ips, settings.tool_names)
-        self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="correlate")
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="correlate")
         self._known: set[str] = set()  # indicators this process saw stored: read first
 
     # indexing -----------------------------------------------------------------------------
@@ -292,8 +293,10 @@ class Correlation:
     def lookup(self, indicator: Indicator, since: str | None = None,
                cursor: str | None = None, limit: int = 100
                ) -> tuple[list[Sighting], str | None]:
-        return self.store.sightings(indicator, _time(since) if since else None, cursor,
-                                    max(1, min(limit, 500)))
+        start = _time(since) if since else None
+        if since and not start:
+            raise ValueError("since is not an ISO 8601 time")
+        return self.store.sightings(indicator, start, cursor, max(1, min(limit, 500)))
 
     def alert_indicators(self, tenant_id: str, alert_id: str
                          ) -> list[tuple[Indicator, int]]:

@@ -80,7 +80,7 @@ class KillableQueue(MemoryQueue):
 
 
 class World:
-    def __init__(self, active: int = 4, **settings: Any) -> None:
+    def __init__(self, active: int = 4, workers: int = 1, **settings: Any) -> None:
         self.countdown = Countdown()
         self.store = KillableStore(self.countdown)
         self.notify, self.siem = KillableQueue(self.countdown), KillableQueue(self.countdown)
@@ -89,7 +89,7 @@ class World:
         self.active = active
         self.service = Correlation(self.store, EventQueue(self.notify), EventQueue(self.siem),
                                    CorrelationSettings(**settings), lambda: self.active,
-                                   self._read)
+                                   self._read, workers=workers)
 
     def _read(self, tenant_id: str, alert_id: str) -> tuple[dict[str, Any], str] | None:
         self.reads += 1
@@ -131,8 +131,9 @@ class World:
         return rows, sorted({e.event_id for e in self.events()})
 
 
-def test_four_tenants_of_both_schemas_one_cluster_three_events():
-    w = World()
+@pytest.mark.parametrize("workers", [1, 8])
+def test_four_tenants_of_both_schemas_one_cluster_three_events(workers: int):
+    w = World(workers=workers)
     done = w.service.index([w.event(n) for n in range(4)])
     assert (done.alerts, done.sightings, done.versions) == (4, 8, 3)  # hash + own IP each
     events = w.events()
@@ -153,6 +154,9 @@ def test_four_tenants_of_both_schemas_one_cluster_three_events():
     found, _ = w.service.lookup(parse_indicator(SHARED.upper()))
     assert [s.tenant_id for s in found] == TENANTS[3::-1]
     assert w.reads == 0  # summaries were whole
+    with pytest.raises(ValueError):
+        w.service.lookup(HASH, since="yesterday")
+    assert len(w.service.lookup(HASH, since="2026-12-04T00:00:00Z")[0]) == 1
 
 
 def test_redelivered_events_index_nothing_twice():
@@ -306,7 +310,7 @@ def test_a_kill_at_every_write_then_redelivery_changes_nothing_seen():
 
 
 def test_two_workers_on_one_indicator_lose_no_tenant():
-    w = World()
+    w = World(workers=2)  # the other worker's index runs inside this one's
     w.service.index([w.event(0)])
     other = w.event(1)
     store = w.store
