@@ -358,3 +358,13 @@ def test_backfill_indexes_stored_alerts_resumably_and_silently():
     assert w.events() == []  # nothing sent about history
     w.service.index([w.event(4)])  # the next live alert: one event, version 4
     assert [(e.version, e.change) for e in w.events()] == [(4, "grew")]
+
+
+def test_the_service_is_the_reads_the_portal_codes_against():
+    import inspect
+
+    from shared.correlation.reads import CorrelationReads
+
+    for name, method in inspect.getmembers(CorrelationReads, inspect.isfunction):
+        if not name.startswith("_"):
+            assert inspect.signature(method) == inspect.signature(getattr(Correlation, name))
