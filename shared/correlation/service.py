@@ -64,6 +64,8 @@ class Indexed:
     read_stored: int = 0  # alerts read from the Alerts table (summary cut)
 
     def add(self, other: Indexed) -> None:
+        self.alerts += other.alerts
+        self.read_stored += other.read_stored
         self.sightings += other.sightings
         self.repeated += other.repeated
         self.versions += other.versions
@@ -72,14 +74,12 @@ class Indexed:
 
 @dataclass
 class Seen:
-    """An alert to index: whose, which, its view, and its version (the time used when
-    the alert has no creation time)."""
+    """An alert to index: whose, which, and its view."""
 
     tenant_id: str
     tenant_name: str
     alert_id: str
     view: AlertView
-    version: str = ""
 
 
 class Correlation:
@@ -105,7 +105,7 @@ class Correlation:
         seen = []
         for event in events:
             seen.append(Seen(event.tenant_id, event.tenant_name, event.alert_id,
-                             self._view(event, done), event.version))
+                             self._view(event, done)))
         return self.index_views(seen, done)
 
     def index_views(self, alerts: Iterable[Seen], done: Indexed | None = None) -> Indexed:
@@ -116,8 +116,8 @@ class Correlation:
         groups: dict[Indicator, list[Sighting]] = {}
         for alert in alerts:
             view = alert.view
-            seen_at = _time(view.created) or _time(alert.version)
-            if not seen_at:
+            seen_at = _time(view.created)
+            if not seen_at:  # the sighting's key: without it, not indexable once
                 continue
             done.alerts += 1
             for indicator in indicators(view, self.options):
@@ -136,7 +136,7 @@ class Correlation:
             return part
 
         for part in self._pool.map(record, groups.values()):
-            done.add(part)
+            done.add(part)  # parts count sightings, not alerts
         return done
 
     def _view(self, event: AlertEvent, done: Indexed) -> AlertView:
