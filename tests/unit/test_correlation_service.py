@@ -368,3 +368,20 @@ def test_the_service_is_the_reads_the_portal_codes_against():
     for name, method in inspect.getmembers(CorrelationReads, inspect.isfunction):
         if not name.startswith("_"):
             assert inspect.signature(method) == inspect.signature(getattr(Correlation, name))
+
+
+def test_an_event_of_a_huge_cluster_fits_a_queue_message():
+    from shared.correlation.model import TenantReach
+    from shared.correlation.service import MAX_EVENT_BYTES, _event_text
+
+    reaches = [TenantReach(f"{n:08d}-0000-0000-0000-000000000000", "N" * 300,
+                           "2026-12-01T00:00:00.0000000Z", "2026-12-01T00:00:00.0000000Z")
+               for n in range(1000)]
+    head = Head(HASH, version=7, first_seen="2026-12-01T00:00:00.0000000Z",
+                last_seen="2026-12-01T00:00:00.0000000Z", alert_count=1000)
+    small = ClusterEvent.parse(_event_text(head, reaches[:50], reaches[49:50]))
+    assert small.tenants[0]["name"] == "N" * 100 and len(small.tenants) == 50
+    text = _event_text(head, reaches, reaches[-300:])
+    event = ClusterEvent.parse(text)
+    assert len(text.encode()) <= MAX_EVENT_BYTES and event.version == 7
+    assert 500 < len(event.tenants) < 1000 and event.tenants[0]["name"] == ""
