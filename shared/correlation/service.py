@@ -241,9 +241,10 @@ class Correlation:
         if head is None or etag is None:
             return
         target = index_keys(head) if head.version and not head.quiet else []
-        if target == head.listed and head.published >= head.version:
+        stale = target != head.listed or (target and head.listed_count != head.alert_count)
+        if not stale and head.published >= head.version:
             return
-        if target != head.listed:
+        if stale:
             tenants = self._in_window(head, state.reaches)
             self.store.put_listed(IndexEntry(p, rk, head, tenants) for p, rk in target)
             self.store.drop_listed(k for k in head.listed if k not in target)
@@ -254,7 +255,7 @@ class Correlation:
             self.siem.send(text)
             done.sent += 1
         published = replace(head, published=max(head.version, head.published),
-                            listed=target)
+                            listed=target, listed_count=head.alert_count if target else 0)
         try:
             self.store.mark_published(published, etag)
         except StateChanged:  # moved on: its writer publishes; take back what it replaced

@@ -194,6 +194,7 @@ def test_a_fifth_tenant_makes_one_more_event():
     w.service.index([w.event(4, alert_id="other")])
     assert len(w.events()) == 4
     assert w.service.cluster(HASH).alert_count == 6
+    assert w.service.clusters()[0][0].alert_count == 6  # the list too, same keys
 
 
 def test_a_suppressed_indicator_forms_no_cluster_but_is_looked_up():
