@@ -50,11 +50,8 @@ def backfill(service: Correlation, store: CorrelationStore, alerts: AlertReposit
                 found = alerts.alert_and_schema(tenant_id, alert_id)
                 if found is not None:
                     seen.append(Seen(tenant_id, name, alert_id,
-                                     AlertView.of(found[0], found[1]),
-                                     str(row.get("Version") or "")))
-            done = service.index_views(seen)
-            total.alerts += done.alerts
-            total.add(done)
+                                     AlertView.of(found[0], found[1])))
+            total.add(service.index_views(seen))
             after = rows[-1]["RowKey"] if len(rows) == batch_rows else DONE
             store.mark_backfilled(tenant_id, after)
         log(f"correlation: {tenant_id} indexed ({total.alerts} alerts so far)")

@@ -64,6 +64,8 @@ class Indexed:
     read_stored: int = 0  # alerts read from the Alerts table (summary cut)
 
     def add(self, other: Indexed) -> None:
+        self.alerts += other.alerts
+        self.read_stored += other.read_stored
         self.sightings += other.sightings
         self.repeated += other.repeated
         self.versions += other.versions
@@ -72,14 +74,12 @@ class Indexed:
 
 @dataclass
 class Seen:
-    """An alert to index: whose, which, its view, and its version (the time used when
-    the alert has no creation time)."""
+    """An alert to index: whose, which, and its view."""
 
     tenant_id: str
     tenant_name: str
     alert_id: str
     view: AlertView
-    version: str = ""
 
 
 class Correlation:
@@ -88,12 +88,13 @@ class Correlation:
     def __init__(self, store: CorrelationStore, notify: EventQueue, siem: EventQueue,
                  settings: CorrelationSettings, active_tenants: Callable[[], int],
                  read_alert: ReadAlert | None = None,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 workers: int = WORKERS) -> None:
         self.store, self.notify, self.siem = store, notify, siem
         self.settings, self.active_tenants = settings, active_tenants
         self.read_alert, self.now = read_alert, now
         self.options = Options(settings.include_private_ips, settings.tool_names)
-        self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="correlate")
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="correlate")
         self._known: set[str] = set()  # indicators this process saw stored: read first
 
     # indexing -----------------------------------------------------------------------------
@@ -104,7 +105,7 @@ class Correlation:
         seen = []
         for event in events:
             seen.append(Seen(event.tenant_id, event.tenant_name, event.alert_id,
-                             self._view(event, done), event.version))
+                             self._view(event, done)))
         return self.index_views(seen, done)
 
     def index_views(self, alerts: Iterable[Seen], done: Indexed | None = None) -> Indexed:
@@ -115,8 +116,8 @@ class Correlation:
         groups: dict[Indicator, list[Sighting]] = {}
         for alert in alerts:
             view = alert.view
-            seen_at = _time(view.created) or _time(alert.version)
-            if not seen_at:
+            seen_at = _time(view.created)
+            if not seen_at:  # the sighting's key: without it, not indexable once
                 continue
             done.alerts += 1
             for indicator in indicators(view, self.options):
@@ -135,7 +136,7 @@ class Correlation:
             return part
 
         for part in self._pool.map(record, groups.values()):
-            done.add(part)
+            done.add(part)  # parts count sightings, not alerts
         return done
 
     def _view(self, event: AlertEvent, done: Indexed) -> AlertView:
@@ -240,9 +241,10 @@ class Correlation:
         if head is None or etag is None:
             return
         target = index_keys(head) if head.version and not head.quiet else []
-        if target == head.listed and head.published >= head.version:
+        stale = target != head.listed or (target and head.listed_count != head.alert_count)
+        if not stale and head.published >= head.version:
             return
-        if target != head.listed:
+        if stale:
             tenants = self._in_window(head, state.reaches)
             self.store.put_listed(IndexEntry(p, rk, head, tenants) for p, rk in target)
             self.store.drop_listed(k for k in head.listed if k not in target)
@@ -253,7 +255,7 @@ class Correlation:
             self.siem.send(text)
             done.sent += 1
         published = replace(head, published=max(head.version, head.published),
-                            listed=target)
+                            listed=target, listed_count=head.alert_count if target else 0)
         try:
             self.store.mark_published(published, etag)
         except StateChanged:  # moved on: its writer publishes; take back what it replaced
@@ -292,8 +294,10 @@ class Correlation:
     def lookup(self, indicator: Indicator, since: str | None = None,
                cursor: str | None = None, limit: int = 100
                ) -> tuple[list[Sighting], str | None]:
-        return self.store.sightings(indicator, _time(since) if since else None, cursor,
-                                    max(1, min(limit, 500)))
+        start = _time(since) if since else None
+        if since and not start:
+            raise ValueError("since is not an ISO 8601 time")
+        return self.store.sightings(indicator, start, cursor, max(1, min(limit, 500)))
 
     def alert_indicators(self, tenant_id: str, alert_id: str
                          ) -> list[tuple[Indicator, int]]:

@@ -109,6 +109,7 @@ class Head:
     severities: dict[str, int] = field(default_factory=dict)
     published: int = 0  # the last version whose event was sent
     listed: list[list[str]] = field(default_factory=list)  # index keys written
+    listed_count: int = 0  # the alert count the index entries show
     quiet: str = ""  # why it forms no cluster now: "suppressed", "floor" or ""
 
     def entity(self) -> dict[str, Any]:
@@ -119,7 +120,7 @@ class Head:
                 "AlertCount": self.alert_count,
                 "Severities": codec.dumps_text(self.severities),
                 "Published": self.published, "Listed": codec.dumps_text(self.listed),
-                "Quiet": self.quiet}
+                "ListedCount": self.listed_count, "Quiet": self.quiet}
 
     @classmethod
     def of(cls, entity: dict[str, Any]) -> Head:
@@ -131,7 +132,7 @@ class Head:
                    _json(str(entity.get("Severities") or ""), {}),
                    int(entity.get("Published") or 0),
                    _json(str(entity.get("Listed") or ""), []),
-                   str(entity.get("Quiet") or ""))
+                   int(entity.get("ListedCount") or 0), str(entity.get("Quiet") or ""))
 
 
 @dataclass
@@ -334,7 +335,8 @@ class CorrelationStore:
         StateChanged: whoever moved it publishes after)."""
         return self._transact(head.indicator.key, [("merge", {
             "PartitionKey": head.indicator.key, "RowKey": HEAD, "Published": head.published,
-            "Listed": codec.dumps_text(head.listed)}, etag)])
+            "Listed": codec.dumps_text(head.listed), "ListedCount": head.listed_count},
+            etag)])
 
     def sightings(self, indicator: Indicator, since: str | None = None,
                   after: str | None = None, limit: int = 100

@@ -80,7 +80,7 @@ class KillableQueue(MemoryQueue):
 
 
 class World:
-    def __init__(self, active: int = 4, **settings: Any) -> None:
+    def __init__(self, active: int = 4, workers: int = 1, **settings: Any) -> None:
         self.countdown = Countdown()
         self.store = KillableStore(self.countdown)
         self.notify, self.siem = KillableQueue(self.countdown), KillableQueue(self.countdown)
@@ -89,7 +89,7 @@ class World:
         self.active = active
         self.service = Correlation(self.store, EventQueue(self.notify), EventQueue(self.siem),
                                    CorrelationSettings(**settings), lambda: self.active,
-                                   self._read)
+                                   self._read, workers=workers)
 
     def _read(self, tenant_id: str, alert_id: str) -> tuple[dict[str, Any], str] | None:
         self.reads += 1
@@ -131,8 +131,9 @@ class World:
         return rows, sorted({e.event_id for e in self.events()})
 
 
-def test_four_tenants_of_both_schemas_one_cluster_three_events():
-    w = World()
+@pytest.mark.parametrize("workers", [1, 8])
+def test_four_tenants_of_both_schemas_one_cluster_three_events(workers: int):
+    w = World(workers=workers)
     done = w.service.index([w.event(n) for n in range(4)])
     assert (done.alerts, done.sightings, done.versions) == (4, 8, 3)  # hash + own IP each
     events = w.events()
@@ -153,6 +154,9 @@ def test_four_tenants_of_both_schemas_one_cluster_three_events():
     found, _ = w.service.lookup(parse_indicator(SHARED.upper()))
     assert [s.tenant_id for s in found] == TENANTS[3::-1]
     assert w.reads == 0  # summaries were whole
+    with pytest.raises(ValueError):
+        w.service.lookup(HASH, since="yesterday")
+    assert len(w.service.lookup(HASH, since="2026-12-04T00:00:00Z")[0]) == 1
 
 
 def test_redelivered_events_index_nothing_twice():
@@ -190,6 +194,7 @@ def test_a_fifth_tenant_makes_one_more_event():
     w.service.index([w.event(4, alert_id="other")])
     assert len(w.events()) == 4
     assert w.service.cluster(HASH).alert_count == 6
+    assert w.service.clusters()[0][0].alert_count == 6  # the list too, same keys
 
 
 def test_a_suppressed_indicator_forms_no_cluster_but_is_looked_up():
@@ -306,7 +311,7 @@ def test_a_kill_at_every_write_then_redelivery_changes_nothing_seen():
 
 
 def test_two_workers_on_one_indicator_lose_no_tenant():
-    w = World()
+    w = World(workers=2)  # the other worker's index runs inside this one's
     w.service.index([w.event(0)])
     other = w.event(1)
     store = w.store
@@ -354,3 +359,30 @@ def test_backfill_indexes_stored_alerts_resumably_and_silently():
     assert w.events() == []  # nothing sent about history
     w.service.index([w.event(4)])  # the next live alert: one event, version 4
     assert [(e.version, e.change) for e in w.events()] == [(4, "grew")]
+
+
+def test_the_service_is_the_reads_the_portal_codes_against():
+    import inspect
+
+    from shared.correlation.reads import CorrelationReads
+
+    for name, method in inspect.getmembers(CorrelationReads, inspect.isfunction):
+        if not name.startswith("_"):
+            assert inspect.signature(method) == inspect.signature(getattr(Correlation, name))
+
+
+def test_an_event_of_a_huge_cluster_fits_a_queue_message():
+    from shared.correlation.model import TenantReach
+    from shared.correlation.service import MAX_EVENT_BYTES, _event_text
+
+    reaches = [TenantReach(f"{n:08d}-0000-0000-0000-000000000000", "N" * 300,
+                           "2026-12-01T00:00:00.0000000Z", "2026-12-01T00:00:00.0000000Z")
+               for n in range(1000)]
+    head = Head(HASH, version=7, first_seen="2026-12-01T00:00:00.0000000Z",
+                last_seen="2026-12-01T00:00:00.0000000Z", alert_count=1000)
+    small = ClusterEvent.parse(_event_text(head, reaches[:50], reaches[49:50]))
+    assert small.tenants[0]["name"] == "N" * 100 and len(small.tenants) == 50
+    text = _event_text(head, reaches, reaches[-300:])
+    event = ClusterEvent.parse(text)
+    assert len(text.encode()) <= MAX_EVENT_BYTES and event.version == 7
+    assert 500 < len(event.tenants) < 1000 and event.tenants[0]["name"] == ""
