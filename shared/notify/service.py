@@ -13,10 +13,11 @@ from typing import Any, Protocol
 
 from shared.config import Settings
 from shared.logsafe import clean
-from shared.messages import AlertEvent, ChannelPost, IncidentEvent
+from shared.messages import AlertEvent, ChannelPost, ClusterEvent, IncidentEvent
 from shared.microsoft.identity import tokens_for
 from shared.notify.channels.compose import alert_posts, digest_posts
 from shared.notify.channels.delivery import ChannelStatusStore
+from shared.notify.clusters import cluster_matches, render_cluster
 from shared.notify.digest import (
     brief,
     digest_recipients,
@@ -173,13 +174,15 @@ class Notifier:
                       msgid or message_id(rule.id, event.event_id, mail.sender),
                       portal=self.portal)
 
-    def handle(self, event: AlertEvent | IncidentEvent) -> HandleResult:
+    def handle(self, event: AlertEvent | IncidentEvent | ClusterEvent) -> HandleResult:
         """Every matching rule gets its outcome, whatever another rule's: a bad address or
         an email that cannot be built is recorded for that rule alone. Raises Transient
         (or ledger.Busy) after the other rules, to have the queue retry the event; the
         rules already done are in the ledger and are not sent again."""
         if isinstance(event, IncidentEvent):
             return self.handle_incident(event)
+        if isinstance(event, ClusterEvent):
+            return self.handle_cluster(event)
         result = HandleResult()
         pending: Exception | None = None
         for rule in self.rules.for_tenant(event.tenant_id):
@@ -222,7 +225,8 @@ class Notifier:
             raise pending
         return result
 
-    def handle_all(self, events: Iterable[AlertEvent | IncidentEvent]) -> list[HandleResult]:
+    def handle_all(self, events: Iterable[AlertEvent | IncidentEvent | ClusterEvent]
+                   ) -> list[HandleResult]:
         """Each event of a queue message (a batch), whatever another's outcome; raises
         the first Transient or Busy after all of them, to have the queue retry the
         message (the events done are in the ledger and are not sent again)."""
@@ -265,6 +269,43 @@ class Notifier:
             try:
                 outcome = self._deliver(build, [r["address"] for r in rule.recipients],
                                         rule.id, event.tenant_id, event.event_id, claim)
+            except Transient as exc:
+                pending = exc
+                continue
+            setattr(result, outcome.state, getattr(result, outcome.state) + 1)
+        if pending is not None:
+            raise pending
+        return result
+
+    def handle_cluster(self, event: ClusterEvent) -> HandleResult:
+        """A cluster version: one email per matching MSSP-wide rule (notify/clusters.py),
+        claimed in the ledger under the event id like an incident's and kept in the MSSP's
+        own outbox partition (GLOBAL), never a tenant's; no digest or channel post."""
+        result = HandleResult()
+        pending: Exception | None = None
+        for rule in self.rules.mssp_wide():
+            if not cluster_matches(rule, event) or not rule.recipients:
+                continue
+            if isinstance(pending, Transient):
+                continue  # the mail server is down: the retry sends these
+            try:
+                claim = self.ledger.claim(rule.id, event.event_id, {"Tenant": GLOBAL})
+            except Busy as exc:
+                pending = pending or exc
+                continue
+            if claim is None:
+                result.skipped += 1
+                continue
+
+            def build(to: list[str], date: datetime, msgid: str, rule: Rule = rule
+                      ) -> EmailMessage:
+                mail = self.settings.mail
+                return render_cluster(event, rule, to, mail.sender, mail.reply_to,
+                                      self.settings.onboarding.mssp_name, date, msgid,
+                                      portal=self.portal)
+            try:
+                outcome = self._deliver(build, [r["address"] for r in rule.recipients],
+                                        rule.id, GLOBAL, event.event_id, claim)
             except Transient as exc:
                 pending = exc
                 continue

@@ -1,7 +1,8 @@
 """Incident events (graph tenants) in the SIEM formats, as their own event type: a CEF
 line whose signature is `incident`, an ECS document of `event.kind: alert` in dataset
-`mssp_hub.incident`, and the JSON document of HEC and webhooks. `cef_of`, `ecs_of` and
-`document_of` pick the alert or the incident mapping by the event's type."""
+`mssp_hub.incident`, and the JSON document of HEC and webhooks. `cef_of` and `ecs_of`
+pick the alert, incident or cluster (siem/cluster_formats.py) mapping by the event's
+type."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.siem.cef import VENDOR, escape_extension, escape_header, format_cef, millis
+from shared.siem.cluster_formats import cluster_cef, cluster_ecs, is_cluster
 from shared.siem.ecs import to_ecs
 
 INCIDENT = "incident"
@@ -100,8 +102,12 @@ def incident_document(event: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def cef_of(event: Mapping[str, Any]) -> str:
+    if is_cluster(event):
+        return cluster_cef(event)
     return incident_cef(event) if is_incident(event) else format_cef(event)
 
 
 def ecs_of(event: Mapping[str, Any]) -> dict[str, Any]:
+    if is_cluster(event):
+        return cluster_ecs(event)
     return incident_ecs(event) if is_incident(event) else to_ecs(event)

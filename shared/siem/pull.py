@@ -23,6 +23,7 @@ from pydantic import ConfigDict, Field, StringConstraints, WithJsonSchema
 from shared import timefmt, validation
 from shared.alerts.view import event_alert
 from shared.model import SEVERITIES, parse_tenant_id
+from shared.siem.cluster_formats import cluster_document, is_cluster
 from shared.siem.feed import HOUR, Feed, Filters, Page, Position
 from shared.validation import Reply, Strict, Text, ValidationError
 
@@ -154,10 +155,14 @@ class AlertVersion(Reply):
     model_config = ConfigDict(frozen=True, serialize_by_alias=True, validate_by_name=True,
                               validate_by_alias=True)
 
-    event_id: str = Field(description="dedupe key: tenant, alert id and version")
-    tenant_id: Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})]
+    event_id: str = Field(description="dedupe key: tenant, alert id and version (a "
+                                      "cluster's: cluster:<key>:<version>)")
+    tenant_id: Annotated[str | None, WithJsonSchema({
+        "anyOf": [{"type": "string", "format": "uuid"}, {"type": "null"}],
+        "description": "null for a cluster, which spans tenants (`cluster.tenants`)"})]
     tenant_name: str | None
-    change: Literal["new", "updated"] | None
+    change: Literal["new", "updated", "grew"] | None = Field(
+        description="grew: a cluster another customer joined")
     changed: dict[str, Any] = Field(description="field -> [old, new]")
     version: str | None = Field(description="the alert's lastUpdateTime")
     by: dict[str, str] | None = Field(
@@ -176,14 +181,20 @@ class AlertVersion(Reply):
                                              "changed again, or is too large to copy)")
     alert: dict[str, Any] = Field(description="the alert as its API (`schema`) returned it, "
                                               "evidence included ({} for an incident)")
-    type: Literal["alert", "incident"] = Field(
+    type: Literal["alert", "incident", "cluster"] = Field(
         default="alert", description="incident: a graph tenant's incident version "
-                                     "(`incident`), not an alert's")
+                                     "(`incident`), not an alert's; cluster: an "
+                                     "indicator seen at several customers (`cluster`)")
     incident_id: str | None = Field(default=None, description="the incident's id")
     incident: dict[str, Any] | None = Field(
         default=None, description="the incident version: name, severity, status, assignee, "
                                   "classification, determination, tags, alertIds, times, "
                                   "webUrl")
+    cluster: dict[str, Any] | None = Field(
+        default=None, description="the cluster version: indicator_kind, indicator, key, "
+                                  "version, change (new or grew), reach, tenants "
+                                  "[{id, name, alerts}], joined, first_seen, last_seen, "
+                                  "alert_count, severities")
 
 
 class PullPage(Reply):
@@ -195,7 +206,16 @@ class PullPage(Reply):
 
 
 def item(event: Mapping[str, Any]) -> AlertVersion:
-    """One alert (or incident) version as the API returns it."""
+    """One alert (or incident, or cluster) version as the API returns it."""
+    if is_cluster(event):
+        found = cluster_document(event)
+        return AlertVersion(
+            event_id=event["event_id"], tenant_id=None, tenant_name=None,
+            change=event.get("change"), changed={}, version=event.get("last_seen"),
+            feed_time=event.get("feed_time"), alert_complete=False, schema="mssp-hub",
+            product="mssp-hub cross-tenant correlation", alert={}, type="cluster",
+            cluster={k: v for k, v in found.items()
+                     if k not in ("type", "event_id", "feed_time")})
     if event.get("type") == "incident":
         return AlertVersion(
             event_id=event["event_id"], tenant_id=event["tenant"],
