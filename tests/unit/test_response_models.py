@@ -35,6 +35,7 @@ from shared.triage.bulk_api import BulkAccepted, BulkJobView
 from shared.triage.model import Actor, AuditEntry, Change
 from shared.validation import ErrorBody
 from shared.web import openapi
+from tests.cluster_events import cluster_event
 
 NOW = datetime(2026, 12, 2, 10, 30, tzinfo=UTC)
 TENANT = str(uuid.UUID(int=42))
@@ -97,6 +98,7 @@ def _instances() -> list[BaseModel]:
         ChannelTestResult(sent=False, channel="soc", webhook="https://hooks.slack.com/…/****",
                           error="429 rate limited: retry after 30 s", retry_after=30),
         item(event), item({"event_id": "e", "tenant": TENANT, "alert": {}}),
+        item({**cluster_event().dump(), "feed_time": "2026-11-30T10:00:01Z"}),
         PullPage(items=[item(event)], continuation="eyJ2IjoxfQ", more=False),
         OutputsReport.model_validate({"outputs": [output]}),
         HealthReport.model_validate(healthy), HealthReport.model_validate(unhealthy),
