@@ -163,3 +163,17 @@ def test_the_portal_form_shows_the_option_for_mssp_wide_rules_and_keeps_it():
     with pytest.raises(ValidationError) as refused:
         rule_from_form({**form, "on_new": "yes"}, TENANT)
     assert "clusters" in str(refused.value)
+
+
+def test_the_rule_form_offers_clusters_on_mssp_wide_rules_only():
+    from shared.web import pages
+    form = pages._ENV.from_string(
+        '{% from "portal/macros.html" import rule_form %}'
+        '{{ rule_form("/x", "csrf", "back", "p", ["High"], rule=rule) }}')
+    wide = parse_rule({"name": "c", "recipients": ["a@mssp.example"],
+                       "clusters": "new_or_grew"}, GLOBAL)
+    shown = form.render(rule=wide, alert_products=[])
+    assert 'name="clusters"' in shown and '"new_or_grew" selected' in shown
+    own = parse_rule({"name": "c", "recipients": ["a@mssp.example"]}, TENANT)
+    assert 'name="clusters"' not in form.render(rule=own, alert_products=[])
+    assert 'name="clusters"' not in form.render(rule=None, alert_products=[])
