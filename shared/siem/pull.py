@@ -164,7 +164,8 @@ class AlertVersion(Reply):
     change: Literal["new", "updated", "grew"] | None = Field(
         description="grew: a cluster another customer joined")
     changed: dict[str, Any] = Field(description="field -> [old, new]")
-    version: str | None = Field(description="the alert's lastUpdateTime")
+    version: str | None = Field(description="the alert's lastUpdateTime (a cluster's "
+                                            "last sighting)")
     by: dict[str, str] | None = Field(
         default=None, description="who made this change when the MSSP made it itself "
                                   "(id, name, via: entra, key or api); null otherwise")
