@@ -143,8 +143,8 @@ class IncidentTriage:
                                 tenant_id, incident_id)
         except (TokenError, DefenderError) as exc:
             half = "; the fields were changed, the comment was not added" if patched else ""
-            return refused_call(exc, tenant_id, done, "Microsoft Graph",
-                                f"; it needs {NEEDS}", half)
+            return refused_call(exc, tenant_id, done, "Microsoft Graph", self.tenants,
+                                self.tokens, f"; it needs {NEEDS}", half)
         return self._stored(done("done", "200 OK", answer), answer, actor)
 
     def _stored(self, applied: Applied, document: dict[str, Any], actor: Actor
