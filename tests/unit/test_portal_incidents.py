@@ -168,7 +168,7 @@ def _act(desk, incident, action: str, fields: dict[str, str], who: str = "key"):
 
 
 def test_the_incident_page_offers_the_forms_with_csrf_version_and_nonce():
-    desk, triage, incident = _desk()
+    desk, _, incident = _desk()
     body = _page(desk, incident).body
     hidden = desk.form(body, "classify-form")
     assert hidden["seen_version"] == incident.version and hidden["csrf"] and hidden["nonce"]
@@ -188,6 +188,7 @@ def test_resolving_as_false_positive_with_a_comment_goes_to_the_triage_service()
     assert response.status == 200 and "Done" in response.body
     [(actor, tenant_id, incident_id, change, seen, action_id)] = triage.calls
     assert (tenant_id, incident_id, seen) == (TENANT_OF_DESK, "101", incident.version)
+    assert actor.via == "key" and action_id.startswith("portal-")
     assert (change.status, change.classification, change.determination, change.comment) == (
         "Resolved", "FalsePositive", "NotMalicious", "benign")
     assert 'id="i-status">resolved<' in response.body  # as Graph answered
@@ -197,7 +198,7 @@ def test_resolving_as_false_positive_with_a_comment_goes_to_the_triage_service()
 
 
 def test_a_conflict_is_shown_not_overwritten():
-    desk, triage, incident = _desk(answer="conflict")
+    desk, _, incident = _desk(answer="conflict")
     hidden = desk.form(_page(desk, incident).body, "status-form")
     response = _act(desk, incident, "status", {**hidden, "status": "Resolved"})
     assert response.status == 409 and "nothing was overwritten" in response.body
