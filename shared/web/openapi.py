@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from shared import __version__
+from shared.alerts.spelling import PRODUCTS
 from shared.notify.rules import (
     ChannelTestResult,
     RuleBody,
@@ -199,6 +200,11 @@ def _siem_paths() -> dict[str, Any]:
         {**listed, "name": "severity", "description": "UnSpecified, Informational, Low, "
                                                       "Medium, High; comma-separated"},
         {**listed, "name": "status", "description": "Unknown, New, InProgress, Resolved"},
+        {**listed, "name": "product", "description": "the products' Graph serviceSource "
+                                                     "values (as rules take them), "
+                                                     "comma-separated: "
+                                                     f"{', '.join(PRODUCTS)}; alerts only"},
+        {**listed, "name": "type", "description": "alert, incident; comma-separated"},
         {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"},
          "description": "lastUpdateTime at or after"},
         {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"},
