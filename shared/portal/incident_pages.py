@@ -8,7 +8,7 @@ rendered autoescaped (the templates) and every link built from quoted parts."""
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -112,7 +112,10 @@ class IncidentViews:
         tenant_id = tenant.tenant_id
         if shown:  # what Graph answered an action (its current state on a conflict)
             with contextlib.suppress(DefenderError):
-                incident = parse(tenant_id, shown)
+                answered = parse(tenant_id, shown)
+                # a PATCH answers without the incident's alerts: the stored ones stand
+                incident = answered if "alerts" in shown else replace(
+                    answered, alert_ids=incident.alert_ids)
         alerts: list[dict[str, Any]] = [
             {"id": a, "page": f"{self.base}/tenants/{quote(tenant_id, safe='')}/alerts/"
                               f"{quote(a, safe='')}"} for a in incident.alert_ids]

@@ -121,7 +121,9 @@ class FakeIncidentTriage:
         current = {"id": incident_id, "displayName": "Incident 1", "severity": "high",
                    "lastUpdateDateTime": "2026-12-03T09:00:00.0000000Z",
                    "status": "resolved" if self.answer == "done" else "inProgress",
-                   "assignedTo": "someone@customer.test", "alerts": [{"id": "da1"}]}
+                   "assignedTo": "someone@customer.test"}
+        if self.answer == "conflict":  # read with $expand=alerts; a PATCH answers without
+            current["alerts"] = [{"id": "da1"}]
         return SimpleNamespace(outcome=self.answer, alert=current, detail="why",
                                retry_after=None, entry=None)
 
@@ -144,7 +146,8 @@ def _desk(access: str = "triage", answer: str = "done", **env: str):
     triage = FakeIncidentTriage(answer)
     desk.portal.incident_views.triage = triage
     desk.feed = MemorySiemFeed()
-    incident = _add(desk.portal.incident_views.incidents, 1, tenant=TENANT_OF_DESK)
+    incident = _add(desk.portal.incident_views.incidents, 1, tenant=TENANT_OF_DESK,
+                    alert_ids=("da9",))
     return desk, triage, incident
 
 
@@ -192,6 +195,7 @@ def test_resolving_as_false_positive_with_a_comment_goes_to_the_triage_service()
     assert (change.status, change.classification, change.determination, change.comment) == (
         "Resolved", "FalsePositive", "NotMalicious", "benign")
     assert 'id="i-status">resolved<' in response.body  # as Graph answered
+    assert f"/tenants/{TENANT_OF_DESK}/alerts/da9" in response.body  # its alerts kept
     # an alert's status is not an incident's: refused before the service
     bad = _act(desk, incident, "status", {**hidden, "status": "New"})
     assert bad.status == 400 and len(triage.calls) == 1
@@ -203,6 +207,7 @@ def test_a_conflict_is_shown_not_overwritten():
     response = _act(desk, incident, "status", {**hidden, "status": "Resolved"})
     assert response.status == 409 and "nothing was overwritten" in response.body
     assert "someone@customer.test" in response.body
+    assert f"/tenants/{TENANT_OF_DESK}/alerts/da1" in response.body
 
 
 def test_read_only_tenants_and_analysts_see_the_forms_disabled_with_the_reason():
