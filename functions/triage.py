@@ -46,7 +46,7 @@ def triage_alert_update(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("triage_incident_update")
 @bp.route(route="tenants/{tenant_id}/incidents/{incident_id}", methods=["PATCH"])
 def triage_incident_update(req: func.HttpRequest) -> func.HttpResponse:
-    actor = api.api_actor(services.triage().settings.api_keys, req.headers.get("X-Api-Key"))
+    actor = api.api_actor(services.get_settings().api_keys, req.headers.get("X-Api-Key"))
     if actor is None:
         return json_response(api.UNAUTHORIZED, 401)
     try:

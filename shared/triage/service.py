@@ -219,18 +219,6 @@ class TriageService:
         return refused_call(exc, tenant_id, done, api, self.tenants, self.tokens, needs,
                             half)
 
-    @staticmethod
-    def refusal(tenant: Tenant) -> str:
-        """Why the tenant cannot take a change now ("" when it can); bulk jobs ask too."""
-        if tenant.status != TenantStatus.ACTIVE:
-            reason = f": {tenant.status_reason}" if tenant.status_reason else ""
-            return f"the tenant is {tenant.status}{reason}"
-        if tenant.access != "triage":
-            return tenant.access_reason or (
-                GRAPH_READ_ONLY if tenant.source == graph_change.GRAPH else READ_ONLY)
-        return ""
-
-
     def _apply_graph(self, tenant: Tenant, actor: Actor, alert_id: str, change: Change,
                      seen_version: str | None, action_id: str,
                      before: dict[str, Any] | None, done: Done) -> Applied:
@@ -303,6 +291,17 @@ class TriageService:
             log.exception("Triage: the hub's copy of an alert of tenant %s not stored",
                           applied.entry.tenant_id)
         return applied
+
+    @staticmethod
+    def refusal(tenant: Tenant) -> str:
+        """Why the tenant cannot take a change now ("" when it can); bulk jobs ask too."""
+        if tenant.status != TenantStatus.ACTIVE:
+            reason = f": {tenant.status_reason}" if tenant.status_reason else ""
+            return f"the tenant is {tenant.status}{reason}"
+        if tenant.access != "triage":
+            return tenant.access_reason or (
+                GRAPH_READ_ONLY if tenant.source == graph_change.GRAPH else READ_ONLY)
+        return ""
 
 
 def refused_call(exc: TokenError | DefenderError, tenant_id: str, done: Done, api: str,
