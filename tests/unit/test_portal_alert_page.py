@@ -490,3 +490,15 @@ def test_a_graph_tenants_alert_links_to_its_stored_incident():
                      Cursor(VERSION, source="graph"), None)
     link = re.search(r'id="incident-link" href="([^"]+)"', page()).group(1)
     assert link == f"/api/portal/incidents/{TENANT}/77"
+
+
+def test_the_audit_page_links_an_incidents_entry_to_the_incident():
+    on_incident = AuditEntry("inc-1", datetime(2026, 12, 3, 9, tzinfo=UTC),
+                             Actor("oid-ana", "ana", "entra"), TENANT, "",
+                             {"status": "Resolved"}, {"status": "Active"},
+                             {"status": "Resolved"}, "done", "200 OK", incident_id="17")
+    desk = Desk(audit=FakeAudit([on_incident]))
+    body = desk.portal.audit(Request("GET", desk.headers())).body
+    link = re.search(r'<a class="audit-incident" href="([^"]+)"', body).group(1)
+    assert link == f"/api/portal/incidents/{TENANT}/17"
+    assert 'class="audit-alert"' not in body
