@@ -327,6 +327,7 @@ class IncidentEvent:
     incident: dict[str, Any]  # name, severity, status, ... (shared/ingest/incident_fetch.py)
     previous: str = ""  # the version this one replaces ("" for a new incident)
     event_id: str = ""
+    by: dict[str, str] | None = None  # who made the change: the MSSP's own (triage)
 
     def __post_init__(self) -> None:
         if not self.event_id:
@@ -338,7 +339,7 @@ class IncidentEvent:
                 "tenant": self.tenant_id, "tenant_name": self.tenant_name,
                 "incident_id": self.incident_id, "version": self.version,
                 "change": self.change, "changed": self.changed, "incident": self.incident,
-                "previous": self.previous}
+                "previous": self.previous, **({"by": self.by} if self.by else {})}
 
     def to_message(self) -> str:
         return codec.dumps_text(self.dump())
@@ -359,7 +360,8 @@ class IncidentEvent:
                    changed=_field(data, "changed", dict),
                    incident=_field(data, "incident", dict),
                    previous=_field(data, "previous", str, ""),
-                   event_id=_field(data, "event_id", str))
+                   event_id=_field(data, "event_id", str),
+                   by=_by(data))
 
 
 # notify and SIEM queues: cross-tenant cluster events (shared/correlation/) -----------------

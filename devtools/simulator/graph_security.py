@@ -215,18 +215,33 @@ class GraphSecurity:
 
     def update_incident(self, request: Request, incident_id: str) -> Response:
         """PATCH an incident: 200 with it updated (its alerts' state folded in)."""
+        return self._write_incident(request, incident_id, comment=False)
+
+    def add_incident_comment(self, request: Request, incident_id: str) -> Response:
+        """POST an incident's comments ("Create comment for incident"): 200 with the
+        incident's comments (the new one last), as the alert's comments POST answers."""
+        return self._write_incident(request, incident_id, comment=True)
+
+    def _write_incident(self, request: Request, incident_id: str, comment: bool
+                        ) -> Response:
         gate = self._gate(request, INCIDENT_WRITE_ROLES)
         if isinstance(gate, Response):
             return gate
         tenant, app, _ = gate
         try:
-            fields = graph_updates.parse_patch(_json(request), incident=True)
-            self.world.write_incident(tenant, incident_id, fields, self._name(app))
+            body = _json(request)
+            fields, text = ({}, graph_updates.parse_comment(body)) if comment else (
+                graph_updates.parse_patch(body, incident=True), None)
+            self.world.write_incident(tenant, incident_id, fields, self._name(app), text)
         except graph_updates.Invalid as exc:
             return graph_error(400, "BadRequest", str(exc))
         except KeyError:
             return graph_error(404, "NotFound", f"Incident {incident_id} was not found.")
         found = [i for i in self.incidents(tenant, False) if i.raw["id"] == incident_id]
+        if comment:
+            return json_response({"@odata.context": f"{request.host_url}v1.0/$metadata#"
+                                  "Collection(microsoft.graph.security.alertComment)",
+                                  "value": found[0].raw.get("comments") or []})
         return json_response({"@odata.context": f"{request.host_url}v1.0/$metadata#security/"
                                                 "incidents/$entity", **found[0].raw})
 

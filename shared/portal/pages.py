@@ -83,7 +83,8 @@ class Portal:
                  audit: AuditReader | None = None, bulk: BulkTriage | None = None,
                  channels: ChannelDelivery | None = None,
                  source_move: SourceMove | None = None,
-                 incidents: IncidentRepository | None = None) -> None:
+                 incidents: IncidentRepository | None = None,
+                 incident_triage: Triage | None = None) -> None:
         """`source_move`: moves tenants from mde to graph (None: not offered);
         `incidents`: graph tenants' incidents (None: no incident pages)."""
         self.settings, self.cfg = settings, settings.portal
@@ -101,7 +102,7 @@ class Portal:
         self.portal_url = f"{public}{BASE}"
         # the alert page, its actions and the audit page (alert_views.py)
         self.triage_views = AlertViews(self, BASE, feed, triage, audit)
-        self.incident_views = IncidentViews(self, BASE, incidents)
+        self.incident_views = IncidentViews(self, BASE, incidents, incident_triage, audit)
 
     # plumbing ---------------------------------------------------------------------------
     def _page(self, template: str, status: int = 200, principal: auth.Principal | None = None,

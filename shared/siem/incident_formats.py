@@ -65,6 +65,7 @@ def incident_ecs(event: Mapping[str, Any]) -> dict[str, Any]:
     """An ECS document of an incident version; the incident kept under
     `microsoft.graph_security_incident`."""
     inc = _incident(event)
+    by = event.get("by") if isinstance(event.get("by"), dict) else {}
     doc = {
         "@timestamp": inc.get("lastUpdateDateTime") or event.get("version"),
         "message": inc.get("name"),
@@ -77,7 +78,9 @@ def incident_ecs(event: Mapping[str, Any]) -> dict[str, Any]:
         "organization": {"id": event.get("tenant"), "name": event.get("tenant_name")},
         "observer": {"vendor": "Microsoft", "product": PRODUCT},
         "tags": list(inc.get("tags") or []),
-        "labels": {"dedupe_key": event.get("event_id")},
+        # who changed it, when the MSSP did (incident triage), as alert documents say
+        "labels": {"dedupe_key": event.get("event_id"), "changed_by": by.get("name"),
+                   "changed_by_id": by.get("id"), "changed_via": by.get("via")},
         "microsoft": {"graph_security_incident": {
             **inc, "id": event.get("incident_id"), "changed": event.get("changed") or {},
             "tenant_name": event.get("tenant_name")}},
@@ -98,7 +101,8 @@ def incident_document(event: Mapping[str, Any]) -> dict[str, Any]:
             "tenant_name": event.get("tenant_name"), "change": event.get("change"),
             "changed": event.get("changed") or {}, "version": event.get("version"),
             "incident_id": event.get("incident_id"), "feed_time": event.get("feed_time"),
-            "product": PRODUCT, "incident": dict(_incident(event))}
+            "product": PRODUCT, "incident": dict(_incident(event)),
+            **({"by": event["by"]} if isinstance(event.get("by"), dict) else {})}
 
 
 def cef_of(event: Mapping[str, Any]) -> str:

@@ -29,7 +29,7 @@ from shared.siem.pull import PullPage, item
 from shared.storage.bulk_jobs import BulkItem, BulkJob, TenantWork
 from shared.tenants.admin import TenantView
 from shared.tenants.invitations import Invitation, InvitationView
-from shared.triage.api import AuditEntryView, AuditPage, TriageResult
+from shared.triage.api import AuditEntryView, AuditPage, IncidentTriageResult, TriageResult
 from shared.triage.bulk import JobStatus
 from shared.triage.bulk_api import BulkAccepted, BulkJobView
 from shared.triage.model import Actor, AuditEntry, Change
@@ -112,6 +112,14 @@ def _instances() -> list[BaseModel]:
             {"status": "Resolved", "comment": "x"}, {"status": "New"},
             {"status": "Resolved"}, "done", "200 OK"))], continuation="0123~a1"),
         AuditPage(entries=[]),
+        AuditPage(entries=[AuditEntryView.of(AuditEntry(
+            "a3", NOW, Actor("oid", "Alice", "entra"), TENANT, "",
+            {"status": "Resolved"}, {"status": "Active"}, {"status": "Resolved"}, "done",
+            "200 OK", incident_id="17"))]),
+        IncidentTriageResult(outcome="done", action_id="api:soar:k2", detail="200 OK",
+                             repeated=False, incident={"id": "17", "status": "resolved"}),
+        IncidentTriageResult(outcome="throttled", action_id="a4", detail="429",
+                             repeated=False, incident={}, retry_after=5),
         openapi.ApiDocument.model_validate(openapi.document()),
         BulkAccepted(job_id=job.job_id, status_url=f"/api/alerts/bulk/{job.job_id}",
                      total=3, tenants=1),
