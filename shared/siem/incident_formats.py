@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from shared.alerts.view import Seen
 from shared.siem.cef import VENDOR, escape_extension, escape_header, format_cef, millis
 from shared.siem.ecs import to_ecs
 
@@ -99,9 +100,11 @@ def incident_document(event: Mapping[str, Any]) -> dict[str, Any]:
             "product": PRODUCT, "incident": dict(_incident(event))}
 
 
-def cef_of(event: Mapping[str, Any]) -> str:
-    return incident_cef(event) if is_incident(event) else format_cef(event)
+def cef_of(event: Mapping[str, Any], seen: Seen | None = None) -> str:
+    """`seen`: an alert event's `event_alert`, if the caller has it already."""
+    return incident_cef(event) if is_incident(event) else format_cef(event, seen)
 
 
-def ecs_of(event: Mapping[str, Any]) -> dict[str, Any]:
-    return incident_ecs(event) if is_incident(event) else to_ecs(event)
+def ecs_of(event: Mapping[str, Any], seen: Seen | None = None) -> dict[str, Any]:
+    """`seen`: an alert event's `event_alert`, if the caller has it already."""
+    return incident_ecs(event) if is_incident(event) else to_ecs(event, seen)
