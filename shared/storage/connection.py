@@ -54,11 +54,12 @@ class ResendOnDrop(Retry):
     front ends later) is replaced by urllib3 when the close has arrived, but a request
     sent as the close crosses it is reset (`ConnectionResetError 104`). The Tables SDK
     never resends a POST or PATCH after that (its retry policy, which a client cannot
-    replace, resends only GET, PUT and DELETE), so a `$batch`, an insert or a merge that
-    the worker sent after waiting for a Graph page failed its run. The service did not
-    carry the request out; if it ever had, resending is what a redelivered message does
-    (every write here is idempotent or conditional). Queue sends retry in their SDK too
-    (`_queue_retry`): this resend comes first."""
+    replace, resends only GET, PUT and DELETE), so a `$batch`, an insert or a merge
+    failed its run (two Graph bench runs of six). In that race the service did not carry
+    the request out; had it ever, the resend meets what a redelivered message meets (a
+    conditional write's 412, an insert's 409: docs/guarantees.md). Queue sends retry in
+    their SDK too (`_queue_retry`): this resend comes first. A timeout, a refused
+    connection and any answer (503, Retry-After) are left to the SDKs' policies."""
 
     def __init__(self, **kwargs: object) -> None:
         kwargs.setdefault("total", 2)
@@ -67,6 +68,8 @@ class ResendOnDrop(Retry):
             kwargs.setdefault(name, 0)
         kwargs.setdefault("redirect", False)
         kwargs.setdefault("allowed_methods", None)  # every method
+        kwargs.setdefault("status_forcelist", None)  # an answer is the SDK's to retry,
+        kwargs.setdefault("respect_retry_after_header", False)  # Retry-After included
         kwargs.setdefault("raise_on_status", False)
         super().__init__(**kwargs)  # type: ignore[arg-type]
 
