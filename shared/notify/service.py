@@ -203,10 +203,7 @@ class Notifier:
             if claim is None:
                 result.skipped += 1
                 continue
-            if rule.delivery == "digest" or not self._slot(rule):
-                self.digests.hold(rule.id, delivery_key(rule.id, event.event_id)[1],
-                                  brief(event), recipients)
-                self.ledger.finish(rule.id, event.event_id, claim, "digested")
+            if self._held(rule, event.event_id, lambda: brief(event), recipients, claim):
                 result.digested += 1
                 continue
             try:
@@ -265,10 +262,8 @@ class Notifier:
             if claim is None:
                 result.skipped += 1
                 continue
-            if rule.delivery == "digest" or not self._slot(rule):
-                self.digests.hold(rule.id, delivery_key(rule.id, event.event_id)[1],
-                                  incident_brief(event), recipients)
-                self.ledger.finish(rule.id, event.event_id, claim, "digested")
+            if self._held(rule, event.event_id, lambda: incident_brief(event), recipients,
+                          claim):
                 result.digested += 1
                 continue
 
@@ -287,6 +282,17 @@ class Notifier:
         if pending is not None:
             raise pending
         return result
+
+    def _held(self, rule: Rule, event_id: str, brief_of: Callable[[], dict[str, Any]],
+              recipients: list[str], claim: Claim) -> bool:
+        """Held for the rule's next digest (a digest rule, or one over its hourly cap),
+        the claim finished as `digested`; False: the event is to be delivered now."""
+        if rule.delivery != "digest" and self._slot(rule):
+            return False
+        self.digests.hold(rule.id, delivery_key(rule.id, event_id)[1], brief_of(),
+                          recipients)
+        self.ledger.finish(rule.id, event_id, claim, "digested")
+        return True
 
     def _slot(self, rule: Rule) -> bool:
         """One of the rule's emails this hour, if its cap allows."""

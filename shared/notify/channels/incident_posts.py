@@ -81,14 +81,7 @@ def teams_card(item: IncidentFacts, mssp_name: str, rule_name: str) -> dict[str,
                 ("Alerts", item.alerts), ("Time", item.time))]},
         {"type": "TextBlock", "text": teams.escape(f"Rule {rule_name} · {mssp_name}"),
          "isSubtle": True, "size": "Small", "wrap": True}]
-    actions = []
-    if item.hub_url:
-        actions.append({"type": "Action.OpenUrl", "title": cut(f"Open in {mssp_name}", 60),
-                        "url": item.hub_url, "style": "positive"})
-    if item.defender_url:
-        actions.append({"type": "Action.OpenUrl", "title": "Open in Microsoft Defender",
-                        "url": item.defender_url})
-    return teams.envelope(body, actions)
+    return teams.envelope(body, teams.link_actions(item, mssp_name))
 
 
 def slack_message(item: IncidentFacts, mssp_name: str, rule_name: str) -> dict[str, Any]:
@@ -105,13 +98,7 @@ def slack_message(item: IncidentFacts, mssp_name: str, rule_name: str) -> dict[s
             {"type": "mrkdwn", "text": cut(slack.escape(
                 f"{item.heading} · {item.severity} · rule {rule_name} · {mssp_name}"),
                 slack.SECTION_MAX)}]}]
-    buttons = []
-    if item.hub_url:
-        buttons.append({"type": "button", "style": "primary", "url": item.hub_url[:3000],
-                        "text": slack.plain(f"Open in {mssp_name}", slack.BUTTON_MAX)})
-    if item.defender_url:
-        buttons.append({"type": "button", "url": item.defender_url[:3000],
-                        "text": slack.plain("Open in Microsoft Defender", slack.BUTTON_MAX)})
+    buttons = slack.link_buttons(item, mssp_name)
     if buttons:
         blocks.append({"type": "actions", "elements": buttons})
     tenant = f"{slack.escape(item.tenant)}: " if item.tenant else ""

@@ -5,7 +5,7 @@ a visible "…(cut)" so nobody takes a shortened title for the whole one."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from shared.messages import AlertEvent
 from shared.notify.incidents import hub_incident_link
@@ -27,6 +27,15 @@ def cut(text: str, limit: int) -> str:
 def _line(value: object, limit: int) -> str:
     """One line (no control characters), cut with CUT past `limit`."""
     return cut(one_line(value, limit * 4), limit)
+
+
+class Linked(Protocol):
+    """What a post's buttons link to (an alert's or an incident's facts)."""
+
+    @property
+    def hub_url(self) -> str: ...
+    @property
+    def defender_url(self) -> str: ...
 
 
 @dataclass(frozen=True)
