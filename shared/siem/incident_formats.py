@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from shared.alerts.view import Seen
 from shared.siem.cef import VENDOR, escape_extension, escape_header, format_cef, millis
 from shared.siem.cluster_formats import cluster_cef, cluster_ecs, is_cluster
 from shared.siem.ecs import to_ecs
@@ -105,13 +106,15 @@ def incident_document(event: Mapping[str, Any]) -> dict[str, Any]:
             **({"by": event["by"]} if isinstance(event.get("by"), dict) else {})}
 
 
-def cef_of(event: Mapping[str, Any]) -> str:
+def cef_of(event: Mapping[str, Any], seen: Seen | None = None) -> str:
+    """`seen`: an alert event's `event_alert`, if the caller has it already."""
     if is_cluster(event):
         return cluster_cef(event)
-    return incident_cef(event) if is_incident(event) else format_cef(event)
+    return incident_cef(event) if is_incident(event) else format_cef(event, seen)
 
 
-def ecs_of(event: Mapping[str, Any]) -> dict[str, Any]:
+def ecs_of(event: Mapping[str, Any], seen: Seen | None = None) -> dict[str, Any]:
+    """`seen`: an alert event's `event_alert`, if the caller has it already."""
     if is_cluster(event):
         return cluster_ecs(event)
-    return incident_ecs(event) if is_incident(event) else to_ecs(event)
+    return incident_ecs(event) if is_incident(event) else to_ecs(event, seen)

@@ -64,12 +64,13 @@ def document(output: Output, event: Mapping[str, Any]) -> dict[str, Any]:
 
 def syslog_frame(output: Output, event: Mapping[str, Any], hostname: str) -> bytes:
     """One RFC 5424 message; the caller adds octet counting for TCP."""
+    seen = None if is_incident(event) or is_cluster(event) else event_alert(event)  # once
     severity = SYSLOG_SEVERITY.get(str(
         cluster_severity(event) if is_cluster(event) else incident_severity(event)
-        if is_incident(event) else event_alert(event)[0].get("severity")), 5)
+        if seen is None else seen[0].get("severity")), 5)
     stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    body = cef_of(event) if output.format == "cef" else json.dumps(
-        ecs_of(event), separators=(",", ":"), ensure_ascii=True)
+    body = cef_of(event, seen) if output.format == "cef" else json.dumps(
+        ecs_of(event, seen), separators=(",", ":"), ensure_ascii=True)
     header = f"<{output.facility * 8 + severity}>1 {stamp} {hostname} {output.app_name} - alert -"
     return f"{header} {body}".encode()
 
