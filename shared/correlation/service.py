@@ -342,6 +342,10 @@ class Correlation:
     def unsuppress(self, indicator: Indicator, author: str) -> bool:
         return self.store.unsuppress(indicator, author, self._stamp())
 
+    def removals(self) -> list[dict[str, str]]:
+        """Who removed which suppression, when (beyond CorrelationReads: the audit)."""
+        return self.store.removals()
+
     def _stamp(self) -> str:
         return timefmt.from_datetime(self.now())
 

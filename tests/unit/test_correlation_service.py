@@ -206,6 +206,8 @@ def test_a_suppressed_indicator_forms_no_cluster_but_is_looked_up():
     assert len(w.service.lookup(HASH)[0]) == 4
     assert w.service.unsuppress(HASH, "bob@mssp.example") is True
     assert w.service.unsuppress(HASH, "bob@mssp.example") is False
+    assert [(r["author"], r["removed_by"]) for r in w.service.removals()] == [
+        ("ann@mssp.example", "bob@mssp.example")]
     w.service.index([w.event(4)])  # the next sighting makes it a cluster
     assert [(e.version, e.change, len(e.tenants)) for e in w.events()] == [(1, "new", 5)]
 
