@@ -9,6 +9,7 @@ import azure.functions as func
 from functions import (
     admin,
     bulk_triage,
+    correlation,
     health,
     ingest,
     notify,
@@ -31,3 +32,4 @@ app.register_functions(portal.bp)
 app.register_functions(triage.bp)
 app.register_functions(bulk_triage.bp)
 app.register_functions(ops.bp)
+app.register_functions(correlation.bp)

@@ -100,6 +100,8 @@ var queueNames = [
   'bulk-triage-poison'
   'notify-channels'
   'notify-channels-poison'
+  'correlate-events'
+  'correlate-events-poison'
 ]
 var tableNames = [
   'Tenants'
@@ -127,6 +129,8 @@ var tableNames = [
   'NotifyChannels'
   'Incidents'
   'IncidentIndex'
+  'Correlation'
+  'CorrelationIndex'
 ]
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {

@@ -243,6 +243,21 @@ SETTINGS: tuple[Setting, ...] = (
             "Set by App Service itself (`True`) when App Service Authentication is on; never "
             "set it by hand. Outside loopback the portal trusts X-MS-CLIENT-PRINCIPAL only "
             "then, since without it anyone could send that header.", default=""),
+    Setting("CORRELATION_MIN_TENANTS", "Tenants an indicator (hash, IP, domain, URL) must "
+            "be seen at within the window to be a cross-tenant cluster (2-1000).", default="2"),
+    Setting("CORRELATION_WINDOW_DAYS", "Days between an indicator's sightings that still "
+            "count as one cluster (1-90).", default="7"),
+    Setting("CORRELATION_MAX_TENANT_SHARE", "The noise floor: an indicator seen at more than "
+            "this share of the active tenants (0.01-1) is benign noise and forms no cluster "
+            "(applies from CORRELATION_FLOOR_MIN_TENANTS active tenants).", default="0.5"),
+    Setting("CORRELATION_FLOOR_MIN_TENANTS", "Active tenants from which the noise floor "
+            "applies (1-100000).", default="10"),
+    Setting("CORRELATION_INCLUDE_PRIVATE_IPS", "`true`: private, CGNAT and link-local "
+            "addresses are indicators too (the same private range at two customers is "
+            "usually a coincidence).", default="false"),
+    Setting("CORRELATION_TOOL_NAMES", "File names of known-bad tools that are indicators "
+            "themselves, comma-separated, case-insensitive (e.g. `mimikatz.exe,psexec.exe`); "
+            "empty: none.", default=""),
     Setting("PORTAL_KEY",
             "Local only: a key (16+ characters) that opens the portal without App Service "
             "Authentication; refused unless PUBLIC_BASE_URL is loopback (127.0.0.0/8, [::1] "
@@ -621,6 +636,36 @@ class SiemSettings:
 
 
 @dataclass(frozen=True)
+class CorrelationSettings:
+    min_tenants: int = 2
+    window_days: int = 7
+    max_tenant_share: float = 0.5
+    floor_min_tenants: int = 10
+    include_private_ips: bool = False
+    tool_names: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CorrelationSettings:
+        share_text = _get(env, "CORRELATION_MAX_TENANT_SHARE")
+        try:
+            share = float(share_text)
+        except ValueError:
+            raise SettingsError("CORRELATION_MAX_TENANT_SHARE", "must be a number") from None
+        if not 0.01 <= share <= 1:
+            raise SettingsError("CORRELATION_MAX_TENANT_SHARE", "must be from 0.01 to 1")
+        private = _get(env, "CORRELATION_INCLUDE_PRIVATE_IPS").lower()
+        if private not in ("true", "false"):
+            raise SettingsError("CORRELATION_INCLUDE_PRIVATE_IPS", "must be true or false")
+        names = frozenset(n.strip().lower() for n in _get(env, "CORRELATION_TOOL_NAMES")
+                          .split(",") if n.strip())
+        return cls(min_tenants=_int(env, "CORRELATION_MIN_TENANTS", 2, 1000),
+                   window_days=_int(env, "CORRELATION_WINDOW_DAYS", 1, 90),
+                   max_tenant_share=share,
+                   floor_min_tenants=_int(env, "CORRELATION_FLOOR_MIN_TENANTS", 1, 100_000),
+                   include_private_ips=private == "true", tool_names=names)
+
+
+@dataclass(frozen=True)
 class Settings:
     """The validated settings the app runs with."""
 
@@ -631,6 +676,7 @@ class Settings:
     mail: MailSettings = field(default_factory=MailSettings)
     siem: SiemSettings = field(default_factory=SiemSettings)
     portal: PortalSettings = field(default_factory=PortalSettings)
+    correlation: CorrelationSettings = field(default_factory=CorrelationSettings)
     api_keys: tuple[ApiKey, ...] = ()  # MSSP_API_KEYS: automation that may act on alerts
 
     @classmethod
@@ -646,7 +692,8 @@ class Settings:
         return cls(storage=storage, identity=identity, fetch=fetch, onboarding=onboarding,
                    mail=MailSettings.from_env(env),
                    portal=PortalSettings.from_env(env, onboarding),
-                   siem=SiemSettings.from_env(env), api_keys=_api_keys(env))
+                   siem=SiemSettings.from_env(env), api_keys=_api_keys(env),
+                   correlation=CorrelationSettings.from_env(env))
 
 
 @functools.cache

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from shared.config import Settings, get_settings
+from shared.correlation.service import Correlation
 from shared.ingest.fanout import Fanout
 from shared.ingest.incident_relay import IncidentRelay
 from shared.ingest.index_feed import IndexFeed
@@ -18,7 +19,7 @@ from shared.messages import BadMessage, BulkTriageRequest
 from shared.microsoft.defender import DefenderClient
 from shared.microsoft.graph_security import GraphSecurityClient
 from shared.microsoft.identity import Tokens, tokens_for
-from shared.model import Tenant
+from shared.model import Tenant, TenantStatus
 from shared.notify.channels.delivery import ChannelDelivery, ChannelStores
 from shared.notify.channels.transport import Poster, WebhookPoster
 from shared.notify.channels.webhooks import Webhooks
@@ -38,6 +39,7 @@ from shared.storage.bulk_jobs import BulkJobs
 from shared.storage.call_budget import CallBudget
 from shared.storage.channel_status import ChannelStatusRepository
 from shared.storage.connection import StorageConnection
+from shared.storage.correlation import CorrelationStore
 from shared.storage.digests import DigestRepository
 from shared.storage.fanout_ledger import FanoutLedger
 from shared.storage.incidents import IncidentRepository
@@ -153,12 +155,38 @@ def relay_on(storage: StorageConnection) -> Relay:
                  RelayQueue(tables.queue(storage, tables.RELAY_QUEUE)),
                  index=IndexFeed(AlertIndex(tables.table(storage, tables.ALERT_INDEX)),
                                  AlertRepository(tables.table(storage, tables.ALERTS))),
-                 summaries=TenantSummaries(tables.table(storage, tables.TENANT_SUMMARIES)))
+                 summaries=TenantSummaries(tables.table(storage, tables.TENANT_SUMMARIES)),
+                 correlate=EventQueue(tables.queue(storage, tables.CORRELATE_QUEUE)))
 
 
 @functools.cache
 def relay() -> Relay:
     return relay_on(get_settings().storage)
+
+
+def correlation_on(settings: Settings) -> Correlation:
+    """Cross-tenant indicator correlation on the real tables and queues."""
+    storage = settings.storage
+    tenants = TenantRepository(tables.table(storage, tables.TENANTS))
+
+    def active_tenants() -> int:
+        listed = tenants.directory()
+        if listed is None:
+            return sum(1 for t in tenants.all() if t.status == TenantStatus.ACTIVE)
+        return sum(1 for t in listed if t.status == TenantStatus.ACTIVE)
+
+    return Correlation(
+        CorrelationStore(tables.table(storage, tables.CORRELATION),
+                         tables.table(storage, tables.CORRELATION_INDEX)),
+        EventQueue(tables.queue(storage, tables.NOTIFY_QUEUE)),
+        EventQueue(tables.queue(storage, tables.SIEM_QUEUE)), settings.correlation,
+        active_tenants,
+        AlertRepository(tables.table(storage, tables.ALERTS)).alert_and_schema)
+
+
+@functools.cache
+def correlation() -> Correlation:
+    return correlation_on(get_settings())
 
 
 def poison_log_on(storage: StorageConnection) -> PoisonLog:
@@ -197,6 +225,8 @@ def poison_drain_on(storage: StorageConnection, notify_reason: Callable[[], str]
         source(tables.NOTIFY_QUEUE, lambda _: notify_reason()),
         source(tables.SIEM_QUEUE,
                lambda _: "could not be added to the SIEM feed on any attempt"),
+        source(tables.CORRELATE_QUEUE,
+               lambda _: "indicators could not be indexed on any attempt"),
         source(tables.SIEM_DELIVERY_QUEUE,
                lambda _: "delivery run failed on every attempt (storage?)"),
         source(tables.BULK_QUEUE, lambda _: "bulk triage failed on every attempt",

@@ -47,8 +47,11 @@ class Relay:
     def __init__(self, states: IngestStates, notify: EventQueue, siem: EventQueue,
                  retry: RelayQueue | None = None, lease_seconds: int = LEASE_SECONDS, *,
                  index: IndexFeed | None = None,
-                 summaries: TenantSummaries | None = None) -> None:
+                 summaries: TenantSummaries | None = None,
+                 correlate: EventQueue | None = None) -> None:
         self.states, self.notify, self.siem, self.retry = states, notify, siem, retry
+        # correlation's copy of each chunk (shared/correlation/; None: not kept)
+        self.queues = (notify, siem) if correlate is None else (notify, siem, correlate)
         self.summaries = summaries
         self.lease_seconds = lease_seconds
         self.index = index  # the portal's alert index, fed here (None: not kept)
@@ -57,7 +60,7 @@ class Relay:
     def _send(self, events: list[dict[str, Any]]) -> None:
         texts = batch_texts([relay_text(e) for e in events])  # as few messages as fit
         futures = [self.pool.submit(q.send, t) for t in texts
-                   for q in (self.notify, self.siem)]
+                   for q in self.queues]
         for future in futures:
             future.result()
 

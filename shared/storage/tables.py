@@ -52,6 +52,10 @@ CALL_BUDGET = "CallBudget"
 # portal's cross-tenant list (storage/incidents.py)
 INCIDENTS = "Incidents"
 INCIDENT_INDEX = "IncidentIndex"
+# Correlation: per indicator its sightings, tenants' reach, cluster head and events, and
+# the suppressions; the list page's clusters by recency and reach (storage/correlation.py)
+CORRELATION = "Correlation"
+CORRELATION_INDEX = "CorrelationIndex"
 
 FETCH_QUEUE = "fetch-requests"
 RELAY_QUEUE = "alert-relay"
