@@ -382,7 +382,7 @@ def _cluster(head: Head, tenants: list[TenantReach]) -> Cluster:
 def _event_text(head: Head, window: list[TenantReach], joined: list[TenantReach]) -> str:
     """The version's ClusterEvent text, within a queue message: names dropped, then the
     list cut, for a cluster of hundreds of tenants (logged)."""
-    def made(tenants: list[dict[str, str]], joins: list[dict[str, str]]) -> str:
+    def made(tenants: list[dict[str, Any]], joins: list[dict[str, Any]]) -> str:
         return ClusterEvent(
             indicator_kind=head.indicator.kind, indicator=head.indicator.value,
             key=head.indicator.key, version=head.version,
@@ -390,9 +390,11 @@ def _event_text(head: Head, window: list[TenantReach], joined: list[TenantReach]
             first_seen=head.first_seen, last_seen=head.last_seen,
             alert_count=head.alert_count, severities=dict(head.severities)).to_message()
 
-    def listed(reaches: list[TenantReach], names: bool) -> list[dict[str, str]]:
-        return [{"id": r.tenant_id, "name": r.tenant_name[:100] if names else ""}
-                for r in reaches]
+    def listed(reaches: list[TenantReach], names: bool) -> list[dict[str, Any]]:
+        """Each tenant with its name and alert count (the email shows both), or only its
+        id when the event must be cut."""
+        return [{"id": r.tenant_id, "name": r.tenant_name[:100], "alerts": r.alert_count}
+                if names else {"id": r.tenant_id, "name": ""} for r in reaches]
 
     text = made(listed(window, True), listed(joined, True))
     if len(text.encode()) <= MAX_EVENT_BYTES:
