@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import statistics
 import tempfile
@@ -101,6 +102,15 @@ def indexing(storage: StorageConnection, ports: set[int], alerts: int) -> dict[s
     with counting(ports) as indexed:
         done = [service.index(chunk) for chunk in events.values()]
     index_seconds = time.perf_counter() - started
+    updates = [[dataclasses.replace(e, change="updated") for e in chunk]
+               for chunk in events.values()]
+    with counting(ports) as same_process:  # later versions of the same alerts
+        for chunk in updates:
+            service.index(chunk)
+    other = Correlation(store, queues[0], queues[1], CorrelationSettings(), lambda: 50)
+    with counting(ports) as other_process:  # ... reaching another instance
+        for chunk in updates:
+            other.index(chunk)
     return {
         "alerts": alerts, "indicators": sum(d.sightings + d.repeated for d in done),
         "cluster_versions": sum(d.versions for d in done),
@@ -110,6 +120,8 @@ def indexing(storage: StorageConnection, ports: set[int], alerts: int) -> dict[s
         "index_ms_per_alert": round(index_seconds * 1000 / alerts, 2),
         "requests_ratio": round(_count(indexed) / max(1, _count(stored)), 1),
         "time_ratio": round(index_seconds / store_seconds, 1),
+        "update_requests_per_alert_same_process": round(_count(same_process) / alerts, 2),
+        "update_requests_per_alert_other_process": round(_count(other_process) / alerts, 2),
         "index_requests": dict(indexed)}
 
 

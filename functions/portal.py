@@ -107,6 +107,13 @@ def portal_tenant(req: func.HttpRequest) -> func.HttpResponse:
     return _serve(req, services.portal().tenant)
 
 
+@bp.function_name("portal_incident_action")
+@bp.route(route="portal/incidents/{tenant_id}/{incident_id}/{action}", methods=["POST"],
+          auth_level=func.AuthLevel.ANONYMOUS)
+def portal_incident_action(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, services.portal().incident_views.incident_action)
+
+
 @bp.function_name("portal_alert")
 @bp.route(route="portal/tenants/{tenant_id}/alerts/{alert_id}", methods=["GET"],
           auth_level=func.AuthLevel.ANONYMOUS)

@@ -43,6 +43,30 @@ def triage_alert_update(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(reply, status, headers)
 
 
+@bp.function_name("triage_incident_update")
+@bp.route(route="tenants/{tenant_id}/incidents/{incident_id}", methods=["PATCH"])
+def triage_incident_update(req: func.HttpRequest) -> func.HttpResponse:
+    actor = api.api_actor(services.get_settings().api_keys, req.headers.get("X-Api-Key"))
+    if actor is None:
+        return json_response(api.UNAUTHORIZED, 401)
+    try:
+        tenant_id, incident_id = api.incident_target(
+            req.route_params.get("tenant_id", ""), req.route_params.get("incident_id", ""))
+        change, seen, action_id = api.request_of(validation.decode_json(req.get_body()),
+                                                 req.headers, actor, api.IncidentChange)
+    except ValidationError as exc:
+        return invalid(exc)
+    try:
+        applied = services.incident_triage().apply(actor, tenant_id, incident_id, change,
+                                                   seen_version=seen, action_id=action_id)
+    except UnknownTenant:
+        return refused(404, "no such tenant", "tenant_id", "not registered")
+    log.info("incident triage by key %s on tenant %s: %s", clean(actor.name), tenant_id,
+             applied.outcome)
+    status, reply, headers = api.incident_answer(applied)
+    return json_response(reply, status, headers)
+
+
 @bp.function_name("triage_audit")
 @bp.route(route="audit", methods=["GET"])
 def triage_audit(req: func.HttpRequest) -> func.HttpResponse:

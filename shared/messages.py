@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from shared import codec
-from shared.model import parse_tenant_id
+from shared.model import SEVERITIES, parse_tenant_id
 
 VERSION = 1
 _MISSING: Any = object()
@@ -327,6 +327,7 @@ class IncidentEvent:
     incident: dict[str, Any]  # name, severity, status, ... (shared/ingest/incident_fetch.py)
     previous: str = ""  # the version this one replaces ("" for a new incident)
     event_id: str = ""
+    by: dict[str, str] | None = None  # who made the change: the MSSP's own (triage)
 
     def __post_init__(self) -> None:
         if not self.event_id:
@@ -338,7 +339,7 @@ class IncidentEvent:
                 "tenant": self.tenant_id, "tenant_name": self.tenant_name,
                 "incident_id": self.incident_id, "version": self.version,
                 "change": self.change, "changed": self.changed, "incident": self.incident,
-                "previous": self.previous}
+                "previous": self.previous, **({"by": self.by} if self.by else {})}
 
     def to_message(self) -> str:
         return codec.dumps_text(self.dump())
@@ -359,7 +360,8 @@ class IncidentEvent:
                    changed=_field(data, "changed", dict),
                    incident=_field(data, "incident", dict),
                    previous=_field(data, "previous", str, ""),
-                   event_id=_field(data, "event_id", str))
+                   event_id=_field(data, "event_id", str),
+                   by=_by(data))
 
 
 # notify and SIEM queues: cross-tenant cluster events (shared/correlation/) -----------------
@@ -375,8 +377,9 @@ class ClusterEvent:
     key: str  # Indicator.key
     version: int
     change: str  # new | grew
-    tenants: list[dict[str, str]]  # [{"id", "name"}], every tenant in the cluster
-    joined: list[dict[str, str]]  # the tenants this version added
+    # [{"id", "name", "alerts"?}], every tenant in the cluster ("alerts": its alert count)
+    tenants: list[dict[str, Any]]
+    joined: list[dict[str, Any]]  # the tenants this version added
     first_seen: str
     last_seen: str
     alert_count: int
@@ -386,6 +389,10 @@ class ClusterEvent:
     def __post_init__(self) -> None:
         if not self.event_id:
             object.__setattr__(self, "event_id", f"cluster:{self.key}:{self.version}")
+
+    @property
+    def highest_severity(self) -> str | None:
+        return highest_severity(self.severities)
 
     def dump(self) -> dict[str, Any]:
         return {"v": VERSION, "type": self.TYPE, "event_id": self.event_id,
@@ -424,12 +431,25 @@ class ClusterEvent:
                    event_id=_field(data, "event_id", str))
 
 
-def _tenant_list(data: dict[str, Any], name: str) -> list[dict[str, str]]:
+def highest_severity(counts: Any) -> str | None:
+    """A cluster's highest severity (severity -> alerts), as Defender spells it ("high" ->
+    "High"); None when none is known (UnSpecified)."""
+    found = {str(s).capitalize() for s, n in dict(counts or {}).items() if n}
+    return next((s for s in reversed(SEVERITIES) if s in found), None)
+
+
+def _tenant_list(data: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """Tenants as {"id", "name"}, with "alerts" (the tenant's alert count) when given."""
     items = _field(data, name, list)
     if not all(isinstance(i, dict) and isinstance(i.get("id"), str)
                and isinstance(i.get("name", ""), str) for i in items):
         raise BadMessage(f"{name} is not a list of tenants with an id")
-    return [{"id": i["id"], "name": i.get("name", "")} for i in items]
+    return [{"id": i["id"], "name": i.get("name", ""),
+             **({"alerts": i["alerts"]} if _count(i.get("alerts")) else {})} for i in items]
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def queue_events(body: bytes | str) -> list[AlertEvent | IncidentEvent | ClusterEvent]:

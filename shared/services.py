@@ -12,6 +12,7 @@ from shared.ingest.fanout import Fanout
 from shared.ingest.incident_relay import IncidentRelay
 from shared.ingest.index_feed import IndexFeed
 from shared.ingest.own_changes import OwnChanges, Stored
+from shared.ingest.own_incidents import OwnIncidents
 from shared.ingest.relay import Relay
 from shared.ingest.worker import Ingestor, IngestStores
 from shared.messages import BadMessage, BulkTriageRequest
@@ -64,6 +65,7 @@ from shared.tenants.onboarding import ConsentApp, Onboarding
 from shared.tenants.ops_notices import OpsNotices
 from shared.tenants.source_move import SourceMove
 from shared.triage.bulk import CALL_TIMEOUT, BulkStores, BulkTriage, Hooks
+from shared.triage.incident_service import IncidentTriage
 from shared.triage.model import Actor, AuditEntry, Change
 from shared.triage.service import TriageService
 
@@ -380,7 +382,7 @@ def portal() -> Portal:
                   triage=triage(), audit=AuditTrail(tables.table(storage, tables.AUDIT_TRAIL)),
                   bulk=bulk_triage(), channels=channel_delivery(),
                   source_move=source_move(), incidents=incidents_repo(get_settings()),
-                  correlation=correlation())
+                  incident_triage=incident_triage(), correlation=correlation())
 
 
 def consented_app_token(settings: Settings, tokens: Tokens) -> Callable[..., str]:
@@ -412,6 +414,23 @@ def triage() -> TriageService:
     settings = get_settings()
     return triage_on(settings, tokens_for(settings.identity), DefenderClient(
         settings.fetch.timeout_seconds, settings.identity.ca_bundle))
+
+
+def incident_triage_on(settings: Settings, tokens: Tokens) -> IncidentTriage:
+    """Incident triage of graph tenants on the real tables (tests give their tokens)."""
+    storage = settings.storage
+    incidents = incidents_repo(settings)
+    tenants = TenantRepository(tables.table(storage, tables.TENANTS))
+    return IncidentTriage(tenants, incidents, AuditTrail(tables.table(
+        storage, tables.AUDIT_TRAIL)), tokens, graph_security(settings),
+        store_own=OwnIncidents(incidents, tenants).store,
+        token_for=consented_app_token(settings, tokens))
+
+
+@functools.cache
+def incident_triage() -> IncidentTriage:
+    settings = get_settings()
+    return incident_triage_on(settings, tokens_for(settings.identity))
 
 
 def bulk_hooks(storage: StorageConnection) -> Hooks:

@@ -44,7 +44,8 @@ ALERT_SCHEMA = Schema(
      "determination": DETERMINATIONS, "serviceSource": SERVICE_SOURCES},
     ("assignedTo",))
 
-# Defender's names where the v2 enum spells them differently (else: lower camel case)
+# Defender's names where the v2 enum spells them differently (else: lower camel case);
+# detectionSource's members as Graph documents them (security-detectionsource)
 _DETERMINATION = {"CompromisedUser": "compromisedAccount", "Clean": "notMalicious",
                   "InsufficientData": "notEnoughDataToValidate",
                   "ConfirmedActivity": "confirmedUserActivity", "Apt": "apt"}
@@ -52,7 +53,7 @@ _DETECTION_SOURCE = {"WindowsDefenderAtp": "microsoftDefenderForEndpoint",
                      "WindowsDefenderAv": "antivirus", "WindowsDefenderSmartScreen":
                      "smartScreen", "CustomerTI": "customTi", "CustomDetection":
                      "customDetection", "OfficeATP": "microsoftDefenderForOffice365",
-                     "MCAS": "microsoftDefenderForCloudApps", "AzureATP":
+                     "MCAS": "cloudAppSecurity", "AzureATP":
                      "microsoftDefenderForIdentity", "AutomatedInvestigation":
                      "automatedInvestigation", "ThreatExperts": "microsoftThreatExperts"}
 _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES[:5])}
@@ -228,11 +229,11 @@ PLAYBOOK: dict[str, tuple[tuple[str, str, str, tuple[str, ...], tuple[str, ...]]
          ("T1087.002",), ("device", "ip")),
     ),
     CLOUD_APPS: (
-        ("Impossible travel activity", "InitialAccess", "microsoftDefenderForCloudApps",
+        ("Impossible travel activity", "InitialAccess", "cloudAppSecurity",
          ("T1078",), ("user", "ip", "cloudApp")),
-        ("Mass download by a single user", "Exfiltration", "microsoftDefenderForCloudApps",
+        ("Mass download by a single user", "Exfiltration", "cloudAppSecurity",
          ("T1530",), ("user", "cloudApp")),
-        ("Suspicious inbox forwarding", "Exfiltration", "microsoftDefenderForCloudApps",
+        ("Suspicious inbox forwarding", "Exfiltration", "cloudAppSecurity",
          ("T1114.003",), ("user", "mailbox", "cloudApp")),
     ),
     ENTRA_ID_PROTECTION: (

@@ -132,6 +132,8 @@ class Simulator:
                  methods=["PATCH"]),
             Rule("/v1.0/security/incidents/<incident_id>", endpoint=g.get_incident,
                  methods=["GET"]),
+            Rule("/v1.0/security/incidents/<incident_id>/comments",
+                 endpoint=g.add_incident_comment, methods=["POST"]),
             Rule("/_sim/mail", endpoint=ctl(c.mail), methods=["GET", "DELETE"]),
             Rule("/_sim/apps", endpoint=ctl(c.apps), methods=["GET", "POST"]),
             Rule("/_sim/tenants", endpoint=ctl(c.tenants), methods=["GET", "POST"]),

@@ -413,13 +413,14 @@ class World:
             other.reindex()
 
     def write_incident(self, tenant: Tenant, incident_id: str, fields: dict[str, Any],
-                       by: str) -> None:
-        """A PATCH of an incident through Graph (KeyError unknown)."""
+                       by: str, comment: str | None = None) -> None:
+        """A PATCH of an incident through Graph, or (`comment`) a comment POSTed to it
+        (KeyError unknown)."""
         with self.lock:
             stored = tenant.incidents.get(incident_id)
             if stored is None:
                 raise KeyError(incident_id)
-            stored.raw = {**graph_updates.applied(stored.raw, fields, None, by,
+            stored.raw = {**graph_updates.applied(stored.raw, fields, comment, by,
                                                   format_ticks(self.clock.now_ticks())),
                           "lastModifiedBy": by}
             stored.reindex()

@@ -38,11 +38,24 @@ DETERMINATION = {"unknown": None, "unknownFutureValue": None, "apt": "Apt",
                  "notMalicious": "NotMalicious", "notEnoughDataToValidate": "InsufficientData",
                  "confirmedUserActivity": "ConfirmedUserActivity",
                  "lineOfBusinessApplication": "LineOfBusinessApplication"}
-DETECTION_SOURCE = {  # Graph's detectionSource -> Defender for Endpoint's, where it has one
-    "antivirus": "WindowsDefenderAv", "microsoftDefenderForEndpoint": "EDR",
-    "customDetection": "CustomDetection", "automatedInvestigation": "AutomatedInvestigation",
+# Graph's detectionSource -> Defender for Endpoint's API value, where Defender names it.
+# Graph's members: https://learn.microsoft.com/graph/api/resources/security-detectionsource
+# Defender's values: the "Detection source | API value" table of the alerts queue,
+# https://learn.microsoft.com/defender-endpoint/alerts-queue (EDR is WindowsDefenderAtp, as
+# in the alert resource's example, https://learn.microsoft.com/defender-endpoint/api/alerts;
+# Microsoft Threat Experts / Defender Experts is ThreatExperts; Defender XDR is MTP); AzureATP
+# (Defender for Identity) and MCAS (Cloud App Security): the DetectionSource values before
+# the January 2021 renaming, https://learn.microsoft.com/defender-xdr/advanced-hunting-schema-changes.
+# Every other member (unknown, manual, azureAdIdentityProtection, microsoftDataLossPrevention,
+# appGovernance*, Defender for Cloud's, Sentinel's...) has no Defender for Endpoint name
+# and passes through as Graph spells it.
+DETECTION_SOURCE = {
+    "microsoftDefenderForEndpoint": "WindowsDefenderAtp", "antivirus": "WindowsDefenderAv",
     "smartScreen": "WindowsDefenderSmartScreen", "customTi": "CustomerTI",
-    "microsoftThreatExperts": "MTE", "microsoft365Defender": "MTP"}
+    "customDetection": "CustomDetection", "automatedInvestigation": "AutomatedInvestigation",
+    "microsoftThreatExperts": "ThreatExperts", "microsoft365Defender": "MTP",
+    "microsoftDefenderForOffice365": "OfficeATP", "microsoftDefenderForIdentity": "AzureATP",
+    "cloudAppSecurity": "MCAS"}
 ENTITY = {  # Graph evidence @odata.type (after the namespace) -> Defender's entityType
     "fileEvidence": "File", "processEvidence": "Process", "userEvidence": "User",
     "ipEvidence": "Ip", "urlEvidence": "Url", "registryKeyEvidence": "Registry",

@@ -91,6 +91,8 @@ class AlertView:
     evidence_count: int = 0
     comments: tuple[Comment, ...] = ()
     document: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _fields: dict[str, Any] | None = field(default=None, init=False, repr=False,
+                                           compare=False)
 
     @classmethod
     def of(cls, document: Mapping[str, Any], schema: str) -> AlertView:
@@ -108,10 +110,14 @@ class AlertView:
     def fields(self) -> dict[str, Any]:
         """The alert under Defender for Endpoint's field names: what the event summary,
         the Alerts row, the index entry and the SIEM formats read. An mde document is
-        this already (`mde_shaped` returns it as it is)."""
+        this already (`mde_shaped` returns it as it is). Built once per view and shared
+        by the step's consumers (the row, the index entry, the event summary): read it,
+        never change it."""
+        if self._fields is not None:
+            return self._fields
         user = ({"userName": self.user_name, "domainName": self.user_domain}
                 if self.user_name or self.user_domain else None)
-        return {
+        self._fields = {
             "id": self.id, "title": self.title, "description": self.description,
             "recommendedAction": self.recommended_action, "severity": self.severity,
             "status": self.status, "classification": self.classification,
@@ -131,14 +137,24 @@ class AlertView:
             "providerAlertId": self.provider_id, "serviceSource": self.service_source,
             "alertWebUrl": self.link,
         }
+        return self._fields
 
 
-def mde_shaped(document: Mapping[str, Any], schema: str) -> Mapping[str, Any]:
+def parsed(document: Mapping[str, Any], schema: str) -> AlertView | None:
+    """The view a step passes to its consumers (None for an mde document, which is in
+    the canonical names already): a Graph alert is parsed once per step, not once per
+    consumer."""
+    return None if schema == MDE else AlertView.of(document, schema)
+
+
+def mde_shaped(document: Mapping[str, Any], schema: str,
+               view: AlertView | None = None) -> Mapping[str, Any]:
     """The alert under Defender for Endpoint's names: an mde document as it is (so what
-    is built from one stays byte for byte as before), a Graph one through the view."""
+    is built from one stays byte for byte as before), a Graph one through the view
+    (`view`: the step's, if it parsed the document already)."""
     if schema == MDE:
         return document
-    return AlertView.of(document, schema).fields()
+    return (view or AlertView.of(document, schema)).fields()
 
 
 def portal_alert_link(alert_id: str, tenant_id: str | None) -> str:
@@ -242,11 +258,16 @@ def _of_graph(doc: Mapping[str, Any]) -> AlertView:
         document=doc)
 
 
-def event_alert(event: Mapping[str, Any]) -> tuple[Mapping[str, Any], str, str]:
+# (the alert under Defender for Endpoint's names, its product, its schema): `event_alert`
+Seen = tuple[Mapping[str, Any], str, str]
+
+
+def event_alert(event: Mapping[str, Any]) -> Seen:
     """(the alert under Defender for Endpoint's names, its product, its schema) of a
     feed or queue event (`event["alert"]` is the stored alert as received, or the event's
     summary, which is in those names already and names its product; an event from before
-    the schema was kept is an mde one)."""
+    the schema was kept is an mde one). A formatter that needs it twice for one event
+    takes it once and passes it on (a Graph alert is parsed here)."""
     alert = event.get("alert") if isinstance(event.get("alert"), dict) else {}
     schema = str(event.get("schema") or alert.get("schema") or MDE)
     if schema != MDE and "schema" not in alert and schema in SCHEMAS:  # as received

@@ -74,12 +74,14 @@ class Indexed:
 
 @dataclass
 class Seen:
-    """An alert to index: whose, which, and its view."""
+    """An alert to index: whose, which, its view, and whether it is new (an alert's
+    first event: its indicators are written before anything is read)."""
 
     tenant_id: str
     tenant_name: str
     alert_id: str
     view: AlertView
+    new: bool = True
 
 
 class Correlation:
@@ -96,6 +98,9 @@ class Correlation:
         self.options = Options(settings.include_private_ips, settings.tool_names)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="correlate")
         self._known: set[str] = set()  # indicators this process saw stored: read first
+        # sightings this process saw counted and published: another version of the alert,
+        # or a redelivery, costs nothing (a worker that dies takes this with it)
+        self._done: set[tuple[str, str, str]] = set()
 
     # indexing -----------------------------------------------------------------------------
     def index(self, events: Iterable[AlertEvent]) -> Indexed:
@@ -105,7 +110,7 @@ class Correlation:
         seen = []
         for event in events:
             seen.append(Seen(event.tenant_id, event.tenant_name, event.alert_id,
-                             self._view(event, done)))
+                             self._view(event, done), event.change == "new"))
         return self.index_views(seen, done)
 
     def index_views(self, alerts: Iterable[Seen], done: Indexed | None = None) -> Indexed:
@@ -113,7 +118,7 @@ class Correlation:
         once for the batch. Indicators are independent partitions: each one's sightings
         are recorded in order on one thread, indicators side by side."""
         done = done or Indexed()
-        groups: dict[Indicator, list[Sighting]] = {}
+        groups: dict[Indicator, list[tuple[Sighting, bool]]] = {}
         for alert in alerts:
             view = alert.view
             seen_at = _time(view.created)
@@ -121,18 +126,18 @@ class Correlation:
                 continue
             done.alerts += 1
             for indicator in indicators(view, self.options):
-                groups.setdefault(indicator, []).append(Sighting(
+                groups.setdefault(indicator, []).append((Sighting(
                     indicator, alert.tenant_id, alert.tenant_name, alert.alert_id, seen_at,
-                    view.severity, view.title, view.product))
+                    view.severity, view.title, view.product), alert.new))
         if not groups:
             return done
         suppressed = {s.indicator.key for s in self.store.suppressions()}
         active = self.active_tenants()
 
-        def record(sightings: list[Sighting]) -> Indexed:
+        def record(sightings: list[tuple[Sighting, bool]]) -> Indexed:
             part = Indexed()
-            for sighting in sightings:
-                self._sight(sighting, sighting.indicator.key in suppressed, active, part)
+            for sighting, new in sightings:
+                self._sight(sighting, sighting.indicator.key in suppressed, active, part, new)
             return part
 
         for part in self._pool.map(record, groups.values()):
@@ -149,13 +154,25 @@ class Correlation:
                 return AlertView.of(found[0], found[1])
         return brief
 
-    def _sight(self, sighting: Sighting, suppressed: bool, active: int, done: Indexed
-               ) -> None:
+    def _sight(self, sighting: Sighting, suppressed: bool, active: int, done: Indexed,
+               new: bool = True) -> None:
+        indicator = sighting.indicator
+        done_key = (indicator.key, sighting.tenant_id, sighting.alert_id)
+        if done_key in self._done:
+            done.repeated += 1
+            return
+        self._sight_once(sighting, suppressed, active, done, new)
+        if len(self._done) >= KNOWN:
+            self._done.clear()
+        self._done.add(done_key)  # only once published: a failure leaves it to the retry
+
+    def _sight_once(self, sighting: Sighting, suppressed: bool, active: int, done: Indexed,
+                    new: bool) -> None:
         indicator = sighting.indicator
         for attempt in range(TRIES):
-            if attempt == 0 and indicator.key not in self._known:
-                # first seen here: most indicators are new, so write as if it were (one
-                # request); a head already there fails the write, and the loop reads
+            if attempt == 0 and new and indicator.key not in self._known:
+                # a new alert's indicator not seen here: most are new, so write as if it
+                # were (one request); a head already there fails the write, and it reads
                 state = IndicatorState(None, None, {})
             else:
                 state = self.store.state(indicator)
@@ -248,7 +265,9 @@ class Correlation:
             tenants = self._in_window(head, state.reaches)
             self.store.put_listed(IndexEntry(p, rk, head, tenants) for p, rk in target)
             self.store.drop_listed(k for k in head.listed if k not in target)
-        for version, text in self.store.events(head.indicator, head.published):
+        unsent = self.store.events(head.indicator, head.published) \
+            if head.version > head.published else []
+        for version, text in unsent:
             if version > head.version:
                 break
             self.notify.send(text)
@@ -323,6 +342,10 @@ class Correlation:
     def unsuppress(self, indicator: Indicator, author: str) -> bool:
         return self.store.unsuppress(indicator, author, self._stamp())
 
+    def removals(self) -> list[dict[str, str]]:
+        """Who removed which suppression, when (beyond CorrelationReads: the audit)."""
+        return self.store.removals()
+
     def _stamp(self) -> str:
         return timefmt.from_datetime(self.now())
 
@@ -359,7 +382,7 @@ def _cluster(head: Head, tenants: list[TenantReach]) -> Cluster:
 def _event_text(head: Head, window: list[TenantReach], joined: list[TenantReach]) -> str:
     """The version's ClusterEvent text, within a queue message: names dropped, then the
     list cut, for a cluster of hundreds of tenants (logged)."""
-    def made(tenants: list[dict[str, str]], joins: list[dict[str, str]]) -> str:
+    def made(tenants: list[dict[str, Any]], joins: list[dict[str, Any]]) -> str:
         return ClusterEvent(
             indicator_kind=head.indicator.kind, indicator=head.indicator.value,
             key=head.indicator.key, version=head.version,
@@ -367,9 +390,11 @@ def _event_text(head: Head, window: list[TenantReach], joined: list[TenantReach]
             first_seen=head.first_seen, last_seen=head.last_seen,
             alert_count=head.alert_count, severities=dict(head.severities)).to_message()
 
-    def listed(reaches: list[TenantReach], names: bool) -> list[dict[str, str]]:
-        return [{"id": r.tenant_id, "name": r.tenant_name[:100] if names else ""}
-                for r in reaches]
+    def listed(reaches: list[TenantReach], names: bool) -> list[dict[str, Any]]:
+        """Each tenant with its name and alert count (the email shows both), or only its
+        id when the event must be cut."""
+        return [{"id": r.tenant_id, "name": r.tenant_name[:100], "alerts": r.alert_count}
+                if names else {"id": r.tenant_id, "name": ""} for r in reaches]
 
     text = made(listed(window, True), listed(joined, True))
     if len(text.encode()) <= MAX_EVENT_BYTES:

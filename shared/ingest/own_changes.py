@@ -143,10 +143,11 @@ class OwnChanges:
             return Stored(False, "the hub cannot add the evidence Defender's answer "
                                  "leaves out; the next fetch stores it")
         if graph:
+            view = source.view(alert)  # parsed once for the row and the event
             self.alerts.store(alert_rows(tenant_id, alert, datetime.now(UTC),
-                                         schema=source.name, key=alert_id))
+                                         schema=source.name, key=alert_id, view=view))
             event = event_message(tenant_id, tenant_name, alert, version, old, new, by,
-                                  alert_id=alert_id, schema=source.name)
+                                  alert_id=alert_id, schema=source.name, view=view)
         else:
             self.alerts.store(alert_rows(tenant_id, alert, datetime.now(UTC)))
             event = event_message(tenant_id, tenant_name, alert, version, old, new, by)

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from shared import timefmt
-from shared.alerts.view import GRAPH, MDE_SOURCE
+from shared.alerts.view import GRAPH, MDE_SOURCE, AlertView
 from shared.ingest.events import tracked
 from shared.model import Cursor
 
@@ -58,7 +58,13 @@ class MdeSchema:
         return _day(alert.get("alertCreationTime"), version)
 
     @staticmethod
-    def entry(alert: dict[str, Any], version: str) -> list[Any]:
+    def view(alert: dict[str, Any]) -> AlertView | None:
+        """None: an mde alert is in the canonical names already."""
+        return None
+
+    @staticmethod
+    def entry(alert: dict[str, Any], version: str, view: AlertView | None = None
+              ) -> list[Any]:
         return tracked(alert, version)
 
     @staticmethod
@@ -90,9 +96,16 @@ class GraphSchema:
         return _day(alert.get("createdDateTime"), version)
 
     @staticmethod
-    def entry(alert: dict[str, Any], version: str) -> list[Any]:
-        """In the hub's canonical (Defender's) spelling, through the alert view."""
-        return tracked(alert, version, GRAPH)
+    def view(alert: dict[str, Any]) -> AlertView | None:
+        """The alert parsed once, for the entry, the row and the event of its chunk."""
+        return AlertView.of(alert, GRAPH)
+
+    @staticmethod
+    def entry(alert: dict[str, Any], version: str, view: AlertView | None = None
+              ) -> list[Any]:
+        """In the hub's canonical (Defender's) spelling, through the alert view (`view`:
+        the alert parsed already)."""
+        return tracked(alert, version, GRAPH, view)
 
     @staticmethod
     def moved(position: Cursor, committed: Cursor | None, versions: list[str]

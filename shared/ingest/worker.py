@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared import timefmt
+from shared.alerts.view import AlertView
 from shared.config import Settings
 from shared.ingest import gc_pause, graph_cursor
 from shared.ingest.attribution import changed_by, span
@@ -115,9 +116,10 @@ class Progress:
         return {**{k: v for k, v in base.items() if v[0] >= floor}, **self.seen}
 
 
-# an alert of a chunk: its version, its index day, the alert, and the JSON it came as
-# (None where the stream did not cut it out whole)
-Item = tuple[str, str, dict[str, Any], bytes | None]
+# an alert of a chunk: its version, its index day, the alert, the JSON it came as (None
+# where the stream did not cut it out whole), and its view (a Graph alert's, parsed once
+# for its entry, row and event; None for mde's, canonical already)
+Item = tuple[str, str, dict[str, Any], bytes | None, AlertView | None]
 
 
 def _version(item: Item) -> str:
@@ -622,7 +624,7 @@ class Ingestor:
                 except (ValueError, TypeError):
                     raise DefenderError(f"an alert whose {field_name} is not a time", 200,
                                         "MalformedResponse") from None
-                yield version, schema.day(alert, version), alert, data
+                yield version, schema.day(alert, version), alert, data, schema.view(alert)
 
         for chunk in self._chunks(items()):
             if schema is MdeSchema and chunk[0][0] < progress.position.watermark:
@@ -660,7 +662,7 @@ class Ingestor:
         it runs once the rows are stored, while this thread goes on with the next."""
         if self._known_unchanged(chunk, progress, record):
             return
-        days = {day for _, day, _, _ in chunk}
+        days = {item[1] for item in chunk}
         progress.commits.reap()
         progress.index.evict(keep=days)
         index = progress.commits.state.load_index(days, into=progress.index)
@@ -671,10 +673,10 @@ class Ingestor:
         marks = self._marks(tenant.tenant_id, chunk, index, schema)
 
         def rows_to_write() -> Iterator[list[dict[str, Any]]]:
-            for version, day, alert, data in chunk:
+            for version, day, alert, data, view in chunk:
                 alert_id = schema.key(alert)
                 old = index.get(alert_id)
-                new = schema.entry(alert, version)
+                new = schema.entry(alert, version, view)
                 if old is not None and (old[0] > version or same(old, new)):
                     record.unchanged += 1  # re-read from the overlap, or an older copy
                     progress.seen[alert_id] = old
@@ -689,10 +691,10 @@ class Ingestor:
                     else None
                 events.append(event_message(
                     tenant.tenant_id, progress.hold.tenant.display_name, alert, version, old,
-                    new, by, schema.name, alert_id=alert_id if graph else None))
+                    new, by, schema.name, alert_id=alert_id if graph else None, view=view))
                 index.put(alert_id, day, new)
                 yield alert_rows(tenant.tenant_id, alert, now, data, schema.name,
-                                 key=alert_id if graph else None)
+                                 key=alert_id if graph else None, view=view)
 
         # each transaction is sent as soon as it is packed, while the next is built; they
         # are independent and idempotent
@@ -722,11 +724,11 @@ class Ingestor:
             return {}
         updated: set[str] = set()
         versions: list[str] = []
-        for version, _, alert, _ in chunk:
+        for version, _, alert, _, view in chunk:
             alert_id = schema.key(alert)
             old = index.get(alert_id)
             if old is not None and not (old[0] > version or same(old, schema.entry(
-                    alert, version))):
+                    alert, version, view))):
                 updated.add(alert_id)
                 versions.append(version)
         if not updated:
@@ -747,10 +749,10 @@ class Ingestor:
             return False
         schema = progress.schema
         entries = []
-        for version, _, alert, _ in chunk:
+        for version, _, alert, _, view in chunk:
             alert_id = schema.key(alert)
             entry = progress.seen.get(alert_id) or (known or {}).get(alert_id)
-            if entry is None or entry != schema.entry(alert, version):
+            if entry is None or entry != schema.entry(alert, version, view):
                 return False
             entries.append((alert_id, entry))
         position, committed = schema.moved(progress.position, progress.committed,

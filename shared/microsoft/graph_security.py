@@ -107,6 +107,20 @@ class GraphSecurityClient:
         return self._call("PATCH", f"{self.base}{INCIDENTS_PATH}/{_segment(incident_id)}",
                           token, json=body) or {}
 
+    def get_incident(self, token: str, incident_id: str) -> dict[str, Any]:
+        """`GET /security/incidents/{id}?$expand=alerts`: the incident as Graph has it."""
+        return self._call("GET", f"{self.base}{INCIDENTS_PATH}/{_segment(incident_id)}",
+                          token, params={"$expand": "alerts"}) or {}
+
+    def add_incident_comment(self, token: str, incident_id: str, comment: str
+                             ) -> list[dict[str, Any]]:
+        """`POST /security/incidents/{id}/comments`: the incident's comments as answered."""
+        answer = self._call("POST", f"{self.base}{INCIDENTS_PATH}/{_segment(incident_id)}"
+                            "/comments", token,
+                            json={"@odata.type": COMMENT_TYPE, "comment": comment})
+        value = answer.get("value") if isinstance(answer, dict) else None
+        return [c for c in value if isinstance(c, dict)] if isinstance(value, list) else []
+
     def _call(self, method: str, url: str, token: str, **options: Any) -> Any:
         """One request (a write is sent once: the session retries GETs only); the JSON
         answered (None for 204 or an empty body), or the refusal as DefenderClient's."""

@@ -60,17 +60,23 @@ def digest_recipients(rows: list[Held]) -> list[str]:
     return sorted(found)
 
 
+def _link(held: dict[str, Any]) -> str:
+    """Defender's page of a held alert, or of a held incident (its webUrl)."""
+    if held.get("type") == "incident":
+        return str(held.get("webUrl") or "")
+    return portal_link(str(held["alert"].get("id", "")), held["tenant"])
+
+
 def render_digest(rule: Rule, rows: list[Held], recipients: list[str], sender: str,
                   reply_to: str, mssp_name: str, date: datetime, msgid: str) -> EmailMessage:
-    """One email: per tenant, per severity, a line per alert."""
+    """One email: per tenant, per severity, a line per alert (or incident)."""
     grouped: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     names: dict[str, str] = {}
     for row in rows:
         event = row.event
         names[event["tenant"]] = event.get("tenant_name") or event["tenant"]
         alert = dict(event["alert"])
-        alert["link"] = portal_link(str(alert.get("id", "")), event["tenant"]) \
-            if rule.include_portal_link else ""
+        alert["link"] = _link(event) if rule.include_portal_link else ""
         alert["change"] = event.get("change")
         grouped[event["tenant"]][alert.get("severity") or "UnSpecified"].append(alert)
     tenants = [(names[t], [(sev, grouped[t][sev]) for sev in SEVERITY_ORDER if sev in grouped[t]])

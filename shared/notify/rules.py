@@ -69,6 +69,8 @@ class Rule:
     channels: list[dict[str, str]] = field(default_factory=list)
     # graph tenants' incidents: off | new | new_or_severity_rise (notify/incidents.py)
     incidents: str = "off"
+    # cross-tenant clusters: off | new | new_or_grew (notify/clusters.py); MSSP-wide rules only
+    clusters: str = "off"
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
@@ -191,6 +193,12 @@ class RuleBody(Strict):
         default="off", description="graph tenants' incidents: email a new incident, or "
                                    "also one whose severity rose (one email per incident "
                                    "version; severities and min_severity apply)")
+    clusters: Literal["off", "new", "new_or_grew"] = Field(
+        default="off", description="MSSP-wide rules only: email when an indicator is seen "
+                                   "at several customers (new), or also when another "
+                                   "customer joins (new_or_grew); one email per cluster "
+                                   "version. A tenant's rule asking for it is refused: a "
+                                   "cluster names other customers")
 
 
 class Webhooks(Protocol):
@@ -220,7 +228,10 @@ def parse_rule(body: Any, scope: str, existing: Rule | None = None,
         errors.append({"field": "min_severity", "message": "give severities or min_severity"})
     if scope != GLOBAL and (values["tenants"] or values["exclude_tenants"]):
         errors.append({"field": "tenants", "message": "only MSSP-wide rules choose tenants"})
-    if not values["on_new"] and not values["on_update"] and values["incidents"] == "off":
+    if scope != GLOBAL and values["clusters"] != "off":  # a cluster names other customers
+        errors.append({"field": "clusters", "message": "only MSSP-wide rules take clusters"})
+    if not values["on_new"] and not values["on_update"] and values["incidents"] == "off" \
+            and values["clusters"] == "off":
         errors.append({"field": "on_new", "message": "a rule needs on_new or on_update"})
     if errors:
         raise ValidationError(errors)

@@ -13,10 +13,12 @@ from typing import Any, Protocol
 
 from shared.config import Settings
 from shared.logsafe import clean
-from shared.messages import AlertEvent, ChannelPost, IncidentEvent
+from shared.messages import AlertEvent, ChannelPost, ClusterEvent, IncidentEvent
 from shared.microsoft.identity import tokens_for
 from shared.notify.channels.compose import alert_posts, digest_posts
 from shared.notify.channels.delivery import ChannelStatusStore
+from shared.notify.channels.incident_posts import incident_posts
+from shared.notify.clusters import cluster_matches, render_cluster
 from shared.notify.digest import (
     brief,
     digest_recipients,
@@ -24,7 +26,7 @@ from shared.notify.digest import (
     pick_batch,
     render_digest,
 )
-from shared.notify.incidents import incident_matches, render_incident
+from shared.notify.incidents import incident_brief, incident_matches, render_incident
 from shared.notify.mail_health import MailHealth, MailHealthStore, mail_failure
 from shared.notify.matching import matches, recipients_for
 from shared.notify.recipients import split_recipients
@@ -173,13 +175,15 @@ class Notifier:
                       msgid or message_id(rule.id, event.event_id, mail.sender),
                       portal=self.portal)
 
-    def handle(self, event: AlertEvent | IncidentEvent) -> HandleResult:
+    def handle(self, event: AlertEvent | IncidentEvent | ClusterEvent) -> HandleResult:
         """Every matching rule gets its outcome, whatever another rule's: a bad address or
         an email that cannot be built is recorded for that rule alone. Raises Transient
         (or ledger.Busy) after the other rules, to have the queue retry the event; the
         rules already done are in the ledger and are not sent again."""
         if isinstance(event, IncidentEvent):
             return self.handle_incident(event)
+        if isinstance(event, ClusterEvent):
+            return self.handle_cluster(event)
         result = HandleResult()
         pending: Exception | None = None
         for rule in self.rules.for_tenant(event.tenant_id):
@@ -202,10 +206,7 @@ class Notifier:
             if claim is None:
                 result.skipped += 1
                 continue
-            if rule.delivery == "digest" or not self._slot(rule):
-                self.digests.hold(rule.id, delivery_key(rule.id, event.event_id)[1],
-                                  brief(event), recipients)
-                self.ledger.finish(rule.id, event.event_id, claim, "digested")
+            if self._held(rule, event.event_id, lambda: brief(event), recipients, claim):
                 result.digested += 1
                 continue
             try:
@@ -222,7 +223,8 @@ class Notifier:
             raise pending
         return result
 
-    def handle_all(self, events: Iterable[AlertEvent | IncidentEvent]) -> list[HandleResult]:
+    def handle_all(self, events: Iterable[AlertEvent | IncidentEvent | ClusterEvent]
+                   ) -> list[HandleResult]:
         """Each event of a queue message (a batch), whatever another's outcome; raises
         the first Transient or Busy after all of them, to have the queue retry the
         message (the events done are in the ledger and are not sent again)."""
@@ -238,17 +240,66 @@ class Notifier:
         return results
 
     def handle_incident(self, event: IncidentEvent) -> HandleResult:
-        """An incident version: one email per matching rule (notify/incidents.py), claimed
-        in the ledger under the event id like an alert's; no digest or channel post."""
+        """An incident version, as an alert's: per matching rule (notify/incidents.py) one
+        post per channel (notify/channels/incident_posts.py) and one email, claimed in the
+        ledger under the event id; a digest rule, or one over its hourly cap, holds it for
+        its digest instead."""
         result = HandleResult()
         pending: Exception | None = None
+        mssp_name = self.settings.onboarding.mssp_name
         for rule in self.rules.for_tenant(event.tenant_id):
-            if not incident_matches(rule, event) or not rule.recipients:
+            if not incident_matches(rule, event):
+                continue
+            digest_channels = bool(rule.channels) and rule.delivery == "digest"
+            if rule.channels and not digest_channels:  # queued again on a retry: posted once
+                self._queue_posts(incident_posts(rule, event, self.portal, mssp_name))
+            if isinstance(pending, Transient) and rule.delivery != "digest":
+                continue  # the mail server is down: the retry sends these
+            recipients = [r["address"] for r in rule.recipients]
+            if not recipients and not digest_channels:
+                continue
+            try:
+                claim = self.ledger.claim(rule.id, event.event_id, {"Tenant": event.tenant_id})
+            except Busy as exc:
+                pending = pending or exc
+                continue
+            if claim is None:
+                result.skipped += 1
+                continue
+            if self._held(rule, event.event_id, lambda: incident_brief(event), recipients,
+                          claim):
+                result.digested += 1
+                continue
+
+            def build(to: list[str], date: datetime, msgid: str, rule: Rule = rule
+                      ) -> EmailMessage:
+                mail = self.settings.mail
+                return render_incident(event, rule, to, mail.sender, mail.reply_to,
+                                       mssp_name, date, msgid, portal=self.portal)
+            try:
+                outcome = self._deliver(build, recipients, rule.id, event.tenant_id,
+                                        event.event_id, claim)
+            except Transient as exc:
+                pending = exc
+                continue
+            setattr(result, outcome.state, getattr(result, outcome.state) + 1)
+        if pending is not None:
+            raise pending
+        return result
+
+    def handle_cluster(self, event: ClusterEvent) -> HandleResult:
+        """A cluster version: one email per matching MSSP-wide rule (notify/clusters.py),
+        claimed in the ledger under the event id like an incident's and kept in the MSSP's
+        own outbox partition (GLOBAL), never a tenant's; no digest or channel post."""
+        result = HandleResult()
+        pending: Exception | None = None
+        for rule in self.rules.mssp_wide():
+            if not cluster_matches(rule, event) or not rule.recipients:
                 continue
             if isinstance(pending, Transient):
                 continue  # the mail server is down: the retry sends these
             try:
-                claim = self.ledger.claim(rule.id, event.event_id, {"Tenant": event.tenant_id})
+                claim = self.ledger.claim(rule.id, event.event_id, {"Tenant": GLOBAL})
             except Busy as exc:
                 pending = pending or exc
                 continue
@@ -259,12 +310,12 @@ class Notifier:
             def build(to: list[str], date: datetime, msgid: str, rule: Rule = rule
                       ) -> EmailMessage:
                 mail = self.settings.mail
-                return render_incident(event, rule, to, mail.sender, mail.reply_to,
-                                       self.settings.onboarding.mssp_name, date, msgid,
-                                       portal=self.portal)
+                return render_cluster(event, rule, to, mail.sender, mail.reply_to,
+                                      self.settings.onboarding.mssp_name, date, msgid,
+                                      portal=self.portal)
             try:
                 outcome = self._deliver(build, [r["address"] for r in rule.recipients],
-                                        rule.id, event.tenant_id, event.event_id, claim)
+                                        rule.id, GLOBAL, event.event_id, claim)
             except Transient as exc:
                 pending = exc
                 continue
@@ -272,6 +323,16 @@ class Notifier:
         if pending is not None:
             raise pending
         return result
+    def _held(self, rule: Rule, event_id: str, brief_of: Callable[[], dict[str, Any]],
+              recipients: list[str], claim: Claim) -> bool:
+        """Held for the rule's next digest (a digest rule, or one over its hourly cap),
+        the claim finished as `digested`; False: the event is to be delivered now."""
+        if rule.delivery != "digest" and self._slot(rule):
+            return False
+        self.digests.hold(rule.id, delivery_key(rule.id, event_id)[1], brief_of(),
+                          recipients)
+        self.ledger.finish(rule.id, event_id, claim, "digested")
+        return True
 
     def _slot(self, rule: Rule) -> bool:
         """One of the rule's emails this hour, if its cap allows."""
@@ -358,7 +419,7 @@ class Notifier:
                             self.settings.onboarding.mssp_name, date, msgid),
                         digest_recipients(rows), rule.id, rule.scope, key, claim,
                         [(r.event.get("tenant", ""), str(r.event.get("alert", {}).get("id")))
-                         for r in rows])
+                         for r in rows if r.event.get("type") != "incident"])
                 except Transient as exc:
                     log.warning("digest of rule %s not sent yet: %s", rule.id, exc)
                     continue

@@ -118,6 +118,14 @@ def defender_link(tenant_id: str, alert_id: str) -> str:
     return PORTAL.format(id=quote(alert_id, safe=""), tenant=quote(tenant_id, safe=""))
 
 
+DEFENDER_INCIDENT = "https://security.microsoft.com/incidents/{id}?tid={tenant}"
+
+
+def defender_incident_link(tenant_id: str, incident_id: str) -> str:
+    return DEFENDER_INCIDENT.format(id=quote(incident_id, safe=""),
+                                    tenant=quote(tenant_id, safe=""))
+
+
 def page_path(base: str, tenant_id: str, alert_id: str) -> str:
     """The portal's alert page (ids quoted: an alert id is Defender's, not ours)."""
     return f"{base}/tenants/{quote(tenant_id, safe='')}/alerts/{quote(alert_id, safe='')}"

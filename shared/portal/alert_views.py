@@ -58,8 +58,12 @@ class AlertViews:
             blocked = "Acting on alerts is not available in this deployment."
         else:
             blocked = ""
+        incident_id = alert_page.shown(view)["incidentId"]
         return portal._page(
             "portal/alert.html", status, principal=principal, tenant=tenant,
+            incident_page=self._incident_page(tenant, incident_id),
+            incident_defender=alert_page.defender_incident_link(tid, incident_id)
+            if incident_id else "",
             alert=alert_page.shown(view),
             alert_id=alert_id, version=view.last_update or "",
             evidence=alert_page.evidence_rows(view), evidence_total=view.evidence_count,
@@ -76,6 +80,16 @@ class AlertViews:
             statuses=triage_forms.STATUS_CHOICES, said=said,
             retention=retention, max_versions=alert_page.MAX_VERSIONS,
             indicators=portal.cluster_views.for_alert(tid, alert_id))
+
+    def _incident_page(self, tenant: Any, incident_id: str) -> str:
+        """The hub's page of the alert's incident: a graph tenant's, when it is stored
+        ("" otherwise: an mde tenant's incidents are only in Defender)."""
+        views = self.portal.incident_views
+        if not incident_id or getattr(tenant, "source", "mde") != "graph" \
+                or views.incidents is None \
+                or views.incidents.get(tenant.tenant_id, incident_id) is None:
+            return ""
+        return str(views.link(tenant.tenant_id, incident_id))
 
     def act(self, request: Request, principal: auth.Principal) -> Response:
         portal = self.portal

@@ -1,18 +1,26 @@
 """The portal's incidents (graph tenants): the list across tenants, newest update first,
 filtered by severity, status and tenant and keyset paged on the IncidentIndex; and an
-incident's page with its alerts, each linked to its alert page. Every value is rendered
-autoescaped (the templates) and every link built from quoted parts."""
+incident's page with its alerts, each linked to its alert page, its audit entries and the
+action forms of incident triage (shared/triage/incident_service.py; the same forms,
+CSRF token, version and nonce as the alert page's: triage_forms.py). Every value is
+rendered autoescaped (the templates) and every link built from quoted parts."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from shared.ingest.incident_fetch import parse
+from shared.microsoft.defender import DefenderError
 from shared.model import parse_tenant_id
-from shared.portal import auth
+from shared.portal import auth, triage_forms
 from shared.portal.exchange import Request, Response
-from shared.storage.incidents import IncidentRepository, valid_token
+from shared.portal.triage_forms import Said, Triage
+from shared.storage.incidents import Incident, IncidentRepository, valid_token
+from shared.triage import incident_change
+from shared.triage.model import InvalidChange
 
 PAGE = 50
 SEVERITIES = ("high", "medium", "low", "informational")
@@ -43,10 +51,15 @@ class IncidentFilter:
 
 
 class IncidentViews:
-    def __init__(self, portal: Any, base: str, incidents: IncidentRepository | None
-                 ) -> None:
-        """`portal`: the Portal (pages.py), for its guard, pages and tenants."""
+    def __init__(self, portal: Any, base: str, incidents: IncidentRepository | None,
+                 triage: Triage | None = None, audit: Any = None) -> None:
+        """`portal`: the Portal (pages.py), for its guard, pages and tenants; `triage`:
+        incident triage (None: the forms are shown disabled); `audit`: the AuditTrail."""
         self.portal, self.base, self.incidents = portal, base, incidents
+        self.triage, self.audit = triage, audit
+
+    def incident_action(self, request: Request) -> Response:
+        return self.portal._guard(request, self._act)
 
     def list_page(self, request: Request) -> Response:
         return self.portal._guard(request, self._list)
@@ -74,24 +87,104 @@ class IncidentViews:
                                            f"{urlencode(flt.params())}",
                                  severities=SEVERITIES, statuses=STATUSES)
 
-    def _incident(self, request: Request, principal: auth.Principal) -> Response:
+    def _found(self, request: Request) -> tuple[Any, Incident] | None:
+        """The route's tenant and its stored incident, or None."""
         if self.incidents is None:
-            return self.portal._not_found(principal, "page here")
+            return None
         try:
             tenant_id = parse_tenant_id(request.route.get("tenant_id", ""))
         except ValueError:
-            return self.portal._not_found(principal, "incident")
+            return None
         tenant = self.portal.admin.tenants.get(tenant_id)
         incident = self.incidents.get(tenant_id, request.route.get("incident_id", ""))
         if tenant is None or incident is None:
-            return self.portal._not_found(principal, "incident")
+            return None
+        return tenant, incident
+
+    def _incident(self, request: Request, principal: auth.Principal, status: int = 200,
+                  said: Said | None = None, shown: dict[str, Any] | None = None
+                  ) -> Response:
+        found = self._found(request)
+        if found is None:
+            return self.portal._not_found(principal, "incident" if self.incidents
+                                          else "page here")
+        tenant, incident = found
+        tenant_id = tenant.tenant_id
+        if shown:  # what Graph answered an action (its current state on a conflict)
+            with contextlib.suppress(DefenderError):
+                answered = parse(tenant_id, shown)
+                # a PATCH answers without the incident's alerts: the stored ones stand
+                incident = answered if "alerts" in shown else replace(
+                    answered, alert_ids=incident.alert_ids)
         alerts: list[dict[str, Any]] = [
             {"id": a, "page": f"{self.base}/tenants/{quote(tenant_id, safe='')}/alerts/"
                               f"{quote(a, safe='')}"} for a in incident.alert_ids]
         web_url = incident.web_url if incident.web_url.startswith(
             "https://security.microsoft.com/") else ""
-        return self.portal._page("portal/incident.html", principal=principal, tenant=tenant,
-                                 incident=incident, alerts=alerts, web_url=web_url)
+        may_act = principal.may_act(self.portal.cfg)
+        writable = getattr(tenant, "access", "read") == "triage"
+        if not may_act:
+            blocked = auth.READ_ONLY_ANALYST
+        elif not writable:
+            blocked = ("This tenant granted read-only access"
+                       + (f" ({tenant.access_reason})" if getattr(tenant, "access_reason", "")
+                          else "") + ": ask its administrator to consent to triage access.")
+        elif self.triage is None:
+            blocked = "Acting on incidents is not available in this deployment."
+        else:
+            blocked = ""
+        fields = {"status": "", "classification": "", "determination": ""} | \
+            incident_change.stored_fields(
+            incident.status, incident.assignee, incident.classification,
+            incident.determination, incident.version)
+        return self.portal._page(
+            "portal/incident.html", status, principal=principal, tenant=tenant,
+            incident=incident, alerts=alerts, web_url=web_url, fields=fields,
+            path=self.link(tenant_id, incident.incident_id), blocked=blocked,
+            read_only_tenant=may_act and not writable, nonce=triage_forms.nonce(),
+            verdicts=triage_forms.verdict_groups(), statuses=incident_change.STATUSES,
+            said=said, audit_on=self.audit is not None,
+            audit=list(self.audit.for_incident(tenant_id, incident.incident_id))
+            if self.audit is not None else [])
+
+    def _act(self, request: Request, principal: auth.Principal) -> Response:
+        portal = self.portal
+        action = request.route.get("action", "")
+        found = self._found(request)
+        if found is None or action not in triage_forms.ACTIONS:
+            return portal._not_found(principal, "incident or action")
+        if not principal.may_act(portal.cfg):
+            return portal._page("portal/denied.html", 403, principal=principal,
+                                signed_in=True, reason=auth.READ_ONLY_ANALYST)
+        if self.triage is None:
+            return self._incident(request, principal, 503, Said(
+                503, "bad", "Acting on incidents is not available in this deployment."))
+        tenant, incident = found
+        try:
+            change = triage_forms.change_from_form(action, request.form, principal,
+                                                   incident_change.STATUSES)
+            seen = triage_forms.seen_version(request.form)
+            action_id = triage_forms.action_id(principal, f"incident-{action}",
+                                               request.form)
+        except InvalidChange as exc:
+            return self._incident(request, principal, 400, Said(
+                400, "bad", f"Not sent ({exc.field}): {exc.message}"))
+        applied = self.triage.apply(triage_forms.actor(principal), tenant.tenant_id,
+                                    incident.incident_id, change, seen_version=seen,
+                                    action_id=action_id)
+        retry = getattr(applied, "retry_after", None) or ""
+        told = triage_forms.said(applied.outcome, applied.detail, str(retry))
+        if applied.outcome == "conflict":
+            told = Said(409, "warn", "Not changed: the incident was changed in Microsoft "
+                                     "Defender since you opened it. Below is its new "
+                                     "state; nothing was overwritten. Check it, then act "
+                                     "again if still needed.")
+        elif applied.outcome == "done":
+            told = Said(200, "ok", "Done: Microsoft Defender has the change; below is the "
+                                   "incident as Microsoft Graph answered.")
+        return self._incident(request, principal, told.status, told,
+                              shown=applied.alert if isinstance(applied.alert, dict)
+                              else None)
 
     def link(self, tenant_id: str, incident_id: str) -> str:
         return (f"{self.base}/incidents/{quote(tenant_id, safe='')}/"

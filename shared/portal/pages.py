@@ -86,6 +86,7 @@ class Portal:
                  channels: ChannelDelivery | None = None,
                  source_move: SourceMove | None = None,
                  incidents: IncidentRepository | None = None,
+                 incident_triage: Triage | None = None,
                  correlation: CorrelationReads | None = None) -> None:
         """`source_move`: moves tenants from mde to graph (None: not offered);
         `incidents`: graph tenants' incidents (None: no incident pages);
@@ -105,7 +106,7 @@ class Portal:
         self.portal_url = f"{public}{BASE}"
         # the alert page, its actions and the audit page (alert_views.py)
         self.triage_views = AlertViews(self, BASE, feed, triage, audit)
-        self.incident_views = IncidentViews(self, BASE, incidents)
+        self.incident_views = IncidentViews(self, BASE, incidents, incident_triage, audit)
         self.cluster_views = ClusterViews(self, BASE, correlation)
 
     # plumbing ---------------------------------------------------------------------------

@@ -59,6 +59,8 @@ def form_body(form: dict[str, str], existing: Rule | None = None) -> dict[str, A
         body["ignore_own_changes"] = form.get("ignore_own_changes") == "yes"
     if form.get("incidents_shown") == "yes":  # a form from before the option leaves it
         body["incidents"] = form.get("incidents", "off")
+    if form.get("clusters_shown") == "yes":  # shown for MSSP-wide rules only
+        body["clusters"] = form.get("clusters", "off")
     if body["severities"]:
         body["min_severity"] = None  # the form chooses a set: not both
     return body

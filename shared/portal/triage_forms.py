@@ -66,8 +66,10 @@ def seen_version(form: dict[str, str]) -> str:
     return given
 
 
-def change_from_form(action: str, form: dict[str, str], principal: Principal) -> Change:
-    """The change one form asks for, validated as Defender would (InvalidChange if not)."""
+def change_from_form(action: str, form: dict[str, str], principal: Principal,
+                     statuses: tuple[str, ...] = STATUSES) -> Change:
+    """The change one form asks for, validated as Defender would (InvalidChange if not);
+    `statuses`: an incident's differ from an alert's."""
     def text(name: str) -> str | None:
         value = form.get(name, "").strip()
         return value or None
@@ -76,9 +78,10 @@ def change_from_form(action: str, form: dict[str, str], principal: Principal) ->
         to = principal.name if form.get("assign_to") == "me" else text("address")
         if to is None:
             raise InvalidChange("assignedTo", "give an address, or assign it to yourself")
-        return Change(assigned_to=to, comment=text("comment")).validate()
+        return Change(assigned_to=to, comment=text("comment")).validate(statuses)
     if action == "status":
-        return Change(status=form.get("status", ""), comment=text("comment")).validate()
+        return Change(status=form.get("status", ""), comment=text("comment")
+                      ).validate(statuses)
     if action == "classify":
         verdict = form.get("verdict", "")
         classification, _, determination = verdict.partition("/")
@@ -86,9 +89,9 @@ def change_from_form(action: str, form: dict[str, str], principal: Principal) ->
             raise InvalidChange("classification", "choose a classification")
         return Change(classification=classification, determination=determination or None,
                       status="Resolved" if form.get("resolve") == "yes" else None,
-                      comment=text("comment")).validate()
+                      comment=text("comment")).validate(statuses)
     if action == "comment":
-        return Change(comment=text("comment") or "").validate()
+        return Change(comment=text("comment") or "").validate(statuses)
     raise InvalidChange("action", f"must be one of {', '.join(ACTIONS)}")
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared import timefmt
-from shared.alerts.view import event_alert, short_product
+from shared.alerts.view import Seen, event_alert, short_product
 
 VENDOR, PRODUCT, PRODUCT_VERSION = "Microsoft", "Defender for Endpoint", "1.0"
 SEVERITY = {"UnSpecified": 0, "Informational": 2, "Low": 3, "Medium": 5, "High": 8}
@@ -88,10 +88,11 @@ def extensions(event: Mapping[str, Any], alert: Mapping[str, Any] | None = None
     return [(k, v) for k, v in pairs if v not in (None, "")]
 
 
-def format_cef(event: Mapping[str, Any]) -> str:
+def format_cef(event: Mapping[str, Any], seen: Seen | None = None) -> str:
     """One CEF line (no line break) for an alert event; the device product is the
-    alert's product (PRODUCT for Defender for Endpoint's, whichever API it came from)."""
-    alert, product, _ = event_alert(event)
+    alert's product (PRODUCT for Defender for Endpoint's, whichever API it came from).
+    `seen`: the event's `event_alert`, if the caller has it already."""
+    alert, product, _ = seen or event_alert(event)
     sev = SEVERITY.get(str(alert.get("severity")), 0)
     header = [VENDOR, short_product(product), PRODUCT_VERSION,
               alert.get("detectorId") or alert.get("category") or "alert",

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared import timefmt
-from shared.alerts.view import MDE, event_alert, short_product
+from shared.alerts.view import MDE, Seen, event_alert, short_product
 
 SEVERITY = {"UnSpecified": 0, "Informational": 21, "Low": 47, "Medium": 73, "High": 99}
 
@@ -29,11 +29,11 @@ def _drop_empty(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def to_ecs(event: Mapping[str, Any]) -> dict[str, Any]:
+def to_ecs(event: Mapping[str, Any], seen: Seen | None = None) -> dict[str, Any]:
     """An ECS document; the original alert is kept under `microsoft.defender_endpoint`
     (a Graph alerts_v2 one under `microsoft.graph_security_alert`); `observer.product`
-    names the alert's product."""
-    alert, product, schema = event_alert(event)
+    names the alert's product (`seen`: the event's `event_alert`, if the caller has it)."""
+    alert, product, schema = seen or event_alert(event)
     original = event["alert"] if isinstance(event.get("alert"), dict) else {}
     kept = "defender_endpoint" if schema == MDE else "graph_security_alert"
     evidence = [e for e in alert.get("evidence") or [] if isinstance(e, dict)]

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
-from shared.messages import AlertEvent, IncidentEvent
+from shared.messages import AlertEvent
 from shared.siem.feed_model import END, HOUR, Filters, Page, Position, bucket_of
 from shared.storage.alerts import AlertRepository, StoredAlert
 from shared.storage.siem_feed import FeedEvent, SiemFeedRepository, ledger_day
@@ -75,9 +75,9 @@ class Feed:
         events go one at a time through `append`), the entries (one transaction).
         Crash-safe as `append` is: a batch stopped between its ledger rows and its
         entries is an event stopped there, which `append` takes over on redelivery.
-        An incident event (one a message) has no stored alert to copy."""
-        if any(isinstance(e, IncidentEvent) for e in events):
-            return [self.append(e, {} if isinstance(e, IncidentEvent) else None)
+        An incident or cluster event (one a message) has no stored alert to copy."""
+        if any(not isinstance(e, AlertEvent) for e in events):
+            return [self.append(e, None if isinstance(e, AlertEvent) else {})
                     for e in events]
         alerts = [e for e in events if isinstance(e, AlertEvent)]
         if len(alerts) < 2:

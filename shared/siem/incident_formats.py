@@ -1,14 +1,17 @@
 """Incident events (graph tenants) in the SIEM formats, as their own event type: a CEF
 line whose signature is `incident`, an ECS document of `event.kind: alert` in dataset
-`mssp_hub.incident`, and the JSON document of HEC and webhooks. `cef_of`, `ecs_of` and
-`document_of` pick the alert or the incident mapping by the event's type."""
+`mssp_hub.incident`, and the JSON document of HEC and webhooks. `cef_of` and `ecs_of`
+pick the alert, incident or cluster (siem/cluster_formats.py) mapping by the event's
+type."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from shared.alerts.view import Seen
 from shared.siem.cef import VENDOR, escape_extension, escape_header, format_cef, millis
+from shared.siem.cluster_formats import cluster_cef, cluster_ecs, is_cluster
 from shared.siem.ecs import to_ecs
 
 INCIDENT = "incident"
@@ -63,6 +66,7 @@ def incident_ecs(event: Mapping[str, Any]) -> dict[str, Any]:
     """An ECS document of an incident version; the incident kept under
     `microsoft.graph_security_incident`."""
     inc = _incident(event)
+    by = event.get("by") if isinstance(event.get("by"), dict) else {}
     doc = {
         "@timestamp": inc.get("lastUpdateDateTime") or event.get("version"),
         "message": inc.get("name"),
@@ -75,7 +79,9 @@ def incident_ecs(event: Mapping[str, Any]) -> dict[str, Any]:
         "organization": {"id": event.get("tenant"), "name": event.get("tenant_name")},
         "observer": {"vendor": "Microsoft", "product": PRODUCT},
         "tags": list(inc.get("tags") or []),
-        "labels": {"dedupe_key": event.get("event_id")},
+        # who changed it, when the MSSP did (incident triage), as alert documents say
+        "labels": {"dedupe_key": event.get("event_id"), "changed_by": by.get("name"),
+                   "changed_by_id": by.get("id"), "changed_via": by.get("via")},
         "microsoft": {"graph_security_incident": {
             **inc, "id": event.get("incident_id"), "changed": event.get("changed") or {},
             "tenant_name": event.get("tenant_name")}},
@@ -96,12 +102,19 @@ def incident_document(event: Mapping[str, Any]) -> dict[str, Any]:
             "tenant_name": event.get("tenant_name"), "change": event.get("change"),
             "changed": event.get("changed") or {}, "version": event.get("version"),
             "incident_id": event.get("incident_id"), "feed_time": event.get("feed_time"),
-            "product": PRODUCT, "incident": dict(_incident(event))}
+            "product": PRODUCT, "incident": dict(_incident(event)),
+            **({"by": event["by"]} if isinstance(event.get("by"), dict) else {})}
 
 
-def cef_of(event: Mapping[str, Any]) -> str:
-    return incident_cef(event) if is_incident(event) else format_cef(event)
+def cef_of(event: Mapping[str, Any], seen: Seen | None = None) -> str:
+    """`seen`: an alert event's `event_alert`, if the caller has it already."""
+    if is_cluster(event):
+        return cluster_cef(event)
+    return incident_cef(event) if is_incident(event) else format_cef(event, seen)
 
 
-def ecs_of(event: Mapping[str, Any]) -> dict[str, Any]:
-    return incident_ecs(event) if is_incident(event) else to_ecs(event)
+def ecs_of(event: Mapping[str, Any], seen: Seen | None = None) -> dict[str, Any]:
+    """`seen`: an alert event's `event_alert`, if the caller has it already."""
+    if is_cluster(event):
+        return cluster_ecs(event)
+    return incident_ecs(event) if is_incident(event) else to_ecs(event, seen)

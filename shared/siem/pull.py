@@ -3,6 +3,12 @@
 The token is the feed position plus a fingerprint of the filters it was issued for, so a
 SIEM that polls with the token it was last given sees every alert version once, and a
 token reused with other filters is refused rather than silently skipping alerts.
+
+`product` (Graph's serviceSource, as rules take it) and `type` (alert | incident) are not
+columns of the feed's entries (entries written before them would not have them): they
+select among the entries read, and a page reads on (at most MAX_READS reads) until it is
+full or the feed has no more. The token is the place after the last entry read, matched
+or not, so paging stays exact; a page may come back short with `more` true.
 """
 
 from __future__ import annotations
@@ -21,17 +27,43 @@ import orjson
 from pydantic import ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from shared import timefmt, validation
+from shared.alerts.spelling import MDE_SOURCE, PRODUCTS
 from shared.alerts.view import event_alert
 from shared.model import SEVERITIES, parse_tenant_id
+from shared.siem.cluster_formats import cluster_document, is_cluster
 from shared.siem.feed import HOUR, Feed, Filters, Page, Position
 from shared.validation import Reply, Strict, Text, ValidationError
 
 STATUSES = ("Unknown", "New", "InProgress", "Resolved")
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 200
+TYPES = ("alert", "incident")
+MAX_READS = 10  # feed reads a selective page (product, type) makes before it answers
 # times a query may name: the feed moves positions by hours and days from them
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the feed's columns cannot filter: each entry read is checked."""
+
+    products: tuple[str, ...] = ()  # Graph serviceSource values
+    types: tuple[str, ...] = ()  # alert, incident
+
+    def __bool__(self) -> bool:
+        return bool(self.products or self.types)
+
+    def selects(self, event: Mapping[str, Any]) -> bool:
+        kind = "incident" if event.get("type") == "incident" else "alert"
+        if self.types and kind not in self.types:
+            return False
+        if not self.products:
+            return True
+        if kind == "incident":  # an incident spans products: no product filter takes it
+            return False
+        alert = event.get("alert") if isinstance(event.get("alert"), dict) else {}
+        return (alert.get("serviceSource") or MDE_SOURCE) in self.products
 
 
 @dataclass(frozen=True)
@@ -40,10 +72,13 @@ class PullQuery:
     limit: int
     position: Position | None  # None: start from `since` or the retention start
     ndjson: bool
+    selection: Selection = Selection()
 
     def fingerprint(self) -> str:
-        data = json.dumps(asdict(self.filters), sort_keys=True).encode()
-        return hashlib.sha256(data).hexdigest()[:16]
+        data = asdict(self.filters)
+        if self.selection:  # only then: tokens issued before these filters stay valid
+            data |= asdict(self.selection)
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class PullParams(Strict):
@@ -54,6 +89,11 @@ class PullParams(Strict):
                                                     "Medium, High; comma-separated")
     status: Text = Field(default="", description="Unknown, New, InProgress, Resolved; "
                                                  "comma-separated")
+    product: Text = Field(default="", description="Graph serviceSource values (as rules "
+                                                  "take them: microsoftDefenderForEndpoint, "
+                                                  "microsoftDefenderForOffice365, ...); "
+                                                  "comma-separated; alerts only")
+    type: Text = Field(default="", description="alert or incident; comma-separated")
     since: Text = Field(default="", description="lastUpdateTime at or after (ISO 8601, "
                                                 f"UTC, {EARLIEST.year}-{LATEST.year})")
     until: Text = Field(default="", description="lastUpdateTime at or before")
@@ -108,6 +148,8 @@ def parse_query(given: Mapping[str, str], accept: str = "") -> PullQuery:
                       statuses=_list(params.status, "status", STATUSES, errors),
                       since=_time(params.since, "since", errors),
                       until=_time(params.until, "until", errors))
+    selection = Selection(products=_list(params.product, "product", tuple(PRODUCTS), errors),
+                          types=_list(params.type, "type", TYPES, errors))
     if filters.since and filters.until and filters.until < filters.since:
         errors.append({"field": "until", "message": "is before since"})
     limit = int(params.limit) if re.fullmatch("[0-9]{1,4}", params.limit) else DEFAULT_LIMIT
@@ -116,10 +158,11 @@ def parse_query(given: Mapping[str, str], accept: str = "") -> PullQuery:
         errors.append({"field": "limit", "message": f"must be from 1 to {MAX_LIMIT}"})
     ndjson = params.format == "ndjson" or (not params.format
                                            and "application/x-ndjson" in accept)
-    query = PullQuery(filters, limit, None, ndjson)
+    query = PullQuery(filters, limit, None, ndjson, selection)
     if params.continuation and not errors:
         query = PullQuery(filters, limit, decode_token(params.continuation,
-                                                       query.fingerprint(), errors), ndjson)
+                                                       query.fingerprint(), errors), ndjson,
+                          selection)
     if errors:
         raise ValidationError(errors)
     return query
@@ -154,12 +197,17 @@ class AlertVersion(Reply):
     model_config = ConfigDict(frozen=True, serialize_by_alias=True, validate_by_name=True,
                               validate_by_alias=True)
 
-    event_id: str = Field(description="dedupe key: tenant, alert id and version")
-    tenant_id: Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})]
+    event_id: str = Field(description="dedupe key: tenant, alert id and version (a "
+                                      "cluster's: cluster:<key>:<version>)")
+    tenant_id: Annotated[str | None, WithJsonSchema({
+        "anyOf": [{"type": "string", "format": "uuid"}, {"type": "null"}],
+        "description": "null for a cluster, which spans tenants (`cluster.tenants`)"})]
     tenant_name: str | None
-    change: Literal["new", "updated"] | None
+    change: Literal["new", "updated", "grew"] | None = Field(
+        description="grew: a cluster another customer joined")
     changed: dict[str, Any] = Field(description="field -> [old, new]")
-    version: str | None = Field(description="the alert's lastUpdateTime")
+    version: str | None = Field(description="the alert's lastUpdateTime (a cluster's "
+                                            "last sighting)")
     by: dict[str, str] | None = Field(
         default=None, description="who made this change when the MSSP made it itself "
                                   "(id, name, via: entra, key or api); null otherwise")
@@ -176,14 +224,20 @@ class AlertVersion(Reply):
                                              "changed again, or is too large to copy)")
     alert: dict[str, Any] = Field(description="the alert as its API (`schema`) returned it, "
                                               "evidence included ({} for an incident)")
-    type: Literal["alert", "incident"] = Field(
+    type: Literal["alert", "incident", "cluster"] = Field(
         default="alert", description="incident: a graph tenant's incident version "
-                                     "(`incident`), not an alert's")
+                                     "(`incident`), not an alert's; cluster: an "
+                                     "indicator seen at several customers (`cluster`)")
     incident_id: str | None = Field(default=None, description="the incident's id")
     incident: dict[str, Any] | None = Field(
         default=None, description="the incident version: name, severity, status, assignee, "
                                   "classification, determination, tags, alertIds, times, "
                                   "webUrl")
+    cluster: dict[str, Any] | None = Field(
+        default=None, description="the cluster version: indicator_kind, indicator, key, "
+                                  "version, change (new or grew), reach, tenants "
+                                  "[{id, name, alerts}], joined, first_seen, last_seen, "
+                                  "alert_count, severities")
 
 
 class PullPage(Reply):
@@ -195,13 +249,23 @@ class PullPage(Reply):
 
 
 def item(event: Mapping[str, Any]) -> AlertVersion:
-    """One alert (or incident) version as the API returns it."""
+    """One alert (or incident, or cluster) version as the API returns it."""
+    if is_cluster(event):
+        found = cluster_document(event)
+        return AlertVersion(
+            event_id=event["event_id"], tenant_id=None, tenant_name=None,
+            change=event.get("change"), changed={}, version=event.get("last_seen"),
+            feed_time=event.get("feed_time"), alert_complete=False, schema="mssp-hub",
+            product="mssp-hub cross-tenant correlation", alert={}, type="cluster",
+            cluster={k: v for k, v in found.items()
+                     if k not in ("type", "event_id", "feed_time")})
     if event.get("type") == "incident":
         return AlertVersion(
             event_id=event["event_id"], tenant_id=event["tenant"],
             tenant_name=event.get("tenant_name"), change=event.get("change"),
             changed=event.get("changed") or {}, version=event.get("version"),
-            feed_time=event.get("feed_time"), alert_complete=False, schema="graph",
+            by=event.get("by"), feed_time=event.get("feed_time"), alert_complete=False,
+            schema="graph",
             product="Microsoft Defender XDR", alert={}, type="incident",
             incident_id=event.get("incident_id"), incident=event.get("incident") or {})
     _, product, schema = event_alert(event)
@@ -218,6 +282,12 @@ def pull(feed: Feed, query: PullQuery) -> tuple[list[AlertVersion], str, bool]:
     """(items, continuation token, more waiting)."""
     since = timefmt.to_datetime(query.filters.since) if query.filters.since else None
     position = query.position or feed.start(since)
-    page: Page = feed.read(position, query.limit, query.filters)
-    return ([item(e) for e in page.events], encode_token(page.position, query.fingerprint()),
-            page.more)
+    selection = query.selection
+    items: list[AlertVersion] = []
+    for _ in range(MAX_READS if selection else 1):
+        page: Page = feed.read(position, query.limit - len(items), query.filters)
+        items.extend(item(e) for e in page.events if not selection or selection.selects(e))
+        position = page.position
+        if not page.more or len(items) >= query.limit:
+            break
+    return items, encode_token(position, query.fingerprint()), page.more

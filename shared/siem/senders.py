@@ -22,6 +22,7 @@ import requests
 
 from shared import timefmt
 from shared.alerts.view import event_alert
+from shared.siem.cluster_formats import cluster_document, cluster_severity, is_cluster
 from shared.siem.incident_formats import (
     cef_of,
     ecs_of,
@@ -47,6 +48,8 @@ def document(output: Output, event: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON shape of one event for HEC and webhooks."""
     if output.format == "ecs":
         return ecs_of(event)
+    if is_cluster(event):
+        return cluster_document(event)
     if is_incident(event):
         return incident_document(event)
     _, product, schema = event_alert(event)
@@ -61,11 +64,13 @@ def document(output: Output, event: Mapping[str, Any]) -> dict[str, Any]:
 
 def syslog_frame(output: Output, event: Mapping[str, Any], hostname: str) -> bytes:
     """One RFC 5424 message; the caller adds octet counting for TCP."""
-    severity = SYSLOG_SEVERITY.get(str(incident_severity(event) if is_incident(event)
-                                       else event_alert(event)[0].get("severity")), 5)
+    seen = None if is_incident(event) or is_cluster(event) else event_alert(event)  # once
+    severity = SYSLOG_SEVERITY.get(str(
+        cluster_severity(event) if is_cluster(event) else incident_severity(event)
+        if seen is None else seen[0].get("severity")), 5)
     stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    body = cef_of(event) if output.format == "cef" else json.dumps(
-        ecs_of(event), separators=(",", ":"), ensure_ascii=True)
+    body = cef_of(event, seen) if output.format == "cef" else json.dumps(
+        ecs_of(event, seen), separators=(",", ":"), ensure_ascii=True)
     header = f"<{output.facility * 8 + severity}>1 {stamp} {hostname} {output.app_name} - alert -"
     return f"{header} {body}".encode()
 
@@ -142,11 +147,14 @@ class HecSender(_HttpSender):
         out = self.output
         lines = []
         for event in events:
+            # a cluster is no tenant's: the hub is its host, and it has no tenant_id field
+            tenant = None if is_cluster(event) else event["tenant"]
             item: dict[str, Any] = {
-                "time": _epoch(event), "host": event.get("tenant_name") or event["tenant"],
+                "time": _epoch(event), "host": event.get("tenant_name") or tenant or "mssp-hub",
                 "source": "mssp-hub", "sourcetype": out.sourcetype,
                 "event": document(out, event),
-                "fields": {"tenant_id": event["tenant"], "dedupe_key": event["event_id"]}}
+                "fields": {"dedupe_key": event["event_id"],
+                           **({"tenant_id": tenant} if tenant else {})}}
             if out.index:
                 item["index"] = out.index
             lines.append(json.dumps(item, separators=(",", ":")))
@@ -180,8 +188,9 @@ class WebhookSender(_HttpSender):
 
 
 def _epoch(event: Mapping[str, Any]) -> float:
+    when = event.get("last_seen") if is_cluster(event) else event.get("version")
     try:
-        return round(timefmt.to_datetime(str(event.get("version"))).timestamp(), 3)
+        return round(timefmt.to_datetime(str(when)).timestamp(), 3)
     except ValueError:
         return round(time.time(), 3)
 

@@ -89,15 +89,19 @@ def _binary_wire(name: str, data: bytes) -> int:
 
 
 def alert_rows(tenant_id: str, alert: dict[str, Any], ingested_at: datetime | None = None,
-               data: bytes | None = None, schema: str = MDE, *, key: str | None = None
-               ) -> Rows:
+               data: bytes | None = None, schema: str = MDE, *, key: str | None = None,
+               view: AlertView | None = None) -> Rows:
     """The main row and any overflow rows for one alert (all one transaction's worth).
     `data`: the alert's JSON as received, stored as it is (else the alert is serialized).
     `schema`: the API the alert came from ("mde" or "graph"), kept on the row; the
     indexed columns are the same for both (taken through shared/alerts/view.py). `key`
     (else its `id`) and `version` (else its lastUpdateTime): a Graph alert's.
+    `view`: the alert parsed already (shared/alerts/view.py `parsed`).
     The rows are `Checked`: within Azure's limits by the checks and bounds here."""
-    view = AlertView.of(alert, schema) if schema != MDE else None
+    if schema == MDE:
+        view = None
+    elif view is None:
+        view = AlertView.of(alert, schema)
     fields = view.fields() if view else alert  # an mde alert is in these names already
     alert_id = key or str(alert["id"])  # `key`: a Graph endpoint alert's mde id
     row_key = encode_key(alert_id)

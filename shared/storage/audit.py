@@ -9,6 +9,8 @@ each digit inverted, then `~` and the action id):
   whatever `at` a retried request brings, and a different entry never overwrites it.
   `intent~<action id>` notes an attempt before Defender is asked (`intend`), so a retry
   after a worker died between the call and the record knows it may have been sent.
+- `incident~<tenant>~<incident>`: the same for an incident's entries (a graph tenant's
+  incident triaged from the hub): an entry names its incident, and its alert id is "".
 - `tenant~<tenant>` and `all`: copies for the audit page, written after the
   transaction from the stored entry (the same row each time: a retry completes them).
   A worker that dies between leaves an entry only on the alert's list until the action
@@ -63,6 +65,16 @@ def alert_partition(tenant_id: str, alert_id: str) -> str:
     return f"alert~{encode_key(tenant_id)}~{encode_key(alert_id)}"
 
 
+def incident_partition(tenant_id: str, incident_id: str) -> str:
+    return f"incident~{encode_key(tenant_id)}~{encode_key(incident_id)}"
+
+
+def subject_partition(tenant_id: str, alert_id: str, incident_id: str = "") -> str:
+    """The partition of an alert's entries, or of an incident's when `incident_id`."""
+    return (incident_partition(tenant_id, incident_id) if incident_id
+            else alert_partition(tenant_id, alert_id))
+
+
 def tenant_partition(tenant_id: str) -> str:
     return f"tenant~{encode_key(tenant_id)}"
 
@@ -100,7 +112,7 @@ def to_row(entry: AuditEntry) -> dict[str, Any]:
             "Change": _json(entry.change), "Before": _json(entry.before),
             "After": _json(entry.after), "Outcome": entry.outcome,
             "Detail": clip_text(entry.detail, MAX_DETAIL), "BatchId": entry.batch_id,
-            "Extra": _json(entry.extra)}
+            "Extra": _json(entry.extra), "Incident": entry.incident_id}
 
 
 def _utc(value: Any) -> datetime:
@@ -123,7 +135,7 @@ def from_row(row: Mapping[str, Any]) -> AuditEntry:
         tenant_id=str(row["Tenant"]), alert_id=str(row["Alert"]), change=data("Change"),
         before=data("Before"), after=data("After"), outcome=str(row["Outcome"]),
         detail=str(row.get("Detail") or ""), batch_id=str(row.get("BatchId") or ""),
-        extra=data("Extra"))
+        extra=data("Extra"), incident_id=str(row.get("Incident") or ""))
 
 
 class AuditTrail:
@@ -136,7 +148,7 @@ class AuditTrail:
     def record(self, entry: AuditEntry) -> AuditEntry:
         """Record `entry` once per (tenant, alert, action id). Returns the entry as
         recorded: `entry` as it reads back, or the one recorded before under its id."""
-        pk = alert_partition(entry.tenant_id, entry.alert_id)
+        pk = subject_partition(entry.tenant_id, entry.alert_id, entry.incident_id)
         row = to_row(entry)
         try:
             batch.submit_transaction(self.client, [
@@ -148,7 +160,8 @@ class AuditTrail:
         except TableTransactionError as exc:
             if exc.status_code != 409:
                 raise
-            found = self.recorded(entry.tenant_id, entry.alert_id, entry.action_id)
+            found = self.recorded(entry.tenant_id, entry.alert_id, entry.action_id,
+                                  incident_id=entry.incident_id)
             if found is None:  # append-only: a claim is never removed
                 raise
             stored, row = found, to_row(found)
@@ -158,12 +171,13 @@ class AuditTrail:
                                       mode=UpdateMode.REPLACE)
         return stored
 
-    def intend(self, tenant_id: str, alert_id: str, action_id: str, at: datetime
-               ) -> datetime | None:
+    def intend(self, tenant_id: str, alert_id: str, action_id: str, at: datetime, *,
+               incident_id: str = "") -> datetime | None:
         """Note that the action is about to be sent (before Defender is asked): None
         when this is the first attempt, else when an earlier attempt noted it (it may
-        have been sent: its worker died before recording the answer)."""
-        row = {"PartitionKey": alert_partition(tenant_id, alert_id),
+        have been sent: its worker died before recording the answer). `incident_id`:
+        the action is on that incident (`alert_id` "")."""
+        row = {"PartitionKey": subject_partition(tenant_id, alert_id, incident_id),
                "RowKey": INTENT + encode_key(action_id), "At": at.astimezone(UTC)}
         try:
             self.client.create_entity(row)
@@ -173,11 +187,13 @@ class AuditTrail:
             return _utc(found["At"])
 
     # reads -----------------------------------------------------------------------------
-    def recorded(self, tenant_id: str, alert_id: str, action_id: str) -> AuditEntry | None:
-        """The entry recorded under `action_id` for the alert, if any (one point read)."""
+    def recorded(self, tenant_id: str, alert_id: str, action_id: str, *,
+                 incident_id: str = "") -> AuditEntry | None:
+        """The entry recorded under `action_id` for the alert (or the incident), if any
+        (one point read)."""
         try:
-            return from_row(self.client.get_entity(alert_partition(tenant_id, alert_id),
-                                                   claim_key(action_id)))
+            return from_row(self.client.get_entity(
+                subject_partition(tenant_id, alert_id, incident_id), claim_key(action_id)))
         except ResourceNotFoundError:
             return None
 
@@ -185,6 +201,14 @@ class AuditTrail:
         """The alert's entries, newest first (at most `limit`)."""
         rows = self._query("PartitionKey eq @pk and RowKey lt @claims",
                            {"pk": alert_partition(tenant_id, alert_id), "claims": "a"},
+                           limit)
+        return [from_row(r) for r in rows]
+
+    def for_incident(self, tenant_id: str, incident_id: str, limit: int = 100
+                     ) -> list[AuditEntry]:
+        """The incident's entries, newest first (at most `limit`)."""
+        rows = self._query("PartitionKey eq @pk and RowKey lt @claims",
+                           {"pk": incident_partition(tenant_id, incident_id), "claims": "a"},
                            limit)
         return [from_row(r) for r in rows]
 

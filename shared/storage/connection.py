@@ -24,6 +24,8 @@ from azure.storage.queue import (
     TextBase64EncodePolicy,
 )
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ProtocolError
+from urllib3.util.retry import Retry
 
 from shared.settings_error import SettingsError
 from shared.storage import limits
@@ -41,6 +43,49 @@ def _queue_retry() -> ExponentialRetry:
     queue send that succeeds at once when retried. Table clients retry after 0.8 s."""
     return ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=4,
                             random_jitter_range=0.5)
+
+
+class ResendOnDrop(Retry):
+    """Sends a request again, at once and whatever its method, when the connection it went
+    out on was dropped before any answer (reset, or closed unanswered); any other error
+    is raised as requests' default raises it.
+
+    Why: a pooled connection the service closes for idleness (Azurite after 5 s, Azure's
+    front ends later) is replaced by urllib3 when the close has arrived, but a request
+    sent as the close crosses it is reset (`ConnectionResetError 104`). The Tables SDK
+    never resends a POST or PATCH after that (its retry policy, which a client cannot
+    replace, resends only GET, PUT and DELETE), so a `$batch`, an insert or a merge
+    failed its run (two Graph bench runs of six). In that race the service did not carry
+    the request out; had it ever, the resend meets what a redelivered message meets (a
+    conditional write's 412, an insert's 409: docs/guarantees.md). Queue sends retry in
+    their SDK too (`_queue_retry`): this resend comes first. A timeout, a refused
+    connection and any answer (503, Retry-After) are left to the SDKs' policies."""
+
+    def __init__(self, **kwargs: object) -> None:
+        kwargs.setdefault("total", 2)
+        kwargs.setdefault("read", 2)
+        for name in ("connect", "status", "other"):
+            kwargs.setdefault(name, 0)
+        kwargs.setdefault("redirect", False)
+        kwargs.setdefault("allowed_methods", None)  # every method
+        kwargs.setdefault("status_forcelist", None)  # an answer is the SDK's to retry,
+        kwargs.setdefault("respect_retry_after_header", False)  # Retry-After included
+        kwargs.setdefault("raise_on_status", False)
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+
+    def increment(self, method: str | None = None, url: str | None = None,
+                  response: object = None, error: Exception | None = None,
+                  _pool: object = None, _stacktrace: object = None) -> Retry:
+        if error is not None and not (self.read and dropped(error)):
+            raise error
+        return super().increment(method, url, response, error,  # type: ignore[arg-type]
+                                 _pool, _stacktrace)  # type: ignore[arg-type]
+
+
+def dropped(error: Exception) -> bool:
+    """urllib3's error for a connection reset or closed before the answer's first byte."""
+    cause = error.args[-1] if isinstance(error, ProtocolError) and error.args else None
+    return isinstance(cause, ConnectionError)  # ConnectionReset (RemoteDisconnected), BrokenPipe
 
 
 def proxied(environ: Mapping[str, str]) -> bool:
@@ -120,7 +165,8 @@ class StorageConnection:
     @functools.cached_property
     def _transport(self) -> RequestsTransport:
         """One connection pool for all clients, sized for the worker's sender threads
-        (requests' default of 10 makes 32 threads open and drop connections).
+        (requests' default of 10 makes 32 threads open and drop connections); a request
+        whose pooled connection the service dropped is sent again (`ResendOnDrop`).
 
         The environment is read here, once: requests would scan all of it twice per
         request (~1 ms, a fifth of the worker's CPU for a `$batch` beside its body). Its
@@ -128,7 +174,8 @@ class StorageConnection:
         set, requests goes on reading the environment per request, as it always does."""
         session = requests.Session()
         session.trust_env = proxied(os.environ)
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE,
+                              max_retries=ResendOnDrop())
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         return RequestsTransport(session=session, session_owner=False,

@@ -336,6 +336,28 @@ class IncidentRepository:
             raise ValueError("not an outbox row")
         self._delete("incidents", tenant_id, row_key)
 
+    def store_own(self, incident: Incident, event: str, replaced: str) -> bool:
+        """The MSSP's own change as Graph answered it: the incident's row at its new
+        version and its event (outbox row), in one transaction, only while the stored row
+        is still at `replaced` (its ETag guards the write). False, nothing written, when
+        the row moved on (a fetch stored a version meanwhile) or is not stored: the next
+        fetch then stores this version with its event. The cursor is not moved."""
+        tenant_id = incident.tenant_id
+        if not valid_id(incident.incident_id) or incident.version <= replaced:
+            return False
+        found = self._get("incidents", tenant_id, ROW + incident.incident_id)
+        if found is None or (found[0].get("Version") or "") != replaced:
+            return False
+        try:
+            self._transact(tenant_id, [
+                ("update", _entity(incident), found[1]),
+                ("upsert", {"PartitionKey": tenant_id,
+                            "RowKey": f"{OUTBOX}{incident.version}~{incident.incident_id}",
+                            "Event": event}, None)])
+        except StateChanged:
+            return False
+        return True
+
     def get(self, tenant_id: str, incident_id: str) -> Incident | None:
         if not valid_id(incident_id) or not tenant_id or _BAD_KEY.search(tenant_id):
             return None

@@ -71,3 +71,7 @@ class RuleRepository:
         rules = self._cached(tenant_id) + [r for r in self._cached(GLOBAL)
                                            if includes(r, tenant_id)]
         return [r for r in rules if r.enabled]
+
+    def mssp_wide(self) -> list[Rule]:
+        """The enabled MSSP-wide rules (cluster events, which no one tenant owns)."""
+        return [r for r in self._cached(GLOBAL) if r.enabled]

@@ -22,16 +22,20 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from shared import codec
-from shared.messages import AlertEvent, IncidentEvent
+from shared import codec, timefmt
+from shared.messages import AlertEvent, ClusterEvent, IncidentEvent
 from shared.siem.feed_model import Filters, bucket_of
 from shared.storage import batch, limits
 from shared.storage.keys import encode_key
 
 META = "meta"  # PartitionKey of the prune mark
 VERSION_START = re.compile(r"\d{4}-\d\d-\d\dT")
-# what the feed holds: alert versions and (graph tenants') incident versions, each its type
-FeedEvent = AlertEvent | IncidentEvent
+# what the feed holds: alert versions, (graph tenants') incident versions and cross-tenant
+# cluster versions, each its type
+FeedEvent = AlertEvent | IncidentEvent | ClusterEvent
+# the Tenant column of a cluster's entry: no tenant's, so a read filtered to tenants (a
+# tenant-scoped output, a pull with `tenant`) never sees one (a cluster names customers)
+MSSP_ONLY = "*"
 
 
 @dataclass(frozen=True)
@@ -42,9 +46,28 @@ class LedgerStamp:
     etag: str
 
 
+def tenant_of(event: FeedEvent) -> str:
+    """The entry's Tenant: the event's tenant, MSSP_ONLY for a cluster."""
+    return MSSP_ONLY if isinstance(event, ClusterEvent) else event.tenant_id
+
+
+def _day(event: FeedEvent) -> str:
+    """The day of the version (a cluster's: of its last sighting)."""
+    when = event.last_seen if isinstance(event, ClusterEvent) else event.version
+    return when[:10].replace("-", "")
+
+
+def _normal(when: str) -> str:
+    """As alerts' LastUpdateTime is written, so `since` and `until` compare alike."""
+    try:
+        return timefmt.normalize(when)
+    except ValueError:
+        return when
+
+
 def ledger_key(event: FeedEvent) -> tuple[str, str]:
     """(PartitionKey, RowKey) of an event's ledger row: one partition per day of versions."""
-    return "L" + event.version[:10].replace("-", ""), encode_key(event.event_id)
+    return "L" + _day(event), encode_key(event.event_id)
 
 
 def ledger_day(event: FeedEvent) -> str:
@@ -66,7 +89,13 @@ def _schema(summary: Mapping[str, Any]) -> dict[str, Any]:
 def entry_entity(event: FeedEvent, stamp: int,
                  raw: Mapping[str, bytes] | None = None) -> dict[str, Any]:
     """The entry: filterable columns, the event, and the stored alert (else its summary);
-    an incident's entry keeps the incident as its summary."""
+    an incident's entry keeps the incident as its summary, a cluster's is its event (its
+    Severity the highest of its alerts', no Status, no tenant's)."""
+    if isinstance(event, ClusterEvent):
+        return {"PartitionKey": bucket_of(stamp), "RowKey": entry_key(event, stamp),
+                "Tenant": MSSP_ONLY, "LastUpdateTime": _normal(event.last_seen),
+                "Severity": event.highest_severity or "", "Status": "",
+                "Event": codec.pack(event.dump())}
     if isinstance(event, IncidentEvent):
         return {"PartitionKey": bucket_of(stamp), "RowKey": entry_key(event, stamp),
                 "Tenant": event.tenant_id, "LastUpdateTime": event.version,
@@ -113,6 +142,8 @@ def decode(entity: Mapping[str, Any]) -> dict[str, Any]:
     chunks = sorted(k for k in entity if k.startswith("Body") and k[4:].isdigit())
     if event.get("type") == IncidentEvent.TYPE:
         event["incident"] = codec.unpack(bytes(entity["Summary"]))
+    elif event.get("type") == ClusterEvent.TYPE:
+        pass  # the event is the whole cluster version
     elif chunks:
         event["alert"] = codec.unpack(b"".join(bytes(entity[k]) for k in chunks))
         event["alert_complete"] = True
@@ -255,7 +286,7 @@ class SiemFeedRepository:
     def drop_entry(self, event: FeedEvent, stamp: int) -> None:
         """The entry first, then its copy (a copy left alone is dropped again later)."""
         bucket, key = bucket_of(stamp), entry_key(event, stamp)
-        for pk in (bucket, view_of(bucket, event.tenant_id)):
+        for pk in (bucket, view_of(bucket, tenant_of(event))):
             with contextlib.suppress(ResourceNotFoundError):
                 self.client.delete_entity(pk, key)
 

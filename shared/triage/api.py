@@ -16,14 +16,22 @@ import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, StringConstraints
 
 from shared import timefmt
 from shared.config import ApiKey
 from shared.model import parse_tenant_id
-from shared.triage.model import MAX_ASSIGNEE, MAX_COMMENT, Actor, AuditEntry, Change
+from shared.triage import incident_change
+from shared.triage.model import (
+    MAX_ASSIGNEE,
+    MAX_COMMENT,
+    STATUSES,
+    Actor,
+    AuditEntry,
+    Change,
+)
 from shared.triage.service import Applied
 from shared.validation import (
     ErrorBody,
@@ -75,6 +83,30 @@ class AlertChange(Strict):
         default=None, description="one of the classification's (docs/triage.md)")
     comment: Annotated[Text, StringConstraints(max_length=MAX_COMMENT)] | None = None
 
+    STATUSES: ClassVar[tuple[str, ...]] = STATUSES
+
+    def change(self) -> Change:
+        return Change(status=self.status, assigned_to=self.assignedTo,
+                      classification=self.classification, determination=self.determination,
+                      comment=self.comment)
+
+
+class IncidentChange(Strict):
+    """PATCH /api/tenants/{tenant_id}/incidents/{incident_id}: an incident's fields in
+    the hub's spelling (Graph's status active/inProgress/resolved as Active/InProgress/
+    Resolved; classification and determination as for alerts); a comment is added."""
+
+    STATUSES: ClassVar[tuple[str, ...]] = incident_change.STATUSES
+
+    status: Literal["Active", "InProgress", "Resolved"] | None = None
+    assignedTo: Annotated[Text, StringConstraints(
+        min_length=1, max_length=MAX_ASSIGNEE)] | None = None
+    classification: Literal["TruePositive", "InformationalExpectedActivity",
+                            "FalsePositive"] | None = None
+    determination: Annotated[Text, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="one of the classification's (docs/triage.md)")
+    comment: Annotated[Text, StringConstraints(max_length=MAX_COMMENT)] | None = None
+
     def change(self) -> Change:
         return Change(status=self.status, assigned_to=self.assignedTo,
                       classification=self.classification, determination=self.determination,
@@ -91,6 +123,19 @@ class TriageResult(Reply):
     repeated: bool = Field(description="the action was recorded before: its answer again, "
                                        "Defender not asked")
     alert: dict[str, Any]
+    retry_after: int | None = absent("seconds to wait (throttled)")
+
+
+class IncidentTriageResult(Reply):
+    """What came of an incident's change: the outcome, the incident as Graph has it (its
+    answer; on a conflict, its current state), and why."""
+
+    outcome: Literal["done", "conflict", "refused", "throttled", "failed"]
+    action_id: str = Field(description="the Idempotency-Key as recorded, or a fresh id")
+    detail: str
+    repeated: bool = Field(description="the action was recorded before: its answer again, "
+                                       "Graph not asked")
+    incident: dict[str, Any]
     retry_after: int | None = absent("seconds to wait (throttled)")
 
 
@@ -112,6 +157,7 @@ class AuditEntryView(Reply):
     outcome: str
     detail: str
     batch_id: str = ""
+    incident_id: str | None = absent("the incident acted on (then alert_id is empty)")
 
     @classmethod
     def of(cls, entry: AuditEntry) -> AuditEntryView:
@@ -120,7 +166,8 @@ class AuditEntryView(Reply):
                                     via=entry.actor.via),
                    tenant_id=entry.tenant_id, alert_id=entry.alert_id, change=entry.change,
                    before=entry.before, after=entry.after, outcome=entry.outcome,
-                   detail=entry.detail, batch_id=entry.batch_id)
+                   detail=entry.detail, batch_id=entry.batch_id,
+                   incident_id=entry.incident_id or None)
 
 
 class AuditPage(Reply):
@@ -158,14 +205,16 @@ def target(tenant_id: str, alert_id: str) -> tuple[str, str]:
     return tenant_id, alert_id
 
 
-def request_of(data: Any, headers: Mapping[str, str], actor: Actor
+def request_of(data: Any, headers: Mapping[str, str], actor: Actor,
+               model: type[AlertChange] | type[IncidentChange] = AlertChange
                ) -> tuple[Change, str | None, str]:
-    """(the change, the version the caller saw, the action id) of a PATCH; the change is
-    validated (a pair no page allows names `determination`)."""
-    body = check(AlertChange, data)
+    """(the change, the version the caller saw, the action id) of a PATCH of an alert
+    (or, `model` IncidentChange, of an incident); the change is validated (a pair no page
+    allows names `determination`)."""
+    body = check(model, data)
     change = body.change()
     try:
-        change.validate()
+        change.validate(model.STATUSES)
     except ValueError as exc:
         field = getattr(exc, "field", "body")
         raise ValidationError([{"field": field, "message": getattr(exc, "message", str(exc))}]
@@ -175,8 +224,9 @@ def request_of(data: Any, headers: Mapping[str, str], actor: Actor
         try:
             seen = timefmt.normalize(seen)
         except ValueError:
-            raise ValidationError([{"field": "If-Match", "message": "must be the alert's "
-                                    "lastUpdateTime (ISO 8601)"}]) from None
+            raise ValidationError([{"field": "If-Match", "message": "must be the version "
+                                    "seen: the alert's lastUpdateTime or the incident's "
+                                    "lastUpdateDateTime (ISO 8601)"}]) from None
     key = headers.get("Idempotency-Key")
     if key is not None and not _PRINTABLE.fullmatch(key):
         raise ValidationError([{"field": "Idempotency-Key", "message": "must be 1-200 "
@@ -196,6 +246,25 @@ def answer(applied: Applied) -> tuple[int, TriageResult, dict[str, str]]:
                                 action_id=applied.entry.action_id, detail=applied.detail,
                                 repeated=applied.repeated, alert=applied.alert,
                                 retry_after=applied.retry_after), headers
+
+
+def incident_answer(applied: Applied) -> tuple[int, IncidentTriageResult, dict[str, str]]:
+    """(status, reply, headers) of an incident's outcome (`applied.alert`: the incident)."""
+    status, reply, headers = answer(applied)
+    return status, IncidentTriageResult(
+        outcome=reply.outcome, action_id=reply.action_id, detail=reply.detail,
+        repeated=reply.repeated, incident=applied.alert,
+        retry_after=applied.retry_after), headers
+
+
+def incident_target(tenant_id: str, incident_id: str) -> tuple[str, str]:
+    """The route's tenant and incident, checked (Graph's incident ids are digits; the
+    pattern is the alert id's)."""
+    try:
+        return target(tenant_id, incident_id)
+    except ValidationError as exc:
+        raise ValidationError([{**e, "field": "incident_id"} if e["field"] == "alert_id"
+                               else e for e in exc.errors]) from None
 
 
 def _time(value: str, name: str, errors: list[dict[str, str]]) -> datetime | None:

@@ -47,10 +47,11 @@ class Change:
     determination: str | None = None
     comment: str | None = None
 
-    def validate(self) -> Change:
-        """self, or InvalidChange naming the first bad field."""
-        if self.status is not None and self.status not in STATUSES:
-            raise InvalidChange("status", f"must be one of {', '.join(STATUSES)}")
+    def validate(self, statuses: tuple[str, ...] = STATUSES) -> Change:
+        """self, or InvalidChange naming the first bad field (`statuses`: an incident's
+        differ from an alert's)."""
+        if self.status is not None and self.status not in statuses:
+            raise InvalidChange("status", f"must be one of {', '.join(statuses)}")
         if self.classification is not None and self.classification not in DETERMINATIONS:
             raise InvalidChange("classification",
                                 f"must be one of {', '.join(CLASSIFICATIONS)}")
@@ -106,7 +107,7 @@ class AuditEntry:
     at: datetime
     actor: Actor
     tenant_id: str
-    alert_id: str
+    alert_id: str  # "" for an incident's entry
     change: dict[str, Any]  # Change.body()
     before: dict[str, Any]  # the fields as the hub had them when the action was asked
     after: dict[str, Any]  # as Defender answered (or as asked, for a batch)
@@ -114,3 +115,4 @@ class AuditEntry:
     detail: str = ""  # Defender's answer: status code and message, or why not sent
     batch_id: str = ""  # the bulk job it belongs to, if any
     extra: dict[str, Any] = field(default_factory=dict)
+    incident_id: str = ""  # set (and alert_id "") when the action was on an incident

@@ -216,27 +216,8 @@ class TriageService:
     def _refused_call(self, exc: TokenError | DefenderError, tenant_id: str,
                       done: Done, api: str, needs: str = "",
                       half: str = "") -> Applied:
-        """What a failed token or call means, for Defender's API and Graph alike (`needs`:
-        the permission a 403 names; `half`: what was written before the failure)."""
-        if isinstance(exc, TokenError):
-            return done("failed", f"no token for the tenant: {exc}")
-        if isinstance(exc, Throttled):
-            return done("throttled", f"429: {api} throttled the tenant{half}; retry after "
-                        f"{exc.retry_after} s", retry_after=exc.retry_after)
-        if isinstance(exc, Forbidden):
-            reason = f"{api} refused a write (403): {exc}{needs}"[:500]
-            self.tenants.set_access(tenant_id, "read", reason)
-            return done("refused", reason + half)
-        if isinstance(exc, NotFound):
-            return done("failed", f"404: not found in {api}")
-        if isinstance(exc, Rejected):
-            return done("failed", f"400: {exc}{half}")
-        if isinstance(exc, Unauthorized):
-            self.tokens.forget(tenant_id)
-            return done("failed", f"401: {exc}")
-        # a 5xx or a broken connection after sending: the change may have been made
-        return done("failed", f"{exc.status or 'no answer'}: {exc}; the change may "
-                    "or may not have been made: check the alert before repeating")
+        return refused_call(exc, tenant_id, done, api, self.tenants, self.tokens, needs,
+                            half)
 
     def _apply_graph(self, tenant: Tenant, actor: Actor, alert_id: str, change: Change,
                      seen_version: str | None, action_id: str,
@@ -321,6 +302,33 @@ class TriageService:
             return tenant.access_reason or (
                 GRAPH_READ_ONLY if tenant.source == graph_change.GRAPH else READ_ONLY)
         return ""
+
+
+def refused_call(exc: TokenError | DefenderError, tenant_id: str, done: Done, api: str,
+                 tenants: TenantRepository, tokens: Tokens, needs: str = "",
+                 half: str = "") -> Applied:
+    """What a failed token or call means, for Defender's API and Graph alike, alerts
+    and incidents (`needs`: the permission a 403 names; `half`: what was written
+    before the failure)."""
+    if isinstance(exc, TokenError):
+        return done("failed", f"no token for the tenant: {exc}")
+    if isinstance(exc, Throttled):
+        return done("throttled", f"429: {api} throttled the tenant{half}; retry after "
+                    f"{exc.retry_after} s", retry_after=exc.retry_after)
+    if isinstance(exc, Forbidden):
+        reason = f"{api} refused a write (403): {exc}{needs}"[:500]
+        tenants.set_access(tenant_id, "read", reason)
+        return done("refused", reason + half)
+    if isinstance(exc, NotFound):
+        return done("failed", f"404: not found in {api}")
+    if isinstance(exc, Rejected):
+        return done("failed", f"400: {exc}{half}")
+    if isinstance(exc, Unauthorized):
+        tokens.forget(tenant_id)
+        return done("failed", f"401: {exc}")
+    # a 5xx or a broken connection after sending: the change may have been made
+    return done("failed", f"{exc.status or 'no answer'}: {exc}; the change may "
+                "or may not have been made: check the alert before repeating")
 
 
 def _half(patched: bool) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from shared import __version__
+from shared.alerts.spelling import PRODUCTS
 from shared.correlation.api import (
     MAX_REASON,
     ClusterPage,
@@ -36,7 +37,13 @@ from shared.siem.outputs import OutputsReport
 from shared.siem.pull import AlertVersion, PullPage
 from shared.tenants.admin import Offboard, TenantPatch, TenantView
 from shared.tenants.invitations import InvitationView, NewInvitation, Reconsent
-from shared.triage.api import AlertChange, AuditPage, TriageResult
+from shared.triage.api import (
+    AlertChange,
+    AuditPage,
+    IncidentChange,
+    IncidentTriageResult,
+    TriageResult,
+)
 from shared.triage.bulk import MAX_ALERTS
 from shared.triage.bulk_api import BulkAccepted, BulkJobView, BulkRequest
 from shared.validation import MAX_BODY, ErrorBody, NoBody, Reply
@@ -69,7 +76,8 @@ REPLIES: tuple[type[BaseModel], ...] = (
     ErrorBody, TenantView, InvitationView, RuleView, RuleDeleted, RuleTestSent,
     RuleTestRefused, RuleTestFailed, AlertVersion, PullPage, OutputsReport, HealthReport,
     TriageResult, AuditPage, ApiDocument, BulkAccepted, BulkJobView, ChannelTestResult,
-    ClusterPage, ClusterView, LookupPage, SuppressionView, SuppressionList, SuppressionRemoved)
+    IncidentTriageResult, ClusterPage, ClusterView, LookupPage, SuppressionView,
+    SuppressionList, SuppressionRemoved)
 
 
 def _reply_schema(model: type[BaseModel]) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -132,7 +140,7 @@ def _model_schemas() -> dict[str, Any]:
     the handlers write them with."""
     out: dict[str, Any] = {}
     for model in (NewInvitation, Reconsent, RuleBody, TenantPatch, Offboard, NoBody,
-                  AlertChange, BulkRequest, NewSuppression):
+                  AlertChange, IncidentChange, BulkRequest, NewSuppression):
         schema = model.model_json_schema(mode="validation", ref_template=_REF)
         out.update(schema.pop("$defs", {}))
         out[model.__name__] = schema
@@ -204,6 +212,11 @@ def _siem_paths() -> dict[str, Any]:
         {**listed, "name": "severity", "description": "UnSpecified, Informational, Low, "
                                                       "Medium, High; comma-separated"},
         {**listed, "name": "status", "description": "Unknown, New, InProgress, Resolved"},
+        {**listed, "name": "product", "description": "the products' Graph serviceSource "
+                                                     "values (as rules take them), "
+                                                     "comma-separated: "
+                                                     f"{', '.join(PRODUCTS)}; alerts only"},
+        {**listed, "name": "type", "description": "alert, incident; comma-separated"},
         {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"},
          "description": "lastUpdateTime at or after"},
         {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"},
@@ -242,6 +255,7 @@ def _triage_paths() -> dict[str, Any]:
          "description": "names this request: sent again, its recorded answer comes back "
                         "and Defender is not asked twice"}]
     outcome = _json(TriageResult, "")
+    incident = _json(IncidentTriageResult, "")
     entries = _json(AuditPage, "audit entries, newest first")
     text = {"name": "x", "in": "query", "schema": {"type": "string"}}
     return {
@@ -263,6 +277,34 @@ def _triage_paths() -> dict[str, Any]:
                                                             "Retry-After"},
                           "502": {**outcome, "description": "failed: Defender refused or "
                                                             "did not answer (`detail`)"},
+                          **_errors(400, 401, 404, 413)}}},
+        "/api/tenants/{tenant_id}/incidents/{incident_id}": {
+            "parameters": [_TENANT_ID, {"name": "incident_id", "in": "path",
+                                        "required": True, "schema": {
+                                            "type": "string",
+                                            "pattern": "^[A-Za-z0-9_.:=-]{1,200}$"}}],
+            "patch": {"summary": "Change a graph tenant's incident through Microsoft Graph "
+                                 "(status Active/InProgress/Resolved, assignment, "
+                                 "classification and determination, comment); recorded in "
+                                 "the audit trail under the key's name",
+                      "security": [{"functionKey": [], "automationKey": []}],
+                      "parameters": [{**headers[0], "description": "the incident's "
+                                      "lastUpdateDateTime as the caller saw it: a change "
+                                      "made since answers 412 with the current incident"},
+                                     headers[1]],
+                      "requestBody": _body(IncidentChange),
+                      "responses": {
+                          "200": {**incident, "description": "done: the incident as Graph "
+                                                             "answered it"},
+                          "412": {**incident, "description": "conflict: changed since "
+                                                             "If-Match; nothing sent"},
+                          "403": {**incident, "description": "refused: the tenant is not "
+                                                             "active, not a graph tenant, "
+                                                             "or granted read only"},
+                          "429": {**incident, "description": "throttled by Graph; see "
+                                                             "Retry-After"},
+                          "502": {**incident, "description": "failed: Graph refused or did "
+                                                             "not answer (`detail`)"},
                           **_errors(400, 401, 404, 413)}}},
         "/api/tenants/{tenant_id}/alerts/{alert_id}/audit": {
             "parameters": alert,
@@ -444,6 +486,23 @@ def _portal_paths() -> dict[str, Any]:
                 "404": _html("correlation is not wired in this deployment")}}},
         "/api/portal/suppressions/remove": {
             "post": change("Remove a suppression (`value`, `kind`)")},
+        "/api/portal/incidents/{tenant_id}/{incident_id}/{action}": {
+            "parameters": [*({"name": n, "in": "path", "required": True,
+                              "schema": {"type": "string"}} for n in ("tenant_id",
+                                                                      "incident_id")),
+                           {**action, "schema": {
+                               "enum": ["assign", "status", "classify", "comment"]}}],
+            "post": {"summary": "Act on a graph tenant's incident through Microsoft Graph "
+                                "(fields `seen_version` and `nonce` as the form was "
+                                "rendered with); the page shows the outcome",
+                     "security": _PORTAL, "requestBody": form, "responses": {
+                         "200": _html("done: the incident as Graph answered"),
+                         "400": _html("a field is wrong (or a pair refused): nothing sent"),
+                         **refused, "404": _html("no such tenant, incident or action"),
+                         "409": _html("changed since the page was rendered: not "
+                                      "overwritten, the new state shown"),
+                         "429": _html("Graph throttled the tenant: retry later"),
+                         "502": _html("Graph failed")}}},
         "/api/portal/bulk": {"post": {
             **change(f"Start a bulk action: the checked alerts (`sel`: tenant|alert) or every "
                      f"alert matching the filter (`scope=filter`, `f_*`; at most "

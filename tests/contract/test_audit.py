@@ -116,3 +116,28 @@ def test_an_intent_is_noted_once_and_hidden_from_the_lists(trail):
     assert trail.for_alert(T1, "da1_1") == [] and trail.page() == ([], None)
     trail.record(entry(1))
     assert [e.action_id for e in trail.for_alert(T1, "da1_1")] == ["act-1"]
+
+
+def test_an_incidents_entries_are_its_own(trail):
+    """An incident's entry (graph tenants' incident triage) is kept apart from the alert
+    entries of the same id, recorded once per action id, and listed with the rest."""
+    on_incident = AuditEntry(action_id="act-i", at=START, actor=ALICE, tenant_id=T1,
+                             alert_id="", incident_id="17",
+                             change={"status": "Resolved"}, before={"status": "Active"},
+                             after={"status": "Resolved"}, outcome="done", detail="200 OK")
+    on_alert = entry(2, alert="17", action="act-i")
+    assert trail.record(on_incident) == on_incident
+    assert trail.record(on_alert) == on_alert  # same ids, another subject: its own entry
+    assert trail.recorded(T1, "", "act-i", incident_id="17") == on_incident
+    assert trail.recorded(T1, "17", "act-i") == on_alert
+    assert trail.for_incident(T1, "17") == [on_incident]
+    assert trail.for_alert(T1, "17") == [on_alert]
+    retried = AuditEntry(action_id="act-i", at=START + timedelta(seconds=9), actor=ALICE,
+                         tenant_id=T1, alert_id="", incident_id="17", change={},
+                         before={}, after={}, outcome="failed", detail="later")
+    assert trail.record(retried) == on_incident
+    assert trail.intend(T1, "", "act-i", START, incident_id="17") is None
+    assert trail.intend(T1, "", "act-i", START + timedelta(minutes=1),
+                        incident_id="17") == START
+    assert trail.intend(T1, "17", "act-i", START) is None  # the alert's is another
+    assert trail.page(tenant_id=T1)[0] == [on_alert, on_incident]

@@ -6,6 +6,7 @@ escaped)."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from shared.messages import AlertEvent, IncidentEvent
 from shared.siem.cef import parse_cef
 from shared.siem.feed import Feed, Filters
-from shared.siem.incident_formats import cef_of, ecs_of
+from shared.siem.incident_formats import cef_of, ecs_of, incident_document
 from shared.siem.pull import item
 from shared.storage.alerts import AlertRepository
 from shared.storage.memory.ingest import MemoryAlerts
@@ -93,3 +94,19 @@ def test_incident_cef_and_ecs(feed):
     assert doc["event"]["dataset"] == "mssp_hub.incident"
     assert doc["observer"]["product"] == "Defender XDR" and doc["event"]["severity"] == 99
     assert doc["microsoft"]["graph_security_incident"]["name"] == HOSTILE
+
+
+def test_an_own_incident_change_says_who_made_it(feed):
+    """Incident triage's version (`by`: who acted) keeps its author through the feed: the
+    pull API's item, ECS labels and the HEC/webhook document; others have no `by`."""
+    tenant = str(uuid.uuid4())
+    by = {"id": "oid-alice", "name": "Alice <a>", "via": "entra"}
+    own = replace(_incident(tenant, "2026-11-30T09:59:00.0000000Z"), by=by)
+    feed.append_all([own, _incident(str(uuid.uuid4()), "2026-11-30T09:59:10.0000000Z")])
+    mine, theirs = sorted(_read(feed), key=lambda e: e["tenant"] != tenant)
+    assert item(mine).by == by and item(theirs).by is None
+    labels = ecs_of(mine)["labels"]
+    assert (labels["changed_by"], labels["changed_by_id"], labels["changed_via"]) == (
+        "Alice <a>", "oid-alice", "entra")
+    assert "changed_by" not in ecs_of(theirs)["labels"]
+    assert incident_document(mine)["by"] == by and "by" not in incident_document(theirs)

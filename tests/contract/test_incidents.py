@@ -133,3 +133,27 @@ def test_a_chunk_of_huge_incidents_fits_one_commit(repo):
     back = repo.get("t1", "0")
     assert back is not None and back.name == "n" * 1_000
     assert 0 < len(back.alert_ids) < 5_000 and back.alert_ids[0] == "ga000000"
+
+
+def test_store_own_replaces_only_the_version_it_read(repo):
+    """The MSSP's own change (triage): row and event in one write, the cursor untouched,
+    and only over the version it was read at (a fetch that stored a newer one wins)."""
+    tid = "t-own"
+    old = _inc(tid, "7", V1, status="active", alert_ids=("da1", "da2"))
+    repo.commit(tid, [(old, "new-event")], Cursor(V1, source="graph"), None)
+    repo.drop_outbox(tid, f"o~{V1}~7")
+    cursor_before = repo.cursor(tid)
+    answered = _inc(tid, "7", V2, status="resolved", assignee="Alice",
+                    classification="falsePositive", determination="notMalicious",
+                    alert_ids=("da1", "da2"))
+    assert repo.store_own(answered, '{"own":1}', replaced=V1) is True
+    assert repo.get(tid, "7") == answered
+    assert repo.outbox(tid) == [(f"o~{V2}~7", '{"own":1}')]
+    assert repo.cursor(tid)[0] == cursor_before[0]  # the cursor did not move
+    # read at V1 again (a retry, or a stale read): the row is at V2 now, nothing written
+    assert repo.store_own(_inc(tid, "7", V3, status="active"), "{}", replaced=V1) is False
+    assert repo.get(tid, "7") == answered
+    # not newer than what it replaces, or not stored: nothing written
+    assert repo.store_own(_inc(tid, "7", V2, status="x"), "{}", replaced=V2) is False
+    assert repo.store_own(_inc(tid, "8", V2), "{}", replaced=V1) is False
+    assert repo.get(tid, "8") is None and len(repo.outbox(tid)) == 1

@@ -208,6 +208,17 @@ def test_a_tenant_gets_its_rules_and_the_mssp_wide_ones_that_take_it(rules):
     assert [r.id for r in rules.for_tenant(tenant)] == [own.id]
 
 
+def test_cluster_events_read_the_enabled_mssp_wide_rules_only(rules):
+    tenant = str(uuid.uuid4())
+    rules.save(_rule(tenant, "own"))
+    wide = rules.save(_rule(GLOBAL, "wide", clusters="new", tenants=[tenant]))
+    rules.save(_rule(GLOBAL, "off", clusters="new", enabled=False))
+    assert [r.id for r in rules.mssp_wide()] == [wide.id]
+    assert rules.mssp_wide()[0].clusters == "new"  # the option round-trips
+    rules.delete(GLOBAL, wide.id)  # this repository's own edit is seen at once
+    assert rules.mssp_wide() == []
+
+
 # the outbox ---------------------------------------------------------------------------
 
 def _kept(tenant: str, at: datetime, subject: str, **fields) -> KeptEmail:

@@ -2,7 +2,9 @@
 the simulator, a real rsyslog, an SMTP inbox, the portal in Chromium): alerts of four
 products and their incidents are stored once, a rule on one product emails that product's
 alerts only, the pull API and CEF name each alert's real product, the portal shows the
-incidents with their alerts, and a hostile v2 title stays text everywhere."""
+incidents with their alerts (and an alert page links back to its incident, where an
+analyst assigns the incident to themselves through Graph), and a hostile v2 title stays
+text everywhere."""
 
 from __future__ import annotations
 
@@ -76,6 +78,9 @@ def test_a_graph_tenant_end_to_end(app_host, api, simulator, sim, storage_env, r
                                    browser):
     base, session, repo = api
     tenant = sim.add_tenant("Graph E2E <Co>", consent=[simulator.config.client_id])["id"]
+    # triage's roles before any token is cached (the host keeps a tenant's token)
+    sim.grant(tenant, simulator.config.client_id, {"https://graph.microsoft.com": [
+        "SecurityAlert.ReadWrite.All", "SecurityIncident.ReadWrite.All"]})
     # paused until its alerts are in final shape: each alert is fetched in one version
     repo.add(Tenant(tenant, "Graph E2E <Co>", status=TenantStatus.PAUSED, source="graph"))
     rule = session.post(f"{base}/tenants/{tenant}/rules", timeout=10, json={
@@ -185,6 +190,23 @@ def test_a_graph_tenant_end_to_end(app_host, api, simulator, sim, storage_env, r
         assert page.locator("#alert-title").inner_text() == HOSTILE
         assert page.locator("#alert-title img, #alert-title script").count() == 0
         assert "&lt;script&gt;" in page.content()
+        # the alert page links to its stored incident; from there, act on the incident
+        link = page.locator("#incident-link")
+        assert urlsplit(link.get_attribute("href")).path.endswith(
+            f"/incidents/{tenant}/{first}")
+        repo.set_access(tenant, "triage", "")
+        link.click()
+        page.wait_for_load_state()
+        assert page.locator("#actions-blocked").count() == 0
+        page.locator("#assign").click()  # to me
+        page.wait_for_load_state()
+        assert page.locator("#outcome").inner_text().startswith("Done"), \
+            page.locator("#outcome").inner_text()
+        assert page.locator("#i-assigned").inner_text() == "analyst@mssp.example"
+        in_graph = next(i for i in sim.incidents(tenant) if i["id"] == first)
+        assert in_graph["assignedTo"] == "analyst@mssp.example"
+        audit = page.locator("#incident-audit tbody tr").all_inner_texts()
+        assert len(audit) == 1 and "done" in audit[0]
         page.wait_for_timeout(300)
         assert dialogs == []
     finally:

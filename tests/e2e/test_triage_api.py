@@ -139,3 +139,33 @@ def test_the_automation_key_is_required_besides_the_function_key(triage_api):
                              headers={"x-functions-key": FUNCTION_KEY, "X-Api-Key": SOAR_KEY},
                              timeout=30)
     assert unknown.status_code in (400, 404)
+
+
+def test_an_incident_patch_through_the_host_refuses_with_the_reason(triage_api, api, sim):
+    """PATCH /api/tenants/{t}/incidents/{i}: checked before anything (an alert's status is
+    not an incident's), a read-only graph tenant a 403 with the reason, an mde tenant a
+    403 saying its incidents are not the hub's; each refusal in the audit trail under the
+    incident."""
+    base, session, tenant = triage_api
+    tenant_id, _ = tenant("Incident API Read Only", access="read")
+    url = f"{base}/tenants/{tenant_id}/incidents/17"
+    bad = session.patch(url, json={"status": "New"}, timeout=30)
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "status"
+    refused = session.patch(url, json={"status": "Resolved", "comment": "x"},
+                            headers={"Idempotency-Key": "inc-1"}, timeout=30)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["outcome"] == "refused" and "incident" in refused.json()
+    assert "Defender for Endpoint" in refused.json()["detail"]  # an mde tenant
+    assert _calls(sim, tenant_id) == 0
+    page = session.get(f"{base}/audit", params={"tenant": tenant_id}, timeout=30).json()
+    assert [(e["incident_id"], e["alert_id"], e["outcome"]) for e in page["entries"]] == [
+        ("17", "", "refused")]
+    assert session.patch(f"{base}/tenants/{tenant_id}/incidents/a%2Fb", json={
+        "status": "Active"}, timeout=30).status_code in (400, 404)
+    graph_tenant = sim.add_tenant("Incident API Graph Read Only")["id"]
+    api[2].add(Tenant(graph_tenant, "Incident API Graph Read Only", access="read",
+                      access_reason="granted read only", source="graph"))
+    read_only = session.patch(f"{base}/tenants/{graph_tenant}/incidents/17",
+                              json={"status": "Resolved"}, timeout=30)
+    assert read_only.status_code == 403
+    assert read_only.json()["detail"] == "granted read only"

@@ -100,6 +100,7 @@ def test_four_tenants_one_cluster_three_events_then_a_fifth(storage_env):
     sent = _clusters(_drain(queues["notify"]))
     assert [(e.version, e.change, len(e.tenants)) for e in sent] == [
         (1, "new", 2), (2, "grew", 3), (3, "grew", 4)]
+    assert [t.get("alerts") for t in sent[-1].tenants] == [1, 1, 1, 1]  # the email shows it
     assert _clusters(_drain(queues["siem"])) == sent
     clusters, _ = service.clusters()
     assert [c.indicator for c in clusters] == [Indicator(SHA256, SHARED)]

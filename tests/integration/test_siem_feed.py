@@ -8,11 +8,13 @@ import threading
 import time
 import uuid
 
+import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
-from shared.messages import AlertEvent
+from shared.messages import AlertEvent, IncidentEvent
 from shared.siem.feed import Filters, bucket_of
 from shared.siem.pull import parse_query, pull
+from shared.validation import ValidationError
 from tests.integration.siem_fixtures import drain, event, feed_for
 
 
@@ -79,6 +81,54 @@ def test_filters_by_severity_status_and_time(storage_env):
     assert titles(severity="High,Medium", status="New,InProgress") == ["Alert 0", "Alert 3"]
     assert titles(since="2026-11-30T09:00:00Z", until="2026-11-30T10:00:00Z") == [
         "Alert 1", "Alert 2"]
+
+
+def test_filters_by_product_and_type_page_exactly(storage_env):
+    """`product` (Graph's serviceSource; an mde alert is an endpoint one) and `type`
+    select among the entries read; small pages still see each match once."""
+    writer = reader = feed_for(storage_env)
+    tenant = str(uuid.uuid4())
+    sources = [None, "microsoftDefenderForOffice365", "microsoftDefenderForIdentity",
+               "microsoftDefenderForOffice365", None, "microsoftDefenderForOffice365"]
+    for n, source in enumerate(sources):
+        extra = {"serviceSource": source} if source else {}
+        writer.append(event(tenant, n, f"2026-11-30T0{n}:00:00.0000000Z", **extra))
+    writer.append(IncidentEvent(tenant, "T", "17", "2026-11-30T07:00:00.0000000Z", "new", {},
+                                {"name": "Phish campaign", "severity": "high"}))
+    time.sleep(1.1)
+
+    def pulled(**params: str) -> list[str]:
+        found: list[str] = []
+        token = None
+        for _ in range(20):
+            query = parse_query({"tenant": tenant, **params,
+                                 **({"continuation": token} if token else {})})
+            items, token, more = pull(reader, query)
+            found += [i.incident_id or i.alert["title"] if i.type == "incident"
+                      else i.alert["title"] for i in items]
+            if not more:
+                return found
+        raise AssertionError("paging did not end")
+
+    office = ["Alert 1", "Alert 3", "Alert 5"]
+    assert pulled(product="microsoftDefenderForOffice365") == office
+    assert pulled(product="microsoftDefenderForOffice365", limit="1") == office
+    assert pulled(product="microsoftDefenderForEndpoint") == ["Alert 0", "Alert 4"]
+    assert pulled(product="microsoftDefenderForIdentity,microsoftDefenderForEndpoint",
+                  limit="2") == ["Alert 0", "Alert 2", "Alert 4"]
+    assert pulled(type="incident") == ["17"]
+    assert pulled(type="alert", limit="4") == [f"Alert {n}" for n in range(6)]
+    assert pulled(type="alert,incident") == [*(f"Alert {n}" for n in range(6)), "17"]
+    assert pulled() == [*(f"Alert {n}" for n in range(6)), "17"]
+    for bad in ({"product": "defender"}, {"type": "alerts"}):
+        with pytest.raises(ValidationError) as refused:
+            parse_query({"tenant": tenant, **bad})
+        assert [e["field"] for e in refused.value.errors] == list(bad)
+    # a token is for the filters it was issued with
+    _, token, _ = pull(reader, parse_query({"tenant": tenant, "limit": "1"}))
+    with pytest.raises(ValidationError) as refused:
+        parse_query({"tenant": tenant, "type": "alert", "continuation": token})
+    assert refused.value.errors[0]["field"] == "continuation"
 
 
 def test_tokens_stay_correct_while_alerts_arrive_during_paging(storage_env):

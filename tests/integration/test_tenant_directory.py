@@ -190,6 +190,7 @@ def test_the_backfill_builds_the_directory_of_a_store_from_before_it(registry, m
 
 
 def test_the_backfill_command_builds_the_directory_first(storage_env, monkeypatch, capsys):
+    from shared.correlation.service import Indexed
     from shared.ops import backfill as backfill_job
     from tools import backfill
 
@@ -202,6 +203,7 @@ def test_the_backfill_command_builds_the_directory_first(storage_env, monkeypatc
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
     monkeypatch.setattr(backfill, "index_tenants", lambda storage: None)  # tested elsewhere
+    monkeypatch.setattr(backfill, "correlate", lambda *a, **k: Indexed())  # so is this
     monkeypatch.setattr(backfill_job.Backfill, "run",
                         lambda self, restart=False: backfill_job.Report())
     assert backfill.main([]) == 0

@@ -141,7 +141,7 @@ def test_four_tenants_of_both_schemas_one_cluster_three_events(workers: int):
         (1, "new", TENANTS[:2]), (2, "grew", [TENANTS[2]]), (3, "grew", [TENANTS[3]])]
     assert w.siem.texts() == w.notify.texts()
     assert all(e.key == HASH.key and e.indicator == SHARED for e in events)
-    assert events[-1].tenants[0] == {"id": TENANTS[0], "name": "Tenant 0 <b>"}
+    assert events[-1].tenants[0] == {"id": TENANTS[0], "name": "Tenant 0 <b>", "alerts": 1}
     assert events[-1].severities == {"Medium": 2, "High": 2}
     clusters, cursor = w.service.clusters()
     assert [c.indicator for c in clusters] == [HASH] and cursor is None
@@ -188,7 +188,7 @@ def test_a_fifth_tenant_makes_one_more_event():
     events = w.events()
     assert len(events) == 4
     assert (events[-1].version, events[-1].change, events[-1].joined) == (
-        4, "grew", [{"id": TENANTS[4], "name": "Tenant 4 <b>"}])
+        4, "grew", [{"id": TENANTS[4], "name": "Tenant 4 <b>", "alerts": 1}])
     assert len(events[-1].tenants) == 5
     # a second alert of a tenant already in the cluster: no event
     w.service.index([w.event(4, alert_id="other")])
@@ -206,6 +206,8 @@ def test_a_suppressed_indicator_forms_no_cluster_but_is_looked_up():
     assert len(w.service.lookup(HASH)[0]) == 4
     assert w.service.unsuppress(HASH, "bob@mssp.example") is True
     assert w.service.unsuppress(HASH, "bob@mssp.example") is False
+    assert [(r["author"], r["removed_by"]) for r in w.service.removals()] == [
+        ("ann@mssp.example", "bob@mssp.example")]
     w.service.index([w.event(4)])  # the next sighting makes it a cluster
     assert [(e.version, e.change, len(e.tenants)) for e in w.events()] == [(1, "new", 5)]
 

@@ -125,12 +125,13 @@ class FakeAudit:
 
 class Desk:
     def __init__(self, access: str = "triage", triage: FakeTriage | None = None,
-                 audit: FakeAudit | None = None, **env: str) -> None:
+                 audit: FakeAudit | None = None, source: str = "mde",
+                 incidents: Any = None, **env: str) -> None:
         env = {"MSSP_DEFENDER_API_BASE": "https://127.0.0.1:8443", **env}  # the simulator
         self.settings = settings(PUBLIC_BASE_URL=PUBLIC, PORTAL_KEY=KEY,
                                  PORTAL_ALLOWED_GROUPS=f"{GROUP},{ACTORS}", **env)
         self.tenants = MemoryTenants()
-        self.tenants.add(Tenant(TENANT, "Contoso <b>", access=access,
+        self.tenants.add(Tenant(TENANT, "Contoso <b>", access=access, source=source,
                                 access_reason="granted Alert.Read.All only"
                                 if access == "read" else ""))
         self.alerts, self.outbox, self.feed = MemoryAlerts(), MemoryMailOutbox(), \
@@ -144,7 +145,7 @@ class Desk:
                                              why_not_triage=lambda: ""), None,
                              self.alerts, MemoryRuns(),
                              alert_index=MemoryAlertIndex(), feed=self.feed,
-                             triage=self.triage, audit=audit)
+                             triage=self.triage, audit=audit, incidents=incidents)
 
     def headers(self, who: str = "key", **extra: str) -> dict[str, str]:
         headers = {"host": HOST, **extra}
@@ -450,3 +451,54 @@ def test_a_read_only_analyst_gets_no_bulk_form_and_a_bulk_post_is_403():
     denied = desk.portal.bulk_action(Request("POST", desk.headers("looker", **{
         "origin": PUBLIC}), form={"csrf": csrf, "scope": "selected", "status": "Resolved"}))
     assert denied.status == 403 and "read-only analyst" in denied.body
+
+
+# the alert's incident ----------------------------------------------------------------
+
+def test_an_mde_tenants_alert_names_its_incident_with_the_defender_link_only():
+    desk = Desk(MSSP_DEFENDER_API_BASE="https://api.securitycenter.microsoft.com")
+    desk.alerts.store(alert_rows(TENANT, _alert(incidentId=77)))
+    body = desk.get().body
+    link = re.search(r'id="incident-defender-link" href="([^"]+)"', body).group(1)
+    assert unescape(link) == f"https://security.microsoft.com/incidents/77?tid={TENANT}"
+    assert 'id="incident-link"' not in body and "incident 77" in body
+    # locally: the id, and Defender's address as text (no dead link)
+    local = Desk()
+    local.alerts.store(alert_rows(TENANT, _alert(incidentId=77)))
+    body = local.get().body
+    assert 'id="incident-defender-link"' not in body and "incident 77" in body
+    assert f"https://security.microsoft.com/incidents/77?tid={TENANT}" in unescape(body)
+
+
+def test_a_graph_tenants_alert_links_to_its_stored_incident():
+    from shared.storage.incidents import Incident
+    from shared.storage.memory.incidents import MemoryIncidents
+
+    incidents = MemoryIncidents()
+    desk = Desk(source="graph", incidents=incidents,
+                MSSP_DEFENDER_API_BASE="https://api.securitycenter.microsoft.com")
+    graph_alert = {"id": "fa1", "incidentId": "77", "title": HOSTILE, "severity": "medium",
+                   "status": "new", "serviceSource": "microsoftDefenderForOffice365",
+                   "createdDateTime": VERSION, "lastUpdateDateTime": VERSION,
+                   "evidence": [], "comments": []}
+    desk.alerts.store(alert_rows(TENANT, graph_alert, schema="graph"))
+    page = lambda: desk.get(alert_id="fa1").body  # noqa: E731
+    # not stored yet: the id, with Defender's link
+    assert 'id="incident-link"' not in page() and 'id="incident-defender-link"' in page()
+    from shared.model import Cursor
+    incidents.commit(TENANT, [(Incident(TENANT, "77", VERSION, name="Phish"), "{}")],
+                     Cursor(VERSION, source="graph"), None)
+    link = re.search(r'id="incident-link" href="([^"]+)"', page()).group(1)
+    assert link == f"/api/portal/incidents/{TENANT}/77"
+
+
+def test_the_audit_page_links_an_incidents_entry_to_the_incident():
+    on_incident = AuditEntry("inc-1", datetime(2026, 12, 3, 9, tzinfo=UTC),
+                             Actor("oid-ana", "ana", "entra"), TENANT, "",
+                             {"status": "Resolved"}, {"status": "Active"},
+                             {"status": "Resolved"}, "done", "200 OK", incident_id="17")
+    desk = Desk(audit=FakeAudit([on_incident]))
+    body = desk.portal.audit(Request("GET", desk.headers())).body
+    link = re.search(r'<a class="audit-incident" href="([^"]+)"', body).group(1)
+    assert link == f"/api/portal/incidents/{TENANT}/17"
+    assert 'class="audit-alert"' not in body

@@ -106,3 +106,120 @@ def test_unknown_or_malformed_incident_is_404():
     assert _get(portal, f"{T2}/101").status == 404
     page = _get(portal, f"{T1}/101").body
     assert "javascript:" not in page
+
+
+# incident triage from the page -------------------------------------------------------
+
+class FakeIncidentTriage:
+    """IncidentTriage.apply's signature: answers `answer`, records calls."""
+
+    def __init__(self, answer: str = "done") -> None:
+        self.answer, self.calls = answer, []
+
+    def apply(self, actor, tenant_id, incident_id, change, *, seen_version, action_id):
+        self.calls.append((actor, tenant_id, incident_id, change, seen_version, action_id))
+        current = {"id": incident_id, "displayName": "Incident 1", "severity": "high",
+                   "lastUpdateDateTime": "2026-12-03T09:00:00.0000000Z",
+                   "status": "resolved" if self.answer == "done" else "inProgress",
+                   "assignedTo": "someone@customer.test"}
+        if self.answer == "conflict":  # read with $expand=alerts; a PATCH answers without
+            current["alerts"] = [{"id": "da1"}]
+        return SimpleNamespace(outcome=self.answer, alert=current, detail="why",
+                               retry_after=None, entry=None)
+
+
+class Audit:
+    def __init__(self) -> None:
+        self.asked = []
+
+    def for_incident(self, tenant_id, incident_id):
+        self.asked.append((tenant_id, incident_id))
+        return []
+
+
+def _desk(access: str = "triage", answer: str = "done", **env: str):
+    from shared.storage.memory.siem import MemorySiemFeed
+    from tests.unit.test_portal_alert_page import Desk
+
+    desk = Desk(access=access, source="graph", incidents=MemoryIncidents(),
+                audit=Audit(), **env)
+    triage = FakeIncidentTriage(answer)
+    desk.portal.incident_views.triage = triage
+    desk.feed = MemorySiemFeed()
+    incident = _add(desk.portal.incident_views.incidents, 1, tenant=TENANT_OF_DESK,
+                    alert_ids=("da9",))
+    return desk, triage, incident
+
+
+TENANT_OF_DESK = "3f2b6a10-8c1d-4e5f-9a7b-2c3d4e5f6a7b"
+
+
+def _page(desk, incident, who: str = "key"):
+    return desk.portal.incident_views.incident_page(Request("GET", desk.headers(who), route={
+        "tenant_id": TENANT_OF_DESK, "incident_id": incident.incident_id}))
+
+
+def _act(desk, incident, action: str, fields: dict[str, str], who: str = "key"):
+    from shared.portal import auth
+
+    principal = auth.authenticate(desk.settings.portal, desk.headers(who))
+    return desk.portal.incident_views.incident_action(Request(
+        "POST", desk.headers(who, origin=PUBLIC),
+        route={"tenant_id": TENANT_OF_DESK, "incident_id": incident.incident_id,
+               "action": action},
+        form={**fields, "csrf": auth.csrf_token(desk.settings.portal, principal)}))
+
+
+def test_the_incident_page_offers_the_forms_with_csrf_version_and_nonce():
+    desk, _, incident = _desk()
+    body = _page(desk, incident).body
+    hidden = desk.form(body, "classify-form")
+    assert hidden["seen_version"] == incident.version and hidden["csrf"] and hidden["nonce"]
+    assert 'id="actions" class="actions">' in body  # enabled
+    statuses = re.search(r'<select name="status".*?</select>', body, re.S).group(0)
+    assert re.findall(r"<option[^>]*>(\w+)</option>", statuses) == [
+        "Active", "InProgress", "Resolved"]
+    assert 'id="incident-audit"' in body and desk.audit.asked
+
+
+def test_resolving_as_false_positive_with_a_comment_goes_to_the_triage_service():
+    desk, triage, incident = _desk()
+    hidden = desk.form(_page(desk, incident).body, "classify-form")
+    response = _act(desk, incident, "classify", {
+        **hidden, "verdict": "FalsePositive/NotMalicious", "resolve": "yes",
+        "comment": "benign"})
+    assert response.status == 200 and "Done" in response.body
+    [(actor, tenant_id, incident_id, change, seen, action_id)] = triage.calls
+    assert (tenant_id, incident_id, seen) == (TENANT_OF_DESK, "101", incident.version)
+    assert actor.via == "key" and action_id.startswith("portal-")
+    assert (change.status, change.classification, change.determination, change.comment) == (
+        "Resolved", "FalsePositive", "NotMalicious", "benign")
+    assert 'id="i-status">resolved<' in response.body  # as Graph answered
+    assert f"/tenants/{TENANT_OF_DESK}/alerts/da9" in response.body  # its alerts kept
+    # an alert's status is not an incident's: refused before the service
+    bad = _act(desk, incident, "status", {**hidden, "status": "New"})
+    assert bad.status == 400 and len(triage.calls) == 1
+
+
+def test_a_conflict_is_shown_not_overwritten():
+    desk, _, incident = _desk(answer="conflict")
+    hidden = desk.form(_page(desk, incident).body, "status-form")
+    response = _act(desk, incident, "status", {**hidden, "status": "Resolved"})
+    assert response.status == 409 and "nothing was overwritten" in response.body
+    assert "someone@customer.test" in response.body
+    assert f"/tenants/{TENANT_OF_DESK}/alerts/da1" in response.body
+
+
+def test_read_only_tenants_and_analysts_see_the_forms_disabled_with_the_reason():
+    desk, triage, incident = _desk(access="read")
+    body = _page(desk, incident).body
+    assert 'id="actions" class="actions" disabled' in body
+    assert "read-only access" in body and 'id="reconsent-link"' in body
+    desk, triage, incident = _desk(PORTAL_ACTION_GROUPS="g-actors")
+    looker = _page(desk, incident, who="looker").body  # not in the action group
+    assert 'id="actions" class="actions" disabled' in looker
+    assert "read-only analyst" in looker
+    assert 'id="actions" class="actions">' in _page(desk, incident, who="actor").body
+    hidden = desk.form(looker, "status-form")
+    refused = _act(desk, incident, "status", {**hidden, "status": "Resolved"}, who="looker")
+    assert refused.status == 403 and triage.calls == []

@@ -31,12 +31,13 @@ from shared.siem.pull import PullPage, item
 from shared.storage.bulk_jobs import BulkItem, BulkJob, TenantWork
 from shared.tenants.admin import TenantView
 from shared.tenants.invitations import Invitation, InvitationView
-from shared.triage.api import AuditEntryView, AuditPage, TriageResult
+from shared.triage.api import AuditEntryView, AuditPage, IncidentTriageResult, TriageResult
 from shared.triage.bulk import JobStatus
 from shared.triage.bulk_api import BulkAccepted, BulkJobView
 from shared.triage.model import Actor, AuditEntry, Change
 from shared.validation import ErrorBody
 from shared.web import openapi
+from tests.cluster_events import cluster_event
 
 NOW = datetime(2026, 12, 2, 10, 30, tzinfo=UTC)
 TENANT = str(uuid.UUID(int=42))
@@ -99,6 +100,7 @@ def _instances() -> list[BaseModel]:
         ChannelTestResult(sent=False, channel="soc", webhook="https://hooks.slack.com/…/****",
                           error="429 rate limited: retry after 30 s", retry_after=30),
         item(event), item({"event_id": "e", "tenant": TENANT, "alert": {}}),
+        item({**cluster_event().dump(), "feed_time": "2026-11-30T10:00:01Z"}),
         PullPage(items=[item(event)], continuation="eyJ2IjoxfQ", more=False),
         OutputsReport.model_validate({"outputs": [output]}),
         HealthReport.model_validate(healthy), HealthReport.model_validate(unhealthy),
@@ -112,6 +114,14 @@ def _instances() -> list[BaseModel]:
             {"status": "Resolved", "comment": "x"}, {"status": "New"},
             {"status": "Resolved"}, "done", "200 OK"))], continuation="0123~a1"),
         AuditPage(entries=[]),
+        AuditPage(entries=[AuditEntryView.of(AuditEntry(
+            "a3", NOW, Actor("oid", "Alice", "entra"), TENANT, "",
+            {"status": "Resolved"}, {"status": "Active"}, {"status": "Resolved"}, "done",
+            "200 OK", incident_id="17"))]),
+        IncidentTriageResult(outcome="done", action_id="api:soar:k2", detail="200 OK",
+                             repeated=False, incident={"id": "17", "status": "resolved"}),
+        IncidentTriageResult(outcome="throttled", action_id="a4", detail="429",
+                             repeated=False, incident={}, retry_after=5),
         openapi.ApiDocument.model_validate(openapi.document()),
         BulkAccepted(job_id=job.job_id, status_url=f"/api/alerts/bulk/{job.job_id}",
                      total=3, tenants=1),

@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from shared.notify.channels.text import SEVERITY_EMOJI, AlertFacts, cut
+from shared.notify.channels.text import SEVERITY_EMOJI, AlertFacts, Linked, cut
 
 HEADER_MAX = 150
 SECTION_MAX = 3000
@@ -40,7 +40,8 @@ def mrkdwn(label: str, value: str, limit: int = FIELD_MAX) -> dict[str, Any]:
     return {"type": "mrkdwn", "text": cut(f"*{label}*\n{escape(value) or '—'}", limit)}
 
 
-def _buttons(item: AlertFacts, mssp_name: str) -> list[dict[str, Any]]:
+def link_buttons(item: Linked, mssp_name: str) -> list[dict[str, Any]]:
+    """The message's buttons: the portal's page, then Defender's (those it has)."""
     found = []
     if item.hub_url:
         found.append({"type": "button", "text": plain(f"Open in {mssp_name}", BUTTON_MAX),
@@ -65,7 +66,7 @@ def alert_message(item: AlertFacts, mssp_name: str, rule_name: str) -> dict[str,
         {"type": "context", "elements": [
             {"type": "mrkdwn", "text": cut(escape(
                 f"{change} · {item.severity} · rule {rule_name} · {mssp_name}"), SECTION_MAX)}]}]
-    buttons = _buttons(item, mssp_name)
+    buttons = link_buttons(item, mssp_name)
     if buttons:
         blocks.append({"type": "actions", "elements": buttons})
     tenant = f"{escape(item.tenant)}: " if item.tenant else ""

@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any
 
-from shared.notify.channels.text import SEVERITY_COLOUR, AlertFacts, cut
+from shared.notify.channels.text import SEVERITY_COLOUR, AlertFacts, Linked, cut
 
 PAYLOAD_BYTES = 28_000
 SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
@@ -36,7 +36,8 @@ def envelope(body: list[dict[str, Any]], actions: list[dict[str, Any]]) -> dict[
                              "content": card}]}
 
 
-def _actions(item: AlertFacts, mssp_name: str) -> list[dict[str, Any]]:
+def link_actions(item: Linked, mssp_name: str) -> list[dict[str, Any]]:
+    """The card's buttons: the portal's page, then Defender's (those it has)."""
     found = []
     if item.hub_url:
         found.append({"type": "Action.OpenUrl", "title": cut(f"Open in {mssp_name}", 60),
@@ -62,7 +63,7 @@ def alert_card(item: AlertFacts, mssp_name: str, rule_name: str) -> dict[str, An
                 ("Category", item.category), ("Time", item.time))]},
         {"type": "TextBlock", "text": escape(f"Rule {rule_name} · {mssp_name}"),
          "isSubtle": True, "size": "Small", "wrap": True}]
-    return envelope(body, _actions(item, mssp_name))
+    return envelope(body, link_actions(item, mssp_name))
 
 
 def digest_card(groups: list[tuple[str, list[tuple[str, list[AlertFacts]]]]], count: int,

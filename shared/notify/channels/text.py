@@ -4,10 +4,11 @@ a visible "…(cut)" so nobody takes a shortened title for the whole one."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from shared.messages import AlertEvent
+from shared.notify.incidents import hub_incident_link
 from shared.notify.render import hub_link, one_line, portal_link
 from shared.notify.rules import Rule
 
@@ -26,6 +27,15 @@ def cut(text: str, limit: int) -> str:
 def _line(value: object, limit: int) -> str:
     """One line (no control characters), cut with CUT past `limit`."""
     return cut(one_line(value, limit * 4), limit)
+
+
+class Linked(Protocol):
+    """What a post's buttons link to (an alert's or an incident's facts)."""
+
+    @property
+    def hub_url(self) -> str: ...
+    @property
+    def defender_url(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -73,7 +83,8 @@ def facts(event: AlertEvent, rule: Rule, portal: str) -> AlertFacts:
 
 def digest_facts(rows: list[dict[str, Any]], rule: Rule, portal: str
                  ) -> list[tuple[str, list[tuple[str, list[AlertFacts]]]]]:
-    """Held digest events (digest.brief) grouped: [(tenant name, [(severity, alerts)])]."""
+    """Held digest events (digest.brief, incidents.incident_brief) grouped:
+    [(tenant name, [(severity, alerts and incidents)])]."""
     grouped: dict[str, dict[str, list[AlertFacts]]] = {}
     names: dict[str, str] = {}
     for row in rows:
@@ -84,6 +95,11 @@ def digest_facts(rows: list[dict[str, Any]], rule: Rule, portal: str
                            change=str(row.get("change") or "new"), changed={},
                            alert=dict(row.get("alert") or {}), event_id="-")
         item = facts(event, rule, portal)
+        if row.get("type") == "incident":  # notify/incidents.incident_brief
+            links = rule.include_portal_link
+            item = replace(item, hub_url=hub_incident_link(
+                portal, tenant, event.alert_id) if links and portal else "",
+                defender_url=str(row.get("webUrl") or "") if links else "")
         grouped.setdefault(tenant, {}).setdefault(item.severity if item.severity in
                                                   SEVERITY_ORDER else "UnSpecified",
                                                   []).append(item)

@@ -21,7 +21,7 @@ class MemoryAuditTrail(audit.AuditTrail):
         self.reads = 0
 
     def record(self, entry: AuditEntry) -> AuditEntry:
-        pk = audit.alert_partition(entry.tenant_id, entry.alert_id)
+        pk = audit.subject_partition(entry.tenant_id, entry.alert_id, entry.incident_id)
         with self.lock:
             claim = self.claims.setdefault((pk, audit.claim_key(entry.action_id)),
                                            audit.to_row(entry))
@@ -31,23 +31,31 @@ class MemoryAuditTrail(audit.AuditTrail):
                 self.rows[(partition, row["RowKey"])] = {**row, "PartitionKey": partition}
             return stored
 
-    def intend(self, tenant_id: str, alert_id: str, action_id: str, at: datetime
-               ) -> datetime | None:
-        key = (audit.alert_partition(tenant_id, alert_id), audit.INTENT + action_id)
+    def intend(self, tenant_id: str, alert_id: str, action_id: str, at: datetime, *,
+               incident_id: str = "") -> datetime | None:
+        key = (audit.subject_partition(tenant_id, alert_id, incident_id),
+               audit.INTENT + action_id)
         with self.lock:
             if key in self.intents:
                 return self.intents[key]
             self.intents[key] = at.astimezone(UTC)
             return None
 
-    def recorded(self, tenant_id: str, alert_id: str, action_id: str) -> AuditEntry | None:
+    def recorded(self, tenant_id: str, alert_id: str, action_id: str, *,
+                 incident_id: str = "") -> AuditEntry | None:
         with self.lock:
-            found = self.claims.get((audit.alert_partition(tenant_id, alert_id),
+            found = self.claims.get((audit.subject_partition(tenant_id, alert_id,
+                                                             incident_id),
                                      audit.claim_key(action_id)))
         return audit.from_row(found) if found else None
 
     def for_alert(self, tenant_id: str, alert_id: str, limit: int = 100) -> list[AuditEntry]:
         rows = self._partition(audit.alert_partition(tenant_id, alert_id))
+        return [audit.from_row(r) for r in self._take(rows, limit)]
+
+    def for_incident(self, tenant_id: str, incident_id: str, limit: int = 100
+                     ) -> list[AuditEntry]:
+        rows = self._partition(audit.incident_partition(tenant_id, incident_id))
         return [audit.from_row(r) for r in self._take(rows, limit)]
 
     def page(self, tenant_id: str | None = None, actor_id: str | None = None,

@@ -75,6 +75,9 @@ class MemoryRules:
         rules = self.list(tenant_id) + [r for r in self.list(GLOBAL) if includes(r, tenant_id)]
         return [r for r in rules if r.enabled]
 
+    def mssp_wide(self) -> list[Rule]:
+        return [r for r in self.list(GLOBAL) if r.enabled]
+
 
 class MemoryNotifyLedger:
     def __init__(self) -> None:

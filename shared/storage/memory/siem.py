@@ -26,6 +26,7 @@ from shared.storage.siem_feed import (
     ledger_key,
     of_this_alert,
     one_tenant,
+    tenant_of,
     view_entity,
     view_of,
 )
@@ -97,7 +98,7 @@ class MemorySiemFeed:
 
     def drop_entry(self, event: AlertEvent, stamp: int) -> None:
         bucket = bucket_of(stamp)
-        for pk in (bucket, view_of(bucket, event.tenant_id)):
+        for pk in (bucket, view_of(bucket, tenant_of(event))):
             with self._lock:
                 self.partitions.get(pk, {}).pop(entry_key(event, stamp), None)
 
