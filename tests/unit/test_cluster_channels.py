@@ -20,6 +20,7 @@ from shared.notify.channels.cluster_posts import (
     slack_message,
     teams_card,
 )
+from shared.notify.clusters import cluster_link
 from shared.notify.rules import GLOBAL, parse_rule
 from tests.cluster_events import HOSTILE_URL, TENANTS, cluster_event
 from tests.unit.test_channel_delivery import CHANNELS, SLACK_URL, TEAMS_URL, World
@@ -65,7 +66,7 @@ def test_one_post_per_channel_per_cluster_version_whatever_the_redeliveries(worl
     assert _texts(card)[0] == "High · Seen at 2 customers"
     assert message["blocks"][0]["text"]["text"] == "🔴 Seen at 2 customers"
     urls = [a["url"] for a in card["attachments"][0]["content"]["actions"]]
-    assert urls == [f"{world.notifier.portal}/clusters/{new.key}"]
+    assert urls == [cluster_link(world.notifier.portal, "url", new.indicator)]
     grew = cluster_event(value=new.indicator, version=2, tenants=TENANTS)
     world.notifier.handle(grew)
     world.notifier.handle(grew)

@@ -66,7 +66,7 @@ def cluster_facts(event: ClusterEvent, rule: Rule, portal: str) -> ClusterFacts:
         reach=str(reach), alerts=str(event.alert_count),
         first_seen=_line(event.first_seen, 40), last_seen=_line(event.last_seen, 40),
         customers=customers, more=max(0, reach - MAX_LISTED),
-        hub_url=cluster_link(portal, event.key)
+        hub_url=cluster_link(portal, event.indicator_kind, event.indicator)
         if rule.include_portal_link and portal else "")
 
 
