@@ -17,6 +17,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from html import unescape
 from urllib.parse import urlsplit
 
 import pytest
@@ -58,6 +59,13 @@ def extra_settings(simulator, rsyslog, inbox) -> dict[str, str]:
             "SIEM_OUTPUTS": json.dumps([{"name": OUTPUT, "type": "syslog",
                                          "host": "127.0.0.1", "port": rsyslog.tcp_port,
                                          "protocol": "tcp", "batch_size": 50}])}
+
+
+def _schema(storage, tenant_id: str) -> str:
+    """The API the tenant's one stored alert came from."""
+    (row,) = [e for e in tables.table(storage, tables.ALERTS).query_entities(
+        "PartitionKey eq @pk", parameters={"pk": tenant_id}) if "%~" not in e["RowKey"]]
+    return row.get("Schema") or "mde"
 
 
 def _parts(message: EmailMessage) -> tuple[str, str]:
@@ -106,6 +114,8 @@ def test_clusters_email_once_per_version_and_stay_inert_everywhere(
         assert sorted(i for i in ids if i.startswith(f"cluster:{found[kind].key}:")) == [
             f"cluster:{found[kind].key}:{n}" for n in range(1, reach)]
     assert {t["tenant_id"] for t in cluster("sha256")["tenants"]} == set(seeded["tenants"])
+    assert [_schema(storage_env, t) for t in seeded["tenants"]] == [
+        "mde", "graph", "mde", "graph"]  # each fetched from its own API
 
     # the hostile URL's email: escaped in HTML, one line a value in text, no foreign link
     [url_mail] = [m for m in mails()
@@ -119,6 +129,8 @@ def test_clusters_email_once_per_version_and_stay_inert_everywhere(
     assert "Alpha &lt;b&gt;Corp&lt;/b&gt;" in html
     hrefs = re.findall(r'href="([^"]*)"', html)
     assert hrefs and all(h.startswith(app_host[0].http.base_url) for h in hrefs), hrefs
+    link = unescape(hrefs[0])
+    assert link in text and urlsplit(link).path.endswith("/api/portal/clusters/url")
 
     # a fifth customer (from Graph) with the file: one email more, naming it
     echo, _ = correlation_seed.add_customer(app_host, sim, simulator, ECHO, [
@@ -190,7 +202,6 @@ def test_clusters_email_once_per_version_and_stay_inert_everywhere(
     assert "javascript:" not in line and "\n" not in line
 
     # the portal in Chromium: the cluster's page and Alpha's alert page, all text
-    portal = f"{app_host[0].http.base_url}/api/portal"
     dialogs: list[str] = []
     context = browser.new_context(extra_http_headers={"X-MS-CLIENT-PRINCIPAL": principal()})
     context.route("**/*", lambda route: route.continue_() if urlsplit(
@@ -198,7 +209,7 @@ def test_clusters_email_once_per_version_and_stay_inert_everywhere(
     try:
         page = context.new_page()
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        assert page.goto(f"{portal}/clusters/{found['url'].key}").status == 200
+        assert page.goto(link).status == 200  # the email's link to the cluster's page
         assert page.locator("#c-reach").inner_text() == "2"
         assert "%3Cscript%3E" in page.locator("body").inner_text()
         assert page.locator("#cluster-tenants :is(b, img, script)").count() == 0
