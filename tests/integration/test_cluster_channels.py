@@ -2,15 +2,19 @@
 worker on Azurite (ledger, queue), posting over HTTP to the local webhook receiver
 (devtools/webhook_receiver.py), which refuses what the platform would refuse: one post per
 (rule, channel, cluster version) whatever the redeliveries, a tenant joining posted once
-more naming it, hostile indicator text inert; a tenant's rule with channels gets nothing."""
+more naming it, hostile indicator text inert; a tenant's rule with channels gets nothing
+of a cluster, and customers' rules (email, digest, channels) carry their own alert text
+only (issue 22, item 7)."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared.messages import AlertEvent
 from shared.notify.rules import GLOBAL, parse_rule
 from tests.cluster_events import HOSTILE_URL, TENANTS, cluster_event
 from tests.integration import test_notify_channels as channels
@@ -94,3 +98,43 @@ def test_a_tenant_rule_with_channels_gets_nothing_of_a_cluster(world: World):
     world.notifier.handle(event)
     assert world.work() == [] and world.receiver.posts() == []
     assert not [m for m in world.inbox.messages if event.key in str(m)]
+
+
+def test_customers_rules_carry_their_own_alert_text_only(world: World):
+    """Two customers' rules, one emailing at once and one a digest, each with both
+    channels: each gets its own tenant's alert, never the other's nor the cluster."""
+    mine, other = world.tenant, str(uuid.uuid4())
+    world.rule()
+    digest = world.notifier.save_rule(parse_rule({
+        "name": "other's digest", "recipients": ["contact@other.example"],
+        "delivery": "digest", "digest_minutes": 5, "channels": [
+            {"type": "teams", "name": "teams", "webhook_setting": "TEAMS_TEST_HOOK"},
+            {"type": "slack", "name": "slack", "webhook_setting": "SLACK_TEST_HOOK"}]},
+        other, webhooks=world.delivery.webhooks))
+    try:
+        world.notifier.handle(_unique(tenants=[{"id": mine, "name": "Mine", "alerts": 1},
+                                               {"id": other, "name": "Other", "alerts": 1}]))
+        world.notifier.handle(_alert(mine, "Mine: secret-of-mine"))
+        world.notifier.handle(_alert(other, "Other: secret-of-other"))
+        world.notifier.send_digests(datetime.now(UTC) + timedelta(hours=1))
+        assert sorted(world.work()) == ["sent"] * 4
+        emails = {str(m["To"]): str(m) for m in world.inbox.messages}
+        assert "secret-of-mine" in emails["soc@mssp.example"]
+        assert "secret-of-other" in emails["contact@other.example"]
+        assert "secret-of-other" not in emails["soc@mssp.example"]
+        assert "secret-of-mine" not in emails["contact@other.example"]
+        posts = [json.dumps(p["body"]) for p in world.receiver.posts()]
+        assert sum("secret-of-mine" in p for p in posts) == 2
+        assert sum("secret-of-other" in p for p in posts) == 2
+        assert not any("secret-of-mine" in p and "secret-of-other" in p for p in posts)
+        assert not any("customers" in p for p in posts)  # no cluster post
+    finally:
+        world.notifier.delete_rule(digest)
+
+
+def _alert(tenant: str, title: str) -> AlertEvent:
+    version = "2026-12-03T07:00:00.0000000Z"
+    return AlertEvent(tenant, f"Tenant {tenant[:4]}", f"da-{uuid.uuid4().hex[:6]}", version,
+                      "new", {}, {"id": "da1", "title": title, "severity": "High",
+                                  "alertCreationTime": "2099-01-01T00:00:00Z",
+                                  "lastUpdateTime": version})
