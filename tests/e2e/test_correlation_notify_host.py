@@ -157,7 +157,9 @@ def test_clusters_email_once_per_version_and_stay_inert_everywhere(
     for tenant in [*seeded["tenants"], echo]:
         sim.touch_alerts(tenant)
     wait_for(lambda: not list(queue.peek_messages(max_messages=32)), timeout=30)
-    time.sleep(8)  # the touched versions fetched, relayed and correlated
+    wait_for(lambda: len([i for i in _pull_all(base, session, tenant=echo)[0]
+                          if i["type"] == "alert"]) == 2, timeout=30)  # fetched again
+    time.sleep(5)  # and correlated
     assert len(mails()) == total + 1
     lookup = session.get(f"{base}/indicators/lookup", params={"value": v["sha256"]},
                          timeout=10).json()
