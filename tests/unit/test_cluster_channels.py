@@ -161,3 +161,13 @@ def test_tenant_rules_get_no_cluster_and_never_another_tenants_alert_text(world)
     assert sum("secret-of-other" in p for p in posts) == 2  # its digest's channels
     assert not any("secret-of-mine" in p and "secret-of-other" in p for p in posts)
     assert len(world.digests.held(digest.id)) == 0
+
+
+def test_a_link_too_long_for_a_button_opens_the_clusters_list():
+    rule = parse_rule({"name": "c", "recipients": ["soc@mssp.example"], "on_new": False,
+                       "clusters": "new"}, GLOBAL)
+    long_url = "https://x.example/" + "%3Cscript%3E" * 250
+    item = cluster_facts(cluster_event(value=long_url), rule, "https://hub.example/api/portal")
+    assert item.hub_url == "https://hub.example/api/portal/clusters"
+    message = slack_message(item, "M", "c")
+    assert _slack_ok(message) and message["blocks"][-1]["elements"][0]["url"] == item.hub_url

@@ -18,6 +18,7 @@ from shared.notify.render import one_line
 from shared.notify.rules import Rule
 
 MAX_LISTED = 25  # customers named in a post; the rest counted ("…and 7 more")
+MAX_LINK = 3000  # Slack's limit on a button's URL
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,14 @@ def cluster_facts(event: ClusterEvent, rule: Rule, portal: str) -> ClusterFacts:
         reach=str(reach), alerts=str(event.alert_count),
         first_seen=_line(event.first_seen, 40), last_seen=_line(event.last_seen, 40),
         customers=customers, more=max(0, reach - MAX_LISTED),
-        hub_url=cluster_link(portal, event.indicator_kind, event.indicator)
-        if rule.include_portal_link and portal else "")
+        hub_url=_hub_url(portal, event) if rule.include_portal_link and portal else "")
+
+
+def _hub_url(portal: str, event: ClusterEvent) -> str:
+    """The cluster's page; the clusters list when that link is longer than a button's URL
+    may be (Slack cuts at 3,000: a cut link would open another indicator's page)."""
+    link = cluster_link(portal, event.indicator_kind, event.indicator)
+    return link if len(link) <= MAX_LINK else f"{portal}/clusters"
 
 
 def _customers_text(item: ClusterFacts) -> str:
