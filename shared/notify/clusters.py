@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from shared.messages import ClusterEvent
 from shared.notify.render import (
@@ -53,9 +53,11 @@ def cluster_matches(rule: Rule, event: ClusterEvent) -> bool:
         highest) < SEVERITIES.index(rule.min_severity)))
 
 
-def cluster_link(portal: str, key: str) -> str:
-    """The cluster's page in the MSSP portal (`portal`: its base URL)."""
-    return f"{portal}/clusters/{quote(key, safe='')}"
+def cluster_link(portal: str, kind: str, value: str) -> str:
+    """The cluster's page in the MSSP portal (`portal`: its base URL), as the portal links
+    it (portal/cluster_pages.py): the indicator's kind in the path, its value a query
+    parameter, both quoted."""
+    return f"{portal}/clusters/{quote(kind, safe='')}?{urlencode({'value': value})}"
 
 
 def _tenants(tenants: list[dict[str, Any]], names: bool) -> list[dict[str, Any]]:
@@ -78,7 +80,8 @@ def render_cluster(event: ClusterEvent, rule: Rule, recipients: list[str], sende
         "tenants": _tenants(event.tenants, names), "joined": joined,
         "severity": event.highest_severity or "Cluster",
         "severities": sorted(event.severities.items(), key=lambda kv: -kv[1]),
-        "hub": cluster_link(portal, event.key) if rule.include_portal_link and portal else "",
+        "hub": cluster_link(portal, event.indicator_kind, event.indicator)
+        if rule.include_portal_link and portal else "",
     }
     who = ", ".join(t["name"] or t["id"] for t in joined)
     subject = (f"[{context['severity']}] seen at {len(event.tenants)} customers"

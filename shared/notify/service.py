@@ -15,6 +15,7 @@ from shared.config import Settings
 from shared.logsafe import clean
 from shared.messages import AlertEvent, ChannelPost, ClusterEvent, IncidentEvent
 from shared.microsoft.identity import tokens_for
+from shared.notify.channels.cluster_posts import cluster_posts
 from shared.notify.channels.compose import alert_posts, digest_posts
 from shared.notify.channels.delivery import ChannelStatusStore
 from shared.notify.channels.incident_posts import incident_posts
@@ -290,11 +291,17 @@ class Notifier:
     def handle_cluster(self, event: ClusterEvent) -> HandleResult:
         """A cluster version: one email per matching MSSP-wide rule (notify/clusters.py),
         claimed in the ledger under the event id like an incident's and kept in the MSSP's
-        own outbox partition (GLOBAL), never a tenant's; no digest or channel post."""
+        own outbox partition (GLOBAL), never a tenant's; and one post per channel of the
+        rule (notify/channels/cluster_posts.py), at once whatever its delivery: no digest."""
         result = HandleResult()
         pending: Exception | None = None
         for rule in self.rules.mssp_wide():
-            if not cluster_matches(rule, event) or not rule.recipients:
+            if not cluster_matches(rule, event):
+                continue
+            if rule.channels:  # queued again on a retry: posted once
+                self._queue_posts(cluster_posts(rule, event, self.portal,
+                                                self.settings.onboarding.mssp_name))
+            if not rule.recipients:
                 continue
             if isinstance(pending, Transient):
                 continue  # the mail server is down: the retry sends these

@@ -67,19 +67,34 @@ def _evidence(n: int, v: dict[str, str]) -> list[dict[str, Any]]:
     return items
 
 
-def seed(app_host, sim, simulator, base: str, tool: str) -> dict[str, Any]:
-    """{"tenants": [ids], "names", "alerts": {tenant: alert id}, "values", "indicators"}."""
+def add_customer(app_host, sim, simulator, name: str, evidence: list[dict[str, Any]],
+                 severity: str = "High", source: str = "mde") -> tuple[str, str]:
+    """One more customer (paused until its alert is in final shape, then active) whose
+    one alert has `evidence`, fetched from `source` (graph: GRAPH_BASE_URL set to the
+    simulator); (tenant id, alert id)."""
     _, repo = app_host
-    client_id = simulator.config.client_id
+    tenant_id = sim.add_tenant(name, consent=[simulator.config.client_id])["id"]
+    repo.add(Tenant(tenant_id, name, status=TenantStatus.PAUSED, source=source))
+    (alert_id,) = sim.generate(tenant_id, 1)["ids"]
+    sim.update_alert(tenant_id, alert_id, {"title": TITLE.format(name), "severity": severity,
+                                           "status": "New", "evidence": evidence})
+    return tenant_id, alert_id
+
+
+def seed(app_host, sim, simulator, base: str, tool: str,
+         sources: tuple[str, ...] = ("mde",) * 4,
+         extra_evidence: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
+    """{"tenants": [ids], "names", "alerts": {tenant: alert id}, "values", "indicators"}.
+    `sources`: each tenant's (graph needs GRAPH_BASE_URL set to the simulator);
+    `extra_evidence`: more evidence of the first tenant's alert."""
+    _, repo = app_host
     v = values(tool)
-    tenants = [sim.add_tenant(name, consent=[client_id])["id"] for name in NAMES]
-    alerts = {}
-    for n, (tenant_id, name) in enumerate(zip(tenants, NAMES, strict=True)):
-        repo.add(Tenant(tenant_id, name, status=TenantStatus.PAUSED))
-        (alert_id,) = sim.generate(tenant_id, 1)["ids"]
-        sim.update_alert(tenant_id, alert_id, {
-            "title": TITLE.format(name), "severity": ("High", "Medium", "Low", "High")[n],
-            "status": "New", "evidence": _evidence(n, v)})
+    tenants, alerts = [], {}
+    for n, name in enumerate(NAMES):
+        evidence = _evidence(n, v) + (list(extra_evidence) if n == 0 else [])
+        tenant_id, alert_id = add_customer(app_host, sim, simulator, name, evidence,
+                                           ("High", "Medium", "Low", "High")[n], sources[n])
+        tenants.append(tenant_id)
         alerts[tenant_id] = alert_id
     for tenant_id in tenants:
         repo.set_status(tenant_id, TenantStatus.ACTIVE, "seeded by a test")

@@ -16,6 +16,7 @@ import pytest
 from shared import services
 from shared.config import get_settings
 from shared.model import Tenant
+from shared.notify.clusters import cluster_link
 from shared.notify.rules import GLOBAL, parse_rule
 from shared.storage import tables
 from shared.storage.tenants import TenantRepository
@@ -74,7 +75,8 @@ def test_a_cluster_on_the_notify_queue_emails_once_per_version(wired, smtp):  # 
         assert "\n" not in message["Subject"] and message["Bcc"] is None
         html = message.get_body(("html",)).get_content()
         assert "<script>" not in html and "&lt;script&gt;" in html
-        assert f"https://hub.mssp.example/api/portal/clusters/{new.key}" in html
+        page = cluster_link("https://hub.mssp.example/api/portal", "url", new.indicator)
+        assert f'href="{page}"' in html  # the portal's page of the cluster
         grew = cluster_event(value=new.indicator, version=2, tenants=TENANTS)
         assert grew.key == new.key
         notify(func.QueueMessage(body=grew.to_message().encode()))

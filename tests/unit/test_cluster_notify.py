@@ -5,6 +5,8 @@ comes, a `grew` email naming who joined, hostile text escaped, the portal form."
 
 from __future__ import annotations
 
+from urllib.parse import quote_plus
+
 import pytest
 
 from shared.messages import queue_events
@@ -124,8 +126,10 @@ def test_the_email_escapes_every_value_and_keeps_headers_one_line(notifier, tran
     assert not any(line.startswith("Bcc:") for line in lines)  # the CRLF name is one line
     assert f"- Evil Bcc: x@attacker.example ({TENANTS[1]['id']}): 1 alert" in lines
     assert f"- Contoso <b>Ltd</b> ({TENANTS[0]['id']}): 3 alerts" in lines
-    link = cluster_link("https://hub.mssp.example/api/portal", event.key)
-    assert link == f"https://hub.mssp.example/api/portal/clusters/{event.key}"
+    link = cluster_link("https://hub.mssp.example/api/portal", event.indicator_kind,
+                        event.indicator)
+    assert link == ("https://hub.mssp.example/api/portal/clusters/url?value="
+                    + quote_plus(event.indicator))  # the portal's own link to the page
     assert link in text and f'href="{link}"' in html
     for shown in ("First seen:        2026-11-29T08:00:00.0000000Z",
                   "Last seen:         2026-11-30T09:30:00.0000000Z",
