@@ -4,7 +4,7 @@ The token is the feed position plus a fingerprint of the filters it was issued f
 SIEM that polls with the token it was last given sees every alert version once, and a
 token reused with other filters is refused rather than silently skipping alerts.
 
-`product` (Graph's serviceSource, as rules take it) and `type` (alert | incident) are not
+`product` (Graph's serviceSource, as rules take it) and `type` (alert | incident | cluster) are not
 columns of the feed's entries (entries written before them would not have them): they
 select among the entries read, and a page reads on (at most MAX_READS reads) until it is
 full or the feed has no more. The token is the place after the last entry read, matched
@@ -37,7 +37,7 @@ from shared.validation import Reply, Strict, Text, ValidationError
 STATUSES = ("Unknown", "New", "InProgress", "Resolved")
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 200
-TYPES = ("alert", "incident")
+TYPES = ("alert", "incident", "cluster")
 MAX_READS = 10  # feed reads a selective page (product, type) makes before it answers
 # times a query may name: the feed moves positions by hours and days from them
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -49,18 +49,18 @@ class Selection:
     """What the feed's columns cannot filter: each entry read is checked."""
 
     products: tuple[str, ...] = ()  # Graph serviceSource values
-    types: tuple[str, ...] = ()  # alert, incident
+    types: tuple[str, ...] = ()  # alert, incident, cluster
 
     def __bool__(self) -> bool:
         return bool(self.products or self.types)
 
     def selects(self, event: Mapping[str, Any]) -> bool:
-        kind = "incident" if event.get("type") == "incident" else "alert"
+        kind = event.get("type") if event.get("type") in ("incident", "cluster") else "alert"
         if self.types and kind not in self.types:
             return False
         if not self.products:
             return True
-        if kind == "incident":  # an incident spans products: no product filter takes it
+        if kind != "alert":  # an incident or cluster spans products: no product filter takes it
             return False
         alert = event.get("alert") if isinstance(event.get("alert"), dict) else {}
         return (alert.get("serviceSource") or MDE_SOURCE) in self.products
@@ -93,7 +93,7 @@ class PullParams(Strict):
                                                   "take them: microsoftDefenderForEndpoint, "
                                                   "microsoftDefenderForOffice365, ...); "
                                                   "comma-separated; alerts only")
-    type: Text = Field(default="", description="alert or incident; comma-separated")
+    type: Text = Field(default="", description="alert, incident or cluster; comma-separated")
     since: Text = Field(default="", description="lastUpdateTime at or after (ISO 8601, "
                                                 f"UTC, {EARLIEST.year}-{LATEST.year})")
     until: Text = Field(default="", description="lastUpdateTime at or before")

@@ -105,3 +105,17 @@ def test_an_output_scoped_to_tenants_never_receives_a_cluster():
     r.delivery.deliver("everyone")
     assert r.senders["scoped"].received == alerts  # its own tenant's cluster too: no
     assert r.senders["everyone"].received == [*alerts, mine.event_id]
+
+
+def test_the_pull_type_filter_tells_clusters_from_alerts_and_incidents():
+    from shared.siem.pull import Selection
+
+    alert = {"type": "alert", "alert": {"serviceSource": "microsoftDefenderForEndpoint"}}
+    incident = {"type": "incident", "incident": {}}
+    cluster = {"type": "cluster", "indicator": "https://x.example/<script>"}
+    events = [alert, incident, cluster]
+    assert [e for e in events if Selection(types=("alert",)).selects(e)] == [alert]
+    assert [e for e in events if Selection(types=("cluster",)).selects(e)] == [cluster]
+    # a product filter takes alerts of that product only: a cluster spans products
+    chosen = Selection(products=("microsoftDefenderForEndpoint",))
+    assert [e for e in events if chosen.selects(e)] == [alert]
