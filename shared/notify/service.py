@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -244,78 +244,73 @@ class Notifier:
         post per channel (notify/channels/incident_posts.py) and one email, claimed in the
         ledger under the event id; a digest rule, or one over its hourly cap, holds it for
         its digest instead."""
-        result = HandleResult()
-        pending: Exception | None = None
         mssp_name = self.settings.onboarding.mssp_name
-        for rule in self.rules.for_tenant(event.tenant_id):
-            if not incident_matches(rule, event):
-                continue
-            digest_channels = bool(rule.channels) and rule.delivery == "digest"
-            if rule.channels and not digest_channels:  # queued again on a retry: posted once
-                self._queue_posts(incident_posts(rule, event, self.portal, mssp_name))
-            if isinstance(pending, Transient) and rule.delivery != "digest":
-                continue  # the mail server is down: the retry sends these
-            recipients = [r["address"] for r in rule.recipients]
-            if not recipients and not digest_channels:
-                continue
-            try:
-                claim = self.ledger.claim(rule.id, event.event_id, {"Tenant": event.tenant_id})
-            except Busy as exc:
-                pending = pending or exc
-                continue
-            if claim is None:
-                result.skipped += 1
-                continue
-            if self._held(rule, event.event_id, lambda: incident_brief(event), recipients,
-                          claim):
-                result.digested += 1
-                continue
 
-            def build(to: list[str], date: datetime, msgid: str, rule: Rule = rule
-                      ) -> EmailMessage:
-                mail = self.settings.mail
-                return render_incident(event, rule, to, mail.sender, mail.reply_to,
-                                       mssp_name, date, msgid, portal=self.portal)
-            try:
-                outcome = self._deliver(build, recipients, rule.id, event.tenant_id,
-                                        event.event_id, claim)
-            except Transient as exc:
-                pending = exc
-                continue
-            setattr(result, outcome.state, getattr(result, outcome.state) + 1)
-        if pending is not None:
-            raise pending
-        return result
+        def rules() -> Iterator[tuple[Rule, list[str]]]:
+            for rule in self.rules.for_tenant(event.tenant_id):
+                if not incident_matches(rule, event):
+                    continue
+                digest_channels = bool(rule.channels) and rule.delivery == "digest"
+                if rule.channels and not digest_channels:  # queued again on a retry: posted once
+                    self._queue_posts(incident_posts(rule, event, self.portal, mssp_name))
+                recipients = [r["address"] for r in rule.recipients]
+                if recipients or digest_channels:
+                    yield rule, recipients
+
+        def render(rule: Rule, to: list[str], date: datetime, msgid: str) -> EmailMessage:
+            mail = self.settings.mail
+            return render_incident(event, rule, to, mail.sender, mail.reply_to, mssp_name,
+                                   date, msgid, portal=self.portal)
+        return self._email_rules(event.event_id, event.tenant_id, rules(), render,
+                                 brief=lambda: incident_brief(event))
 
     def handle_cluster(self, event: ClusterEvent) -> HandleResult:
         """A cluster version: one email per matching MSSP-wide rule (notify/clusters.py),
         claimed in the ledger under the event id like an incident's and kept in the MSSP's
         own outbox partition (GLOBAL), never a tenant's; no digest or channel post."""
+        rules = ((rule, [r["address"] for r in rule.recipients])
+                 for rule in self.rules.mssp_wide()
+                 if cluster_matches(rule, event) and rule.recipients)
+
+        def render(rule: Rule, to: list[str], date: datetime, msgid: str) -> EmailMessage:
+            mail = self.settings.mail
+            return render_cluster(event, rule, to, mail.sender, mail.reply_to,
+                                  self.settings.onboarding.mssp_name, date, msgid,
+                                  portal=self.portal)
+        return self._email_rules(event.event_id, GLOBAL, rules, render)
+
+    def _email_rules(self, event_id: str, partition: str,
+                     rules: Iterable[tuple[Rule, list[str]]],
+                     render: Callable[[Rule, list[str], datetime, str], EmailMessage],
+                     brief: Callable[[], dict[str, Any]] | None = None) -> HandleResult:
+        """One email per (rule, recipients), claimed in the ledger under the event id (a
+        retry sends none twice) and kept in the outbox's `partition`; with `brief`, a
+        digest rule or one over its hourly cap holds the event for its digest instead.
+        Raises the first Transient or Busy after all the rules (the queue retries)."""
         result = HandleResult()
         pending: Exception | None = None
-        for rule in self.rules.mssp_wide():
-            if not cluster_matches(rule, event) or not rule.recipients:
-                continue
-            if isinstance(pending, Transient):
+        for rule, recipients in rules:
+            if isinstance(pending, Transient) and (brief is None
+                                                   or rule.delivery != "digest"):
                 continue  # the mail server is down: the retry sends these
             try:
-                claim = self.ledger.claim(rule.id, event.event_id, {"Tenant": GLOBAL})
+                claim = self.ledger.claim(rule.id, event_id, {"Tenant": partition})
             except Busy as exc:
                 pending = pending or exc
                 continue
             if claim is None:
                 result.skipped += 1
                 continue
+            if brief is not None and self._held(rule, event_id, brief, recipients, claim):
+                result.digested += 1
+                continue
 
             def build(to: list[str], date: datetime, msgid: str, rule: Rule = rule
                       ) -> EmailMessage:
-                mail = self.settings.mail
-                return render_cluster(event, rule, to, mail.sender, mail.reply_to,
-                                      self.settings.onboarding.mssp_name, date, msgid,
-                                      portal=self.portal)
+                return render(rule, to, date, msgid)
             try:
-                outcome = self._deliver(build, [r["address"] for r in rule.recipients],
-                                        rule.id, GLOBAL, event.event_id, claim)
+                outcome = self._deliver(build, recipients, rule.id, partition, event_id,
+                                        claim)
             except Transient as exc:
                 pending = exc
                 continue
@@ -323,6 +318,7 @@ class Notifier:
         if pending is not None:
             raise pending
         return result
+
     def _held(self, rule: Rule, event_id: str, brief_of: Callable[[], dict[str, Any]],
               recipients: list[str], claim: Claim) -> bool:
         """Held for the rule's next digest (a digest rule, or one over its hourly cap),
