@@ -14,6 +14,7 @@ from shared.messages import highest_severity
 from shared.siem.cef import SEVERITY as CEF_SEVERITY
 from shared.siem.cef import escape_extension, escape_header, millis
 from shared.siem.ecs import SEVERITY as ECS_SEVERITY
+from shared.siem.ecs import drop_empty
 
 CLUSTER = "cluster"
 VENDOR, PRODUCT, PRODUCT_VERSION = "mssp-hub", "Cross-tenant correlation", "1.0"
@@ -115,14 +116,7 @@ def cluster_ecs(event: Mapping[str, Any]) -> dict[str, Any]:
             "alert_count": event.get("alert_count"),
             "severities": dict(event.get("severities") or {})}},
     }
-    return _drop_empty(doc)
-
-
-def _drop_empty(value: Any) -> Any:
-    if isinstance(value, dict):
-        kept = {k: _drop_empty(v) for k, v in value.items()}
-        return {k: v for k, v in kept.items() if v not in (None, "", [], {})}
-    return value
+    return drop_empty(doc)
 
 
 FIELDS = ("indicator_kind", "indicator", "key", "version", "change", "tenants", "joined",

@@ -12,7 +12,7 @@ from typing import Any
 from shared.alerts.view import Seen
 from shared.siem.cef import VENDOR, escape_extension, escape_header, format_cef, millis
 from shared.siem.cluster_formats import cluster_cef, cluster_ecs, is_cluster
-from shared.siem.ecs import to_ecs
+from shared.siem.ecs import drop_empty, to_ecs
 
 INCIDENT = "incident"
 PRODUCT = "Defender XDR"  # incidents correlate alerts of every Defender product
@@ -86,14 +86,7 @@ def incident_ecs(event: Mapping[str, Any]) -> dict[str, Any]:
             **inc, "id": event.get("incident_id"), "changed": event.get("changed") or {},
             "tenant_name": event.get("tenant_name")}},
     }
-    return _drop_empty(doc)
-
-
-def _drop_empty(value: Any) -> Any:
-    if isinstance(value, dict):
-        kept = {k: _drop_empty(v) for k, v in value.items()}
-        return {k: v for k, v in kept.items() if v not in (None, "", [], {})}
-    return value
+    return drop_empty(doc)
 
 
 def incident_document(event: Mapping[str, Any]) -> dict[str, Any]:
