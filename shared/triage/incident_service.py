@@ -15,7 +15,6 @@ the change already.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,12 +36,11 @@ from shared.triage.service import (
     SKEW,
     Applied,
     UnknownTenant,
+    kept_copy,
     new_action_id,
     refused_call,
     same_version,
 )
-
-log = logging.getLogger(__name__)
 
 NEEDS = GRAPH_WRITE_PERMISSIONS[1]  # SecurityIncident.ReadWrite.All
 READ_ONLY = ("the tenant granted read-only access: acting on its incidents through "
@@ -136,14 +134,8 @@ class IncidentTriage:
     def _stored(self, applied: Applied, document: dict[str, Any], actor: Actor
                 ) -> Applied:
         """The hub's copy of the incident as Graph answered, after the audit entry."""
-        if not document:
-            return applied
-        try:
-            self.store_own(applied.entry.tenant_id, document, actor)
-        except Exception:  # the next fetch stores this version anyway
-            log.exception("Triage: the hub's copy of an incident of tenant %s not stored",
-                          applied.entry.tenant_id)
-        return applied
+        return kept_copy(applied, document, "an incident", lambda: self.store_own(
+            applied.entry.tenant_id, document, actor))
 
     @staticmethod
     def refusal(tenant: Tenant) -> str:

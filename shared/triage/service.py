@@ -249,24 +249,13 @@ class TriageService:
     def _stored_graph(self, applied: Applied, document: dict[str, Any], actor: Actor
                       ) -> Applied:
         """The hub's copy of the Graph alert as answered, in Graph's schema."""
-        if not document:
-            return applied
-        try:
-            self.store_own(applied.entry.tenant_id, document, actor,
-                           schema=graph_change.GRAPH)
-        except Exception:  # the next fetch stores this version anyway
-            log.exception("Triage: the hub's copy of a Graph alert of tenant %s not "
-                          "stored", applied.entry.tenant_id)
-        return applied
+        return kept_copy(applied, document, "a Graph alert", lambda: self.store_own(
+            applied.entry.tenant_id, document, actor, schema=graph_change.GRAPH))
 
     def _stored(self, applied: Applied, document: dict[str, Any], actor: Actor) -> Applied:
         """The hub's copy of the version Defender answered (OWN), after the audit entry."""
-        try:
-            self.store_own(applied.entry.tenant_id, document, actor)
-        except Exception:  # the next fetch stores this version anyway
-            log.exception("Triage: the hub's copy of an alert of tenant %s not stored",
-                          applied.entry.tenant_id)
-        return applied
+        return kept_copy(applied, document, "an alert", lambda: self.store_own(
+            applied.entry.tenant_id, document, actor), always=True)
 
     @staticmethod
     def refusal(tenant: Tenant) -> str:
@@ -278,6 +267,21 @@ class TriageService:
             return tenant.access_reason or (
                 GRAPH_READ_ONLY if tenant.source == graph_change.GRAPH else READ_ONLY)
         return ""
+
+
+def kept_copy(applied: Applied, document: dict[str, Any], what: str,
+              store: Callable[[], Any], always: bool = False) -> Applied:
+    """`applied`, after the hub's copy of what the API answered (`store`), which comes
+    after the audit entry: a failure is logged, never raised, since the next fetch stores
+    this version anyway. An empty answer is not stored unless `always`."""
+    if not document and not always:
+        return applied
+    try:
+        store()
+    except Exception:
+        log.exception("Triage: the hub's copy of %s of tenant %s not stored", what,
+                      applied.entry.tenant_id)
+    return applied
 
 
 def refused_call(exc: TokenError | DefenderError, tenant_id: str, done: Done, api: str,
