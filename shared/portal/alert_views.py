@@ -97,9 +97,7 @@ class AlertViews:
         if not alert_id or portal.alert_rows.get_stored(tenant.tenant_id, alert_id) is None:
             return portal._not_found(principal, "alert stored for this tenant")
         try:
-            change = triage_forms.change_from_form(action, request.form, principal)
-            seen = triage_forms.seen_version(request.form)
-            action_id = triage_forms.action_id(principal, action, request.form)
+            change, seen, action_id = triage_forms.submitted(action, request.form, principal)
         except InvalidChange as exc:
             return self.page(request, principal, 400, Said(
                 400, "bad", f"Not sent ({exc.field}): {exc.message}"))

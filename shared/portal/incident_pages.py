@@ -151,11 +151,8 @@ class IncidentViews:
                 503, "bad", "Acting on incidents is not available in this deployment."))
         tenant, incident = found
         try:
-            change = triage_forms.change_from_form(action, request.form, principal,
-                                                   incident_change.STATUSES)
-            seen = triage_forms.seen_version(request.form)
-            action_id = triage_forms.action_id(principal, f"incident-{action}",
-                                               request.form)
+            change, seen, action_id = triage_forms.submitted(
+                action, request.form, principal, incident_change.STATUSES, "incident-")
         except InvalidChange as exc:
             return self._incident(request, principal, 400, Said(
                 400, "bad", f"Not sent ({exc.field}): {exc.message}"))

@@ -124,6 +124,15 @@ class Said:
     message: str
 
 
+def submitted(action: str, form: dict[str, str], principal: Principal,
+              statuses: tuple[str, ...] = STATUSES, kind: str = ""
+              ) -> tuple[Change, str, str]:
+    """(the change, the version the page showed, the action id) of a sent form, checked
+    (InvalidChange if not); `kind`: "incident-" keeps an incident's action ids apart."""
+    return (change_from_form(action, form, principal, statuses), seen_version(form),
+            action_id(principal, f"{kind}{action}", form))
+
+
 def said(outcome: str, detail: str, retry_after: str = "") -> Said:
     if outcome == "done":
         return Said(200, "ok", "Done: Defender has the change; below is the alert as "
