@@ -184,44 +184,22 @@ class Notifier:
             return self.handle_incident(event)
         if isinstance(event, ClusterEvent):
             return self.handle_cluster(event)
-        result = HandleResult()
-        pending: Exception | None = None
-        for rule in self.rules.for_tenant(event.tenant_id):
-            if not matches(rule, event):
-                continue
-            digest_channels = bool(rule.channels) and rule.delivery == "digest"
-            if rule.channels and not digest_channels:  # queued again on a retry: posted once
-                self._queue_posts(alert_posts(rule, event, self.portal,
-                                              self.settings.onboarding.mssp_name))
-            if isinstance(pending, Transient) and rule.delivery != "digest":
-                continue  # the mail server is down: the retry sends these (no timeout each)
-            recipients = recipients_for(rule, event)
-            if not recipients and not digest_channels:
-                continue
-            try:
-                claim = self.ledger.claim(rule.id, event.event_id, {"Tenant": event.tenant_id})
-            except Busy as exc:
-                pending = pending or exc
-                continue
-            if claim is None:
-                result.skipped += 1
-                continue
-            if self._held(rule, event.event_id, lambda: brief(event), recipients, claim):
-                result.digested += 1
-                continue
-            try:
-                outcome = self._deliver(
-                    lambda to, date, msgid, rule=rule: self.message(event, rule, to, date, msgid),
-                    recipients, rule.id, event.tenant_id, event.event_id, claim,
-                    [(event.tenant_id, event.alert_id)])
-            except Transient as exc:
-                pending = exc  # the other rules still get their email now
-                continue
-            setattr(result, outcome.state, getattr(result, outcome.state) + 1)
-            result.refused_recipients += len(outcome.refused) if outcome.state == "sent" else 0
-        if pending is not None:
-            raise pending
-        return result
+        mssp_name = self.settings.onboarding.mssp_name
+
+        def rules() -> Iterator[tuple[Rule, list[str]]]:
+            for rule in self.rules.for_tenant(event.tenant_id):
+                if not matches(rule, event):
+                    continue
+                digest_channels = bool(rule.channels) and rule.delivery == "digest"
+                if rule.channels and not digest_channels:  # queued again on a retry: posted once
+                    self._queue_posts(alert_posts(rule, event, self.portal, mssp_name))
+                recipients = recipients_for(rule, event)
+                if recipients or digest_channels:
+                    yield rule, recipients
+        return self._email_rules(
+            event.event_id, event.tenant_id, rules(),
+            lambda rule, to, date, msgid: self.message(event, rule, to, date, msgid),
+            brief=lambda: brief(event), alerts=[(event.tenant_id, event.alert_id)])
 
     def handle_all(self, events: Iterable[AlertEvent | IncidentEvent | ClusterEvent]
                    ) -> list[HandleResult]:
@@ -282,11 +260,13 @@ class Notifier:
     def _email_rules(self, event_id: str, partition: str,
                      rules: Iterable[tuple[Rule, list[str]]],
                      render: Callable[[Rule, list[str], datetime, str], EmailMessage],
-                     brief: Callable[[], dict[str, Any]] | None = None) -> HandleResult:
+                     brief: Callable[[], dict[str, Any]] | None = None,
+                     alerts: Alerts = ()) -> HandleResult:
         """One email per (rule, recipients), claimed in the ledger under the event id (a
-        retry sends none twice) and kept in the outbox's `partition`; with `brief`, a
-        digest rule or one over its hourly cap holds the event for its digest instead.
-        Raises the first Transient or Busy after all the rules (the queue retries)."""
+        retry sends none twice) and kept in the outbox's `partition` (`alerts`: the alerts
+        it is about); with `brief`, a digest rule or one over its hourly cap holds the
+        event for its digest instead. Raises the first Transient or Busy after all the
+        rules (the queue retries); the other rules still get their email now."""
         result = HandleResult()
         pending: Exception | None = None
         for rule, recipients in rules:
@@ -310,11 +290,12 @@ class Notifier:
                 return render(rule, to, date, msgid)
             try:
                 outcome = self._deliver(build, recipients, rule.id, partition, event_id,
-                                        claim)
+                                        claim, alerts)
             except Transient as exc:
                 pending = exc
                 continue
             setattr(result, outcome.state, getattr(result, outcome.state) + 1)
+            result.refused_recipients += len(outcome.refused) if outcome.state == "sent" else 0
         if pending is not None:
             raise pending
         return result
