@@ -186,18 +186,12 @@ class Notifier:
             return self.handle_cluster(event)
         mssp_name = self.settings.onboarding.mssp_name
 
-        def rules() -> Iterator[tuple[Rule, list[str]]]:
-            for rule in self.rules.for_tenant(event.tenant_id):
-                if not matches(rule, event):
-                    continue
-                digest_channels = bool(rule.channels) and rule.delivery == "digest"
-                if rule.channels and not digest_channels:  # queued again on a retry: posted once
-                    self._queue_posts(alert_posts(rule, event, self.portal, mssp_name))
-                recipients = recipients_for(rule, event)
-                if recipients or digest_channels:
-                    yield rule, recipients
+        rules = self._tenant_rules(
+            event.tenant_id, lambda rule: matches(rule, event),
+            lambda rule: alert_posts(rule, event, self.portal, mssp_name),
+            lambda rule: recipients_for(rule, event))
         return self._email_rules(
-            event.event_id, event.tenant_id, rules(),
+            event.event_id, event.tenant_id, rules,
             lambda rule, to, date, msgid: self.message(event, rule, to, date, msgid),
             brief=lambda: brief(event), alerts=[(event.tenant_id, event.alert_id)])
 
@@ -224,22 +218,16 @@ class Notifier:
         its digest instead."""
         mssp_name = self.settings.onboarding.mssp_name
 
-        def rules() -> Iterator[tuple[Rule, list[str]]]:
-            for rule in self.rules.for_tenant(event.tenant_id):
-                if not incident_matches(rule, event):
-                    continue
-                digest_channels = bool(rule.channels) and rule.delivery == "digest"
-                if rule.channels and not digest_channels:  # queued again on a retry: posted once
-                    self._queue_posts(incident_posts(rule, event, self.portal, mssp_name))
-                recipients = [r["address"] for r in rule.recipients]
-                if recipients or digest_channels:
-                    yield rule, recipients
+        rules = self._tenant_rules(
+            event.tenant_id, lambda rule: incident_matches(rule, event),
+            lambda rule: incident_posts(rule, event, self.portal, mssp_name),
+            lambda rule: [r["address"] for r in rule.recipients])
 
         def render(rule: Rule, to: list[str], date: datetime, msgid: str) -> EmailMessage:
             mail = self.settings.mail
             return render_incident(event, rule, to, mail.sender, mail.reply_to, mssp_name,
                                    date, msgid, portal=self.portal)
-        return self._email_rules(event.event_id, event.tenant_id, rules(), render,
+        return self._email_rules(event.event_id, event.tenant_id, rules, render,
                                  brief=lambda: incident_brief(event))
 
     def handle_cluster(self, event: ClusterEvent) -> HandleResult:
@@ -256,6 +244,24 @@ class Notifier:
                                   self.settings.onboarding.mssp_name, date, msgid,
                                   portal=self.portal)
         return self._email_rules(event.event_id, GLOBAL, rules, render)
+
+    def _tenant_rules(self, tenant_id: str, wanted: Callable[[Rule], bool],
+                      posts: Callable[[Rule], list[ChannelPost]],
+                      recipients_of: Callable[[Rule], list[str]]
+                      ) -> Iterator[tuple[Rule, list[str]]]:
+        """The tenant's rules that want the event, with their recipients, as they are
+        reached: each one's channel posts queued first (queued again on a retry: the
+        channel worker posts each once); a rule posting to channels in a digest comes even
+        without recipients."""
+        for rule in self.rules.for_tenant(tenant_id):
+            if not wanted(rule):
+                continue
+            digest_channels = bool(rule.channels) and rule.delivery == "digest"
+            if rule.channels and not digest_channels:
+                self._queue_posts(posts(rule))
+            recipients = recipients_of(rule)
+            if recipients or digest_channels:
+                yield rule, recipients
 
     def _email_rules(self, event_id: str, partition: str,
                      rules: Iterable[tuple[Rule, list[str]]],
