@@ -4,6 +4,8 @@ audit trail. The logic is shared/triage/; errors are JSON naming the field."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import azure.functions as func
 
@@ -11,7 +13,8 @@ from functions.http import invalid, json_response, refused
 from shared import services, validation
 from shared.logsafe import clean
 from shared.triage import api
-from shared.triage.service import UnknownTenant
+from shared.triage.incident_service import IncidentTriage
+from shared.triage.service import Applied, TriageService, UnknownTenant
 from shared.validation import ValidationError
 
 bp = func.Blueprint()
@@ -21,49 +24,41 @@ log = logging.getLogger("mssp_hub.triage")
 @bp.function_name("triage_alert_update")
 @bp.route(route="tenants/{tenant_id}/alerts/{alert_id}", methods=["PATCH"])
 def triage_alert_update(req: func.HttpRequest) -> func.HttpResponse:
-    service = services.triage()
-    actor = api.api_actor(service.settings.api_keys, req.headers.get("X-Api-Key"))
-    if actor is None:
-        return json_response(api.UNAUTHORIZED, 401)
-    try:
-        tenant_id, alert_id = api.target(req.route_params.get("tenant_id", ""),
-                                         req.route_params.get("alert_id", ""))
-        change, seen, action_id = api.request_of(validation.decode_json(req.get_body()),
-                                                 req.headers, actor)
-    except ValidationError as exc:
-        return invalid(exc)
-    try:
-        applied = service.apply(actor, tenant_id, alert_id, change, seen_version=seen,
-                                action_id=action_id)
-    except UnknownTenant:
-        return refused(404, "no such tenant", "tenant_id", "not registered")
-    log.info("triage by key %s on tenant %s: %s", clean(actor.name), tenant_id,
-             applied.outcome)
-    status, reply, headers = api.answer(applied)
-    return json_response(reply, status, headers)
+    return _patch(req, "alert_id", api.target, api.AlertChange, services.triage,
+                  api.answer, "triage")
 
 
 @bp.function_name("triage_incident_update")
 @bp.route(route="tenants/{tenant_id}/incidents/{incident_id}", methods=["PATCH"])
 def triage_incident_update(req: func.HttpRequest) -> func.HttpResponse:
+    return _patch(req, "incident_id", api.incident_target, api.IncidentChange,
+                  services.incident_triage, api.incident_answer, "incident triage")
+
+
+def _patch(req: func.HttpRequest, item: str, target: Callable[[str, str], tuple[str, str]],
+           model: type[api.AlertChange] | type[api.IncidentChange],
+           service: Callable[[], TriageService | IncidentTriage],
+           answer: Callable[[Applied], tuple[int, Any, dict[str, str]]],
+           what: str) -> func.HttpResponse:
+    """A keyed PATCH of one alert or incident (`item`: the route's id parameter)."""
     actor = api.api_actor(services.get_settings().api_keys, req.headers.get("X-Api-Key"))
     if actor is None:
         return json_response(api.UNAUTHORIZED, 401)
     try:
-        tenant_id, incident_id = api.incident_target(
-            req.route_params.get("tenant_id", ""), req.route_params.get("incident_id", ""))
+        tenant_id, item_id = target(req.route_params.get("tenant_id", ""),
+                                    req.route_params.get(item, ""))
         change, seen, action_id = api.request_of(validation.decode_json(req.get_body()),
-                                                 req.headers, actor, api.IncidentChange)
+                                                 req.headers, actor, model)
     except ValidationError as exc:
         return invalid(exc)
     try:
-        applied = services.incident_triage().apply(actor, tenant_id, incident_id, change,
-                                                   seen_version=seen, action_id=action_id)
+        applied = service().apply(actor, tenant_id, item_id, change, seen_version=seen,
+                                  action_id=action_id)
     except UnknownTenant:
         return refused(404, "no such tenant", "tenant_id", "not registered")
-    log.info("incident triage by key %s on tenant %s: %s", clean(actor.name), tenant_id,
+    log.info("%s by key %s on tenant %s: %s", what, clean(actor.name), tenant_id,
              applied.outcome)
-    status, reply, headers = api.incident_answer(applied)
+    status, reply, headers = answer(applied)
     return json_response(reply, status, headers)
 
 

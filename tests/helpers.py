@@ -18,3 +18,15 @@ def app_env(**overrides: str) -> dict[str, str]:
 
 def settings(**overrides: str) -> Settings:
     return Settings.from_env(app_env(**overrides))
+
+
+def clear_service_caches() -> None:
+    """Every service the wiring caches (a new one is cleared without being listed here):
+    the next call reads the settings of the test's environment."""
+    from shared import services  # the wiring, imported by the tests that rewire it only
+
+    services.get_settings.cache_clear()
+    for value in vars(services).values():
+        if getattr(value, "__module__", "") == services.__name__ and hasattr(value,
+                                                                            "cache_clear"):
+            value.cache_clear()

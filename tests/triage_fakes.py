@@ -1,7 +1,8 @@
 """Fakes at the edge for bulk triage tests and its benchmark: Defender's write endpoints
 (with its per-tenant limits on the batch and PATCH calls, as the simulator counts them),
 a queue that keeps what was sent, a virtual clock, and an audit trail that records an
-action id once. The simulator's own batchUpdate replaces FakeDefender in the
+action id once; and one tenant's Graph alerts or incidents with the tokens asked for
+(the Graph triage tests). The simulator's own batchUpdate replaces FakeDefender in the
 integration test once it has one."""
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from devtools.simulator.ratelimit import Limits, SlidingLimiter
+from shared import timefmt
 from shared.messages import BulkTriageRequest
-from shared.microsoft.defender import DefenderError, Throttled
+from shared.microsoft.defender import DefenderError, NotFound, Throttled
 from shared.triage.model import AuditEntry
 
 
@@ -144,3 +146,57 @@ def drain(queue: Queue, run: Any, clock: Clock, max_rounds: int = 10_000) -> int
         run(message)
         rounds += 1
     raise AssertionError("the queue did not drain")
+
+
+class FakeGraphItems:
+    """One tenant's Graph alerts or incidents (`items`), every call recorded; each write
+    moves the item's lastUpdateDateTime; `refuse` raises on the next calls (None: that
+    call passes). The alert and incident fakes name their calls as Graph's client does."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+        self.refuse: list[Exception | None] = []
+        self.calls: list[tuple[str, str, Any]] = []
+        self.tick = 0
+
+    def _take(self, kind: str, item_id: str, body: Any) -> None:
+        self.calls.append((kind, item_id, body))
+        if self.refuse:
+            failure = self.refuse.pop(0)
+            if failure is not None:
+                raise failure
+        if item_id not in self.items:
+            raise NotFound("not found", 404, "NotFound", transient=False)
+
+    def _moved(self, item_id: str, **changes: Any) -> dict[str, Any]:
+        self.tick += 1
+        item = {**self.items[item_id], **changes,
+                "lastUpdateDateTime": f"2026-12-03T09:00:{self.tick:02d}.0000001Z"}
+        self.items[item_id] = item
+        return item
+
+    def _read(self, item_id: str) -> dict[str, Any]:
+        self._take("GET", item_id, None)
+        return dict(self.items[item_id])
+
+    def _comment(self, item_id: str, comment: str) -> list[dict[str, Any]]:
+        self._take("POST", item_id, comment)
+        item = self._moved(item_id, comments=[
+            *self.items[item_id]["comments"],
+            {"comment": comment, "createdByDisplayName": "MSSP Hub triage",
+             "createdDateTime": timefmt.from_datetime(datetime.now(UTC))}])
+        return list(item["comments"])
+
+
+class GraphTokens:
+    """Tokens for any tenant; the scopes asked for, in order."""
+
+    def __init__(self) -> None:
+        self.scopes: list[str | None] = []
+
+    def token(self, tenant_id: str, scope: str | None = None) -> str:
+        self.scopes.append(scope)
+        return f"token-{tenant_id}"
+
+    def forget(self, tenant_id: str) -> None:
+        pass

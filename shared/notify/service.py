@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -185,44 +185,16 @@ class Notifier:
             return self.handle_incident(event)
         if isinstance(event, ClusterEvent):
             return self.handle_cluster(event)
-        result = HandleResult()
-        pending: Exception | None = None
-        for rule in self.rules.for_tenant(event.tenant_id):
-            if not matches(rule, event):
-                continue
-            digest_channels = bool(rule.channels) and rule.delivery == "digest"
-            if rule.channels and not digest_channels:  # queued again on a retry: posted once
-                self._queue_posts(alert_posts(rule, event, self.portal,
-                                              self.settings.onboarding.mssp_name))
-            if isinstance(pending, Transient) and rule.delivery != "digest":
-                continue  # the mail server is down: the retry sends these (no timeout each)
-            recipients = recipients_for(rule, event)
-            if not recipients and not digest_channels:
-                continue
-            try:
-                claim = self.ledger.claim(rule.id, event.event_id, {"Tenant": event.tenant_id})
-            except Busy as exc:
-                pending = pending or exc
-                continue
-            if claim is None:
-                result.skipped += 1
-                continue
-            if self._held(rule, event.event_id, lambda: brief(event), recipients, claim):
-                result.digested += 1
-                continue
-            try:
-                outcome = self._deliver(
-                    lambda to, date, msgid, rule=rule: self.message(event, rule, to, date, msgid),
-                    recipients, rule.id, event.tenant_id, event.event_id, claim,
-                    [(event.tenant_id, event.alert_id)])
-            except Transient as exc:
-                pending = exc  # the other rules still get their email now
-                continue
-            setattr(result, outcome.state, getattr(result, outcome.state) + 1)
-            result.refused_recipients += len(outcome.refused) if outcome.state == "sent" else 0
-        if pending is not None:
-            raise pending
-        return result
+        mssp_name = self.settings.onboarding.mssp_name
+
+        rules = self._tenant_rules(
+            event.tenant_id, lambda rule: matches(rule, event),
+            lambda rule: alert_posts(rule, event, self.portal, mssp_name),
+            lambda rule: recipients_for(rule, event))
+        return self._email_rules(
+            event.event_id, event.tenant_id, rules,
+            lambda rule, to, date, msgid: self.message(event, rule, to, date, msgid),
+            brief=lambda: brief(event), alerts=[(event.tenant_id, event.alert_id)])
 
     def handle_all(self, events: Iterable[AlertEvent | IncidentEvent | ClusterEvent]
                    ) -> list[HandleResult]:
@@ -245,91 +217,103 @@ class Notifier:
         post per channel (notify/channels/incident_posts.py) and one email, claimed in the
         ledger under the event id; a digest rule, or one over its hourly cap, holds it for
         its digest instead."""
-        result = HandleResult()
-        pending: Exception | None = None
         mssp_name = self.settings.onboarding.mssp_name
-        for rule in self.rules.for_tenant(event.tenant_id):
-            if not incident_matches(rule, event):
-                continue
-            digest_channels = bool(rule.channels) and rule.delivery == "digest"
-            if rule.channels and not digest_channels:  # queued again on a retry: posted once
-                self._queue_posts(incident_posts(rule, event, self.portal, mssp_name))
-            if isinstance(pending, Transient) and rule.delivery != "digest":
-                continue  # the mail server is down: the retry sends these
-            recipients = [r["address"] for r in rule.recipients]
-            if not recipients and not digest_channels:
-                continue
-            try:
-                claim = self.ledger.claim(rule.id, event.event_id, {"Tenant": event.tenant_id})
-            except Busy as exc:
-                pending = pending or exc
-                continue
-            if claim is None:
-                result.skipped += 1
-                continue
-            if self._held(rule, event.event_id, lambda: incident_brief(event), recipients,
-                          claim):
-                result.digested += 1
-                continue
 
-            def build(to: list[str], date: datetime, msgid: str, rule: Rule = rule
-                      ) -> EmailMessage:
-                mail = self.settings.mail
-                return render_incident(event, rule, to, mail.sender, mail.reply_to,
-                                       mssp_name, date, msgid, portal=self.portal)
-            try:
-                outcome = self._deliver(build, recipients, rule.id, event.tenant_id,
-                                        event.event_id, claim)
-            except Transient as exc:
-                pending = exc
-                continue
-            setattr(result, outcome.state, getattr(result, outcome.state) + 1)
-        if pending is not None:
-            raise pending
-        return result
+        rules = self._tenant_rules(
+            event.tenant_id, lambda rule: incident_matches(rule, event),
+            lambda rule: incident_posts(rule, event, self.portal, mssp_name),
+            lambda rule: [r["address"] for r in rule.recipients])
+
+        def render(rule: Rule, to: list[str], date: datetime, msgid: str) -> EmailMessage:
+            mail = self.settings.mail
+            return render_incident(event, rule, to, mail.sender, mail.reply_to, mssp_name,
+                                   date, msgid, portal=self.portal)
+        return self._email_rules(event.event_id, event.tenant_id, rules, render,
+                                 brief=lambda: incident_brief(event))
 
     def handle_cluster(self, event: ClusterEvent) -> HandleResult:
         """A cluster version: one email per matching MSSP-wide rule (notify/clusters.py),
         claimed in the ledger under the event id like an incident's and kept in the MSSP's
         own outbox partition (GLOBAL), never a tenant's; and one post per channel of the
         rule (notify/channels/cluster_posts.py), at once whatever its delivery: no digest."""
+        def rules() -> Iterator[tuple[Rule, list[str]]]:
+            for rule in self.rules.mssp_wide():
+                if not cluster_matches(rule, event):
+                    continue
+                if rule.channels:  # queued again on a retry: posted once
+                    self._queue_posts(cluster_posts(rule, event, self.portal,
+                                                    self.settings.onboarding.mssp_name))
+                if rule.recipients:
+                    yield rule, [r["address"] for r in rule.recipients]
+
+        def render(rule: Rule, to: list[str], date: datetime, msgid: str) -> EmailMessage:
+            mail = self.settings.mail
+            return render_cluster(event, rule, to, mail.sender, mail.reply_to,
+                                  self.settings.onboarding.mssp_name, date, msgid,
+                                  portal=self.portal)
+        return self._email_rules(event.event_id, GLOBAL, rules(), render)
+
+    def _tenant_rules(self, tenant_id: str, wanted: Callable[[Rule], bool],
+                      posts: Callable[[Rule], list[ChannelPost]],
+                      recipients_of: Callable[[Rule], list[str]]
+                      ) -> Iterator[tuple[Rule, list[str]]]:
+        """The tenant's rules that want the event, with their recipients, as they are
+        reached: each one's channel posts queued first (queued again on a retry: the
+        channel worker posts each once); a rule posting to channels in a digest comes even
+        without recipients."""
+        for rule in self.rules.for_tenant(tenant_id):
+            if not wanted(rule):
+                continue
+            digest_channels = bool(rule.channels) and rule.delivery == "digest"
+            if rule.channels and not digest_channels:
+                self._queue_posts(posts(rule))
+            recipients = recipients_of(rule)
+            if recipients or digest_channels:
+                yield rule, recipients
+
+    def _email_rules(self, event_id: str, partition: str,
+                     rules: Iterable[tuple[Rule, list[str]]],
+                     render: Callable[[Rule, list[str], datetime, str], EmailMessage],
+                     brief: Callable[[], dict[str, Any]] | None = None,
+                     alerts: Alerts = ()) -> HandleResult:
+        """One email per (rule, recipients), claimed in the ledger under the event id (a
+        retry sends none twice) and kept in the outbox's `partition` (`alerts`: the alerts
+        it is about); with `brief`, a digest rule or one over its hourly cap holds the
+        event for its digest instead. Raises the first Transient or Busy after all the
+        rules (the queue retries); the other rules still get their email now."""
         result = HandleResult()
         pending: Exception | None = None
-        for rule in self.rules.mssp_wide():
-            if not cluster_matches(rule, event):
-                continue
-            if rule.channels:  # queued again on a retry: posted once
-                self._queue_posts(cluster_posts(rule, event, self.portal,
-                                                self.settings.onboarding.mssp_name))
-            if not rule.recipients:
-                continue
-            if isinstance(pending, Transient):
+        for rule, recipients in rules:
+            if isinstance(pending, Transient) and (brief is None
+                                                   or rule.delivery != "digest"):
                 continue  # the mail server is down: the retry sends these
             try:
-                claim = self.ledger.claim(rule.id, event.event_id, {"Tenant": GLOBAL})
+                claim = self.ledger.claim(rule.id, event_id, {"Tenant": partition})
             except Busy as exc:
                 pending = pending or exc
                 continue
             if claim is None:
                 result.skipped += 1
                 continue
+            if brief is not None and self._held(rule, event_id, brief, recipients, claim):
+                result.digested += 1
+                continue
 
             def build(to: list[str], date: datetime, msgid: str, rule: Rule = rule
                       ) -> EmailMessage:
-                mail = self.settings.mail
-                return render_cluster(event, rule, to, mail.sender, mail.reply_to,
-                                      self.settings.onboarding.mssp_name, date, msgid,
-                                      portal=self.portal)
+                return render(rule, to, date, msgid)
             try:
-                outcome = self._deliver(build, [r["address"] for r in rule.recipients],
-                                        rule.id, GLOBAL, event.event_id, claim)
+                outcome = self._deliver(build, recipients, rule.id, partition, event_id,
+                                        claim, alerts)
             except Transient as exc:
                 pending = exc
                 continue
             setattr(result, outcome.state, getattr(result, outcome.state) + 1)
+            result.refused_recipients += len(outcome.refused) if outcome.state == "sent" else 0
         if pending is not None:
             raise pending
         return result
+
     def _held(self, rule: Rule, event_id: str, brief_of: Callable[[], dict[str, Any]],
               recipients: list[str], claim: Claim) -> bool:
         """Held for the rule's next digest (a digest rule, or one over its hourly cap),

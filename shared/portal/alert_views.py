@@ -46,18 +46,8 @@ class AlertViews:
         retention = portal.settings.siem.retention_days
         versions = self.feed.of_alert(tid, alert_id, alert_page.version_days(
             view.fields(), retention), alert_page.MAX_VERSIONS) if self.feed else []
-        may_act = principal.may_act(portal.cfg)
-        writable = getattr(tenant, "access", "read") == "triage"
-        if not may_act:
-            blocked = auth.READ_ONLY_ANALYST
-        elif not writable:
-            blocked = ("This tenant granted read-only access"
-                       + (f" ({tenant.access_reason})" if getattr(tenant, "access_reason", "")
-                          else "") + ": ask its administrator to consent to triage access.")
-        elif self.triage is None:
-            blocked = "Acting on alerts is not available in this deployment."
-        else:
-            blocked = ""
+        blocked, read_only_tenant = triage_forms.blocked(
+            principal, portal.cfg, tenant, self.triage is not None, "alerts")
         incident_id = alert_page.shown(view)["incidentId"]
         return portal._page(
             "portal/alert.html", status, principal=principal, tenant=tenant,
@@ -75,7 +65,7 @@ class AlertViews:
             audit_on=self.audit is not None,
             defender=alert_page.defender_link(tid, alert_id), simulated=self.simulated,
             path=alert_page.page_path(self.base, tid, alert_id),
-            blocked=blocked, read_only_tenant=may_act and not writable,
+            blocked=blocked, read_only_tenant=read_only_tenant,
             nonce=triage_forms.nonce(), verdicts=triage_forms.verdict_groups(),
             statuses=triage_forms.STATUS_CHOICES, said=said,
             retention=retention, max_versions=alert_page.MAX_VERSIONS,
@@ -107,9 +97,7 @@ class AlertViews:
         if not alert_id or portal.alert_rows.get_stored(tenant.tenant_id, alert_id) is None:
             return portal._not_found(principal, "alert stored for this tenant")
         try:
-            change = triage_forms.change_from_form(action, request.form, principal)
-            seen = triage_forms.seen_version(request.form)
-            action_id = triage_forms.action_id(principal, action, request.form)
+            change, seen, action_id = triage_forms.submitted(action, request.form, principal)
         except InvalidChange as exc:
             return self.page(request, principal, 400, Said(
                 400, "bad", f"Not sent ({exc.field}): {exc.message}"))

@@ -121,18 +121,8 @@ class IncidentViews:
                               f"{quote(a, safe='')}"} for a in incident.alert_ids]
         web_url = incident.web_url if incident.web_url.startswith(
             "https://security.microsoft.com/") else ""
-        may_act = principal.may_act(self.portal.cfg)
-        writable = getattr(tenant, "access", "read") == "triage"
-        if not may_act:
-            blocked = auth.READ_ONLY_ANALYST
-        elif not writable:
-            blocked = ("This tenant granted read-only access"
-                       + (f" ({tenant.access_reason})" if getattr(tenant, "access_reason", "")
-                          else "") + ": ask its administrator to consent to triage access.")
-        elif self.triage is None:
-            blocked = "Acting on incidents is not available in this deployment."
-        else:
-            blocked = ""
+        blocked, read_only_tenant = triage_forms.blocked(
+            principal, self.portal.cfg, tenant, self.triage is not None, "incidents")
         fields = {"status": "", "classification": "", "determination": ""} | \
             incident_change.stored_fields(
             incident.status, incident.assignee, incident.classification,
@@ -141,7 +131,7 @@ class IncidentViews:
             "portal/incident.html", status, principal=principal, tenant=tenant,
             incident=incident, alerts=alerts, web_url=web_url, fields=fields,
             path=self.link(tenant_id, incident.incident_id), blocked=blocked,
-            read_only_tenant=may_act and not writable, nonce=triage_forms.nonce(),
+            read_only_tenant=read_only_tenant, nonce=triage_forms.nonce(),
             verdicts=triage_forms.verdict_groups(), statuses=incident_change.STATUSES,
             said=said, audit_on=self.audit is not None,
             audit=list(self.audit.for_incident(tenant_id, incident.incident_id))
@@ -161,11 +151,8 @@ class IncidentViews:
                 503, "bad", "Acting on incidents is not available in this deployment."))
         tenant, incident = found
         try:
-            change = triage_forms.change_from_form(action, request.form, principal,
-                                                   incident_change.STATUSES)
-            seen = triage_forms.seen_version(request.form)
-            action_id = triage_forms.action_id(principal, f"incident-{action}",
-                                               request.form)
+            change, seen, action_id = triage_forms.submitted(
+                action, request.form, principal, incident_change.STATUSES, "incident-")
         except InvalidChange as exc:
             return self._incident(request, principal, 400, Said(
                 400, "bad", f"Not sent ({exc.field}): {exc.message}"))

@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from shared.portal.auth import Principal
+from shared.portal.auth import READ_ONLY_ANALYST, Principal
 from shared.triage.model import DETERMINATIONS, STATUSES, Actor, Change, InvalidChange
 
 ACTIONS = ("assign", "status", "classify", "comment")
@@ -37,6 +37,26 @@ class Applied(Protocol):
 class Triage(Protocol):
     def apply(self, actor: Actor, tenant_id: str, alert_id: str, change: Change, *,
               seen_version: str, action_id: str) -> Applied: ...
+
+
+def blocked(principal: Principal, cfg: Any, tenant: Any, available: bool, items: str
+            ) -> tuple[str, bool]:
+    """Why an alert's or incident's forms are disabled ("" when they are not), and whether
+    the tenant's read-only access is why (the page then links its re-consent);
+    `available`: the deployment has a triage service for `items` ("alerts", "incidents")."""
+    may_act = principal.may_act(cfg)
+    writable = getattr(tenant, "access", "read") == "triage"
+    if not may_act:
+        why = READ_ONLY_ANALYST
+    elif not writable:
+        why = ("This tenant granted read-only access"
+               + (f" ({tenant.access_reason})" if getattr(tenant, "access_reason", "")
+                  else "") + ": ask its administrator to consent to triage access.")
+    elif not available:
+        why = f"Acting on {items} is not available in this deployment."
+    else:
+        why = ""
+    return why, may_act and not writable
 
 
 def nonce() -> str:
@@ -102,6 +122,15 @@ class Said:
     status: int
     kind: str  # the box's style: ok, warn or bad
     message: str
+
+
+def submitted(action: str, form: dict[str, str], principal: Principal,
+              statuses: tuple[str, ...] = STATUSES, kind: str = ""
+              ) -> tuple[Change, str, str]:
+    """(the change, the version the page showed, the action id) of a sent form, checked
+    (InvalidChange if not); `kind`: "incident-" keeps an incident's action ids apart."""
+    return (change_from_form(action, form, principal, statuses), seen_version(form),
+            action_id(principal, f"{kind}{action}", form))
 
 
 def said(outcome: str, detail: str, retry_after: str = "") -> Said:

@@ -102,6 +102,20 @@ def format_cef(event: Mapping[str, Any], seen: Seen | None = None) -> str:
     return "CEF:0|" + "|".join(escape_header(h) for h in header) + "|" + ext
 
 
+def cef_line(header: list[Any], pairs: list[tuple[str, Any]],
+             custom: list[tuple[str, str, Any]]) -> str:
+    """One CEF line of an incident or cluster event: the header, then the extension's
+    pairs with a value (and a key), then each custom (key, label, value) with a value,
+    its label beside it; every value escaped and clipped as for alerts."""
+    pairs = list(pairs)
+    for key, label, value in custom:  # a label only with its value
+        if value not in (None, ""):
+            pairs += [(key, value), (f"{key}Label", label)]
+    ext = " ".join(f"{k}={escape_extension(str(v)[:_MAX_VALUE])}"
+                   for k, v in pairs if k and v not in (None, ""))
+    return "CEF:0|" + "|".join(escape_header(h) for h in header) + "|" + ext
+
+
 # parsing: for tests, the local receiver and anyone checking a line ------------------------
 
 _EXT_KEY = re.compile(r"(?:^| )([A-Za-z0-9_]+)=")

@@ -12,14 +12,14 @@ from typing import Any
 
 from shared.messages import highest_severity
 from shared.siem.cef import SEVERITY as CEF_SEVERITY
-from shared.siem.cef import escape_extension, escape_header, millis
+from shared.siem.cef import cef_line, millis
 from shared.siem.ecs import SEVERITY as ECS_SEVERITY
+from shared.siem.ecs import drop_empty
 
 CLUSTER = "cluster"
 VENDOR, PRODUCT, PRODUCT_VERSION = "mssp-hub", "Cross-tenant correlation", "1.0"
 KIND_NAMES = {"sha256": "SHA256", "sha1": "SHA1", "ip": "IP address", "domain": "domain",
               "url": "URL", "file_name": "file name"}
-_MAX_VALUE = 4_000
 
 
 def is_cluster(event: Mapping[str, Any]) -> bool:
@@ -63,12 +63,7 @@ def cluster_cef(event: Mapping[str, Any]) -> str:
               ("cs6", "DedupeKey", event.get("event_id")),
               ("cn1", "AlertCount", event.get("alert_count")),
               ("cn2", "ClusterVersion", event.get("version"))]
-    for key, label, found in custom:  # a label only with its value
-        if found not in (None, ""):
-            pairs += [(key, found), (f"{key}Label", label)]
-    ext = " ".join(f"{k}={escape_extension(str(v)[:_MAX_VALUE])}"
-                   for k, v in pairs if k and v not in (None, ""))
-    return "CEF:0|" + "|".join(escape_header(h) for h in header) + "|" + ext
+    return cef_line(header, pairs, custom)
 
 
 def _indicator(kind: str, value: Any) -> dict[str, Any]:
@@ -115,14 +110,7 @@ def cluster_ecs(event: Mapping[str, Any]) -> dict[str, Any]:
             "alert_count": event.get("alert_count"),
             "severities": dict(event.get("severities") or {})}},
     }
-    return _drop_empty(doc)
-
-
-def _drop_empty(value: Any) -> Any:
-    if isinstance(value, dict):
-        kept = {k: _drop_empty(v) for k, v in value.items()}
-        return {k: v for k, v in kept.items() if v not in (None, "", [], {})}
-    return value
+    return drop_empty(doc)
 
 
 FIELDS = ("indicator_kind", "indicator", "key", "version", "change", "tenants", "joined",

@@ -19,11 +19,13 @@ def _iso(value: Any) -> str | None:
         return None
 
 
-def _drop_empty(doc: dict[str, Any]) -> dict[str, Any]:
+def drop_empty(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document without its empty values (None, "", [], {}), at every depth: ECS
+    leaves a field out rather than empty (alert, incident and cluster documents alike)."""
     out = {}
     for key, value in doc.items():
         if isinstance(value, dict):
-            value = _drop_empty(value)
+            value = drop_empty(value)
         if value not in (None, "", [], {}):
             out[key] = value
     return out
@@ -40,7 +42,7 @@ def to_ecs(event: Mapping[str, Any], seen: Seen | None = None) -> dict[str, Any]
     files = [e for e in evidence if e.get("fileName")]
     techniques = list(alert.get("mitreTechniques") or [])
     by = event.get("by") if isinstance(event.get("by"), dict) else {}
-    return _drop_empty({
+    return drop_empty({
         "@timestamp": _iso(alert.get("lastUpdateTime") or event.get("version")),
         "message": alert.get("title"),
         "event": {

@@ -10,15 +10,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.alerts.view import Seen
-from shared.siem.cef import VENDOR, escape_extension, escape_header, format_cef, millis
+from shared.siem.cef import VENDOR, cef_line, format_cef, millis
 from shared.siem.cluster_formats import cluster_cef, cluster_ecs, is_cluster
-from shared.siem.ecs import to_ecs
+from shared.siem.ecs import drop_empty, to_ecs
 
 INCIDENT = "incident"
 PRODUCT = "Defender XDR"  # incidents correlate alerts of every Defender product
 SEVERITY_CEF = {"informational": 2, "low": 3, "medium": 5, "high": 8}
 SEVERITY_ECS = {"informational": 21, "low": 47, "medium": 73, "high": 99}
-_MAX_VALUE = 4_000
 
 
 def is_incident(event: Mapping[str, Any]) -> bool:
@@ -54,12 +53,7 @@ def incident_cef(event: Mapping[str, Any]) -> str:
               ("cs5", "Classification", inc.get("classification")),
               ("cs6", "DedupeKey", event.get("event_id")),
               ("cn1", "AlertCount", inc.get("alertCount"))]
-    for key, label, value in custom:  # a label only with its value
-        if value not in (None, ""):
-            pairs += [(key, value), (f"{key}Label", label)]
-    ext = " ".join(f"{k}={escape_extension(str(v)[:_MAX_VALUE])}"
-                   for k, v in pairs if v not in (None, ""))
-    return "CEF:0|" + "|".join(escape_header(h) for h in header) + "|" + ext
+    return cef_line(header, pairs, custom)
 
 
 def incident_ecs(event: Mapping[str, Any]) -> dict[str, Any]:
@@ -86,14 +80,7 @@ def incident_ecs(event: Mapping[str, Any]) -> dict[str, Any]:
             **inc, "id": event.get("incident_id"), "changed": event.get("changed") or {},
             "tenant_name": event.get("tenant_name")}},
     }
-    return _drop_empty(doc)
-
-
-def _drop_empty(value: Any) -> Any:
-    if isinstance(value, dict):
-        kept = {k: _drop_empty(v) for k, v in value.items()}
-        return {k: v for k, v in kept.items() if v not in (None, "", [], {})}
-    return value
+    return drop_empty(doc)
 
 
 def incident_document(event: Mapping[str, Any]) -> dict[str, Any]:

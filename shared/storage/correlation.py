@@ -40,15 +40,15 @@ from azure.core import MatchConditions
 from azure.core.exceptions import (
     HttpResponseError,
     ResourceExistsError,
-    ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+from azure.data.tables import TableTransactionError, UpdateMode
 
 from shared import codec
 from shared.correlation.model import Indicator, Sighting, Suppression, TenantReach
 from shared.storage import batch
 from shared.storage.errors import AlreadyExists, StateChanged
 from shared.storage.keys import encode_key
+from shared.storage.paired_tables import PairedTables
 
 HEAD, REACH, EVENT, SIGHTING = "a", "b~", "e~", "s~"
 SUPPRESSED, REMOVED = "~suppressed", "~removed"
@@ -227,23 +227,10 @@ def entry_head(e: dict[str, Any]) -> Head:
                 severities=_json(str(e.get("Severities") or ""), {}))
 
 
-class CorrelationStore:
+class CorrelationStore(PairedTables):
     """The Correlation and CorrelationIndex tables."""
 
-    def __init__(self, table: TableClient, index: TableClient) -> None:
-        self.table, self.index = table, index
-
     # storage primitives (the memory fake overrides these) ---------------------------------
-    def _client(self, table: str) -> TableClient:
-        return self.index if table == "index" else self.table
-
-    def _get(self, table: str, pk: str, rk: str) -> tuple[dict[str, Any], str] | None:
-        try:
-            entity = self._client(table).get_entity(pk, rk)
-        except ResourceNotFoundError:
-            return None
-        return dict(entity), entity.metadata["etag"]
-
     def _range(self, table: str, pk: str, low: str, high: str, limit: int | None = None
                ) -> Iterator[tuple[dict[str, Any], str]]:
         """Rows of `pk` with low < RowKey < high, in key order, with their ETags."""
@@ -291,9 +278,6 @@ class CorrelationStore:
             self._client(table).create_entity(entity)
         except ResourceExistsError:
             raise AlreadyExists(f"{entity['PartitionKey']}: {entity['RowKey']}") from None
-
-    def _delete(self, table: str, pk: str, rk: str) -> None:
-        self._client(table).delete_entity(pk, rk)  # no error when it is gone
 
     # an indicator's partition -------------------------------------------------------------
     def state(self, indicator: Indicator) -> IndicatorState:

@@ -24,13 +24,13 @@ from azure.core import MatchConditions
 from azure.core.exceptions import (
     HttpResponseError,
     ResourceExistsError,
-    ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+from azure.data.tables import TableTransactionError, UpdateMode
 
 from shared import codec
 from shared.model import Cursor
 from shared.storage.errors import StateChanged
+from shared.storage.paired_tables import PairedTables
 
 CURSOR = "c"
 ROW, OUTBOX = "i~", "o~"
@@ -198,20 +198,10 @@ def _listed(entity: dict[str, Any]) -> Listed:
                   entity.get("Severity") or "", entity.get("Status") or "", key)
 
 
-class IncidentRepository:
+class IncidentRepository(PairedTables):
     """The Incidents and IncidentIndex tables."""
 
-    def __init__(self, table: TableClient, index: TableClient) -> None:
-        self.table, self.index = table, index
-
     # storage primitives (the memory fake overrides these) ---------------------------------
-    def _get(self, table: str, pk: str, rk: str) -> tuple[dict[str, Any], str] | None:
-        try:
-            entity = self._client(table).get_entity(pk, rk)
-        except ResourceNotFoundError:
-            return None
-        return dict(entity), entity.metadata["etag"]
-
     def _range(self, table: str, pk: str, low: str, high: str, where: dict[str, tuple[str, ...]]
                | None = None, limit: int | None = None) -> Iterator[dict[str, Any]]:
         """Rows of `pk` with low < RowKey < high, in key order, matching `where`."""
@@ -263,12 +253,6 @@ class IncidentRepository:
 
     def _put_index(self, entity: dict[str, Any]) -> None:
         self.index.upsert_entity(entity, mode=UpdateMode.REPLACE)
-
-    def _delete(self, table: str, pk: str, rk: str) -> None:
-        self._client(table).delete_entity(pk, rk)  # no error when it is gone
-
-    def _client(self, table: str) -> TableClient:
-        return self.index if table == "index" else self.table
 
     # per tenant ---------------------------------------------------------------------------
     def cursor(self, tenant_id: str) -> tuple[Cursor | None, str | None]:

@@ -11,12 +11,10 @@ call.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Any
 
-from shared import timefmt
 from shared.alerts import spelling
-from shared.triage import graph_change
+from shared.triage import graph_change, model
 from shared.triage.model import Change
 
 STATUSES = ("Active", "InProgress", "Resolved")
@@ -58,32 +56,11 @@ def stored_fields(status: str, assignee: str, classification: str, determination
                       VERSION: version})
 
 
-def reflected(incident: dict[str, Any], change: Change, since: datetime,
-              skew: timedelta) -> bool:
-    """Whether Graph's incident already shows the change (each field as asked, and the
-    comment among those added since the first attempt): an earlier attempt sent it."""
-    if any(incident.get(name) != value for name, value in patch_body(change).items()):
-        return False
-    if change.comment is None:
-        return True
-    for comment in incident.get("comments") or []:
-        if not isinstance(comment, dict) or comment.get("comment") != change.comment:
-            continue
-        try:
-            added = timefmt.to_datetime(timefmt.normalize(str(
-                comment.get("createdDateTime"))))
-        except ValueError:
-            continue
-        if added >= since - skew:
-            return True
-    return False
+# Graph's incident shows a change as its alert does: the PATCH's fields as asked, and the
+# comment among those added since the first attempt (createdDateTime)
+reflected = graph_change.reflected
 
 
 def compact(incident: dict[str, Any]) -> dict[str, Any]:
-    """The incident as an audit entry keeps Graph's answer: without its alerts, and only
-    its triage fields and last comments when it is large."""
-    kept = {k: v for k, v in incident.items() if k not in ("alerts", "@odata.context")}
-    if len(str(kept)) > 8_000:
-        kept = {"id": incident.get("id"), **fields_of(incident),
-                "comments": (incident.get("comments") or [])[-3:]}
-    return kept
+    """The incident as an audit entry keeps Graph's answer (without its alerts)."""
+    return model.compact(incident, ("alerts",), fields_of)

@@ -15,35 +15,32 @@ the change already.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.microsoft.defender import DefenderError
 from shared.microsoft.graph_security import (
     GRAPH_SCOPE,
     GRAPH_WRITE_PERMISSIONS,
     GraphSecurityClient,
 )
-from shared.microsoft.identity import TokenError, Tokens
+from shared.microsoft.identity import Tokens
 from shared.model import Tenant, TenantStatus
 from shared.storage.audit import AuditTrail
 from shared.storage.incidents import IncidentRepository
 from shared.storage.tenants import TenantRepository
-from shared.triage import graph_change, incident_change
+from shared.triage import graph_change, graph_write, incident_change
 from shared.triage.model import Actor, AuditEntry, Change
 from shared.triage.service import (
     SKEW,
     Applied,
     UnknownTenant,
+    kept_copy,
     new_action_id,
     refused_call,
     same_version,
 )
-
-log = logging.getLogger(__name__)
 
 NEEDS = GRAPH_WRITE_PERMISSIONS[1]  # SecurityIncident.ReadWrite.All
 READ_ONLY = ("the tenant granted read-only access: acting on its incidents through "
@@ -109,55 +106,36 @@ class IncidentTriage:
         graph = self.graph
         if graph is None:
             return done("failed", "no Graph client is configured for triage")
-        body = incident_change.patch_body(change)
-        patched = False
-        try:
-            token = self.token_for(tenant, GRAPH_SCOPE) if self.token_for \
-                else self.tokens.token(tenant_id, GRAPH_SCOPE)
-            current: dict[str, Any] | None = None
-            earlier = self.audit.intend(tenant_id, "", action_id, self.now(),
-                                        incident_id=incident_id)
-            if earlier is not None:  # an attempt died after asking Graph, maybe
-                current = graph.get_incident(token, incident_id)
-                if incident_change.reflected(current, change, earlier, SKEW):
-                    return self._stored(done("done", "200 OK (sent by an earlier attempt "
-                                             "of this action)", current), current, actor)
-            if seen_version is not None or before is None:
-                current = current or graph.get_incident(token, incident_id)
-                now_version = current.get(incident_change.VERSION)
-                if seen_version is not None and not same_version(now_version, seen_version):
-                    return done("conflict", "the incident changed in Microsoft Graph since "
-                                f"{seen_version}: now {now_version}", current)
-                before = before or incident_change.fields_of(current)
-            answer: dict[str, Any] = {}
-            if body:
-                answer = graph.update_incident(token, incident_id, body)
-                patched = True
-            if change.comment is not None:
-                graph.add_incident_comment(token, incident_id, change.comment)
-            if change.comment is not None or not answer:
-                try:
-                    answer = graph.get_incident(token, incident_id)
-                except DefenderError:  # written; the next fetch stores the new version
-                    log.warning("Triage: incident %s/%s written, not read back",
-                                tenant_id, incident_id)
-        except (TokenError, DefenderError) as exc:
-            half = "; the fields were changed, the comment was not added" if patched else ""
-            return refused_call(exc, tenant_id, done, "Microsoft Graph", self.tenants,
-                                self.tokens, f"; it needs {NEEDS}", half)
-        return self._stored(done("done", "200 OK", answer), answer, actor)
+
+        def learned(current: dict[str, Any]) -> None:
+            nonlocal before
+            before = before or incident_change.fields_of(current)
+
+        item = graph_write.GraphItem(
+            "incident", f"{tenant_id}/{incident_id}",
+            read=lambda token: graph.get_incident(token, incident_id),
+            patch=lambda token, body: graph.update_incident(token, incident_id, body),
+            comment=lambda token, text: graph.add_incident_comment(token, incident_id, text),
+            reflected=incident_change.reflected, version=incident_change.VERSION)
+        return graph_write.write(
+            item, change, incident_change.patch_body(change),
+            token=lambda: self.token_for(tenant, GRAPH_SCOPE) if self.token_for
+            else self.tokens.token(tenant_id, GRAPH_SCOPE),
+            intend=lambda: self.audit.intend(tenant_id, "", action_id, self.now(),
+                                             incident_id=incident_id),
+            seen_version=seen_version, known=before is not None, skew=SKEW,
+            same_version=same_version, done=done,
+            stored=lambda applied, document: self._stored(applied, document, actor),
+            refused=lambda exc, half: refused_call(
+                exc, tenant_id, done, "Microsoft Graph", self.tenants, self.tokens,
+                f"; it needs {NEEDS}", half),
+            learned=learned)
 
     def _stored(self, applied: Applied, document: dict[str, Any], actor: Actor
                 ) -> Applied:
         """The hub's copy of the incident as Graph answered, after the audit entry."""
-        if not document:
-            return applied
-        try:
-            self.store_own(applied.entry.tenant_id, document, actor)
-        except Exception:  # the next fetch stores this version anyway
-            log.exception("Triage: the hub's copy of an incident of tenant %s not stored",
-                          applied.entry.tenant_id)
-        return applied
+        return kept_copy(applied, document, "an incident", lambda: self.store_own(
+            applied.entry.tenant_id, document, actor))
 
     @staticmethod
     def refusal(tenant: Tenant) -> str:

@@ -10,6 +10,7 @@ call is made.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,19 @@ DETERMINATIONS: dict[str, tuple[str, ...]] = {
 CLASSIFICATIONS = tuple(DETERMINATIONS)
 MAX_COMMENT = 1_000  # characters; Defender's own comment box takes about this much
 MAX_ASSIGNEE = 256
+
+MAX_ANSWER = 8_000  # characters of an answer an audit entry keeps whole
+
+
+def compact(document: dict[str, Any], dropped: tuple[str, ...],
+            fields_of: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """An alert or incident as an audit entry keeps the API's answer: without its
+    `dropped` parts, and only its triage fields and last comments when it is large."""
+    kept = {k: v for k, v in document.items() if k not in (*dropped, "@odata.context")}
+    if len(str(kept)) > MAX_ANSWER:
+        kept = {"id": document.get("id"), **fields_of(document),
+                "comments": (document.get("comments") or [])[-3:]}
+    return kept
 
 
 class InvalidChange(ValueError):

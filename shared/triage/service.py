@@ -49,7 +49,7 @@ from shared.model import Tenant, TenantStatus
 from shared.storage.alerts import AlertRepository
 from shared.storage.audit import AuditTrail
 from shared.storage.tenants import TenantRepository
-from shared.triage import graph_change
+from shared.triage import graph_change, graph_write, model
 from shared.triage.model import Actor, AuditEntry, Change
 
 log = logging.getLogger(__name__)
@@ -95,13 +95,8 @@ def fields_of(alert: dict[str, Any]) -> dict[str, Any]:
 
 
 def compact(alert: dict[str, Any]) -> dict[str, Any]:
-    """The alert as an audit entry keeps Defender's answer: without evidence, and only
-    its triage fields and last comments when it is large."""
-    kept = {k: v for k, v in alert.items() if k not in ("evidence", "@odata.context")}
-    if len(str(kept)) > 8_000:
-        kept = {"id": alert.get("id"), **fields_of(alert),
-                "comments": (alert.get("comments") or [])[-3:]}
-    return kept
+    """The alert as an audit entry keeps Defender's answer (without its evidence)."""
+    return model.compact(alert, ("evidence",), fields_of)
 
 
 def same_version(a: str | None, b: str | None) -> bool:
@@ -229,68 +224,38 @@ class TriageService:
         tenant_id, graph = tenant.tenant_id, self.graph
         if graph is None:
             return done("failed", "no Graph client is configured for triage")
-        body = graph_change.patch_body(change)
-        patched = False
-        try:
-            token = self.token_for(tenant, GRAPH_SCOPE) if self.token_for \
-                else self.tokens.token(tenant_id, GRAPH_SCOPE)
-            current: dict[str, Any] | None = None
-            earlier = self.audit.intend(tenant_id, alert_id, action_id, self.now())
-            if earlier is not None:  # an attempt died after asking Graph, maybe
-                current = graph.get_alert(token, alert_id)
-                if graph_change.reflected(current, change, earlier, SKEW):
-                    return self._stored_graph(done(
-                        "done", "200 OK (sent by an earlier attempt of this action)",
-                        graph_change.shaped(current)), current, actor)
-            if seen_version is not None or before is None:
-                current = current or graph.get_alert(token, alert_id)
-                now_version = current.get(graph_change.VERSION)
-                if seen_version is not None and not same_version(now_version, seen_version):
-                    return done("conflict", "the alert changed in Microsoft Graph since "
-                                f"{seen_version}: now {now_version}",
-                                graph_change.shaped(current))
-                before = before or fields_of(graph_change.shaped(current))
-            self.expect_own(tenant_id, [alert_id], graph_change.canonical(change) | (
-                {"comment": change.comment} if change.comment else {}), actor)
-            answer: dict[str, Any] = {}
-            if body:
-                answer = graph.update_alert(token, alert_id, body)
-                patched = True
-            if change.comment is not None:
-                graph.add_comment(token, alert_id, change.comment)
-            if change.comment is not None or not answer:
-                try:
-                    answer = graph.get_alert(token, alert_id)
-                except DefenderError:  # written; the next fetch stores the new version
-                    log.warning("Triage: %s/%s written, not read back", tenant_id, alert_id)
-        except (TokenError, DefenderError) as exc:
-            return self._refused_call(exc, tenant_id, done, "Microsoft Graph",
-                                      f"; it needs {GRAPH_WRITE_PERMISSIONS[0]}",
-                                      _half(patched))
-        return self._stored_graph(done("done", "200 OK", graph_change.shaped(answer)),
-                                  answer, actor)
+        item = graph_write.GraphItem(
+            "alert", f"{tenant_id}/{alert_id}",
+            read=lambda token: graph.get_alert(token, alert_id),
+            patch=lambda token, body: graph.update_alert(token, alert_id, body),
+            comment=lambda token, text: graph.add_comment(token, alert_id, text),
+            reflected=graph_change.reflected, version=graph_change.VERSION,
+            shaped=graph_change.shaped)
+        return graph_write.write(
+            item, change, graph_change.patch_body(change),
+            token=lambda: self.token_for(tenant, GRAPH_SCOPE) if self.token_for
+            else self.tokens.token(tenant_id, GRAPH_SCOPE),
+            intend=lambda: self.audit.intend(tenant_id, alert_id, action_id, self.now()),
+            seen_version=seen_version, known=before is not None, skew=SKEW,
+            same_version=same_version, done=done,
+            stored=lambda applied, document: self._stored_graph(applied, document, actor),
+            refused=lambda exc, half: self._refused_call(
+                exc, tenant_id, done, "Microsoft Graph",
+                f"; it needs {GRAPH_WRITE_PERMISSIONS[0]}", half),
+            before_write=lambda: self.expect_own(
+                tenant_id, [alert_id], graph_change.canonical(change) | (
+                    {"comment": change.comment} if change.comment else {}), actor))
 
     def _stored_graph(self, applied: Applied, document: dict[str, Any], actor: Actor
                       ) -> Applied:
         """The hub's copy of the Graph alert as answered, in Graph's schema."""
-        if not document:
-            return applied
-        try:
-            self.store_own(applied.entry.tenant_id, document, actor,
-                           schema=graph_change.GRAPH)
-        except Exception:  # the next fetch stores this version anyway
-            log.exception("Triage: the hub's copy of a Graph alert of tenant %s not "
-                          "stored", applied.entry.tenant_id)
-        return applied
+        return kept_copy(applied, document, "a Graph alert", lambda: self.store_own(
+            applied.entry.tenant_id, document, actor, schema=graph_change.GRAPH))
 
     def _stored(self, applied: Applied, document: dict[str, Any], actor: Actor) -> Applied:
         """The hub's copy of the version Defender answered (OWN), after the audit entry."""
-        try:
-            self.store_own(applied.entry.tenant_id, document, actor)
-        except Exception:  # the next fetch stores this version anyway
-            log.exception("Triage: the hub's copy of an alert of tenant %s not stored",
-                          applied.entry.tenant_id)
-        return applied
+        return kept_copy(applied, document, "an alert", lambda: self.store_own(
+            applied.entry.tenant_id, document, actor), always=True)
 
     @staticmethod
     def refusal(tenant: Tenant) -> str:
@@ -302,6 +267,21 @@ class TriageService:
             return tenant.access_reason or (
                 GRAPH_READ_ONLY if tenant.source == graph_change.GRAPH else READ_ONLY)
         return ""
+
+
+def kept_copy(applied: Applied, document: dict[str, Any], what: str,
+              store: Callable[[], Any], always: bool = False) -> Applied:
+    """`applied`, after the hub's copy of what the API answered (`store`), which comes
+    after the audit entry: a failure is logged, never raised, since the next fetch stores
+    this version anyway. An empty answer is not stored unless `always`."""
+    if not document and not always:
+        return applied
+    try:
+        store()
+    except Exception:
+        log.exception("Triage: the hub's copy of %s of tenant %s not stored", what,
+                      applied.entry.tenant_id)
+    return applied
 
 
 def refused_call(exc: TokenError | DefenderError, tenant_id: str, done: Done, api: str,
@@ -330,7 +310,3 @@ def refused_call(exc: TokenError | DefenderError, tenant_id: str, done: Done, ap
     return done("failed", f"{exc.status or 'no answer'}: {exc}; the change may "
                 "or may not have been made: check the alert before repeating")
 
-
-def _half(patched: bool) -> str:
-    """What a failure after the PATCH leaves: the fields changed, the comment not."""
-    return ("; the fields were changed, the comment was not added" if patched else "")

@@ -39,6 +39,16 @@ class Backend:
         wrote), or the fake."""
         return self.build(lambda storage: real(fresh_table(storage, prefix)), fake)
 
+    def paired(self, real: Callable[[TableClient, TableClient], R], prefix: str,
+               index_prefix: str, fake: Callable[[], R]) -> R:
+        """`real` on a table and its index table of this test alone (one suffix), or the
+        fake (shared/storage/paired_tables.py)."""
+        def both(storage: StorageConnection) -> R:
+            suffix = uuid.uuid4().hex[:12]
+            return real(tables.table(storage, f"{prefix}{suffix}"),
+                        tables.table(storage, f"{index_prefix}{suffix}"))
+        return self.build(both, fake)
+
 
 def fresh_table(storage: StorageConnection, prefix: str) -> TableClient:
     return tables.table(storage, f"{prefix}{uuid.uuid4().hex[:12]}")

@@ -6,43 +6,19 @@ customers: a tenant-scoped output or pull never sees one)."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 import pytest
 
 from shared.messages import AlertEvent
-from shared.siem.feed import Feed, Filters
+from shared.siem.feed import Filters
 from shared.siem.pull import item
-from shared.storage.alerts import AlertRepository
-from shared.storage.memory.ingest import MemoryAlerts
-from shared.storage.memory.siem import MemorySiemFeed
-from shared.storage.siem_feed import SiemFeedRepository
 from tests.cluster_events import HOSTILE_URL, TENANTS, cluster_event
-
-T0 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC).timestamp()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.at = T0
-
-    def __call__(self) -> float:
-        return self.at
+from tests.contract.feed_helpers import clocked_feed, read_settled
 
 
 @pytest.fixture
 def feed(backend):
-    clock = Clock()
-    entries = backend.repo(SiemFeedRepository, "CFeed", MemorySiemFeed)
-    alerts = backend.repo(AlertRepository, "CAlerts", MemoryAlerts)
-    made = Feed(entries, alerts, 5, 7, clock)
-    made.test_clock = clock  # type: ignore[attr-defined]
-    return made
-
-
-def _read(feed: Feed, filters: Filters | None = None) -> list[dict]:
-    feed.test_clock.at += 60  # type: ignore[attr-defined]
-    return feed.read(feed.start(), 100, filters or Filters()).events
+    return clocked_feed(backend, "C")
 
 
 def _alert(tenant: str, severity: str = "High") -> AlertEvent:
@@ -56,7 +32,7 @@ def test_each_cluster_version_enters_once_as_its_own_type(feed):
     assert feed.append_all([new]) == [False]  # redelivered
     assert feed.append(new) is False
     assert feed.append_all([grew]) == [True]
-    events = _read(feed)
+    events = read_settled(feed)
     assert [(e["type"], e["version"], e["change"]) for e in events] == [
         ("cluster", 1, "new"), ("cluster", 2, "grew")]
     first = events[0]
@@ -72,11 +48,11 @@ def test_each_cluster_version_enters_once_as_its_own_type(feed):
 def test_a_read_filtered_to_tenants_never_holds_a_cluster(feed):
     tenant = TENANTS[0]["id"]
     assert feed.append_all([_alert(tenant), cluster_event()]) == [True, True]
-    assert {e.get("type", "alert") for e in _read(feed)} == {"alert", "cluster"}
+    assert {e.get("type", "alert") for e in read_settled(feed)} == {"alert", "cluster"}
     for tenants in ((tenant,), tuple(t["id"] for t in TENANTS), (str(uuid.uuid4()),)):
         assert all(e.get("type", "alert") == "alert"
-                   for e in _read(feed, Filters(tenants=tenants)))
-    assert len(_read(feed, Filters(tenants=(tenant,)))) == 1
+                   for e in read_settled(feed, Filters(tenants=tenants)))
+    assert len(read_settled(feed, Filters(tenants=(tenant,)))) == 1
 
 
 def test_severity_filters_take_the_highest_and_time_filters_the_last_sighting(feed):
@@ -84,10 +60,10 @@ def test_severity_filters_take_the_highest_and_time_filters_the_last_sighting(fe
     feed.append_all([cluster_event("ip", "203.0.113.7", severities={"low": 2},
                                    last_seen="2026-11-29T10:00:00Z")])
     feed.append_all([cluster_event("domain", "evil.example", severities={"UnSpecified": 1})])
-    assert [e["indicator"] for e in _read(feed, Filters(severities=("High",)))] == [
+    assert [e["indicator"] for e in read_settled(feed, Filters(severities=("High",)))] == [
         HOSTILE_URL]
-    assert [e["indicator"] for e in _read(feed, Filters(severities=("Low",)))] == [
+    assert [e["indicator"] for e in read_settled(feed, Filters(severities=("Low",)))] == [
         "203.0.113.7"]
-    assert [e["indicator"] for e in _read(feed, Filters(
+    assert [e["indicator"] for e in read_settled(feed, Filters(
         until="2026-11-29T23:00:00.0000000Z"))] == ["203.0.113.7"]
-    assert _read(feed, Filters(statuses=("New",))) == []  # a cluster has no status
+    assert read_settled(feed, Filters(statuses=("New",))) == []  # a cluster has no status

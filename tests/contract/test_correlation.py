@@ -6,8 +6,6 @@ suppressions idempotent with an audit of their removal."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from shared.correlation.model import (
@@ -19,7 +17,6 @@ from shared.correlation.model import (
     Suppression,
     TenantReach,
 )
-from shared.storage import tables
 from shared.storage.correlation import (
     RECENT,
     WIDEST,
@@ -38,11 +35,7 @@ HASH = Indicator(SHA256, "a" * 64)
 
 @pytest.fixture
 def store(backend):
-    def real(storage):
-        suffix = uuid.uuid4().hex[:12]
-        return CorrelationStore(tables.table(storage, f"Corr{suffix}"),
-                                tables.table(storage, f"CorrIdx{suffix}"))
-    return backend.build(real, MemoryCorrelation)
+    return backend.paired(CorrelationStore, "Corr", "CorrIdx", MemoryCorrelation)
 
 
 def _seen(tenant: str, alert: str, at: str, indicator: Indicator = HASH) -> Sighting:

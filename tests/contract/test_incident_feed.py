@@ -7,40 +7,22 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import pytest
 
 from shared.messages import AlertEvent, IncidentEvent
 from shared.siem.cef import parse_cef
-from shared.siem.feed import Feed, Filters
+from shared.siem.feed import Filters
 from shared.siem.incident_formats import cef_of, ecs_of, incident_document
 from shared.siem.pull import item
-from shared.storage.alerts import AlertRepository
-from shared.storage.memory.ingest import MemoryAlerts
-from shared.storage.memory.siem import MemorySiemFeed
-from shared.storage.siem_feed import SiemFeedRepository
+from tests.contract.feed_helpers import clocked_feed, read_settled
 
-T0 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC).timestamp()
 HOSTILE = "x|y=z\\w\r\nCEF:0|evil <script>"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.at = T0
-
-    def __call__(self) -> float:
-        return self.at
 
 
 @pytest.fixture
 def feed(backend):
-    clock = Clock()
-    entries = backend.repo(SiemFeedRepository, "IFeed", MemorySiemFeed)
-    alerts = backend.repo(AlertRepository, "IAlerts", MemoryAlerts)
-    made = Feed(entries, alerts, 5, 7, clock)
-    made.test_clock = clock  # type: ignore[attr-defined]
-    return made
+    return clocked_feed(backend, "I")
 
 
 def _incident(tenant: str, version: str, severity: str = "high") -> IncidentEvent:
@@ -52,11 +34,6 @@ def _incident(tenant: str, version: str, severity: str = "high") -> IncidentEven
                           "webUrl": "https://security.microsoft.com/incidents/1042"})
 
 
-def _read(feed: Feed, filters: Filters | None = None) -> list[dict]:
-    feed.test_clock.at += 60  # type: ignore[attr-defined]
-    return feed.read(feed.start(), 100, filters or Filters()).events
-
-
 def test_incident_versions_enter_once_as_their_own_type(feed):
     tenant, other = str(uuid.uuid4()), str(uuid.uuid4())
     first = _incident(tenant, "2026-11-30T09:59:00.0000000Z")
@@ -66,12 +43,12 @@ def test_incident_versions_enter_once_as_their_own_type(feed):
     assert feed.append_all([first]) == [False]  # redelivered
     assert feed.append_all([alert, _incident(other, "2026-11-30T09:59:30.0000000Z",
                                              "low")]) == [True, True]
-    events = _read(feed)
+    events = read_settled(feed)
     incidents = [e for e in events if e.get("type") == "incident"]
     assert len(incidents) == 2 and len(events) == 3
     mine = next(e for e in incidents if e["tenant"] == tenant)
     assert mine["incident"]["name"] == HOSTILE and "alert" not in mine
-    high = _read(feed, Filters(tenants=(tenant,), severities=("High",)))
+    high = read_settled(feed, Filters(tenants=(tenant,), severities=("High",)))
     assert {e.get("type", "alert") for e in high} == {"incident", "alert"}
     reply = item(mine)
     assert reply.type == "incident" and reply.incident_id == "1042"
@@ -82,7 +59,7 @@ def test_incident_versions_enter_once_as_their_own_type(feed):
 def test_incident_cef_and_ecs(feed):
     tenant = str(uuid.uuid4())
     feed.append_all([_incident(tenant, "2026-11-30T09:59:00.0000000Z")])
-    event = _read(feed)[0]
+    event = read_settled(feed)[0]
     line = cef_of(event)
     assert "\n" not in line and "\r" not in line
     header, ext = parse_cef(line)
@@ -103,7 +80,7 @@ def test_an_own_incident_change_says_who_made_it(feed):
     by = {"id": "oid-alice", "name": "Alice <a>", "via": "entra"}
     own = replace(_incident(tenant, "2026-11-30T09:59:00.0000000Z"), by=by)
     feed.append_all([own, _incident(str(uuid.uuid4()), "2026-11-30T09:59:10.0000000Z")])
-    mine, theirs = sorted(_read(feed), key=lambda e: e["tenant"] != tenant)
+    mine, theirs = sorted(read_settled(feed), key=lambda e: e["tenant"] != tenant)
     assert item(mine).by == by and item(theirs).by is None
     labels = ecs_of(mine)["labels"]
     assert (labels["changed_by"], labels["changed_by_id"], labels["changed_via"]) == (

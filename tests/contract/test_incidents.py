@@ -5,12 +5,9 @@ keyset paged with each incident once."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from shared.model import Cursor
-from shared.storage import tables
 from shared.storage.errors import StateChanged
 from shared.storage.incidents import MAX_PER_COMMIT, Incident, IncidentRepository
 from shared.storage.memory.incidents import MemoryIncidents
@@ -18,11 +15,7 @@ from shared.storage.memory.incidents import MemoryIncidents
 
 @pytest.fixture
 def repo(backend):
-    def real(storage):
-        suffix = uuid.uuid4().hex[:12]
-        return IncidentRepository(tables.table(storage, f"Incidents{suffix}"),
-                                  tables.table(storage, f"IncidentIndex{suffix}"))
-    return backend.build(real, MemoryIncidents)
+    return backend.paired(IncidentRepository, "Incidents", "IncidentIndex", MemoryIncidents)
 
 
 def _inc(tenant: str, iid: str, version: str, **fields) -> Incident:

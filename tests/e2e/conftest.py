@@ -11,12 +11,11 @@ import pytest
 
 from devhost.config import HostConfig, QueueOptions
 from devhost.host import Host
-from shared import services
-from shared.config import get_settings
 from shared.model import TenantStatus
 from shared.storage import tables
 from shared.storage.tenants import TenantRepository
 from tests.conftest import ROOT
+from tests.helpers import clear_service_caches
 from tests.integration.ingest_fixtures import ingest_env
 
 FUNCTION_KEY = "e2e-function-key"
@@ -27,14 +26,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-def _clear_caches() -> None:
-    """Every service the wiring caches (a new one is cleared without being listed here):
-    each test's host reads its own settings."""
-    get_settings.cache_clear()
-    for value in vars(services).values():
-        if getattr(value, "__module__", "") == services.__name__ and hasattr(value,
-                                                                            "cache_clear"):
-            value.cache_clear()
+_clear_caches = clear_service_caches  # each test's host reads its own settings
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import hashlib
 import uuid
 from typing import Any
 
+import pytest
 import requests
 
 from shared.correlation.search import indicator_of
@@ -111,3 +112,21 @@ def seed(app_host, sim, simulator, base: str, tool: str,
              and reach("file_name") == 2, timeout=120, every=1)
     return {"tenants": tenants, "names": dict(zip(tenants, NAMES, strict=True)),
             "alerts": alerts, "values": v, "indicators": indicators}
+
+
+def module_fixtures() -> tuple[str, Any, Any]:
+    """(the module's tool name, its `extra_settings` fixture, its `correlated` fixture:
+    the seed, made once per module since the app host lives as long as the module)."""
+    tool, seeded = new_tool(), {}
+
+    @pytest.fixture
+    def extra_settings() -> dict[str, str]:
+        return settings(tool)
+
+    @pytest.fixture
+    def correlated(app_host, api, sim, simulator) -> dict[str, Any]:
+        if not seeded:
+            seeded.update(seed(app_host, sim, simulator, api[0], tool))
+        return seeded
+
+    return tool, extra_settings, correlated

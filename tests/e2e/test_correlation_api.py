@@ -6,26 +6,12 @@ its field; nothing without the function key."""
 
 from __future__ import annotations
 
-import pytest
 import requests
 
 from tests.e2e import correlation_seed
 from tests.e2e.correlation_seed import SOAR_KEY
 
-SEEDED: dict = {}
-TOOL = correlation_seed.new_tool()
-
-
-@pytest.fixture
-def extra_settings() -> dict[str, str]:
-    return correlation_seed.settings(TOOL)
-
-
-@pytest.fixture
-def correlated(app_host, api, sim, simulator):
-    if not SEEDED:
-        SEEDED.update(correlation_seed.seed(app_host, sim, simulator, api[0], TOOL))
-    return SEEDED
+TOOL, extra_settings, correlated = correlation_seed.module_fixtures()
 
 
 def test_clusters_lookup_and_errors_through_the_api(api, correlated):

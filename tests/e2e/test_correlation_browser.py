@@ -19,20 +19,7 @@ from tests.e2e import correlation_seed
 from tests.e2e import test_portal_browser as portal_tests
 
 ARTIFACTS = ROOT / "test-artifacts" / "correlation"
-SEEDED: dict = {}
-TOOL = correlation_seed.new_tool()
-
-
-@pytest.fixture
-def extra_settings() -> dict[str, str]:
-    return correlation_seed.settings(TOOL)
-
-
-@pytest.fixture
-def correlated(app_host, api, sim, simulator):
-    if not SEEDED:
-        SEEDED.update(correlation_seed.seed(app_host, sim, simulator, api[0], TOOL))
-    return SEEDED
+TOOL, extra_settings, correlated = correlation_seed.module_fixtures()
 
 
 @pytest.fixture

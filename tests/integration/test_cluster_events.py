@@ -14,22 +14,14 @@ import azure.functions as func
 import pytest
 
 from shared import services
-from shared.config import get_settings
 from shared.model import Tenant
 from shared.notify.clusters import cluster_link
 from shared.notify.rules import GLOBAL, parse_rule
 from shared.storage import tables
 from shared.storage.tenants import TenantRepository
 from tests.cluster_events import HOSTILE_URL, TENANTS, cluster_event
+from tests.helpers import clear_service_caches
 from tests.integration.test_notify import smtp  # noqa: F401  (the aiosmtpd fixture)
-
-
-def _clear() -> None:
-    get_settings.cache_clear()
-    for value in vars(services).values():
-        if getattr(value, "__module__", "") == services.__name__ and hasattr(value,
-                                                                            "cache_clear"):
-            value.cache_clear()
 
 
 @pytest.fixture
@@ -45,9 +37,9 @@ def wired(storage_env, smtp, monkeypatch):  # noqa: F811
                        "PUBLIC_BASE_URL": "https://hub.mssp.example",
                        "SIEM_SETTLE_SECONDS": "5"}.items():
         monkeypatch.setenv(key, value)
-    _clear()
+    clear_service_caches()
     yield storage_env
-    _clear()
+    clear_service_caches()
 
 
 def _unique(version: int = 1, tenants=None):

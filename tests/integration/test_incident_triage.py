@@ -19,21 +19,15 @@ from shared.storage import tables
 from shared.storage.audit import AuditTrail
 from shared.triage import api
 from shared.triage.model import Actor, Change
+from tests.integration.graph_fixtures import READ_ONLY, READ_WRITE
+from tests.integration.graph_fixtures import graph_pipeline as graph_pipeline  # the fixture
 from tests.integration.ingest_fixtures import pipeline as pipeline  # the fixture
 from tests.integration.sim_helpers import graph_token
 
-GRAPH = "https://graph.microsoft.com"
-READ_WRITE = {GRAPH: ["SecurityAlert.ReadWrite.All", "SecurityIncident.ReadWrite.All"]}
-READ_ONLY = {GRAPH: ["SecurityAlert.Read.All", "SecurityIncident.Read.All"]}
 PRODUCTS = ["microsoftDefenderForOffice365", "microsoftDefenderForIdentity"]
 ALICE = Actor("oid-alice", "Alice", "entra")
 RESOLVE = Change(status="Resolved", classification="FalsePositive",
                  determination="NotMalicious", comment="a <b>newsletter</b>, not phishing")
-
-
-@pytest.fixture
-def graph_pipeline(pipeline):
-    return pipeline.with_settings(GRAPH_BASE_URL=pipeline.simulator.base_url)
 
 
 @pytest.fixture

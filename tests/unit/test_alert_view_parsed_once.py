@@ -17,23 +17,16 @@ import pytest
 from shared.alerts import view as alert_view
 from shared.alerts.view import GRAPH, AlertView
 from shared.notify.rules import parse_rule
-from shared.notify.service import Notifier, NotifyStores
+from shared.notify.service import Notifier
 from shared.siem.outputs import parse_outputs
 from shared.siem.pull import item
 from shared.siem.senders import syslog_frame
-from shared.storage.memory.notify import (
-    MemoryAppHealth,
-    MemoryDigests,
-    MemoryMailOutbox,
-    MemoryNotifyLedger,
-    MemoryRules,
-)
 from tests.alert_docs import graph_alert
 from tests.helpers import settings as make_settings
 from tests.unit.test_alert_view_consumers import _feed_event as feed_event
 from tests.unit.test_graph_fetch import GraphWorld
 from tests.unit.test_graph_fetch import graph_alert as numbered
-from tests.unit.test_notifier import FakeNotices, FakeTransport
+from tests.unit.test_notifier import FakeTransport, memory_stores
 
 
 @pytest.fixture
@@ -105,9 +98,7 @@ def test_the_whole_path_parses_a_graph_alert_once_per_step(parses):
     events = world.events()
     transport = FakeTransport()
     notifier = Notifier(make_settings(MAIL_FROM="alerts@mssp.example"), transport,
-                        NotifyStores(rules=MemoryRules(), ledger=MemoryNotifyLedger(),
-                                     digests=MemoryDigests(), outbox=MemoryMailOutbox(),
-                                     health=MemoryAppHealth(), notices=FakeNotices()))
+                        memory_stores())
     rule = parse_rule({"name": "all", "recipients": ["soc@mssp.example"]},
                       world.tenant.tenant_id)
     notifier.rules.save(replace(rule, recipients=[  # added before the alerts were raised

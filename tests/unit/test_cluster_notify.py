@@ -12,18 +12,11 @@ import pytest
 from shared.messages import queue_events
 from shared.notify.clusters import cluster_link, cluster_matches
 from shared.notify.rules import GLOBAL, parse_rule
-from shared.notify.service import Notifier, NotifyStores
-from shared.storage.memory.notify import (
-    MemoryAppHealth,
-    MemoryDigests,
-    MemoryMailOutbox,
-    MemoryNotifyLedger,
-    MemoryRules,
-)
+from shared.notify.service import Notifier
 from shared.validation import ValidationError
 from tests.cluster_events import HOSTILE_URL, TENANTS, cluster_event
 from tests.helpers import settings as make_settings
-from tests.unit.test_notifier import TENANT, FakeNotices, FakeTransport
+from tests.unit.test_notifier import TENANT, FakeTransport, memory_stores
 
 
 @pytest.fixture
@@ -35,10 +28,7 @@ def transport() -> FakeTransport:
 def notifier(transport) -> Notifier:
     return Notifier(make_settings(MAIL_FROM="alerts@mssp.example", MSSP_NAME="Contoso MSSP",
                                   PUBLIC_BASE_URL="https://hub.mssp.example"),
-                    transport, NotifyStores(
-                        rules=MemoryRules(), ledger=MemoryNotifyLedger(),
-                        digests=MemoryDigests(), outbox=MemoryMailOutbox(),
-                        health=MemoryAppHealth(), notices=FakeNotices()))
+                    transport, memory_stores())
 
 
 def _rule(notifier, scope: str = GLOBAL, **fields):

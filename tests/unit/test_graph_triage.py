@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from shared import timefmt
-from shared.microsoft.defender import Forbidden, NotFound, Rejected, Throttled
+from shared.microsoft.defender import Forbidden, Rejected, Throttled
 from shared.model import Tenant
 from shared.storage import call_budget
 from shared.storage.alert_rows import alert_rows
@@ -27,6 +27,7 @@ from shared.triage.bulk import graph_calls
 from shared.triage.model import DETERMINATIONS, Actor, Change
 from shared.triage.service import GRAPH_READ_ONLY, TriageService
 from tests.helpers import settings
+from tests.triage_fakes import FakeGraphItems, GraphTokens
 
 V1 = "2026-12-03T08:00:00.1234567Z"
 ALICE = Actor("oid-alice", "Alice", "entra")
@@ -44,35 +45,16 @@ def office_alert(alert_id: str = "fa1") -> dict[str, Any]:
             "comments": [], "evidence": []}
 
 
-class FakeGraph:
+class FakeGraph(FakeGraphItems):
     """GET, PATCH and comments of alerts_v2; `refuse` raises on the next call."""
 
     def __init__(self) -> None:
-        self.alerts: dict[str, dict[str, Any]] = {}
-        self.refuse: list[Exception | None] = []
-        self.calls: list[tuple[str, str, Any]] = []
-        self.tick = 0
+        super().__init__()
+        self.alerts = self.items
         self.no_content = False  # PATCH answers 204
 
-    def _take(self, kind: str, alert_id: str, body: Any) -> None:
-        self.calls.append((kind, alert_id, body))
-        if self.refuse:
-            failure = self.refuse.pop(0)
-            if failure is not None:
-                raise failure
-        if alert_id not in self.alerts:
-            raise NotFound("not found", 404, "NotFound", transient=False)
-
-    def _moved(self, alert_id: str, **changes: Any) -> dict[str, Any]:
-        self.tick += 1
-        alert = {**self.alerts[alert_id], **changes,
-                 "lastUpdateDateTime": f"2026-12-03T09:00:{self.tick:02d}.0000001Z"}
-        self.alerts[alert_id] = alert
-        return alert
-
     def get_alert(self, token: str, alert_id: str) -> dict[str, Any]:
-        self._take("GET", alert_id, None)
-        return dict(self.alerts[alert_id])
+        return self._read(alert_id)
 
     def update_alert(self, token: str, alert_id: str, body: dict[str, Any]) -> dict[str, Any]:
         self._take("PATCH", alert_id, body)
@@ -80,31 +62,14 @@ class FakeGraph:
         return {} if self.no_content else dict(alert)
 
     def add_comment(self, token: str, alert_id: str, comment: str) -> list[dict[str, Any]]:
-        self._take("POST", alert_id, comment)
-        alert = self._moved(alert_id, comments=[
-            *self.alerts[alert_id]["comments"],
-            {"comment": comment, "createdByDisplayName": "MSSP Hub triage",
-             "createdDateTime": timefmt.from_datetime(datetime.now(UTC))}])
-        return list(alert["comments"])
-
-
-class Tokens:
-    def __init__(self) -> None:
-        self.scopes: list[str | None] = []
-
-    def token(self, tenant_id: str, scope: str | None = None) -> str:
-        self.scopes.append(scope)
-        return f"token-{tenant_id}"
-
-    def forget(self, tenant_id: str) -> None:
-        pass
+        return self._comment(alert_id, comment)
 
 
 class World:
     def __init__(self, access: str = "triage", stored: bool = True) -> None:
         self.tenant_id = str(uuid.uuid4())
         self.tenants, self.alerts = MemoryTenants(), MemoryAlerts()
-        self.audit, self.graph, self.tokens = MemoryAuditTrail(), FakeGraph(), Tokens()
+        self.audit, self.graph, self.tokens = MemoryAuditTrail(), FakeGraph(), GraphTokens()
         self.tenants.add(Tenant(self.tenant_id, "Fabrikam", access=access, source="graph"))
         alert = office_alert()
         self.graph.alerts["fa1"] = alert
@@ -360,7 +325,7 @@ def test_the_alert_pages_forms_act_on_a_graph_alert():
 
     graph = FakeGraph()
     graph.alerts[ALERT] = office_alert(ALERT)
-    audit, tokens = MemoryAuditTrail(), Tokens()
+    audit, tokens = MemoryAuditTrail(), GraphTokens()
     desk = Desk()
     desk.tenants.move_source(TENANT, "graph")
     desk.alerts.store(alert_rows(TENANT, office_alert(ALERT), schema="graph"))

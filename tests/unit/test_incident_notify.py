@@ -9,17 +9,10 @@ import pytest
 from shared.messages import IncidentEvent, queue_events
 from shared.notify.incidents import severity_rose
 from shared.notify.rules import parse_rule
-from shared.notify.service import Notifier, NotifyStores
-from shared.storage.memory.notify import (
-    MemoryAppHealth,
-    MemoryDigests,
-    MemoryMailOutbox,
-    MemoryNotifyLedger,
-    MemoryRules,
-)
+from shared.notify.service import Notifier
 from shared.validation import ValidationError
 from tests.helpers import settings as make_settings
-from tests.unit.test_notifier import TENANT, FakeNotices, FakeTransport
+from tests.unit.test_notifier import TENANT, FakeTransport, memory_stores
 
 
 @pytest.fixture
@@ -30,10 +23,7 @@ def transport() -> FakeTransport:
 @pytest.fixture
 def notifier(transport) -> Notifier:
     return Notifier(make_settings(MAIL_FROM="alerts@mssp.example", MSSP_NAME="Contoso MSSP"),
-                    transport, NotifyStores(
-                        rules=MemoryRules(), ledger=MemoryNotifyLedger(),
-                        digests=MemoryDigests(), outbox=MemoryMailOutbox(),
-                        health=MemoryAppHealth(), notices=FakeNotices()))
+                    transport, memory_stores())
 
 HOSTILE = "<script>alert(1)</script> & \"x\"\r\nBcc: evil@example.com"
 

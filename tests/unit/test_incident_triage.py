@@ -17,7 +17,7 @@ from shared import timefmt
 from shared.ingest.incident_fetch import IncidentFetch, Known, parse
 from shared.ingest.own_incidents import OwnIncidents
 from shared.messages import IncidentEvent
-from shared.microsoft.defender import Forbidden, NotFound, Throttled
+from shared.microsoft.defender import Forbidden, Throttled
 from shared.model import Cursor, Tenant
 from shared.storage.memory.audit import MemoryAuditTrail
 from shared.storage.memory.incidents import MemoryIncidents
@@ -26,6 +26,7 @@ from shared.triage import api
 from shared.triage.incident_service import NOT_GRAPH, READ_ONLY, IncidentTriage
 from shared.triage.model import Actor, Change, InvalidChange
 from shared.validation import ValidationError
+from tests.triage_fakes import FakeGraphItems, GraphTokens
 
 V1 = "2026-12-03T08:00:00.1234567Z"
 ALICE = Actor("oid-alice", "Alice", "entra")
@@ -42,35 +43,17 @@ def graph_incident(version: str = V1) -> dict[str, Any]:
             "alerts": [{"id": "da1"}, {"id": "fa2"}]}
 
 
-class FakeGraph:
+class FakeGraph(FakeGraphItems):
     """GET (with its alerts), PATCH (without) and comments of one tenant's incidents;
     `refuse` raises on the next calls."""
 
     def __init__(self) -> None:
-        self.incidents = {"17": graph_incident()}
-        self.refuse: list[Exception | None] = []
-        self.calls: list[tuple[str, str, Any]] = []
-        self.tick = 0
-
-    def _take(self, kind: str, incident_id: str, body: Any) -> None:
-        self.calls.append((kind, incident_id, body))
-        if self.refuse:
-            failure = self.refuse.pop(0)
-            if failure is not None:
-                raise failure
-        if incident_id not in self.incidents:
-            raise NotFound("not found", 404, "NotFound", transient=False)
-
-    def _moved(self, incident_id: str, **changes: Any) -> dict[str, Any]:
-        self.tick += 1
-        incident = {**self.incidents[incident_id], **changes,
-                    "lastUpdateDateTime": f"2026-12-03T09:00:{self.tick:02d}.0000001Z"}
-        self.incidents[incident_id] = incident
-        return incident
+        super().__init__()
+        self.incidents = self.items
+        self.incidents["17"] = graph_incident()
 
     def get_incident(self, token: str, incident_id: str) -> dict[str, Any]:
-        self._take("GET", incident_id, None)
-        return dict(self.incidents[incident_id])
+        return self._read(incident_id)
 
     def update_incident(self, token: str, incident_id: str, body: dict[str, Any]
                         ) -> dict[str, Any]:
@@ -81,24 +64,7 @@ class FakeGraph:
 
     def add_incident_comment(self, token: str, incident_id: str, comment: str
                              ) -> list[dict[str, Any]]:
-        self._take("POST", incident_id, comment)
-        incident = self._moved(incident_id, comments=[
-            *self.incidents[incident_id]["comments"],
-            {"comment": comment, "createdByDisplayName": "MSSP Hub triage",
-             "createdDateTime": timefmt.from_datetime(datetime.now(UTC))}])
-        return list(incident["comments"])
-
-
-class Tokens:
-    def __init__(self) -> None:
-        self.scopes: list[str | None] = []
-
-    def token(self, tenant_id: str, scope: str | None = None) -> str:
-        self.scopes.append(scope)
-        return f"token-{tenant_id}"
-
-    def forget(self, tenant_id: str) -> None:
-        pass
+        return self._comment(incident_id, comment)
 
 
 class World:
@@ -108,7 +74,7 @@ class World:
         self.tenant = Tenant(self.tenant_id, "Fabrikam", access=access, source=source)
         self.tenants, self.incidents = MemoryTenants(), MemoryIncidents()
         self.tenants.add(self.tenant)
-        self.audit, self.graph, self.tokens = MemoryAuditTrail(), FakeGraph(), Tokens()
+        self.audit, self.graph, self.tokens = MemoryAuditTrail(), FakeGraph(), GraphTokens()
         if stored:  # as a fetch stored it (its event sent: the outbox is empty)
             self.incidents.commit(self.tenant_id, [(parse(
                 self.tenant_id, self.graph.incidents["17"]), "{}")],

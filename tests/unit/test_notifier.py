@@ -83,11 +83,16 @@ def settings():
                          MSSP_NAME="Contoso MSSP", OPS_EMAIL="ops@mssp.example")
 
 
-@pytest.fixture
-def stores() -> NotifyStores:
+def memory_stores() -> NotifyStores:
+    """The notifier's stores on the in-memory fakes (the other notify tests use it too)."""
     return NotifyStores(rules=MemoryRules(), ledger=MemoryNotifyLedger(),
                         digests=MemoryDigests(), outbox=MemoryMailOutbox(),
                         health=MemoryAppHealth(), notices=FakeNotices())
+
+
+@pytest.fixture
+def stores() -> NotifyStores:
+    return memory_stores()
 
 
 @pytest.fixture
