@@ -11,42 +11,27 @@ it.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from shared import timefmt
 from shared.ingest import graph_cursor
 from shared.ingest.schemas import GraphSchema, MdeSchema, Schema
 from shared.microsoft import alert_stream
 from shared.microsoft.defender import DefenderClient
-from shared.microsoft.graph_security import GraphSecurityClient
+from shared.microsoft.graph_security import GraphSecurityClient, Page
 from shared.microsoft.identity import Tokens
 from shared.model import Cursor
 
-__all__ = ["GraphPages", "MdePages", "Page", "PageSource"]
+__all__ = ["GraphPages", "MdePages", "PageSource"]
+
+Documents = Iterator[alert_stream.Document]  # a Defender page: its alerts as they arrive
+P = TypeVar("P")  # a page as the source's client opens it
 
 
-class Page(Protocol):
-    """One page as it arrives: its alerts (each with the JSON it came as), then (once
-    they are all read) its nextLink, if any."""
-
-    @property
-    def documents(self) -> Iterator[alert_stream.Document]: ...
-
-    @property
-    def next_link(self) -> str: ...
-
-
-@dataclass
-class _MdePage:
-    documents: Iterator[alert_stream.Document]
-    next_link: str = ""  # Defender pages by $skip
-
-
-class PageSource(Protocol):
+class PageSource(Protocol[P]):
     """One run's reading of one source (built per run)."""
 
     schema: Schema
@@ -61,11 +46,16 @@ class PageSource(Protocol):
 
     def token(self, tokens: Tokens, tenant_id: str) -> str: ...
 
-    def read(self, token: str, position: Cursor) -> contextlib.AbstractContextManager[Page]:
-        """The page at `position`; refusals raise here or from its documents."""
+    def read(self, token: str, position: Cursor) -> AbstractContextManager[P]:
+        """The page at `position`, as the client opens it; refusals raise here or from
+        its documents."""
         ...
 
-    def following(self, page: Page, position: Cursor, received: int) -> Cursor | None:
+    def documents(self, page: P) -> Iterator[alert_stream.Document]:
+        """The page's alerts as they arrive, each with the JSON it came as."""
+        ...
+
+    def following(self, page: P, position: Cursor, received: int) -> Cursor | None:
         """Where the query goes on after `page` (read whole), None at its end."""
         ...
 
@@ -104,14 +94,15 @@ class MdePages:
     def token(self, tokens: Tokens, tenant_id: str) -> str:
         return tokens.token(tenant_id)
 
-    @contextlib.contextmanager
-    def read(self, token: str, position: Cursor) -> Iterator[Page]:
-        with self.client.page(self.base, token,
-                              filter_=f"lastUpdateTime ge {position.watermark}",
-                              top=self.page_size, skip=position.skip) as alerts:
-            yield _MdePage(alerts)
+    def read(self, token: str, position: Cursor) -> AbstractContextManager[Documents]:
+        return self.client.page(self.base, token,
+                                filter_=f"lastUpdateTime ge {position.watermark}",
+                                top=self.page_size, skip=position.skip)
 
-    def following(self, page: Page, position: Cursor, received: int) -> Cursor | None:
+    def documents(self, page: Documents) -> Documents:
+        return page
+
+    def following(self, page: Documents, position: Cursor, received: int) -> Cursor | None:
         """A short page is the query's end; else it goes on where the chunks left it."""
         return None if received < self.page_size else position
 
@@ -145,11 +136,15 @@ class GraphPages:
     def token(self, tokens: Tokens, tenant_id: str) -> str:
         return tokens.token(tenant_id, graph_cursor.SCOPE)
 
-    def read(self, token: str, position: Cursor) -> contextlib.AbstractContextManager[Page]:
+    def read(self, token: str, position: Cursor) -> AbstractContextManager[Page]:
         return self.graph.alerts(token, since=graph_cursor.since(position, self.overlap),
                                  top=self.top, link=position.link)
 
+    def documents(self, page: Page) -> Documents:
+        return page.documents
+
     def following(self, page: Page, position: Cursor, received: int) -> Cursor | None:
+        """The page's nextLink (known once its alerts are all read), else the end."""
         link = page.next_link
         return graph_cursor.at_link(position, link) if link else None
 

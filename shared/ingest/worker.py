@@ -393,7 +393,7 @@ class Ingestor:
         self.idle_recorded[record.tenant_id] = now
         return True
 
-    def _source(self, tenant: Tenant) -> PageSource:
+    def _source(self, tenant: Tenant) -> PageSource[Any]:
         """How this run reads the tenant's source (page_sources.py)."""
         fetch = self.settings.fetch
         if tenant.source == "graph":
@@ -446,8 +446,8 @@ class Ingestor:
                 try:
                     with source.read(token, progress.position) as page:
                         record.pages += 1
-                        received = self._store_page(tenant, page.documents, progress,
-                                                    record)
+                        received = self._store_page(tenant, source.documents(page),
+                                                    progress, record)
                     gc_pause.tidy()
                 except Unauthorized:
                     if retried_auth:

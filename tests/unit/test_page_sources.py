@@ -39,8 +39,10 @@ def test_an_mde_run_starts_at_the_lookback_the_overlap_or_the_continuation():
 
 def test_an_mde_query_ends_at_a_short_page_and_its_chunks_moved_the_cursor():
     pages, at = mde(), Cursor(AT, 7)
-    assert pages.following(Page(iter([])), at, 100) == at
-    assert pages.following(Page(iter([])), at, 99) is None
+    page = iter([])
+    assert pages.documents(page) is page
+    assert pages.following(page, at, 100) == at
+    assert pages.following(page, at, 99) is None
     assert pages.at_rest(at) is None
     assert (pages.schema, pages.checkpoints, pages.incidents) == (MdeSchema, False, False)
     with pytest.raises(RuntimeError):
@@ -61,6 +63,7 @@ def test_a_graph_chain_goes_on_by_its_nextlink_and_moves_the_watermark_at_its_en
     pages = graph()
     at = Cursor(AT, source="graph", high="2026-12-01T11:00:00Z", started="2026-12-01T12:00:00Z")
     page = Page(iter([]), {"@odata.nextLink": "https://graph.example/next/2"})
+    assert pages.documents(page) is page.documents
     assert pages.following(page, at, 0) == graph_cursor.at_link(at, page.next_link)
     assert pages.following(Page(iter([])), at, 1_000) is None
     assert pages.at_rest(at) == graph_cursor.ended(at)
