@@ -37,6 +37,7 @@ from shared.ingest.hold import (
 )
 from shared.ingest.incident_fetch import IncidentFetch
 from shared.ingest.incident_relay import IncidentRelay
+from shared.ingest.page_sources import GraphPages, MdePages, PageSource
 from shared.ingest.schemas import GraphSchema, MdeSchema, Schema, advance, later
 from shared.logsafe import clean
 from shared.messages import FetchRequest
@@ -392,33 +393,36 @@ class Ingestor:
         self.idle_recorded[record.tenant_id] = now
         return True
 
+    def _source(self, tenant: Tenant) -> PageSource[Any]:
+        """How this run reads the tenant's source (page_sources.py)."""
+        fetch = self.settings.fetch
+        if tenant.source == "graph":
+            if self.graph is None:
+                raise RuntimeError("no Graph client: this worker cannot fetch graph tenants")
+            return GraphPages(self.graph, fetch.page_size, fetch.initial_lookback_days,
+                              fetch.overlap_seconds)
+        return MdePages(self.client, self.settings.identity.api_base(tenant.region),
+                        fetch.page_size, fetch.initial_lookback_days, fetch.overlap_seconds)
+
     def _fetch(self, hold: RunHold, request: FetchRequest, record: RunRecord,
                opening: Opening, budget: Budget) -> None:
-        if hold.tenant.source == "graph":
-            self._fetch_graph(hold, record, opening, budget)
-            return
+        """Read pages until the query's end, each stored chunk by chunk, within the budget
+        and the run's pages; mde's cursor moves with each chunk, a graph chain's at its
+        end (docs/ingest.md, "Graph fetch")."""
+        source = self._source(hold.tenant)
         fetch = self.settings.fetch
         tenant, state = hold.tenant, hold.state
-        committed, etag = opening.cursor, opening.cursor_etag
-        if committed is None:
-            start = datetime.now(UTC) - timedelta(days=fetch.initial_lookback_days)
-            position = Cursor(timefmt.from_datetime(start), 0)
-        elif request.continuation or fetch.overlap_seconds == 0:
-            position = committed
-        else:
-            position = Cursor(timefmt.shift(committed.watermark, -fetch.overlap_seconds), 0)
-        base = self.settings.identity.api_base(tenant.region)
+        committed = opening.cursor
+        position, covers = source.start(committed, request.continuation)
         tokens = self._tokens(tenant)
-        token = tokens.token(tenant.tenant_id)
+        token = source.token(tokens, tenant.tenant_id)
         retried_auth = False
         more = False
         relay = RelayTrigger(lambda: self.relay_queue.request(tenant.tenant_id))
         progress = Progress(position, committed, Index(), ChunkCommits(
-            self.committer, state, etag, relay), hold, fetch.overlap_seconds,
-            opening.recent if fetch.overlap_seconds else None,
-            # this run re-reads the whole overlap: what it sees is all `recent` needs
-            covers=fetch.overlap_seconds > 0 and (committed is None
-                                                  or not request.continuation))
+            self.committer, state, opening.cursor_etag, relay), hold, fetch.overlap_seconds,
+            opening.recent if fetch.overlap_seconds else None, covers=covers,
+            schema=source.schema)
         with contextlib.ExitStack() as closing:  # run last to first, each whatever raised
             closing.callback(relay.flush)
             # the last commit lands (or raises) before the run counts as done
@@ -431,6 +435,8 @@ class Ingestor:
                 if wait:
                     record.error = f"own call budget spent; continuing in {wait}s"
                     hold.secure()
+                    if source.checkpoints:
+                        self._checkpoint(progress)
                     self._requeue(tenant.tenant_id,
                                   FetchRequest(tenant.tenant_id, True, "budget"), wait)
                     record.outcome = "deferred"
@@ -438,114 +444,46 @@ class Ingestor:
                 budget.spend()
                 record.api_calls += 1
                 try:
-                    position = progress.position
-                    with self.client.page(
-                            base, token, filter_=f"lastUpdateTime ge {position.watermark}",
-                            top=fetch.page_size, skip=position.skip) as alerts:
+                    with source.read(token, progress.position) as page:
                         record.pages += 1
-                        received = self._store_page(tenant, alerts, progress, record)
+                        received = self._store_page(tenant, source.documents(page),
+                                                    progress, record)
                     gc_pause.tidy()
                 except Unauthorized:
                     if retried_auth:
-                        raise TokenError("Defender refused fresh tokens", None,
+                        raise TokenError(f"{source.api} refused fresh tokens", None,
                                          TenantStatus.CONSENT_REVOKED, "api_unauthorized"
                                          ) from None
                     retried_auth = True
                     tokens.forget(tenant.tenant_id)
-                    token = tokens.token(tenant.tenant_id)
-                    continue
-                if received < fetch.page_size:
-                    break
-        if more:
-            hold.secure()
-            self._requeue(tenant.tenant_id, FetchRequest(tenant.tenant_id, True, "continue"),
-                          0)
-        hold.fetched_ok(more)
-        record.outcome = "partial" if more else "success"
-
-    def _fetch_graph(self, hold: RunHold, record: RunRecord, opening: Opening,
-                     budget: Budget) -> None:
-        """A graph tenant's run: follow the chain of nextLinks of one query to its end,
-        then move the watermark (graph_cursor.py; docs/ingest.md, "Graph fetch")."""
-        if self.graph is None:
-            raise RuntimeError("no Graph client: this worker cannot fetch graph tenants")
-        fetch = self.settings.fetch
-        tenant, state = hold.tenant, hold.state
-        committed = opening.cursor
-        now = timefmt.from_datetime(datetime.now(UTC))
-        position = graph_cursor.start(committed, now, fetch.initial_lookback_days,
-                                      fetch.overlap_seconds)
-        tokens = self._tokens(tenant)
-        token = tokens.token(tenant.tenant_id, graph_cursor.SCOPE)
-        retried_auth = False
-        more = False
-        relay = RelayTrigger(lambda: self.relay_queue.request(tenant.tenant_id))
-        fresh = not position.link  # this run reads the chain (and the overlap) from its start
-        progress = Progress(position, committed, Index(), ChunkCommits(
-            self.committer, state, opening.cursor_etag, relay), hold, fetch.overlap_seconds,
-            opening.recent if fetch.overlap_seconds else None,
-            covers=fetch.overlap_seconds > 0 and fresh, schema=GraphSchema)
-        top = min(fetch.page_size, graph_cursor.MAX_TOP)
-        with contextlib.ExitStack() as closing:
-            closing.callback(relay.flush)
-            closing.callback(progress.commits.finish)
-            while True:
-                if record.pages >= fetch.max_pages_per_run:
-                    more = True
-                    break
-                wait = budget.wait_seconds()
-                if wait:
-                    record.error = f"own call budget spent; continuing in {wait}s"
-                    hold.secure()
-                    self._checkpoint(progress)
-                    self._requeue(tenant.tenant_id,
-                                  FetchRequest(tenant.tenant_id, True, "budget"), wait)
-                    record.outcome = "deferred"
-                    return
-                budget.spend()
-                record.api_calls += 1
-                link = progress.position.link
-                try:
-                    with self.graph.alerts(
-                            token, since=graph_cursor.since(progress.position,
-                                                            fetch.overlap_seconds),
-                            top=top, link=link) as page:
-                        record.pages += 1
-                        self._store_page(tenant, page.documents, progress, record)
-                    gc_pause.tidy()
-                except Unauthorized:
-                    if retried_auth:
-                        raise TokenError("Graph refused fresh tokens", None,
-                                         TenantStatus.CONSENT_REVOKED, "api_unauthorized"
-                                         ) from None
-                    retried_auth = True
-                    tokens.forget(tenant.tenant_id)
-                    token = tokens.token(tenant.tenant_id, graph_cursor.SCOPE)
+                    token = source.token(tokens, tenant.tenant_id)
                     continue
                 except ExpiredLink:
                     log.warning("tenant %s: Graph's nextLink expired; the chain is read "
                                 "again from %s", tenant.tenant_id,
                                 progress.position.watermark)
-                    progress.position = graph_cursor.restarted(progress.position)
+                    progress.position = source.restarted(progress.position)
                     progress.covers = False  # `seen` misses what the dead chain read
                     continue
-                if page.next_link:
-                    progress.position = graph_cursor.at_link(progress.position,
-                                                             page.next_link)
+                following = source.following(page, progress.position, received)
+                if following is not None:
+                    progress.position = following
                     continue
-                ended = graph_cursor.ended(progress.position)
-                if ended != progress.committed:
-                    hold.secure()
-                    progress.commits.submit([], [], [], ended, stamp=ended.watermark,
-                                            recent=progress.recent_at(ended))
-                progress.position = progress.committed = ended
+                ended = source.at_rest(progress.position)
+                if ended is not None:
+                    if ended != progress.committed:
+                        hold.secure()
+                        progress.commits.submit([], [], [], ended, stamp=ended.watermark,
+                                                recent=progress.recent_at(ended))
+                    progress.position = progress.committed = ended
                 break
-            if more:
+            if more and source.checkpoints:
                 hold.secure()
                 self._checkpoint(progress)
-        if not more:
+        if not more and source.incidents:
             more = not self._fetch_incidents(hold, record, budget, tokens)
         if more:
+            hold.secure()
             self._requeue(tenant.tenant_id, FetchRequest(tenant.tenant_id, True, "continue"),
                           0)
         hold.fetched_ok(more)
@@ -758,7 +696,7 @@ class Ingestor:
         position, committed = schema.moved(progress.position, progress.committed,
                                            [item[0] for item in chunk])
         if schema is MdeSchema and committed != progress.committed:
-            return False  # (a graph chain's cursor moves at its end: _fetch_graph)
+            return False  # (a graph chain's cursor moves at its end: _fetch)
         progress.seen.update(entries)
         record.unchanged += len(chunk)
         progress.position = position
