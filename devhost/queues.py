@@ -31,6 +31,7 @@ log = logging.getLogger("devhost")
 LEASE_SECONDS = 600  # the host receives with a 10-minute visibility and renews it
 RENEW_EVERY = 300
 MIN_POLL = 0.1
+POLLER_FINISH_SECONDS = 1.0  # at a stop, for the poller to finish the batch it took
 
 
 def decode_body(text: str, encoding: str) -> bytes:
@@ -92,7 +93,10 @@ class QueueListener:
 
     def hand_back(self) -> int:
         """Make every message still held visible again at once (a run still going will not
-        settle it): after a stop, nothing waits out a 10-minute lease. Returns how many."""
+        settle it): after a stop, nothing waits out a 10-minute lease. Returns how many.
+        The poller is given a moment to finish the batch it took, which it hands back
+        itself from the stop on."""
+        self._thread.join(POLLER_FINISH_SECONDS)
         with self._cond:
             held = list(self._held.values())
         returned = sum(self._hand_back(h) for h in held)
@@ -152,6 +156,10 @@ class QueueListener:
                 with self._cond:
                     self._inflight += 1
                     self._held[message.id] = held
+                if self._stop.is_set():  # taken as the host stopped: back at once, unrun
+                    self._hand_back(held)
+                    self._done(held)
+                    continue
                 try:
                     future = self.invoker.pool.submit(self._process_guarded, held)
                 except RuntimeError:  # the pool was shut down: a stop
